@@ -1,0 +1,333 @@
+import type { KubeConfig } from "@kubernetes/client-node";
+import { Agent, type Dispatcher, ProxyAgent, request as undiciRequest } from "undici";
+import { scrubTokens } from "../lib/log.ts";
+
+/**
+ * Raw JSON requests to the Kubernetes API over a KubeConfig's TLS and credentials.
+ *
+ * Objects travel as plain JSON in both directions. The typed models of @kubernetes/client-node drop fields
+ * they do not know (for example `initContainers[].restartPolicy` in older models), so a read-modify-write
+ * through them can erase data; this client never converts.
+ */
+
+export type KubeMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+export const PATCH_CONTENT_TYPES = {
+  json: "application/json-patch+json",
+  merge: "application/merge-patch+json",
+  strategic: "application/strategic-merge-patch+json",
+  apply: "application/apply-patch+yaml",
+} as const;
+export type PatchType = keyof typeof PATCH_CONTENT_TYPES;
+
+/** One RFC 6902 operation. */
+export type JsonPatchOperation =
+  | { op: "add" | "replace" | "test"; path: string; value: unknown }
+  | { op: "remove"; path: string }
+  | { op: "move" | "copy"; from: string; path: string };
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RequestOptions {
+  body?: unknown;
+  contentType?: string;
+  query?: Query;
+  signal?: AbortSignal;
+}
+
+export interface RequestInfo {
+  method: KubeMethod;
+  path: string;
+  status: number;
+  /** True for watch streams, so that a request counter can tell them apart. */
+  watch: boolean;
+}
+
+export interface KubeClientOptions {
+  /** Observes every finished request (status 0 when no response came), e.g. for a request counter. */
+  onRequest?: (info: RequestInfo) => void;
+  /** Whole-request timeout for ordinary requests; default 30 s. Watch streams use their own stall timer. */
+  requestTimeoutMs?: number;
+}
+
+export interface KubeClient {
+  /** The API server's base URL (without a trailing slash). */
+  readonly server: string;
+  request<T = unknown>(method: KubeMethod, path: string, options?: RequestOptions): Promise<T>;
+  get<T = unknown>(path: string, query?: Query): Promise<T>;
+  /** GET that answers `undefined` instead of throwing for 404. */
+  getOptional<T = unknown>(path: string, query?: Query): Promise<T | undefined>;
+  create<T = unknown>(path: string, body: unknown, query?: Query): Promise<T>;
+  replace<T = unknown>(path: string, body: unknown, query?: Query): Promise<T>;
+  patch<T = unknown>(path: string, type: PatchType, patch: unknown, query?: Query): Promise<T>;
+  delete<T = unknown>(path: string, body?: unknown, query?: Query): Promise<T>;
+  /** Opens a streaming GET (a watch). The caller reads `body` and aborts `signal` to close it. */
+  stream(path: string, query: Query, signal: AbortSignal): Promise<AsyncIterable<Buffer | string>>;
+  close(): Promise<void>;
+}
+
+/** An error answer from the API server, carrying its Status object's reason (`NotFound`, `Conflict`, ...). */
+export class ApiError extends Error {
+  override name = "ApiError";
+  readonly status: number;
+  readonly reason: string;
+  readonly method: string;
+  readonly path: string;
+  /** The Status object's `details` (e.g. the field causes of an `Invalid`), when the server sent one. */
+  readonly details: unknown;
+  /** For 410 inside a watch stream, and for Retry-After answers. */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(init: {
+    status: number;
+    reason: string;
+    message: string;
+    method: string;
+    path: string;
+    details?: unknown;
+    retryAfterSeconds?: number;
+  }) {
+    super(scrubTokens(init.message));
+    this.status = init.status;
+    this.reason = init.reason;
+    this.method = init.method;
+    this.path = init.path;
+    this.details = init.details;
+    this.retryAfterSeconds = init.retryAfterSeconds;
+  }
+}
+
+export function isApiError(error: unknown, status?: number): error is ApiError {
+  return error instanceof ApiError && (status === undefined || error.status === status);
+}
+export const isNotFound = (error: unknown): boolean => isApiError(error, 404);
+export const isConflict = (error: unknown): boolean => isApiError(error, 409);
+export const isGone = (error: unknown): boolean => isApiError(error, 410);
+
+const REASON_BY_STATUS: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  405: "MethodNotAllowed",
+  409: "Conflict",
+  410: "Expired",
+  415: "UnsupportedMediaType",
+  422: "Invalid",
+  429: "TooManyRequests",
+  500: "InternalError",
+  503: "ServiceUnavailable",
+  504: "Timeout",
+};
+
+/** Builds an ApiError from a status code and a response body that may or may not be a Status object. */
+export function apiErrorFrom(
+  status: number,
+  bodyText: string,
+  method: string,
+  path: string,
+  retryAfter?: string,
+) {
+  let reason = REASON_BY_STATUS[status] ?? "Unknown";
+  let message = `${method} ${path}: HTTP ${status}`;
+  let details: unknown;
+  try {
+    const parsed: unknown = JSON.parse(bodyText);
+    if (parsed && typeof parsed === "object") {
+      const s = parsed as { kind?: unknown; reason?: unknown; message?: unknown; details?: unknown };
+      if (typeof s.reason === "string" && s.reason) reason = s.reason;
+      if (typeof s.message === "string" && s.message) message = s.message;
+      details = s.details;
+    }
+  } catch {
+    // A proxy or a crashed server may answer with text; keep a short, scrubbed excerpt of it.
+    const text = bodyText.trim().slice(0, 200);
+    if (text) message = `${message}: ${text}`;
+  }
+  const seconds = retryAfter !== undefined ? Number.parseInt(retryAfter, 10) : Number.NaN;
+  return new ApiError({
+    status,
+    reason,
+    message,
+    method,
+    path,
+    details,
+    ...(Number.isFinite(seconds) ? { retryAfterSeconds: seconds } : {}),
+  });
+}
+
+function buildUrlPath(basePath: string, path: string, query: Query | undefined): string {
+  if (!path.startsWith("/")) throw new Error(`API path must start with '/': ${path}`);
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined) params.set(key, String(value));
+  }
+  const search = params.toString();
+  return `${basePath}${path}${search ? `?${search}` : ""}`;
+}
+
+interface TlsMaterial {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  rejectUnauthorized?: boolean;
+  servername?: string;
+}
+
+/** Reads TLS material and fresh auth headers from the KubeConfig (exec and file token providers rotate). */
+async function connectionOptions(
+  kubeConfig: KubeConfig,
+): Promise<{ tls: TlsMaterial; headers: Record<string, string> }> {
+  const opts: {
+    ca?: Buffer;
+    cert?: Buffer;
+    key?: Buffer;
+    rejectUnauthorized?: boolean;
+    servername?: string;
+    headers?: Record<string, unknown>;
+    auth?: string;
+  } = {};
+  await kubeConfig.applyToHTTPSOptions(opts);
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(opts.headers ?? {})) {
+    if (value !== undefined) headers[name] = String(value);
+  }
+  if (opts.auth) headers.Authorization = `Basic ${Buffer.from(opts.auth).toString("base64")}`;
+  const tls: TlsMaterial = {};
+  if (opts.ca) tls.ca = opts.ca;
+  if (opts.cert) tls.cert = opts.cert;
+  if (opts.key) tls.key = opts.key;
+  if (opts.rejectUnauthorized !== undefined) tls.rejectUnauthorized = opts.rejectUnauthorized;
+  if (opts.servername) tls.servername = opts.servername;
+  return { tls, headers };
+}
+
+export function createKubeClient(kubeConfig: KubeConfig, options: KubeClientOptions = {}): KubeClient {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  const serverUrl = new URL(cluster.server);
+  const server = cluster.server.replace(/\/+$/, "");
+  const basePath = serverUrl.pathname.replace(/\/+$/, "");
+  const origin = serverUrl.origin;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  let dispatcher: Dispatcher | undefined;
+
+  function dispatcherFor(tls: TlsMaterial): Dispatcher {
+    if (dispatcher) return dispatcher;
+    // HTTP/1.1 on purpose: each watch gets its own connection, so a stalled or dropped stream is
+    // detected and replaced on its own instead of taking every multiplexed watch down with it.
+    const common = { allowH2: false, keepAliveTimeout: 30_000, headersTimeout: requestTimeoutMs };
+    if (cluster?.proxyUrl) {
+      if (cluster.proxyUrl.startsWith("socks"))
+        throw new Error("SOCKS proxies in the kubeconfig are not supported");
+      dispatcher = new ProxyAgent({ uri: cluster.proxyUrl, requestTls: tls, ...common });
+    } else {
+      dispatcher = new Agent({ connect: tls, ...common });
+    }
+    return dispatcher;
+  }
+
+  async function send(method: KubeMethod, path: string, opts: RequestOptions, watch: boolean) {
+    const { tls, headers } = await connectionOptions(kubeConfig);
+    const urlPath = buildUrlPath(basePath, path, opts.query);
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const requestHeaders: Record<string, string> = { ...headers, Accept: "application/json" };
+    if (body !== undefined) requestHeaders["Content-Type"] = opts.contentType ?? "application/json";
+    const signals = [opts.signal, watch ? undefined : AbortSignal.timeout(requestTimeoutMs)].filter(
+      (s): s is AbortSignal => s !== undefined,
+    );
+    let status = 0;
+    try {
+      const response = await undiciRequest(`${origin}${urlPath}`, {
+        method,
+        headers: requestHeaders,
+        body: body ?? null,
+        dispatcher: dispatcherFor(tls),
+        signal: signals.length > 0 ? AbortSignal.any(signals) : null,
+        // Watches are idle for long stretches; the informer's stall timer decides when one is dead.
+        bodyTimeout: watch ? 0 : requestTimeoutMs,
+      });
+      status = response.statusCode;
+      if (status < 200 || status > 299) {
+        const text = await response.body.text().catch(() => "");
+        const retryAfter = response.headers["retry-after"];
+        throw apiErrorFrom(
+          status,
+          text,
+          method,
+          path,
+          typeof retryAfter === "string" ? retryAfter : undefined,
+        );
+      }
+      return response;
+    } finally {
+      if (!watch || status === 0 || status > 299) options.onRequest?.({ method, path, status, watch });
+    }
+  }
+
+  async function request<T>(method: KubeMethod, path: string, opts: RequestOptions = {}): Promise<T> {
+    const response = await send(method, path, opts, false);
+    const text = await response.body.text();
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new Error(
+        `${method} ${path}: the API server answered ${response.statusCode} with a body that is not JSON`,
+      );
+    }
+  }
+
+  return {
+    server,
+    request,
+    get: (path, query) => request("GET", path, { query }),
+    async getOptional(path, query) {
+      try {
+        return await request("GET", path, { query });
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    },
+    create: (path, body, query) => request("POST", path, { body, query }),
+    replace: (path, body, query) => request("PUT", path, { body, query }),
+    patch: (path, type, patch, query) =>
+      request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
+    delete: (path, body, query) => request("DELETE", path, { body, query }),
+    async stream(path, query, signal) {
+      const response = await send("GET", path, { query, signal }, true);
+      options.onRequest?.({ method: "GET", path, status: response.statusCode, watch: true });
+      return response.body;
+    },
+    async close() {
+      const d = dispatcher;
+      dispatcher = undefined;
+      await d?.close();
+    },
+  };
+}
+
+/**
+ * One request without keeping a client around (the connection is closed afterwards). Long-lived code
+ * should hold a client from `createKubeClient` so connections are reused.
+ */
+export async function request<T = unknown>(
+  kubeConfig: KubeConfig,
+  method: KubeMethod,
+  path: string,
+  body?: unknown,
+  contentType?: string,
+): Promise<T> {
+  const client = createKubeClient(kubeConfig);
+  try {
+    return await client.request<T>(method, path, { body, ...(contentType ? { contentType } : {}) });
+  } finally {
+    await client.close();
+  }
+}
+
+/** Escapes one JSON Pointer segment (RFC 6901), e.g. for a label key containing '/'. */
+export function jsonPointerSegment(segment: string): string {
+  return segment.replace(/~/g, "~0").replace(/\//g, "~1");
+}

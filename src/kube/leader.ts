@@ -1,0 +1,255 @@
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "../lib/log.ts";
+import { scrubTokens } from "../lib/log.ts";
+import { jittered, type Random, sleep } from "./backoff.ts";
+import { createKubeClient, isConflict, type KubeClient } from "./client.ts";
+import {
+  decide,
+  type LeaseObject,
+  leaseBody,
+  type Observation,
+  observe,
+  recordOf,
+  releasedRecord,
+} from "./lease.ts";
+
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease with client-go's semantics: acquire when the Lease is
+ * free or its holder has not renewed within its duration; renew every retry period; step down when no
+ * renewal succeeded within the renew deadline (before anyone else may take over); on stop, release the
+ * Lease by clearing the holder so another replica takes over at once. Writes use the resourceVersion of
+ * the read, so two candidates can never both win the same round.
+ */
+
+export interface LeaderElectionOptions {
+  kubeConfig: KubeConfig;
+  client?: KubeClient;
+  namespace: string;
+  name: string;
+  /** Unique per replica, e.g. the pod name plus a random suffix. */
+  identity: string;
+  leaseDurationSeconds?: number;
+  renewDeadlineSeconds?: number;
+  retryPeriodSeconds?: number;
+  logger: Logger;
+  random?: Random;
+  /** Clock for the lease rules (tests may pin it); defaults to Date.now. */
+  now?: () => number;
+}
+
+export interface LeaderCallbacks {
+  /** Start leader-only work; `signal` aborts when leadership ends. */
+  onStartedLeading(signal: AbortSignal): void;
+  onStoppedLeading(): void;
+  /** Called whenever a different holder is observed (also our own identity once we win). */
+  onNewLeader?(identity: string): void;
+}
+
+export interface LeaderElector {
+  /** Starts campaigning. After losing the lease the elector campaigns again (onStartedLeading runs again on a win). */
+  run(callbacks: LeaderCallbacks): void;
+  isLeader(): boolean;
+  /** Stops campaigning; a leader aborts its signal, calls onStoppedLeading, then releases the Lease. */
+  stop(): Promise<void>;
+}
+
+export function validateElectionTimings(lease: number, renew: number, retry: number): void {
+  if (!(retry > 0)) throw new RangeError(`retryPeriodSeconds must be > 0, got ${retry}`);
+  if (!(renew > retry))
+    throw new RangeError(
+      `renewDeadlineSeconds (${renew}) must be greater than retryPeriodSeconds (${retry})`,
+    );
+  if (!(lease > renew))
+    throw new RangeError(
+      `leaseDurationSeconds (${lease}) must be greater than renewDeadlineSeconds (${renew})`,
+    );
+}
+
+function describe(error: unknown): string {
+  return scrubTokens(error instanceof Error ? error.message : String(error));
+}
+
+export function createLeaderElector(options: LeaderElectionOptions): LeaderElector {
+  const leaseDuration = options.leaseDurationSeconds ?? 15;
+  const renewDeadline = options.renewDeadlineSeconds ?? 10;
+  const retryPeriod = options.retryPeriodSeconds ?? 2;
+  validateElectionTimings(leaseDuration, renewDeadline, retryPeriod);
+  if (!options.identity) throw new Error("leader election needs a non-empty identity");
+  const { namespace, name, identity } = options;
+  const log = options.logger.child({ lease: `${namespace}/${name}`, identity });
+  const client = options.client ?? createKubeClient(options.kubeConfig);
+  const ownsClient = options.client === undefined;
+  const random = options.random ?? Math.random;
+  const now = options.now ?? Date.now;
+  const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  const leasePath = `${path}/${encodeURIComponent(name)}`;
+  const stopController = new AbortController();
+  let observation: Observation | undefined;
+  let lastLease: LeaseObject | undefined;
+  let leading: AbortController | undefined;
+  let callbacks: LeaderCallbacks | undefined;
+  let loopDone: Promise<void> | undefined;
+  let reportedLeader = "";
+
+  function noteLeader(holder: string): void {
+    if (holder && holder !== reportedLeader) {
+      reportedLeader = holder;
+      log.info({ leader: holder }, "new leader observed");
+      try {
+        callbacks?.onNewLeader?.(holder);
+      } catch (error) {
+        log.error({ err: describe(error) }, "onNewLeader threw");
+      }
+    }
+  }
+
+  /** One round of client-go's tryAcquireOrRenew; true when we hold the lease afterwards. */
+  async function tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
+    const current = await client
+      .request<LeaseObject>("GET", leasePath, { signal })
+      .catch((error: unknown) => {
+        if ((error as { status?: number }).status === 404) return undefined;
+        throw error;
+      });
+    const currentRecord = current ? recordOf(current) : undefined;
+    const nowMs = now();
+    const decision = decide({
+      current: currentRecord,
+      previous: observation,
+      nowMs,
+      identity,
+      leaseDurationSeconds: leaseDuration,
+    });
+    if (currentRecord) observation = observe(observation, currentRecord, nowMs);
+    if (decision.action === "wait") {
+      noteLeader(decision.holder);
+      return false;
+    }
+    try {
+      const written =
+        decision.action === "create"
+          ? await client.request<LeaseObject>("POST", path, {
+              body: leaseBody(namespace, name, decision.record),
+              signal,
+            })
+          : await client.request<LeaseObject>("PUT", leasePath, {
+              body: leaseBody(namespace, name, decision.record, current),
+              signal,
+            });
+      lastLease = written;
+      observation = { record: recordOf(written), observedAtMs: nowMs };
+      noteLeader(identity);
+      return true;
+    } catch (error) {
+      // Someone else wrote first (409 on update, or on create when the Lease appeared meanwhile).
+      if (isConflict(error) || (error as { status?: number }).status === 409) return false;
+      throw error;
+    }
+  }
+
+  async function attempt(signal: AbortSignal): Promise<boolean> {
+    try {
+      return await tryAcquireOrRenew(signal);
+    } catch (error) {
+      if (!signal.aborted) log.warn({ err: describe(error) }, "lease request failed");
+      return false;
+    }
+  }
+
+  const retryDelay = () => jittered(retryPeriod * 1000, 0.1, random);
+
+  async function lead(): Promise<void> {
+    const controller = new AbortController();
+    leading = controller;
+    log.info("became leader");
+    try {
+      callbacks?.onStartedLeading(controller.signal);
+    } catch (error) {
+      log.error({ err: describe(error) }, "onStartedLeading threw");
+    }
+    let lastRenewMs = now();
+    while (!stopController.signal.aborted) {
+      await sleep(retryDelay(), stopController.signal);
+      if (stopController.signal.aborted) return; // stop() takes over: it releases the lease
+      const remaining = renewDeadline * 1000 - (now() - lastRenewMs);
+      // Each renewal gets only the time left before the deadline, so a hung request cannot keep us leading.
+      const deadline = AbortSignal.any([stopController.signal, AbortSignal.timeout(Math.max(1, remaining))]);
+      if (await attempt(deadline)) {
+        lastRenewMs = now();
+        continue;
+      }
+      if (stopController.signal.aborted) return;
+      if (
+        now() - lastRenewMs >= renewDeadline * 1000 ||
+        (observation && observation.record.holderIdentity !== identity)
+      ) {
+        log.warn("lost the lease; stepping down");
+        stepDown();
+        return;
+      }
+    }
+  }
+
+  function stepDown(): void {
+    const controller = leading;
+    if (!controller) return;
+    leading = undefined;
+    controller.abort();
+    try {
+      callbacks?.onStoppedLeading();
+    } catch (error) {
+      log.error({ err: describe(error) }, "onStoppedLeading threw");
+    }
+  }
+
+  async function loop(): Promise<void> {
+    const stopSignal = stopController.signal;
+    while (!stopSignal.aborted) {
+      const won = await attempt(AbortSignal.any([stopSignal, AbortSignal.timeout(renewDeadline * 1000)]));
+      if (stopSignal.aborted) break;
+      if (won) {
+        await lead();
+        continue;
+      }
+      await sleep(retryDelay(), stopSignal);
+    }
+  }
+
+  async function release(): Promise<void> {
+    const base = lastLease;
+    if (!base) return;
+    try {
+      const current = recordOf(base);
+      await client.request("PUT", leasePath, {
+        body: leaseBody(namespace, name, releasedRecord(current, now()), base),
+        signal: AbortSignal.timeout(renewDeadline * 1000),
+      });
+      log.info("released the lease");
+    } catch (error) {
+      // Conflict means someone else already took it over: nothing left to release.
+      log.warn({ err: describe(error) }, "could not release the lease; it will expire instead");
+    }
+  }
+
+  return {
+    run(cb) {
+      if (loopDone) throw new Error("leader elector is already running");
+      if (stopController.signal.aborted) throw new Error("leader elector was stopped");
+      callbacks = cb;
+      loopDone = loop().catch((error: unknown) =>
+        log.fatal({ err: describe(error) }, "leader election loop crashed"),
+      );
+    },
+    isLeader: () => leading !== undefined,
+    async stop() {
+      if (stopController.signal.aborted) return;
+      stopController.abort();
+      await loopDone;
+      if (leading) {
+        stepDown();
+        await release();
+      }
+      if (ownsClient) await client.close().catch(() => {});
+    },
+  };
+}
