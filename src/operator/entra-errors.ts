@@ -1,0 +1,110 @@
+import { scrubTokens } from "../lib/log.ts";
+
+/** Entra's error answer on the token endpoint (AADSTS codes live in error_codes and error_description). */
+export interface EntraError {
+  error?: string;
+  error_description?: string;
+  error_codes?: number[];
+}
+
+export interface VerificationFailure {
+  /** CamelCase condition reason. */
+  reason: string;
+  /** AADSTS code, e.g. "AADSTS70021", when Entra gave one. */
+  code?: string;
+  /** One line for people: Entra's words, then what to do. Never contains a token. */
+  message: string;
+}
+
+interface Known {
+  reason: string;
+  hint: (context: HintContext) => string;
+}
+
+export interface HintContext {
+  azCommand?: string;
+  tenantId: string;
+  blueprintClientId: string;
+  agentId?: string;
+}
+
+const addCredential = (c: HintContext) =>
+  c.azCommand
+    ? `Add the federated credential from status.federatedCredential to the blueprint: ${c.azCommand}`
+    : "Add a federated credential for this ServiceAccount to the blueprint (see status.federatedCredential).";
+
+const KNOWN: Record<number, Known> = {
+  70021: { reason: "NoMatchingFederatedCredential", hint: addCredential },
+  700211: { reason: "IssuerNotTrusted", hint: addCredential },
+  700212: { reason: "NoMatchingFederatedCredential", hint: addCredential },
+  700213: { reason: "NoMatchingFederatedCredential", hint: addCredential },
+  700016: {
+    reason: "BlueprintNotFound",
+    hint: (c) => `Check spec.blueprint.clientId (${c.blueprintClientId}) and spec.tenantId (${c.tenantId}).`,
+  },
+  90002: { reason: "TenantNotFound", hint: (c) => `Check spec.tenantId (${c.tenantId}) and spec.instance.` },
+  7000215: {
+    reason: "InvalidClientSecret",
+    hint: () => "The Secret holds a wrong client secret for the blueprint.",
+  },
+  7000222: {
+    reason: "ClientSecretExpired",
+    hint: () => "Create a new client secret for the blueprint and update the Secret.",
+  },
+  700024: {
+    reason: "AssertionNotValid",
+    hint: () => "The service-account token was outside its validity window: check the clocks of the cluster.",
+  },
+  50027: {
+    reason: "AssertionNotValid",
+    hint: () => "Entra could not validate the service-account token against the issuer's keys.",
+  },
+  5002727: {
+    reason: "AssertionNotValid",
+    hint: () => "Entra could not validate the service-account token against the issuer's keys.",
+  },
+  700027: {
+    reason: "AssertionNotValid",
+    hint: () =>
+      "Entra could not validate the service-account token's signature; check that the issuer's JWKS is reachable.",
+  },
+  90061: {
+    reason: "IssuerUnreachable",
+    hint: () =>
+      "Entra could not fetch the issuer's discovery document or keys; the issuer must be publicly reachable.",
+  },
+  500011: {
+    reason: "AgentIdentityNotFound",
+    hint: (c) =>
+      `Check spec.agentId (${c.agentId ?? "unset"}): it must be an agent identity of this blueprint.`,
+  },
+};
+
+/** First line of Entra's description, without trace ids, and never a token. */
+function summary(description: string | undefined): string {
+  const line =
+    (description ?? "")
+      .split(/\r?\n/)[0]
+      ?.replace(/\s*Trace ID:.*$/i, "")
+      .trim() ?? "";
+  return scrubTokens(line).slice(0, 500);
+}
+
+export function classifyEntraError(
+  status: number,
+  body: EntraError,
+  context: HintContext,
+): VerificationFailure {
+  const codeNumber =
+    body.error_codes?.[0] ?? Number(/AADSTS(\d+)/.exec(body.error_description ?? "")?.[1] ?? Number.NaN);
+  const code = Number.isFinite(codeNumber) ? `AADSTS${codeNumber}` : undefined;
+  const known = Number.isFinite(codeNumber) ? KNOWN[codeNumber] : undefined;
+  const said = summary(body.error_description) || `${body.error ?? "error"} (HTTP ${status})`;
+  const text = said.startsWith(code ?? "\u0000") || !code ? said : `${code}: ${said}`;
+  const hint = known ? ` ${known.hint(context)}` : "";
+  return {
+    reason: known?.reason ?? "TokenRequestRejected",
+    ...(code ? { code } : {}),
+    message: `Entra refused the blueprint's token request: ${text}${hint}`,
+  };
+}
