@@ -4,7 +4,12 @@ import { type Command, parseCommandArgs, renderHelp, UsageError } from "./lib/co
  * The `agentid` command. Each subcommand lives in its component's folder and is loaded only when
  * called, so that `agentid sidecar` does not pay for the operator's dependencies at start-up.
  */
-const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {};
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  emulator: {
+    summary: "Run a local Microsoft Entra (Agent ID) token service and Graph subset over HTTPS.",
+    load: async () => (await import("./emulator/command.ts")).emulatorCommand,
+  },
+};
 
 function topLevelHelp(): string {
   const width = Math.max(0, ...Object.keys(COMMANDS).map((n) => n.length)) + 4;

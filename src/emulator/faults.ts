@@ -1,0 +1,84 @@
+/** A fault the admin API queued for the next token requests. */
+export interface FaultSpec {
+  count: number;
+  kind: "status" | "delay" | "drop";
+  status?: 500 | 503 | 429;
+  retryAfterSeconds?: number;
+  delayMs?: number;
+  /** Only requests of this client consume the fault. */
+  clientId?: string;
+}
+
+export type GrantKey =
+  | "client_credentials"
+  | "client_credentials+fmi_path"
+  | "on_behalf_of"
+  | "user_fic"
+  | "refresh_token";
+
+/** The key a token request is counted under, from its parameters alone. */
+export function grantKey(params: Record<string, string | undefined>): GrantKey | string {
+  const grant = params.grant_type ?? "(none)";
+  if (grant === "client_credentials")
+    return params.fmi_path !== undefined ? "client_credentials+fmi_path" : grant;
+  if (grant === "urn:ietf:params:oauth:grant-type:jwt-bearer") return "on_behalf_of";
+  return grant;
+}
+
+/** Queued faults, consumed in order by the token requests they apply to. */
+export class FaultQueue {
+  #faults: FaultSpec[] = [];
+
+  add(fault: FaultSpec): void {
+    this.#faults.push({ ...fault });
+  }
+
+  clear(): void {
+    this.#faults = [];
+  }
+
+  pending(): FaultSpec[] {
+    return this.#faults.map((f) => ({ ...f }));
+  }
+
+  /** The fault this request gets, if any; decrements its count. */
+  take(clientId: string | undefined): FaultSpec | undefined {
+    const index = this.#faults.findIndex(
+      (f) => f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase(),
+    );
+    const fault = this.#faults[index];
+    if (!fault) return undefined;
+    fault.count -= 1;
+    if (fault.count <= 0) this.#faults.splice(index, 1);
+    return fault;
+  }
+}
+
+export interface CounterSnapshot {
+  total: number;
+  byClient: Record<string, Record<string, number>>;
+}
+
+/** Token requests per client and grant, so tests can prove caching and coalescing. */
+export class RequestCounters {
+  #total = 0;
+  #byClient = new Map<string, Map<string, number>>();
+
+  record(clientId: string, key: string): void {
+    this.#total += 1;
+    const perClient = this.#byClient.get(clientId) ?? new Map<string, number>();
+    perClient.set(key, (perClient.get(key) ?? 0) + 1);
+    this.#byClient.set(clientId, perClient);
+  }
+
+  reset(): void {
+    this.#total = 0;
+    this.#byClient.clear();
+  }
+
+  snapshot(): CounterSnapshot {
+    const byClient: Record<string, Record<string, number>> = {};
+    for (const [client, counts] of this.#byClient) byClient[client] = Object.fromEntries(counts);
+    return { total: this.#total, byClient };
+  }
+}

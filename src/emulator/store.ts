@@ -1,0 +1,216 @@
+import {
+  type AgentIdentitySpec,
+  type ApplicationSpec,
+  DirectoryError,
+  type DirectorySpec,
+  type FederatedCredentialSpec,
+  federatedCredentialProblem,
+  findResourceFields,
+  MAX_FEDERATED_CREDENTIALS,
+  normalizeDirectory,
+  type ResourceFields,
+  randomGuid,
+  type TenantSpec,
+  type UserSpec,
+} from "./directory.ts";
+
+/** The token exchange audience every federated credential and agent exchange token uses. */
+export const TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange";
+/** Entra's app id of the token exchange resource. */
+export const TOKEN_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936";
+
+/** A client that can ask for tokens: an ordinary app, a blueprint, or an agent identity. */
+export type Client =
+  | {
+      kind: "application" | "agentIdentityBlueprint";
+      appId: string;
+      oid: string;
+      displayName: string;
+      app: ApplicationSpec;
+    }
+  | {
+      kind: "agentIdentity";
+      appId: string;
+      oid: string;
+      displayName: string;
+      agent: AgentIdentitySpec;
+      blueprint: ApplicationSpec;
+    };
+
+export interface Resource extends ResourceFields {
+  appId: string;
+  displayName: string;
+  /** The `aud` of tokens issued for it. */
+  audience: string;
+}
+
+export type Collection = "applications" | "agentIdentities" | "users" | "agentUsers" | "resources" | "grants";
+
+/**
+ * The live directory behind the emulator. Every change goes through normalizeDirectory on a copy, so the
+ * directory is always valid: a bad admin call fails with DirectoryError and changes nothing.
+ */
+export class DirectoryStore {
+  #spec: DirectorySpec;
+
+  constructor(spec: DirectorySpec = { tenants: [] }) {
+    this.#spec = normalizeDirectory(spec);
+  }
+
+  get spec(): DirectorySpec {
+    return this.#spec;
+  }
+
+  replace(spec: unknown): void {
+    this.#spec = normalizeDirectory(spec);
+  }
+
+  /** By tenant id (any case) or one of its domains. */
+  tenant(idOrDomain: string): TenantSpec | undefined {
+    const key = idOrDomain.toLowerCase();
+    return this.#spec.tenants.find(
+      (t) => t.id.toLowerCase() === key || (t.domains ?? []).some((d) => d.toLowerCase() === key),
+    );
+  }
+
+  client(t: TenantSpec, appId: string): Client | undefined {
+    const key = appId.toLowerCase();
+    const app = t.applications?.find((a) => a.appId.toLowerCase() === key);
+    if (app) {
+      return {
+        kind: app.kind ?? "application",
+        appId: app.appId,
+        oid: app.servicePrincipalId ?? "",
+        displayName: app.displayName ?? app.appId,
+        app,
+      };
+    }
+    const agent = t.agentIdentities?.find((a) => a.appId.toLowerCase() === key);
+    const blueprint =
+      agent && t.applications?.find((a) => a.appId.toLowerCase() === agent.blueprintAppId.toLowerCase());
+    if (agent && blueprint) {
+      return {
+        kind: "agentIdentity",
+        appId: agent.appId,
+        oid: agent.servicePrincipalId ?? "",
+        displayName: agent.displayName ?? agent.appId,
+        agent,
+        blueprint,
+      };
+    }
+    return undefined;
+  }
+
+  resource(t: TenantSpec, identifier: string): Resource | undefined {
+    if (identifier.replace(/\/+$/, "").toLowerCase() === TOKEN_EXCHANGE_RESOURCE.toLowerCase()) {
+      return {
+        appId: TOKEN_EXCHANGE_APP_ID,
+        displayName: "AzureADTokenExchange",
+        audience: TOKEN_EXCHANGE_RESOURCE,
+      };
+    }
+    const r = findResourceFields(t, identifier);
+    if (!r) return undefined;
+    return { ...r, displayName: r.displayName ?? r.appId, audience: r.audience ?? r.appId };
+  }
+
+  /** A user or agent user by object id or UPN (any case). */
+  user(t: TenantSpec, idOrUpn: string): (UserSpec & { agentIdentityAppId?: string }) | undefined {
+    const key = idOrUpn.toLowerCase();
+    return [...(t.users ?? []), ...(t.agentUsers ?? [])].find(
+      (u) => u.objectId.toLowerCase() === key || u.userPrincipalName.toLowerCase() === key,
+    );
+  }
+
+  /** App roles of `resource` assigned to the client. */
+  appRoles(t: TenantSpec, clientAppId: string, resource: Resource): string[] {
+    const roles = new Set<string>();
+    for (const g of t.grants ?? []) {
+      if (g.type !== "application" || !sameId(g.clientAppId, clientAppId)) continue;
+      if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
+      for (const r of g.roles) roles.add(r);
+    }
+    return [...roles];
+  }
+
+  /** Delegated scopes of `resource` granted to the client for this user (or for all users). */
+  delegatedScopes(t: TenantSpec, client: Client, userOid: string, resource: Resource): string[] {
+    const clientIds = [client.appId];
+    if (client.kind === "agentIdentity" && client.agent.inheritDelegatedPermissions)
+      clientIds.push(client.blueprint.appId);
+    const scopes = new Set<string>();
+    for (const g of t.grants ?? []) {
+      if (g.type !== "delegated" || !clientIds.some((id) => sameId(id, g.clientAppId))) continue;
+      if (g.principalId !== undefined && !sameId(g.principalId, userOid)) continue;
+      if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
+      for (const s of g.scopes) scopes.add(s);
+    }
+    return [...scopes];
+  }
+
+  add(tenantId: string, collection: Collection, object: unknown): void {
+    this.#mutate(tenantId, (t) => {
+      (t[collection] as unknown[]).push(object);
+    });
+  }
+
+  addFederatedCredential(tenantId: string, appIdOrObjectId: string, fic: unknown): FederatedCredentialSpec {
+    const problem = federatedCredentialProblem(fic);
+    if (problem) throw new DirectoryError(`federated identity credential: ${problem}`);
+    const f = { ...(fic as FederatedCredentialSpec) };
+    f.id ??= randomGuid();
+    this.#mutate(tenantId, (t) => {
+      const app = findApp(t, appIdOrObjectId);
+      app.federatedIdentityCredentials ??= [];
+      const fics = app.federatedIdentityCredentials;
+      if (fics.length >= MAX_FEDERATED_CREDENTIALS) {
+        throw new DirectoryError(
+          `application ${app.appId} already has ${MAX_FEDERATED_CREDENTIALS} federated identity credentials (the limit)`,
+        );
+      }
+      if (fics.some((x) => x.name.toLowerCase() === f.name.toLowerCase())) {
+        throw new DirectoryError(
+          `a federated identity credential named '${f.name}' already exists on application ${app.appId}`,
+        );
+      }
+      if (fics.some((x) => x.issuer === f.issuer && x.subject === f.subject)) {
+        throw new DirectoryError(
+          `a federated identity credential with the same issuer and subject already exists on application ${app.appId}`,
+        );
+      }
+      fics.push(f);
+    });
+    return f;
+  }
+
+  /** Removes by name or id; false when there was none. */
+  removeFederatedCredential(tenantId: string, appIdOrObjectId: string, nameOrId: string): boolean {
+    let removed = false;
+    this.#mutate(tenantId, (t) => {
+      const app = findApp(t, appIdOrObjectId);
+      const before = app.federatedIdentityCredentials ?? [];
+      app.federatedIdentityCredentials = before.filter((f) => f.name !== nameOrId && f.id !== nameOrId);
+      removed = app.federatedIdentityCredentials.length !== before.length;
+    });
+    return removed;
+  }
+
+  #mutate(tenantId: string, change: (t: TenantSpec) => void): void {
+    const copy = structuredClone(this.#spec);
+    const t = copy.tenants.find((x) => x.id.toLowerCase() === tenantId.toLowerCase());
+    if (!t) throw new DirectoryError(`tenant '${tenantId}' does not exist`);
+    change(t);
+    this.#spec = normalizeDirectory(copy);
+  }
+}
+
+export function findApp(t: TenantSpec, appIdOrObjectId: string): ApplicationSpec {
+  const key = appIdOrObjectId.toLowerCase();
+  const app = t.applications?.find((a) => a.appId.toLowerCase() === key || a.objectId?.toLowerCase() === key);
+  if (!app) throw new DirectoryError(`application '${appIdOrObjectId}' does not exist in tenant ${t.id}`);
+  return app;
+}
+
+function sameId(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
