@@ -2,11 +2,29 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     // Real servers and processes: give slow 2-core machines room, and never share module state between files.
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: "forks",
     reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+          exclude: ["test/integration/**", "test/e2e/**", "**/node_modules/**"],
+        },
+      },
+      {
+        // Runs against ONE real kube-apiserver + etcd, started only when this project has files in the run.
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          globalSetup: ["test/support/controlplane-global-setup.ts"],
+        },
+      },
+    ],
   },
 });
