@@ -9,6 +9,15 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Run a local Microsoft Entra (Agent ID) token service and Graph subset over HTTPS.",
     load: async () => (await import("./emulator/command.ts")).emulatorCommand,
   },
+  manager: {
+    summary: "Run the AgentIdentity operator (leader-elected; /healthz, /readyz, /metrics).",
+    load: async () => (await import("./operator/command.ts")).managerCommand,
+  },
+  sidecar: {
+    summary:
+      "Run the token sidecar: Microsoft's Entra SDK auth sidecar API on loopback, with a bounded cache.",
+    load: async () => (await import("./sidecar/command.ts")).sidecarCommand,
+  },
 };
 
 function topLevelHelp(): string {

@@ -1,0 +1,94 @@
+import {
+  AuthError,
+  type INetworkModule,
+  type NetworkRequestOptions,
+  type NetworkResponse,
+} from "@azure/msal-node";
+import { type Dispatcher, request } from "undici";
+
+/**
+ * Entra answered with a transient failure (429, 5xx), or could not be reached. Thrown from inside
+ * msal-node's network client as an AuthError so msal-node passes it through unchanged: that keeps the
+ * status and Retry-After for our own backoff, and stops msal-node's throttling cache from blocking
+ * our retries for a minute after a 500.
+ */
+export class EntraUnavailableError extends AuthError {
+  readonly status: number;
+  /** Milliseconds Entra asked us to wait, if it said. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(status: number, message: string, retryAfterMs?: number) {
+    super("entra_unavailable", "", message);
+    this.name = "EntraUnavailableError";
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+    Object.setPrototypeOf(this, EntraUnavailableError.prototype);
+  }
+}
+
+/** Retry-After as seconds or an HTTP date → milliseconds (pure). */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+export interface NetworkClientOptions {
+  dispatcher: Dispatcher;
+  timeoutMs: number;
+  /** Called once per HTTP exchange with Entra, for metrics. */
+  observe?: (url: string, status: number, seconds: number) => void;
+}
+
+/** msal-node's INetworkModule over undici, with the sidecar's CA trust and timeouts. */
+export function createNetworkClient(options: NetworkClientOptions): INetworkModule {
+  async function send<T>(
+    method: "GET" | "POST",
+    url: string,
+    init?: NetworkRequestOptions,
+  ): Promise<NetworkResponse<T>> {
+    const started = performance.now();
+    let status = 0;
+    try {
+      const response = await request(url, {
+        method,
+        dispatcher: options.dispatcher,
+        headers: init?.headers ?? {},
+        ...(method === "POST" ? { body: init?.body ?? "" } : {}),
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+      status = response.statusCode;
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+      }
+      const text = await response.body.text();
+      if (status === 429 || status >= 500) {
+        throw new EntraUnavailableError(
+          status,
+          `Entra answered HTTP ${status}`,
+          parseRetryAfter(headers["retry-after"]),
+        );
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new EntraUnavailableError(status, `Entra answered HTTP ${status} with a body that is not JSON`);
+      }
+      return { headers, body: body as T, status };
+    } catch (error) {
+      if (error instanceof AuthError) throw error;
+      const reason =
+        error instanceof Error && error.name === "TimeoutError" ? "timed out" : "could not be reached";
+      throw new EntraUnavailableError(0, `Entra ${reason} (${new URL(url).host})`);
+    } finally {
+      options.observe?.(url, status, (performance.now() - started) / 1000);
+    }
+  }
+  return {
+    sendGetRequestAsync: <T>(url: string, init?: NetworkRequestOptions) => send<T>("GET", url, init),
+    sendPostRequestAsync: <T>(url: string, init?: NetworkRequestOptions) => send<T>("POST", url, init),
+  };
+}

@@ -1,0 +1,190 @@
+import { type AuthenticationResult, type ConfidentialClientApplication, ServerError } from "@azure/msal-node";
+import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
+import type { LoadedCredential } from "../credentials.ts";
+import type { SidecarMetrics } from "../metrics.ts";
+import type { AcquiredToken, CachedToken, TokenCache } from "../tokens/cache.ts";
+import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
+import { type ClientFactoryOptions, createClient } from "./clients.ts";
+import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
+
+const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
+
+/** Entra errors that mean "this credential is not accepted": the next configured credential is tried. */
+const CREDENTIAL_ERRORS = /AADSTS(7000215|7000222|700024|700027|70021|700016|7000112|50012)\b/;
+
+export interface TokenServiceOptions extends ClientFactoryOptions {
+  clientId: string;
+  credentials: LoadedCredential[];
+  cache: TokenCache;
+  metrics?: SidecarMetrics;
+  retry?: RetryPolicy;
+}
+
+function toAcquired(result: AuthenticationResult | null): AcquiredToken {
+  if (!result?.accessToken || !result.expiresOn) throw new Error("Entra returned no access token");
+  return {
+    accessToken: result.accessToken,
+    expiresAt: result.expiresOn.getTime(),
+    ...(result.refreshOn ? { refreshOn: result.refreshOn.getTime() } : {}),
+  };
+}
+
+/**
+ * Acquires tokens for every flow through msal-node, behind the sidecar's cache. The blueprint's
+ * exchange token (T1, `fmi_path` = agent id) and the agent's own exchange token (T2, for agent users)
+ * are cache entries like any other, so they are shared by all flows of that agent and refreshed ahead.
+ */
+export class TokenService {
+  readonly #o: TokenServiceOptions;
+  readonly #clients = new Map<string, ConfidentialClientApplication>();
+  #credentialIndex = 0;
+
+  constructor(options: TokenServiceOptions) {
+    if (options.credentials.length === 0) throw new Error("no usable client credential");
+    this.#o = options;
+  }
+
+  /** The hot path: a cached token for this key, or undefined. */
+  lookup(key: string): CachedToken | undefined {
+    return this.#o.cache.lookup(key);
+  }
+
+  /** A token for the request, from the cache or Entra (single-flight per key). */
+  async acquire(request: TokenRequest, key = cacheKey(request)): Promise<CachedToken> {
+    const force = request.forceRefresh === true || request.claims !== undefined;
+    try {
+      const token = await this.#o.cache.get(key, () => this.#load(request), force);
+      this.#o.metrics?.tokenRequests.inc({ flow: request.flow, outcome: "acquired" });
+      return token;
+    } catch (error) {
+      this.#o.metrics?.tokenRequests.inc({ flow: request.flow, outcome: "error" });
+      throw error;
+    }
+  }
+
+  #authority(request: TokenRequest): string {
+    return `${this.#o.instance}${request.tenant}`;
+  }
+
+  #blueprint(tenant: string): ConfidentialClientApplication {
+    const key = `blueprint\u0000${tenant.toLowerCase()}`;
+    let client = this.#clients.get(key);
+    if (!client) {
+      const loaded = this.#o.credentials[this.#credentialIndex] ?? this.#o.credentials[0]!;
+      client = createClient(this.#o, this.#o.clientId, tenant, loaded.credential);
+      this.#clients.set(key, client);
+    }
+    return client;
+  }
+
+  #agent(tenant: string, agentId: string): ConfidentialClientApplication {
+    const key = `agent\u0000${tenant.toLowerCase()}\u0000${agentId.toLowerCase()}`;
+    let client = this.#clients.get(key);
+    if (!client) {
+      // The agent identity has no credential of its own: its assertion is the blueprint's T1.
+      client = createClient(this.#o, agentId, tenant, {
+        kind: "callback",
+        callback: async () => (await this.#exchangeToken(tenant, agentId)).accessToken,
+      });
+      this.#clients.set(key, client);
+    }
+    return client;
+  }
+
+  /** Leg 1: the blueprint's token for api://AzureADTokenExchange with fmi_path = agent id (T1). */
+  #exchangeToken(tenant: string, agentId: string): Promise<CachedToken> {
+    const request: TokenRequest = { flow: "app", tenant, scopes: [EXCHANGE_SCOPE], fmiPath: agentId };
+    return this.#o.cache.get(cacheKey(request), () => this.#load(request));
+  }
+
+  /** Leg 2 for agent users: the agent identity's own exchange token (T2). */
+  #agentExchangeToken(tenant: string, agentId: string): Promise<CachedToken> {
+    const request: TokenRequest = { flow: "agent-app", tenant, agentId, scopes: [EXCHANGE_SCOPE] };
+    return this.#o.cache.get(cacheKey(request), () => this.#load(request));
+  }
+
+  async #load(request: TokenRequest): Promise<AcquiredToken> {
+    for (;;) {
+      const index = this.#credentialIndex;
+      try {
+        return await withRetry(() => this.#call(request), this.#o.retry ?? DEFAULT_RETRY);
+      } catch (error) {
+        const usesBlueprintCredential = request.flow === "app" || request.flow === "obo";
+        if (
+          usesBlueprintCredential &&
+          error instanceof ServerError &&
+          CREDENTIAL_ERRORS.test(error.errorMessage) &&
+          index === this.#credentialIndex &&
+          index + 1 < this.#o.credentials.length
+        ) {
+          this.#credentialIndex = index + 1;
+          for (const key of [...this.#clients.keys()])
+            if (key.startsWith("blueprint")) this.#clients.delete(key);
+          this.#o.logger.warn(
+            { rejected: this.#o.credentials[index]?.label, next: this.#o.credentials[index + 1]?.label },
+            "Entra rejected the client credential; trying the next configured one",
+          );
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  async #call(request: TokenRequest): Promise<AcquiredToken> {
+    const common = {
+      authority: this.#authority(request),
+      ...(request.claims ? { claims: request.claims } : {}),
+      ...(request.correlationId ? { correlationId: request.correlationId } : {}),
+    };
+    let client: ConfidentialClientApplication;
+    let result: AuthenticationResult | null;
+    switch (request.flow) {
+      case "app":
+        client = this.#blueprint(request.tenant);
+        result = await client.acquireTokenByClientCredential({
+          ...common,
+          scopes: request.scopes,
+          skipCache: true,
+          ...(request.fmiPath ? { fmiPath: request.fmiPath } : {}),
+        });
+        break;
+      case "agent-app":
+        client = this.#agent(request.tenant, request.agentId!);
+        result = await client.acquireTokenByClientCredential({
+          ...common,
+          scopes: request.scopes,
+          skipCache: true,
+        });
+        break;
+      case "obo":
+      case "agent-obo":
+        client =
+          request.flow === "obo"
+            ? this.#blueprint(request.tenant)
+            : this.#agent(request.tenant, request.agentId!);
+        result = await client.acquireTokenOnBehalfOf({
+          ...common,
+          scopes: request.scopes,
+          oboAssertion: request.assertion!,
+          skipCache: true,
+        });
+        break;
+      case "agent-user": {
+        const t2 = await this.#agentExchangeToken(request.tenant, request.agentId!);
+        client = this.#agent(request.tenant, request.agentId!);
+        const user = request.user!;
+        result = await client.acquireTokenByUserFederatedIdentityCredential({
+          ...common,
+          scopes: request.scopes,
+          assertion: t2.accessToken,
+          ...(user.kind === "oid" ? { userObjectId: user.value } : { username: user.value }),
+        });
+        break;
+      }
+    }
+    // Our cache is the only one: msal-node's would otherwise grow with every user and assertion.
+    client.clearCache();
+    return toAcquired(result);
+  }
+}

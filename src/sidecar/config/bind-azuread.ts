@@ -1,0 +1,186 @@
+import { children, type FlatConfig, get } from "./flat.ts";
+import { type CredentialSpec, DEFAULT_INSTANCE, TOKEN_EXCHANGE_AUDIENCE } from "./types.ts";
+import { isGuid, isMetaTenant, isTenant, parseBool } from "./values.ts";
+
+/** Microsoft's `CredentialSource` values that this sidecar does not implement (start-up error names them). */
+const UNSUPPORTED_SOURCES = [
+  "Certificate",
+  "KeyVault",
+  "Base64Encoded",
+  "StoreWithThumbprint",
+  "StoreWithDistinguishedName",
+  "StoreWithSubjectName",
+  "SignedAssertionFromVault",
+  "AutoDecryptKeys",
+  "CustomSignedAssertion",
+  "ManagedCertificate",
+];
+const SUPPORTED_SOURCES = [
+  "ClientSecret",
+  "SignedAssertionFilePath",
+  "SignedAssertionFromManagedIdentity",
+  "Path",
+];
+
+export interface Environment {
+  AZURE_FEDERATED_TOKEN_FILE?: string;
+  AZURE_ACCESS_TOKEN_FILE?: string;
+}
+
+export interface AzureAdSection {
+  instance: string;
+  tenantId: string;
+  clientId: string;
+  audiences: string[];
+  validateScopes?: string;
+  credentials: CredentialSpec[];
+}
+
+function bindCredential(
+  flat: FlatConfig,
+  index: number,
+  env: Environment,
+  problems: string[],
+  warnings: string[],
+): CredentialSpec | undefined {
+  const p = `AzureAd:ClientCredentials:${index}`;
+  const skip = get(flat, `${p}:Skip`);
+  if (skip !== undefined && parseBool(skip) === true) return undefined;
+  const raw = get(flat, `${p}:SourceType`);
+  if (raw === undefined || raw.trim() === "") {
+    problems.push(`${p}:SourceType is missing (one of ${SUPPORTED_SOURCES.join(", ")})`);
+    return undefined;
+  }
+  const sourceType = SUPPORTED_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
+  if (!sourceType) {
+    const unsupported = UNSUPPORTED_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
+    problems.push(
+      unsupported
+        ? `${p}:SourceType '${unsupported}' is not supported by this sidecar (supported: ${SUPPORTED_SOURCES.join(", ")})`
+        : `${p}:SourceType '${raw}' is unknown (supported: ${SUPPORTED_SOURCES.join(", ")})`,
+    );
+    return undefined;
+  }
+  switch (sourceType) {
+    case "ClientSecret": {
+      const clientSecret = get(flat, `${p}:ClientSecret`);
+      if (!clientSecret) {
+        problems.push(`${p}:ClientSecret is missing for SourceType ClientSecret`);
+        return undefined;
+      }
+      return { index, sourceType, clientSecret };
+    }
+    case "SignedAssertionFilePath": {
+      // Microsoft's README uses `SignedAssertionFilePath` as the path key; the property is
+      // `SignedAssertionFileDiskPath`. Accept the README spelling too, but the real name wins.
+      const readmeKey = get(flat, `${p}:SignedAssertionFilePath`);
+      const path =
+        get(flat, `${p}:SignedAssertionFileDiskPath`) ||
+        readmeKey ||
+        env.AZURE_FEDERATED_TOKEN_FILE ||
+        env.AZURE_ACCESS_TOKEN_FILE;
+      if (!get(flat, `${p}:SignedAssertionFileDiskPath`) && readmeKey) {
+        warnings.push(
+          `${p}:SignedAssertionFilePath used as the token file path; the documented key is SignedAssertionFileDiskPath`,
+        );
+      }
+      if (!path) {
+        problems.push(
+          `${p}: SignedAssertionFilePath needs SignedAssertionFileDiskPath or the AZURE_FEDERATED_TOKEN_FILE environment variable`,
+        );
+        return undefined;
+      }
+      return { index, sourceType, path };
+    }
+    case "SignedAssertionFromManagedIdentity": {
+      const id = get(flat, `${p}:ManagedIdentityClientId`);
+      if (id && !isGuid(id)) problems.push(`${p}:ManagedIdentityClientId '${id}' is not a GUID`);
+      const tokenExchangeUrl = get(flat, `${p}:TokenExchangeUrl`) || TOKEN_EXCHANGE_AUDIENCE;
+      return { index, sourceType, tokenExchangeUrl, ...(id ? { managedIdentityClientId: id } : {}) };
+    }
+    case "Path": {
+      const certificatePath = get(flat, `${p}:CertificateDiskPath`);
+      if (!certificatePath) {
+        problems.push(`${p}:CertificateDiskPath is missing for SourceType Path`);
+        return undefined;
+      }
+      if (get(flat, `${p}:CertificatePassword`)) {
+        problems.push(
+          `${p}:CertificatePassword: password-protected (PKCS#12) certificates are not supported; use a PEM file`,
+        );
+        return undefined;
+      }
+      return { index, sourceType, certificatePath };
+    }
+    default:
+      return undefined;
+  }
+}
+
+export function bindAzureAd(
+  flat: FlatConfig,
+  env: Environment,
+  problems: string[],
+  warnings: string[],
+): AzureAdSection {
+  let instance = get(flat, "AzureAd:Instance") || DEFAULT_INSTANCE;
+  try {
+    const url = new URL(instance);
+    if (url.protocol !== "https:") problems.push(`AzureAd:Instance '${instance}' must be an https URL`);
+    if (url.search || url.hash)
+      problems.push(`AzureAd:Instance '${instance}' must not carry a query or fragment`);
+    if (!instance.endsWith("/")) instance = `${instance}/`;
+  } catch {
+    problems.push(`AzureAd:Instance '${instance}' is not a URL`);
+  }
+  const tenantId = get(flat, "AzureAd:TenantId") ?? "";
+  if (tenantId === "") problems.push("AzureAd:TenantId is missing");
+  else if (isMetaTenant(tenantId)) {
+    problems.push(
+      `AzureAd:TenantId '${tenantId}' is a multi-tenant alias; agent and app tokens need a real tenant`,
+    );
+  } else if (!isTenant(tenantId))
+    problems.push(`AzureAd:TenantId '${tenantId}' is neither a GUID nor a domain`);
+  const clientId = get(flat, "AzureAd:ClientId") ?? "";
+  if (clientId === "") problems.push("AzureAd:ClientId is missing");
+  else if (!isGuid(clientId)) problems.push(`AzureAd:ClientId '${clientId}' is not a GUID`);
+
+  const audiences: string[] = [];
+  const single = get(flat, "AzureAd:Audience");
+  if (single) audiences.push(single);
+  for (const i of children(flat, "AzureAd:Audiences")) {
+    const v = get(flat, `AzureAd:Audiences:${i}`);
+    if (v) audiences.push(v);
+  }
+  // Microsoft.Identity.Web's default: the client id (v2.0 tokens) or api://{ClientId} (v1.0 tokens).
+  if (audiences.length === 0 && clientId) audiences.push(clientId, `api://${clientId}`);
+
+  const credentials: CredentialSpec[] = [];
+  const indices = children(flat, "AzureAd:ClientCredentials");
+  for (const i of indices) {
+    if (!/^\d+$/.test(i)) {
+      problems.push(`AzureAd:ClientCredentials:${i}: credential entries must be numbered (0, 1, …)`);
+      continue;
+    }
+    const spec = bindCredential(flat, Number(i), env, problems, warnings);
+    if (spec) credentials.push(spec);
+  }
+  const legacySecret = get(flat, "AzureAd:ClientSecret");
+  if (indices.length === 0 && legacySecret) {
+    credentials.push({ index: 0, sourceType: "ClientSecret", clientSecret: legacySecret });
+  }
+  if (indices.length === 0 && !legacySecret) {
+    problems.push(
+      "AzureAd:ClientCredentials is empty: configure at least one credential (e.g. SignedAssertionFilePath)",
+    );
+  }
+  const validateScopes = get(flat, "AzureAd:Scopes")?.trim();
+  return {
+    instance,
+    tenantId,
+    clientId,
+    audiences,
+    credentials,
+    ...(validateScopes ? { validateScopes } : {}),
+  };
+}

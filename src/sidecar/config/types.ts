@@ -1,0 +1,83 @@
+/** The sidecar's configuration after binding Microsoft's keys and validating them. */
+
+export type CredentialSpec =
+  | { index: number; sourceType: "ClientSecret"; clientSecret: string }
+  | { index: number; sourceType: "SignedAssertionFilePath"; path: string }
+  | {
+      index: number;
+      sourceType: "SignedAssertionFromManagedIdentity";
+      managedIdentityClientId?: string;
+      /** Audience of the managed-identity token; `/.default` is appended for the request. */
+      tokenExchangeUrl: string;
+    }
+  | { index: number; sourceType: "Path"; certificatePath: string };
+
+/** `AcquireTokenOptions` as configured or overridden (Microsoft.Identity.Abstractions names). */
+export interface AcquireTokenOptions {
+  tenant?: string;
+  forceRefresh?: boolean;
+  claims?: string;
+  correlationId?: string;
+  fmiPath?: string;
+  managedIdentityUserAssignedClientId?: string;
+  longRunningWebApiSessionKey?: string;
+  popPublicKey?: string;
+}
+
+export interface DownstreamApi {
+  name: string;
+  baseUrl?: string;
+  relativePath: string;
+  scopes?: string[];
+  httpMethod: string;
+  requestAppToken: boolean;
+  acceptHeader: string;
+  contentType: string;
+  extraHeaders: Record<string, string>;
+  extraQuery: Record<string, string>;
+  acquireTokenOptions: AcquireTokenOptions;
+}
+
+export interface AllowOverrides {
+  GetAuthorizationHeader: boolean;
+  GetAuthorizationHeaderUnauthenticated: boolean;
+  CallDownstreamApi: boolean;
+  CallDownstreamApiUnauthenticated: boolean;
+}
+
+export type RouteName = keyof AllowOverrides;
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface SidecarConfig {
+  /** Authority host with a trailing slash, e.g. `https://login.microsoftonline.com/`. */
+  instance: string;
+  tenantId: string;
+  /** The sidecar's own app: for agents, the agent identity blueprint. */
+  clientId: string;
+  /** Accepted inbound `aud` values. */
+  audiences: string[];
+  /** `AzureAd:Scopes`, enforced on /Validate only, as one accepted scope (Microsoft's behaviour). */
+  validateScopes?: string;
+  credentials: CredentialSpec[];
+  apis: ReadonlyMap<string, DownstreamApi>;
+  allowOverrides: AllowOverrides;
+  allowOutboundRedirects: boolean;
+  listen: ListenAddress;
+  /** pino level from `Logging:LogLevel:Default`, if set. */
+  logLevel?: string;
+}
+
+export interface ConfigResult {
+  config?: SidecarConfig;
+  /** Every problem found; the sidecar refuses to start while there is one. */
+  problems: string[];
+  warnings: string[];
+}
+
+export const DEFAULT_INSTANCE = "https://login.microsoftonline.com/";
+export const TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange";
+export const DEFAULT_LISTEN: ListenAddress = { host: "127.0.0.1", port: 5000 };

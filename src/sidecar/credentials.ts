@@ -1,0 +1,138 @@
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { type INetworkModule, ManagedIdentityApplication } from "@azure/msal-node";
+import type { CredentialSpec } from "./config/types.ts";
+
+/** How the blueprint proves itself to Entra, in the form msal-node's `auth` options take. */
+export type ClientCredential =
+  | { kind: "secret"; clientSecret: string }
+  | { kind: "assertion"; getAssertion: () => Promise<string> }
+  | { kind: "certificate"; thumbprintSha256: string; privateKey: string; x5c: string };
+
+export interface LoadedCredential {
+  /** For logs and errors: index and type, never the secret. */
+  label: string;
+  credential: ClientCredential;
+}
+
+const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+function jwtExpiry(jwt: string): number | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+      exp?: unknown;
+    };
+    return typeof payload.exp === "number" ? payload.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A signed assertion read from a file that Kubernetes rotates (a projected service-account token).
+ * The file is re-read whenever its identity, size or modification time changes, or the cached JWT has
+ * expired; otherwise the last content is reused. Only network acquisitions call this, never the hot path.
+ */
+export class AssertionFile {
+  readonly path: string;
+  #content = "";
+  #stamp = "";
+  #expiresAt: number | undefined;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  read(now = Date.now()): string {
+    const st = statSync(this.path);
+    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const expired = this.#expiresAt !== undefined && now >= this.#expiresAt;
+    if (stamp !== this.#stamp || expired || this.#content === "") {
+      const content = readFileSync(this.path, "utf8").trim();
+      if (!JWT.test(content)) throw new Error(`${this.path} does not hold a JWT`);
+      this.#content = content;
+      this.#stamp = stamp;
+      this.#expiresAt = jwtExpiry(content);
+    }
+    return this.#content;
+  }
+}
+
+function loadCertificate(path: string): ClientCredential {
+  const pem = readFileSync(path, "utf8");
+  const certBlock = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
+  if (!certBlock) throw new Error(`${path} holds no PEM certificate`);
+  const cert = new X509Certificate(certBlock);
+  const key = createPrivateKey(pem);
+  if (!cert.checkPrivateKey(key)) throw new Error(`${path}: the private key does not match the certificate`);
+  return {
+    kind: "certificate",
+    thumbprintSha256: createHash("sha256").update(cert.raw).digest("hex"),
+    privateKey: key.export({ type: "pkcs8", format: "pem" }).toString(),
+    x5c: cert.raw.toString("base64"),
+  };
+}
+
+function managedIdentity(
+  spec: Extract<CredentialSpec, { sourceType: "SignedAssertionFromManagedIdentity" }>,
+  networkClient: INetworkModule,
+): ClientCredential {
+  // msal-node finds the endpoint (IMDS, App Service, Arc …) from the environment, as Azure SDKs do.
+  const app = new ManagedIdentityApplication({
+    ...(spec.managedIdentityClientId
+      ? { managedIdentityIdParams: { userAssignedClientId: spec.managedIdentityClientId } }
+      : {}),
+    system: { networkClient },
+  });
+  const resource = spec.tokenExchangeUrl;
+  return {
+    kind: "assertion",
+    getAssertion: async () => (await app.acquireToken({ resource })).accessToken,
+  };
+}
+
+/**
+ * Loads one configured credential. Throws with a message naming the credential and the reason
+ * (never its value) when it cannot be used.
+ */
+export function loadCredential(spec: CredentialSpec, networkClient: INetworkModule): LoadedCredential {
+  const label = `AzureAd:ClientCredentials:${spec.index} (${spec.sourceType})`;
+  try {
+    switch (spec.sourceType) {
+      case "ClientSecret":
+        return { label, credential: { kind: "secret", clientSecret: spec.clientSecret } };
+      case "SignedAssertionFilePath": {
+        const file = new AssertionFile(spec.path);
+        file.read();
+        return { label, credential: { kind: "assertion", getAssertion: async () => file.read() } };
+      }
+      case "SignedAssertionFromManagedIdentity":
+        return { label, credential: managedIdentity(spec, networkClient) };
+      case "Path":
+        return { label, credential: loadCertificate(spec.certificatePath) };
+    }
+  } catch (error) {
+    const reason =
+      (error as NodeJS.ErrnoException).code === "ENOENT"
+        ? `file not found: ${(error as NodeJS.ErrnoException).path ?? ""}`
+        : (error as Error).message;
+    throw new Error(`${label}: ${reason}`);
+  }
+}
+
+/** Loads every credential in index order; the caller uses the first that loaded and reports the rest. */
+export function loadCredentials(
+  specs: CredentialSpec[],
+  networkClient: INetworkModule,
+): { loaded: LoadedCredential[]; problems: string[] } {
+  const loaded: LoadedCredential[] = [];
+  const problems: string[] = [];
+  for (const spec of specs) {
+    try {
+      loaded.push(loadCredential(spec, networkClient));
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  return { loaded, problems };
+}

@@ -1,0 +1,111 @@
+import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from "jose";
+import { type Dispatcher, fetch as undiciFetch } from "undici";
+
+export interface InboundOptions {
+  instance: string;
+  tenantId: string;
+  audiences: string[];
+  dispatcher: Dispatcher;
+  /** Minimum time between two JWKS downloads triggered by an unknown key id. */
+  jwksCooldownMs?: number;
+  /** .NET's default clock skew. */
+  clockToleranceSeconds?: number;
+  /** Verified tokens remembered (by their exact text) so a repeat caller is not re-verified. */
+  maxRemembered?: number;
+}
+
+export class InvalidTokenError extends Error {
+  override name = "InvalidTokenError";
+}
+
+interface Metadata {
+  issuers: string[];
+  jwks: ReturnType<typeof createRemoteJWKSet>;
+}
+
+/**
+ * Validates inbound bearer tokens for real: RS256 signature against the tenant's published keys
+ * (cached, re-downloaded on an unknown key id, so key rollover works), issuer (v1 and v2 forms),
+ * audience, expiry and not-before.
+ */
+export class InboundValidator {
+  readonly #o: InboundOptions;
+  #metadata: Promise<Metadata> | undefined;
+  readonly #verified = new Map<string, { payload: JWTPayload; expiresAt: number }>();
+
+  constructor(options: InboundOptions) {
+    this.#o = options;
+  }
+
+  #fetch(url: string, init?: { headers?: Headers; signal?: AbortSignal }): Promise<Response> {
+    return undiciFetch(url, {
+      dispatcher: this.#o.dispatcher,
+      redirect: "manual",
+      ...(init?.headers ? { headers: Object.fromEntries(init.headers.entries()) } : {}),
+      ...(init?.signal ? { signal: init.signal } : {}),
+    }) as unknown as Promise<Response>;
+  }
+
+  async #loadMetadata(): Promise<Metadata> {
+    const url = `${this.#o.instance}${this.#o.tenantId}/v2.0/.well-known/openid-configuration`;
+    const response = await this.#fetch(url, { signal: AbortSignal.timeout(10_000) });
+    if (!response.ok) throw new Error(`OpenID configuration ${url} answered HTTP ${response.status}`);
+    const doc = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+    if (typeof doc.issuer !== "string" || typeof doc.jwks_uri !== "string") {
+      throw new Error(`OpenID configuration ${url} lacks issuer or jwks_uri`);
+    }
+    const tid = /\/([0-9a-f-]{36})\//i.exec(doc.issuer)?.[1];
+    const issuers = [doc.issuer];
+    if (tid) issuers.push(`https://sts.windows.net/${tid}/`);
+    const jwks = createRemoteJWKSet(new URL(doc.jwks_uri), {
+      cooldownDuration: this.#o.jwksCooldownMs ?? 5000,
+      cacheMaxAge: 24 * 3600_000,
+      [customFetch]: (u, init) => this.#fetch(u, init),
+    });
+    return { issuers, jwks };
+  }
+
+  #metadataOnce(): Promise<Metadata> {
+    if (!this.#metadata) {
+      this.#metadata = this.#loadMetadata().catch((error: unknown) => {
+        this.#metadata = undefined;
+        throw error;
+      });
+    }
+    return this.#metadata;
+  }
+
+  /** Verifies a token; throws InvalidTokenError (caller's fault) or another Error (ours or Entra's). */
+  async verify(token: string): Promise<JWTPayload> {
+    const now = Date.now();
+    const known = this.#verified.get(token);
+    if (known && now < known.expiresAt) return known.payload;
+    const { issuers, jwks } = await this.#metadataOnce();
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, jwks, {
+        issuer: issuers,
+        audience: this.#o.audiences,
+        algorithms: ["RS256"],
+        clockTolerance: this.#o.clockToleranceSeconds ?? 300,
+        requiredClaims: ["exp"],
+      }));
+    } catch (error) {
+      throw new InvalidTokenError((error as Error).message);
+    }
+    const max = this.#o.maxRemembered ?? 1000;
+    if (this.#verified.size >= max) {
+      const oldest = this.#verified.keys().next().value;
+      if (oldest !== undefined) this.#verified.delete(oldest);
+    }
+    this.#verified.set(token, { payload, expiresAt: Math.min((payload.exp ?? 0) * 1000, now + 10 * 60_000) });
+    return payload;
+  }
+}
+
+/** The token from `Authorization: Bearer <token>`, or undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}

@@ -1,0 +1,45 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { JWTPayload } from "jose";
+import { bearerToken, InvalidTokenError } from "../inbound.ts";
+import type { RouteContext } from "./context.ts";
+import { sendProblem } from "./problem.ts";
+
+export interface Caller {
+  token: string;
+  claims: JWTPayload;
+}
+
+const callers = new WeakMap<FastifyRequest, Caller>();
+
+export function callerOf(request: FastifyRequest): Caller | undefined {
+  return callers.get(request);
+}
+
+/**
+ * preHandler for the authenticated routes: a missing token is a bare 401 challenge, a bad one a 401
+ * with `error="invalid_token"`, both with empty bodies as ASP.NET's JwtBearer answers.
+ */
+export function authenticate(ctx: RouteContext) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const token = bearerToken(request.headers.authorization);
+    if (!token) {
+      await reply.code(401).header("www-authenticate", "Bearer").send();
+      return;
+    }
+    try {
+      callers.set(request, { token, claims: await ctx.inbound.verify(token) });
+    } catch (error) {
+      if (error instanceof InvalidTokenError) {
+        request.log.info({ reason: error.message }, "inbound token rejected");
+        await reply.code(401).header("www-authenticate", 'Bearer error="invalid_token"').send();
+        return;
+      }
+      request.log.error({ err: (error as Error).message }, "cannot validate inbound tokens");
+      await sendProblem(
+        reply,
+        500,
+        "The tenant's signing keys could not be loaded to validate the bearer token.",
+      );
+    }
+  };
+}

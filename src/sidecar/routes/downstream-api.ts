@@ -1,0 +1,73 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { RouteName } from "../config/types.ts";
+import { claimsChallenge, DownstreamError } from "../downstream.ts";
+import { cacheKey } from "../tokens/keys.ts";
+import { authenticate, callerOf } from "./auth.ts";
+import { type RouteContext, resolve, tokenFor } from "./context.ts";
+import type { QueryValue } from "./overrides.ts";
+import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
+import { anyQuery, apiNameParams, downstreamApiResult, problemSchema } from "./schemas.ts";
+
+type Req = FastifyRequest<{
+  Params: { apiName: string };
+  Querystring: Record<string, QueryValue>;
+  Body: unknown;
+}>;
+
+export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const schema = {
+    params: apiNameParams,
+    querystring: anyQuery,
+    response: { 200: downstreamApiResult, "4xx": problemSchema, "5xx": problemSchema },
+  };
+
+  async function handle(route: RouteName, request: Req, reply: FastifyReply) {
+    let resolved: ReturnType<typeof resolve>;
+    try {
+      resolved = resolve(ctx, route, request.params.apiName, request.query, callerOf(request)?.token);
+      if (!resolved.api.baseUrl)
+        throw new ProblemError(400, `The API '${resolved.api.name}' has no BaseUrl to call.`);
+    } catch (error) {
+      if (error instanceof ProblemError) return sendProblem(reply, error.status, error.message);
+      throw error;
+    }
+    for (const w of resolved.warnings) request.log.warn(w);
+    // The body is forwarded as received, with the inbound Content-Type (Microsoft's behaviour).
+    const contentType = request.headers["content-type"];
+    const body =
+      contentType && typeof request.body === "string" ? { contentType, text: request.body } : undefined;
+    try {
+      let token = await tokenFor(ctx, resolved);
+      let outcome = await ctx.downstream.call({
+        api: resolved.api,
+        authorizationHeader: token.authorizationHeader,
+        ...(body ? { body } : {}),
+      });
+      const claims = outcome.result.statusCode === 401 ? claimsChallenge(outcome.wwwAuthenticate) : undefined;
+      if (claims) {
+        // One retry with the claims the API asked for, as Microsoft's DownstreamApi does.
+        const request2 = { ...resolved.request, claims };
+        token = await ctx.tokens.acquire(request2, cacheKey(request2));
+        outcome = await ctx.downstream.call({
+          api: resolved.api,
+          authorizationHeader: token.authorizationHeader,
+          ...(body ? { body } : {}),
+        });
+      }
+      return reply.send(outcome.result);
+    } catch (error) {
+      if (error instanceof DownstreamError) {
+        request.log.warn({ api: resolved.api.name, status: error.status }, error.message);
+        return sendProblem(reply, error.status, error.message);
+      }
+      return sendAcquisitionProblem(reply, error);
+    }
+  }
+
+  app.post("/DownstreamApiUnauthenticated/:apiName", { schema }, (request: Req, reply) =>
+    handle("CallDownstreamApiUnauthenticated", request, reply),
+  );
+  app.post("/DownstreamApi/:apiName", { schema, preHandler: authenticate(ctx) }, (request: Req, reply) =>
+    handle("CallDownstreamApi", request, reply),
+  );
+}

@@ -1,0 +1,78 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { isLoopback } from "./loopback.ts";
+import type { SidecarMetrics } from "./metrics.ts";
+import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
+import type { RouteContext } from "./routes/context.ts";
+import { registerDownstreamApiRoutes } from "./routes/downstream-api.ts";
+import { PROBE_PATHS, registerHealthRoutes } from "./routes/health.ts";
+import { sendProblem } from "./routes/problem.ts";
+import { registerValidateRoute } from "./routes/validate.ts";
+
+export interface ServerOptions {
+  logger: Logger;
+  metrics?: SidecarMetrics;
+  bodyLimitBytes?: number;
+}
+
+/** Microsoft's CacheControl middleware: every 2xx answer is marked uncacheable. */
+const NO_CACHE: Record<string, string> = {
+  "cache-control": "no-cache, no-store, must-revalidate",
+  expires: "0",
+  pragma: "no-cache",
+};
+
+export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // Per-request access logs would cost more than the hot path itself; failures are logged where they happen.
+    disableRequestLogging: true,
+    bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
+    return503OnClosing: true,
+    forceCloseConnections: false,
+  });
+
+  app.addHook("onRequest", (request, reply, done) => {
+    const path = request.url.split("?", 1)[0] ?? "";
+    if (!PROBE_PATHS.has(path) && !isLoopback(request.socket.remoteAddress)) {
+      // 403 with an empty body, before anything else runs (Microsoft's LocalCallerRestriction).
+      reply.code(403).send();
+      return;
+    }
+    done();
+  });
+  app.addHook("onSend", (_request, reply, payload, done) => {
+    if (reply.statusCode >= 200 && reply.statusCode < 300) reply.headers(NO_CACHE);
+    done(null, payload);
+  });
+  const metrics = options.metrics;
+  if (metrics) {
+    app.addHook("onResponse", (request, reply, done) => {
+      metrics.httpRequests.inc({
+        route: request.routeOptions.url ?? "unmatched",
+        status: String(reply.statusCode),
+      });
+      done();
+    });
+  }
+
+  // Bodies for /DownstreamApi are forwarded untouched, whatever their type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
+
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, 404, `No route for ${request.method} ${request.url.split("?", 1)[0]}`),
+  );
+  app.setErrorHandler((error: { statusCode?: number; message: string }, request, reply) => {
+    const status =
+      error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status === 500) request.log.error({ err: error.message }, "unexpected error");
+    return sendProblem(reply, status, status === 500 ? "An unexpected error occurred." : error.message);
+  });
+
+  registerHealthRoutes(app, ctx);
+  registerAuthorizationHeaderRoutes(app, ctx);
+  registerDownstreamApiRoutes(app, ctx);
+  registerValidateRoute(app, ctx);
+  return app;
+}

@@ -1,0 +1,155 @@
+import type { AddressInfo } from "node:net";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { createLogger } from "../lib/log.ts";
+import { createNetworkClient } from "./acquire/network.ts";
+import type { RetryPolicy } from "./acquire/retry.ts";
+import { TokenService } from "./acquire/service.ts";
+import { formatProblems, loadConfig } from "./config/load.ts";
+import type { SidecarConfig } from "./config/types.ts";
+import { loadCredentials } from "./credentials.ts";
+import { createDownstreamClient } from "./downstream.ts";
+import { createDispatcher } from "./http.ts";
+import { InboundValidator } from "./inbound.ts";
+import { createMetrics } from "./metrics.ts";
+import type { RouteContext } from "./routes/context.ts";
+import { buildServer } from "./server.ts";
+import { TokenCache } from "./tokens/cache.ts";
+
+export interface StartOptions {
+  env: NodeJS.ProcessEnv;
+  appSettingsPath?: string;
+  logger?: Logger;
+  /** PEM of extra CAs trusted for Entra and downstream calls (added to the system roots). */
+  extraCaPem?: string;
+  /** Serve Prometheus metrics on this port (off when undefined). */
+  metricsPort?: number;
+  metricsHost?: string;
+  cacheMaxEntries?: number;
+  entraTimeoutMs?: number;
+  downstreamTimeoutMs?: number;
+  maxDownstreamResponseBytes?: number;
+  retry?: RetryPolicy;
+}
+
+export interface RunningSidecar {
+  url: string;
+  port: number;
+  metricsUrl?: string;
+  config: SidecarConfig;
+  /** Stops accepting, lets in-flight requests finish, then releases everything. */
+  close(): Promise<void>;
+}
+
+/** Start-up failed because of the configuration; `message` lists every problem. */
+export class SidecarConfigError extends Error {
+  override name = "SidecarConfigError";
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(formatProblems(problems));
+    this.problems = problems;
+  }
+}
+
+export async function startSidecar(options: StartOptions): Promise<RunningSidecar> {
+  const { config, problems, warnings } = loadConfig(options.env, options.appSettingsPath);
+  if (!config) throw new SidecarConfigError(problems);
+  const logger = options.logger ?? createLogger({ name: "sidecar" });
+  if (config.logLevel && !options.logger) logger.level = config.logLevel;
+  for (const w of warnings) logger.warn(w);
+
+  const dispatcher = createDispatcher(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
+  const metrics = createMetrics(() => cache.size);
+  const networkClient = createNetworkClient({
+    dispatcher,
+    timeoutMs: options.entraTimeoutMs ?? 10_000,
+    observe: (_url, status, seconds) => metrics.entraRequests.observe({ status: String(status) }, seconds),
+  });
+  const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
+  if (loaded.length === 0) {
+    await dispatcher.close();
+    throw new SidecarConfigError(
+      credentialProblems.length > 0 ? credentialProblems : ["no usable client credential"],
+    );
+  }
+  for (const p of credentialProblems) logger.warn(`${p}; using ${loaded[0]?.label}`);
+
+  const cache = new TokenCache({
+    maxEntries: options.cacheMaxEntries ?? 10_000,
+    events: {
+      hit: () => metrics.cacheEvents.inc({ event: "hit" }),
+      miss: () => metrics.cacheEvents.inc({ event: "miss" }),
+      refresh: (outcome) => metrics.cacheEvents.inc({ event: `refresh_${outcome}` }),
+      evict: () => metrics.cacheEvents.inc({ event: "evict" }),
+    },
+    onRefreshError: (_key, error) =>
+      logger.warn(
+        { err: error instanceof Error ? error.message : "unknown" },
+        "background token refresh failed; serving the cached token",
+      ),
+  });
+  const tokens = new TokenService({
+    instance: config.instance,
+    clientId: config.clientId,
+    credentials: loaded,
+    networkClient,
+    logger,
+    cache,
+    metrics,
+    ...(options.retry ? { retry: options.retry } : {}),
+  });
+  const ctx: RouteContext = {
+    config,
+    tokens,
+    inbound: new InboundValidator({
+      instance: config.instance,
+      tenantId: config.tenantId,
+      audiences: config.audiences,
+      dispatcher,
+    }),
+    downstream: createDownstreamClient({
+      dispatcher,
+      allowRedirects: config.allowOutboundRedirects,
+      timeoutMs: options.downstreamTimeoutMs ?? 30_000,
+      maxResponseBytes: options.maxDownstreamResponseBytes ?? 16 * 1024 * 1024,
+    }),
+    state: { ready: false, shuttingDown: false },
+  };
+  const app = buildServer(ctx, { logger, metrics });
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const port = (app.server.address() as AddressInfo).port;
+  const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
+  const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host}:${port}`;
+
+  let metricsApp: FastifyInstance | undefined;
+  let metricsUrl: string | undefined;
+  if (options.metricsPort !== undefined) {
+    const mapp = Fastify({ logger: false });
+    metricsApp = mapp;
+    mapp.get("/metrics", { schema: { response: { 200: { type: "string" } } } }, async (_req, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+    await mapp.listen({ host: options.metricsHost ?? "0.0.0.0", port: options.metricsPort });
+    const mport = (mapp.server.address() as AddressInfo).port;
+    metricsUrl = `http://127.0.0.1:${mport}/metrics`;
+  }
+  ctx.state.ready = true;
+  logger.info(
+    { url, metrics: metricsUrl, apis: [...config.apis.keys()], credential: loaded[0]?.label },
+    "sidecar ready",
+  );
+
+  return {
+    url,
+    port,
+    config,
+    ...(metricsUrl ? { metricsUrl } : {}),
+    async close() {
+      ctx.state.shuttingDown = true;
+      await app.close();
+      await metricsApp?.close();
+      cache.close();
+      await dispatcher.close();
+    },
+  };
+}

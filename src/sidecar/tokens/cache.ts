@@ -1,0 +1,221 @@
+/**
+ * The sidecar's one token cache, in front of msal-node for every flow.
+ *
+ * - Bounded: least-recently-used entries go first once `maxEntries` is reached.
+ * - Single-flight: concurrent misses for one key share one acquisition.
+ * - Refresh-ahead: a token is renewed in the background before it expires, on use and by a sweep,
+ *   so the hot path keeps answering from memory; a failed refresh backs off and the old token is
+ *   served until it really expires.
+ * The hot path (`lookup`) is a Map get, a timestamp compare and an LRU bump.
+ */
+
+export interface AcquiredToken {
+  accessToken: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+  /** Epoch milliseconds at which Entra suggests renewing (`refresh_in`), if it said. */
+  refreshOn?: number;
+}
+
+export interface CachedToken extends AcquiredToken {
+  /** `Bearer <token>`. */
+  authorizationHeader: string;
+  /** The `/AuthorizationHeader` answer, serialised once. */
+  headerBody: string;
+}
+
+export type Loader = () => Promise<AcquiredToken>;
+
+interface Entry {
+  token: CachedToken;
+  load: Loader;
+  refreshAt: number;
+  /** After this the token is no longer handed out as fresh (kept only as a fallback while Entra is down). */
+  staleAt: number;
+  usedSinceRefresh: boolean;
+  /** Earliest next background refresh after a failure. */
+  retryAt: number;
+  failures: number;
+}
+
+export interface CacheEvents {
+  hit?(): void;
+  miss?(): void;
+  refresh?(outcome: "ok" | "error"): void;
+  evict?(): void;
+}
+
+export interface TokenCacheOptions {
+  maxEntries: number;
+  /** How often the background sweep runs; 0 turns it off (tests drive `sweep()`). */
+  sweepIntervalMs?: number;
+  now?: () => number;
+  events?: CacheEvents;
+  /** Told about background refresh failures (never given the token). */
+  onRefreshError?: (key: string, error: unknown) => void;
+}
+
+const FIVE_MINUTES = 5 * 60_000;
+
+export function serialiseHeader(accessToken: string): CachedToken["headerBody"] {
+  return `{"authorizationHeader":${JSON.stringify(`Bearer ${accessToken}`)}}`;
+}
+
+export function toCached(token: AcquiredToken): CachedToken {
+  return {
+    ...token,
+    authorizationHeader: `Bearer ${token.accessToken}`,
+    headerBody: serialiseHeader(token.accessToken),
+  };
+}
+
+/** When to renew and when to stop serving a token, from its lifetime (pure, tested directly). */
+export function schedule(token: AcquiredToken, obtainedAt: number): { refreshAt: number; staleAt: number } {
+  const lifetime = Math.max(0, token.expiresAt - obtainedAt);
+  const staleAt = token.expiresAt - Math.min(60_000, lifetime / 10);
+  let refreshAt = token.expiresAt - Math.min(FIVE_MINUTES, lifetime / 4);
+  if (token.refreshOn !== undefined && token.refreshOn < refreshAt)
+    refreshAt = Math.max(obtainedAt, token.refreshOn);
+  return { refreshAt, staleAt };
+}
+
+/** Backoff for background refreshes after failures: 1 s, 2 s, 4 s … capped at 30 s, with jitter. */
+function refreshBackoff(failures: number): number {
+  const base = Math.min(30_000, 1000 * 2 ** Math.min(failures - 1, 5));
+  return base / 2 + Math.random() * (base / 2);
+}
+
+export class TokenCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly #inflight = new Map<string, Promise<CachedToken>>();
+  readonly #max: number;
+  readonly #now: () => number;
+  readonly #events: CacheEvents;
+  readonly #onRefreshError: ((key: string, error: unknown) => void) | undefined;
+  readonly #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: TokenCacheOptions) {
+    this.#max = Math.max(1, options.maxEntries);
+    this.#now = options.now ?? Date.now;
+    this.#events = options.events ?? {};
+    this.#onRefreshError = options.onRefreshError;
+    const interval = options.sweepIntervalMs ?? 1000;
+    if (interval > 0) {
+      this.#timer = setInterval(() => this.sweep(), interval);
+      this.#timer.unref();
+    }
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The hot path: a fresh cached token, or undefined. Starts a background refresh when one is due. */
+  lookup(key: string): CachedToken | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    const now = this.#now();
+    if (now >= entry.staleAt) return undefined;
+    entry.usedSinceRefresh = true;
+    // LRU: move to the back of the insertion order.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    if (now >= entry.refreshAt && now >= entry.retryAt && !this.#inflight.has(key)) this.#refresh(key, entry);
+    this.#events.hit?.();
+    return entry.token;
+  }
+
+  /**
+   * A fresh token: from memory, or acquired once however many callers ask at the same time.
+   * `force` skips the cached token (ForceRefresh, claims challenges) but still joins an acquisition
+   * already under way. When acquisition fails and an unexpired token is cached, that token is served.
+   */
+  async get(key: string, load: Loader, force = false): Promise<CachedToken> {
+    if (!force) {
+      const hit = this.lookup(key);
+      if (hit) return hit;
+    }
+    this.#events.miss?.();
+    const running = this.#inflight.get(key) ?? this.#acquire(key, load);
+    try {
+      return await running;
+    } catch (error) {
+      const fallback = this.#entries.get(key);
+      if (fallback && this.#now() < fallback.token.expiresAt) return fallback.token;
+      throw error;
+    }
+  }
+
+  /** Renews due entries that were used since their last renewal, and drops expired ones. */
+  sweep(): void {
+    const now = this.#now();
+    for (const [key, entry] of this.#entries) {
+      if (now >= entry.token.expiresAt && !this.#inflight.has(key)) {
+        this.#entries.delete(key);
+        this.#events.evict?.();
+      } else if (
+        now >= entry.refreshAt &&
+        now >= entry.retryAt &&
+        entry.usedSinceRefresh &&
+        !this.#inflight.has(key)
+      ) {
+        this.#refresh(key, entry);
+      }
+    }
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  #refresh(key: string, entry: Entry): void {
+    this.#acquire(key, entry.load).then(
+      () => this.#events.refresh?.("ok"),
+      (error: unknown) => {
+        entry.failures += 1;
+        entry.retryAt = this.#now() + refreshBackoff(entry.failures);
+        this.#events.refresh?.("error");
+        this.#onRefreshError?.(key, error);
+      },
+    );
+  }
+
+  #acquire(key: string, load: Loader): Promise<CachedToken> {
+    const started = this.#now();
+    const promise = load()
+      .then((acquired) => {
+        const token = toCached(acquired);
+        const { refreshAt, staleAt } = schedule(acquired, started);
+        this.#entries.delete(key);
+        this.#entries.set(key, {
+          token,
+          load,
+          refreshAt,
+          staleAt,
+          usedSinceRefresh: false,
+          retryAt: 0,
+          failures: 0,
+        });
+        while (this.#entries.size > this.#max) {
+          const oldest = this.#entries.keys().next().value;
+          if (oldest === undefined) break;
+          this.#entries.delete(oldest);
+          this.#events.evict?.();
+        }
+        return token;
+      })
+      .finally(() => {
+        this.#inflight.delete(key);
+      });
+    this.#inflight.set(key, promise);
+    return promise;
+  }
+}
