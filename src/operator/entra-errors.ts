@@ -40,7 +40,8 @@ const KNOWN: Record<number, Known> = {
   700213: { reason: "NoMatchingFederatedCredential", hint: addCredential },
   700016: {
     reason: "BlueprintNotFound",
-    hint: (c) => `Check spec.blueprint.clientId (${c.blueprintClientId}) and spec.tenantId (${c.tenantId}).`,
+    hint: (c) =>
+      `Check spec.blueprint.clientId (${c.blueprintClientId}) and spec.tenantId (${c.tenantId})${c.agentId ? `, and that spec.agentId (${c.agentId}) is an agent identity of this blueprint` : ""}.`,
   },
   90002: { reason: "TenantNotFound", hint: (c) => `Check spec.tenantId (${c.tenantId}) and spec.instance.` },
   7000215: {
@@ -67,6 +68,11 @@ const KNOWN: Record<number, Known> = {
     reason: "AssertionNotValid",
     hint: () =>
       "Entra could not validate the service-account token's signature; check that the issuer's JWKS is reachable.",
+  },
+  50166: {
+    reason: "IssuerUnreachable",
+    hint: () =>
+      "Entra could not fetch the issuer's discovery document or keys; the issuer must be publicly reachable over https.",
   },
   90061: {
     reason: "IssuerUnreachable",

@@ -42,7 +42,7 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
       return d(
         "Unknown",
         "VerificationDisabled",
-        "The manager runs with verification turned off (--verify=false).",
+        "The manager runs with verification turned off (--no-verify).",
       );
     case "notVerifiable":
       return d("Unknown", "NotVerifiable", v.message);

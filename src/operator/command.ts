@@ -1,0 +1,181 @@
+import { KubeConfig } from "@kubernetes/client-node";
+import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
+import { createLogger, isLogLevel } from "../lib/log.ts";
+import { createGraphCredentialFactory } from "./graph-credential.ts";
+import { readCaFiles } from "./https.ts";
+import { startManager } from "./manager.ts";
+
+/** "90s", "30m", "6h" or plain milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new UsageError(`--${flag} must be a duration such as 90s, 30m or 6h, got '${value}'`);
+  const n = Number(match[1]);
+  const unit = match[2] ?? "ms";
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[unit as "ms" | "s" | "m" | "h"];
+}
+
+function listOption(values: OptionValues, name: string): string[] {
+  const v = values[name];
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [String(v)])
+    .flatMap((s) => s.split(","))
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+export const managerCommand: Command = {
+  name: "manager",
+  summary: "Run the AgentIdentity operator (leader-elected; health, readiness and metrics over HTTP).",
+  description: [
+    "Reconciles AgentIdentities: ensures and marks their ServiceAccounts, computes (or in Graph mode creates)",
+    "the federated identity credential, and proves it against Entra. Uses the in-cluster configuration, or",
+    "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
+  ].join("\n"),
+  options: {
+    kubeconfig: {
+      type: "string",
+      help: "Kubeconfig file (default: in-cluster, else ~/.kube/config).",
+      env: "KUBECONFIG",
+    },
+    namespace: {
+      type: "string",
+      help: "Watch only this namespace (default: all namespaces).",
+      env: "AGENTID_WATCH_NAMESPACE",
+    },
+    "lease-namespace": {
+      type: "string",
+      help: "Namespace of the leader-election Lease.",
+      default: "default",
+      env: "POD_NAMESPACE",
+    },
+    "lease-name": { type: "string", help: "Name of the leader-election Lease.", default: "agentid-manager" },
+    "health-host": {
+      type: "string",
+      help: "Address of the /healthz, /readyz and /metrics server.",
+      default: "0.0.0.0",
+    },
+    "health-port": {
+      type: "string",
+      help: "Port of the /healthz, /readyz and /metrics server.",
+      default: "8081",
+      env: "AGENTID_HEALTH_PORT",
+    },
+    "log-level": {
+      type: "string",
+      help: "fatal, error, warn, info, debug, trace or silent.",
+      default: "info",
+      env: "AGENTID_LOG_LEVEL",
+    },
+    "no-verify": {
+      type: "boolean",
+      help: "Do not prove identities against Entra (Verified stays Unknown).",
+      env: "AGENTID_NO_VERIFY",
+    },
+    "verify-interval": { type: "string", help: "Re-verify a working identity this often.", default: "6h" },
+    "verify-retry": { type: "string", help: "Re-try a failed verification after this long.", default: "10m" },
+    issuer: {
+      type: "string",
+      help: "Service-account issuer to trust (default: discovered from the API server).",
+      env: "AGENTID_ISSUER",
+    },
+    "ca-file": {
+      type: "string",
+      multiple: true,
+      help: "Extra CA bundle (PEM) trusted for Entra and Graph, e.g. a local emulator's CA; repeatable.",
+      env: "AGENTID_CA_FILE",
+    },
+    "graph-client-id": {
+      type: "string",
+      help: "Client id of the manager's own app for Graph mode.",
+      env: "AGENTID_GRAPH_CLIENT_ID",
+    },
+    "graph-token-file": {
+      type: "string",
+      help: "Workload-identity token file for the Graph credential.",
+      env: "AZURE_FEDERATED_TOKEN_FILE",
+    },
+    "graph-client-secret-file": {
+      type: "string",
+      help: "Client secret file for the Graph credential (development).",
+      env: "AGENTID_GRAPH_CLIENT_SECRET_FILE",
+    },
+    "authority-host": {
+      type: "string",
+      help: "Entra authority host for the Graph credential.",
+      default: "https://login.microsoftonline.com",
+      env: "AZURE_AUTHORITY_HOST",
+    },
+    "graph-url": {
+      type: "string",
+      help: "Microsoft Graph base URL.",
+      default: "https://graph.microsoft.com",
+      env: "AGENTID_GRAPH_URL",
+    },
+    concurrency: { type: "string", help: "Parallel reconciles.", default: "8" },
+  },
+  async run(values) {
+    const level = stringOption(values, "log-level") ?? "info";
+    if (!isLogLevel(level))
+      throw new UsageError(
+        `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got '${level}'`,
+      );
+    const concurrency = Number(stringOption(values, "concurrency"));
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+      throw new UsageError("--concurrency must be an integer from 1 to 64");
+    const caPems = readCaFiles(listOption(values, "ca-file"));
+    const kubeConfig = new KubeConfig();
+    const file = stringOption(values, "kubeconfig");
+    if (file) kubeConfig.loadFromFile(file);
+    else kubeConfig.loadFromDefault();
+    const graphClientId = stringOption(values, "graph-client-id");
+    const tokenFile = stringOption(values, "graph-token-file");
+    const secretFile = stringOption(values, "graph-client-secret-file");
+    const logger = createLogger({ name: "agentid-manager", level });
+    const manager = await startManager({
+      kubeConfig,
+      logger,
+      ...(stringOption(values, "namespace") ? { namespace: stringOption(values, "namespace") } : {}),
+      leaseNamespace: stringOption(values, "lease-namespace") ?? "default",
+      leaseName: stringOption(values, "lease-name") ?? "agentid-manager",
+      health: {
+        host: stringOption(values, "health-host") ?? "0.0.0.0",
+        port: portOption(values, "health-port") ?? 8081,
+      },
+      verify: values["no-verify"] !== true,
+      verificationPolicy: {
+        intervalMs: parseDuration(stringOption(values, "verify-interval") ?? "6h", "verify-interval"),
+        retryMs: parseDuration(stringOption(values, "verify-retry") ?? "10m", "verify-retry"),
+      },
+      ...(stringOption(values, "issuer") ? { issuer: stringOption(values, "issuer") } : {}),
+      caPems,
+      ...(graphClientId
+        ? {
+            graph: {
+              baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
+              credentialFor: createGraphCredentialFactory({
+                clientId: graphClientId,
+                ...(tokenFile ? { tokenFile } : {}),
+                ...(secretFile ? { clientSecretFile: secretFile } : {}),
+                authorityHost: stringOption(values, "authority-host") ?? "https://login.microsoftonline.com",
+                caPems,
+              }),
+            },
+          }
+        : {}),
+      concurrency,
+    });
+    logger.info({ url: manager.url, identity: manager.identity }, "manager started");
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        logger.info("stopping: releasing the lease");
+        manager.stop().then(resolve, resolve);
+      };
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
+    });
+    logger.flush();
+    return 0;
+  },
+};

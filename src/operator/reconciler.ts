@@ -1,0 +1,303 @@
+import { API_VERSION, FINALIZER_FEDERATED_CREDENTIAL, PLURAL } from "../api/constants.ts";
+import { type AgentIdentity, credentialKind, federationMode } from "../api/types.ts";
+import { findBindingConflicts } from "../api/validate.ts";
+import { isApiError, type KubeClient } from "../kube/client.ts";
+import type { Informer } from "../kube/informer.ts";
+import type { WorkResult } from "../kube/queue.ts";
+import { splitKey } from "../kube/store.ts";
+import type { Logger } from "../lib/log.ts";
+import { scrubTokens } from "../lib/log.ts";
+import { conditionTransitions } from "./conditions.ts";
+import type { EventSink } from "./events.ts";
+import {
+  desiredFederatedCredential,
+  federatedCredentialStatus,
+  verificationFingerprint,
+} from "./federation.ts";
+import type { GraphFederation } from "./graph.ts";
+import type { IssuerSource } from "./issuer.ts";
+import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
+import { readReferencedSecret } from "./secret.ts";
+import { ensureServiceAccount, type ServiceAccountObject } from "./service-account.ts";
+import { desiredStatus, jsonEqual, type Observations } from "./status.ts";
+import type { Verifier } from "./verify.ts";
+
+export interface ReconcilerDeps {
+  kube: KubeClient;
+  identities: Informer<AgentIdentity>;
+  serviceAccounts: Informer<ServiceAccountObject>;
+  issuer: IssuerSource;
+  /** Absent when verification is turned off. */
+  verifier?: Verifier;
+  /** Absent when the manager has no Graph credential. */
+  graph?: GraphFederation;
+  events: EventSink;
+  policy: VerificationPolicy;
+  logger: Logger;
+  now?: () => Date;
+  /** Called with the resourceVersion of every status the reconciler wrote, so its own echo can be ignored. */
+  onStatusWritten?: (key: string, resourceVersion: string) => void;
+}
+
+/** After a new Graph credential, give Entra a moment before proving it (real Entra propagates in seconds). */
+const GRAPH_PROPAGATION_MS = 15_000;
+
+export function identityPath(namespace: string, name?: string): string {
+  const base = `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}`;
+  return name ? `${base}/${encodeURIComponent(name)}` : base;
+}
+
+export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise<WorkResult | undefined> {
+  const now = deps.now ?? (() => new Date());
+
+  async function removeFinalizer(identity: AgentIdentity): Promise<void> {
+    const finalizers = identity.metadata.finalizers ?? [];
+    const index = finalizers.indexOf(FINALIZER_FEDERATED_CREDENTIAL);
+    if (index < 0) return;
+    // test+remove: fails with 422 instead of removing someone else's finalizer if the list moved.
+    await deps.kube.patch(identityPath(identity.metadata.namespace, identity.metadata.name), "json", [
+      { op: "test", path: `/metadata/finalizers/${index}`, value: FINALIZER_FEDERATED_CREDENTIAL },
+      { op: "remove", path: `/metadata/finalizers/${index}` },
+    ]);
+  }
+
+  async function finalize(identity: AgentIdentity): Promise<WorkResult | undefined> {
+    if (!identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL)) return undefined;
+    const name = identity.status?.federatedCredential?.name;
+    if (name && deps.graph) {
+      const outcome = await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, name);
+      if (!outcome.ok) {
+        await deps.events.emit({
+          ...ref(identity),
+          type: "Warning",
+          reason: outcome.reason,
+          message: `Cannot remove the federated credential yet: ${outcome.message}`,
+        });
+        return { requeue: true };
+      }
+      await deps.events.emit({
+        ...ref(identity),
+        type: "Normal",
+        reason: outcome.reason,
+        message: outcome.message,
+      });
+    }
+    await removeFinalizer(identity);
+    return undefined;
+  }
+
+  async function observeFederation(
+    identity: AgentIdentity,
+  ): Promise<{ obs: Observations["federation"]; issuer?: string; fresh: boolean }> {
+    const kind = credentialKind(identity.spec);
+    if (kind !== "workloadIdentity") {
+      return {
+        obs: {
+          state: "notRequired",
+          message:
+            kind === "clientSecret"
+              ? "The blueprint uses a client secret; no federated credential is needed."
+              : "The blueprint uses a managed identity; its federated credential trusts the managed identity, not this cluster.",
+        },
+        fresh: false,
+      };
+    }
+    let issuer: string;
+    try {
+      issuer = identity.spec.federation?.issuer ?? (await deps.issuer.get());
+    } catch (error) {
+      return {
+        obs: {
+          state: "issuerUnknown",
+          message: `Cannot discover the cluster's service-account issuer: ${scrubTokens((error as Error).message)}`,
+        },
+        fresh: false,
+      };
+    }
+    const desired = desiredFederatedCredential(
+      identity.metadata.namespace,
+      identity.spec.serviceAccountName,
+      issuer,
+    );
+    const credential = federatedCredentialStatus(identity.spec.blueprint.clientId, desired);
+    if (federationMode(identity.spec) !== "Graph")
+      return { obs: { state: "manual", credential }, issuer, fresh: false };
+    if (!deps.graph) {
+      return {
+        obs: {
+          state: "graphFailed",
+          credential,
+          reason: "GraphNotConfigured",
+          message:
+            "federation.mode is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
+        },
+        issuer,
+        fresh: false,
+      };
+    }
+    const previous = identity.status?.federatedCredential?.name;
+    const outcome = await deps.graph.ensure(
+      identity.spec.tenantId,
+      identity.spec.blueprint.clientId,
+      desired,
+    );
+    if (!outcome.ok)
+      return {
+        obs: { state: "graphFailed", credential, reason: outcome.reason, message: outcome.message },
+        issuer,
+        fresh: false,
+      };
+    if (previous && previous !== desired.name) {
+      // Issuer or ServiceAccount changed: the old credential trusts something this identity no longer uses.
+      await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, previous);
+    }
+    return {
+      obs: { state: "graph", credential, reason: outcome.reason, message: outcome.message },
+      issuer,
+      fresh: outcome.reason === "CredentialCreated" || outcome.reason === "CredentialUpdated",
+    };
+  }
+
+  async function reconcileOnce(identity: AgentIdentity): Promise<WorkResult | undefined> {
+    const { namespace, name } = identity.metadata;
+    if (identity.metadata.deletionTimestamp) return finalize(identity);
+    const graphMode =
+      federationMode(identity.spec) === "Graph" && credentialKind(identity.spec) === "workloadIdentity";
+    const hasFinalizer = identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL) ?? false;
+    if (graphMode && !hasFinalizer) {
+      // Before creating anything in Graph, so that a deletion can never skip the clean-up.
+      const finalizers = [...(identity.metadata.finalizers ?? []), FINALIZER_FEDERATED_CREDENTIAL];
+      identity = await deps.kube.patch<AgentIdentity>(identityPath(namespace, name), "merge", {
+        metadata: { finalizers, resourceVersion: identity.metadata.resourceVersion },
+      });
+    } else if (!graphMode && hasFinalizer) {
+      // Switching to Manual hands the credential over to the user: keep it, stop owning it.
+      await removeFinalizer(identity);
+      return { requeueAfterMs: 0 };
+    }
+
+    const obs: Observations = {
+      conflicts: findBindingConflicts(identity, deps.identities.list(namespace)),
+      serviceAccount: { state: "skipped" },
+      secret: { state: "notRequired" },
+      federation: { state: "notRequired", message: "" },
+      verification: { state: "pending", message: "Waiting for the problems above to be fixed." },
+    };
+    let secretValue: string | undefined;
+    if (obs.conflicts.length === 0) {
+      obs.serviceAccount = await ensureServiceAccount(
+        deps.kube,
+        identity,
+        deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName),
+      );
+      const secret = await readReferencedSecret(deps.kube, identity);
+      obs.secret = secret.observation;
+      secretValue = secret.value;
+    }
+    const federation = await observeFederation(identity);
+    obs.federation = federation.obs;
+
+    let requeueAfterMs: number | undefined;
+    const blocked =
+      obs.conflicts.length > 0 ||
+      obs.serviceAccount.state !== "ready" ||
+      obs.secret.state === "problem" ||
+      obs.federation.state === "issuerUnknown" ||
+      obs.federation.state === "graphFailed";
+    if (!blocked) {
+      const kind = credentialKind(identity.spec);
+      if (!deps.verifier) obs.verification = { state: "disabled" };
+      else if (kind === "managedIdentity") {
+        obs.verification = {
+          state: "notVerifiable",
+          message:
+            "A managed identity's token exists only on Azure compute; the sidecar proves it at run time.",
+        };
+      } else if (federation.fresh) {
+        obs.verification = {
+          state: "pending",
+          message: "The federated credential was just written; verifying shortly.",
+        };
+        requeueAfterMs = GRAPH_PROPAGATION_MS;
+      } else {
+        const fingerprint = verificationFingerprint(identity, federation.issuer);
+        const dueAt = verificationDueAt(identity, fingerprint, deps.policy);
+        const at = now().getTime();
+        if (dueAt <= at) {
+          const result = await deps.verifier.verify(
+            identity,
+            kind === "clientSecret"
+              ? { kind: "clientSecret", secret: secretValue ?? "" }
+              : { kind: "serviceAccountToken" },
+            {
+              tenantId: identity.spec.tenantId,
+              blueprintClientId: identity.spec.blueprint.clientId,
+              ...(identity.spec.agentId ? { agentId: identity.spec.agentId } : {}),
+              ...(obs.federation.state === "manual" || obs.federation.state === "graph"
+                ? { azCommand: obs.federation.credential.azCommand }
+                : {}),
+            },
+          );
+          obs.verification = { ...result, fingerprint };
+          requeueAfterMs = result.state === "verified" ? deps.policy.intervalMs : deps.policy.retryMs;
+        } else {
+          obs.verification = { state: "unchanged" };
+          requeueAfterMs = dueAt - at;
+        }
+      }
+    }
+    secretValue = undefined;
+
+    const status = desiredStatus(identity, obs, now());
+    if (!jsonEqual(status, identity.status ?? {})) {
+      const written = await deps.kube.replace<AgentIdentity>(`${identityPath(namespace, name)}/status`, {
+        ...identity,
+        status,
+      });
+      if (written?.metadata.resourceVersion)
+        deps.onStatusWritten?.(`${namespace}/${name}`, written.metadata.resourceVersion);
+      for (const t of conditionTransitions(identity.status?.conditions, status.conditions ?? [])) {
+        // A first Unknown is not news; every other transition is.
+        if (t.from === undefined && t.to === "Unknown") continue;
+        await deps.events.emit({
+          ...ref(identity),
+          type: t.to === "False" ? "Warning" : "Normal",
+          reason: t.reason,
+          message: `${t.type} is ${t.to}: ${t.message}`,
+        });
+      }
+    }
+    if (
+      obs.federation.state === "graphFailed" ||
+      obs.federation.state === "issuerUnknown" ||
+      obs.serviceAccount.state === "error"
+    ) {
+      return { requeue: true };
+    }
+    return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(requeueAfterMs, 1000) } : undefined;
+  }
+
+  return async function reconcile(key: string): Promise<WorkResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    if (!namespace) return undefined;
+    let identity = deps.identities.get(namespace, name);
+    for (let attempt = 0; identity && attempt < 3; attempt++) {
+      try {
+        return await reconcileOnce(identity);
+      } catch (error) {
+        if (!isApiError(error, 409)) throw error;
+        // Someone wrote in between: re-read and decide again on the fresh object.
+        identity = await deps.kube.getOptional<AgentIdentity>(identityPath(namespace, name));
+      }
+    }
+    return identity ? { requeue: true } : undefined;
+  };
+}
+
+function ref(identity: AgentIdentity) {
+  return {
+    namespace: identity.metadata.namespace,
+    name: identity.metadata.name,
+    ...(identity.metadata.uid ? { uid: identity.metadata.uid } : {}),
+  };
+}

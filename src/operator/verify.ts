@@ -1,0 +1,122 @@
+import { type Dispatcher, request } from "undici";
+import { CLIENT_ASSERTION_TYPE, EXCHANGE_SCOPE, TOKEN_AUDIENCE } from "../api/constants.ts";
+import { normalizeInstance } from "../api/render.ts";
+import type { AgentIdentity } from "../api/types.ts";
+import type { KubeClient } from "../kube/client.ts";
+import { scrubTokens } from "../lib/log.ts";
+import {
+  classifyEntraError,
+  type EntraError,
+  type HintContext,
+  type VerificationFailure,
+} from "./entra-errors.ts";
+
+/**
+ * Proves the federation instead of assuming it: a short-lived token for the ServiceAccount (TokenRequest,
+ * audience api://AzureADTokenExchange) is the blueprint's client assertion in leg 1 against Entra, with
+ * fmi_path when an agent is named. The token and any secret live only in this function's frame: they are
+ * never logged, stored, returned or put in an error.
+ */
+
+export type VerificationResult =
+  | { state: "verified" }
+  | { state: "failed"; failure: VerificationFailure }
+  | { state: "unreachable"; message: string };
+
+export type BlueprintCredentialInput =
+  | { kind: "serviceAccountToken" }
+  | { kind: "clientSecret"; secret: string };
+
+export interface Verifier {
+  verify(
+    identity: AgentIdentity,
+    credential: BlueprintCredentialInput,
+    hint: HintContext,
+  ): Promise<VerificationResult>;
+}
+
+export interface VerifierOptions {
+  kube: KubeClient;
+  dispatcher: Dispatcher;
+  /** Lifetime of the TokenRequest token; the API server's minimum is 600 s. */
+  tokenLifetimeSeconds?: number;
+}
+
+export async function requestServiceAccountToken(
+  kube: KubeClient,
+  namespace: string,
+  serviceAccount: string,
+  lifetimeSeconds: number,
+): Promise<string> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(serviceAccount)}/token`;
+  const answer = await kube.create<{ status?: { token?: unknown } }>(path, {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenRequest",
+    spec: { audiences: [TOKEN_AUDIENCE], expirationSeconds: lifetimeSeconds },
+  });
+  const token = answer?.status?.token;
+  if (typeof token !== "string" || token === "")
+    throw new Error(`TokenRequest for ${namespace}/${serviceAccount} returned no token`);
+  return token;
+}
+
+export function tokenEndpoint(identity: AgentIdentity): string {
+  return `${normalizeInstance(identity.spec.instance)}${encodeURIComponent(identity.spec.tenantId)}/oauth2/v2.0/token`;
+}
+
+export function createVerifier(options: VerifierOptions): Verifier {
+  const lifetime = options.tokenLifetimeSeconds ?? 600;
+  return {
+    async verify(identity, credential, hint) {
+      const form = new URLSearchParams({
+        client_id: identity.spec.blueprint.clientId,
+        scope: EXCHANGE_SCOPE,
+        grant_type: "client_credentials",
+      });
+      if (identity.spec.agentId) form.set("fmi_path", identity.spec.agentId);
+      if (credential.kind === "clientSecret") {
+        form.set("client_secret", credential.secret);
+      } else {
+        const token = await requestServiceAccountToken(
+          options.kube,
+          identity.metadata.namespace,
+          identity.spec.serviceAccountName,
+          lifetime,
+        );
+        form.set("client_assertion_type", CLIENT_ASSERTION_TYPE);
+        form.set("client_assertion", token);
+      }
+      let status: number;
+      let text: string;
+      try {
+        const response = await request(tokenEndpoint(identity), {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+          body: form.toString(),
+          dispatcher: options.dispatcher,
+        });
+        status = response.statusCode;
+        text = await response.body.text();
+      } catch (error) {
+        return {
+          state: "unreachable",
+          message: `Cannot reach Entra at ${tokenEndpoint(identity)}: ${scrubTokens((error as Error).message)}`,
+        };
+      }
+      if (status === 200) return { state: "verified" };
+      let body: EntraError = {};
+      try {
+        body = JSON.parse(text) as EntraError;
+      } catch {
+        // Not Entra's JSON: a proxy or an outage page.
+      }
+      if (status >= 500 || status === 429 || (!body.error && !body.error_codes)) {
+        return {
+          state: "unreachable",
+          message: `Entra answered HTTP ${status} at ${tokenEndpoint(identity)}; will retry later.`,
+        };
+      }
+      return { state: "failed", failure: classifyEntraError(status, body, hint) };
+    },
+  };
+}
