@@ -1,0 +1,161 @@
+import type { AddressInfo } from "node:net";
+import Fastify, { type FastifyInstance } from "fastify";
+import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import { claimsOf, entraCode, EXCHANGE_SCOPE, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
+import { callJson, IDS, testDirectory } from "../../src/emulator/testing.ts";
+
+/**
+ * A real OIDC issuer over HTTPS with its own CA (as a local kube-apiserver has), a blueprint whose
+ * federated identity credential trusts it, and assertions that each break one rule.
+ */
+const SUBJECT = "system:serviceaccount:agents:research-agent";
+const AUDIENCE = "api://AzureADTokenExchange";
+
+let issuerApp: FastifyInstance;
+let issuerUrl: string;
+let issuerCaPem: string;
+let signingKey: CryptoKey;
+let publicPem: string;
+let h: Harness;
+
+beforeAll(async () => {
+  const ca = await createCertificateAuthority("test OIDC issuer CA");
+  issuerCaPem = ca.certPem;
+  const leaf = await issueCertificate(ca, { commonName: "issuer", ipAddresses: ["127.0.0.1"], usage: "server" });
+  const keys = await generateKeyPair("RS256", { extractable: true });
+  signingKey = keys.privateKey;
+  publicPem = await exportSPKI(keys.publicKey);
+  const jwk = { ...(await exportJWK(keys.publicKey)), kid: "issuer-key-1", use: "sig", alg: "RS256" };
+  issuerApp = Fastify({ https: { key: leaf.keyPem, cert: leaf.certPem } });
+  issuerApp.get("/.well-known/openid-configuration", async () => ({ issuer: issuerUrl, jwks_uri: `${issuerUrl}/openid/v1/jwks` }));
+  issuerApp.get("/openid/v1/jwks", async () => ({ keys: [jwk] }));
+  await issuerApp.listen({ host: "127.0.0.1", port: 0 });
+  issuerUrl = `https://127.0.0.1:${(issuerApp.server.address() as AddressInfo).port}`;
+
+  const directory = testDirectory();
+  withFic(directory);
+  h = await startHarness({ directory, trustedCaPems: [issuerCaPem] });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await issuerApp?.close();
+});
+
+async function assertion(claims: JWTPayload = {}, key: CryptoKey = signingKey, kid = "issuer-key-1"): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ jti: crypto.randomUUID(), ...claims })
+    .setProtectedHeader({ alg: "RS256", kid })
+    .setIssuer(String(claims.iss ?? issuerUrl))
+    .setSubject(String(claims.sub ?? SUBJECT))
+    .setAudience(claims.aud ?? AUDIENCE)
+    .setIssuedAt(now)
+    .setNotBefore(Number(claims.nbf ?? now))
+    .setExpirationTime(Number(claims.exp ?? now + 3600))
+    .sign(key);
+}
+
+function t1Request(clientAssertion: string) {
+  return h.token({
+    grant_type: "client_credentials",
+    client_id: IDS.blueprint,
+    client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    client_assertion: clientAssertion,
+    scope: EXCHANGE_SCOPE,
+    fmi_path: IDS.agent,
+  });
+}
+
+describe("federated client assertions", () => {
+  it("accepts an assertion that matches the federated credential and the issuer's keys", async () => {
+    const r = await t1Request(await assertion());
+    expect(r.status).toBe(200);
+    expect(claimsOf(r.json.access_token)).toMatchObject({ azp: IDS.blueprint, azpacr: "2", aud: AUDIENCE });
+  });
+
+  it("accepts the same projected token again by default (workload identity clients reuse it)", async () => {
+    const a = await assertion();
+    expect((await t1Request(a)).status).toBe(200);
+    expect((await t1Request(a)).status).toBe(200);
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+  it.each([
+    ["another subject", () => assertion({ sub: "system:serviceaccount:agents:intruder" }), 700213],
+    ["another audience", () => assertion({ aud: "https://kubernetes.default.svc" }), 700212],
+    ["an unknown issuer", () => assertion({ iss: "https://issuer.invalid" }), 700211],
+    ["an expired assertion", () => assertion({ exp: now() - 3600, nbf: now() - 7200 }), 700024],
+    ["a not-yet-valid assertion", () => assertion({ nbf: now() + 3600, exp: now() + 7200 }), 700024],
+    ["a signature by another key", async () => assertion({}, (await generateKeyPair("RS256")).privateKey), 700027],
+    ["a key id the issuer does not publish", async () => assertion({}, (await generateKeyPair("RS256")).privateKey, "k9"), 700027],
+    ["alg none", async () => unsigned(await assertion()), 5002730],
+    ["HS256 keyed with the issuer's public key", async () => hmacWithPublicKey(await assertion()), 5002730],
+  ])("rejects %s", async (_name, make, code) => {
+    const r = await t1Request(await make());
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(entraCode(r)).toBe(code);
+  });
+
+  it("rejects a replayed jti when replay protection is on", async () => {
+    await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, { rejectReplayedAssertions: true });
+    try {
+      const a = await assertion();
+      expect((await t1Request(a)).status).toBe(200);
+      const again = await t1Request(a);
+      expect(again.status).toBe(401);
+      expect(entraCode(again)).toBe(50013);
+    } finally {
+      await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, { rejectReplayedAssertions: false });
+    }
+  });
+
+  it("stops accepting the assertion once the federated credential is removed", async () => {
+    const path = `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`;
+    expect((await callJson(h.dispatcher, "DELETE", `${path}/research-agent-sa`)).status).toBe(204);
+    const r = await t1Request(await assertion());
+    expect(entraCode(r)).toBe(700211);
+    const fic = { name: "research-agent-sa", issuer: issuerUrl, subject: SUBJECT, audiences: [AUDIENCE] };
+    expect((await callJson(h.dispatcher, "POST", path, fic)).status).toBe(201);
+    expect((await t1Request(await assertion())).status).toBe(200);
+  });
+
+  it("fails with AADSTS50166 when the issuer's CA is not trusted", async () => {
+    const directory = testDirectory();
+    withFic(directory);
+    const untrusting = await startHarness({ directory });
+    try {
+      const r = await untrusting.token({
+        grant_type: "client_credentials",
+        client_id: IDS.blueprint,
+        client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion: await assertion(),
+        scope: EXCHANGE_SCOPE,
+      });
+      expect(r.status).toBe(401);
+      expect(entraCode(r)).toBe(50166);
+    } finally {
+      await untrusting.close();
+    }
+  });
+});
+
+function withFic(directory: ReturnType<typeof testDirectory>): void {
+  const blueprint = directory.tenants[0]?.applications?.find((a) => a.appId === IDS.blueprint);
+  if (!blueprint) throw new Error("the test directory has no blueprint");
+  blueprint.federatedIdentityCredentials = [{ name: "research-agent-sa", issuer: issuerUrl, subject: SUBJECT, audiences: [AUDIENCE] }];
+}
+
+function unsigned(token: string): string {
+  const [, payload] = token.split(".");
+  return `${Buffer.from(JSON.stringify({ alg: "none", typ: "JWT" })).toString("base64url")}.${payload}.`;
+}
+
+async function hmacWithPublicKey(token: string): Promise<string> {
+  const [, payload] = token.split(".");
+  const header = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT", kid: "issuer-key-1" })).toString("base64url");
+  const { createHmac } = await import("node:crypto");
+  const sig = createHmac("sha256", publicPem).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${sig}`;
+}
