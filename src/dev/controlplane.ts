@@ -44,6 +44,8 @@ export interface ControlPlane {
   /** https://127.0.0.1:<port>, the service-account issuer; discovery is at <issuer>/.well-known/openid-configuration. */
   issuerUrl: string;
   server: string;
+  /** http://127.0.0.1:<port> of etcd (plain HTTP on loopback, no auth: only for tests that inspect storage). */
+  etcdUrl: string;
   /** CA that signed the serving certificate (trust it to call the apiserver or its JWKS). */
   caPem: string;
   adminCertPem: string;
@@ -235,6 +237,7 @@ export async function startControlPlane(options: StartControlPlaneOptions = {}):
       kubeconfigPath,
       issuerUrl: issuerUrlFor(apiPort),
       server,
+      etcdUrl,
       caPem: pki.caPem,
       adminCertPem: pki.adminCertPem,
       adminKeyPem: pki.adminKeyPem,
