@@ -1,9 +1,10 @@
-import { randomBytes } from "node:crypto";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { API_VERSION, KIND } from "../api/constants.ts";
 import type { KubeClient } from "../kube/client.ts";
+import { createEventRecorder, type EventRecorder } from "../kube/events.ts";
 import type { Logger } from "../lib/log.ts";
-import { scrubTokens } from "../lib/log.ts";
 
-/** Where the reconciler reports transitions; I/O kept behind an interface so decisions stay testable. */
+/** Where the reconciler reports transitions; behind an interface so the decisions stay testable. */
 export interface EventSink {
   emit(event: {
     namespace: string;
@@ -13,49 +14,39 @@ export interface EventSink {
     reason: string;
     message: string;
   }): Promise<void>;
+  flush(): Promise<void>;
 }
 
 /**
- * Writes core/v1 Events for AgentIdentities. Failures are logged, never thrown: an event is a notice and
- * must not fail or repeat a reconcile. Messages are scrubbed of anything token-shaped on the way out.
+ * Events about AgentIdentities through the kube toolkit's recorder (de-duplicated, scrubbed of tokens and
+ * secrets, best effort: a failed event never fails a reconcile).
  */
-export function createEventSink(kube: KubeClient, logger: Logger, component = "agentid-operator"): EventSink {
+export function createEventSink(
+  kubeConfig: KubeConfig,
+  client: KubeClient,
+  logger: Logger,
+  instance: string,
+): EventSink {
+  const recorder: EventRecorder = createEventRecorder({
+    kubeConfig,
+    client,
+    component: "agentid-manager",
+    instance,
+    logger,
+  });
   return {
     async emit(e) {
-      const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
-      const body = {
-        apiVersion: "v1",
-        kind: "Event",
-        metadata: { name: `${e.name}.${randomBytes(8).toString("hex")}`, namespace: e.namespace },
-        involvedObject: {
-          apiVersion: "agentid.io/v1alpha1",
-          kind: "AgentIdentity",
-          name: e.name,
-          namespace: e.namespace,
-          ...(e.uid ? { uid: e.uid } : {}),
+      recorder.record(
+        {
+          apiVersion: API_VERSION,
+          kind: KIND,
+          metadata: { name: e.name, namespace: e.namespace, ...(e.uid ? { uid: e.uid } : {}) },
         },
-        type: e.type,
-        reason: e.reason,
-        message: scrubTokens(e.message).slice(0, 1024),
-        source: { component },
-        reportingComponent: component,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      };
-      try {
-        await kube.create(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/events`, body);
-      } catch (error) {
-        logger.warn(
-          {
-            namespace: e.namespace,
-            name: e.name,
-            reason: e.reason,
-            err: scrubTokens((error as Error).message),
-          },
-          "could not record event",
-        );
-      }
+        e.type,
+        e.reason,
+        e.message,
+      );
     },
+    flush: () => recorder.flush(),
   };
 }

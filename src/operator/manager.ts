@@ -44,6 +44,8 @@ export interface ManagerOptions {
   caPems?: string[];
   /** Graph mode; off when absent. */
   graph?: Omit<GraphOptions, "dispatcher">;
+  /** Wait after writing a Graph credential before verifying it (default 15 s). */
+  graphPropagationMs?: number;
   concurrency?: number;
   resyncIntervalMs?: number;
 }
@@ -109,6 +111,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
 
   const dispatcher: Dispatcher = outboundDispatcher(options.caPems ?? []);
   const ownWrites = new Map<string, string>();
+  const events = createEventSink(options.kubeConfig, kube, log, replica);
   const reconcile = createReconciler({
     kube,
     identities,
@@ -116,10 +119,11 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     issuer: createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) }),
     ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
     ...(options.graph ? { graph: createGraphFederation({ ...options.graph, dispatcher }) } : {}),
-    events: createEventSink(kube, log),
+    events,
     policy: options.verificationPolicy ?? DEFAULT_VERIFICATION_POLICY,
     logger: log,
     onStatusWritten: (key, rv) => ownWrites.set(key, rv),
+    ...(options.graphPropagationMs !== undefined ? { graphPropagationMs: options.graphPropagationMs } : {}),
   });
 
   const enqueue = (key: string) => queue?.add(key);
@@ -227,6 +231,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     async stop() {
       await elector.stop();
       await queue?.shutdown();
+      await events.flush();
       identities.stop();
       serviceAccounts.stop();
       await server?.close();

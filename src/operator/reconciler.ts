@@ -35,6 +35,8 @@ export interface ReconcilerDeps {
   policy: VerificationPolicy;
   logger: Logger;
   now?: () => Date;
+  /** Wait after writing a Graph credential before verifying it (default 15 s). */
+  graphPropagationMs?: number;
   /** Called with the resourceVersion of every status the reconciler wrote, so its own echo can be ignored. */
   onStatusWritten?: (key: string, resourceVersion: string) => void;
 }
@@ -218,7 +220,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
           state: "pending",
           message: "The federated credential was just written; verifying shortly.",
         };
-        requeueAfterMs = GRAPH_PROPAGATION_MS;
+        requeueAfterMs = deps.graphPropagationMs ?? GRAPH_PROPAGATION_MS;
       } else {
         const fingerprint = verificationFingerprint(identity, federation.issuer);
         const dueAt = verificationDueAt(identity, fingerprint, deps.policy);
@@ -274,7 +276,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     ) {
       return { requeue: true };
     }
-    return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(requeueAfterMs, 1000) } : undefined;
+    return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(requeueAfterMs, 100) } : undefined;
   }
 
   return async function reconcile(key: string): Promise<WorkResult | undefined> {

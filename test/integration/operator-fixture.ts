@@ -1,0 +1,153 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { Agent, request } from "undici";
+import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
+import { createLogger } from "../../src/lib/log.ts";
+import { createGraphCredentialFactory } from "../../src/operator/graph-credential.ts";
+import { type ManagerOptions, type RunningManager, startManager } from "../../src/operator/manager.ts";
+import type { ConnectedControlPlane } from "../support/controlplane.ts";
+import { AGENT, BLUEPRINT, TENANT } from "./operator-support.ts";
+
+/** The emulator and manager set-up the operator's integration tests share (not a test file). */
+
+export const OPERATOR_APP = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
+export const BLUEPRINT_SECRET = "blueprint-secret-for-tests-only";
+const OPERATOR_SECRET = "operator-secret-for-tests-only";
+
+export async function startTestEmulator(cp: ConnectedControlPlane): Promise<RunningEmulator> {
+  return startEmulator({
+    port: 0,
+    // The emulator fetches the local API server's discovery document and JWKS over HTTPS.
+    trustedCaPems: [cp.caPem],
+    logger: createLogger({ name: "emulator", level: "silent" }),
+    directory: {
+      tenants: [
+        {
+          id: TENANT,
+          applications: [
+            {
+              appId: BLUEPRINT,
+              kind: "agentIdentityBlueprint",
+              displayName: "Test blueprint",
+              clientSecrets: [{ value: BLUEPRINT_SECRET }],
+            },
+            {
+              appId: OPERATOR_APP,
+              displayName: "agentid operator",
+              clientSecrets: [{ value: OPERATOR_SECRET }],
+            },
+          ],
+          agentIdentities: [{ appId: AGENT, blueprintAppId: BLUEPRINT, displayName: "Test agent" }],
+          resources: [
+            {
+              appId: "00000003-0000-0000-c000-000000000000",
+              identifierUris: ["https://graph.microsoft.com"],
+              audience: "https://graph.microsoft.com",
+              appRoles: ["Application.ReadWrite.All"],
+            },
+          ],
+          grants: [
+            {
+              type: "application",
+              clientAppId: OPERATOR_APP,
+              resource: "https://graph.microsoft.com",
+              roles: ["Application.ReadWrite.All"],
+            },
+          ],
+        },
+      ],
+    },
+  });
+}
+
+export interface EmulatorCredential {
+  name: string;
+  issuer: string;
+  subject: string;
+  audiences: string[];
+}
+
+/** Calls the emulator's admin API. */
+export async function emulatorAdmin<T>(
+  emu: RunningEmulator,
+  method: "GET" | "POST" | "DELETE",
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const agent = new Agent({ connect: { ca: emu.caPem } });
+  try {
+    const res = await request(`${emu.url}${path}`, {
+      method,
+      dispatcher: agent,
+      headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : null,
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) throw new Error(`${method} ${path}: HTTP ${res.statusCode} ${text}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  } finally {
+    await agent.close();
+  }
+}
+
+export async function blueprintCredentials(emu: RunningEmulator): Promise<EmulatorCredential[]> {
+  const directory = await emulatorAdmin<{
+    tenants: Array<{
+      id: string;
+      applications?: Array<{ appId: string; federatedIdentityCredentials?: EmulatorCredential[] }>;
+    }>;
+  }>(emu, "GET", "/_emulator/directory");
+  const app = directory.tenants
+    .find((t) => t.id === TENANT)
+    ?.applications?.find((a) => a.appId === BLUEPRINT);
+  return app?.federatedIdentityCredentials ?? [];
+}
+
+/** Captures every log line a manager writes, to prove no token ever reaches them. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    this.lines.push(chunk.toString());
+    done();
+  }
+  text(): string {
+    return this.lines.join("");
+  }
+}
+
+export async function startTestManager(
+  cp: ConnectedControlPlane,
+  emu: RunningEmulator,
+  namespace: string,
+  logs: LogCapture,
+  extra: Partial<ManagerOptions> = {},
+): Promise<RunningManager> {
+  const dir = mkdtempSync(join(tmpdir(), "agentid-operator-test-"));
+  const secretFile = join(dir, "graph-secret");
+  writeFileSync(secretFile, OPERATOR_SECRET);
+  return startManager({
+    kubeConfig: cp.kubeConfig,
+    logger: createLogger({ name: "manager", level: "trace", destination: logs }),
+    namespace,
+    leaseNamespace: namespace,
+    leaseDurationSeconds: 4,
+    renewDeadlineSeconds: 3,
+    retryPeriodSeconds: 1,
+    health: { host: "127.0.0.1", port: 0 },
+    caPems: [emu.caPem],
+    verificationPolicy: { intervalMs: 3_600_000, retryMs: 3_600_000 },
+    graphPropagationMs: 200,
+    graph: {
+      baseUrl: emu.url,
+      credentialFor: createGraphCredentialFactory({
+        clientId: OPERATOR_APP,
+        clientSecretFile: secretFile,
+        authorityHost: emu.url,
+        caPems: [emu.caPem],
+      }),
+    },
+    ...extra,
+  });
+}

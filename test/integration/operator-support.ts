@@ -1,0 +1,83 @@
+import { readFileSync } from "node:fs";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { parse } from "yaml";
+import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
+import { applyCrd, type RawObject } from "../../src/dev/controlplane-helpers.ts";
+import type { KubeClient } from "../../src/kube/client.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+
+/** Shared helpers of the operator's integration tests (not a test file). */
+
+export const TENANT = "6f1d2c3b-0a9e-4d8c-b7a6-112233445566";
+export const BLUEPRINT = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+export const AGENT = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d";
+
+let applied = false;
+export async function ensureCrd(kubeConfig: KubeConfig): Promise<void> {
+  if (applied) return;
+  const crd = parse(
+    readFileSync(new URL("../../crds/agentid.io_agentidentities.yaml", import.meta.url), "utf8"),
+  ) as RawObject;
+  await applyCrd(kubeConfig, crd);
+  applied = true;
+}
+
+export function identityBody(
+  namespace: string,
+  name: string,
+  spec: Partial<AgentIdentitySpec> = {},
+): AgentIdentity {
+  return {
+    apiVersion: "agentid.io/v1alpha1",
+    kind: "AgentIdentity",
+    metadata: { name, namespace },
+    spec: { tenantId: TENANT, blueprint: { clientId: BLUEPRINT }, serviceAccountName: name, ...spec },
+  };
+}
+
+export async function createIdentity(
+  kube: KubeClient,
+  namespace: string,
+  name: string,
+  spec: Partial<AgentIdentitySpec> = {},
+): Promise<AgentIdentity> {
+  return kube.create<AgentIdentity>(identityPath(namespace), identityBody(namespace, name, spec));
+}
+
+/** Polls until `check` returns a value (not undefined), or fails naming what it waited for and the last value seen. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
+}
+
+export function condition(identity: AgentIdentity | undefined, type: string) {
+  return identity?.status?.conditions?.find((c) => c.type === type);
+}
+
+export interface EventObject {
+  reason?: string;
+  message?: string;
+  type?: string;
+  involvedObject?: { name?: string; kind?: string };
+}
+
+export async function eventsFor(kube: KubeClient, namespace: string, name: string): Promise<EventObject[]> {
+  const list = await kube.get<{ items: EventObject[] }>(`/api/v1/namespaces/${namespace}/events`);
+  return list.items.filter(
+    (e) => e.involvedObject?.name === name && e.involvedObject.kind === "AgentIdentity",
+  );
+}

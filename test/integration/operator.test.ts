@@ -1,0 +1,299 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ANNOTATION_IDENTITY, FINALIZER_FEDERATED_CREDENTIAL } from "../../src/api/constants.ts";
+import type { AgentIdentity } from "../../src/api/types.ts";
+import type { RunningEmulator } from "../../src/emulator/index.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
+import type { RunningManager } from "../../src/operator/manager.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import {
+  BLUEPRINT_SECRET,
+  blueprintCredentials,
+  emulatorAdmin,
+  LogCapture,
+  startTestEmulator,
+  startTestManager,
+} from "./operator-fixture.ts";
+import {
+  AGENT,
+  BLUEPRINT,
+  condition,
+  createIdentity,
+  ensureCrd,
+  eventsFor,
+  eventually,
+  TENANT,
+} from "./operator-support.ts";
+
+const cp = useControlPlane({ namespacePrefix: "op" });
+const kube = createKubeClient(cp.kubeConfig);
+let emu: RunningEmulator;
+const managers: RunningManager[] = [];
+let logs = new LogCapture();
+const JWT = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/;
+
+beforeAll(async () => {
+  await ensureCrd(cp.kubeConfig);
+  emu = await startTestEmulator(cp);
+});
+afterEach(async () => {
+  await Promise.all(managers.splice(0).map((m) => m.stop()));
+  // Tokens never reach the manager's logs, whatever happened in the test (log level trace).
+  expect(logs.text()).not.toMatch(JWT);
+  expect(logs.text()).not.toContain(BLUEPRINT_SECRET);
+  logs = new LogCapture();
+});
+afterAll(async () => {
+  await emu?.close();
+  await kube.close();
+});
+
+async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Promise<RunningManager> {
+  const m = await startTestManager(cp, emu, cp.namespace, logs, extra);
+  managers.push(m);
+  return m;
+}
+
+const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
+const until = (name: string, type: string, status: string, reason?: string) =>
+  eventually(`${name}: ${type}=${status}${reason ? ` (${reason})` : ""}`, async () => {
+    const identity = await read(name);
+    const c = condition(identity, type);
+    return c?.status === status && (!reason || c.reason === reason) ? identity : undefined;
+  });
+
+async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
+  await emulatorAdmin(
+    emu,
+    "POST",
+    `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
+    {
+      name,
+      issuer: cp.issuerUrl,
+      subject,
+      audiences: ["api://AzureADTokenExchange"],
+    },
+  );
+}
+
+/** Status, events and logs must never hold a token. */
+async function expectNoTokenLeak(name: string): Promise<void> {
+  const identity = await read(name);
+  expect(JSON.stringify(identity?.status ?? {})).not.toMatch(JWT);
+  const events = await eventsFor(kube, cp.namespace, name);
+  expect(JSON.stringify(events)).not.toMatch(JWT);
+  expect(JSON.stringify(events)).not.toContain(BLUEPRINT_SECRET);
+}
+
+describe("the operator against a real API server and the Entra emulator", () => {
+  it("makes an identity Ready and Verified through a real TokenRequest token, then False with the AADSTS code once the credential is gone", async () => {
+    const subject = `system:serviceaccount:${cp.namespace}:agent-a`;
+    const ficName = `test-${cp.namespace}`;
+    await addCredentialForIssuer(ficName, subject);
+    await manager({ verificationPolicy: { intervalMs: 1500, retryMs: 1500 } });
+    await createIdentity(kube, cp.namespace, "agent-a", { instance: `${emu.url}/`, agentId: AGENT });
+
+    const ready = await until("agent-a", "Ready", "True");
+    expect(condition(ready, "Verified")).toMatchObject({
+      status: "True",
+      reason: "TokenIssued",
+      observedGeneration: 1,
+    });
+    expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True", reason: "Verified" });
+    expect(ready.status?.serviceAccount).toBe("agent-a");
+    expect(ready.status?.observedGeneration).toBe(1);
+    expect(ready.status?.federatedCredential).toMatchObject({
+      issuer: cp.issuerUrl,
+      subject,
+      audiences: ["api://AzureADTokenExchange"],
+    });
+    expect(ready.status?.federatedCredential?.azCommand).toContain(
+      `az ad app federated-credential create --id ${BLUEPRINT}`,
+    );
+
+    const sa = await kube.get<{
+      metadata: {
+        annotations?: Record<string, string>;
+        ownerReferences?: Array<{ kind: string; name: string; uid: string }>;
+      };
+    }>(serviceAccountPath(cp.namespace, "agent-a"));
+    expect(sa.metadata.annotations?.[ANNOTATION_IDENTITY]).toBe("agent-a");
+    expect(sa.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: "AgentIdentity", name: "agent-a", uid: ready.metadata.uid }),
+    ]);
+    const counters = await emulatorAdmin<{ byClient: Record<string, Record<string, number>> }>(
+      emu,
+      "GET",
+      "/_emulator/counters",
+    );
+    expect(counters.byClient[BLUEPRINT]?.["client_credentials+fmi_path"]).toBeGreaterThan(0);
+
+    await emulatorAdmin(
+      emu,
+      "DELETE",
+      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${ficName}`,
+    );
+    const failed = await until("agent-a", "Verified", "False");
+    const verified = condition(failed, "Verified");
+    expect(verified?.message).toMatch(/AADSTS7002(1|11|13)/);
+    expect(verified?.message).toContain("az ad app federated-credential create");
+    expect(condition(failed, "Ready")).toMatchObject({ status: "False" });
+    const events = await eventsFor(kube, cp.namespace, "agent-a");
+    expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(["Ready", "TokenIssued"]));
+    expect(events.some((e) => e.type === "Warning" && /AADSTS/.test(e.message ?? ""))).toBe(true);
+    await expectNoTokenLeak("agent-a");
+  });
+
+  it("reports a missing Secret, then verifies with the blueprint's secret once it exists", async () => {
+    await manager();
+    await createIdentity(kube, cp.namespace, "with-secret", {
+      instance: `${emu.url}/`,
+      blueprint: {
+        clientId: BLUEPRINT,
+        credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
+      },
+    });
+    const missing = await until("with-secret", "Ready", "False", "SecretNotFound");
+    expect(condition(missing, "Ready")?.message).toContain("Secret bp");
+    await eventually("a SecretNotFound event", async () =>
+      (await eventsFor(kube, cp.namespace, "with-secret")).find(
+        (e) => e.reason === "SecretNotFound" && e.type === "Warning",
+      ),
+    );
+    await kube.create(`/api/v1/namespaces/${cp.namespace}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "bp" },
+      stringData: { secret: BLUEPRINT_SECRET },
+    });
+    // Nothing watches Secrets (least privilege): a spec touch re-reconciles.
+    await kube.patch(identityPath(cp.namespace, "with-secret"), "merge", {
+      metadata: { annotations: { touch: "1" } },
+      spec: { agentId: AGENT },
+    });
+    const ok = await until("with-secret", "Ready", "True");
+    expect(condition(ok, "Verified")).toMatchObject({ status: "True" });
+    expect(condition(ok, "FederationConfigured")).toMatchObject({ status: "True", reason: "NotRequired" });
+    await expectNoTokenLeak("with-secret");
+  });
+
+  it("gives both identities that bind one ServiceAccount a Conflict, and clears it when one goes", async () => {
+    await manager({ verify: false });
+    await createIdentity(kube, cp.namespace, "first", { serviceAccountName: "shared" });
+    await createIdentity(kube, cp.namespace, "second", { serviceAccountName: "shared" });
+    await until("first", "Ready", "False", "Conflict");
+    const second = await until("second", "Ready", "False", "Conflict");
+    expect(condition(second, "Ready")?.message).toContain("AgentIdentity first");
+    await eventually("a Conflict event", async () =>
+      (await eventsFor(kube, cp.namespace, "second")).find((e) => e.reason === "Conflict"),
+    );
+    await kube.delete(identityPath(cp.namespace, "second"));
+    const first = await until("first", "Ready", "True");
+    expect(condition(first, "Verified")).toMatchObject({ status: "Unknown", reason: "VerificationDisabled" });
+  });
+
+  it("requires an existing ServiceAccount when createServiceAccount is false", async () => {
+    await manager({ verify: false });
+    await createIdentity(kube, cp.namespace, "byo", { createServiceAccount: false });
+    await until("byo", "Ready", "False", "ServiceAccountNotFound");
+    await kube.create(serviceAccountPath(cp.namespace), {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "byo" },
+    });
+    await until("byo", "Ready", "True");
+    const sa = await kube.get<{
+      metadata: { annotations?: Record<string, string>; ownerReferences?: unknown[] };
+    }>(serviceAccountPath(cp.namespace, "byo"));
+    expect(sa.metadata.annotations?.[ANNOTATION_IDENTITY]).toBe("byo");
+    expect(sa.metadata.ownerReferences).toBeUndefined();
+  });
+
+  it("in Graph mode creates the federated credential, verifies through it, and removes it on deletion", async () => {
+    await manager();
+    await createIdentity(kube, cp.namespace, "graph", {
+      instance: `${emu.url}/`,
+      federation: { mode: "Graph" },
+    });
+    const ready = await until("graph", "Verified", "True");
+    expect(ready.metadata.finalizers).toContain(FINALIZER_FEDERATED_CREDENTIAL);
+    expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True" });
+    const name = ready.status?.federatedCredential?.name;
+    expect(name).toBeDefined();
+    const created = (await blueprintCredentials(emu)).find((c) => c.name === name);
+    expect(created).toMatchObject({
+      issuer: cp.issuerUrl,
+      subject: `system:serviceaccount:${cp.namespace}:graph`,
+      audiences: ["api://AzureADTokenExchange"],
+    });
+
+    await kube.delete(identityPath(cp.namespace, "graph"));
+    await eventually("the AgentIdentity to be gone", async () => ((await read("graph")) ? undefined : true));
+    expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
+  });
+
+  it("writes nothing while idle", async () => {
+    const m = await manager({ verify: false });
+    for (const name of ["idle-a", "idle-b", "idle-c"]) await createIdentity(kube, cp.namespace, name);
+    for (const name of ["idle-a", "idle-b", "idle-c"]) await until(name, "Ready", "True");
+    await new Promise((r) => setTimeout(r, 1500));
+    const writes = (counts: Record<string, number>) =>
+      Object.entries(counts)
+        .filter(([k]) => !k.startsWith("GET ") && !k.startsWith("WATCH ") && !k.endsWith(" leases"))
+        .reduce((n, [, v]) => n + v, 0);
+    const before = m.requestCounts();
+    const versions = await Promise.all(
+      ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
+    );
+    await new Promise((r) => setTimeout(r, 4000));
+    const after = m.requestCounts();
+    expect(writes(after)).toBe(writes(before));
+    expect(writes(before)).toBeGreaterThan(0);
+    const nonLease = (c: Record<string, number>) =>
+      Object.entries(c)
+        .filter(([k]) => !k.endsWith(" leases"))
+        .reduce((n, [, v]) => n + v, 0);
+    expect(nonLease(after)).toBe(nonLease(before));
+    expect(
+      await Promise.all(
+        ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
+      ),
+    ).toEqual(versions);
+  });
+
+  it("runs one leader among two managers and fails over when the leader stops", async () => {
+    const a = await manager({ verify: false, identity: "replica-a" });
+    const b = await manager({ verify: false, identity: "replica-b" });
+    const leader = await eventually("a leader", async () =>
+      a.isLeader() !== b.isLeader() ? (a.isLeader() ? a : b) : undefined,
+    );
+    const follower = leader === a ? b : a;
+    await createIdentity(kube, cp.namespace, "before");
+    await until("before", "Ready", "True");
+    expect(follower.isLeader()).toBe(false);
+    await leader.stop();
+    managers.splice(managers.indexOf(leader), 1);
+    await eventually("the follower to lead", async () => (follower.isLeader() ? true : undefined), 15_000);
+    await createIdentity(kube, cp.namespace, "after");
+    await until("after", "Ready", "True");
+  });
+
+  it("serves /healthz, /readyz and /metrics", async () => {
+    const m = await manager({ verify: false });
+    await createIdentity(kube, cp.namespace, "metrics");
+    await until("metrics", "Ready", "True");
+    const get = async (path: string) => {
+      const res = await fetch(`${m.url}${path}`);
+      return { status: res.status, text: await res.text() };
+    };
+    expect(await get("/healthz")).toEqual({ status: 200, text: "ok" });
+    expect(await get("/readyz")).toEqual({ status: 200, text: "ok" });
+    const metrics = (await get("/metrics")).text;
+    expect(metrics).toMatch(/agentid_reconciles_total\{result="success"\} [1-9]/);
+    expect(metrics).toContain("agentid_reconcile_duration_seconds_bucket");
+    expect(metrics).toContain("agentid_workqueue_depth");
+    expect(metrics).toMatch(/agentid_identities\{condition="Ready",status="True"\} 1/);
+    expect(metrics).toContain("agentid_leader 1");
+  });
+});
