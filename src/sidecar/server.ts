@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import { isLoopback } from "./loopback.ts";
 import type { SidecarMetrics } from "./metrics.ts";
@@ -26,7 +26,7 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // Per-request access logs would cost more than the hot path itself; failures are logged where they happen.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
     forceCloseConnections: false,

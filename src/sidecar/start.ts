@@ -30,6 +30,8 @@ export interface StartOptions {
   downstreamTimeoutMs?: number;
   maxDownstreamResponseBytes?: number;
   retry?: RetryPolicy;
+  /** Minimum time between JWKS downloads for an unknown key id (default 5 s). */
+  jwksCooldownMs?: number;
 }
 
 export interface RunningSidecar {
@@ -106,6 +108,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       tenantId: config.tenantId,
       audiences: config.audiences,
       dispatcher,
+      ...(options.jwksCooldownMs !== undefined ? { jwksCooldownMs: options.jwksCooldownMs } : {}),
     }),
     downstream: createDownstreamClient({
       dispatcher,

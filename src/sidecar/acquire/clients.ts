@@ -60,7 +60,8 @@ export function createClient(
       disableInternalRetries: true,
       loggerOptions: {
         piiLoggingEnabled: false,
-        logLevel: LogLevel.Warning,
+        // Warnings are chatty ("No client info in response" on every app token); errors are kept.
+        logLevel: LogLevel.Error,
         loggerCallback(level, message) {
           const text = scrubTokens(message);
           if (level === LogLevel.Error) log.error({ msal: true }, text);
