@@ -3,7 +3,7 @@ import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { BLUEPRINT, createIdentity, ensureCrd, identityBody } from "./operator-support.ts";
+import { BLUEPRINT, createIdentity, ensureCrd } from "./operator-support.ts";
 
 const cp = useControlPlane({ namespacePrefix: "crd" });
 const kube = createKubeClient(cp.kubeConfig);
