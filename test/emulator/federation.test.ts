@@ -1,61 +1,42 @@
-import type { AddressInfo } from "node:net";
-import Fastify, { type FastifyInstance } from "fastify";
-import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import { generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
-import { claimsOf, entraCode, EXCHANGE_SCOPE, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
+import {
+  claimsOf,
+  EXCHANGE_SCOPE,
+  entraCode,
+  type Harness,
+  startHarness,
+} from "../../src/emulator/test-harness.ts";
 import { callJson, IDS, testDirectory } from "../../src/emulator/testing.ts";
+import {
+  EXCHANGE_AUDIENCE as AUDIENCE,
+  type OidcIssuer,
+  KUBE_SUBJECT as SUBJECT,
+  startOidcIssuer,
+} from "./oidc-issuer.ts";
 
 /**
  * A real OIDC issuer over HTTPS with its own CA (as a local kube-apiserver has), a blueprint whose
  * federated identity credential trusts it, and assertions that each break one rule.
  */
-const SUBJECT = "system:serviceaccount:agents:research-agent";
-const AUDIENCE = "api://AzureADTokenExchange";
-
-let issuerApp: FastifyInstance;
+let issuer: OidcIssuer;
 let issuerUrl: string;
-let issuerCaPem: string;
-let signingKey: CryptoKey;
-let publicPem: string;
 let h: Harness;
 
 beforeAll(async () => {
-  const ca = await createCertificateAuthority("test OIDC issuer CA");
-  issuerCaPem = ca.certPem;
-  const leaf = await issueCertificate(ca, { commonName: "issuer", ipAddresses: ["127.0.0.1"], usage: "server" });
-  const keys = await generateKeyPair("RS256", { extractable: true });
-  signingKey = keys.privateKey;
-  publicPem = await exportSPKI(keys.publicKey);
-  const jwk = { ...(await exportJWK(keys.publicKey)), kid: "issuer-key-1", use: "sig", alg: "RS256" };
-  issuerApp = Fastify({ https: { key: leaf.keyPem, cert: leaf.certPem } });
-  issuerApp.get("/.well-known/openid-configuration", async () => ({ issuer: issuerUrl, jwks_uri: `${issuerUrl}/openid/v1/jwks` }));
-  issuerApp.get("/openid/v1/jwks", async () => ({ keys: [jwk] }));
-  await issuerApp.listen({ host: "127.0.0.1", port: 0 });
-  issuerUrl = `https://127.0.0.1:${(issuerApp.server.address() as AddressInfo).port}`;
-
+  issuer = await startOidcIssuer();
+  issuerUrl = issuer.url;
   const directory = testDirectory();
   withFic(directory);
-  h = await startHarness({ directory, trustedCaPems: [issuerCaPem] });
+  h = await startHarness({ directory, trustedCaPems: [issuer.caPem] });
 });
 
 afterAll(async () => {
   await h?.close();
-  await issuerApp?.close();
+  await issuer?.close();
 });
 
-async function assertion(claims: JWTPayload = {}, key: CryptoKey = signingKey, kid = "issuer-key-1"): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: crypto.randomUUID(), ...claims })
-    .setProtectedHeader({ alg: "RS256", kid })
-    .setIssuer(String(claims.iss ?? issuerUrl))
-    .setSubject(String(claims.sub ?? SUBJECT))
-    .setAudience(claims.aud ?? AUDIENCE)
-    .setIssuedAt(now)
-    .setNotBefore(Number(claims.nbf ?? now))
-    .setExpirationTime(Number(claims.exp ?? now + 3600))
-    .sign(key);
-}
+const assertion = (...args: Parameters<OidcIssuer["sign"]>) => issuer.sign(...args);
 
 function t1Request(clientAssertion: string) {
   return h.token({
@@ -88,8 +69,16 @@ describe("federated client assertions", () => {
     ["an unknown issuer", () => assertion({ iss: "https://issuer.invalid" }), 700211],
     ["an expired assertion", () => assertion({ exp: now() - 3600, nbf: now() - 7200 }), 700024],
     ["a not-yet-valid assertion", () => assertion({ nbf: now() + 3600, exp: now() + 7200 }), 700024],
-    ["a signature by another key", async () => assertion({}, (await generateKeyPair("RS256")).privateKey), 700027],
-    ["a key id the issuer does not publish", async () => assertion({}, (await generateKeyPair("RS256")).privateKey, "k9"), 700027],
+    [
+      "a signature by another key",
+      async () => assertion({}, (await generateKeyPair("RS256")).privateKey),
+      700027,
+    ],
+    [
+      "a key id the issuer does not publish",
+      async () => assertion({}, (await generateKeyPair("RS256")).privateKey, "k9"),
+      700027,
+    ],
     ["alg none", async () => unsigned(await assertion()), 5002730],
     ["HS256 keyed with the issuer's public key", async () => hmacWithPublicKey(await assertion()), 5002730],
   ])("rejects %s", async (_name, make, code) => {
@@ -99,7 +88,9 @@ describe("federated client assertions", () => {
   });
 
   it("rejects a replayed jti when replay protection is on", async () => {
-    await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, { rejectReplayedAssertions: true });
+    await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, {
+      rejectReplayedAssertions: true,
+    });
     try {
       const a = await assertion();
       expect((await t1Request(a)).status).toBe(200);
@@ -107,7 +98,9 @@ describe("federated client assertions", () => {
       expect(again.status).toBe(401);
       expect(entraCode(again)).toBe(50013);
     } finally {
-      await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, { rejectReplayedAssertions: false });
+      await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, {
+        rejectReplayedAssertions: false,
+      });
     }
   });
 
@@ -144,7 +137,9 @@ describe("federated client assertions", () => {
 function withFic(directory: ReturnType<typeof testDirectory>): void {
   const blueprint = directory.tenants[0]?.applications?.find((a) => a.appId === IDS.blueprint);
   if (!blueprint) throw new Error("the test directory has no blueprint");
-  blueprint.federatedIdentityCredentials = [{ name: "research-agent-sa", issuer: issuerUrl, subject: SUBJECT, audiences: [AUDIENCE] }];
+  blueprint.federatedIdentityCredentials = [
+    { name: "research-agent-sa", issuer: issuerUrl, subject: SUBJECT, audiences: [AUDIENCE] },
+  ];
 }
 
 function unsigned(token: string): string {
@@ -154,8 +149,10 @@ function unsigned(token: string): string {
 
 async function hmacWithPublicKey(token: string): Promise<string> {
   const [, payload] = token.split(".");
-  const header = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT", kid: "issuer-key-1" })).toString("base64url");
+  const header = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT", kid: "issuer-key-1" })).toString(
+    "base64url",
+  );
   const { createHmac } = await import("node:crypto");
-  const sig = createHmac("sha256", publicPem).update(`${header}.${payload}`).digest("base64url");
+  const sig = createHmac("sha256", issuer.publicPem).update(`${header}.${payload}`).digest("base64url");
   return `${header}.${payload}.${sig}`;
 }

@@ -1,0 +1,61 @@
+import type { webcrypto } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import Fastify from "fastify";
+import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+
+type CryptoKey = webcrypto.CryptoKey;
+
+export const KUBE_SUBJECT = "system:serviceaccount:agents:research-agent";
+export const EXCHANGE_AUDIENCE = "api://AzureADTokenExchange";
+
+export interface OidcIssuer {
+  url: string;
+  /** The CA of the issuer's HTTPS certificate (its own, as a local kube-apiserver's). */
+  caPem: string;
+  publicPem: string;
+  signingKey: CryptoKey;
+  /** A service-account-like token; claims override the defaults (issuer, subject, audience, 1 h validity). */
+  sign(claims?: JWTPayload, key?: CryptoKey, kid?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A real OIDC issuer over HTTPS serving discovery and a JWKS, like a Kubernetes API server. */
+export async function startOidcIssuer(): Promise<OidcIssuer> {
+  const ca = await createCertificateAuthority("test OIDC issuer CA");
+  const leaf = await issueCertificate(ca, {
+    commonName: "issuer",
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+  });
+  const keys = await generateKeyPair("RS256", { extractable: true });
+  const jwk = { ...(await exportJWK(keys.publicKey)), kid: "issuer-key-1", use: "sig", alg: "RS256" };
+  const app = Fastify({ https: { key: leaf.keyPem, cert: leaf.certPem } });
+  let url = "";
+  app.get("/.well-known/openid-configuration", async () => ({
+    issuer: url,
+    jwks_uri: `${url}/openid/v1/jwks`,
+  }));
+  app.get("/openid/v1/jwks", async () => ({ keys: [jwk] }));
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  url = `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  return {
+    url,
+    caPem: ca.certPem,
+    publicPem: await exportSPKI(keys.publicKey),
+    signingKey: keys.privateKey,
+    async sign(claims: JWTPayload = {}, key: CryptoKey = keys.privateKey, kid = "issuer-key-1") {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ jti: crypto.randomUUID(), ...claims })
+        .setProtectedHeader({ alg: "RS256", kid })
+        .setIssuer(String(claims.iss ?? url))
+        .setSubject(String(claims.sub ?? KUBE_SUBJECT))
+        .setAudience(claims.aud ?? EXCHANGE_AUDIENCE)
+        .setIssuedAt(now)
+        .setNotBefore(Number(claims.nbf ?? now))
+        .setExpirationTime(Number(claims.exp ?? now + 3600))
+        .sign(key);
+    },
+    close: () => app.close(),
+  };
+}
