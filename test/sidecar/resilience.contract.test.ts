@@ -1,0 +1,161 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { baseEnv, call, claimsOf, type Emu, IDS, sleep, startEmu, startTestSidecar, type TestSidecar, tokenOf } from "./harness.ts";
+
+const APP_API = {
+  "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
+  "DownstreamApis__graph-app__RequestAppToken": "true",
+  DownstreamApis__graph__Scopes__0: "https://graph.microsoft.com/User.Read",
+  "DownstreamApis__weather-user__Scopes__0": "api://contoso-weather/Forecast.Read",
+  Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
+};
+const FAST_RETRY = { attempts: 4, baseDelayMs: 20, maxDelayMs: 100, maxRetryAfterMs: 5000 };
+
+let emu: Emu;
+const started: TestSidecar[] = [];
+
+async function sidecar(extra: Record<string, string> = {}, options = {}): Promise<TestSidecar> {
+  const s = await startTestSidecar(emu, baseEnv(emu, { ...APP_API, ...extra }), { retry: FAST_RETRY, ...options });
+  started.push(s);
+  return s;
+}
+
+beforeAll(async () => {
+  emu = await startEmu();
+});
+afterEach(async () => {
+  await emu.admin("DELETE", "faults");
+  await emu.admin("POST", "settings", { accessTokenLifetimeSeconds: 3599 });
+  await emu.resetCounters();
+});
+afterAll(async () => {
+  for (const s of started) await s.close();
+  await emu?.close();
+});
+
+describe("single flight", () => {
+  it("200 concurrent cold requests for an agent token make one request per leg", async () => {
+    const s = await sidecar();
+    await emu.resetCounters();
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () => call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`)),
+    );
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect(new Set(answers.map(tokenOf)).size).toBe(1);
+    const counters = await emu.counters();
+    expect(counters.byClient[IDS.blueprint]).toEqual({ "client_credentials+fmi_path": 1 });
+    expect(counters.byClient[IDS.agent]).toEqual({ client_credentials: 1 });
+    expect(counters.total).toBe(2);
+  });
+
+  it("200 concurrent cold requests for an agent user's token make one request per leg", async () => {
+    const s = await sidecar();
+    await emu.resetCounters();
+    const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`;
+    const answers = await Promise.all(Array.from({ length: 200 }, () => call(url)));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    const counters = await emu.counters();
+    expect(counters.byClient[IDS.blueprint]).toEqual({ "client_credentials+fmi_path": 1 });
+    expect(counters.byClient[IDS.agent]).toEqual({ client_credentials: 1, user_fic: 1 });
+    // Cached afterwards: Microsoft's sidecar went to the network for every agent-user call.
+    await call(url);
+    expect((await emu.counters()).total).toBe(3);
+  });
+
+  it("200 concurrent cold OBO requests with one user token make one on_behalf_of request", async () => {
+    const s = await sidecar();
+    const user = await emu.userToken();
+    await emu.resetCounters();
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        call(`${s.url}/AuthorizationHeader/weather-user`, { headers: { authorization: `Bearer ${user}` } }),
+      ),
+    );
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect((await emu.counters()).byClient[IDS.blueprint]).toEqual({ on_behalf_of: 1 });
+  });
+});
+
+describe("refresh ahead of expiry", () => {
+  it("renews short-lived tokens in the background: callers never miss the cache", async () => {
+    await emu.admin("POST", "settings", { accessTokenLifetimeSeconds: 6 });
+    const s = await sidecar({}, { metricsPort: 0, metricsHost: "127.0.0.1" });
+    const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const r = await call(url);
+      expect(r.status).toBe(200);
+      const claims = claimsOf(r);
+      expect(Number(claims.exp) * 1000).toBeGreaterThan(Date.now());
+      seen.add(tokenOf(r));
+      await sleep(250);
+    }
+    expect(seen.size).toBeGreaterThan(1);
+    const metrics = await (await fetch(String(s.sidecar.metricsUrl))).text();
+    expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="miss"\} 1\n/);
+    expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="refresh_ok"\} [1-9]/);
+    expect(metrics).toMatch(/agentid_sidecar_entra_request_duration_seconds_count\{status="200"\} [1-9]/);
+    expect(metrics).toMatch(/agentid_sidecar_http_requests_total\{route="\/AuthorizationHeaderUnauthenticated\/:apiName",status="200"\} 40/);
+  });
+});
+
+describe("Entra faults", () => {
+  async function freshAppToken(s: TestSidecar) {
+    return call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+  }
+  const blueprintCount = async () => (await emu.counters()).byClient[IDS.blueprint]?.client_credentials ?? 0;
+
+  it("retries 500s with backoff", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 2, kind: "status", status: 500, clientId: IDS.blueprint });
+    expect((await freshAppToken(s)).status).toBe(200);
+    expect(await blueprintCount()).toBe(3);
+  });
+
+  it("waits for Retry-After on 429", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 1, kind: "status", status: 429, retryAfterSeconds: 1, clientId: IDS.blueprint });
+    expect((await freshAppToken(s)).status).toBe(200);
+    expect(await blueprintCount()).toBe(2);
+  });
+
+  it("does not wait for a Retry-After beyond its bound: 401 at once", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 5, kind: "status", status: 429, retryAfterSeconds: 600, clientId: IDS.blueprint });
+    const r = await freshAppToken(s);
+    expect(r.status).toBe(401);
+    expect(r.json.detail).toMatch(/429/);
+    expect(await blueprintCount()).toBe(1);
+  });
+
+  it("times out a slow Entra and retries", async () => {
+    const s = await sidecar({}, { entraTimeoutMs: 500 });
+    await emu.admin("POST", "faults", { count: 1, kind: "delay", delayMs: 3000, clientId: IDS.blueprint });
+    expect((await freshAppToken(s)).status).toBe(200);
+    expect(await blueprintCount()).toBe(2);
+  });
+
+  it("retries a dropped connection", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 1, kind: "drop", clientId: IDS.blueprint });
+    expect((await freshAppToken(s)).status).toBe(200);
+    expect(await blueprintCount()).toBe(2);
+  });
+
+  it("bounds the retries and answers 401 when Entra keeps failing", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 503, clientId: IDS.blueprint });
+    const r = await freshAppToken(s);
+    expect(r.status).toBe(401);
+    expect(r.headers.get("content-type")).toMatch(/problem\+json/);
+    expect(await blueprintCount()).toBe(FAST_RETRY.attempts);
+  });
+
+  it("keeps serving a still-valid cached token while Entra is down", async () => {
+    const s = await sidecar();
+    const first = tokenOf(await freshAppToken(s));
+    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 500, clientId: IDS.blueprint });
+    const forced = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`);
+    expect(forced.status).toBe(200);
+    expect(tokenOf(forced)).toBe(first);
+  });
+});
