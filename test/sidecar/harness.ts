@@ -25,9 +25,10 @@ export interface Emu {
   close(): Promise<void>;
 }
 
-export async function startEmu(): Promise<Emu> {
+export async function startEmu(options: { trustedCaPems?: string[] } = {}): Promise<Emu> {
   const emulator = await startEmulator({
     port: 0,
+    ...options,
     directory: testDirectory(),
     logger: createLogger({ name: "emulator", level: "silent" }),
   });

@@ -1,5 +1,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, call, claimsOf, type Emu, IDS, sleep, startEmu, startTestSidecar, type TestSidecar, tokenOf } from "./harness.ts";
+import {
+  baseEnv,
+  call,
+  claimsOf,
+  type Emu,
+  IDS,
+  sleep,
+  startEmu,
+  startTestSidecar,
+  type TestSidecar,
+  tokenOf,
+} from "./harness.ts";
 
 const APP_API = {
   "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
@@ -14,7 +25,10 @@ let emu: Emu;
 const started: TestSidecar[] = [];
 
 async function sidecar(extra: Record<string, string> = {}, options = {}): Promise<TestSidecar> {
-  const s = await startTestSidecar(emu, baseEnv(emu, { ...APP_API, ...extra }), { retry: FAST_RETRY, ...options });
+  const s = await startTestSidecar(emu, baseEnv(emu, { ...APP_API, ...extra }), {
+    retry: FAST_RETRY,
+    ...options,
+  });
   started.push(s);
   return s;
 }
@@ -37,7 +51,9 @@ describe("single flight", () => {
     const s = await sidecar();
     await emu.resetCounters();
     const answers = await Promise.all(
-      Array.from({ length: 200 }, () => call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`)),
+      Array.from({ length: 200 }, () =>
+        call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`),
+      ),
     );
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect(new Set(answers.map(tokenOf)).size).toBe(1);
@@ -94,7 +110,9 @@ describe("refresh ahead of expiry", () => {
     expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="miss"\} 1\n/);
     expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="refresh_ok"\} [1-9]/);
     expect(metrics).toMatch(/agentid_sidecar_entra_request_duration_seconds_count\{status="200"\} [1-9]/);
-    expect(metrics).toMatch(/agentid_sidecar_http_requests_total\{route="\/AuthorizationHeaderUnauthenticated\/:apiName",status="200"\} 40/);
+    expect(metrics).toMatch(
+      /agentid_sidecar_http_requests_total\{route="\/AuthorizationHeaderUnauthenticated\/:apiName",status="200"\} 40/,
+    );
   });
 });
 
@@ -113,14 +131,26 @@ describe("Entra faults", () => {
 
   it("waits for Retry-After on 429", async () => {
     const s = await sidecar();
-    await emu.admin("POST", "faults", { count: 1, kind: "status", status: 429, retryAfterSeconds: 1, clientId: IDS.blueprint });
+    await emu.admin("POST", "faults", {
+      count: 1,
+      kind: "status",
+      status: 429,
+      retryAfterSeconds: 1,
+      clientId: IDS.blueprint,
+    });
     expect((await freshAppToken(s)).status).toBe(200);
     expect(await blueprintCount()).toBe(2);
   });
 
   it("does not wait for a Retry-After beyond its bound: 401 at once", async () => {
     const s = await sidecar();
-    await emu.admin("POST", "faults", { count: 5, kind: "status", status: 429, retryAfterSeconds: 600, clientId: IDS.blueprint });
+    await emu.admin("POST", "faults", {
+      count: 5,
+      kind: "status",
+      status: 429,
+      retryAfterSeconds: 600,
+      clientId: IDS.blueprint,
+    });
     const r = await freshAppToken(s);
     expect(r.status).toBe(401);
     expect(r.json.detail).toMatch(/429/);
@@ -154,7 +184,9 @@ describe("Entra faults", () => {
     const s = await sidecar();
     const first = tokenOf(await freshAppToken(s));
     await emu.admin("POST", "faults", { count: 50, kind: "status", status: 500, clientId: IDS.blueprint });
-    const forced = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`);
+    const forced = await call(
+      `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`,
+    );
     expect(forced.status).toBe(200);
     expect(tokenOf(forced)).toBe(first);
   });

@@ -1,0 +1,246 @@
+import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from "jose";
+import { fetch as undiciFetch } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import {
+  baseEnv,
+  call,
+  claimsOf,
+  type Emu,
+  IDS,
+  startEmu,
+  startTestSidecar,
+  type TestSidecar,
+  tokenOf,
+} from "./harness.ts";
+
+const EXCHANGE = "api://AzureADTokenExchange";
+const SUBJECT = "system:serviceaccount:agents:research";
+const API = {
+  "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
+  "DownstreamApis__graph-app__RequestAppToken": "true",
+  Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
+};
+
+let emu: Emu;
+let issuerUrl: string;
+let issuerServer: Server;
+let signSaToken: () => Promise<string>;
+const dir = mkdtempSync(join(tmpdir(), "agentid-sidecar-cred-"));
+const sidecars: TestSidecar[] = [];
+
+/** A Kubernetes-style service-account issuer over HTTPS: discovery document, JWKS, and token minting. */
+beforeAll(async () => {
+  const ca = await createCertificateAuthority("test issuer CA");
+  const serving = await issueCertificate(ca, {
+    commonName: "127.0.0.1",
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+  });
+  const { publicKey, privateKey } = await generateKeyPair("RS256");
+  const jwk = { ...(await exportJWK(publicKey)), kid: "sa-key-1", alg: "RS256", use: "sig" };
+  issuerServer = createHttpsServer({ key: serving.keyPem, cert: serving.certPem }, (req, res) => {
+    res.setHeader("content-type", "application/json");
+    if (req.url === "/.well-known/openid-configuration") {
+      res.end(
+        JSON.stringify({
+          issuer: issuerUrl,
+          jwks_uri: `${issuerUrl}/openid/v1/jwks`,
+          id_token_signing_alg_values_supported: ["RS256"],
+        }),
+      );
+    } else if (req.url === "/openid/v1/jwks") res.end(JSON.stringify({ keys: [jwk] }));
+    else {
+      res.statusCode = 404;
+      res.end("{}");
+    }
+  });
+  await new Promise<void>((r) => issuerServer.listen(0, "127.0.0.1", r));
+  issuerUrl = `https://127.0.0.1:${(issuerServer.address() as AddressInfo).port}`;
+  signSaToken = () =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: "RS256", kid: "sa-key-1" })
+      .setIssuer(issuerUrl)
+      .setSubject(SUBJECT)
+      .setAudience(EXCHANGE)
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .setJti(crypto.randomUUID())
+      .sign(privateKey);
+  emu = await startEmu({ trustedCaPems: [ca.certPem] });
+  await emu.admin(
+    "POST",
+    `tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`,
+    {
+      name: "k8s",
+      issuer: issuerUrl,
+      subject: SUBJECT,
+      audiences: [EXCHANGE],
+    },
+  );
+});
+
+afterAll(async () => {
+  for (const s of sidecars) await s.close();
+  issuerServer?.close();
+  await emu?.close();
+});
+
+function writeAtomically(path: string, content: string): void {
+  // As the kubelet does: a new file swapped in, never an in-place write.
+  writeFileSync(`${path}.tmp`, content);
+  renameSync(`${path}.tmp`, path);
+}
+
+describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
+  it("authenticates the blueprint with the token file named by AZURE_FEDERATED_TOKEN_FILE", async () => {
+    const file = join(dir, "azure-identity-token");
+    writeAtomically(file, await signSaToken());
+    const s = await startTestSidecar(emu, {
+      ...baseEnv(emu, API),
+      AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFilePath",
+      AzureAd__ClientCredentials__0__ClientSecret: "",
+      AZURE_FEDERATED_TOKEN_FILE: file,
+    });
+    sidecars.push(s);
+    const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`);
+    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+  });
+
+  it("re-reads the file when the kubelet rotates it", async () => {
+    const file = join(dir, "rotating-token");
+    writeAtomically(file, await signSaToken());
+    const s = await startTestSidecar(emu, {
+      ...baseEnv(emu, API),
+      AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFilePath",
+      AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath: file,
+    });
+    sidecars.push(s);
+    // From now on Entra refuses an assertion it has seen before: a new token works only if re-read.
+    await emu.admin("POST", "settings", { rejectReplayedAssertions: true });
+    try {
+      const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
+      const first = tokenOf(await call(url));
+      const forced = `${url}?optionsOverride.AcquireTokenOptions.ForceRefresh=true`;
+      // Same file content: the replayed assertion is refused and the cached token is served.
+      expect(tokenOf(await call(forced))).toBe(first);
+      writeAtomically(file, await signSaToken());
+      const renewed = await call(forced);
+      expect(renewed.status).toBe(200);
+      expect(tokenOf(renewed)).not.toBe(first);
+    } finally {
+      await emu.admin("POST", "settings", { rejectReplayedAssertions: false });
+    }
+  });
+
+  it("refuses to start when the token file is missing, naming it", async () => {
+    await expect(
+      startTestSidecar(emu, {
+        ...baseEnv(emu, API),
+        AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFilePath",
+        AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath: join(dir, "missing"),
+      }),
+    ).rejects.toThrow(/ClientCredentials:0 \(SignedAssertionFilePath\): file not found: .*missing/);
+  });
+
+  it("falls through to the next credential when the first cannot load", async () => {
+    const s = await startTestSidecar(emu, {
+      ...baseEnv(emu, API),
+      AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFilePath",
+      AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath: join(dir, "missing"),
+      AzureAd__ClientCredentials__1__SourceType: "ClientSecret",
+      AzureAd__ClientCredentials__1__ClientSecret: IDS.blueprintSecret,
+    });
+    sidecars.push(s);
+    expect((await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`)).status).toBe(200);
+  });
+
+  it("falls through to the next credential when Entra rejects the first", async () => {
+    const s = await startTestSidecar(emu, {
+      ...baseEnv(emu, API),
+      AzureAd__ClientCredentials__0__ClientSecret: "wrong-secret",
+      AzureAd__ClientCredentials__1__SourceType: "ClientSecret",
+      AzureAd__ClientCredentials__1__ClientSecret: IDS.blueprintSecret,
+    });
+    sidecars.push(s);
+    const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(r.status, r.text).toBe(200);
+    expect(s.logs.join("")).toMatch(/trying the next configured one/);
+  });
+});
+
+describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
+  it("uses a managed-identity token for api://AzureADTokenExchange as the blueprint's assertion", async () => {
+    // The managed identity is an app of the tenant; its token is what IMDS would hand out.
+    const imdsRequests: string[] = [];
+    const miToken = async () => {
+      const body = new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: IDS.app,
+        client_secret: IDS.appSecret,
+        scope: `${EXCHANGE}/.default`,
+      });
+      const response = await undiciFetch(`${emu.emulator.url}/${IDS.tenant}/oauth2/v2.0/token`, {
+        method: "POST",
+        body: body.toString(),
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        dispatcher: emu.dispatcher,
+      });
+      return (await response.json()) as { access_token: string; expires_in: number };
+    };
+    const sample = await miToken();
+    const miSubject = String(decodeJwt(sample.access_token).sub);
+    await emu.admin(
+      "POST",
+      `tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`,
+      {
+        name: "managed-identity",
+        issuer: `${emu.emulator.url}/${IDS.tenant}/v2.0`,
+        subject: miSubject,
+        audiences: [EXCHANGE],
+      },
+    );
+    const imds: Server = createHttpServer((req, res) => {
+      imdsRequests.push(`${req.url} metadata=${req.headers.metadata}`);
+      miToken().then((t) => {
+        res.setHeader("content-type", "application/json");
+        res.end(
+          JSON.stringify({
+            access_token: t.access_token,
+            expires_in: String(t.expires_in),
+            expires_on: String(Math.floor(Date.now() / 1000) + t.expires_in),
+            resource: EXCHANGE,
+            token_type: "Bearer",
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => imds.listen(0, "127.0.0.1", r));
+    // msal-node finds IMDS from the environment, as on an AKS node with pod identity.
+    process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = `http://127.0.0.1:${(imds.address() as AddressInfo).port}`;
+    try {
+      const s = await startTestSidecar(emu, {
+        ...baseEnv(emu, API),
+        AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFromManagedIdentity",
+      });
+      sidecars.push(s);
+      const r = await call(
+        `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
+      );
+      expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+      expect(imdsRequests.length).toBe(1);
+      expect(imdsRequests[0]).toMatch(
+        /^\/metadata\/identity\/oauth2\/token\/?\?.*resource=api%3A%2F%2FAzureADTokenExchange.* metadata=true$/,
+      );
+    } finally {
+      delete process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST;
+      imds.close();
+    }
+  });
+});
