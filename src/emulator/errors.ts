@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { scrubTokens } from "../lib/log.ts";
 
 /**
  * An OAuth error as Entra's token endpoint returns it. `code` is the AADSTS number; the description
@@ -55,7 +56,7 @@ export function errorBody(
   const timestamp = entraTimestamp(now);
   return {
     error: err.error,
-    error_description: `AADSTS${err.code}: ${err.message} Trace ID: ${traceId} Correlation ID: ${correlation} Timestamp: ${timestamp}`,
+    error_description: `AADSTS${err.code}: ${scrubTokens(err.message)} Trace ID: ${traceId} Correlation ID: ${correlation} Timestamp: ${timestamp}`,
     error_codes: [err.code],
     timestamp,
     trace_id: traceId,

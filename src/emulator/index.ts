@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Fastify, { type FastifyError } from "fastify";
-import { createLogger, type Logger } from "../lib/log.ts";
+import { createLogger, type Logger, scrubTokens } from "../lib/log.ts";
 import { DEFAULT_SETTINGS, ReplayCache, type Settings, type TokenContext } from "./context.ts";
 import { DirectoryError, type DirectorySpec } from "./directory.ts";
 import { EntraError, errorBody } from "./errors.ts";

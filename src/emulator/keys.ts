@@ -19,6 +19,8 @@ export const PUBLISHED_KEYS = 2;
 interface SigningKey {
   kid: string;
   privateKey: CryptoKey;
+  /** Imported once: verifying our own tokens (T1, T2, OBO assertions) is on the token hot path. */
+  publicKey: CryptoKey;
   publicJwk: JWK;
   privateJwk: JWK;
 }
@@ -80,9 +82,7 @@ export class KeyStore {
 
   /** A published public key by kid, for verifying tokens this emulator issued. */
   async publicKey(tenantId: string, kid: string): Promise<CryptoKey | undefined> {
-    const key = (await this.#tenantKeys(tenantId)).find((k) => k.kid === kid);
-    if (!key) return undefined;
-    return (await importJWK({ ...key.publicJwk, alg: "RS256" }, "RS256")) as CryptoKey;
+    return (await this.#tenantKeys(tenantId)).find((k) => k.kid === kid)?.publicKey;
   }
 
   /** Adds a new signing key; the oldest beyond PUBLISHED_KEYS is withdrawn. Returns the new kid. */
@@ -130,5 +130,6 @@ async function fromPrivateJwk(privateJwk: JWK): Promise<SigningKey> {
   const publicJwk: JWK = { kty, n, e };
   const kid = await calculateJwkThumbprint(publicJwk);
   const privateKey = (await importJWK({ ...privateJwk, alg: "RS256" }, "RS256")) as CryptoKey;
-  return { kid, privateKey, publicJwk, privateJwk };
+  const publicKey = (await importJWK({ ...publicJwk, alg: "RS256" }, "RS256")) as CryptoKey;
+  return { kid, privateKey, publicKey, publicJwk, privateJwk };
 }

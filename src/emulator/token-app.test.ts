@@ -115,6 +115,27 @@ describe("client_credentials with a client secret", () => {
     expect(entraCode(r)).toBe(code);
   });
 
+  it("accepts client_secret_basic (HTTP Basic) client authentication", async () => {
+    const { fetch } = await import("undici");
+    const response = await fetch(h.tokenUrl, {
+      method: "POST",
+      dispatcher: h.dispatcher,
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Basic ${Buffer.from(`${IDS.app}:${IDS.appSecret}`).toString("base64")}`,
+      },
+      body: "grant_type=client_credentials&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default",
+    });
+    expect(response.status).toBe(200);
+  });
+
+  it("reads only form-encoded bodies, as Entra does", async () => {
+    const { callJson } = await import("./testing.ts");
+    const r = await callJson(h.dispatcher, "POST", h.tokenUrl, secretParams);
+    expect(r.status).toBe(400);
+    expect(entraCode(r)).toBe(900144);
+  });
+
   it("rejects an unknown tenant with AADSTS90002", async () => {
     const r = await h.token(secretParams, "nosuchtenant.onmicrosoft.com");
     expect(entraCode(r)).toBe(90002);

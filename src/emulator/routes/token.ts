@@ -56,7 +56,7 @@ export function registerTokenRoute(
       },
     },
     async (request, reply) => {
-      const params = request.body ?? {};
+      const params = formParams(request.headers["content-type"], request.body, request.headers.authorization);
       const correlation = headerValue(request.headers["client-request-id"]);
       const key = grantKey(params);
       const clientId = params.client_id;
@@ -115,6 +115,30 @@ function sendError(reply: FastifyReply, ctx: TokenContext, err: EntraError, corr
     .code(err.status)
     .headers({ ...NO_STORE, ...err.headers })
     .send(errorBody(err, ctx.baseUrl, correlation));
+}
+
+/**
+ * Entra reads only form-encoded bodies: a JSON body is as good as an empty one. HTTP Basic client
+ * authentication (client_secret_basic) is folded into the parameters.
+ */
+function formParams(
+  contentType: string | undefined,
+  body: Params | undefined,
+  authorization: string | undefined,
+): Params {
+  const params: Params = (contentType ?? "").startsWith("application/x-www-form-urlencoded")
+    ? { ...body }
+    : {};
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(authorization ?? "")?.[1];
+  if (basic && params.client_secret === undefined) {
+    const decoded = Buffer.from(basic, "base64").toString("utf8");
+    const cut = decoded.indexOf(":");
+    if (cut > 0) {
+      params.client_id ??= decodeURIComponent(decoded.slice(0, cut));
+      params.client_secret = decodeURIComponent(decoded.slice(cut + 1));
+    }
+  }
+  return params;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
