@@ -58,6 +58,8 @@ describe("Graph federatedIdentityCredentials", () => {
     expect(byAppId.status).toBe(200);
     expect((byAppId.json.value as { name: string }[]).map((f) => f.name)).toContain("research-agent");
 
+    const encoded = `/v1.0/applications%28appId=%27${IDS.blueprint}%27%29/federatedIdentityCredentials/research-agent`;
+    expect((await graph("GET", encoded, operatorToken)).json.name).toBe("research-agent");
     const one = await graph("GET", `${base}/${String(created.json.id)}`, operatorToken);
     expect(one.json.subject).toBe("system:serviceaccount:agents:research-agent");
 

@@ -90,7 +90,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       return problem(reply, error.statusCode ?? 400, "Bad Request", error.message);
     }
     logger.error(
-      { err: { message: error.message }, url: request.url.split("?")[0] },
+      { err: { message: scrubTokens(error.message) }, url: request.url.split("?")[0] },
       "emulator internal error",
     );
     return problem(reply, 500, "Internal Server Error", "the emulator failed to handle this request");

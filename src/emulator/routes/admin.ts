@@ -18,6 +18,16 @@ const COLLECTIONS: Collection[] = [
   "grants",
 ];
 
+const ficParams = {
+  type: "object",
+  properties: {
+    tenant: { type: "string", maxLength: 256 },
+    appId: { type: "string", maxLength: 64 },
+    name: { type: "string", maxLength: 120 },
+  },
+  required: ["tenant", "appId"],
+} as const;
+
 const tenantParams = {
   type: "object",
   properties: { tenant: { type: "string", maxLength: 256 } },
@@ -80,7 +90,7 @@ export function registerAdminRoutes(
 
   app.post<{ Params: { tenant: string; appId: string } }>(
     "/_emulator/tenants/:tenant/applications/:appId/federatedIdentityCredentials",
-    { schema: { body: { type: "object" } } },
+    { schema: { params: ficParams, body: { type: "object" } } },
     async (request, reply) => {
       const t = tenantOr404(request.params.tenant, reply);
       if (!t) return reply;
@@ -101,6 +111,7 @@ export function registerAdminRoutes(
 
   app.delete<{ Params: { tenant: string; appId: string; name: string } }>(
     "/_emulator/tenants/:tenant/applications/:appId/federatedIdentityCredentials/:name",
+    { schema: { params: ficParams } },
     async (request, reply) => {
       const t = tenantOr404(request.params.tenant, reply);
       if (!t) return reply;

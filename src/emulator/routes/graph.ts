@@ -36,7 +36,8 @@ function graphError(reply: FastifyReply, status: number, code: string, message: 
 /** The Graph subset the operator uses: list, create, get and delete an application's federated identity credentials. */
 export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const match = PATH.exec(request.url);
+    // Clients differ in what they percent-encode (`'`, `(`, `)`); match on the decoded path.
+    const match = PATH.exec(decodePath(request.url));
     if (!match)
       return graphError(
         reply,
@@ -74,7 +75,7 @@ export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): vo
     }
     const context = `${ctx.baseUrl}/${version}/$metadata#applications('${application.objectId}')/federatedIdentityCredentials`;
     const fics = application.federatedIdentityCredentials ?? [];
-    const findItem = () => fics.find((f) => f.id === item || f.name === decodeURIComponent(item ?? ""));
+    const findItem = () => fics.find((f) => f.id === item || f.name === item);
     if (request.method === "GET" && item === undefined) return { "@odata.context": context, value: fics };
     if (request.method === "GET") {
       const fic = findItem();
@@ -139,8 +140,23 @@ export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): vo
     return graphError(reply, 405, "Request_BadRequest", `The method ${request.method} is not allowed here.`);
   };
   for (const version of ["v1.0", "beta"]) {
-    app.route({ method: ["GET", "DELETE"], url: `/${version}/*`, handler });
-    app.route({ method: "POST", url: `/${version}/*`, schema: { body: { type: "object" } }, handler });
+    const params = { type: "object", properties: { "*": { type: "string", maxLength: 2048 } } };
+    app.route({ method: ["GET", "DELETE"], url: `/${version}/*`, schema: { params }, handler });
+    app.route({
+      method: "POST",
+      url: `/${version}/*`,
+      schema: { params, body: { type: "object" } },
+      handler,
+    });
+  }
+}
+
+function decodePath(url: string): string {
+  const path = url.split("?")[0] ?? "";
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
   }
 }
 
