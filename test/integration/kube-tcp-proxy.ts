@@ -17,6 +17,8 @@ export interface TcpProxy {
    * that went away without the client hearing of it (lets a server shut down without waiting for it).
    */
   severUpstream(): number;
+  /** Freezes every open connection and every later one: the server looks alive but never answers. */
+  blackhole(): void;
   /** Connections accepted so far. */
   accepted(): number;
   close(): Promise<void>;
@@ -25,11 +27,13 @@ export interface TcpProxy {
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const pairs = new Set<{ client: Socket; upstream: Socket; frozen: boolean }>();
   let accepted = 0;
+  let blackholed = false;
   const server: Server = createServer((client) => {
     accepted++;
     const upstream = connect({ host: targetHost, port: targetPort });
-    const pair = { client, upstream, frozen: false };
+    const pair = { client, upstream, frozen: blackholed };
     pairs.add(pair);
+    if (blackholed) client.pause();
     // Manual forwarding instead of pipe(): pipe() would resume a paused socket on 'drain'.
     const forward = (from: Socket, to: Socket) => {
       from.on("data", (chunk) => {
@@ -75,6 +79,14 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         pair.upstream.pause();
       }
       return pairs.size;
+    },
+    blackhole() {
+      blackholed = true;
+      for (const pair of pairs) {
+        pair.frozen = true;
+        pair.client.pause();
+        pair.upstream.pause();
+      }
     },
     severUpstream() {
       let n = 0;

@@ -1,0 +1,180 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { createKubeClient } from "../../src/kube/client.ts";
+import { createLeaderElector, type LeaderElector } from "../../src/kube/leader.ts";
+import type { LeaseObject } from "../../src/kube/lease.ts";
+import { connectControlPlane } from "../support/controlplane.ts";
+import {
+  apiServerAddress,
+  createNamespace,
+  eventually,
+  testLogger,
+  uniqueName,
+  viaPort,
+} from "./kube-support.ts";
+import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
+
+/** Lease leader election between real candidates against kube-apiserver. */
+
+const cp = connectControlPlane();
+const client = createKubeClient(cp.kubeConfig);
+const logger = testLogger("kube-leader-test");
+const cleanup: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+interface Candidate {
+  elector: LeaderElector;
+  log: string[];
+  signal?: AbortSignal;
+}
+
+function candidate(
+  namespace: string,
+  lease: string,
+  identity: string,
+  timings: { lease: number; renew: number; retry: number },
+  kubeConfig = cp.kubeConfig,
+): Candidate {
+  const c: Candidate = {
+    log: [],
+    elector: createLeaderElector({
+      kubeConfig,
+      namespace,
+      name: lease,
+      identity,
+      leaseDurationSeconds: timings.lease,
+      renewDeadlineSeconds: timings.renew,
+      retryPeriodSeconds: timings.retry,
+      logger,
+    }),
+  };
+  c.elector.run({
+    onStartedLeading: (signal) => {
+      c.signal = signal;
+      c.log.push("started");
+    },
+    onStoppedLeading: () => c.log.push("stopped"),
+    onNewLeader: (who) => c.log.push(`leader ${who}`),
+  });
+  cleanup.push(() => c.elector.stop());
+  return c;
+}
+
+const leasePath = (ns: string, name: string) =>
+  `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${name}`;
+const fast = { lease: 4, renew: 3, retry: 0.5 };
+
+describe("leader election on a Lease", () => {
+  it("elects exactly one of two candidates and records it in the Lease", async () => {
+    const ns = await createNamespace(client, "leader-one");
+    const a = candidate(ns, "lock", "a", fast);
+    const b = candidate(ns, "lock", "b", fast);
+    const leader = await eventually("a leader", () =>
+      a.elector.isLeader() ? a : b.elector.isLeader() ? b : undefined,
+    );
+    const other = leader === a ? b : a;
+    const name = leader === a ? "a" : "b";
+    // Over several renew periods the roles stay put: never two leaders, never a change.
+    for (let i = 0; i < 30; i++) {
+      expect(leader.elector.isLeader()).toBe(true);
+      expect(other.elector.isLeader()).toBe(false);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const lease = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    expect(lease.spec?.holderIdentity).toBe(name);
+    expect(lease.spec?.leaseDurationSeconds).toBe(4);
+    expect(lease.spec?.acquireTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    expect(other.log).toContain(`leader ${name}`);
+    expect(other.log).not.toContain("started");
+  });
+
+  it("hands over at once on a clean stop, long before the lease would expire", async () => {
+    const ns = await createNamespace(client, "leader-release");
+    // A 60 s lease: a takeover within the test's wait can only come from the release.
+    const slow = { lease: 60, renew: 40, retry: 0.5 };
+    const a = candidate(ns, "lock", "a", slow);
+    await eventually("a to lead", () => (a.elector.isLeader() ? true : undefined));
+    const b = candidate(ns, "lock", "b", slow);
+    await eventually("b to see a", () => (b.log.includes("leader a") ? true : undefined));
+    const before = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    await a.elector.stop();
+    expect(a.log).toEqual(["leader a", "started", "stopped"]);
+    expect(a.signal?.aborted).toBe(true);
+    await eventually("b to take over", () => (b.elector.isLeader() ? true : undefined), 20_000);
+    const after = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    expect(after.spec?.holderIdentity).toBe("b");
+    expect(after.spec?.leaseTransitions).toBe((before.spec?.leaseTransitions ?? 0) + 1);
+  });
+
+  it("fails over after the leader process is killed without releasing", async () => {
+    const ns = await createNamespace(client, "leader-kill");
+    const lease = uniqueName("lock");
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [new URL("./kube-leader-child.ts", import.meta.url).pathname],
+      {
+        env: {
+          ...process.env,
+          KUBECONFIG_PATH: cp.kubeconfigPath,
+          LEASE_NAMESPACE: ns,
+          LEASE_NAME: lease,
+          IDENTITY: "doomed",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    cleanup.push(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    });
+    let out = "";
+    child.stdout?.on("data", (chunk) => {
+      out += String(chunk);
+    });
+    let err = "";
+    child.stderr?.on("data", (chunk) => {
+      err += String(chunk);
+    });
+    await eventually(`the child to lead (stderr: ${err.slice(0, 500)})`, () =>
+      out.includes("leading doomed") ? true : undefined,
+    );
+    const b = candidate(ns, lease, "survivor", fast);
+    await eventually("the survivor to see the child lead", () =>
+      b.log.includes("leader doomed") ? true : undefined,
+    );
+    expect(b.elector.isLeader()).toBe(false);
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    await eventually("the survivor to take over", () => (b.elector.isLeader() ? true : undefined));
+    const after = await client.get<LeaseObject>(leasePath(ns, lease));
+    expect(after.spec?.holderIdentity).toBe("survivor");
+    expect(after.spec?.leaseTransitions).toBe(1);
+    expect(out).not.toContain("stopped doomed");
+  });
+
+  it("steps down when it cannot renew, before another candidate takes over", async () => {
+    const ns = await createNamespace(client, "leader-cut");
+    const { host, port } = apiServerAddress(cp.kubeConfig);
+    const proxy: TcpProxy = await startTcpProxy(host, port);
+    cleanup.push(() => proxy.close());
+    const order: string[] = [];
+    const a = candidate(ns, "lock", "a", fast, viaPort(cp.kubeConfig, proxy.port));
+    await eventually("a to lead", () => (a.elector.isLeader() ? true : undefined));
+    const b = candidate(ns, "lock", "b", fast);
+    await eventually("b to see a", () => (b.log.includes("leader a") ? true : undefined));
+    const watchOrder = setInterval(() => {
+      if (!a.elector.isLeader() && !order.includes("a stopped")) order.push("a stopped");
+      if (b.elector.isLeader() && !order.includes("b started")) order.push("b started");
+    }, 10);
+    cleanup.push(() => clearInterval(watchOrder));
+    // a's API server now looks alive but never answers: a must give up leading on its own.
+    proxy.blackhole();
+    await eventually("b to take over", () => (b.elector.isLeader() ? true : undefined));
+    expect(a.log).toContain("stopped");
+    expect(a.signal?.aborted).toBe(true);
+    expect(order).toEqual(["a stopped", "b started"]);
+  });
+});
