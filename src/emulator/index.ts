@@ -1,4 +1,4 @@
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,6 +49,8 @@ export interface RunningEmulator {
 export async function startEmulator(options: EmulatorOptions = {}): Promise<RunningEmulator> {
   const host = options.host ?? "127.0.0.1";
   const publicHost = options.publicHost ?? (host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host);
+  // A state directory made here is the emulator's own and goes away on close.
+  const ownStateDir = options.stateDir === undefined;
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "agentid-emulator-")));
   const logger = options.logger ?? createLogger({ name: "emulator" });
   const tls = await ensureServingMaterial(stateDir, [publicHost]);
@@ -125,6 +127,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       closed = true;
       await app.close();
       await federation.close();
+      if (ownStateDir) await rm(stateDir, { recursive: true, force: true });
     },
   };
 }

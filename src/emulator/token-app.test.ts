@@ -249,6 +249,53 @@ describe("the agent identity exchange", () => {
   });
 });
 
+describe("directory rules", () => {
+  it("refuses an expired client secret", async () => {
+    const { callJson } = await import("./testing.ts");
+    const appId = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    const add = await callJson(
+      h.dispatcher,
+      "POST",
+      `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/applications`,
+      {
+        appId,
+        clientSecrets: [{ value: "expired-secret-value", expiresAt: "2020-01-01T00:00:00Z" }],
+      },
+    );
+    expect(add.status).toBe(201);
+    const r = await h.token({ ...secretParams, client_id: appId, client_secret: "expired-secret-value" });
+    expect(entraCode(r)).toBe(7000215);
+  });
+
+  it("refuses T1 issued in another tenant", async () => {
+    const { callJson } = await import("./testing.ts");
+    const tenant = "2b3c4d5e-6f70-4a81-9b2c-3d4e5f607182";
+    const blueprint = "3c4d5e6f-7081-4a92-8c3d-4e5f60718293";
+    const created = await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/tenants`, {
+      id: tenant,
+      applications: [
+        { appId: blueprint, kind: "agentIdentityBlueprint", clientSecrets: [{ value: "tenant-two-secret" }] },
+      ],
+      agentIdentities: [{ appId: IDS.agent, blueprintAppId: blueprint }],
+    });
+    expect(created.status).toBe(201);
+    const issued = await h.token(
+      {
+        grant_type: "client_credentials",
+        client_id: blueprint,
+        client_secret: "tenant-two-secret",
+        scope: EXCHANGE_SCOPE,
+        fmi_path: IDS.agent,
+      },
+      tenant,
+    );
+    expect(issued.status).toBe(200);
+    const foreign = String(issued.json.access_token);
+    expect(claimsOf(foreign).tid).toBe(tenant);
+    expect(entraCode(await h.token(h.agentParams(foreign)))).toBe(700211);
+  });
+});
+
 async function fetchUserToken(harness: Harness, extra: Record<string, unknown>): Promise<string> {
   const { callJson } = await import("./testing.ts");
   const r = await callJson(

@@ -112,6 +112,31 @@ describe("on-behalf-of", () => {
     });
   });
 
+  it("lets an agent identity inherit the blueprint's delegated grants only when marked so", async () => {
+    const weather = "api://contoso-weather/Forecast.Read";
+    expect(entraCode(await h.token(await oboParams(weather)))).toBe(65001);
+    const inheriting = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
+    const added = await callJson(
+      h.dispatcher,
+      "POST",
+      `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/agentIdentities`,
+      {
+        appId: inheriting,
+        blueprintAppId: IDS.blueprint,
+        inheritDelegatedPermissions: true,
+      },
+    );
+    expect(added.status).toBe(201);
+    const params = await oboParams(weather);
+    const r = await h.token({ ...params, client_id: inheriting, client_assertion: await h.t1(inheriting) });
+    expect(r.status).toBe(200);
+    expect(claimsOf(r.json.access_token)).toMatchObject({
+      azp: inheriting,
+      scp: "Forecast.Read",
+      xms_par_app_azp: IDS.blueprint,
+    });
+  });
+
   it("refuses a user token whose audience is not the blueprint", async () => {
     const r = await h.token(
       await oboParams("https://graph.microsoft.com/User.Read", await userToken({ audience: IDS.weather })),

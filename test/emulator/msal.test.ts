@@ -136,6 +136,22 @@ describe("@azure/msal-node against the emulator", () => {
       scp: "Mail.Send",
     });
     expect(result?.account?.username).toBe(IDS.agentUserUpn);
+    // MSAL reads the agent user's token back from its cache, and redeems the refresh token when forced.
+    if (!result?.account) throw new Error("MSAL built no account from the response");
+    const cached = await agent.acquireTokenSilent({
+      account: result.account,
+      scopes: ["https://graph.microsoft.com/Mail.Send"],
+    });
+    expect(cached?.accessToken).toBe(result.accessToken);
+    const before = (await counters()).byClient[IDS.agent]?.refresh_token ?? 0;
+    const refreshed = await agent.acquireTokenSilent({
+      account: result.account,
+      scopes: ["https://graph.microsoft.com/Mail.Send"],
+      forceRefresh: true,
+    });
+    expect(refreshed?.accessToken).not.toBe(result.accessToken);
+    expect(claimsOf(refreshed?.accessToken)).toMatchObject({ oid: IDS.agentUser, scp: "Mail.Send" });
+    expect((await counters()).byClient[IDS.agent]?.refresh_token).toBe(before + 1);
   });
 
   it("surfaces the emulator's AADSTS error to the caller", async () => {
