@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
-import { DirectoryError, type DirectorySpec, normalizeDirectory } from "./directory.ts";
+import { DirectoryError, type DirectorySpec } from "./directory.ts";
+import { normalizeDirectory } from "./directory-validate.ts";
 
 /** Reads a directory from a YAML or JSON file (JSON is YAML), checked and normalized. */
 export async function loadDirectoryFile(path: string): Promise<DirectorySpec> {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { appTokenClaims, fmiSubject, guidBase64Url, pairwiseSubject, userTokenClaims } from "./claims.ts";
-import { DirectoryError, normalizeDirectory } from "./directory.ts";
+import { DirectoryError } from "./directory.ts";
 import { loadDirectoryFile } from "./directory-file.ts";
+import { normalizeDirectory } from "./directory-validate.ts";
 import { EntraError } from "./errors.ts";
 import { parseScope } from "./scopes.ts";
 import { IDS, testDirectory } from "./testing.ts";

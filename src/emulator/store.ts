@@ -7,12 +7,12 @@ import {
   federatedCredentialProblem,
   findResourceFields,
   MAX_FEDERATED_CREDENTIALS,
-  normalizeDirectory,
   type ResourceFields,
   randomGuid,
   type TenantSpec,
   type UserSpec,
 } from "./directory.ts";
+import { normalizeDirectory } from "./directory-validate.ts";
 
 /** The token exchange audience every federated credential and agent exchange token uses. */
 export const TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange";

@@ -1,0 +1,198 @@
+import {
+  DirectoryError,
+  type DirectorySpec,
+  derivedGuid,
+  federatedCredentialProblem,
+  findResourceFields,
+  type GrantSpec,
+  isGuid,
+  isObject,
+  isStringList,
+  MAX_FEDERATED_CREDENTIALS,
+  type ResourceFields,
+  type TenantSpec,
+  type UserSpec,
+} from "./directory.ts";
+
+/**
+ * Checks a directory and fills in derived ids. Throws DirectoryError listing every problem with its
+ * path, so a wrong file is fixed in one pass. Returns a new object; the input is not changed.
+ */
+export function normalizeDirectory(input: unknown): DirectorySpec {
+  const problems: string[] = [];
+  if (!isObject(input) || !Array.isArray(input.tenants)) {
+    throw new DirectoryError("directory: must be an object with a 'tenants' list");
+  }
+  const spec = structuredClone(input) as unknown as DirectorySpec;
+  const tenantIds = new Set<string>();
+  spec.tenants.forEach((tenant, i) => {
+    const at = `tenants[${i}]`;
+    if (!isObject(tenant)) {
+      problems.push(`${at}: must be an object`);
+      return;
+    }
+    if (typeof tenant.id !== "string" || !isGuid(tenant.id)) problems.push(`${at}.id: must be a GUID`);
+    else if (tenantIds.has(tenant.id.toLowerCase())) problems.push(`${at}.id: duplicate tenant ${tenant.id}`);
+    else tenantIds.add(tenant.id.toLowerCase());
+    checkTenant(tenant, at, problems);
+  });
+  if (problems.length > 0) throw new DirectoryError(`invalid directory:\n  ${problems.join("\n  ")}`);
+  return spec;
+}
+
+function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
+  for (const key of [
+    "applications",
+    "agentIdentities",
+    "users",
+    "agentUsers",
+    "resources",
+    "grants",
+  ] as const) {
+    if (t[key] === undefined) t[key] = [];
+    else if (!Array.isArray(t[key])) problems.push(`${at}.${key}: must be a list`);
+  }
+  if (t.domains !== undefined && !isStringList(t.domains))
+    problems.push(`${at}.domains: must be a list of strings`);
+  if (problems.length > 0) return;
+  const appIds = new Set<string>();
+  const claimAppId = (appId: unknown, path: string): void => {
+    if (typeof appId !== "string" || !isGuid(appId)) problems.push(`${path}.appId: must be a GUID`);
+    else if (appIds.has(appId.toLowerCase()))
+      problems.push(`${path}.appId: ${appId} is used twice in the tenant`);
+    else appIds.add(appId.toLowerCase());
+  };
+  t.applications?.forEach((app, i) => {
+    const p = `${at}.applications[${i}]`;
+    claimAppId(app.appId, p);
+    if (app.kind !== undefined && app.kind !== "application" && app.kind !== "agentIdentityBlueprint") {
+      problems.push(`${p}.kind: must be 'application' or 'agentIdentityBlueprint'`);
+    }
+    checkResourceFields(app, p, problems);
+    app.objectId ??= derivedGuid(`app:${t.id}:${app.appId}`);
+    app.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${app.appId}`);
+    app.displayName ??= `app ${app.appId}`;
+    app.clientSecrets ??= [];
+    app.federatedIdentityCredentials ??= [];
+    app.clientSecrets.forEach((s, j) => {
+      if (!isObject(s) || typeof s.value !== "string" || s.value.length < 8) {
+        problems.push(`${p}.clientSecrets[${j}].value: must be a string of at least 8 characters`);
+      }
+    });
+    if (app.federatedIdentityCredentials.length > MAX_FEDERATED_CREDENTIALS) {
+      problems.push(
+        `${p}.federatedIdentityCredentials: at most ${MAX_FEDERATED_CREDENTIALS} per application`,
+      );
+    }
+    const names = new Set<string>();
+    app.federatedIdentityCredentials.forEach((f, j) => {
+      const fp = `${p}.federatedIdentityCredentials[${j}]`;
+      const problem = federatedCredentialProblem(f);
+      if (problem) problems.push(`${fp}: ${problem}`);
+      else if (names.has(f.name.toLowerCase())) problems.push(`${fp}.name: '${f.name}' is used twice`);
+      else names.add(f.name.toLowerCase());
+      f.id ??= derivedGuid(`fic:${app.appId}:${f.name}`);
+    });
+  });
+  t.resources?.forEach((r, i) => {
+    const p = `${at}.resources[${i}]`;
+    claimAppId(r.appId, p);
+    checkResourceFields(r, p, problems);
+    r.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${r.appId}`);
+    r.displayName ??= `resource ${r.appId}`;
+  });
+  const blueprints = new Set(
+    (t.applications ?? [])
+      .filter((a) => a.kind === "agentIdentityBlueprint")
+      .map((a) => a.appId.toLowerCase()),
+  );
+  t.agentIdentities?.forEach((a, i) => {
+    const p = `${at}.agentIdentities[${i}]`;
+    claimAppId(a.appId, p);
+    if (typeof a.blueprintAppId !== "string" || !blueprints.has(a.blueprintAppId.toLowerCase())) {
+      problems.push(
+        `${p}.blueprintAppId: '${String(a.blueprintAppId)}' is not an agentIdentityBlueprint application of this tenant`,
+      );
+    }
+    a.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${a.appId}`);
+    a.displayName ??= `agent ${a.appId}`;
+  });
+  const userIds = new Set<string>();
+  const checkUser = (u: UserSpec, p: string): void => {
+    if (typeof u.objectId !== "string" || !isGuid(u.objectId)) problems.push(`${p}.objectId: must be a GUID`);
+    else if (userIds.has(u.objectId.toLowerCase()))
+      problems.push(`${p}.objectId: ${u.objectId} is used twice`);
+    else userIds.add(u.objectId.toLowerCase());
+    if (typeof u.userPrincipalName !== "string" || !u.userPrincipalName.includes("@")) {
+      problems.push(`${p}.userPrincipalName: must look like name@domain`);
+    }
+    u.displayName ??= u.userPrincipalName;
+  };
+  t.users?.forEach((u, i) => {
+    checkUser(u, `${at}.users[${i}]`);
+  });
+  const agentIds = new Set((t.agentIdentities ?? []).map((a) => String(a.appId).toLowerCase()));
+  t.agentUsers?.forEach((u, i) => {
+    const p = `${at}.agentUsers[${i}]`;
+    checkUser(u, p);
+    if (typeof u.agentIdentityAppId !== "string" || !agentIds.has(u.agentIdentityAppId.toLowerCase())) {
+      problems.push(
+        `${p}.agentIdentityAppId: '${String(u.agentIdentityAppId)}' is not an agent identity of this tenant`,
+      );
+    }
+  });
+  t.grants?.forEach((g, i) => {
+    checkGrant(t, g, `${at}.grants[${i}]`, appIds, userIds, problems);
+  });
+}
+
+function checkGrant(
+  t: TenantSpec,
+  g: GrantSpec,
+  p: string,
+  appIds: Set<string>,
+  userIds: Set<string>,
+  problems: string[],
+): void {
+  if (!isObject(g) || (g.type !== "application" && g.type !== "delegated")) {
+    problems.push(`${p}.type: must be 'application' or 'delegated'`);
+    return;
+  }
+  if (typeof g.clientAppId !== "string" || !appIds.has(g.clientAppId.toLowerCase())) {
+    problems.push(`${p}.clientAppId: '${String(g.clientAppId)}' is not an app of this tenant`);
+  }
+  const resource = typeof g.resource === "string" ? findResourceFields(t, g.resource) : undefined;
+  if (!resource) {
+    problems.push(
+      `${p}.resource: '${String(g.resource)}' is not a resource (app id or identifier URI) of this tenant`,
+    );
+    return;
+  }
+  if (g.type === "application") {
+    if (!isStringList(g.roles)) problems.push(`${p}.roles: must be a list of strings`);
+    else
+      for (const r of g.roles)
+        if (!resource.appRoles?.includes(r))
+          problems.push(`${p}.roles: '${r}' is not an app role of ${g.resource}`);
+  } else {
+    if (!isStringList(g.scopes)) problems.push(`${p}.scopes: must be a list of strings`);
+    else
+      for (const s of g.scopes)
+        if (!resource.scopes?.includes(s))
+          problems.push(`${p}.scopes: '${s}' is not a delegated scope of ${g.resource}`);
+    if (g.principalId !== undefined && !userIds.has(String(g.principalId).toLowerCase())) {
+      problems.push(`${p}.principalId: '${String(g.principalId)}' is not a user of this tenant`);
+    }
+  }
+}
+
+function checkResourceFields(r: ResourceFields, p: string, problems: string[]): void {
+  for (const key of ["identifierUris", "appRoles", "scopes"] as const) {
+    if (r[key] !== undefined && !isStringList(r[key]))
+      problems.push(`${p}.${key}: must be a list of strings`);
+  }
+  if (r.audience !== undefined && typeof r.audience !== "string")
+    problems.push(`${p}.audience: must be a string`);
+}
+
+/** Why a federated identity credential is unacceptable, or undefined when it is fine (Graph's rules). */
