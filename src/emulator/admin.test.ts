@@ -233,6 +233,10 @@ describe("logs", () => {
     expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/);
   });
 
+  it("answers its health check", async () => {
+    expect((await admin("GET", "/healthz")).json).toEqual({ status: "ok" });
+  });
+
   it("answers unknown paths with a problem", async () => {
     const r = await fetch(`${h.emulator.url}/nothing/here`, { dispatcher: h.dispatcher });
     expect(r.status).toBe(404);

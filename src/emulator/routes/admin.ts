@@ -54,6 +54,8 @@ export function registerAdminRoutes(
     return t;
   };
 
+  app.get("/_emulator/healthz", async () => ({ status: "ok" }));
+
   app.get("/_emulator/directory", async () => ctx.store.spec);
 
   app.put("/_emulator/directory", { schema: { body: { type: "object" } } }, async (request, reply) => {

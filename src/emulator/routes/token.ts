@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Params } from "../client-auth.ts";
 import type { TokenContext } from "../context.ts";
+import type { TenantSpec } from "../directory.ts";
 import { EntraError, errorBody, errors } from "../errors.ts";
 import { type FaultQueue, grantKey, type RequestCounters } from "../faults.ts";
 import { clientCredentials } from "../grants/client-credentials.ts";
@@ -12,14 +13,9 @@ import { userFic } from "../grants/user-fic.ts";
 
 export const JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-const HANDLERS: Record<
-  string,
-  (
-    ctx: TokenContext,
-    t: NonNullable<ReturnType<TokenContext["store"]["tenant"]>>,
-    p: Params,
-  ) => Promise<GrantResult>
-> = {
+type GrantHandler = (ctx: TokenContext, t: TenantSpec, p: Params) => Promise<GrantResult>;
+
+const HANDLERS: Record<string, GrantHandler> = {
   client_credentials: clientCredentials,
   [JWT_BEARER_GRANT]: onBehalfOf,
   user_fic: userFic,
