@@ -1,0 +1,187 @@
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+import { startControlPlane } from "../src/dev/controlplane.ts";
+import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
+import { createKubeClient } from "../src/kube/client.ts";
+import { RECOMMENDED_NODE_OPTIONS } from "../src/operator/command.ts";
+import { identityPath } from "../src/operator/reconciler.ts";
+import { identityBody } from "../test/integration/operator-support.ts";
+
+/**
+ * bench/operator: reconcile N AgentIdentities (default 1,000) to Ready against the local control plane
+ * with the manager running as its own process (`agentid manager`), and print the time until all are
+ * Ready, the manager's peak RSS, its API requests per identity, and its requests while idle.
+ * Verification is off (--no-verify): one blueprint trusts at most 20 ServiceAccounts, so a thousand
+ * verified identities would need fifty blueprints; the figures measure the Kubernetes side.
+ *
+ *   npm run bench:operator [-- --count 1000 --idle-seconds 15]
+ */
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
+  return value;
+}
+
+const COUNT = flag("count", 1000);
+const IDLE_SECONDS = flag("idle-seconds", 15);
+const HEALTH_PORT = 18000 + Math.floor(Math.random() * 2000);
+const NAMESPACE = "bench";
+/** The manager runs with the heap settings docs/operator.md recommends (override with MANAGER_NODE_OPTIONS). */
+const NODE_OPTIONS = process.env.MANAGER_NODE_OPTIONS ?? RECOMMENDED_NODE_OPTIONS;
+const log = (line: string) => process.stdout.write(`[bench:operator] ${line}\n`);
+
+interface Scrape {
+  ready: number;
+  requests: Map<string, number>;
+  heapUsedMb: number;
+  rssMb: number;
+}
+
+async function scrape(): Promise<Scrape | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${HEALTH_PORT}/metrics`)).text();
+    const ready = Number(/agentid_identities\{condition="Ready",status="True"\} (\d+)/.exec(text)?.[1] ?? 0);
+    const requests = new Map<string, number>();
+    for (const m of text.matchAll(
+      /agentid_kube_requests_total\{verb="([A-Z]+)",resource="([^"]+)",code="\d+"\} (\d+)/g,
+    )) {
+      const key = `${m[1]} ${m[2]}`;
+      requests.set(key, (requests.get(key) ?? 0) + Number(m[3]));
+    }
+    const mb = (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN) / 1048576;
+    return {
+      ready,
+      requests,
+      heapUsedMb: mb("agentid_manager_nodejs_heap_size_used_bytes"),
+      rssMb: mb("agentid_manager_process_resident_memory_bytes"),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function total(requests: Map<string, number>, filter: (key: string) => boolean = () => true): number {
+  let n = 0;
+  for (const [k, v] of requests) if (filter(k)) n += v;
+  return n;
+}
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+async function main(): Promise<void> {
+  log(`starting the local control plane (first run builds it; see npm run controlplane:build)`);
+  const cp = await startControlPlane({ progress: (l) => log(l) });
+  const kube = createKubeClient(cp.kubeConfig);
+  const crd = parse(
+    readFileSync(new URL("../crds/agentid.io_agentidentities.yaml", import.meta.url), "utf8"),
+  ) as RawObject;
+  await applyCrd(cp.kubeConfig, crd);
+  await createNamespace(cp.kubeConfig, NAMESPACE);
+
+  const cli = new URL("../src/cli.ts", import.meta.url).pathname;
+  const manager = spawn(
+    process.execPath,
+    [
+      cli,
+      "manager",
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--namespace",
+      NAMESPACE,
+      "--lease-namespace",
+      NAMESPACE,
+      "--no-verify",
+      "--health-host",
+      "127.0.0.1",
+      "--health-port",
+      String(HEALTH_PORT),
+      "--log-level",
+      "warn",
+      "--concurrency",
+      "16",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, NODE_OPTIONS: NODE_OPTIONS } },
+  );
+  const pid = manager.pid ?? 0;
+  try {
+    while (!(await scrape())) await new Promise((r) => setTimeout(r, 200));
+    const first = await scrape();
+    const baseline = first?.requests ?? new Map();
+    log(`manager started: RSS ${first?.rssMb.toFixed(0)} MB, heap used ${first?.heapUsedMb.toFixed(0)} MB`);
+    log(`manager pid ${pid} up (NODE_OPTIONS=${NODE_OPTIONS}); creating ${COUNT} AgentIdentities`);
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < COUNT) {
+          const i = next++;
+          await kube.create(
+            identityPath(NAMESPACE),
+            identityBody(NAMESPACE, `agent-${String(i).padStart(4, "0")}`),
+          );
+        }
+      }),
+    );
+    const created = performance.now();
+    log(`created ${COUNT} in ${((created - started) / 1000).toFixed(1)} s; waiting until all are Ready`);
+    let last = 0;
+    for (;;) {
+      const s = await scrape();
+      if (s && s.ready !== last) {
+        last = s.ready;
+        if (last % 100 === 0 || last === COUNT) log(`${last}/${COUNT} Ready`);
+      }
+      if (last >= COUNT) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const allReady = performance.now();
+    // Let the echoes of the last writes settle before measuring the idle window.
+    await new Promise((r) => setTimeout(r, 2000));
+    const busy = (await scrape())?.requests ?? new Map();
+    log(`idle for ${IDLE_SECONDS} s`);
+    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
+    const idleScrape = await scrape();
+    const idle = idleScrape?.requests ?? new Map();
+    const work = new Map([...busy].map(([k, v]) => [k, v - (baseline.get(k) ?? 0)]));
+    const idleDelta = new Map([...idle].map(([k, v]) => [k, v - (busy.get(k) ?? 0)]));
+    const notLease = (k: string) => !k.endsWith(" leases");
+
+    console.log("");
+    console.log(`identities                     ${COUNT}`);
+    console.log(
+      `time to all Ready              ${((allReady - started) / 1000).toFixed(1)} s (target <= 60 s)`,
+    );
+    console.log(
+      `manager peak RSS               ${peakRssMb(pid).toFixed(0)} MB (target <= 200 MB; NODE_OPTIONS=${NODE_OPTIONS})`,
+    );
+    console.log(
+      `manager RSS / heap when idle   ${idleScrape?.rssMb.toFixed(0)} MB / ${idleScrape?.heapUsedMb.toFixed(0)} MB`,
+    );
+    console.log(
+      `requests per identity          ${(total(work, notLease) / COUNT).toFixed(2)} (excluding leader-election renewals)`,
+    );
+    for (const [k, v] of [...work].filter(([k, v]) => notLease(k) && v > 0).sort())
+      console.log(`  ${k.padEnd(32)}${v}`);
+    console.log(
+      `requests while idle (${IDLE_SECONDS} s)    ${total(idleDelta, notLease)} (target 0), plus ${total(idleDelta, (k) => !notLease(k))} Lease renewals`,
+    );
+  } finally {
+    manager.kill("SIGTERM");
+    await new Promise((r) => manager.once("exit", r));
+    await kube.close();
+    await cp.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench:operator failed: ${(error as Error).message}`);
+  process.exitCode = 1;
+});
