@@ -114,6 +114,29 @@ describe("federated client assertions", () => {
     expect((await t1Request(await assertion())).status).toBe(200);
   });
 
+  it("accepts the emulator's own token as a managed-identity-style federated credential", async () => {
+    // A workload's exchange token (iss = this tenant, sub = its service principal) trusted by the blueprint.
+    const miToken = await h.accessToken({
+      grant_type: "client_credentials",
+      client_id: IDS.app,
+      client_secret: IDS.appSecret,
+      scope: EXCHANGE_SCOPE,
+    });
+    const mi = claimsOf(miToken);
+    expect(entraCode(await t1Request(miToken))).toBe(700211);
+    const path = `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`;
+    const fic = {
+      name: "managed-identity",
+      issuer: String(mi.iss),
+      subject: String(mi.sub),
+      audiences: [AUDIENCE],
+    };
+    expect((await callJson(h.dispatcher, "POST", path, fic)).status).toBe(201);
+    expect((await t1Request(miToken)).status).toBe(200);
+    const [head, body] = miToken.split(".");
+    expect(entraCode(await t1Request(`${head}.${body}.${"A".repeat(342)}`))).toBe(700027);
+  });
+
   it("fails with AADSTS50166 when the issuer's CA is not trusted", async () => {
     const directory = testDirectory();
     withFic(directory);
