@@ -50,9 +50,15 @@ export class KeyStore {
     if (store.#file) {
       const saved = await readFile(store.#file, "utf8").catch(() => undefined);
       if (saved !== undefined) {
-        const parsed = JSON.parse(saved) as Record<string, JWK[]>;
-        for (const [tenant, jwks] of Object.entries(parsed)) {
-          store.#keys.set(tenant, await Promise.all(jwks.map(fromPrivateJwk)));
+        try {
+          const parsed = JSON.parse(saved) as Record<string, JWK[]>;
+          for (const [tenant, jwks] of Object.entries(parsed)) {
+            store.#keys.set(tenant, await Promise.all(jwks.map(fromPrivateJwk)));
+          }
+        } catch (error) {
+          throw new Error(
+            `${store.#file} is not a valid signing key file (${(error as Error).message}); delete it to start with new keys`,
+          );
         }
       }
     }

@@ -32,7 +32,7 @@ export class RefreshTokenStore {
     return this.#records.get(token);
   }
 
-  /** Test hook through the admin API: make every refresh token of a client expire now. */
+  /** Test hook through the admin API: make every refresh token expire now. */
   expireAll(now: number): void {
     for (const record of this.#records.values()) record.expiresAt = now - 1;
   }

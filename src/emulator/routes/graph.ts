@@ -63,8 +63,11 @@ export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): vo
     let application: ReturnType<typeof findApp>;
     try {
       application = findApp(t, key);
-      if (objectId && application.objectId?.toLowerCase() !== objectId.toLowerCase())
-        throw new DirectoryError("by object id only");
+      // Graph addresses an application by object id, or by app id only in the applications(appId='...') form.
+      const matches = objectId
+        ? application.objectId?.toLowerCase() === objectId.toLowerCase()
+        : application.appId.toLowerCase() === key.toLowerCase();
+      if (!matches) throw new DirectoryError(`no application ${key}`);
     } catch {
       return graphError(
         reply,
