@@ -120,13 +120,19 @@ async function checkFederatedAssertion(
   const aud = audiences(jwt.payload);
   if (!bySubject.some((f) => f.audiences.some((a) => aud.includes(a))))
     throw errors.noFicForAudience(aud.join(" "));
-  // An issuer inside this emulator (a managed-identity-style credential) is verified with our own keys.
+  // An issuer inside this emulator is verified with our own keys, and (as in Entra) only a managed
+  // identity's token may be a federated credential.
   const ownTenant = ownIssuerTenant(ctx.baseUrl, issuer);
   if (ownTenant !== undefined) {
     if (!(await ownSignatureValid(ctx.keys, ownTenant, token))) {
       throw errors.assertionSignature(
         "The provided signature value did not match the expected signature value.",
       );
+    }
+    const tenant = ctx.store.tenant(ownTenant);
+    const issuedTo = tenant ? ctx.store.client(tenant, String(jwt.payload.azp ?? "")) : undefined;
+    if (issuedTo?.kind !== "managedIdentity" || jwt.payload.idtyp !== "app") {
+      throw errors.entraTokenAsFederatedCredential();
     }
   } else {
     try {

@@ -65,8 +65,11 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
   t.applications?.forEach((app, i) => {
     const p = `${at}.applications[${i}]`;
     claimAppId(app.appId, p);
-    if (app.kind !== undefined && app.kind !== "application" && app.kind !== "agentIdentityBlueprint") {
-      problems.push(`${p}.kind: must be 'application' or 'agentIdentityBlueprint'`);
+    if (
+      app.kind !== undefined &&
+      !["application", "agentIdentityBlueprint", "managedIdentity"].includes(app.kind)
+    ) {
+      problems.push(`${p}.kind: must be 'application', 'agentIdentityBlueprint' or 'managedIdentity'`);
     }
     checkResourceFields(app, p, problems);
     app.objectId ??= derivedGuid(`app:${t.id}:${app.appId}`);

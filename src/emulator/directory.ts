@@ -57,7 +57,8 @@ export interface ApplicationSpec extends ResourceFields {
   /** The service principal id: the `oid` of its app tokens. */
   servicePrincipalId?: string;
   displayName?: string;
-  kind?: "application" | "agentIdentityBlueprint";
+  /** `managedIdentity`: its tokens may serve as federated credentials of other apps (Entra's MI-as-FIC). */
+  kind?: "application" | "agentIdentityBlueprint" | "managedIdentity";
   clientSecrets?: ClientSecretSpec[];
   federatedIdentityCredentials?: FederatedCredentialSpec[];
 }

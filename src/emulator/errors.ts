@@ -110,8 +110,8 @@ export const errors = {
   invalidAssertionType: (value: string) =>
     new EntraError(
       "invalid_request",
-      700023,
-      `The client_assertion_type '${value}' is not supported. Use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.`,
+      90011,
+      `Unexpected client assertion type '${value}'. Use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.`,
     ),
   malformedJwt: (what: string) =>
     new EntraError("invalid_request", 50027, `JWT token is invalid or malformed (${what}).`),
@@ -158,10 +158,15 @@ export const errors = {
     ),
   issuerMetadataUnavailable: (issuer: string) =>
     new EntraError(
-      "invalid_client",
+      "invalid_request",
       50166,
       `Request to External OIDC endpoint failed. Could not fetch the OpenID configuration or signing keys of issuer '${issuer}'.`,
-      401,
+    ),
+  entraTokenAsFederatedCredential: () =>
+    new EntraError(
+      "invalid_request",
+      700222,
+      "AAD-issued tokens may not be used for federated identity flows. Only a managed identity's token can be a federated identity credential.",
     ),
   assertionReplayed: () =>
     new EntraError(

@@ -22,7 +22,7 @@ export const TOKEN_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936";
 /** A client that can ask for tokens: an ordinary app, a blueprint, or an agent identity. */
 export type Client =
   | {
-      kind: "application" | "agentIdentityBlueprint";
+      kind: "application" | "agentIdentityBlueprint" | "managedIdentity";
       appId: string;
       oid: string;
       displayName: string;

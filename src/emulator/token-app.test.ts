@@ -99,7 +99,7 @@ describe("client_credentials with a client secret", () => {
       { client_secret: undefined, client_assertion: "x.y.z", client_assertion_type: "saml" },
       400,
       "invalid_request",
-      700023,
+      90011,
     ],
     [
       "a malformed assertion",

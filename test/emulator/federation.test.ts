@@ -114,25 +114,39 @@ describe("federated client assertions", () => {
     expect((await t1Request(await assertion())).status).toBe(200);
   });
 
-  it("accepts the emulator's own token as a managed-identity-style federated credential", async () => {
-    // A workload's exchange token (iss = this tenant, sub = its service principal) trusted by the blueprint.
-    const miToken = await h.accessToken({
-      grant_type: "client_credentials",
-      client_id: IDS.app,
-      client_secret: IDS.appSecret,
-      scope: EXCHANGE_SCOPE,
+  it("accepts a managed identity's token as a federated credential, and no other Entra token", async () => {
+    const admin = (method: string, path: string, body?: unknown) =>
+      callJson(h.dispatcher, method, `${h.emulator.url}/_emulator/tenants/${IDS.tenant}${path}`, body);
+    const miAppId = "5d6e7f80-9102-4a13-8b24-c35d46e57f68";
+    const added = await admin("POST", "/applications", {
+      appId: miAppId,
+      kind: "managedIdentity",
+      clientSecrets: [{ value: "imds-stand-in-secret" }],
     });
+    expect(added.status).toBe(201);
+    const exchangeToken = (clientId: string, secret: string) =>
+      h.accessToken({
+        grant_type: "client_credentials",
+        client_id: clientId,
+        client_secret: secret,
+        scope: EXCHANGE_SCOPE,
+      });
+    const miToken = await exchangeToken(miAppId, "imds-stand-in-secret");
+    const appToken = await exchangeToken(IDS.app, IDS.appSecret);
     const mi = claimsOf(miToken);
     expect(entraCode(await t1Request(miToken))).toBe(700211);
-    const path = `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`;
-    const fic = {
-      name: "managed-identity",
-      issuer: String(mi.iss),
-      subject: String(mi.sub),
-      audiences: [AUDIENCE],
+    const path = `/applications/${IDS.blueprint}/federatedIdentityCredentials`;
+    const ficFor = (name: string, token: string) => {
+      const c = claimsOf(token);
+      return { name, issuer: String(c.iss), subject: String(c.sub), audiences: [AUDIENCE] };
     };
-    expect((await callJson(h.dispatcher, "POST", path, fic)).status).toBe(201);
+    expect((await admin("POST", path, ficFor("managed-identity", miToken))).status).toBe(201);
+    expect((await admin("POST", path, ficFor("ordinary-app", appToken))).status).toBe(201);
     expect((await t1Request(miToken)).status).toBe(200);
+    expect(mi.azp).toBe(miAppId);
+    const appAttempt = await t1Request(appToken);
+    expect(appAttempt.status).toBe(400);
+    expect(entraCode(appAttempt)).toBe(700222);
     const [head, body] = miToken.split(".");
     expect(entraCode(await t1Request(`${head}.${body}.${"A".repeat(342)}`))).toBe(700027);
   });
@@ -149,7 +163,8 @@ describe("federated client assertions", () => {
         client_assertion: await assertion(),
         scope: EXCHANGE_SCOPE,
       });
-      expect(r.status).toBe(401);
+      expect(r.status).toBe(400);
+      expect(r.json.error).toBe("invalid_request");
       expect(entraCode(r)).toBe(50166);
     } finally {
       await untrusting.close();
