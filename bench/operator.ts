@@ -136,8 +136,9 @@ async function main(): Promise<void> {
     for (;;) {
       const s = await scrape();
       if (s && s.ready !== last) {
+        if (Math.floor(s.ready / 100) !== Math.floor(last / 100) || s.ready === COUNT)
+          log(`${s.ready}/${COUNT} Ready`);
         last = s.ready;
-        if (last % 100 === 0 || last === COUNT) log(`${last}/${COUNT} Ready`);
       }
       if (last >= COUNT) break;
       await new Promise((r) => setTimeout(r, 100));

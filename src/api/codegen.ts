@@ -98,3 +98,39 @@ export function generateTypes(root: JsonSchema): string {
     "",
   ].join("\n");
 }
+
+function typeName(schema: JsonSchema): string {
+  if (schema["x-kubernetes-int-or-string"]) return "int or string";
+  if (schema.enum) return schema.enum.map((v) => `\`${String(v)}\``).join(" \\| ");
+  if (schema.type === "array") return `array of ${schema.items ? typeName(schema.items) : "any"}`;
+  if (schema.type === "object" && !schema.properties && typeof schema.additionalProperties === "object") {
+    return `map of ${typeName(schema.additionalProperties)}`;
+  }
+  return schema.type ?? "any";
+}
+
+/**
+ * A Markdown table of every field under `root` (spec or status), generated from the CRD so the reference
+ * in docs/agentidentity.md cannot drift either.
+ */
+export function fieldReference(root: JsonSchema, prefix: string): string {
+  const rows: string[] = ["| Field | Type | Required | Default | Description |", "|---|---|---|---|---|"];
+  const visit = (schema: JsonSchema, path: string) => {
+    const required = new Set(schema.required ?? []);
+    for (const [name, child] of Object.entries(schema.properties ?? {})) {
+      const p = `${path}.${name}`;
+      const def = child.default !== undefined ? `\`${JSON.stringify(child.default)}\`` : "";
+      const description = (child.description ?? "").replace(/\s+/g, " ").replaceAll("|", "\\|").trim();
+      rows.push(
+        `| \`${p}\` | ${typeName(child)} | ${required.has(name) ? "yes" : ""} | ${def} | ${description} |`,
+      );
+      visit(child, p);
+      if (typeof child.additionalProperties === "object" && child.additionalProperties.properties) {
+        visit(child.additionalProperties, `${p}.<name>`);
+      }
+      if (child.items?.properties) visit(child.items, `${p}[]`);
+    }
+  };
+  visit(root, prefix);
+  return rows.join("\n");
+}

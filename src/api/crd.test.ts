@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { crdSchema, type JsonSchema } from "./codegen.ts";
 import { GROUP, KIND, PLURAL, SHORT_NAMES, VERSION } from "./constants.ts";
+import { DOC_PATH, documentedFieldReference, renderFieldReference } from "./generate-docs.ts";
 import { CRD_PATH, GENERATED_PATH, renderGeneratedTypes } from "./generate-types.ts";
 
 const crdText = readFileSync(CRD_PATH, "utf8");
@@ -49,6 +50,13 @@ describe("the AgentIdentity CRD", () => {
       .filter(([, s]) => !s.description || s.description.trim().length < 5)
       .map(([p]) => p);
     expect(undescribed).toEqual([]);
+  });
+
+  it("is documented field by field in docs/agentidentity.md (run `npx node src/api/generate-docs.ts` after a CRD change)", () => {
+    const documented = documentedFieldReference(readFileSync(DOC_PATH, "utf8"));
+    expect(documented).toBe(renderFieldReference());
+    expect(documented).toContain("`spec.downstreamApis.<name>.requestAppToken`");
+    expect(documented).toContain("`status.conditions[].observedGeneration`");
   });
 
   it("uses the names fixed in DESIGN.md", () => {

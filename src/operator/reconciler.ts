@@ -18,7 +18,11 @@ import type { GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
 import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
 import { readReferencedSecret } from "./secret.ts";
-import { ensureServiceAccount, type ServiceAccountObject } from "./service-account.ts";
+import {
+  ensureServiceAccount,
+  releaseStaleServiceAccounts,
+  type ServiceAccountObject,
+} from "./service-account.ts";
 import { desiredStatus, jsonEqual, type Observations } from "./status.ts";
 import type { Verifier } from "./verify.ts";
 
@@ -192,6 +196,9 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
         identity,
         deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName),
       );
+      if (obs.serviceAccount.state === "ready") {
+        await releaseStaleServiceAccounts(deps.kube, identity, deps.serviceAccounts.list(namespace));
+      }
       const secret = await readReferencedSecret(deps.kube, identity);
       obs.secret = secret.observation;
       secretValue = secret.value;

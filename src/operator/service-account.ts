@@ -90,3 +90,43 @@ export async function ensureServiceAccount(
   }
   return { state: "ready", created };
 }
+
+/**
+ * ServiceAccounts this identity marked earlier but no longer binds (its serviceAccountName changed): the
+ * ones it created are deleted, the others lose the mark. Pods still running under them keep their tokens
+ * until they restart; new pods of that account no longer get this identity.
+ */
+export async function releaseStaleServiceAccounts(
+  kube: KubeClient,
+  identity: AgentIdentity,
+  inNamespace: readonly ServiceAccountObject[],
+): Promise<void> {
+  const stale = inNamespace.filter(
+    (sa) =>
+      sa.metadata.name !== identity.spec.serviceAccountName &&
+      sa.metadata.annotations?.[ANNOTATION_IDENTITY] === identity.metadata.name,
+  );
+  for (const sa of stale) {
+    const path = serviceAccountPath(identity.metadata.namespace, sa.metadata.name);
+    const owned = (sa.metadata.ownerReferences as Array<{ uid?: string }> | undefined)?.some(
+      (o) => o.uid === identity.metadata.uid,
+    );
+    try {
+      if (owned) {
+        await kube.delete(path);
+      } else {
+        await kube.patch(path, "json", [
+          {
+            op: "test",
+            path: `/metadata/annotations/${jsonPointerSegment(ANNOTATION_IDENTITY)}`,
+            value: identity.metadata.name,
+          },
+          { op: "remove", path: `/metadata/annotations/${jsonPointerSegment(ANNOTATION_IDENTITY)}` },
+        ]);
+      }
+    } catch (error) {
+      // Gone already, or re-marked by someone else in between: nothing left to release.
+      if (!isApiError(error, 404) && !isApiError(error, 422)) throw error;
+    }
+  }
+}

@@ -64,59 +64,89 @@ export function tokenEndpoint(identity: AgentIdentity): string {
   return `${normalizeInstance(identity.spec.instance)}${encodeURIComponent(identity.spec.tenantId)}/oauth2/v2.0/token`;
 }
 
+/** Removes every occurrence of the given sensitive values from a text (Entra may echo what it was sent). */
+export function redactValues(text: string, values: readonly string[]): string {
+  let out = scrubTokens(text);
+  for (const value of values) if (value.length >= 4) out = out.replaceAll(value, "[redacted]");
+  return out;
+}
+
+function redactResult(result: VerificationResult, values: readonly string[]): VerificationResult {
+  if (result.state === "failed")
+    return {
+      ...result,
+      failure: { ...result.failure, message: redactValues(result.failure.message, values) },
+    };
+  if (result.state === "unreachable") return { ...result, message: redactValues(result.message, values) };
+  return result;
+}
+
 export function createVerifier(options: VerifierOptions): Verifier {
   const lifetime = options.tokenLifetimeSeconds ?? 600;
   return {
     async verify(identity, credential, hint) {
-      const form = new URLSearchParams({
-        client_id: identity.spec.blueprint.clientId,
-        scope: EXCHANGE_SCOPE,
-        grant_type: "client_credentials",
-      });
-      if (identity.spec.agentId) form.set("fmi_path", identity.spec.agentId);
-      if (credential.kind === "clientSecret") {
-        form.set("client_secret", credential.secret);
-      } else {
-        const token = await requestServiceAccountToken(
-          options.kube,
-          identity.metadata.namespace,
-          identity.spec.serviceAccountName,
-          lifetime,
-        );
-        form.set("client_assertion_type", CLIENT_ASSERTION_TYPE);
-        form.set("client_assertion", token);
-      }
-      let status: number;
-      let text: string;
-      try {
-        const response = await request(tokenEndpoint(identity), {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
-          body: form.toString(),
-          dispatcher: options.dispatcher,
-        });
-        status = response.statusCode;
-        text = await response.body.text();
-      } catch (error) {
-        return {
-          state: "unreachable",
-          message: `Cannot reach Entra at ${tokenEndpoint(identity)}: ${scrubTokens((error as Error).message)}`,
-        };
-      }
-      if (status === 200) return { state: "verified" };
-      let body: EntraError = {};
-      try {
-        body = JSON.parse(text) as EntraError;
-      } catch {
-        // Not Entra's JSON: a proxy or an outage page.
-      }
-      if (status >= 500 || status === 429 || (!body.error && !body.error_codes)) {
-        return {
-          state: "unreachable",
-          message: `Entra answered HTTP ${status} at ${tokenEndpoint(identity)}; will retry later.`,
-        };
-      }
-      return { state: "failed", failure: classifyEntraError(status, body, hint) };
+      const sensitive: string[] = [];
+      const result = await attempt(identity, credential, hint, sensitive);
+      return redactResult(result, sensitive);
     },
   };
+
+  async function attempt(
+    identity: AgentIdentity,
+    credential: BlueprintCredentialInput,
+    hint: HintContext,
+    sensitive: string[],
+  ): Promise<VerificationResult> {
+    const form = new URLSearchParams({
+      client_id: identity.spec.blueprint.clientId,
+      scope: EXCHANGE_SCOPE,
+      grant_type: "client_credentials",
+    });
+    if (identity.spec.agentId) form.set("fmi_path", identity.spec.agentId);
+    if (credential.kind === "clientSecret") {
+      sensitive.push(credential.secret);
+      form.set("client_secret", credential.secret);
+    } else {
+      const token = await requestServiceAccountToken(
+        options.kube,
+        identity.metadata.namespace,
+        identity.spec.serviceAccountName,
+        lifetime,
+      );
+      sensitive.push(token);
+      form.set("client_assertion_type", CLIENT_ASSERTION_TYPE);
+      form.set("client_assertion", token);
+    }
+    let status: number;
+    let text: string;
+    try {
+      const response = await request(tokenEndpoint(identity), {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+        body: form.toString(),
+        dispatcher: options.dispatcher,
+      });
+      status = response.statusCode;
+      text = await response.body.text();
+    } catch (error) {
+      return {
+        state: "unreachable",
+        message: `Cannot reach Entra at ${tokenEndpoint(identity)}: ${scrubTokens((error as Error).message)}`,
+      };
+    }
+    if (status === 200) return { state: "verified" };
+    let body: EntraError = {};
+    try {
+      body = JSON.parse(text) as EntraError;
+    } catch {
+      // Not Entra's JSON: a proxy or an outage page.
+    }
+    if (status >= 500 || status === 429 || (!body.error && !body.error_codes)) {
+      return {
+        state: "unreachable",
+        message: `Entra answered HTTP ${status} at ${tokenEndpoint(identity)}; will retry later.`,
+      };
+    }
+    return { state: "failed", failure: classifyEntraError(status, body, hint) };
+  }
 }

@@ -1,0 +1,88 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AgentIdentity } from "../../src/api/types.ts";
+import { kubeConfigFor } from "../../src/dev/controlplane.ts";
+import type { RunningEmulator } from "../../src/emulator/index.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
+import type { RunningManager } from "../../src/operator/manager.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
+import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+
+/** The manager reaches the API server through a TCP relay that drops every connection on demand. */
+const cp = useControlPlane({ namespacePrefix: "opwatch" });
+const admin = createKubeClient(cp.kubeConfig);
+let emu: RunningEmulator;
+let proxy: TcpProxy;
+let manager: RunningManager | undefined;
+
+beforeAll(async () => {
+  await ensureCrd(cp.kubeConfig);
+  emu = await startTestEmulator(cp);
+  const server = new URL(cp.server);
+  proxy = await startTcpProxy(server.hostname, Number(server.port));
+});
+afterEach(async () => {
+  await manager?.stop();
+  manager = undefined;
+});
+afterAll(async () => {
+  await proxy?.close();
+  await emu?.close();
+  await admin.close();
+});
+
+describe("the operator's watches", () => {
+  it("lose no AgentIdentity change when every connection to the API server is dropped", async () => {
+    const viaProxy = kubeConfigFor(
+      `https://127.0.0.1:${proxy.port}`,
+      cp.caPem,
+      cp.adminCertPem,
+      cp.adminKeyPem,
+    );
+    manager = await startTestManager({ ...cp, kubeConfig: viaProxy }, emu, cp.namespace, new LogCapture(), {
+      verify: false,
+    });
+    await createIdentity(admin, cp.namespace, "early");
+    const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
+    const ready = (name: string) =>
+      eventually(
+        `${name} Ready`,
+        async () => (condition(await read(name), "Ready")?.status === "True" ? true : undefined),
+        60_000,
+      );
+    await ready("early");
+
+    // Changes made while the manager's watches are cut must still arrive (by reconnect or relist).
+    expect(proxy.dropAll()).toBeGreaterThan(0);
+    await createIdentity(admin, cp.namespace, "during-drop");
+    await admin.patch(identityPath(cp.namespace, "early"), "merge", {
+      spec: { serviceAccountName: "early-renamed" },
+    });
+    expect(proxy.dropAll()).toBeGreaterThanOrEqual(0);
+    await ready("during-drop");
+    const renamed = await eventually(
+      "early to follow its new ServiceAccount",
+      async () => {
+        const identity = await read("early");
+        return identity?.status?.serviceAccount === "early-renamed" &&
+          identity.status.observedGeneration === identity.metadata.generation
+          ? identity
+          : undefined;
+      },
+      60_000,
+    );
+    expect(condition(renamed, "Ready")?.status).toBe("True");
+    // The account it created under the old name is released (deleted: it owned it).
+    await eventually("the old ServiceAccount to be deleted", async () =>
+      (await admin.getOptional(`/api/v1/namespaces/${cp.namespace}/serviceaccounts/early`))
+        ? undefined
+        : true,
+    );
+    const restarts = await (await fetch(`${manager.url}/metrics`)).text();
+    expect(restarts).toMatch(
+      /agentid_watch_restarts_total\{resource="agentidentities",reason="[a-z]+"\} [1-9]/,
+    );
+  });
+});

@@ -1,0 +1,128 @@
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentIdentity } from "../../src/api/types.ts";
+import type { KubeClient } from "../../src/kube/client.ts";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import { outboundDispatcher } from "../../src/operator/https.ts";
+import { createVerifier } from "../../src/operator/verify.ts";
+
+/**
+ * The verification's token never leaves the operator: a hostile token endpoint that echoes the client
+ * assertion (or the secret) back in every error shape must not get it into the result.
+ */
+const TOKEN =
+  "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6c2EifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+const SECRET = "s3cr3t-value-never-shown";
+let server: Server;
+let caPem: string;
+let mode: "echo-400" | "echo-500" | "ok" | "reset" = "ok";
+const received: URLSearchParams[] = [];
+
+beforeAll(async () => {
+  const ca = await createCertificateAuthority("verify-test CA");
+  const leaf = await issueCertificate(ca, {
+    commonName: "127.0.0.1",
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+  });
+  caPem = ca.certPem;
+  server = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+    let body = "";
+    req.on("data", (c) => {
+      body += c;
+    });
+    req.on("end", () => {
+      const form = new URLSearchParams(body);
+      received.push(form);
+      const echoed = form.get("client_assertion") ?? form.get("client_secret") ?? "";
+      if (mode === "reset") return req.socket.destroy();
+      if (mode === "ok")
+        return res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ access_token: "x", expires_in: 3600 }));
+      const status = mode === "echo-400" ? 400 : 500;
+      res
+        .writeHead(status, { "content-type": "application/json" })
+        .end(
+          JSON.stringify({
+            error: "invalid_client",
+            error_description: `AADSTS700211: bad assertion ${echoed} secret ${echoed}`,
+            error_codes: [700211],
+          }),
+        );
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+/** Stands in for the API server's TokenRequest only; the real one is exercised in test/integration/operator.test.ts. */
+const kube = {
+  create: async () => ({ status: { token: TOKEN } }),
+} as unknown as KubeClient;
+
+function identity(): AgentIdentity {
+  const port = (server.address() as AddressInfo).port;
+  return {
+    metadata: { name: "a", namespace: "ns" },
+    spec: {
+      tenantId: "11111111-1111-1111-1111-111111111111",
+      instance: `https://127.0.0.1:${port}`,
+      blueprint: { clientId: "22222222-2222-2222-2222-222222222222" },
+      agentId: "33333333-3333-3333-3333-333333333333",
+      serviceAccountName: "sa",
+    },
+  };
+}
+
+const hint = { tenantId: "t", blueprintClientId: "b" };
+
+describe("createVerifier", () => {
+  it("sends the blueprint leg with the ServiceAccount token as client assertion and fmi_path", async () => {
+    mode = "ok";
+    const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
+    expect(await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint)).toEqual({
+      state: "verified",
+    });
+    const form = received.at(-1);
+    expect(form?.get("grant_type")).toBe("client_credentials");
+    expect(form?.get("scope")).toBe("api://AzureADTokenExchange/.default");
+    expect(form?.get("fmi_path")).toBe("33333333-3333-3333-3333-333333333333");
+    expect(form?.get("client_assertion_type")).toBe("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    expect(form?.get("client_assertion")).toBe(TOKEN);
+  });
+
+  it.each(["echo-400", "echo-500", "reset"] as const)(
+    "keeps the token out of the result when the endpoint answers %s",
+    async (m) => {
+      mode = m;
+      const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
+      const result = await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint);
+      expect(result.state).not.toBe("verified");
+      expect(JSON.stringify(result)).not.toContain(TOKEN);
+      if (m === "echo-400")
+        expect(result).toMatchObject({
+          state: "failed",
+          failure: { reason: "IssuerNotTrusted", code: "AADSTS700211" },
+        });
+    },
+  );
+
+  it("keeps a client secret out of the result", async () => {
+    mode = "echo-400";
+    const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
+    const result = await verifier.verify(identity(), { kind: "clientSecret", secret: SECRET }, hint);
+    expect(received.at(-1)?.get("client_secret")).toBe(SECRET);
+    expect(result.state).toBe("failed");
+    expect(JSON.stringify(result)).not.toContain(SECRET);
+  });
+
+  it("does not trust the endpoint without its CA", async () => {
+    mode = "ok";
+    const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([]) });
+    expect(await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint)).toMatchObject({
+      state: "unreachable",
+    });
+  });
+});
