@@ -34,6 +34,13 @@ describe("discovery", () => {
       jwks_uri: `${h.emulator.url}/${IDS.tenant}/discovery/v2.0/keys`,
     });
     const jwks = await callJson(h.dispatcher, "GET", String(config.json.jwks_uri));
+    expect((jwks.json.keys as Record<string, unknown>[])[0]).toMatchObject({
+      kty: "RSA",
+      use: "sig",
+      alg: "RS256",
+      issuer: config.json.issuer,
+      kid: expect.any(String),
+    });
     const token = await h.accessToken(appParams);
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks.json as never), {
       issuer: String(config.json.issuer),

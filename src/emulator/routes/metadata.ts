@@ -70,7 +70,9 @@ export function registerMetadataRoutes(app: FastifyInstance, ctx: TokenContext):
       const tenant = ctx.store.tenant(request.params.tenant);
       if (!tenant)
         return reply.code(400).send(errorBody(errors.tenantNotFound(request.params.tenant), ctx.baseUrl));
-      return { keys: await ctx.keys.jwks(tenant.id) };
+      // Entra names the issuer each key signs for beside the key.
+      const issuer = issuerOf(ctx.baseUrl, tenant.id);
+      return { keys: (await ctx.keys.jwks(tenant.id)).map((k) => ({ ...k, issuer })) };
     },
   );
 
