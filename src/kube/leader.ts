@@ -40,7 +40,11 @@ export interface LeaderElectionOptions {
 export interface LeaderCallbacks {
   /** Start leader-only work; `signal` aborts when leadership ends. */
   onStartedLeading(signal: AbortSignal): void;
-  onStoppedLeading(): void;
+  /**
+   * Stop leader-only work. On `stop()` the Lease is released only after a returned promise settles
+   * (bounded by the renew deadline), so in-flight writes finish before the next leader starts.
+   */
+  onStoppedLeading(): void | Promise<void>;
   /** Called whenever a different holder is observed (also our own identity once we win). */
   onNewLeader?(identity: string): void;
 }
@@ -184,19 +188,20 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
         (observation && observation.record.holderIdentity !== identity)
       ) {
         log.warn("lost the lease; stepping down");
-        stepDown();
+        await stepDown();
         return;
       }
     }
   }
 
-  function stepDown(): void {
+  async function stepDown(): Promise<void> {
     const controller = leading;
     if (!controller) return;
     leading = undefined;
     controller.abort();
     try {
-      callbacks?.onStoppedLeading();
+      const done = callbacks?.onStoppedLeading();
+      if (done) await Promise.race([done, sleep(renewDeadline * 1000)]);
     } catch (error) {
       log.error({ err: describe(error) }, "onStoppedLeading threw");
     }
@@ -246,7 +251,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
       stopController.abort();
       await loopDone;
       if (leading) {
-        stepDown();
+        await stepDown();
         await release();
       }
       if (ownsClient) await client.close().catch(() => {});

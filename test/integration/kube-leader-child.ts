@@ -26,6 +26,10 @@ const elector = createLeaderElector({
   logger: createLogger({ name: "leader-child", level: "silent" }),
 });
 elector.run({
-  onStartedLeading: () => process.stdout.write(`leading ${identity}\n`),
-  onStoppedLeading: () => process.stdout.write(`stopped ${identity}\n`),
+  onStartedLeading: () => {
+    process.stdout.write(`leading ${identity}\n`);
+  },
+  onStoppedLeading: () => {
+    process.stdout.write(`stopped ${identity}\n`);
+  },
 });

@@ -37,6 +37,7 @@ function candidate(
   identity: string,
   timings: { lease: number; renew: number; retry: number },
   kubeConfig = cp.kubeConfig,
+  onStop?: () => Promise<void>,
 ): Candidate {
   const c: Candidate = {
     log: [],
@@ -56,7 +57,10 @@ function candidate(
       c.signal = signal;
       c.log.push("started");
     },
-    onStoppedLeading: () => c.log.push("stopped"),
+    onStoppedLeading: () => {
+      c.log.push("stopped");
+      return onStop?.();
+    },
     onNewLeader: (who) => c.log.push(`leader ${who}`),
   });
   cleanup.push(() => c.elector.stop());
@@ -95,7 +99,12 @@ describe("leader election on a Lease", () => {
     const ns = await createNamespace(client, "leader-release");
     // A 60 s lease: a takeover within the test's wait can only come from the release.
     const slow = { lease: 60, renew: 40, retry: 0.5 };
-    const a = candidate(ns, "lock", "a", slow);
+    let holderWhileStopping: string | null | undefined;
+    // The leader's own shutdown work runs before the release: the Lease is still ours meanwhile.
+    const a = candidate(ns, "lock", "a", slow, cp.kubeConfig, async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      holderWhileStopping = (await client.get<LeaseObject>(leasePath(ns, "lock"))).spec?.holderIdentity;
+    });
     await eventually("a to lead", () => (a.elector.isLeader() ? true : undefined));
     const b = candidate(ns, "lock", "b", slow);
     await eventually("b to see a", () => (b.log.includes("leader a") ? true : undefined));
@@ -103,6 +112,7 @@ describe("leader election on a Lease", () => {
     await a.elector.stop();
     expect(a.log).toEqual(["leader a", "started", "stopped"]);
     expect(a.signal?.aborted).toBe(true);
+    expect(holderWhileStopping).toBe("a");
     await eventually("b to take over", () => (b.elector.isLeader() ? true : undefined), 20_000);
     const after = await client.get<LeaseObject>(leasePath(ns, "lock"));
     expect(after.spec?.holderIdentity).toBe("b");
