@@ -1,0 +1,56 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
+
+async function agentid(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], {
+      env: { ...process.env, KUBECONFIG: "" },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe("agentid manager (a real process)", () => {
+  it("documents every option in --help", async () => {
+    const result = await agentid("manager", "--help");
+    expect(result.code).toBe(0);
+    for (const option of [
+      "--namespace",
+      "--lease-namespace",
+      "--health-port",
+      "--log-level",
+      "--no-verify",
+      "--ca-file",
+      "--graph-client-id",
+      "--issuer",
+    ]) {
+      expect(result.stdout).toContain(option);
+    }
+    expect(result.stdout).toContain("NODE_OPTIONS=");
+  });
+
+  it.each([
+    [["--log-level", "loud"], "--log-level must be one of"],
+    [["--concurrency", "0"], "--concurrency must be an integer"],
+    [["--verify-interval", "soon"], "--verify-interval must be a duration"],
+    [["--frobnicate"], "Unknown option"],
+  ])("exits 2 with one line for %j", async (args, message) => {
+    const result = await agentid("manager", ...args);
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain(message);
+  });
+
+  it("fails clearly for an unreadable CA bundle", async () => {
+    const result = await agentid("manager", "--ca-file", "/nonexistent/ca.pem");
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("cannot read CA bundle /nonexistent/ca.pem");
+  });
+});
