@@ -37,7 +37,35 @@ export function normalizeDirectory(input: unknown): DirectorySpec {
     checkTenant(tenant, at, problems);
   });
   if (problems.length > 0) throw new DirectoryError(`invalid directory:\n  ${problems.join("\n  ")}`);
+  for (const tenant of spec.tenants) lowercaseIds(tenant);
   return spec;
+}
+
+/** Entra writes GUIDs in lower case in tokens and Graph; a directory file may not. */
+function lowercaseIds(t: TenantSpec): void {
+  const lower = (v: string | undefined) => (v !== undefined && isGuid(v) ? v.toLowerCase() : v);
+  t.id = t.id.toLowerCase();
+  for (const a of t.applications ?? []) {
+    a.appId = a.appId.toLowerCase();
+    a.objectId = lower(a.objectId);
+    a.servicePrincipalId = lower(a.servicePrincipalId);
+  }
+  for (const r of t.resources ?? []) {
+    r.appId = r.appId.toLowerCase();
+    r.servicePrincipalId = lower(r.servicePrincipalId);
+  }
+  for (const a of t.agentIdentities ?? []) {
+    a.appId = a.appId.toLowerCase();
+    a.blueprintAppId = a.blueprintAppId.toLowerCase();
+    a.servicePrincipalId = lower(a.servicePrincipalId);
+  }
+  for (const u of [...(t.users ?? []), ...(t.agentUsers ?? [])]) u.objectId = u.objectId.toLowerCase();
+  for (const u of t.agentUsers ?? []) u.agentIdentityAppId = u.agentIdentityAppId.toLowerCase();
+  for (const g of t.grants ?? []) {
+    g.clientAppId = g.clientAppId.toLowerCase();
+    g.resource = lower(g.resource) ?? g.resource;
+    if (g.type === "delegated") g.principalId = lower(g.principalId);
+  }
 }
 
 function checkTenant(t: TenantSpec, at: string, problems: string[]): void {

@@ -55,6 +55,17 @@ describe("directory validation", () => {
     expect(() => normalizeDirectory(dir)).toThrow(/exactly one value/);
   });
 
+  it("writes GUIDs in lower case, as Entra does", () => {
+    const dir = testDirectory();
+    const t = dir.tenants[0];
+    if (!t?.agentIdentities?.[0]) throw new Error("fixture");
+    t.id = t.id.toUpperCase();
+    t.agentIdentities[0].appId = t.agentIdentities[0].appId.toUpperCase();
+    const normalized = normalizeDirectory(dir);
+    expect(normalized.tenants[0]?.id).toBe(IDS.tenant);
+    expect(normalized.tenants[0]?.agentIdentities?.[0]?.appId).toBe(IDS.agent);
+  });
+
   it("refuses what is not a directory", () => {
     expect(() => normalizeDirectory([])).toThrow(/tenants/);
     expect(() => normalizeDirectory({ tenants: [{ id: "abc" }] })).toThrow(
