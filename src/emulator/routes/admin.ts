@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { userTokenClaims } from "../claims.ts";
 import { issuerOf, type TokenContext } from "../context.ts";
-import { DirectoryError } from "../directory.ts";
 import type { FaultQueue, FaultSpec, RequestCounters } from "../faults.ts";
 import type { Collection } from "../store.ts";
 
@@ -279,8 +278,4 @@ export function registerAdminRoutes(
     ctx.refreshTokens.expireAll(ctx.now());
     return reply.code(204).send();
   });
-}
-
-export function isDirectoryError(error: unknown): error is DirectoryError {
-  return error instanceof DirectoryError;
 }
