@@ -209,6 +209,8 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
           const objectRv = event.object.metadata.resourceVersion;
           dispatch(store.apply(event.type, event.object));
           if (objectRv) rv = objectRv;
+          // A handler may have stopped the informer: deliver nothing more.
+          if (stopController.signal.aborted) return outcome("stopped");
         }
       }
       return abortReason ? outcome(abortReason) : outcome("closed");

@@ -20,8 +20,8 @@ const elector = createLeaderElector({
   namespace: env("LEASE_NAMESPACE"),
   name: env("LEASE_NAME"),
   identity,
-  leaseDurationSeconds: 4,
-  renewDeadlineSeconds: 3,
+  leaseDurationSeconds: 8,
+  renewDeadlineSeconds: 5,
   retryPeriodSeconds: 0.5,
   logger: createLogger({ name: "leader-child", level: "silent" }),
 });
