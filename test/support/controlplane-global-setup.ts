@@ -16,6 +16,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     caPem: controlPlane.caPem,
     adminCertPem: controlPlane.adminCertPem,
     adminKeyPem: controlPlane.adminKeyPem,
+    logs: controlPlane.logs,
   };
   project.provide("agentidControlPlane", connection);
   return () => controlPlane.stop();

@@ -23,6 +23,8 @@ export interface ControlPlaneConnection {
   caPem: string;
   adminCertPem: string;
   adminKeyPem: string;
+  /** etcd and kube-apiserver log files, to read when a test suspects the control plane. */
+  logs: { etcd: string; kubeApiserver: string };
 }
 
 declare module "vitest" {
