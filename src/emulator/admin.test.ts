@@ -161,14 +161,12 @@ describe("faults and counters", () => {
 describe("directory administration", () => {
   it("adds an application and a grant at run time", async () => {
     const appId = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
-    expect(
-      (
-        await admin("POST", `/tenants/${IDS.tenant}/applications`, {
-          appId,
-          clientSecrets: [{ value: "new-app-secret" }],
-        })
-      ).status,
-    ).toBe(201);
+    const added = await admin("POST", `/tenants/${IDS.tenant}/applications`, {
+      appId,
+      clientSecrets: [{ value: "new-app-secret" }],
+    });
+    expect(added.status).toBe(201);
+    expect(added.json).toMatchObject({ appId, objectId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     await admin("POST", `/tenants/${IDS.tenant}/grants`, {
       type: "application",
       clientAppId: appId,

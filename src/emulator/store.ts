@@ -148,10 +148,13 @@ export class DirectoryStore {
     return [...scopes];
   }
 
-  add(tenantId: string, collection: Collection, object: unknown): void {
+  /** Adds an object and returns it as stored (validated, derived ids filled in). */
+  add(tenantId: string, collection: Collection, object: unknown): unknown {
     this.#mutate(tenantId, (t) => {
       (t[collection] as unknown[]).push(object);
     });
+    const t = this.#spec.tenants.find((x) => x.id === tenantId.toLowerCase());
+    return (t?.[collection] as unknown[] | undefined)?.at(-1);
   }
 
   addFederatedCredential(tenantId: string, appIdOrObjectId: string, fic: unknown): FederatedCredentialSpec {

@@ -83,9 +83,9 @@ export function registerAdminRoutes(
     async (request, reply) => {
       const t = tenantOr404(request.params.tenant, reply);
       if (!t) return reply;
-      ctx.store.add(t.id, request.params.collection as Collection, request.body);
+      const stored = ctx.store.add(t.id, request.params.collection as Collection, request.body);
       ctx.logger.info({ tenant: t.id, collection: request.params.collection }, "directory object added");
-      return reply.code(201).send({ added: request.params.collection });
+      return reply.code(201).send(stored);
     },
   );
 
