@@ -273,6 +273,10 @@ describe("refresh_token", () => {
     };
     expect(entraCode(await h.token(wrongClient))).toBe(70000);
     expect(entraCode(await h.token({ ...refreshParams, refresh_token: "1.Agarbage" }))).toBe(9002313);
+    const logs = h.logLines.join("");
+    expect(logs).not.toContain(rt);
+    expect(logs).not.toContain(String(again.json.refresh_token));
+    expect(logs).not.toContain(String(again.json.access_token).split(".")[2]);
 
     expect(
       (await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/refresh-tokens/expire`)).status,

@@ -87,6 +87,18 @@ describe("federated client assertions", () => {
     expect(entraCode(r)).toBe(code);
   });
 
+  it("logs why an assertion was rejected, never the assertion", async () => {
+    const good = await assertion();
+    const bad = await assertion({ sub: "system:serviceaccount:agents:intruder" });
+    expect((await t1Request(good)).status).toBe(200);
+    expect(entraCode(await t1Request(bad))).toBe(700213);
+    const text = h.logLines.join("");
+    expect(text).toContain("system:serviceaccount:agents:intruder");
+    expect(text).toContain('"code":"AADSTS700213"');
+    for (const a of [good, bad]) expect(text).not.toContain(a.split(".")[2]);
+    expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/);
+  });
+
   it("rejects a replayed jti when replay protection is on", async () => {
     await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/settings`, {
       rejectReplayedAssertions: true,
