@@ -79,6 +79,25 @@ interface WatchOutcome {
   healthy: boolean;
 }
 
+export interface RestartPlan {
+  /** Throw the resourceVersion away and list again (diffing against the cache). */
+  relist: boolean;
+  /** The watch ran long enough to prove the server healthy: the next failure starts with a short delay. */
+  resetBackoff: boolean;
+  /** Wait for the next backoff delay before reconnecting. */
+  wait: boolean;
+}
+
+/**
+ * What to do after a watch ended. A normal end, a planned resync and a 410 reconnect at once, unless the
+ * watch died within a second of opening: then a server that keeps ending watches early is not hammered.
+ */
+export function planRestart(reason: WatchRestartReason, healthy: boolean): RestartPlan {
+  const relist = reason === "gone" || reason === "resync";
+  const planned = reason === "closed" || reason === "gone" || reason === "resync";
+  return { relist, resetBackoff: healthy, wait: !(planned && (healthy || reason === "resync")) };
+}
+
 function describe(error: unknown): string {
   return scrubTokens(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }
@@ -252,18 +271,14 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
       resourceVersion = result.resourceVersion;
       if (result.reason === "stopped" || stopSignal.aborted) break;
       options.onWatchRestart?.(result.reason);
-      if (result.reason === "gone" || result.reason === "resync") needList = true;
-      // A watch that ran for a while proves the server is fine again: the next failure starts small.
-      if (result.healthy) backoff.reset();
-      if (result.reason === "closed" && result.healthy) {
-        log.debug({ resourceVersion }, "watch closed by the server; reopening");
-        continue;
-      }
-      if (result.reason === "resync") continue;
-      if (result.reason === "gone") {
+      const plan = planRestart(result.reason, result.healthy);
+      if (plan.resetBackoff) backoff.reset();
+      if (plan.relist) needList = true;
+      if (result.reason === "gone")
         log.info({ resourceVersion }, "watch resourceVersion expired (410); relisting");
-        // Back off only when relists keep failing to get a usable version (handled in the list branch).
-        if (result.healthy) continue;
+      if (!plan.wait) {
+        log.debug({ reason: result.reason, resourceVersion }, "reopening the watch");
+        continue;
       }
       const delay = backoff.next();
       log.warn(
