@@ -1,6 +1,6 @@
 import { API_VERSION, FINALIZER_FEDERATED_CREDENTIAL, PLURAL } from "../api/constants.ts";
 import { type AgentIdentity, credentialKind, federationMode } from "../api/types.ts";
-import { findBindingConflicts } from "../api/validate.ts";
+import { findBindingConflicts, validateAgentIdentity } from "../api/validate.ts";
 import { isApiError, type KubeClient } from "../kube/client.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { WorkResult } from "../kube/queue.ts";
@@ -164,9 +164,36 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     };
   }
 
+  /** Writes the status the observations call for, unless the object already says exactly that. */
+  async function writeStatus(identity: AgentIdentity, obs: Observations): Promise<undefined> {
+    const { namespace, name } = identity.metadata;
+    const status = desiredStatus(identity, obs, now());
+    if (jsonEqual(status, identity.status ?? {})) return undefined;
+    const written = await deps.kube.replace<AgentIdentity>(`${identityPath(namespace, name)}/status`, {
+      ...identity,
+      status,
+    });
+    if (written?.metadata.resourceVersion)
+      deps.onStatusWritten?.(`${namespace}/${name}`, written.metadata.resourceVersion);
+    for (const t of conditionTransitions(identity.status?.conditions, status.conditions ?? [])) {
+      // A first Unknown is not news; every other transition is.
+      if (t.from === undefined && t.to === "Unknown") continue;
+      await deps.events.emit({
+        ...ref(identity),
+        type: t.to === "False" ? "Warning" : "Normal",
+        reason: t.reason,
+        message: `${t.type} is ${t.to}: ${t.message}`,
+      });
+    }
+    return undefined;
+  }
+
   async function reconcileOnce(identity: AgentIdentity): Promise<WorkResult | undefined> {
     const { namespace, name } = identity.metadata;
     if (identity.metadata.deletionTimestamp) return finalize(identity);
+    const validation = validateAgentIdentity(identity);
+    if (!validation.ok)
+      return writeStatus(identity, { ...blockedObservations(), invalid: validation.problems });
     const graphMode =
       federationMode(identity.spec) === "Graph" && credentialKind(identity.spec) === "workloadIdentity";
     const hasFinalizer = identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL) ?? false;
@@ -183,11 +210,8 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     }
 
     const obs: Observations = {
+      ...blockedObservations(),
       conflicts: findBindingConflicts(identity, deps.identities.list(namespace)),
-      serviceAccount: { state: "skipped" },
-      secret: { state: "notRequired" },
-      federation: { state: "notRequired", message: "" },
-      verification: { state: "pending", message: "Waiting for the problems above to be fixed." },
     };
     let secretValue: string | undefined;
     if (obs.conflicts.length === 0) {
@@ -257,25 +281,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     }
     secretValue = undefined;
 
-    const status = desiredStatus(identity, obs, now());
-    if (!jsonEqual(status, identity.status ?? {})) {
-      const written = await deps.kube.replace<AgentIdentity>(`${identityPath(namespace, name)}/status`, {
-        ...identity,
-        status,
-      });
-      if (written?.metadata.resourceVersion)
-        deps.onStatusWritten?.(`${namespace}/${name}`, written.metadata.resourceVersion);
-      for (const t of conditionTransitions(identity.status?.conditions, status.conditions ?? [])) {
-        // A first Unknown is not news; every other transition is.
-        if (t.from === undefined && t.to === "Unknown") continue;
-        await deps.events.emit({
-          ...ref(identity),
-          type: t.to === "False" ? "Warning" : "Normal",
-          reason: t.reason,
-          message: `${t.type} is ${t.to}: ${t.message}`,
-        });
-      }
-    }
+    await writeStatus(identity, obs);
     if (
       obs.federation.state === "graphFailed" ||
       obs.federation.state === "issuerUnknown" ||
@@ -300,6 +306,20 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       }
     }
     return identity ? { requeue: true } : undefined;
+  };
+}
+
+/** The starting point of a reconcile: nothing checked yet, verification waiting. */
+function blockedObservations(): Observations {
+  return {
+    conflicts: [],
+    serviceAccount: { state: "skipped" },
+    secret: { state: "notRequired" },
+    federation: { state: "notRequired", message: "Not checked yet." },
+    verification: {
+      state: "pending",
+      message: "Waiting until the ServiceAccount, Secret and federated credential are in order.",
+    },
   };
 }
 

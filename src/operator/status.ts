@@ -5,6 +5,8 @@ import type { VerificationFailure } from "./entra-errors.ts";
 
 /** What one reconcile found out; the status follows from it without I/O. */
 export interface Observations {
+  /** Problems of an object the installed CRD let through (an older schema); nothing else is done then. */
+  invalid?: string[];
   conflicts: string[];
   serviceAccount:
     | { state: "ready"; created: boolean }
@@ -116,6 +118,13 @@ function readyDecision(
     message,
   });
   const sa = identity.spec.serviceAccountName;
+  if (obs.invalid && obs.invalid.length > 0) {
+    return d(
+      "False",
+      "InvalidSpec",
+      `The AgentIdentity is invalid (is the installed CRD out of date?): ${obs.invalid.join("; ")}.`,
+    );
+  }
   if (obs.conflicts.length > 0) {
     return d(
       "False",

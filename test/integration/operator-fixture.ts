@@ -14,6 +14,8 @@ import { AGENT, BLUEPRINT, TENANT } from "./operator-support.ts";
 
 export const OPERATOR_APP = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
 export const BLUEPRINT_SECRET = "blueprint-secret-for-tests-only";
+/** A second blueprint that already has Graph's maximum of 20 federated credentials. */
+export const FULL_BLUEPRINT = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 const OPERATOR_SECRET = "operator-secret-for-tests-only";
 
 export async function startTestEmulator(cp: ConnectedControlPlane): Promise<RunningEmulator> {
@@ -37,6 +39,17 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               appId: OPERATOR_APP,
               displayName: "agentid operator",
               clientSecrets: [{ value: OPERATOR_SECRET }],
+            },
+            {
+              appId: FULL_BLUEPRINT,
+              kind: "agentIdentityBlueprint",
+              displayName: "Blueprint at the limit",
+              federatedIdentityCredentials: Array.from({ length: 20 }, (_, i) => ({
+                name: `existing-${i}`,
+                issuer: "https://issuer.example/",
+                subject: `system:serviceaccount:other:sa-${i}`,
+                audiences: ["api://AzureADTokenExchange"],
+              })),
             },
           ],
           agentIdentities: [{ appId: AGENT, blueprintAppId: BLUEPRINT, displayName: "Test agent" }],
@@ -92,16 +105,17 @@ export async function emulatorAdmin<T>(
   }
 }
 
-export async function blueprintCredentials(emu: RunningEmulator): Promise<EmulatorCredential[]> {
+export async function blueprintCredentials(
+  emu: RunningEmulator,
+  appId = BLUEPRINT,
+): Promise<EmulatorCredential[]> {
   const directory = await emulatorAdmin<{
     tenants: Array<{
       id: string;
       applications?: Array<{ appId: string; federatedIdentityCredentials?: EmulatorCredential[] }>;
     }>;
   }>(emu, "GET", "/_emulator/directory");
-  const app = directory.tenants
-    .find((t) => t.id === TENANT)
-    ?.applications?.find((a) => a.appId === BLUEPRINT);
+  const app = directory.tenants.find((t) => t.id === TENANT)?.applications?.find((a) => a.appId === appId);
   return app?.federatedIdentityCredentials ?? [];
 }
 
@@ -115,6 +129,19 @@ export class LogCapture extends Writable {
   text(): string {
     return this.lines.join("");
   }
+}
+
+/** A Graph credential factory for an app the emulator knows, e.g. one without Graph permissions. */
+export function graphCredentialAs(emu: RunningEmulator, clientId: string, secret: string) {
+  const dir = mkdtempSync(join(tmpdir(), "agentid-operator-test-"));
+  const secretFile = join(dir, "graph-secret");
+  writeFileSync(secretFile, secret);
+  return createGraphCredentialFactory({
+    clientId,
+    clientSecretFile: secretFile,
+    authorityHost: emu.url,
+    caPems: [emu.caPem],
+  });
 }
 
 export async function startTestManager(

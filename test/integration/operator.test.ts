@@ -11,6 +11,8 @@ import {
   BLUEPRINT_SECRET,
   blueprintCredentials,
   emulatorAdmin,
+  FULL_BLUEPRINT,
+  graphCredentialAs,
   LogCapture,
   startTestEmulator,
   startTestManager,
@@ -56,12 +58,21 @@ async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Prom
 }
 
 const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
-const until = (name: string, type: string, status: string, reason?: string) =>
-  eventually(`${name}: ${type}=${status}${reason ? ` (${reason})` : ""}`, async () => {
-    const identity = await read(name);
-    const c = condition(identity, type);
-    return c?.status === status && (!reason || c.reason === reason) ? identity : undefined;
-  });
+async function until(name: string, type: string, status: string, reason?: string): Promise<AgentIdentity> {
+  let seen = "nothing";
+  try {
+    return await eventually(`${name}: ${type}=${status}${reason ? ` (${reason})` : ""}`, async () => {
+      const identity = await read(name);
+      seen = JSON.stringify(
+        identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ?? [],
+      );
+      const c = condition(identity, type);
+      return c?.status === status && (!reason || c.reason === reason) ? identity : undefined;
+    });
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last conditions: ${seen}`);
+  }
+}
 
 async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
   await emulatorAdmin(
@@ -231,6 +242,36 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await kube.delete(identityPath(cp.namespace, "graph"));
     await eventually("the AgentIdentity to be gone", async () => ((await read("graph")) ? undefined : true));
     expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
+  });
+
+  it("turns Graph's 20-credential limit and a Graph refusal into conditions, not crashes", async () => {
+    await manager();
+    await createIdentity(kube, cp.namespace, "full", {
+      instance: `${emu.url}/`,
+      blueprint: { clientId: FULL_BLUEPRINT },
+      federation: { mode: "Graph" },
+    });
+    const full = await until("full", "FederationConfigured", "False", "CredentialLimitReached");
+    expect(condition(full, "FederationConfigured")?.message).toContain("20");
+    expect(condition(full, "Ready")).toMatchObject({ status: "False", reason: "CredentialLimitReached" });
+    expect(await blueprintCredentials(emu, FULL_BLUEPRINT)).toHaveLength(20);
+
+    // A manager whose own app has no Graph permission.
+    await Promise.all(managers.splice(0).map((m) => m.stop()));
+    await manager({
+      graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, BLUEPRINT, BLUEPRINT_SECRET) },
+    });
+    await createIdentity(kube, cp.namespace, "denied", {
+      instance: `${emu.url}/`,
+      federation: { mode: "Graph" },
+    });
+    const denied = await until("denied", "FederationConfigured", "False", "GraphAccessDenied");
+    expect(condition(denied, "FederationConfigured")?.message).toContain(
+      "AgentIdentityBlueprint.AddRemoveCreds.All",
+    );
+    await eventually("a GraphAccessDenied event", async () =>
+      (await eventsFor(kube, cp.namespace, "denied")).find((e) => e.reason === "GraphAccessDenied"),
+    );
   });
 
   it("writes nothing while idle", async () => {

@@ -42,7 +42,12 @@ describe("decideConditions", () => {
         FederationConfigured: ["True", "Verified"],
       },
     ],
-    ["conflict wins over everything", { conflicts: ["other"] }, { Ready: ["False", "Conflict"] }],
+    [
+      "an invalid object (old CRD) wins over everything",
+      { invalid: ["spec.tenantId must be a GUID"], conflicts: ["other"] },
+      { Ready: ["False", "InvalidSpec"] },
+    ],
+    ["conflict wins over the rest", { conflicts: ["other"] }, { Ready: ["False", "Conflict"] }],
     [
       "missing ServiceAccount",
       { serviceAccount: { state: "missing" } },

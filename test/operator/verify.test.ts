@@ -42,15 +42,13 @@ beforeAll(async () => {
           .writeHead(200, { "content-type": "application/json" })
           .end(JSON.stringify({ access_token: "x", expires_in: 3600 }));
       const status = mode === "echo-400" ? 400 : 500;
-      res
-        .writeHead(status, { "content-type": "application/json" })
-        .end(
-          JSON.stringify({
-            error: "invalid_client",
-            error_description: `AADSTS700211: bad assertion ${echoed} secret ${echoed}`,
-            error_codes: [700211],
-          }),
-        );
+      res.writeHead(status, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          error: "invalid_client",
+          error_description: `AADSTS700211: bad assertion ${echoed} secret ${echoed}`,
+          error_codes: [700211],
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
