@@ -153,10 +153,10 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
     let continueToken: string | undefined;
     let listRv = "";
     do {
-      const page = await client.get<ListResponse>(path, {
-        ...selectors(),
-        limit: pageSize,
-        continue: continueToken,
+      const page = await client.request<ListResponse>("GET", path, {
+        query: { ...selectors(), limit: pageSize, continue: continueToken },
+        // stop() must not wait for a slow list to finish.
+        signal: stopController.signal,
       });
       // Lists omit kind/apiVersion on items (watch events carry them); fill them in so handlers see one shape.
       const kind = page.kind?.endsWith("List") ? page.kind.slice(0, -4) : undefined;

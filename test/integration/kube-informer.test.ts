@@ -101,6 +101,43 @@ describe("informer against kube-apiserver", () => {
     }
   });
 
+  it("lists in pages and honours a label selector in the list and the watch", async () => {
+    const ns = await createNamespace(client, "inf-pages");
+    const path = `/api/v1/namespaces/${ns}/configmaps`;
+    const labelled = (name: string, team: string): ConfigMap => ({
+      ...configMap(ns, name, { n: "0" }),
+      metadata: { name, namespace: ns, labels: { team } },
+    });
+    await Promise.all(Array.from({ length: 23 }, (_, i) => client.create(path, labelled(`mine-${i}`, "a"))));
+    await client.create(path, labelled("theirs", "b"));
+    const requests: string[] = [];
+    const pagedClient = createKubeClient(env.kubeConfig, {
+      onRequest: (r) => requests.push(`${r.method} ${r.watch}`),
+    });
+    const informer = createInformer<ConfigMap>({
+      kubeConfig: env.kubeConfig,
+      client: pagedClient,
+      path,
+      logger,
+      pageSize: 5,
+      labelSelector: "team=a",
+    });
+    const added: string[] = [];
+    informer.onAdd((o) => added.push(o.metadata.name));
+    await informer.start();
+    try {
+      expect(informer.list(ns)).toHaveLength(23);
+      expect(requests.filter((r) => r === "GET false")).toHaveLength(5);
+      await client.create(path, labelled("theirs-2", "b"));
+      await client.create(path, labelled("mine-new", "a"));
+      await eventually("the new matching object", () => (added.includes("mine-new") ? true : undefined));
+      expect(added.filter((n) => n.startsWith("theirs"))).toEqual([]);
+    } finally {
+      informer.stop();
+      await pagedClient.close();
+    }
+  });
+
   it("loses no update when the server ends the watch every second", async () => {
     const ns = await createNamespace(client, "inf-timeout");
     const path = `/api/v1/namespaces/${ns}/configmaps`;
@@ -170,6 +207,7 @@ describe("informer against kube-apiserver", () => {
     const ns = await createNamespace(client, "inf-stall");
     const path = `/api/v1/namespaces/${ns}/configmaps`;
     await client.create(path, configMap(ns, "c", { n: "0" }));
+    await client.create(path, configMap(ns, "doomed", {}));
     const { host, port } = apiServerAddress(env.kubeConfig);
     const proxy = await startTcpProxy(host, port);
     const recorder = newRecorder();
@@ -191,10 +229,13 @@ describe("informer against kube-apiserver", () => {
       const stallsBefore = recorder.restarts.filter((r) => r === "stall").length;
       expect(proxy.freeze()).toBeGreaterThan(0);
       await bump(ns, "c", 2);
+      await client.delete(`${path}/doomed`);
       await bump(ns, "c", 3);
       await eventually("the updates made while the watch was frozen", () =>
         recorder.counters.get("c")?.at(-1) === 3 ? true : undefined,
       );
+      expect(recorder.events).toContain("delete doomed");
+      expect(informer.get(ns, "doomed")).toBeUndefined();
       expect(recorder.restarts.filter((r) => r === "stall").length).toBeGreaterThan(stallsBefore);
       expect(recorder.counters.get("c")).toEqual([0, 1, 2, 3]);
     } finally {
@@ -203,7 +244,7 @@ describe("informer against kube-apiserver", () => {
     }
   });
 
-  it("relists on a periodic resync and delivers deletes it missed while cut off", async () => {
+  it("relists periodically without re-delivering unchanged objects, and keeps watching after", async () => {
     const ns = await createNamespace(client, "inf-gap");
     const path = `/api/v1/namespaces/${ns}/configmaps`;
     await client.create(path, configMap(ns, "stays", { n: "0" }));
