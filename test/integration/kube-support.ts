@@ -2,7 +2,12 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { ControlPlane } from "../../src/dev/controlplane.ts";
-import { isAlive, type ManagedProcess, startProcess } from "../../src/dev/controlplane-process.ts";
+import {
+  isAlive,
+  type ManagedProcess,
+  onProcessExit,
+  startProcess,
+} from "../../src/dev/controlplane-process.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
@@ -103,6 +108,8 @@ export function apiServerRestarter(cp: ControlPlane): ApiServerRestarter {
   const [binary, ...args] = argv;
   if (!binary) throw new Error(`cannot read the command line of kube-apiserver (pid ${originalPid})`);
   let mine: ManagedProcess | undefined;
+  // A test run that dies must not leave the kube-apiserver we started behind.
+  const unregister = onProcessExit(() => mine?.killNow());
   const client = createKubeClient(cp.kubeConfig, { requestTimeoutMs: 2_000 });
   return {
     async restart(whileDown) {
@@ -135,6 +142,7 @@ export function apiServerRestarter(cp: ControlPlane): ApiServerRestarter {
     },
     async stop() {
       await mine?.stop();
+      unregister();
       await client.close();
     },
   };
