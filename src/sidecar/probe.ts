@@ -1,10 +1,31 @@
+import { existsSync, readFileSync } from "node:fs";
 import { request } from "undici";
-import { loadConfig } from "./config/load.ts";
+import { envToFlat, flattenJson, get, mergeLayers } from "./config/flat.ts";
+import { resolveListen } from "./config/listen.ts";
 
-/** Where the local sidecar listens, from the same configuration it reads (wildcards → loopback). */
-export function probeUrl(env: NodeJS.ProcessEnv, appSettingsPath?: string): string {
-  const { config } = loadConfig(env, appSettingsPath);
-  const listen = config?.listen ?? { host: "127.0.0.1", port: 5000 };
+/**
+ * Where the local sidecar listens, from the same listen settings it reads (wildcards → loopback).
+ * Only the listen address is read, so a probe container needs none of the sidecar's other settings.
+ */
+export function probeUrl(env: NodeJS.ProcessEnv, appSettingsPath = "appsettings.json"): string {
+  let fileLayer = new Map<string, string>();
+  if (existsSync(appSettingsPath)) {
+    try {
+      fileLayer = flattenJson(JSON.parse(readFileSync(appSettingsPath, "utf8")));
+    } catch {
+      // The sidecar itself reports a broken file; the probe falls back to the environment.
+    }
+  }
+  const flat = mergeLayers(fileLayer, envToFlat(env));
+  const listen = resolveListen(
+    {
+      kestrelUrl: get(flat, "Kestrel:Endpoints:Http:Url"),
+      aspnetcoreUrls: env.ASPNETCORE_URLS,
+      aspnetcoreHttpPorts: env.ASPNETCORE_HTTP_PORTS,
+    },
+    [],
+    [],
+  );
   let host = listen.host;
   if (host === "0.0.0.0") host = "127.0.0.1";
   else if (host === "::") host = "::1";

@@ -29,7 +29,8 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
-    forceCloseConnections: false,
+    // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
+    forceCloseConnections: "idle",
   });
 
   app.addHook("onRequest", (request, reply, done) => {
@@ -43,6 +44,8 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   });
   app.addHook("onSend", (_request, reply, payload, done) => {
     if (reply.statusCode >= 200 && reply.statusCode < 300) reply.headers(NO_CACHE);
+    // Draining: answers still in flight close their connection, so shutdown does not wait on keep-alive.
+    if (ctx.state.shuttingDown) reply.header("connection", "close");
     done(null, payload);
   });
   const metrics = options.metrics;

@@ -149,7 +149,13 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     ...(metricsUrl ? { metricsUrl } : {}),
     async close() {
       ctx.state.shuttingDown = true;
-      await app.close();
+      // Connections that turn idle while draining are closed too (Node only closes those idle at the start).
+      const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(sweeper);
+      }
       await metricsApp?.close();
       cache.close();
       await dispatcher.close();

@@ -10,7 +10,7 @@ import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
 
 /** Entra errors that mean "this credential is not accepted": the next configured credential is tried. */
-const CREDENTIAL_ERRORS = /AADSTS(7000215|7000222|700024|700027|70021|700016|7000112|50012)\b/;
+const CREDENTIAL_ERRORS = /AADSTS(7000215|7000222|700024|700027|70021|50012)\b/;
 
 export interface TokenServiceOptions extends ClientFactoryOptions {
   clientId: string;

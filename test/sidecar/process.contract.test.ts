@@ -1,0 +1,190 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
+import { networkInterfaces } from "node:os";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, claimsOf, type Emu, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
+
+const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
+
+interface Child {
+  process: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+const children: ChildProcess[] = [];
+
+function run(args: string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const output: string[] = [];
+  child.stdout?.on("data", (d: Buffer) => output.push(d.toString()));
+  child.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { process: child, output, exited };
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+let emu: Emu;
+let slowApi: { url: string; close(): void };
+const secrets: string[] = [IDS.blueprintSecret];
+
+beforeAll(async () => {
+  emu = await startEmu();
+  const server = createServer((_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("done");
+    }, 1500);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  slowApi = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => server.close(),
+  };
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  slowApi?.close();
+  await emu?.close();
+});
+
+describe("start-up validation", () => {
+  it("lists every configuration problem in one message and exits 1", async () => {
+    const child = run(["sidecar"], {
+      AzureAd__ClientId: "not-a-guid",
+      AzureAd__ClientCredentials__0__SourceType: "KeyVault",
+      AzureAd__ClientCredentials__1__SourceType: "Sparkles",
+      "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/User.Read",
+      "DownstreamApis__graph-app__RequestAppToken": "true",
+      Sidecar__AllowOverrides__CallDownstreamApi: "perhaps",
+    });
+    expect(await child.exited).toBe(1);
+    const text = child.output.join("");
+    expect(text).toMatch(/has 6 problems/);
+    for (const expected of [
+      /AzureAd:TenantId is missing/,
+      /AzureAd:ClientId 'not-a-guid' is not a GUID/,
+      /SourceType 'KeyVault' is not supported/,
+      /SourceType 'Sparkles' is unknown/,
+      /graph-app: RequestAppToken needs a scope ending in '\/.default'/,
+      /Sidecar:AllowOverrides:CallDownstreamApi must be true or false/,
+    ]) {
+      expect(text).toMatch(expected);
+    }
+  });
+});
+
+describe("Microsoft's sample configuration, as a real process", () => {
+  it("starts unchanged, serves agent tokens, never logs a token, and drains on SIGTERM", async () => {
+    const port = await freePort();
+    // vj926/entra-agentid-samples sidecar/dev/docker-compose.yml, pointed at the emulator.
+    const env: Record<string, string> = {
+      AzureAd__Instance: `${emu.emulator.url}/`,
+      AzureAd__TenantId: IDS.tenant,
+      AzureAd__ClientId: IDS.blueprint,
+      AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
+      AzureAd__ClientCredentials__0__ClientSecret: IDS.blueprintSecret,
+      "DownstreamApis__graph-app__BaseUrl": "https://graph.microsoft.com/v1.0/",
+      "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
+      "DownstreamApis__graph-app__RequestAppToken": "true",
+      DownstreamApis__graph__BaseUrl: "https://graph.microsoft.com/v1.0/",
+      DownstreamApis__graph__Scopes__0: "https://graph.microsoft.com/.default",
+      ASPNETCORE_ENVIRONMENT: "Production",
+      ASPNETCORE_URLS: `http://+:${port}`,
+      AllowedHosts: "*",
+      Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
+      // Not Microsoft's: our own additions for this test (trust the emulator; a slow API for the drain).
+      AGENTID_SIDECAR_CA_FILE: emu.emulator.caPath,
+      AGENTID_SIDECAR_LOG_LEVEL: "debug",
+      DownstreamApis__slow__BaseUrl: slowApi.url,
+      DownstreamApis__slow__Scopes__0: "https://graph.microsoft.com/.default",
+      DownstreamApis__slow__RequestAppToken: "true",
+      Sidecar__AllowOverrides__CallDownstreamApiUnauthenticated: "true",
+    };
+    const sidecar = run(["sidecar"], env);
+    try {
+      const probe = run(["sidecar", "--probe", "--probe-timeout", "40"], {
+        ASPNETCORE_URLS: `http://+:${port}`,
+      });
+      expect(await probe.exited, sidecar.output.join("")).toBe(0);
+      const base = `http://127.0.0.1:${port}`;
+
+      const agent = await call(
+        `${base}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
+      );
+      expect(agent.status, agent.text).toBe(200);
+      expect(claimsOf(agent)).toMatchObject({
+        azp: IDS.agent,
+        xms_par_app_azp: IDS.blueprint,
+        aud: "https://graph.microsoft.com",
+      });
+      secrets.push(tokenOf(agent));
+      const user = await emu.userToken();
+      secrets.push(user);
+      const viaUser = await call(`${base}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
+        headers: { authorization: `Bearer ${user}` },
+      });
+      expect(viaUser.status, viaUser.text).toBe(200);
+      secrets.push(tokenOf(viaUser));
+      const agentUser = await call(
+        `${base}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUsername=${IDS.agentUserUpn}`,
+      );
+      secrets.push(tokenOf(agentUser));
+      const validated = await call(`${base}/Validate`, { headers: { authorization: `Bearer ${user}` } });
+      expect(validated.status).toBe(200);
+      // Failures are logged too: an agent of another blueprint, a garbage bearer.
+      expect(
+        (await call(`${base}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.otherAgent}`))
+          .status,
+      ).toBe(401);
+      expect(
+        (await call(`${base}/AuthorizationHeader/graph`, { headers: { authorization: `Bearer ${user}x` } }))
+          .status,
+      ).toBe(401);
+
+      // Listening on every interface (http://+), yet only loopback callers get tokens.
+      const external = Object.values(networkInterfaces())
+        .flat()
+        .find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+      if (!external)
+        throw new Error("this test needs a non-loopback IPv4 interface to call the sidecar from");
+      const outside = await call(`http://${external}:${port}/AuthorizationHeaderUnauthenticated/graph-app`);
+      expect([outside.status, outside.text]).toEqual([403, ""]);
+      expect((await call(`http://${external}:${port}/healthz`)).text).toBe("Healthy");
+
+      // SIGTERM while a request is in flight: it completes, then the process exits 0.
+      const inFlight = call(`${base}/DownstreamApiUnauthenticated/slow`, { method: "POST" });
+      await sleep(300);
+      sidecar.process.kill("SIGTERM");
+      const finished = await inFlight;
+      expect(finished.status).toBe(200);
+      expect(finished.json).toMatchObject({ statusCode: 200, content: "done" });
+      expect(await sidecar.exited).toBe(0);
+      await expect(call(`${base}/healthz`)).rejects.toThrow();
+    } finally {
+      sidecar.process.kill("SIGKILL");
+    }
+    const logs = sidecar.output.join("");
+    expect(logs).toMatch(/sidecar ready/);
+    expect(logs).toMatch(/draining in-flight requests/);
+    for (const secret of secrets.filter((s) => s.length > 0)) {
+      expect(logs.includes(secret), "a token or secret reached the logs").toBe(false);
+      // Nor any of its three parts (a JWT's signature alone is enough to replay nothing, but its payload is personal data).
+      for (const part of secret.split(".")) if (part.length > 20) expect(logs.includes(part)).toBe(false);
+    }
+    expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/);
+  });
+});
