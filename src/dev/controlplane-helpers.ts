@@ -83,8 +83,8 @@ export async function applyCrd(
   });
 }
 
-export interface MutatingWebhookOptions {
-  /** Name of the MutatingWebhookConfiguration; its one webhook is `<name>.agentid.io`. */
+export interface WebhookOptions {
+  /** Name of the webhook configuration; its one webhook is `<name>.agentid.io`. */
   name: string;
   /** https://127.0.0.1:<port>/<path> of a server in this process. */
   url: string;
@@ -94,12 +94,17 @@ export interface MutatingWebhookOptions {
   webhook?: Record<string, unknown>;
 }
 
-/**
- * Registers (or replaces) a mutating webhook that the apiserver calls at a loopback URL. The apiserver
- * picks the configuration up asynchronously (usually well under a second): probe with a dry-run request
- * before relying on it.
- */
-export async function registerMutatingWebhook(kubeConfig: KubeConfig, options: MutatingWebhookOptions) {
+const WEBHOOK_KINDS = {
+  mutating: { kind: "MutatingWebhookConfiguration", resource: "mutatingwebhookconfigurations" },
+  validating: { kind: "ValidatingWebhookConfiguration", resource: "validatingwebhookconfigurations" },
+} as const;
+type WebhookKind = keyof typeof WEBHOOK_KINDS;
+
+function webhookCollection(kind: WebhookKind): string {
+  return `/apis/admissionregistration.k8s.io/v1/${WEBHOOK_KINDS[kind].resource}`;
+}
+
+async function registerWebhook(kubeConfig: KubeConfig, kind: WebhookKind, options: WebhookOptions) {
   if (!/^https:\/\//.test(options.url)) throw new Error(`webhook URL must be https, got ${options.url}`);
   const webhook = {
     name: `${options.name}.agentid.io`,
@@ -113,28 +118,46 @@ export async function registerMutatingWebhook(kubeConfig: KubeConfig, options: M
   };
   const body: RawObject = {
     apiVersion: "admissionregistration.k8s.io/v1",
-    kind: "MutatingWebhookConfiguration",
+    kind: WEBHOOK_KINDS[kind].kind,
     metadata: { name: options.name },
     webhooks: [webhook],
   };
   return withClient(kubeConfig, (client) =>
-    createOrReplace<RawObject>(
-      client,
-      "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-      body,
-    ),
+    createOrReplace<RawObject>(client, webhookCollection(kind), body),
   );
 }
 
-export async function deleteMutatingWebhook(kubeConfig: KubeConfig, name: string): Promise<void> {
+/**
+ * Registers (or replaces) a mutating webhook that the apiserver calls at a loopback URL. The apiserver
+ * picks the configuration up asynchronously (usually well under a second): probe with a dry-run request
+ * before relying on it.
+ */
+export function registerMutatingWebhook(kubeConfig: KubeConfig, options: WebhookOptions): Promise<RawObject> {
+  return registerWebhook(kubeConfig, "mutating", options);
+}
+
+/** Like `registerMutatingWebhook`, for a ValidatingWebhookConfiguration. */
+export function registerValidatingWebhook(
+  kubeConfig: KubeConfig,
+  options: WebhookOptions,
+): Promise<RawObject> {
+  return registerWebhook(kubeConfig, "validating", options);
+}
+
+async function deleteWebhook(kubeConfig: KubeConfig, kind: WebhookKind, name: string): Promise<void> {
   await withClient(kubeConfig, async (client) => {
     try {
-      await client.delete(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${name}`);
+      await client.delete(`${webhookCollection(kind)}/${encodeURIComponent(name)}`);
     } catch (error) {
       if (!isApiError(error, 404)) throw error;
     }
   });
 }
+
+export const deleteMutatingWebhook = (kubeConfig: KubeConfig, name: string) =>
+  deleteWebhook(kubeConfig, "mutating", name);
+export const deleteValidatingWebhook = (kubeConfig: KubeConfig, name: string) =>
+  deleteWebhook(kubeConfig, "validating", name);
 
 export async function createNamespace(
   kubeConfig: KubeConfig,

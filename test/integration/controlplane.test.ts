@@ -8,7 +8,9 @@ import {
   createNamespace,
   createServiceAccountToken,
   deleteMutatingWebhook,
+  deleteValidatingWebhook,
   registerMutatingWebhook,
+  registerValidatingWebhook,
 } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
@@ -163,47 +165,66 @@ describe("local control plane", () => {
     let webhookName: string | undefined;
     afterEach(async () => {
       if (webhookName) await deleteMutatingWebhook(cp.kubeConfig, webhookName);
+      if (webhookName) await deleteValidatingWebhook(cp.kubeConfig, webhookName);
       await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
       server = undefined;
       webhookName = undefined;
     });
 
-    it("calls a mutating webhook served over HTTPS for a pod create and applies its patch", async () => {
+    it("calls mutating and validating webhooks served over HTTPS for a pod create", async () => {
       const ca = await createCertificateAuthority("webhook test CA");
       const serving = await issueCertificate(ca, {
         commonName: "webhook",
         ipAddresses: ["127.0.0.1"],
         usage: "server",
       });
-      const seen: { uid: string; namespace: string; name: string; dryRun: boolean }[] = [];
+      interface Seen {
+        path: string;
+        name: string;
+        namespace: string;
+        dryRun: boolean;
+        annotations: Record<string, string>;
+      }
+      const seen: Seen[] = [];
       server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
         const chunks: Buffer[] = [];
         req.on("data", (c: Buffer) => chunks.push(c));
         req.on("end", () => {
           const review = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-            request: { uid: string; namespace: string; name?: string; dryRun?: boolean; object: Pod };
+            request: { uid: string; namespace: string; dryRun?: boolean; object: Pod };
           };
           const r = review.request;
+          const labels = (r.object.metadata as { labels?: Record<string, string> } | undefined)?.labels ?? {};
           seen.push({
-            uid: r.uid,
-            namespace: r.namespace,
+            // The apiserver appends ?timeout=<timeoutSeconds>s to the configured URL.
+            path: new URL(req.url ?? "/", "https://127.0.0.1").pathname,
             name: r.object.metadata?.name ?? "",
+            namespace: r.namespace,
             dryRun: !!r.dryRun,
+            annotations: r.object.metadata?.annotations ?? {},
           });
           const patch = [
             { op: "add", path: "/metadata/annotations", value: { "controlplane-test/mutated": "yes" } },
           ];
+          const response =
+            seen.at(-1)?.path === "/mutate"
+              ? {
+                  allowed: true,
+                  patchType: "JSONPatch",
+                  patch: Buffer.from(JSON.stringify(patch)).toString("base64"),
+                }
+              : labels.deny === "yes"
+                ? {
+                    allowed: false,
+                    status: { code: 403, message: "denied by the test's validating webhook" },
+                  }
+                : { allowed: true };
           res.setHeader("content-type", "application/json");
           res.end(
             JSON.stringify({
               apiVersion: "admission.k8s.io/v1",
               kind: "AdmissionReview",
-              response: {
-                uid: r.uid,
-                allowed: true,
-                patchType: "JSONPatch",
-                patch: Buffer.from(JSON.stringify(patch)).toString("base64"),
-              },
+              response: { uid: r.uid, ...response },
             }),
           );
         });
@@ -211,36 +232,45 @@ describe("local control plane", () => {
       await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
       const port = (server.address() as AddressInfo).port;
 
-      webhookName = `mutate-${cp.namespace}`;
-      await registerMutatingWebhook(cp.kubeConfig, {
-        name: webhookName,
-        url: `https://127.0.0.1:${port}/mutate`,
-        caPem: ca.certPem,
-        // Only this test's namespace: other test files share the control plane.
-        webhook: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": cp.namespace } } },
+      webhookName = `admission-${cp.namespace}`;
+      // Only this test's namespace: other test files share the control plane.
+      const webhook = { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": cp.namespace } } };
+      const common = { name: webhookName, caPem: ca.certPem, webhook };
+      await registerMutatingWebhook(cp.kubeConfig, { ...common, url: `https://127.0.0.1:${port}/mutate` });
+      await registerValidatingWebhook(cp.kubeConfig, {
+        ...common,
+        url: `https://127.0.0.1:${port}/validate`,
       });
 
       const pods = `/api/v1/namespaces/${cp.namespace}/pods`;
-      const pod = {
-        metadata: { name: "app" },
+      const pod = (name: string, labels: Record<string, string> = {}) => ({
+        metadata: { name, labels },
         spec: { containers: [{ name: "app", image: "registry.k8s.io/pause:3.10" }] },
-      };
-      // The apiserver picks up new webhook configurations asynchronously: probe with dry runs until it calls us.
+      });
+      // The apiserver picks up new webhook configurations asynchronously: probe with dry runs until it calls both.
+      const calledBoth = () =>
+        ["/mutate", "/validate"].every((p) => seen.some((s) => s.dryRun && s.path === p));
       const deadline = Date.now() + 20_000;
-      while (!seen.some((s) => s.dryRun) && Date.now() < deadline) {
-        await kube.create(pods, pod, { dryRun: "All" });
-        if (!seen.some((s) => s.dryRun)) await new Promise((r) => setTimeout(r, 200));
+      while (!calledBoth() && Date.now() < deadline) {
+        await kube.create(pods, pod("probe"), { dryRun: "All" });
+        if (!calledBoth()) await new Promise((r) => setTimeout(r, 200));
       }
       expect(
-        seen.some((s) => s.dryRun),
-        "the apiserver never called the webhook",
+        calledBoth(),
+        `the apiserver did not call both webhooks (calls: ${seen.map((c) => c.path).join(", ") || "none"})`,
       ).toBe(true);
 
-      const created = await kube.create<Pod>(pods, pod);
+      const created = await kube.create<Pod>(pods, pod("app"));
       const real = seen.filter((s) => !s.dryRun);
-      expect(real).toHaveLength(1);
+      expect(real.map((s) => s.path)).toEqual(["/mutate", "/validate"]);
       expect(real[0]).toMatchObject({ namespace: cp.namespace, name: "app" });
+      // Validation sees the mutated object, and the stored pod carries the patch.
+      expect(real[1]?.annotations["controlplane-test/mutated"]).toBe("yes");
       expect(created.metadata?.annotations?.["controlplane-test/mutated"]).toBe("yes");
+
+      const denied = await rejection(kube.create(pods, pod("denied", { deny: "yes" })));
+      expect(denied.status).toBe(403);
+      expect(denied.message).toContain("denied by the test's validating webhook");
     });
 
     it("enforces PodSecurity restricted on a labelled namespace", async () => {
