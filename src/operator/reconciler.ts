@@ -6,14 +6,10 @@ import type { Informer } from "../kube/informer.ts";
 import type { WorkResult } from "../kube/queue.ts";
 import { splitKey } from "../kube/store.ts";
 import type { Logger } from "../lib/log.ts";
-import { scrubTokens } from "../lib/log.ts";
 import { conditionTransitions } from "./conditions.ts";
 import type { EventSink } from "./events.ts";
-import {
-  desiredFederatedCredential,
-  federatedCredentialStatus,
-  verificationFingerprint,
-} from "./federation.ts";
+import { verificationFingerprint } from "./federation.ts";
+import { observeFederation } from "./federation-step.ts";
 import type { GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
 import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
@@ -92,78 +88,6 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     return undefined;
   }
 
-  async function observeFederation(
-    identity: AgentIdentity,
-  ): Promise<{ obs: Observations["federation"]; issuer?: string; fresh: boolean }> {
-    const kind = credentialKind(identity.spec);
-    if (kind !== "workloadIdentity") {
-      return {
-        obs: {
-          state: "notRequired",
-          message:
-            kind === "clientSecret"
-              ? "The blueprint uses a client secret; no federated credential is needed."
-              : "The blueprint uses a managed identity; its federated credential trusts the managed identity, not this cluster.",
-        },
-        fresh: false,
-      };
-    }
-    let issuer: string;
-    try {
-      issuer = identity.spec.federation?.issuer ?? (await deps.issuer.get());
-    } catch (error) {
-      return {
-        obs: {
-          state: "issuerUnknown",
-          message: `Cannot discover the cluster's service-account issuer: ${scrubTokens((error as Error).message)}`,
-        },
-        fresh: false,
-      };
-    }
-    const desired = desiredFederatedCredential(
-      identity.metadata.namespace,
-      identity.spec.serviceAccountName,
-      issuer,
-    );
-    const credential = federatedCredentialStatus(identity.spec.blueprint.clientId, desired);
-    if (federationMode(identity.spec) !== "Graph")
-      return { obs: { state: "manual", credential }, issuer, fresh: false };
-    if (!deps.graph) {
-      return {
-        obs: {
-          state: "graphFailed",
-          credential,
-          reason: "GraphNotConfigured",
-          message:
-            "federation.mode is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
-        },
-        issuer,
-        fresh: false,
-      };
-    }
-    const previous = identity.status?.federatedCredential?.name;
-    const outcome = await deps.graph.ensure(
-      identity.spec.tenantId,
-      identity.spec.blueprint.clientId,
-      desired,
-    );
-    if (!outcome.ok)
-      return {
-        obs: { state: "graphFailed", credential, reason: outcome.reason, message: outcome.message },
-        issuer,
-        fresh: false,
-      };
-    if (previous && previous !== desired.name) {
-      // Issuer or ServiceAccount changed: the old credential trusts something this identity no longer uses.
-      await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, previous);
-    }
-    return {
-      obs: { state: "graph", credential, reason: outcome.reason, message: outcome.message },
-      issuer,
-      fresh: outcome.reason === "CredentialCreated" || outcome.reason === "CredentialUpdated",
-    };
-  }
-
   /** Writes the status the observations call for, unless the object already says exactly that. */
   async function writeStatus(identity: AgentIdentity, obs: Observations): Promise<undefined> {
     const { namespace, name } = identity.metadata;
@@ -227,7 +151,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       obs.secret = secret.observation;
       secretValue = secret.value;
     }
-    const federation = await observeFederation(identity);
+    const federation = await observeFederation(identity, deps);
     obs.federation = federation.obs;
 
     let requeueAfterMs: number | undefined;
