@@ -84,6 +84,14 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
         message: outcome.message,
       });
     }
+    if (name && !deps.graph) {
+      await deps.events.emit({
+        ...ref(identity),
+        type: "Warning",
+        reason: "CredentialLeftInPlace",
+        message: `The manager has no Graph credential, so federated credential ${name} stays on blueprint ${identity.spec.blueprint.clientId}; remove it by hand if no longer needed.`,
+      });
+    }
     await removeFinalizer(identity);
     return undefined;
   }
