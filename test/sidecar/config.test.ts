@@ -57,7 +57,7 @@ describe("configuration binding", () => {
     const file = flattenJson({
       AzureAd: { TenantId: "contoso.onmicrosoft.com", ClientId: CLIENT, ClientSecret: "legacy" },
     });
-    const env = { AZUREAD__TENANTID: TENANT };
+    const env: Record<string, string> = { AZUREAD__TENANTID: TENANT };
     const { config } = bindConfig(mergeLayers(file, envToFlat(env)), env);
     expect(config?.tenantId).toBe(TENANT);
     expect(config?.credentials).toEqual([{ index: 0, sourceType: "ClientSecret", clientSecret: "legacy" }]);
