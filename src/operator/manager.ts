@@ -200,7 +200,8 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
           const result = await reconcile(key);
           const label = result?.requeue ? "requeue" : "success";
           metrics.reconciles.inc({ result: label });
-          end({ result: label });
+          const seconds = end({ result: label });
+          log.debug({ key, result: label, requeueAfterMs: result?.requeueAfterMs, seconds }, "reconciled");
           return result;
         } catch (error) {
           metrics.reconciles.inc({ result: "error" });
