@@ -162,7 +162,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
 
   const retryDelay = () => jittered(retryPeriod * 1000, 0.1, random);
 
-  async function lead(): Promise<void> {
+  async function lead(acquiredSentMs: number): Promise<void> {
     const controller = new AbortController();
     leading = controller;
     log.info("became leader");
@@ -171,15 +171,18 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     } catch (error) {
       log.error({ err: describe(error) }, "onStartedLeading threw");
     }
-    let lastRenewMs = now();
+    let lastRenewMs = acquiredSentMs;
     while (!stopController.signal.aborted) {
       await sleep(retryDelay(), stopController.signal);
       if (stopController.signal.aborted) return; // stop() takes over: it releases the lease
       const remaining = renewDeadline * 1000 - (now() - lastRenewMs);
       // Each renewal gets only the time left before the deadline, so a hung request cannot keep us leading.
       const deadline = AbortSignal.any([stopController.signal, AbortSignal.timeout(Math.max(1, remaining))]);
+      // The deadline counts from when a renewal was sent, not answered: the write may have landed at any
+      // point in between, and others start their expiry clock from when they see it.
+      const sentMs = now();
       if (await attempt(deadline)) {
-        lastRenewMs = now();
+        lastRenewMs = sentMs;
         continue;
       }
       if (stopController.signal.aborted) return;
@@ -210,10 +213,11 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   async function loop(): Promise<void> {
     const stopSignal = stopController.signal;
     while (!stopSignal.aborted) {
+      const sentMs = now();
       const won = await attempt(AbortSignal.any([stopSignal, AbortSignal.timeout(renewDeadline * 1000)]));
       if (stopSignal.aborted) break;
       if (won) {
-        await lead();
+        await lead(sentMs);
         continue;
       }
       await sleep(retryDelay(), stopSignal);
