@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import { isLoopback } from "./loopback.ts";
-import type { SidecarMetrics } from "./metrics.ts";
+import type { MetricsSink } from "./metrics.ts";
 import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { registerDownstreamApiRoutes } from "./routes/downstream-api.ts";
@@ -11,7 +11,7 @@ import { registerValidateRoute } from "./routes/validate.ts";
 
 export interface ServerOptions {
   logger: Logger;
-  metrics?: SidecarMetrics;
+  metrics?: MetricsSink;
   bodyLimitBytes?: number;
 }
 
@@ -51,10 +51,7 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   const metrics = options.metrics;
   if (metrics) {
     app.addHook("onResponse", (request, reply, done) => {
-      metrics.httpRequests.inc({
-        route: request.routeOptions.url ?? "unmatched",
-        status: String(reply.statusCode),
-      });
+      metrics.httpRequest(request.routeOptions.url ?? "unmatched", reply.statusCode);
       done();
     });
   }

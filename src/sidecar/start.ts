@@ -11,7 +11,7 @@ import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
 import { createDispatcher } from "./http.ts";
 import { InboundValidator } from "./inbound.ts";
-import { createMetrics } from "./metrics.ts";
+import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
@@ -61,11 +61,17 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   for (const w of warnings) logger.warn(w);
 
   const dispatcher = createDispatcher(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
-  const metrics = createMetrics(() => cache.size);
+  // prom-client is loaded only when metrics are asked for.
+  let prom: PromMetrics | undefined;
+  if (options.metricsPort !== undefined)
+    prom = (await import("./metrics.ts")).createPromMetrics(() => cache.size);
+  const metrics: MetricsSink | undefined = prom?.sink;
   const networkClient = createNetworkClient({
     dispatcher,
     timeoutMs: options.entraTimeoutMs ?? 10_000,
-    observe: (_url, status, seconds) => metrics.entraRequests.observe({ status: String(status) }, seconds),
+    ...(metrics
+      ? { observe: (_url: string, status: number, seconds: number) => metrics.entraRequest(status, seconds) }
+      : {}),
   });
   const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
   if (loaded.length === 0) {
@@ -79,10 +85,10 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   const cache = new TokenCache({
     maxEntries: options.cacheMaxEntries ?? 10_000,
     events: {
-      hit: () => metrics.cacheEvents.inc({ event: "hit" }),
-      miss: () => metrics.cacheEvents.inc({ event: "miss" }),
-      refresh: (outcome) => metrics.cacheEvents.inc({ event: `refresh_${outcome}` }),
-      evict: () => metrics.cacheEvents.inc({ event: "evict" }),
+      hit: () => metrics?.cacheEvent("hit"),
+      miss: () => metrics?.cacheEvent("miss"),
+      refresh: (outcome) => metrics?.cacheEvent(`refresh_${outcome}`),
+      evict: () => metrics?.cacheEvent("evict"),
     },
     onRefreshError: (_key, error) =>
       logger.warn(
@@ -97,7 +103,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     networkClient,
     logger,
     cache,
-    metrics,
+    ...(metrics ? { metrics } : {}),
     ...(options.retry ? { retry: options.retry } : {}),
   });
   const ctx: RouteContext = {
@@ -118,7 +124,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     }),
     state: { ready: false, shuttingDown: false },
   };
-  const app = buildServer(ctx, { logger, metrics });
+  const app = buildServer(ctx, { logger, ...(metrics ? { metrics } : {}) });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
@@ -126,11 +132,12 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
 
   let metricsApp: FastifyInstance | undefined;
   let metricsUrl: string | undefined;
-  if (options.metricsPort !== undefined) {
+  if (options.metricsPort !== undefined && prom) {
+    const registry = prom.registry;
     const mapp = Fastify({ logger: false });
     metricsApp = mapp;
     mapp.get("/metrics", { schema: { response: { 200: { type: "string" } } } }, async (_req, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+      reply.type(registry.contentType).send(await registry.metrics()),
     );
     await mapp.listen({ host: options.metricsHost ?? "0.0.0.0", port: options.metricsPort });
     const mport = (mapp.server.address() as AddressInfo).port;

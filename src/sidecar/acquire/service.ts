@@ -1,7 +1,7 @@
 import { type AuthenticationResult, type ConfidentialClientApplication, ServerError } from "@azure/msal-node";
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
-import type { SidecarMetrics } from "../metrics.ts";
+import type { MetricsSink } from "../metrics.ts";
 import type { AcquiredToken, CachedToken, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
@@ -16,7 +16,7 @@ export interface TokenServiceOptions extends ClientFactoryOptions {
   clientId: string;
   credentials: LoadedCredential[];
   cache: TokenCache;
-  metrics?: SidecarMetrics;
+  metrics?: MetricsSink;
   retry?: RetryPolicy;
 }
 
@@ -54,10 +54,10 @@ export class TokenService {
     const force = request.forceRefresh === true || request.claims !== undefined;
     try {
       const token = await this.#o.cache.get(key, () => this.#load(request), force);
-      this.#o.metrics?.tokenRequests.inc({ flow: request.flow, outcome: "acquired" });
+      this.#o.metrics?.tokenRequest(request.flow, "acquired");
       return token;
     } catch (error) {
-      this.#o.metrics?.tokenRequests.inc({ flow: request.flow, outcome: "error" });
+      this.#o.metrics?.tokenRequest(request.flow, "error");
       throw error;
     }
   }
