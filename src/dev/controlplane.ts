@@ -112,8 +112,24 @@ export function kubeConfigFor(server: string, caPem: string, certPem: string, ke
   return kc;
 }
 
-/** Starts etcd and kube-apiserver on free loopback ports in a fresh temporary directory. */
+/**
+ * Starts etcd and kube-apiserver on free loopback ports in a fresh temporary directory. A port taken by
+ * another process between choosing and binding it ("address already in use") costs one retry, not a failure.
+ */
 export async function startControlPlane(options: StartControlPlaneOptions = {}): Promise<ControlPlane> {
+  try {
+    return await startOnce(options);
+  } catch (error) {
+    if (!(error instanceof ControlPlaneStartError) || !/address already in use/.test(error.message))
+      throw error;
+    (options.progress ?? ((line: string) => process.stderr.write(`[controlplane] ${line}\n`)))(
+      "a chosen port was taken by another process; retrying with new ports",
+    );
+    return startOnce(options);
+  }
+}
+
+async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlane> {
   const env = options.env ?? process.env;
   const progress = options.progress ?? ((line: string) => process.stderr.write(`[controlplane] ${line}\n`));
   const keep = options.keep ?? env.AGENTID_CONTROLPLANE_KEEP === "1";

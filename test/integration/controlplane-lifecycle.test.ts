@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -135,6 +135,34 @@ describe("control plane lifecycle", () => {
     const log = /last lines of (\S+kube-apiserver\.log)/.exec(message)?.[1];
     expect(log, message).toBeDefined();
     await expectGone([], dirname(dirname(log ?? "/")), []);
+  });
+
+  it("retries once with new ports when a port is taken, then reports the bind error", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const taken = (blocker.address() as AddressInfo).port;
+    const tmpRoot = await mkdtemp(join(tmpdir(), "agentid-cp-port-"));
+    scratch.push(tmpRoot);
+    const lines: string[] = [];
+    try {
+      // Forcing the taken port makes both attempts collide, so the retry is visible and the error is final.
+      const error = await startControlPlane({
+        binaries,
+        tmpRoot,
+        progress: (l) => lines.push(l),
+        apiserverArgs: { "secure-port": String(taken) },
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(ControlPlaneStartError);
+      expect((error as Error).message).toContain("address already in use");
+      expect(lines.filter((l) => l.includes("retrying with new ports"))).toHaveLength(1);
+      expect(readdirSync(tmpRoot)).toEqual([]);
+      expect(pidsMentioning(tmpRoot)).toEqual([]);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
   });
 
   it("kills its processes and removes its files when the test process exits without stop()", async () => {
