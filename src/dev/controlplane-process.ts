@@ -149,8 +149,12 @@ export function reapStaleControlPlanes(root: string, prefix: string): string[] {
         // Already gone.
       }
     }
-    rmSync(dir, { recursive: true, force: true });
-    reaped.push(dir);
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+      reaped.push(dir);
+    } catch {
+      // A leftover must never stop a new control plane from starting; the next start tries again.
+    }
   }
   return reaped;
 }

@@ -145,7 +145,7 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
   const processes: ManagedProcess[] = [];
   let stopped = false;
   const removeDir = () => {
-    if (!keep) rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   };
   const unregister = onProcessExit(() => {
     for (const p of processes) p.killNow();
