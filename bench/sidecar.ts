@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import autocannon from "autocannon";
 import { startEmulator } from "../src/emulator/index.ts";
 import { IDS, testDirectory } from "../src/emulator/testing.ts";
@@ -14,7 +16,10 @@ import { createLogger } from "../src/lib/log.ts";
  * process start to ready. Targets (issue 4): ratio ≥ 0.85, p99 ≤ 5 ms at 50 connections, RSS ≤ 80 MB
  * under load, ready ≤ 500 ms. Figures are printed, never asserted.
  *
- *   npm run bench:sidecar [-- --connections 50 --duration 10]
+ * Baseline and sidecar runs alternate for several rounds, so that load from other processes on the
+ * machine hits both alike; the medians are printed.
+ *
+ *   npm run bench:sidecar [-- --connections 50 --duration 5 --rounds 3]
  */
 
 function flag(name: string, fallback: number): number {
@@ -25,7 +30,8 @@ function flag(name: string, fallback: number): number {
 }
 
 const CONNECTIONS = flag("connections", 50);
-const DURATION = flag("duration", 10);
+const DURATION = flag("duration", 5);
+const ROUNDS = flag("rounds", 3);
 const log = (line: string) => process.stdout.write(`[bench:sidecar] ${line}\n`);
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 
@@ -95,8 +101,7 @@ const emulator = await startEmulator({
 });
 const sidecarPort = await freePort();
 const baselinePort = await freePort();
-const started = performance.now();
-const sidecar = spawnNode([CLI, "sidecar"], {
+const sidecarEnv = {
   AzureAd__Instance: `${emulator.url}/`,
   AzureAd__TenantId: IDS.tenant,
   AzureAd__ClientId: IDS.blueprint,
@@ -108,16 +113,27 @@ const sidecar = spawnNode([CLI, "sidecar"], {
   Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${sidecarPort}`,
   AGENTID_SIDECAR_CA_FILE: emulator.caPath,
   AGENTID_SIDECAR_LOG_LEVEL: "warn",
-});
+  // A fresh compile cache: the first start is a cold one, as in a new pod; the second reuses it.
+  NODE_COMPILE_CACHE: mkdtempSync(join(tmpdir(), "agentid-bench-cc-")),
+};
+async function startTimed(): Promise<{ child: ChildProcess; readyMs: number }> {
+  const started = performance.now();
+  const child = spawnNode([CLI, "sidecar"], sidecarEnv);
+  await waitReady(`http://127.0.0.1:${sidecarPort}/readyz`);
+  return { child, readyMs: performance.now() - started };
+}
+const cold = await startTimed();
+cold.child.kill("SIGTERM");
+await new Promise((r) => cold.child.once("exit", r));
+const { child: sidecar, readyMs: warmReadyMs } = await startTimed();
+const readyMs = cold.readyMs;
 let baseline: ChildProcess | undefined;
 try {
-  await waitReady(`http://127.0.0.1:${sidecarPort}/readyz`);
-  const readyMs = performance.now() - started;
   const tokenUrl = `http://127.0.0.1:${sidecarPort}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`;
   const warm = await fetch(tokenUrl);
   const body = await warm.text();
   if (warm.status !== 200) throw new Error(`sidecar answered ${warm.status}: ${body}`);
-  log(`sidecar ready ${readyMs.toFixed(0)} ms after process start; answer body ${body.length} bytes`);
+  log(`answer body ${body.length} bytes`);
 
   // The baseline: a bare fastify route answering a same-size JSON body, its own process like the sidecar.
   const filler = "x".repeat(body.length - '{"authorizationHeader":"Bearer "}'.length);
@@ -137,24 +153,44 @@ try {
   log(`warming up both (${Math.min(3, DURATION)} s each, ${CONNECTIONS} connections)`);
   await load(baselineUrl, Math.min(3, DURATION));
   await load(tokenUrl, Math.min(3, DURATION));
-  log(`measuring: baseline ${DURATION} s`);
-  const bare = await load(baselineUrl, DURATION);
+  const bares: Run[] = [];
+  const sides: Run[] = [];
   let peakRss = 0;
-  log(`measuring: sidecar ${DURATION} s`);
-  const side = await load(tokenUrl, DURATION, () => {
-    peakRss = Math.max(peakRss, rssMb(sidecar.pid));
+  for (let round = 1; round <= ROUNDS; round++) {
+    log(`round ${round}/${ROUNDS}: baseline ${DURATION} s, then sidecar ${DURATION} s`);
+    bares.push(await load(baselineUrl, DURATION));
+    sides.push(
+      await load(tokenUrl, DURATION, () => {
+        peakRss = Math.max(peakRss, rssMb(sidecar.pid));
+      }),
+    );
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  const summary = (runs: Run[]): Run => ({
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
   });
+  const bare = summary(bares);
+  const side = summary(sides);
   const row = (name: string, r: Run) =>
     `${name.padEnd(28)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${r.p50.toFixed(2).padStart(6)} ms   p99 ${r.p99.toFixed(2).padStart(6)} ms   errors ${r.errors} non-2xx ${r.non2xx}`;
   log("");
+  log(`medians of ${ROUNDS} rounds, ${CONNECTIONS} connections:`);
   log(row("bare fastify (same body)", bare));
   log(row("sidecar (cached token)", side));
-  log(`ratio sidecar/bare: ${(side.rps / bare.rps).toFixed(2)}   (target ≥ 0.85)`);
-  log(`sidecar p99 at ${CONNECTIONS} connections: ${side.p99.toFixed(2)} ms   (target ≤ 5 ms)`);
+  log(
+    `ratio sidecar/bare: ${(side.rps / bare.rps).toFixed(2)} (per round: ${sides.map((r, i) => (r.rps / (bares[i]?.rps ?? 1)).toFixed(2)).join(", ")})   (target ≥ 0.85)`,
+  );
+  log(`sidecar p99: ${side.p99.toFixed(2)} ms   (target ≤ 5 ms)`);
   log(
     `sidecar RSS: idle ${idleRss.toFixed(1)} MB, under load (peak) ${peakRss.toFixed(1)} MB   (target ≤ 80 MB)`,
   );
-  log(`sidecar ready after process start: ${readyMs.toFixed(0)} ms   (target ≤ 500 ms)`);
+  log(
+    `sidecar ready after process start: ${readyMs.toFixed(0)} ms cold, ${warmReadyMs.toFixed(0)} ms with a warm compile cache   (target ≤ 500 ms)`,
+  );
 } finally {
   sidecar.kill("SIGTERM");
   baseline?.kill("SIGTERM");

@@ -15,6 +15,11 @@ export interface ServerOptions {
   bodyLimitBytes?: number;
 }
 
+function isProbe(url: string): boolean {
+  const q = url.indexOf("?");
+  return PROBE_PATHS.has(q < 0 ? url : url.slice(0, q));
+}
+
 /** Microsoft's CacheControl middleware: every 2xx answer is marked uncacheable. */
 const NO_CACHE: Record<string, string> = {
   "cache-control": "no-cache, no-store, must-revalidate",
@@ -27,6 +32,8 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     loggerInstance: options.logger as FastifyBaseLogger,
     // Per-request access logs would cost more than the hot path itself; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger: building one costs more than answering from the cache.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
     // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
@@ -34,8 +41,7 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   });
 
   app.addHook("onRequest", (request, reply, done) => {
-    const path = request.url.split("?", 1)[0] ?? "";
-    if (!PROBE_PATHS.has(path) && !isLoopback(request.socket.remoteAddress)) {
+    if (!isLoopback(request.socket.remoteAddress) && !isProbe(request.url)) {
       // 403 with an empty body, before anything else runs (Microsoft's LocalCallerRestriction).
       reply.code(403).send();
       return;

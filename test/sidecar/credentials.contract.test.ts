@@ -177,13 +177,20 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
 
 describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
   it("uses a managed-identity token for api://AzureADTokenExchange as the blueprint's assertion", async () => {
-    // The managed identity is an app of the tenant; its token is what IMDS would hand out.
+    // The managed identity is an app of kind managedIdentity; its app token is what IMDS would hand out.
+    const miAppId = "5a0c3b7e-1d2f-4e6a-9b8c-7d6e5f4a3b2c";
+    await emu.admin("POST", `tenants/${IDS.tenant}/applications`, {
+      appId: miAppId,
+      displayName: "node managed identity",
+      kind: "managedIdentity",
+      clientSecrets: [{ value: "imds-stand-in-secret" }],
+    });
     const imdsRequests: string[] = [];
     const miToken = async () => {
       const body = new URLSearchParams({
         grant_type: "client_credentials",
-        client_id: IDS.app,
-        client_secret: IDS.appSecret,
+        client_id: miAppId,
+        client_secret: "imds-stand-in-secret",
         scope: `${EXCHANGE}/.default`,
       });
       const response = await undiciFetch(`${emu.emulator.url}/${IDS.tenant}/oauth2/v2.0/token`, {
