@@ -51,6 +51,11 @@ export function identityPath(namespace: string, name?: string): string {
 
 export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise<WorkResult | undefined> {
   const now = deps.now ?? (() => new Date());
+  /**
+   * The object each status write returned, with the version it replaced. Until the watch delivers the
+   * write, the cache still holds the replaced version; reconciling from it would only end in a 409.
+   */
+  const recent = new Map<string, { over: string; written: AgentIdentity }>();
 
   async function removeFinalizer(identity: AgentIdentity): Promise<void> {
     const finalizers = identity.metadata.finalizers ?? [];
@@ -105,8 +110,12 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       ...identity,
       status,
     });
-    if (written?.metadata.resourceVersion)
+    if (written?.metadata.resourceVersion) {
       deps.onStatusWritten?.(`${namespace}/${name}`, written.metadata.resourceVersion);
+      if (identity.metadata.resourceVersion) {
+        recent.set(`${namespace}/${name}`, { over: identity.metadata.resourceVersion, written });
+      }
+    }
     for (const t of conditionTransitions(identity.status?.conditions, status.conditions ?? [])) {
       // A first Unknown is not news; every other transition is.
       if (t.from === undefined && t.to === "Unknown") continue;
@@ -228,6 +237,9 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     const { namespace, name } = splitKey(key);
     if (!namespace) return undefined;
     let identity = deps.identities.get(namespace, name);
+    const mine = recent.get(key);
+    if (mine && identity?.metadata.resourceVersion === mine.over) identity = mine.written;
+    else recent.delete(key);
     for (let attempt = 0; identity && attempt < 3; attempt++) {
       try {
         return await reconcileOnce(identity);

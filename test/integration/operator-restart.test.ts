@@ -60,7 +60,12 @@ describe("the operator across an API server restart", () => {
     await ready("before", "before");
 
     await restarter.restart();
-    await createIdentity(admin, NS, "after");
+    // Right after a restart the API server answers 503 for custom resources until their paths are installed.
+    await eventually(
+      "the AgentIdentity API to serve again",
+      () => createIdentity(admin, NS, "after"),
+      30_000,
+    );
     await admin.patch(identityPath(NS, "before"), "merge", { spec: { serviceAccountName: "before-moved" } });
     await ready("after", "after");
     await ready("before", "before-moved");
