@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from "jose";
+import type { createRemoteJWKSet, JWTPayload } from "jose";
 import { type Dispatcher, fetch as undiciFetch } from "undici";
 
 export interface InboundOptions {
@@ -21,6 +21,7 @@ export class InvalidTokenError extends Error {
 interface Metadata {
   issuers: string[];
   jwks: ReturnType<typeof createRemoteJWKSet>;
+  jwtVerify: typeof import("jose").jwtVerify;
 }
 
 /**
@@ -57,12 +58,14 @@ export class InboundValidator {
     const tid = /\/([0-9a-f-]{36})\//i.exec(doc.issuer)?.[1];
     const issuers = [doc.issuer];
     if (tid) issuers.push(`https://sts.windows.net/${tid}/`);
+    // jose is loaded on the first inbound token, not at start-up: many sidecars never see one.
+    const { createRemoteJWKSet, customFetch, jwtVerify } = await import("jose");
     const jwks = createRemoteJWKSet(new URL(doc.jwks_uri), {
       cooldownDuration: this.#o.jwksCooldownMs ?? 5000,
       cacheMaxAge: 24 * 3600_000,
-      [customFetch]: (u, init) => this.#fetch(u, init),
+      [customFetch]: (u: string, init: { headers: Headers; signal: AbortSignal }) => this.#fetch(u, init),
     });
-    return { issuers, jwks };
+    return { issuers, jwks, jwtVerify };
   }
 
   #metadataOnce(): Promise<Metadata> {
@@ -80,7 +83,7 @@ export class InboundValidator {
     const now = Date.now();
     const known = this.#verified.get(token);
     if (known && now < known.expiresAt) return known.payload;
-    const { issuers, jwks } = await this.#metadataOnce();
+    const { issuers, jwks, jwtVerify } = await this.#metadataOnce();
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, {

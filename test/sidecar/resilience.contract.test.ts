@@ -191,3 +191,17 @@ describe("Entra faults", () => {
     expect(tokenOf(forced)).toBe(first);
   });
 });
+
+describe("nested legs", () => {
+  it("a failing first leg is retried within its bound, not once more per enclosing leg", async () => {
+    const s = await sidecar();
+    await emu.admin("POST", "faults", { count: 100, kind: "status", status: 503, clientId: IDS.blueprint });
+    const r = await call(
+      `${s.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`,
+    );
+    expect(r.status).toBe(401);
+    const counters = await emu.counters();
+    expect(counters.byClient[IDS.blueprint]?.["client_credentials+fmi_path"]).toBe(FAST_RETRY.attempts);
+    expect(counters.byClient[IDS.agent]).toBeUndefined();
+  });
+});

@@ -16,6 +16,8 @@ export class EntraUnavailableError extends AuthError {
   readonly status: number;
   /** Milliseconds Entra asked us to wait, if it said. */
   readonly retryAfterMs: number | undefined;
+  /** Set once a retry loop has given up on it, so enclosing legs do not retry it again. */
+  exhausted = false;
 
   constructor(status: number, message: string, retryAfterMs?: number) {
     super("entra_unavailable", "", message);

@@ -38,8 +38,15 @@ export async function withRetry<T>(
     try {
       return await fn();
     } catch (error) {
-      if (!(error instanceof EntraUnavailableError) || attempt >= policy.attempts) throw error;
-      if (error.retryAfterMs !== undefined && error.retryAfterMs > policy.maxRetryAfterMs) throw error;
+      if (!(error instanceof EntraUnavailableError) || error.exhausted) throw error;
+      // A leg nested in another (T1 inside the agent's request) gives up once; the outer one does not retry it.
+      if (
+        attempt >= policy.attempts ||
+        (error.retryAfterMs !== undefined && error.retryAfterMs > policy.maxRetryAfterMs)
+      ) {
+        error.exhausted = true;
+        throw error;
+      }
       await sleep(retryDelay(policy, attempt, error.retryAfterMs));
     }
   }
