@@ -414,7 +414,7 @@ describe("POST /DownstreamApi(Unauthenticated)/{apiName}", () => {
     expect(seen?.headers["content-type"]).toBe("text/plain");
     expect(seen?.headers.accept).toBe("application/json");
     expect(seen?.headers["x-trace"]).toBe("abc");
-    expect(seen?.headers["x_configured"]).toBe("yes");
+    expect(seen?.headers.x_configured).toBe("yes");
     const auth = String(seen?.headers.authorization);
     expect(auth).toMatch(/^Bearer ey/);
     expect(JSON.parse(String(r.json.content))).toMatchObject({ method: "PUT", body: "hello" });
