@@ -226,7 +226,7 @@ export interface AgentIdentityStatus {
      */
     time?: string;
     /**
-     * Hash of the inputs verified (tenant, instance, client ids, issuer, subject); a change re-verifies.
+     * Hash of what was verified (the spec's generation, tenant, client ids, issuer, subject); a change re-verifies.
      */
     fingerprint?: string;
   };

@@ -82,14 +82,15 @@ export function sameTrust(
 }
 
 /**
- * Everything a verification depends on. A change of any of them re-verifies at once; otherwise the
- * operator re-verifies only periodically.
+ * Everything a verification depends on: the spec's generation (any spec change re-verifies) and what
+ * comes from elsewhere (the issuer). A change re-verifies at once; otherwise only periodically.
  */
 export function verificationFingerprint(identity: AgentIdentity, issuer: string | undefined): string {
   const spec = identity.spec;
   const secretRef = spec.blueprint.credential?.clientSecret?.secretRef;
   return shortHash(
     JSON.stringify([
+      identity.metadata.generation ?? 0,
       spec.tenantId.toLowerCase(),
       normalizeInstance(spec.instance),
       spec.blueprint.clientId.toLowerCase(),

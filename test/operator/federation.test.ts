@@ -99,7 +99,10 @@ describe("verificationFingerprint", () => {
   ])("changes with the %s", (_n, patch) => {
     expect(fp(patch)).not.toBe(fp({}));
   });
-  it("changes with the issuer and ignores downstream APIs and case of GUIDs", () => {
+  it("changes with the generation (any spec change)", () => {
+    expect(verificationFingerprint({ ...base, metadata: { ...base.metadata, generation: 2 } }, ISSUER)).not.toBe(fp({}));
+  });
+  it("changes with the issuer and ignores case of GUIDs", () => {
     expect(fp({}, "https://other")).not.toBe(fp({}));
     expect(fp({ downstreamApis: { g: { baseUrl: "https://g/", scopes: ["s"] } } })).toBe(fp({}));
     expect(fp({ tenantId: base.spec.tenantId.toUpperCase() })).toBe(fp({}));
