@@ -42,7 +42,10 @@ describe("agentid manager (a real process)", () => {
     [["--verify-interval", "soon"], "--verify-interval must be a duration"],
     [["--frobnicate"], "Unknown option"],
     [["--issuer", "http://kubernetes.default.svc"], "--issuer must be an https URL"],
-    [["--graph-client-id", "11111111-1111-1111-1111-111111111111"], "--graph-client-id needs --graph-token-file"],
+    [
+      ["--graph-client-id", "11111111-1111-1111-1111-111111111111"],
+      "--graph-client-id needs --graph-token-file",
+    ],
   ])("exits 2 with one line for %j", async (args, message) => {
     const result = await agentid("manager", ...args);
     expect(result.code).toBe(2);

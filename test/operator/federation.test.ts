@@ -100,7 +100,9 @@ describe("verificationFingerprint", () => {
     expect(fp(patch)).not.toBe(fp({}));
   });
   it("changes with the generation (any spec change)", () => {
-    expect(verificationFingerprint({ ...base, metadata: { ...base.metadata, generation: 2 } }, ISSUER)).not.toBe(fp({}));
+    expect(
+      verificationFingerprint({ ...base, metadata: { ...base.metadata, generation: 2 } }, ISSUER),
+    ).not.toBe(fp({}));
   });
   it("changes with the issuer and ignores case of GUIDs", () => {
     expect(fp({}, "https://other")).not.toBe(fp({}));
