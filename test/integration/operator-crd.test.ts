@@ -1,9 +1,10 @@
+import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { BLUEPRINT, createIdentity, ensureCrd } from "./operator-support.ts";
+import { BLUEPRINT, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
 
 const cp = useControlPlane({ namespacePrefix: "crd" });
 const kube = createKubeClient(cp.kubeConfig);
@@ -132,5 +133,44 @@ describe("the AgentIdentity CRD on a real API server", () => {
       "agentid",
       "aid",
     ]);
+  });
+
+  it("publishes the field descriptions kubectl explain reads (OpenAPI v3)", async () => {
+    type Schema = { description?: string; properties?: Record<string, Schema> };
+    // The API server publishes a new CRD's OpenAPI a moment after it is established.
+    const schema = await eventually("the AgentIdentity OpenAPI v3 schema", async () => {
+      const doc = await kube.get<{ components: { schemas: Record<string, Schema> } }>(
+        "/openapi/v3/apis/agentid.io/v1alpha1",
+      );
+      return doc.components.schemas["io.agentid.v1alpha1.AgentIdentity"];
+    });
+    expect(schema.properties?.spec?.properties?.tenantId?.description).toContain("Directory (tenant) id");
+    expect(schema.properties?.spec?.properties?.blueprint?.description).toContain("agent identity blueprint");
+  });
+
+  it("prints the Ready, Verified, Agent, ServiceAccount and Age columns", async () => {
+    await createIdentity(kube, cp.namespace, "table", { agentId: "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d" });
+    const agent = new Agent({ connect: { ca: cp.caPem, cert: cp.adminCertPem, key: cp.adminKeyPem } });
+    try {
+      const res = await request(`${cp.server}${identityPath(cp.namespace)}`, {
+        dispatcher: agent,
+        headers: { accept: "application/json;as=Table;v=v1;g=meta.k8s.io" },
+      });
+      const table = (await res.body.json()) as {
+        columnDefinitions: Array<{ name: string }>;
+        rows: Array<{ cells: unknown[] }>;
+      };
+      expect(table.columnDefinitions.map((c) => c.name)).toEqual([
+        "Name",
+        "Ready",
+        "Verified",
+        "Agent",
+        "ServiceAccount",
+        "Age",
+      ]);
+      expect(table.rows[0]?.cells.slice(3, 5)).toEqual(["9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d", "table"]);
+    } finally {
+      await agent.close();
+    }
   });
 });
