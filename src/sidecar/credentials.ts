@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { type INetworkModule, ManagedIdentityApplication } from "@azure/msal-node";
+import type { INetworkModule, ManagedIdentityApplication } from "@azure/msal-node";
+import { loadMsal } from "./acquire/msal.ts";
 import type { CredentialSpec } from "./config/types.ts";
 
 /** How the blueprint proves itself to Entra, in the form msal-node's `auth` options take. */
@@ -78,16 +79,22 @@ function managedIdentity(
   networkClient: INetworkModule,
 ): ClientCredential {
   // msal-node finds the endpoint (IMDS, App Service, Arc …) from the environment, as Azure SDKs do.
-  const app = new ManagedIdentityApplication({
-    ...(spec.managedIdentityClientId
-      ? { managedIdentityIdParams: { userAssignedClientId: spec.managedIdentityClientId } }
-      : {}),
-    system: { networkClient },
-  });
+  let app: ManagedIdentityApplication | undefined;
   const resource = spec.tokenExchangeUrl;
   return {
     kind: "assertion",
-    getAssertion: async () => (await app.acquireToken({ resource })).accessToken,
+    getAssertion: async () => {
+      if (!app) {
+        const msal = await loadMsal();
+        app = new msal.ManagedIdentityApplication({
+          ...(spec.managedIdentityClientId
+            ? { managedIdentityIdParams: { userAssignedClientId: spec.managedIdentityClientId } }
+            : {}),
+          system: { networkClient },
+        });
+      }
+      return (await app.acquireToken({ resource })).accessToken;
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { createLogger } from "../lib/log.ts";
+import { loadMsal } from "./acquire/msal.ts";
 import { createNetworkClient } from "./acquire/network.ts";
 import type { RetryPolicy } from "./acquire/retry.ts";
 import { TokenService } from "./acquire/service.ts";
@@ -143,6 +144,10 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
+  // Warm msal-node now that the port is open, so the first token request does not pay for loading it.
+  loadMsal().catch((error: unknown) =>
+    logger.error({ err: (error as Error).message }, "cannot load msal-node"),
+  );
   ctx.state.ready = true;
   logger.info(
     { url, metrics: metricsUrl, apis: [...config.apis.keys()], credential: loaded[0]?.label },

@@ -1,5 +1,6 @@
+import * as msal from "@azure/msal-node";
 import { describe, expect, it } from "vitest";
-import { EntraUnavailableError, parseRetryAfter } from "../../src/sidecar/acquire/network.ts";
+import { entraUnavailable, parseRetryAfter } from "../../src/sidecar/acquire/network.ts";
 import { retryDelay, withRetry } from "../../src/sidecar/acquire/retry.ts";
 import type { DownstreamApi, SidecarConfig } from "../../src/sidecar/config/types.ts";
 import { claimsChallenge, downstreamUrl } from "../../src/sidecar/downstream.ts";
@@ -127,7 +128,7 @@ describe("retry", () => {
     const result = await withRetry(
       async () => {
         n += 1;
-        if (n < 3) throw new EntraUnavailableError(429, "busy", 1500);
+        if (n < 3) throw entraUnavailable(msal, 429, "busy", 1500);
         return "ok";
       },
       { attempts: 4, baseDelayMs: 10, maxDelayMs: 100, maxRetryAfterMs: 5000 },

@@ -1,13 +1,13 @@
-import {
-  type ClientAssertionCallback,
+import type {
+  ClientAssertionCallback,
   ConfidentialClientApplication,
-  type Configuration,
-  type INetworkModule,
-  LogLevel,
+  Configuration,
+  INetworkModule,
 } from "@azure/msal-node";
 import type { Logger } from "pino";
 import { scrubTokens } from "../../lib/log.ts";
 import type { ClientCredential } from "../credentials.ts";
+import type { Msal } from "./msal.ts";
 
 export interface ClientFactoryOptions {
   /** Authority host with a trailing slash. */
@@ -22,6 +22,7 @@ export interface ClientFactoryOptions {
  * every acquisition (see TokenService) and its internal retries are off (we retry with backoff).
  */
 export function createClient(
+  msal: Msal,
   options: ClientFactoryOptions,
   clientId: string,
   tenant: string,
@@ -53,7 +54,8 @@ export function createClient(
       break;
   }
   const log = options.logger;
-  return new ConfidentialClientApplication({
+  const { LogLevel } = msal;
+  return new msal.ConfidentialClientApplication({
     auth,
     system: {
       networkClient: options.networkClient,

@@ -1,31 +1,48 @@
-import {
-  AuthError,
-  type INetworkModule,
-  type NetworkRequestOptions,
-  type NetworkResponse,
-} from "@azure/msal-node";
+import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
 import { type Dispatcher, request } from "undici";
+import { loadMsal, type Msal } from "./msal.ts";
 
 /**
  * Entra answered with a transient failure (429, 5xx), or could not be reached. Thrown from inside
- * msal-node's network client as an AuthError so msal-node passes it through unchanged: that keeps the
- * status and Retry-After for our own backoff, and stops msal-node's throttling cache from blocking
- * our retries for a minute after a 500.
+ * msal-node's network client as an msal AuthError so msal-node passes it through unchanged: that keeps
+ * the status and Retry-After for our own backoff, and stops msal-node's throttling cache from blocking
+ * our retries for a minute after a 500. The class extends msal-node's, so it exists once msal is loaded.
  */
-export class EntraUnavailableError extends AuthError {
+export interface EntraUnavailableError extends Error {
+  name: "EntraUnavailableError";
   readonly status: number;
   /** Milliseconds Entra asked us to wait, if it said. */
   readonly retryAfterMs: number | undefined;
+  readonly errorMessage: string;
   /** Set once a retry loop has given up on it, so enclosing legs do not retry it again. */
-  exhausted = false;
+  exhausted: boolean;
+}
 
-  constructor(status: number, message: string, retryAfterMs?: number) {
-    super("entra_unavailable", "", message);
-    this.name = "EntraUnavailableError";
-    this.status = status;
-    this.retryAfterMs = retryAfterMs;
-    Object.setPrototypeOf(this, EntraUnavailableError.prototype);
-  }
+type UnavailableClass = new (status: number, message: string, retryAfterMs?: number) => EntraUnavailableError;
+let unavailableClass: UnavailableClass | undefined;
+
+export function entraUnavailable(
+  msal: Msal,
+  status: number,
+  message: string,
+  retryAfterMs?: number,
+): EntraUnavailableError {
+  unavailableClass ??= class extends msal.AuthError implements EntraUnavailableError {
+    override name = "EntraUnavailableError" as const;
+    readonly status: number;
+    readonly retryAfterMs: number | undefined;
+    exhausted = false;
+    constructor(s: number, m: string, r?: number) {
+      super("entra_unavailable", "", m);
+      this.status = s;
+      this.retryAfterMs = r;
+    }
+  };
+  return new unavailableClass(status, message, retryAfterMs);
+}
+
+export function isEntraUnavailable(error: unknown): error is EntraUnavailableError {
+  return error instanceof Error && error.name === "EntraUnavailableError";
 }
 
 /** Retry-After as seconds or an HTTP date → milliseconds (pure). */
@@ -50,6 +67,7 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
     url: string,
     init?: NetworkRequestOptions,
   ): Promise<NetworkResponse<T>> {
+    const msal = await loadMsal();
     const started = performance.now();
     let status = 0;
     try {
@@ -67,7 +85,8 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
       }
       const text = await response.body.text();
       if (status === 429 || status >= 500) {
-        throw new EntraUnavailableError(
+        throw entraUnavailable(
+          msal,
           status,
           `Entra answered HTTP ${status}`,
           parseRetryAfter(headers["retry-after"]),
@@ -77,14 +96,14 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
       try {
         body = JSON.parse(text);
       } catch {
-        throw new EntraUnavailableError(status, `Entra answered HTTP ${status} with a body that is not JSON`);
+        throw entraUnavailable(msal, status, `Entra answered HTTP ${status} with a body that is not JSON`);
       }
       return { headers, body: body as T, status };
     } catch (error) {
-      if (error instanceof AuthError) throw error;
+      if (error instanceof msal.AuthError) throw error;
       const reason =
         error instanceof Error && error.name === "TimeoutError" ? "timed out" : "could not be reached";
-      throw new EntraUnavailableError(0, `Entra ${reason} (${new URL(url).host})`);
+      throw entraUnavailable(msal, 0, `Entra ${reason} (${new URL(url).host})`);
     } finally {
       options.observe?.(url, status, (performance.now() - started) / 1000);
     }

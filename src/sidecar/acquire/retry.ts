@@ -1,4 +1,4 @@
-import { EntraUnavailableError } from "./network.ts";
+import { isEntraUnavailable } from "./network.ts";
 
 export interface RetryPolicy {
   /** Total attempts, the first included. */
@@ -38,7 +38,7 @@ export async function withRetry<T>(
     try {
       return await fn();
     } catch (error) {
-      if (!(error instanceof EntraUnavailableError) || error.exhausted) throw error;
+      if (!isEntraUnavailable(error) || error.exhausted) throw error;
       // A leg nested in another (T1 inside the agent's request) gives up once; the outer one does not retry it.
       if (
         attempt >= policy.attempts ||

@@ -1,10 +1,11 @@
-import { type AuthenticationResult, type ConfidentialClientApplication, ServerError } from "@azure/msal-node";
+import type { AuthenticationResult, ConfidentialClientApplication } from "@azure/msal-node";
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
 import type { MetricsSink } from "../metrics.ts";
 import type { AcquiredToken, CachedToken, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
+import { entraRefusal, loadMsal, type Msal } from "./msal.ts";
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 
 const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
@@ -66,23 +67,23 @@ export class TokenService {
     return `${this.#o.instance}${request.tenant}`;
   }
 
-  #blueprint(tenant: string): ConfidentialClientApplication {
+  #blueprint(msal: Msal, tenant: string): ConfidentialClientApplication {
     const key = `blueprint\u0000${tenant.toLowerCase()}`;
     let client = this.#clients.get(key);
     if (!client) {
       const loaded = this.#o.credentials[this.#credentialIndex] ?? this.#o.credentials[0]!;
-      client = createClient(this.#o, this.#o.clientId, tenant, loaded.credential);
+      client = createClient(msal, this.#o, this.#o.clientId, tenant, loaded.credential);
       this.#clients.set(key, client);
     }
     return client;
   }
 
-  #agent(tenant: string, agentId: string): ConfidentialClientApplication {
+  #agent(msal: Msal, tenant: string, agentId: string): ConfidentialClientApplication {
     const key = `agent\u0000${tenant.toLowerCase()}\u0000${agentId.toLowerCase()}`;
     let client = this.#clients.get(key);
     if (!client) {
       // The agent identity has no credential of its own: its assertion is the blueprint's T1.
-      client = createClient(this.#o, agentId, tenant, {
+      client = createClient(msal, this.#o, agentId, tenant, {
         kind: "callback",
         callback: async () => (await this.#exchangeToken(tenant, agentId)).accessToken,
       });
@@ -112,8 +113,7 @@ export class TokenService {
         const usesBlueprintCredential = request.flow === "app" || request.flow === "obo";
         if (
           usesBlueprintCredential &&
-          error instanceof ServerError &&
-          CREDENTIAL_ERRORS.test(error.errorMessage) &&
+          CREDENTIAL_ERRORS.test(entraRefusal(error) ?? "") &&
           index === this.#credentialIndex &&
           index + 1 < this.#o.credentials.length
         ) {
@@ -132,6 +132,7 @@ export class TokenService {
   }
 
   async #call(request: TokenRequest): Promise<AcquiredToken> {
+    const msal = await loadMsal();
     const common = {
       authority: this.#authority(request),
       ...(request.claims ? { claims: request.claims } : {}),
@@ -141,7 +142,7 @@ export class TokenService {
     let result: AuthenticationResult | null;
     switch (request.flow) {
       case "app":
-        client = this.#blueprint(request.tenant);
+        client = this.#blueprint(msal, request.tenant);
         result = await client.acquireTokenByClientCredential({
           ...common,
           scopes: request.scopes,
@@ -150,7 +151,7 @@ export class TokenService {
         });
         break;
       case "agent-app":
-        client = this.#agent(request.tenant, request.agentId!);
+        client = this.#agent(msal, request.tenant, request.agentId!);
         result = await client.acquireTokenByClientCredential({
           ...common,
           scopes: request.scopes,
@@ -161,8 +162,8 @@ export class TokenService {
       case "agent-obo":
         client =
           request.flow === "obo"
-            ? this.#blueprint(request.tenant)
-            : this.#agent(request.tenant, request.agentId!);
+            ? this.#blueprint(msal, request.tenant)
+            : this.#agent(msal, request.tenant, request.agentId!);
         result = await client.acquireTokenOnBehalfOf({
           ...common,
           scopes: request.scopes,
@@ -172,7 +173,7 @@ export class TokenService {
         break;
       case "agent-user": {
         const t2 = await this.#agentExchangeToken(request.tenant, request.agentId!);
-        client = this.#agent(request.tenant, request.agentId!);
+        client = this.#agent(msal, request.tenant, request.agentId!);
         const user = request.user!;
         result = await client.acquireTokenByUserFederatedIdentityCredential({
           ...common,

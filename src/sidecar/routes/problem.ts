@@ -1,7 +1,7 @@
-import { AuthError, ServerError } from "@azure/msal-node";
 import type { FastifyReply } from "fastify";
 import { scrubTokens } from "../../lib/log.ts";
-import { EntraUnavailableError } from "../acquire/network.ts";
+import { entraRefusal, isMsalNetworkError } from "../acquire/msal.ts";
+import { isEntraUnavailable } from "../acquire/network.ts";
 
 /** RFC 9110 links and titles, as ASP.NET Core's ProblemDetails defaults give them. */
 const PROBLEM_TYPES: Record<number, [string, string]> = {
@@ -53,12 +53,12 @@ export function sendProblem(reply: FastifyReply, status: number, detail: string)
  */
 export function acquisitionProblem(error: unknown): Problem {
   if (error instanceof ProblemError) return problem(error.status, error.message);
-  if (error instanceof EntraUnavailableError) {
+  if (isEntraUnavailable(error)) {
     return error.status === 0 ? problem(500, error.errorMessage) : problem(401, error.errorMessage);
   }
-  if (error instanceof ServerError) return problem(401, error.errorMessage || error.errorCode);
-  if (error instanceof AuthError && error.errorCode === "network_error")
-    return problem(500, "Entra could not be reached");
+  const refusal = entraRefusal(error);
+  if (refusal !== undefined) return problem(401, refusal);
+  if (isMsalNetworkError(error)) return problem(500, "Entra could not be reached");
   return problem(500, "An unexpected error occurred.");
 }
 

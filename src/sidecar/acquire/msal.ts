@@ -1,0 +1,45 @@
+/**
+ * msal-node is loaded on first use and warmed in the background once the sidecar listens: a cached
+ * token never needs it, and importing it would otherwise delay readiness.
+ */
+export type Msal = typeof import("@azure/msal-node");
+
+let loading: Promise<Msal> | undefined;
+
+export function loadMsal(): Promise<Msal> {
+  loading ??= import("@azure/msal-node");
+  return loading;
+}
+
+/** The shape of msal-node's AuthError family, for checks that must not load msal-node. */
+interface MsalErrorShape {
+  name: string;
+  errorCode: string;
+  errorMessage: string;
+}
+
+function isMsalError(error: unknown): error is MsalErrorShape {
+  return (
+    error instanceof Error &&
+    typeof (error as Partial<MsalErrorShape>).errorCode === "string" &&
+    typeof (error as Partial<MsalErrorShape>).errorMessage === "string"
+  );
+}
+
+/** Entra's own refusal (an `AADSTS…` answer), or undefined for anything else. */
+export function entraRefusal(error: unknown): string | undefined {
+  if (!isMsalError(error)) return undefined;
+  if (
+    error.name === "ServerError" ||
+    error.name === "InteractionRequiredAuthError" ||
+    /AADSTS\d+/.test(error.errorMessage)
+  ) {
+    return error.errorMessage || error.errorCode;
+  }
+  return undefined;
+}
+
+/** msal-node could not reach the network (outside our own network client). */
+export function isMsalNetworkError(error: unknown): boolean {
+  return isMsalError(error) && error.errorCode === "network_error";
+}
