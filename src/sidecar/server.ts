@@ -20,13 +20,6 @@ function isProbe(url: string): boolean {
   return PROBE_PATHS.has(q < 0 ? url : url.slice(0, q));
 }
 
-/** Microsoft's CacheControl middleware: every 2xx answer is marked uncacheable. */
-const NO_CACHE: Record<string, string> = {
-  "cache-control": "no-cache, no-store, must-revalidate",
-  expires: "0",
-  pragma: "no-cache",
-};
-
 export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -47,12 +40,6 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
       return;
     }
     done();
-  });
-  app.addHook("onSend", (_request, reply, payload, done) => {
-    if (reply.statusCode >= 200 && reply.statusCode < 300) reply.headers(NO_CACHE);
-    // Draining: answers still in flight close their connection, so shutdown does not wait on keep-alive.
-    if (ctx.state.shuttingDown) reply.header("connection", "close");
-    done(null, payload);
   });
   const metrics = options.metrics;
   if (metrics) {

@@ -3,16 +3,15 @@ import type { RouteName } from "../config/types.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import { authenticate, callerOf } from "./auth.ts";
 import { type Resolved, type RouteContext, resolve, tokenFor } from "./context.ts";
+import { sendJsonText } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
 import { anyQuery, apiNameParams, authorizationHeaderResult, problemSchema } from "./schemas.ts";
 
 type Req = FastifyRequest<{ Params: { apiName: string }; Querystring: Record<string, QueryValue> }>;
 
-const JSON_TYPE = "application/json; charset=utf-8";
-
 function sendHeader(reply: FastifyReply, token: CachedToken): FastifyReply {
-  return reply.type(JSON_TYPE).send(token.headerBody);
+  return sendJsonText(reply, token.headerBody);
 }
 
 /**

@@ -4,6 +4,7 @@ import { claimsChallenge, DownstreamError } from "../downstream.ts";
 import { cacheKey } from "../tokens/keys.ts";
 import { authenticate, callerOf } from "./auth.ts";
 import { type RouteContext, resolve, tokenFor } from "./context.ts";
+import { sendObject } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
 import { anyQuery, apiNameParams, downstreamApiResult, problemSchema } from "./schemas.ts";
@@ -54,7 +55,7 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
           ...(body ? { body } : {}),
         });
       }
-      return reply.send(outcome.result);
+      return sendObject(reply, outcome.result);
     } catch (error) {
       if (error instanceof DownstreamError) {
         request.log.warn({ api: resolved.api.name, status: error.status }, error.message);

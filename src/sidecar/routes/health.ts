@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { RouteContext } from "./context.ts";
+import { sendText } from "./ok.ts";
 
 /** Paths answered to any caller: the kubelet probes them from the node, not from loopback. */
 export const PROBE_PATHS = new Set(["/healthz", "/readyz"]);
@@ -7,12 +8,10 @@ export const PROBE_PATHS = new Set(["/healthz", "/readyz"]);
 export function registerHealthRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const text = { response: { 200: { type: "string" }, 503: { type: "string" } } };
   // ASP.NET maps health checks for every method; so does this.
-  app.all("/healthz", { schema: text }, async (_request, reply) => reply.type("text/plain").send("Healthy"));
+  app.all("/healthz", { schema: text }, async (_request, reply) => sendText(reply, "Healthy"));
   app.get("/readyz", { schema: text }, async (_request, reply) => {
     const ready = ctx.state.ready && !ctx.state.shuttingDown;
-    return reply
-      .code(ready ? 200 : 503)
-      .type("text/plain")
-      .send(ready ? "Ready" : "NotReady");
+    if (ready) return sendText(reply, "Ready");
+    return reply.code(503).type("text/plain").send("NotReady");
   });
 }

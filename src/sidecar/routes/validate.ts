@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { authenticate, callerOf } from "./auth.ts";
 import type { RouteContext } from "./context.ts";
+import { sendObject } from "./ok.ts";
 import { sendProblem } from "./problem.ts";
 import { problemSchema, validateResult } from "./schemas.ts";
 
@@ -30,7 +31,7 @@ export function registerValidateRoute(app: FastifyInstance, ctx: RouteContext): 
             `IDW10203: The 'scope' or 'scp' claim does not contain scopes '${accepted}' or was not found. `,
           );
       }
-      return { protocol: "Bearer", token: caller.token, claims: caller.claims };
+      return sendObject(reply, { protocol: "Bearer", token: caller.token, claims: caller.claims });
     },
   );
 }
