@@ -71,7 +71,17 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
   async function finalize(identity: AgentIdentity): Promise<WorkResult | undefined> {
     if (!identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL)) return undefined;
     const name = identity.status?.federatedCredential?.name;
-    if (name && deps.graph) {
+    // Another live identity of this ServiceAccount and blueprint now relies on the same credential.
+    const heir = deps.identities
+      .list(identity.metadata.namespace)
+      .find(
+        (other) =>
+          other.metadata.name !== identity.metadata.name &&
+          !other.metadata.deletionTimestamp &&
+          other.spec.serviceAccountName === identity.spec.serviceAccountName &&
+          other.spec.blueprint.clientId.toLowerCase() === identity.spec.blueprint.clientId.toLowerCase(),
+      );
+    if (name && deps.graph && !heir) {
       const outcome = await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, name);
       if (!outcome.ok) {
         await deps.events.emit({
@@ -89,7 +99,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
         message: outcome.message,
       });
     }
-    if (name && !deps.graph) {
+    if (name && !deps.graph && !heir) {
       await deps.events.emit({
         ...ref(identity),
         type: "Warning",
@@ -168,7 +178,17 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       obs.secret = secret.observation;
       secretValue = secret.value;
     }
-    const federation = await observeFederation(identity, deps);
+    // A conflicting identity must not touch Graph: the other one may own the same credential.
+    const federation =
+      obs.conflicts.length > 0
+        ? {
+            obs: {
+              state: "skipped" as const,
+              message: "Waiting for the ServiceAccount conflict to be resolved.",
+            },
+            fresh: false,
+          }
+        : await observeFederation(identity, deps);
     obs.federation = federation.obs;
 
     let requeueAfterMs: number | undefined;
@@ -194,7 +214,10 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
         };
         requeueAfterMs = deps.graphPropagationMs ?? GRAPH_PROPAGATION_MS;
       } else {
-        const fingerprint = verificationFingerprint(identity, federation.issuer);
+        const fingerprint = verificationFingerprint(
+          identity,
+          "issuer" in federation ? federation.issuer : undefined,
+        );
         const dueAt = verificationDueAt(identity, fingerprint, deps.policy);
         const at = now().getTime();
         if (dueAt <= at) {

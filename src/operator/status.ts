@@ -16,6 +16,8 @@ export interface Observations {
   secret: { state: "notRequired" } | { state: "ok" } | { state: "problem"; reason: string; message: string };
   federation:
     | { state: "notRequired"; message: string }
+    /** Not looked at because of an earlier problem (e.g. a conflict): nothing was written to Graph. */
+    | { state: "skipped"; message: string }
     | { state: "issuerUnknown"; message: string }
     | { state: "manual"; credential: FederatedCredentialStatus }
     | { state: "graph"; credential: FederatedCredentialStatus; reason: string; message: string }
@@ -80,6 +82,8 @@ function federationDecision(obs: Observations, verified: ConditionDecision): Con
   switch (f.state) {
     case "notRequired":
       return d("True", "NotRequired", f.message);
+    case "skipped":
+      return d("Unknown", "Pending", f.message);
     case "issuerUnknown":
       return d("False", "IssuerUnknown", f.message);
     case "graph":

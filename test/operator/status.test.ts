@@ -47,7 +47,19 @@ describe("decideConditions", () => {
       { invalid: ["spec.tenantId must be a GUID"], conflicts: ["other"] },
       { Ready: ["False", "InvalidSpec"] },
     ],
-    ["conflict wins over the rest", { conflicts: ["other"] }, { Ready: ["False", "Conflict"] }],
+    [
+      "conflict wins over the rest, and federation waits",
+      {
+        conflicts: ["other"],
+        federation: { state: "skipped", message: "m" },
+        verification: { state: "pending", message: "m" },
+      },
+      {
+        Ready: ["False", "Conflict"],
+        FederationConfigured: ["Unknown", "Pending"],
+        Verified: ["Unknown", "Pending"],
+      },
+    ],
     [
       "missing ServiceAccount",
       { serviceAccount: { state: "missing" } },
