@@ -1,0 +1,85 @@
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentIdentity } from "../../src/api/types.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+
+/** `agentid manager` as a real process: it reconciles, and on SIGTERM releases its Lease and exits 0. */
+const cp = useControlPlane({ namespacePrefix: "opproc" });
+const kube = createKubeClient(cp.kubeConfig);
+beforeAll(() => ensureCrd(cp.kubeConfig));
+afterAll(() => kube.close());
+
+interface Lease {
+  spec?: { holderIdentity?: string };
+}
+
+describe("agentid manager process", () => {
+  it("reconciles, then releases the Lease and exits 0 on SIGTERM", async () => {
+    const ns = cp.namespace;
+    const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        "manager",
+        "--kubeconfig",
+        cp.kubeconfigPath,
+        "--namespace",
+        ns,
+        "--lease-namespace",
+        ns,
+        "--no-verify",
+        "--health-host",
+        "127.0.0.1",
+        "--health-port",
+        "0",
+        "--log-level",
+        "info",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => {
+      stdout += c;
+    });
+    child.stderr.on("data", (c) => {
+      stderr += c;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/agentid-manager`;
+      const holder = await eventually(
+        "the manager to hold the Lease",
+        async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity || undefined,
+        60_000,
+      );
+      await createIdentity(kube, ns, "proc");
+      await eventually(
+        "proc Ready",
+        async () => {
+          const identity = await kube.getOptional<AgentIdentity>(identityPath(ns, "proc"));
+          return condition(identity, "Ready")?.status === "True" ? true : undefined;
+        },
+        60_000,
+      );
+
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const lease = await kube.get<Lease>(leasePath);
+      expect(lease.spec?.holderIdentity ?? "").not.toBe(holder);
+      // pino JSON lines on stdout, including the hand-over.
+      const lines = stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { msg?: string });
+      expect(lines.some((l) => l.msg === "stopping: releasing the lease")).toBe(true);
+      expect(stderr).toBe("");
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+});
