@@ -54,6 +54,8 @@ export interface RunningManager {
   /** Base URL of the health and metrics server, when enabled. */
   url?: string;
   identity: string;
+  /** The shared AgentIdentity cache (read-only use), e.g. for the admission webhook in the same process. */
+  identities: Pick<Informer<AgentIdentity>, "get" | "list" | "hasSynced">;
   isLeader(): boolean;
   hasSynced(): boolean;
   metrics: ManagerMetrics;
@@ -225,6 +227,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
   return {
     ...(server ? { url: serverUrl(server) } : {}),
     identity: replica,
+    identities,
     isLeader: () => elector.isLeader(),
     hasSynced: () => identities.hasSynced() && serviceAccounts.hasSynced(),
     metrics,
