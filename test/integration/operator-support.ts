@@ -3,7 +3,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
 import { applyCrd, type RawObject } from "../../src/dev/controlplane-helpers.ts";
-import type { KubeClient } from "../../src/kube/client.ts";
+import { isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 
 /** Shared helpers of the operator's integration tests (not a test file). */
@@ -18,7 +18,16 @@ export async function ensureCrd(kubeConfig: KubeConfig): Promise<void> {
   const crd = parse(
     readFileSync(new URL("../../crds/agentid.io_agentidentities.yaml", import.meta.url), "utf8"),
   ) as RawObject;
-  await applyCrd(kubeConfig, crd);
+  // Test files run in parallel against one API server and may apply the CRD at the same moment: a
+  // replace that loses the race gets 409, so try again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await applyCrd(kubeConfig, crd);
+      break;
+    } catch (error) {
+      if (!isApiError(error, 409) || attempt >= 5) throw error;
+    }
+  }
   applied = true;
 }
 
