@@ -448,6 +448,28 @@ describe("POST /DownstreamApi(Unauthenticated)/{apiName}", () => {
     expect(r.json.statusCode).toBe(302);
   });
 
+  it("follows same-origin redirects with the token when Sidecar__AllowOutboundRedirects is true", async () => {
+    const s = await startTestSidecar(
+      emu,
+      baseEnv(emu, {
+        DownstreamApis__hop__BaseUrl: `${downstream.url}/`,
+        DownstreamApis__hop__RelativePath: "redirect",
+        DownstreamApis__hop__Scopes__0: "api://contoso-weather/.default",
+        DownstreamApis__hop__RequestAppToken: "true",
+        Sidecar__AllowOutboundRedirects: "true",
+      }),
+    );
+    try {
+      const before = downstream.requests.length;
+      const r = await call(`${s.url}/DownstreamApiUnauthenticated/hop`, { method: "POST" });
+      expect(r.json.statusCode, r.text).toBe(200);
+      expect(downstream.requests.slice(before).map((q) => q.url)).toEqual(["/redirect", "/echo"]);
+      expect(String(downstream.requests.at(-1)?.headers.authorization)).toMatch(/^Bearer /);
+    } finally {
+      await s.close();
+    }
+  });
+
   it("retries once with the claims of a downstream claims challenge", async () => {
     await emu.resetCounters();
     const r = await call(
