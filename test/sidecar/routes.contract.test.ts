@@ -236,6 +236,21 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expect(claimsOf(byDomain)).toMatchObject({ tid: IDS.tenant, azp: IDS.agent });
   });
 
+  it("Claims override goes to Entra with the claims, bypassing the cached token", async () => {
+    const url = `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`;
+    const cached = tokenOf(await call(url));
+    await emu.resetCounters();
+    const claims = encodeURIComponent('{"access_token":{"xms_cc":{"values":["cp1"]}}}');
+    const r = await call(`${url}&optionsOverride.AcquireTokenOptions.Claims=${claims}`);
+    expect(r.status, r.text).toBe(200);
+    expect(tokenOf(r)).not.toBe(cached);
+    expect((await emu.counters()).byClient[IDS.agent]?.client_credentials).toBe(1);
+  });
+
+  it("serves no metrics unless a metrics port is configured", () => {
+    expect(open.sidecar.metricsUrl).toBeUndefined();
+  });
+
   it("FmiPath override sends fmi_path on the blueprint's own app token request", async () => {
     await emu.resetCounters();
     const r = await call(
