@@ -1,6 +1,6 @@
-import type { KubeConfig } from "@kubernetes/client-node";
 import { Agent, type Dispatcher, ProxyAgent, request as undiciRequest } from "undici";
 import { apiErrorFrom, isNotFound } from "./errors.ts";
+import type { HttpsOptionsTarget, KubeConfigLike } from "./kubeconfig.ts";
 
 /**
  * Raw JSON requests to the Kubernetes API over a KubeConfig's TLS and credentials.
@@ -86,19 +86,18 @@ interface TlsMaterial {
   servername?: string;
 }
 
+/** Binary TLS material as undici wants it (a kubeconfig may hand out strings or lists). */
+function asBuffer(value: HttpsOptionsTarget["ca"]): Buffer | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (Array.isArray(value)) return Buffer.concat(value.map((v) => Buffer.from(v as string | Buffer)));
+  return Buffer.from(value as string | Buffer);
+}
+
 /** Reads TLS material and fresh auth headers from the KubeConfig (exec and file token providers rotate). */
 async function connectionOptions(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeConfigLike,
 ): Promise<{ tls: TlsMaterial; headers: Record<string, string> }> {
-  const opts: {
-    ca?: Buffer;
-    cert?: Buffer;
-    key?: Buffer;
-    rejectUnauthorized?: boolean;
-    servername?: string;
-    headers?: Record<string, unknown>;
-    auth?: string;
-  } = {};
+  const opts: HttpsOptionsTarget = {};
   await kubeConfig.applyToHTTPSOptions(opts);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(opts.headers ?? {})) {
@@ -106,15 +105,18 @@ async function connectionOptions(
   }
   if (opts.auth) headers.Authorization = `Basic ${Buffer.from(opts.auth).toString("base64")}`;
   const tls: TlsMaterial = {};
-  if (opts.ca) tls.ca = opts.ca;
-  if (opts.cert) tls.cert = opts.cert;
-  if (opts.key) tls.key = opts.key;
+  const ca = asBuffer(opts.ca);
+  const cert = asBuffer(opts.cert);
+  const key = asBuffer(opts.key as HttpsOptionsTarget["ca"]);
+  if (ca) tls.ca = ca;
+  if (cert) tls.cert = cert;
+  if (key) tls.key = key;
   if (opts.rejectUnauthorized !== undefined) tls.rejectUnauthorized = opts.rejectUnauthorized;
   if (opts.servername) tls.servername = opts.servername;
   return { tls, headers };
 }
 
-export function createKubeClient(kubeConfig: KubeConfig, options: KubeClientOptions = {}): KubeClient {
+export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClientOptions = {}): KubeClient {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
   const serverUrl = new URL(cluster.server);
@@ -225,7 +227,7 @@ export function createKubeClient(kubeConfig: KubeConfig, options: KubeClientOpti
  * should hold a client from `createKubeClient` so connections are reused.
  */
 export async function request<T = unknown>(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeConfigLike,
   method: KubeMethod,
   path: string,
   body?: unknown,

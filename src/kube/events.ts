@@ -1,7 +1,7 @@
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
 import { createKubeClient, isNotFound, type KubeClient } from "./client.ts";
+import type { KubeConfigLike } from "./kubeconfig.ts";
 import type { KubeObject } from "./store.ts";
 
 /**
@@ -13,7 +13,7 @@ import type { KubeObject } from "./store.ts";
 export type EventType = "Normal" | "Warning";
 
 export interface EventRecorderOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConfigLike;
   client?: KubeClient;
   /** `source.component` and `reportingComponent`, e.g. "agentid-manager". */
   component: string;

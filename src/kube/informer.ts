@@ -1,8 +1,8 @@
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
 import { type BackoffPolicy, createBackoff, jittered, type Random, sleep } from "./backoff.ts";
 import { createKubeClient, isGone, type KubeClient, type Query } from "./client.ts";
+import type { KubeConfigLike } from "./kubeconfig.ts";
 import {
   createLineSplitter,
   isKubeObject,
@@ -25,7 +25,7 @@ export type { KubeObject, ObjectMeta } from "./store.ts";
 export type WatchRestartReason = "closed" | "gone" | "error" | "stall" | "resync";
 
 export interface InformerOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConfigLike;
   /** Share one client (connection pool, request counter) between informers; made from kubeConfig if absent. */
   client?: KubeClient;
   /** List path, e.g. "/apis/agentid.io/v1alpha1/agentidentities" or "/api/v1/namespaces/ns/serviceaccounts". */

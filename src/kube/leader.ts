@@ -1,8 +1,8 @@
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
 import { jittered, type Random, sleep } from "./backoff.ts";
 import { createKubeClient, isConflict, type KubeClient } from "./client.ts";
+import type { KubeConfigLike } from "./kubeconfig.ts";
 import {
   decide,
   type LeaseObject,
@@ -22,7 +22,7 @@ import {
  */
 
 export interface LeaderElectionOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConfigLike;
   client?: KubeClient;
   namespace: string;
   name: string;

@@ -1,4 +1,4 @@
-import { KubeConfig } from "@kubernetes/client-node";
+import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "./https.ts";
@@ -41,7 +41,7 @@ export const managerCommand: Command = {
   options: {
     kubeconfig: {
       type: "string",
-      help: "Kubeconfig file (default: in-cluster, else ~/.kube/config).",
+      help: "Kubeconfig file(s) (default: in-cluster, else ~/.kube/config). Exec plugins must return a token.",
       env: "KUBECONFIG",
     },
     namespace: {
@@ -150,10 +150,9 @@ export const managerCommand: Command = {
       );
     }
     const caPems = readCaFiles(listOption(values, "ca-file"));
-    const kubeConfig = new KubeConfig();
     const file = stringOption(values, "kubeconfig");
-    if (file) kubeConfig.loadFromFile(file);
-    else kubeConfig.loadFromDefault();
+    // Not client-node's KubeConfig: its index loads every generated API model (about 55 MB resident).
+    const kubeConfig = await loadKubeConfig(file ? { kubeconfig: file } : {});
     const logger = createLogger({ name: "agentid-manager", level });
     // @azure/identity is loaded only for Graph mode: it costs about 20 MB of memory.
     const graph = graphClientId

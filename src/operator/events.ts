@@ -1,7 +1,7 @@
-import type { KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, KIND } from "../api/constants.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { createEventRecorder, type EventRecorder } from "../kube/events.ts";
+import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 
 /** Where the reconciler reports transitions; behind an interface so the decisions stay testable. */
@@ -22,7 +22,7 @@ export interface EventSink {
  * secrets, best effort: a failed event never fails a reconcile).
  */
 export function createEventSink(
-  kubeConfig: KubeConfig,
+  kubeConfig: KubeConfigLike,
   client: KubeClient,
   logger: Logger,
   instance: string,

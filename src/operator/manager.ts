@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { KubeConfig } from "@kubernetes/client-node";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Dispatcher } from "undici";
 import { API_VERSION, PLURAL } from "../api/constants.ts";
 import type { AgentIdentity } from "../api/types.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { createInformer, type Informer } from "../kube/informer.ts";
+import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import { createLeaderElector, type LeaderElector } from "../kube/leader.ts";
 import { createWorkQueue, type WorkQueue } from "../kube/queue.ts";
 import { type KubeObject, keyOf } from "../kube/store.ts";
@@ -23,7 +23,7 @@ import { type ServiceAccountObject, serviceAccountPath } from "./service-account
 import { createVerifier } from "./verify.ts";
 
 export interface ManagerOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConfigLike;
   logger: Logger;
   /** Watch one namespace only; all namespaces when absent. */
   namespace?: string;
