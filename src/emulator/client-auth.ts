@@ -1,4 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
+import { checkCertificateAssertion, isOwnAssertion } from "./certificate-auth.ts";
 import { fmiSubject } from "./claims.ts";
 import { issuerOf, type TokenContext } from "./context.ts";
 import type { TenantSpec } from "./directory.ts";
@@ -24,7 +25,7 @@ export interface AuthenticatedClient {
   /** Entra's azpacr: "1" secret, "2" assertion. */
   azpacr: "1" | "2";
   /** How the client proved itself, for the log. */
-  method: "client_secret" | "federated_assertion" | "agent_exchange_token";
+  method: "client_secret" | "client_certificate" | "federated_assertion" | "agent_exchange_token";
 }
 
 /**
@@ -58,6 +59,11 @@ export async function authenticateClient(
   if (client.kind === "agentIdentity") {
     await checkAgentExchangeToken(ctx, t, client, assertion, jwt);
     return { client, azpacr: "2", method: "agent_exchange_token" };
+  }
+  if (isOwnAssertion(jwt)) {
+    await checkCertificateAssertion(ctx, t, client, assertion, jwt);
+    checkReplay(ctx, String(jwt.payload.iss), jwt);
+    return { client, azpacr: "2", method: "client_certificate" };
   }
   await checkFederatedAssertion(ctx, client, assertion, jwt);
   return { client, azpacr: "2", method: "federated_assertion" };
@@ -144,6 +150,11 @@ async function checkFederatedAssertion(
       throw errors.issuerMetadataUnavailable(issuer);
     }
   }
+  checkReplay(ctx, issuer, jwt);
+}
+
+/** With replay protection on, an assertion's `jti` may be used once (per issuer) until it expires. */
+function checkReplay(ctx: TokenContext, issuer: string, jwt: DecodedJwt): void {
   if (ctx.settings.rejectReplayedAssertions && typeof jwt.payload.jti === "string") {
     const exp = jwt.payload.exp ?? ctx.now();
     if (!ctx.replay.record(`${issuer}|${jwt.payload.jti}`, exp + CLOCK_SKEW_SECONDS, ctx.now())) {

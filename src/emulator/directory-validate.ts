@@ -13,6 +13,7 @@ import {
   type TenantSpec,
   type UserSpec,
 } from "./directory.ts";
+import { checkKeyCredentials } from "./key-credentials.ts";
 
 /**
  * Checks a directory and fills in derived ids. Throws DirectoryError listing every problem with its
@@ -105,6 +106,9 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
     app.displayName ??= `app ${app.appId}`;
     app.clientSecrets ??= [];
     app.federatedIdentityCredentials ??= [];
+    app.keyCredentials ??= [];
+    if (!Array.isArray(app.keyCredentials)) problems.push(`${p}.keyCredentials: must be a list`);
+    else checkKeyCredentials(app.keyCredentials, String(app.appId).toLowerCase(), p, problems);
     app.clientSecrets.forEach((s, j) => {
       if (!isObject(s) || typeof s.value !== "string" || s.value.length < 8) {
         problems.push(`${p}.clientSecrets[${j}].value: must be a string of at least 8 characters`);

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import type { KeyCredentialSpec } from "./key-credentials.ts";
 
 /**
  * The emulated directory: what a developer writes in YAML/JSON and what the admin API accepts.
@@ -61,6 +62,8 @@ export interface ApplicationSpec extends ResourceFields {
   kind?: "application" | "agentIdentityBlueprint" | "managedIdentity";
   clientSecrets?: ClientSecretSpec[];
   federatedIdentityCredentials?: FederatedCredentialSpec[];
+  /** Certificates whose private keys may sign the app's client assertions (Graph's keyCredentials). */
+  keyCredentials?: KeyCredentialSpec[];
 }
 
 export interface AgentIdentitySpec {

@@ -156,6 +156,55 @@ export const errors = {
       `Client assertion failed signature validation. [Reason - ${reason}]`,
       401,
     ),
+  // Certificate credentials (client assertions signed with a certificate registered on the app).
+  noCertificateThumbprint: () =>
+    new EntraError(
+      "invalid_request",
+      50027,
+      "Invalid JWT token. No certificate thumbprint specified in token header.",
+    ),
+  assertionClientIdMismatch: () =>
+    new EntraError(
+      "invalid_client",
+      700021,
+      `Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at ${CERT_DOCS}.`,
+      401,
+    ),
+  assertionSubjectMismatch: () =>
+    new EntraError(
+      "invalid_client",
+      50048,
+      "Subject must match the issuer claim in the client assertion.",
+      401,
+    ),
+  assertionAudienceMismatch: () =>
+    new EntraError(
+      "invalid_client",
+      700023,
+      `Client assertion audience claim does not match Realm issuer. Review the documentation at ${CERT_DOCS}.`,
+      401,
+    ),
+  certificateNotFound: (thumbprint: string, appId: string) =>
+    new EntraError(
+      "invalid_client",
+      700027,
+      `The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '${appId}'.]`,
+      401,
+    ),
+  certificateExpired: (thumbprint: string, start: string, end: string) =>
+    new EntraError(
+      "invalid_client",
+      700027,
+      `The certificate with identifier used to sign the client assertion is expired on application. [Reason - The key used is expired., Thumbprint of key used by client: '${thumbprint}', Found key 'Start=${usDate(start)}, End=${usDate(end)}']`,
+      401,
+    ),
+  certificateSignature: (thumbprint: string, start: string, end: string) =>
+    new EntraError(
+      "invalid_client",
+      700027,
+      `Client assertion contains an invalid signature. [Reason - Key was found, but use of the key to verify the signature failed., Thumbprint of key used by client: '${thumbprint}', Found key 'Start=${usDate(start)}, End=${usDate(end)}']`,
+      401,
+    ),
   issuerMetadataUnavailable: (issuer: string) =>
     new EntraError(
       "invalid_request",
@@ -259,6 +308,15 @@ export const errors = {
       status,
     ),
 };
+
+const CERT_DOCS = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials";
+
+/** Entra prints key validity as `06/29/2021 21:13:15` (US order, UTC). */
+function usDate(isoDate: string): string {
+  const d = new Date(isoDate);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${p(d.getUTCMonth() + 1)}/${p(d.getUTCDate())}/${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}`;
+}
 
 function iso(seconds: number): string {
   return new Date(seconds * 1000).toISOString();

@@ -13,6 +13,7 @@ import {
   type UserSpec,
 } from "./directory.ts";
 import { normalizeDirectory } from "./directory-validate.ts";
+import { type KeyCredentialSpec, keyCredentialProblem } from "./key-credentials.ts";
 
 /** The token exchange audience every federated credential and agent exchange token uses. */
 export const TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange";
@@ -194,6 +195,38 @@ export class DirectoryStore {
       const before = app.federatedIdentityCredentials ?? [];
       app.federatedIdentityCredentials = before.filter((f) => f.name !== nameOrId && f.id !== nameOrId);
       removed = app.federatedIdentityCredentials.length !== before.length;
+    });
+    return removed;
+  }
+
+  /** Registers a certificate on an app; answers it as stored (keyId, thumbprint and dates filled in). */
+  addKeyCredential(tenantId: string, appIdOrObjectId: string, credential: unknown): KeyCredentialSpec {
+    const problem = keyCredentialProblem(credential);
+    if (problem) throw new DirectoryError(`key credential: ${problem}`);
+    let appId = "";
+    this.#mutate(tenantId, (t) => {
+      const app = findApp(t, appIdOrObjectId);
+      appId = app.appId;
+      app.keyCredentials ??= [];
+      app.keyCredentials.push({ ...(credential as KeyCredentialSpec) });
+    });
+    const t = this.tenant(tenantId);
+    const stored = t ? findApp(t, appId).keyCredentials?.at(-1) : undefined;
+    if (!stored) throw new DirectoryError(`application '${appIdOrObjectId}' lost its key credential`);
+    return stored;
+  }
+
+  /** Removes by keyId or SHA-1 thumbprint (any case); false when there was none. */
+  removeKeyCredential(tenantId: string, appIdOrObjectId: string, keyIdOrThumbprint: string): boolean {
+    const key = keyIdOrThumbprint.toLowerCase();
+    let removed = false;
+    this.#mutate(tenantId, (t) => {
+      const app = findApp(t, appIdOrObjectId);
+      const before = app.keyCredentials ?? [];
+      app.keyCredentials = before.filter(
+        (k) => k.keyId?.toLowerCase() !== key && k.customKeyIdentifier?.toLowerCase() !== key,
+      );
+      removed = app.keyCredentials.length !== before.length;
     });
     return removed;
   }

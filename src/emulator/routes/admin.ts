@@ -27,6 +27,21 @@ const ficParams = {
   required: ["tenant", "appId"],
 } as const;
 
+const keyCredentialBody = {
+  type: "object",
+  required: ["key"],
+  additionalProperties: false,
+  properties: {
+    key: { type: "string", minLength: 1, maxLength: 64 * 1024 },
+    keyId: { type: "string", maxLength: 64 },
+    displayName: { type: "string", maxLength: 256 },
+    startDateTime: { type: "string", maxLength: 64 },
+    endDateTime: { type: "string", maxLength: 64 },
+    type: { type: "string", enum: ["AsymmetricX509Cert"] },
+    usage: { type: "string", enum: ["Verify"] },
+  },
+} as const;
+
 const tenantParams = {
   type: "object",
   properties: { tenant: { type: "string", maxLength: 256 } },
@@ -118,6 +133,34 @@ export function registerAdminRoutes(
       if (!t) return reply;
       if (!ctx.store.removeFederatedCredential(t.id, request.params.appId, request.params.name)) {
         return problem(reply, 404, "Not Found", `no federated identity credential '${request.params.name}'`);
+      }
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: { tenant: string; appId: string } }>(
+    "/_emulator/tenants/:tenant/applications/:appId/keyCredentials",
+    { schema: { params: ficParams, body: keyCredentialBody } },
+    async (request, reply) => {
+      const t = tenantOr404(request.params.tenant, reply);
+      if (!t) return reply;
+      const key = ctx.store.addKeyCredential(t.id, request.params.appId, request.body);
+      ctx.logger.info(
+        { tenant: t.id, appId: request.params.appId, keyId: key.keyId, thumbprint: key.customKeyIdentifier },
+        "key credential added",
+      );
+      return reply.code(201).send(key);
+    },
+  );
+
+  app.delete<{ Params: { tenant: string; appId: string; name: string } }>(
+    "/_emulator/tenants/:tenant/applications/:appId/keyCredentials/:name",
+    { schema: { params: ficParams } },
+    async (request, reply) => {
+      const t = tenantOr404(request.params.tenant, reply);
+      if (!t) return reply;
+      if (!ctx.store.removeKeyCredential(t.id, request.params.appId, request.params.name)) {
+        return problem(reply, 404, "Not Found", `no key credential '${request.params.name}'`);
       }
       return reply.code(204).send();
     },
