@@ -1,0 +1,144 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decodeJwt } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import {
+  baseEnv,
+  call,
+  claimsOf,
+  type Emu,
+  IDS,
+  startEmu,
+  startTestSidecar,
+  type TestSidecar,
+  tokenOf,
+} from "./harness.ts";
+
+/**
+ * The `Path` credential source: the blueprint authenticates with a PEM certificate and key from disk
+ * (msal-node signs the client assertion), against a certificate registered on the blueprint in the
+ * emulator, which verifies it as Entra does. Certificates are generated here; none is committed.
+ */
+const API = {
+  "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
+  "DownstreamApis__graph-app__RequestAppToken": "true",
+  Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
+};
+
+let emu: Emu;
+let registered: TestCertificate;
+let unregistered: TestCertificate;
+const dir = mkdtempSync(join(tmpdir(), "agentid-sidecar-cert-"));
+const sidecars: TestSidecar[] = [];
+
+function writePem(name: string, cert: TestCertificate): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${cert.certPem}\n${cert.keyPem}\n`, { mode: 0o600 });
+  return path;
+}
+
+function certificateEnv(path: string): Record<string, string> {
+  return {
+    ...baseEnv(emu, API),
+    AzureAd__ClientCredentials__0__SourceType: "Path",
+    AzureAd__ClientCredentials__0__CertificateDiskPath: path,
+    AzureAd__ClientCredentials__0__ClientSecret: "",
+  };
+}
+
+beforeAll(async () => {
+  [registered, unregistered] = await Promise.all([
+    testCertificate("sidecar blueprint"),
+    testCertificate("not on the blueprint"),
+  ]);
+  emu = await startEmu();
+  await emu.admin("POST", `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials`, {
+    key: registered.certPem,
+  });
+});
+
+afterAll(async () => {
+  for (const s of sidecars) await s.close();
+  await emu?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("Path (certificate from disk)", () => {
+  it("gets an app token and an agent token (fmi_path leg) with the blueprint's certificate", async () => {
+    const s = await startTestSidecar(emu, certificateEnv(writePem("blueprint.pem", registered)));
+    sidecars.push(s);
+    await emu.resetCounters();
+    const app = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(app.status, app.text).toBe(200);
+    // azpacr 2: the blueprint proved itself with a certificate, not a secret.
+    expect(claimsOf(app)).toMatchObject({
+      azp: IDS.blueprint,
+      azpacr: "2",
+      aud: "https://graph.microsoft.com",
+    });
+    const agent = await call(
+      `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
+    );
+    expect(agent.status, agent.text).toBe(200);
+    expect(claimsOf(agent)).toMatchObject({
+      azp: IDS.agent,
+      xms_par_app_azp: IDS.blueprint,
+      roles: ["User.Read.All"],
+    });
+    const counts = (await emu.counters()).byClient;
+    expect(counts[IDS.blueprint]).toEqual({ client_credentials: 1, "client_credentials+fmi_path": 1 });
+    expect(counts[IDS.agent]).toEqual({ client_credentials: 1 });
+  });
+
+  it("answers Microsoft's 401 problem with the AADSTS message for a certificate the blueprint does not have", async () => {
+    const s = await startTestSidecar(emu, certificateEnv(writePem("stranger.pem", unregistered)));
+    sidecars.push(s);
+    const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(r.status, r.text).toBe(401);
+    expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(r.json).toMatchObject({ status: 401, title: expect.any(String) });
+    expect(String(r.json.detail)).toMatch(/AADSTS700027: .*The key was not found/);
+    expect(String(r.json.detail)).toContain(unregistered.sha256);
+    expect(r.text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
+    expect(s.logs.join("")).not.toContain("PRIVATE KEY");
+  });
+
+  it("falls through to the next credential when Entra rejects the certificate", async () => {
+    const s = await startTestSidecar(emu, {
+      ...certificateEnv(writePem("stranger-then-secret.pem", unregistered)),
+      AzureAd__ClientCredentials__1__SourceType: "ClientSecret",
+      AzureAd__ClientCredentials__1__ClientSecret: IDS.blueprintSecret,
+    });
+    sidecars.push(s);
+    const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(r.status, r.text).toBe(200);
+    expect(decodeJwt(tokenOf(r)).azpacr).toBe("1");
+  });
+
+  it("stops working once the certificate is removed from the blueprint", async () => {
+    const s = await startTestSidecar(emu, certificateEnv(writePem("removed.pem", registered)));
+    sidecars.push(s);
+    const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`;
+    expect((await call(url)).status).toBe(200);
+    await emu.admin(
+      "DELETE",
+      `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials/${registered.sha1}`,
+    );
+    try {
+      // The cached token stays valid; a forced refresh is refused by Entra and the cached token is served.
+      const forced = await call(url);
+      expect(forced.status).toBe(200);
+      const fresh = await call(
+        `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
+      );
+      expect(fresh.status).toBe(401);
+      expect(String(fresh.json.detail)).toMatch(/AADSTS700027/);
+    } finally {
+      await emu.admin("POST", `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials`, {
+        key: registered.certPem,
+      });
+    }
+  });
+});
