@@ -50,6 +50,26 @@ function headerThumbprint(
 }
 
 /**
+ * RFC 7515 §4.1.6: `x5c` is a non-empty array of base64 DER certificates, the first holding the signing
+ * key, so it must be the certificate the thumbprint names. It is checked for shape only; trust comes
+ * from the registered certificate, never from `x5c`.
+ */
+function checkX5c(x5c: unknown, thumbprint: { hex: string; hash: "sha1" | "sha256" }): void {
+  if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((c) => typeof c === "string")) {
+    throw errors.malformedJwt("the x5c header must be a non-empty array of base64 DER certificates");
+  }
+  let leaf: string;
+  try {
+    leaf = parseCertificate(String(x5c[0]))[thumbprint.hash];
+  } catch {
+    throw errors.malformedJwt("the first x5c entry is not a base64 DER certificate");
+  }
+  if (leaf !== thumbprint.hex) {
+    throw errors.malformedJwt("the first x5c certificate is not the one the thumbprint header names");
+  }
+}
+
+/**
  * Verifies a client assertion the app signed with one of its registered certificates, in Entra's
  * order of checks: who it claims to be, for whom, which key, the key's validity window, the signature.
  * `x5c` is not used to find the key: subject-name/issuer (SNI) trust is not emulated, so the
@@ -77,6 +97,7 @@ export async function checkCertificateAssertion(
   if (!CERTIFICATE_ALGORITHMS.includes(alg)) throw errors.unsupportedSigningAlgorithm(alg);
   const thumbprint = headerThumbprint(header);
   if (!thumbprint) throw errors.noCertificateThumbprint();
+  if (header.x5c !== undefined) checkX5c(header.x5c, thumbprint);
   const key = (client.app.keyCredentials ?? []).find(
     (k) => parseCertificate(k.key)[thumbprint.hash] === thumbprint.hex,
   );

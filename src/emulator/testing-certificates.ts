@@ -1,5 +1,16 @@
-import { createHash, createPrivateKey, type KeyObject, randomUUID, X509Certificate } from "node:crypto";
+// @peculiar/x509 resolves its providers through tsyringe, which needs the Reflect metadata API first.
+import "reflect-metadata";
+import {
+  createHash,
+  createPrivateKey,
+  type KeyObject,
+  randomUUID,
+  webcrypto,
+  X509Certificate,
+} from "node:crypto";
+import * as x509 from "@peculiar/x509";
 import { SignJWT } from "jose";
+// pki.ts also installs @peculiar/x509's crypto provider, which testEcCertificate relies on.
 import { type CertificateAuthority, createCertificateAuthority, issueCertificate } from "../lib/pki.ts";
 
 /**
@@ -66,4 +77,23 @@ export function signAssertion(cert: TestCertificate, o: AssertionOptions): Promi
     .setNotBefore(now)
     .setExpirationTime(now + (o.expiresIn ?? 600));
   return jwt.sign(o.signingKey ?? cert.privateKey);
+}
+
+/** A self-signed ECDSA P-256 certificate and key (PEM), for the "RSA only" checks. */
+export async function testEcCertificate(): Promise<{ certPem: string; keyPem: string }> {
+  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = (await webcrypto.subtle.generateKey(algorithm, true, [
+    "sign",
+    "verify",
+  ])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: "CN=ec test",
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    keys,
+    signingAlgorithm: algorithm,
+  });
+  const der = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
+  return { certPem: cert.toString("pem"), keyPem: x509.PemConverter.encode(der, "PRIVATE KEY") };
 }

@@ -11,7 +11,12 @@ import {
   startHarness,
 } from "./test-harness.ts";
 import { callJson, IDS, testDirectory } from "./testing.ts";
-import { signAssertion, type TestCertificate, testCertificate } from "./testing-certificates.ts";
+import {
+  signAssertion,
+  type TestCertificate,
+  testCertificate,
+  testEcCertificate,
+} from "./testing-certificates.ts";
 
 /** Certificate credentials: an app's own client assertion signed with a certificate registered on it. */
 let h: Harness;
@@ -88,7 +93,7 @@ describe("client_credentials with a certificate", () => {
       header: { "x5t#S256": registered.x5tS256, x5c },
     });
     expect((await h.token(params(ok))).status).toBe(200);
-    // The unregistered certificate in x5c does not make it trusted.
+    // An unregistered certificate in x5c does not make it trusted (no subject-name/issuer trust).
     const other = await signAssertion(unregistered, {
       clientId: IDS.app,
       audience: tokenEndpoint(),
@@ -207,6 +212,35 @@ describe("rejections", () => {
       /No certificate thumbprint specified in token header/,
     ],
     [
+      "an empty x5c header",
+      () =>
+        signAssertion(registered, {
+          clientId: IDS.app,
+          audience: tokenEndpoint(),
+          header: { "x5t#S256": registered.x5tS256, x5c: [] },
+        }),
+      400,
+      "invalid_request",
+      50027,
+      /x5c header must be a non-empty array/,
+    ],
+    [
+      "an x5c whose first certificate is not the thumbprint's",
+      () =>
+        signAssertion(registered, {
+          clientId: IDS.app,
+          audience: tokenEndpoint(),
+          header: {
+            "x5t#S256": registered.x5tS256,
+            x5c: [unregistered.certPem.replace(/-----[A-Z ]+-----|\s/g, "")],
+          },
+        }),
+      400,
+      "invalid_request",
+      50027,
+      /first x5c certificate is not the one/,
+    ],
+    [
       "no jti",
       () => signAssertion(registered, { clientId: IDS.app, audience: tokenEndpoint(), jti: null }),
       400,
@@ -312,6 +346,9 @@ describe("key credentials in the directory and the admin API", () => {
       endDateTime: "2029-01-01T00:00:00Z",
     });
     expect(String(window.json.detail)).toContain("endDateTime: must be after startDateTime");
+    const ec = await admin("POST", keysPath(IDS.app), { key: (await testEcCertificate()).certPem });
+    expect(ec.status).toBe(400);
+    expect(String(ec.json.detail)).toContain("only RSA certificates are accepted");
     expect(
       (await admin("POST", keysPath("9b1c6f0e-2f43-4d4c-9d1e-8f0c2a6b7e11"), { key: registered.certPem }))
         .status,
