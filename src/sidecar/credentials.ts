@@ -61,16 +61,23 @@ export class AssertionFile {
 
 function loadCertificate(path: string): ClientCredential {
   const pem = readFileSync(path, "utf8");
-  const certBlock = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
-  if (!certBlock) throw new Error(`${path} holds no PEM certificate`);
-  const cert = new X509Certificate(certBlock);
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new Error(`${path} holds no PEM certificate`);
   const key = createPrivateKey(pem);
-  if (!cert.checkPrivateKey(key)) throw new Error(`${path}: the private key does not match the certificate`);
+  // Entra's certificate credentials are RS256/PS256 assertions: any other key could never sign one.
+  if (key.asymmetricKeyType !== "rsa") {
+    throw new Error(
+      `${path}: the key is ${String(key.asymmetricKeyType)}; Entra certificate credentials need an RSA key`,
+    );
+  }
+  const leaf = blocks.find((b) => new X509Certificate(b).checkPrivateKey(key));
+  if (!leaf) throw new Error(`${path}: the private key does not match the certificate`);
   return {
     kind: "certificate",
-    thumbprintSha256: createHash("sha256").update(cert.raw).digest("hex"),
+    thumbprintSha256: createHash("sha256").update(new X509Certificate(leaf).raw).digest("hex"),
     privateKey: key.export({ type: "pkcs8", format: "pem" }).toString(),
-    x5c: cert.raw.toString("base64"),
+    // msal-node reads x5c as PEM (a bare base64 body became an empty x5c header); leaf first, as RFC 7515 asks.
+    x5c: [leaf, ...blocks.filter((b) => b !== leaf)].join("\n"),
   };
 }
 

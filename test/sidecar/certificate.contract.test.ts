@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import {
+  type TestCertificate,
+  testCertificate,
+  testEcCertificate,
+} from "../../src/emulator/testing-certificates.ts";
 import {
   baseEnv,
   call,
@@ -103,6 +107,15 @@ describe("Path (certificate from disk)", () => {
     expect(String(r.json.detail)).toContain(unregistered.sha256);
     expect(r.text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
     expect(s.logs.join("")).not.toContain("PRIVATE KEY");
+  });
+
+  it("refuses to start with a non-RSA certificate, which Entra's certificate credentials do not take", async () => {
+    const ec = await testEcCertificate();
+    const path = join(dir, "ec.pem");
+    writeFileSync(path, `${ec.certPem}\n${ec.keyPem}\n`, { mode: 0o600 });
+    await expect(startTestSidecar(emu, certificateEnv(path))).rejects.toThrow(
+      /ClientCredentials:0 \(Path\): .*RSA/,
+    );
   });
 
   it("falls through to the next credential when Entra rejects the certificate", async () => {

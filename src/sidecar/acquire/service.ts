@@ -10,8 +10,13 @@ import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 
 const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
 
-/** Entra errors that mean "this credential is not accepted": the next configured credential is tried. */
-const CREDENTIAL_ERRORS = /AADSTS(7000215|7000222|700024|700027|70021|50012)\b/;
+/**
+ * Entra errors that mean "this credential is not accepted": the next configured credential is tried.
+ * The certificate codes are Microsoft.Identity.Web's CertificateErrorCodes (revoked, outside its
+ * validity window, invalid signature).
+ */
+const CREDENTIAL_ERRORS =
+  /AADSTS(7000215|7000222|700024|700027|70021|50012|7000214|1000502|7000274|7000277)\b/;
 
 export interface TokenServiceOptions extends ClientFactoryOptions {
   clientId: string;
