@@ -274,6 +274,10 @@ describe("rejections", () => {
     expect(entraCode(r)).toBe(code);
     expect(String(r.json.error_description)).toMatch(description);
     expect(String(r.json.error_description)).not.toContain(assertion.split(".")[2]);
+    const logs = h.logLines.join("");
+    expect(logs).toContain(`"code":"AADSTS${code}"`);
+    expect(logs).not.toContain(assertion.split(".")[2]);
+    expect(logs).not.toContain("PRIVATE KEY");
   });
 
   it.each([
