@@ -1,4 +1,5 @@
-import { type Dispatcher, errors, interceptors, request } from "undici";
+import type { Dispatcher } from "undici";
+import type { Outbound, OutboundClient } from "./http.ts";
 import type { EffectiveApi } from "./routes/plan.ts";
 
 /** The `/DownstreamApi` answer: Microsoft's `DownstreamApiResult`. */
@@ -61,7 +62,7 @@ export interface DownstreamCall {
 }
 
 export interface DownstreamOptions {
-  dispatcher: Dispatcher;
+  outbound: Outbound;
   allowRedirects: boolean;
   timeoutMs: number;
   maxResponseBytes: number;
@@ -74,9 +75,14 @@ export interface DownstreamClient {
 export function createDownstreamClient(options: DownstreamOptions): DownstreamClient {
   // Redirects are off unless configured (Microsoft's default since 1.1.0); undici drops Authorization
   // when a redirect leaves the origin.
-  const dispatcher = options.allowRedirects
-    ? options.dispatcher.compose(interceptors.redirect({ maxRedirections: 5 }))
-    : options.dispatcher;
+  let client: Promise<OutboundClient> | undefined;
+  const outbound = (): Promise<OutboundClient> =>
+    (client ??= options.outbound.get().then(({ undici, dispatcher }) => ({
+      undici,
+      dispatcher: options.allowRedirects
+        ? dispatcher.compose(undici.interceptors.redirect({ maxRedirections: 5 }))
+        : dispatcher,
+    })));
   return {
     async call({ api, authorizationHeader, body }) {
       const headers: Record<string, string> = {
@@ -86,9 +92,10 @@ export function createDownstreamClient(options: DownstreamOptions): DownstreamCl
       };
       if (body) headers["content-type"] = body.contentType;
       const url = downstreamUrl(api);
+      const { undici, dispatcher } = await outbound();
       let response: Dispatcher.ResponseData;
       try {
-        response = await request(url, {
+        response = await undici.request(url, {
           method: api.httpMethod as Dispatcher.HttpMethod,
           headers,
           dispatcher,
@@ -98,7 +105,7 @@ export function createDownstreamClient(options: DownstreamOptions): DownstreamCl
       } catch (error) {
         const timedOut =
           error instanceof Error &&
-          (error.name === "TimeoutError" || error instanceof errors.HeadersTimeoutError);
+          (error.name === "TimeoutError" || error instanceof undici.errors.HeadersTimeoutError);
         const host = new URL(url).host;
         throw timedOut
           ? new DownstreamError(504, `The downstream API '${api.name}' (${host}) did not answer in time`)

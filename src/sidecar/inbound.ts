@@ -1,11 +1,11 @@
 import type { createRemoteJWKSet, JWTPayload } from "jose";
-import { type Dispatcher, fetch as undiciFetch } from "undici";
+import type { Outbound } from "./http.ts";
 
 export interface InboundOptions {
   instance: string;
   tenantId: string;
   audiences: string[];
-  dispatcher: Dispatcher;
+  outbound: Outbound;
   /** Minimum time between two JWKS downloads triggered by an unknown key id. */
   jwksCooldownMs?: number;
   /** .NET's default clock skew. */
@@ -38,9 +38,10 @@ export class InboundValidator {
     this.#o = options;
   }
 
-  #fetch(url: string, init?: { headers?: Headers; signal?: AbortSignal }): Promise<Response> {
-    return undiciFetch(url, {
-      dispatcher: this.#o.dispatcher,
+  async #fetch(url: string, init?: { headers?: Headers; signal?: AbortSignal }): Promise<Response> {
+    const { undici, dispatcher } = await this.#o.outbound.get();
+    return undici.fetch(url, {
+      dispatcher,
       redirect: "manual",
       ...(init?.headers ? { headers: Object.fromEntries(init.headers.entries()) } : {}),
       ...(init?.signal ? { signal: init.signal } : {}),

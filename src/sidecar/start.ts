@@ -10,7 +10,7 @@ import { formatProblems, loadConfig } from "./config/load.ts";
 import type { SidecarConfig } from "./config/types.ts";
 import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
-import { createDispatcher } from "./http.ts";
+import { createOutbound } from "./http.ts";
 import { InboundValidator } from "./inbound.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import type { RouteContext } from "./routes/context.ts";
@@ -61,14 +61,14 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   if (config.logLevel && !options.logger) logger.level = config.logLevel;
   for (const w of warnings) logger.warn(w);
 
-  const dispatcher = createDispatcher(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
+  const outbound = createOutbound(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
   // prom-client is loaded only when metrics are asked for.
   let prom: PromMetrics | undefined;
   if (options.metricsPort !== undefined)
     prom = (await import("./metrics.ts")).createPromMetrics(() => cache.size);
   const metrics: MetricsSink | undefined = prom?.sink;
   const networkClient = createNetworkClient({
-    dispatcher,
+    outbound,
     timeoutMs: options.entraTimeoutMs ?? 10_000,
     ...(metrics
       ? { observe: (_url: string, status: number, seconds: number) => metrics.entraRequest(status, seconds) }
@@ -76,7 +76,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   });
   const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
   if (loaded.length === 0) {
-    await dispatcher.close();
+    await outbound.close();
     throw new SidecarConfigError(
       credentialProblems.length > 0 ? credentialProblems : ["no usable client credential"],
     );
@@ -114,11 +114,11 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       instance: config.instance,
       tenantId: config.tenantId,
       audiences: config.audiences,
-      dispatcher,
+      outbound,
       ...(options.jwksCooldownMs !== undefined ? { jwksCooldownMs: options.jwksCooldownMs } : {}),
     }),
     downstream: createDownstreamClient({
-      dispatcher,
+      outbound,
       allowRedirects: config.allowOutboundRedirects,
       timeoutMs: options.downstreamTimeoutMs ?? 30_000,
       maxResponseBytes: options.maxDownstreamResponseBytes ?? 16 * 1024 * 1024,
@@ -144,7 +144,8 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
-  // Warm msal-node now that the port is open, so the first token request does not pay for loading it.
+  // Load undici and msal-node now that the port is open, so the first token request does not pay for them.
+  outbound.warm();
   loadMsal().catch((error: unknown) =>
     logger.error({ err: (error as Error).message }, "cannot load msal-node"),
   );
@@ -170,7 +171,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       }
       await metricsApp?.close();
       cache.close();
-      await dispatcher.close();
+      await outbound.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
-import { type Dispatcher, request } from "undici";
+import type { Outbound } from "../http.ts";
 import { loadMsal, type Msal } from "./msal.ts";
 
 /**
@@ -54,7 +54,7 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 }
 
 export interface NetworkClientOptions {
-  dispatcher: Dispatcher;
+  outbound: Outbound;
   timeoutMs: number;
   /** Called once per HTTP exchange with Entra, for metrics. */
   observe?: (url: string, status: number, seconds: number) => void;
@@ -71,9 +71,10 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
     const started = performance.now();
     let status = 0;
     try {
-      const response = await request(url, {
+      const { undici, dispatcher } = await options.outbound.get();
+      const response = await undici.request(url, {
         method,
-        dispatcher: options.dispatcher,
+        dispatcher,
         headers: init?.headers ?? {},
         ...(method === "POST" ? { body: init?.body ?? "" } : {}),
         signal: AbortSignal.timeout(options.timeoutMs),
