@@ -2,14 +2,7 @@ import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "./https.ts";
-import { startManager } from "./manager.ts";
-
-/**
- * Heap settings for the manager's container (NODE_OPTIONS). V8's defaults let the heap grow far past the
- * live data (about 60 MB for 1,000 identities); these keep the resident size under 200 MB. Raise
- * --max-old-space-size for clusters with many thousands of AgentIdentities.
- */
-export const RECOMMENDED_NODE_OPTIONS = "--max-semi-space-size=1 --max-old-space-size=128";
+import { ensureManagerHeapFlags } from "./v8-flags.ts";
 
 /** "90s", "30m", "6h" or plain milliseconds. */
 export function parseDuration(value: string, flag: string): number {
@@ -36,7 +29,8 @@ export const managerCommand: Command = {
     "Reconciles AgentIdentities: ensures and marks their ServiceAccounts, computes (or in Graph mode creates)",
     "the federated identity credential, and proves it against Entra. Uses the in-cluster configuration, or",
     "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
-    `Recommended: NODE_OPTIONS="${RECOMMENDED_NODE_OPTIONS}" (bounded heap; see docs/operator.md).`,
+    "It re-executes itself once with --max-semi-space-size=8 (bounded young generation, see docs/operator.md)",
+    "unless NODE_OPTIONS or a node flag sets --max-semi-space-size.",
   ].join("\n"),
   options: {
     kubeconfig: {
@@ -150,6 +144,8 @@ export const managerCommand: Command = {
       );
     }
     const caPems = readCaFiles(listOption(values, "ca-file"));
+    // Every flag is valid: from here on the process runs the manager, so fix its heap first.
+    ensureManagerHeapFlags();
     const file = stringOption(values, "kubeconfig");
     // Not client-node's KubeConfig: its index loads every generated API model (about 55 MB resident).
     const kubeConfig = await loadKubeConfig(file ? { kubeconfig: file } : {});
@@ -168,6 +164,7 @@ export const managerCommand: Command = {
         }
       : undefined;
     const namespace = stringOption(values, "namespace");
+    const { startManager } = await import("./manager.ts");
     const manager = await startManager({
       kubeConfig,
       logger,

@@ -33,7 +33,7 @@ describe("agentid manager (a real process)", () => {
     ]) {
       expect(result.stdout).toContain(option);
     }
-    expect(result.stdout).toContain("NODE_OPTIONS=");
+    expect(result.stdout).toContain("--max-semi-space-size"); // the heap rule, docs/operator.md
   });
 
   it.each([
