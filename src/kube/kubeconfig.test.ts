@@ -216,6 +216,20 @@ describe("kubeconfig files", () => {
     await expect(loadKubeconfigFile(join(dir, "absent.yaml"))).rejects.toThrow(KubeconfigError);
   });
 
+  it("reports a failing exec plugin with its stderr, scrubbed of tokens", async () => {
+    const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl";
+    const plugin = join(dir, "failing-plugin.sh");
+    writeFileSync(plugin, `#!/bin/sh\necho "login required (stale ${jwt})" >&2\nexit 3\n`);
+    chmodSync(plugin, 0o755);
+    const kc = await loadKubeconfigFile(kubeconfig("exec-fail.yaml", { exec: { command: plugin } }));
+    const error = await seenBy(kc).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(/exec credential plugin .* failed: login required/);
+    expect(error?.message).not.toContain(jwt);
+  });
+
   it("refuses an exec plugin that returns a client certificate", async () => {
     const plugin = join(dir, "cert-plugin.sh");
     writeFileSync(plugin, `#!/bin/sh\necho '{"status":{"clientCertificateData":"x","clientKeyData":"y"}}'\n`);

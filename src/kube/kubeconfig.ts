@@ -4,6 +4,7 @@ import type { RequestOptions as HttpsRequestOptions } from "node:https";
 import { isIPv6 } from "node:net";
 import { homedir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
+import { scrubTokens } from "../lib/log.ts";
 import {
   type ClusterSettings,
   type ExecSettings,
@@ -83,8 +84,8 @@ const runExec: ExecRunner = (command, args, env) =>
   new Promise((resolvePromise, reject) => {
     execFile(command, args, { env, timeout: 60_000, maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
       if (error) {
-        // stderr of a credential plugin explains the failure (login needed, ...); it never holds the token.
-        const detail = String(stderr).trim().split("\n").slice(-3).join(" ");
+        // stderr of a credential plugin explains the failure (login needed, ...); scrubbed all the same.
+        const detail = scrubTokens(String(stderr).trim().split("\n").slice(-3).join(" "));
         reject(new KubeconfigError(`exec credential plugin '${command}' failed: ${detail || error.message}`));
       } else resolvePromise({ stdout: String(stdout) });
     });
