@@ -1,5 +1,6 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
-import type { Logger } from "pino";
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import Fastify, { type FastifyInstance, type FastifyServerFactoryHandler } from "fastify";
 import { isLoopback } from "./loopback.ts";
 import type { MetricsSink } from "./metrics.ts";
 import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
@@ -10,7 +11,6 @@ import { sendProblem } from "./routes/problem.ts";
 import { registerValidateRoute } from "./routes/validate.ts";
 
 export interface ServerOptions {
-  logger: Logger;
   metrics?: MetricsSink;
   bodyLimitBytes?: number;
 }
@@ -20,13 +20,55 @@ function isProbe(url: string): boolean {
   return PROBE_PATHS.has(q < 0 ? url : url.slice(0, q));
 }
 
+function numberOption(opts: Record<string, unknown>, name: string, fallback: number): number {
+  const value = opts[name];
+  return typeof value === "number" ? value : fallback;
+}
+
+/**
+ * The HTTP server under fastify. Whether a peer is on this machine is decided once per connection,
+ * when it is accepted; a request from elsewhere gets 403 with an empty body before fastify sees it
+ * (Microsoft's LocalCallerRestriction), except the probe paths. Loopback requests pay one WeakSet
+ * lookup instead of a fastify onRequest hook.
+ */
+function loopbackOnlyServer(
+  handler: FastifyServerFactoryHandler,
+  opts: Record<string, unknown>,
+  onDenied: () => void,
+): Server {
+  const remote = new WeakSet<Socket>();
+  const server = createServer((request, response) => {
+    if (remote.has(request.socket) && !isProbe(request.url ?? "/")) {
+      deny(response);
+      onDenied();
+      return;
+    }
+    handler(request, response);
+  });
+  server.on("connection", (socket: Socket) => {
+    if (!isLoopback(socket.remoteAddress)) remote.add(socket);
+  });
+  // What fastify sets on a server it creates itself.
+  server.keepAliveTimeout = numberOption(opts, "keepAliveTimeout", 72_000);
+  server.requestTimeout = numberOption(opts, "requestTimeout", 0);
+  server.setTimeout(numberOption(opts, "connectionTimeout", 0));
+  return server;
+}
+
+function deny(response: ServerResponse): void {
+  response.writeHead(403, { "content-length": "0" });
+  response.end();
+}
+
 export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyInstance {
+  const metrics = options.metrics;
   const app = Fastify({
-    loggerInstance: options.logger as FastifyBaseLogger,
-    // Per-request access logs would cost more than the hot path itself; failures are logged where they happen.
-    logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger: building one costs more than answering from the cache.
-    childLoggerFactory: (logger) => logger,
+    // No logger for fastify itself: with one, fastify builds a child logger and listens for the end of
+    // every response, which costs more than answering from the cache. Routes log through ctx.log where
+    // something fails; per-request access logs are not written.
+    logger: false,
+    serverFactory: (handler, opts) =>
+      loopbackOnlyServer(handler, opts, () => metrics?.httpRequest("not_loopback", 403)),
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
     // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
@@ -37,15 +79,6 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     ajv: { customOptions: { validateSchema: false } },
   });
 
-  app.addHook("onRequest", (request, reply, done) => {
-    if (!isLoopback(request.socket.remoteAddress) && !isProbe(request.url)) {
-      // 403 with an empty body, before anything else runs (Microsoft's LocalCallerRestriction).
-      reply.code(403).send();
-      return;
-    }
-    done();
-  });
-  const metrics = options.metrics;
   if (metrics) {
     app.addHook("onResponse", (request, reply, done) => {
       metrics.httpRequest(request.routeOptions.url ?? "unmatched", reply.statusCode);
@@ -60,10 +93,10 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, 404, `No route for ${request.method} ${request.url.split("?", 1)[0]}`),
   );
-  app.setErrorHandler((error: { statusCode?: number; message: string }, request, reply) => {
+  app.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
     const status =
       error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-    if (status === 500) request.log.error({ err: error.message }, "unexpected error");
+    if (status === 500) ctx.log.error({ err: error.message }, "unexpected error");
     return sendProblem(reply, status, status === 500 ? "An unexpected error occurred." : error.message);
   });
 

@@ -124,8 +124,9 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       maxResponseBytes: options.maxDownstreamResponseBytes ?? 16 * 1024 * 1024,
     }),
     state: { ready: false, shuttingDown: false },
+    log: logger,
   };
-  const app = buildServer(ctx, { logger, ...(metrics ? { metrics } : {}) });
+  const app = buildServer(ctx, metrics ? { metrics } : {});
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;

@@ -30,11 +30,11 @@ export function authenticate(ctx: RouteContext) {
       callers.set(request, { token, claims: await ctx.inbound.verify(token) });
     } catch (error) {
       if (error instanceof InvalidTokenError) {
-        request.log.info({ reason: error.message }, "inbound token rejected");
+        ctx.log.info({ reason: error.message }, "inbound token rejected");
         await reply.code(401).header("www-authenticate", 'Bearer error="invalid_token"').send();
         return;
       }
-      request.log.error({ err: (error as Error).message }, "cannot validate inbound tokens");
+      ctx.log.error({ err: (error as Error).message }, "cannot validate inbound tokens");
       await sendProblem(
         reply,
         500,

@@ -55,12 +55,12 @@ export function registerAuthorizationHeaderRoutes(app: FastifyInstance, ctx: Rou
       if (error instanceof ProblemError) return sendProblem(reply, error.status, error.message);
       throw error;
     }
-    for (const w of r.warnings) request.log.warn(w);
+    for (const w of r.warnings) ctx.log.warn(w);
     try {
       const result = tokenFor(ctx, r);
       return sendHeader(reply, result instanceof Promise ? await result : result);
     } catch (error) {
-      return sendAcquisitionProblem(reply, error);
+      return sendAcquisitionProblem(reply, error, ctx.log);
     }
   }
 

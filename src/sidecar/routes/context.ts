@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import type { TokenService } from "../acquire/service.ts";
 import type { RouteName, SidecarConfig } from "../config/types.ts";
 import type { DownstreamClient } from "../downstream.ts";
@@ -14,6 +15,8 @@ export interface RouteContext {
   inbound: InboundValidator;
   downstream: DownstreamClient;
   state: { ready: boolean; shuttingDown: boolean };
+  /** The sidecar's logger (fastify itself runs without one, see server.ts). */
+  log: Logger;
 }
 
 export interface Resolved {

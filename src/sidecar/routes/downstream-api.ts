@@ -32,7 +32,7 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
       if (error instanceof ProblemError) return sendProblem(reply, error.status, error.message);
       throw error;
     }
-    for (const w of resolved.warnings) request.log.warn(w);
+    for (const w of resolved.warnings) ctx.log.warn(w);
     // The body is forwarded as received, with the inbound Content-Type (Microsoft's behaviour).
     const contentType = request.headers["content-type"];
     const body =
@@ -58,10 +58,10 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
       return sendObject(reply, outcome.result);
     } catch (error) {
       if (error instanceof DownstreamError) {
-        request.log.warn({ api: resolved.api.name, status: error.status }, error.message);
+        ctx.log.warn({ api: resolved.api.name, status: error.status }, error.message);
         return sendProblem(reply, error.status, error.message);
       }
-      return sendAcquisitionProblem(reply, error);
+      return sendAcquisitionProblem(reply, error, ctx.log);
     }
   }
 

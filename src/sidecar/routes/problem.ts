@@ -1,4 +1,5 @@
 import type { FastifyReply } from "fastify";
+import type { Logger } from "pino";
 import { scrubTokens } from "../../lib/log.ts";
 import { entraRefusal, isMsalNetworkError } from "../acquire/msal.ts";
 import { isEntraUnavailable } from "../acquire/network.ts";
@@ -62,13 +63,13 @@ export function acquisitionProblem(error: unknown): Problem {
   return problem(500, "An unexpected error occurred.");
 }
 
-export function sendAcquisitionProblem(reply: FastifyReply, error: unknown): FastifyReply {
+export function sendAcquisitionProblem(reply: FastifyReply, error: unknown, log: Logger): FastifyReply {
   const p = acquisitionProblem(error);
   if (p.status === 500)
-    reply.log.error(
+    log.error(
       { err: error instanceof Error ? scrubTokens(error.message) : "unknown" },
       "token acquisition failed",
     );
-  else reply.log.warn({ detail: p.detail }, "token acquisition refused by Entra");
+  else log.warn({ detail: p.detail }, "token acquisition refused by Entra");
   return reply.code(p.status).type("application/problem+json").send(JSON.stringify(p));
 }

@@ -6,7 +6,9 @@
  * - Refresh-ahead: a token is renewed in the background before it expires, on use and by a sweep,
  *   so the hot path keeps answering from memory; a failed refresh backs off and the old token is
  *   served until it really expires.
- * The hot path (`lookup`) is a Map get, a timestamp compare and an LRU bump.
+ * The hot path (`lookup`) is a Map get, a timestamp compare and a counter bump (LRU order is kept
+ *   as a use counter per entry; the least recently used entry is searched for only when one must go,
+ *   which happens on an acquisition, never on the hot path).
  */
 
 export interface AcquiredToken {
@@ -33,6 +35,8 @@ interface Entry {
   /** After this the token is no longer handed out as fresh (kept only as a fallback while Entra is down). */
   staleAt: number;
   usedSinceRefresh: boolean;
+  /** Value of the cache's use counter at the last lookup or acquisition (LRU order). */
+  lastUsed: number;
   /** Earliest next background refresh after a failure. */
   retryAt: number;
   failures: number;
@@ -93,6 +97,7 @@ export class TokenCache {
   readonly #events: CacheEvents;
   readonly #onRefreshError: ((key: string, error: unknown) => void) | undefined;
   readonly #timer: NodeJS.Timeout | undefined;
+  #uses = 0;
 
   constructor(options: TokenCacheOptions) {
     this.#max = Math.max(1, options.maxEntries);
@@ -117,9 +122,7 @@ export class TokenCache {
     const now = this.#now();
     if (now >= entry.staleAt) return undefined;
     entry.usedSinceRefresh = true;
-    // LRU: move to the back of the insertion order.
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
+    entry.lastUsed = ++this.#uses;
     if (now >= entry.refreshAt && now >= entry.retryAt && !this.#inflight.has(key)) this.#refresh(key, entry);
     this.#events.hit?.();
     return entry.token;
@@ -176,6 +179,18 @@ export class TokenCache {
     if (this.#timer) clearInterval(this.#timer);
   }
 
+  #leastRecentlyUsed(): string | undefined {
+    let oldest: string | undefined;
+    let oldestUse = Number.POSITIVE_INFINITY;
+    for (const [key, entry] of this.#entries) {
+      if (entry.lastUsed < oldestUse) {
+        oldest = key;
+        oldestUse = entry.lastUsed;
+      }
+    }
+    return oldest;
+  }
+
   #refresh(key: string, entry: Entry): void {
     this.#acquire(key, entry.load).then(
       () => this.#events.refresh?.("ok"),
@@ -194,18 +209,18 @@ export class TokenCache {
       .then((acquired) => {
         const token = toCached(acquired);
         const { refreshAt, staleAt } = schedule(acquired, started);
-        this.#entries.delete(key);
         this.#entries.set(key, {
           token,
           load,
           refreshAt,
           staleAt,
           usedSinceRefresh: false,
+          lastUsed: ++this.#uses,
           retryAt: 0,
           failures: 0,
         });
         while (this.#entries.size > this.#max) {
-          const oldest = this.#entries.keys().next().value;
+          const oldest = this.#leastRecentlyUsed();
           if (oldest === undefined) break;
           this.#entries.delete(oldest);
           this.#events.evict?.();
