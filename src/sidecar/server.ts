@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyServerFactoryHandler } from "fastify";
+import type { LazySchemaCompilers } from "./lazy-schemas.ts";
 import { isLoopback } from "./loopback.ts";
 import type { MetricsSink } from "./metrics.ts";
 import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
@@ -12,6 +13,8 @@ import { registerValidateRoute } from "./routes/validate.ts";
 
 export interface ServerOptions {
   metrics?: MetricsSink;
+  /** Schema compilers that load on first use (fastify's defaults, loaded before listening, otherwise). */
+  schemaCompilers?: LazySchemaCompilers;
   bodyLimitBytes?: number;
 }
 
@@ -77,6 +80,9 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     // when compiling them): checking them against Ajv's meta-schema first would compile that meta-schema
     // at every start, about half of the time from process start to ready.
     ajv: { customOptions: { validateSchema: false } },
+    ...(options.schemaCompilers
+      ? { schemaController: { compilersFactory: options.schemaCompilers.compilersFactory } }
+      : {}),
   });
 
   if (metrics) {

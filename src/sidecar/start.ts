@@ -12,6 +12,7 @@ import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
 import { createOutbound } from "./http.ts";
 import { InboundValidator } from "./inbound.ts";
+import { lazySchemaCompilers } from "./lazy-schemas.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer } from "./server.ts";
@@ -126,7 +127,8 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  const app = buildServer(ctx, metrics ? { metrics } : {});
+  const schemaCompilers = lazySchemaCompilers();
+  const app = buildServer(ctx, { schemaCompilers, ...(metrics ? { metrics } : {}) });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
@@ -145,11 +147,24 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
-  // Load undici and msal-node now that the port is open, so the first token request does not pay for them.
-  outbound.warm();
-  loadMsal().catch((error: unknown) =>
-    logger.error({ err: (error as Error).message }, "cannot load msal-node"),
-  );
+  // Load msal-node, undici and the schema compilers before the first token request needs them, but
+  // after the first readiness answer: loading them blocks the event loop for a few hundred
+  // milliseconds, which would otherwise delay that answer (the pod's start). Without a probe, a second
+  // after listening; any request that comes first loads what it needs itself.
+  let warmed = false;
+  const warmUp = () => {
+    if (warmed) return;
+    warmed = true;
+    clearTimeout(warmTimer);
+    outbound.warm();
+    schemaCompilers.warm();
+    loadMsal().catch((error: unknown) =>
+      logger.error({ err: (error as Error).message }, "cannot load msal-node"),
+    );
+  };
+  const warmTimer = setTimeout(warmUp, 1000);
+  warmTimer.unref();
+  ctx.warmUp = warmUp;
   ctx.state.ready = true;
   logger.info(
     { url, metrics: metricsUrl, apis: [...config.apis.keys()], credential: loaded[0]?.label },
@@ -163,6 +178,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     ...(metricsUrl ? { metricsUrl } : {}),
     async close() {
       ctx.state.shuttingDown = true;
+      clearTimeout(warmTimer);
       // Connections that turn idle while draining are closed too (Node only closes those idle at the start).
       const sweeper = setInterval(() => app.server.closeIdleConnections(), 100);
       try {

@@ -17,6 +17,8 @@ export interface RouteContext {
   state: { ready: boolean; shuttingDown: boolean };
   /** The sidecar's logger (fastify itself runs without one, see server.ts). */
   log: Logger;
+  /** Loads what the first token request needs; called after the first ready answer (see start.ts). */
+  warmUp?: () => void;
 }
 
 export interface Resolved {

@@ -11,7 +11,10 @@ export function registerHealthRoutes(app: FastifyInstance, ctx: RouteContext): v
   app.all("/healthz", { schema: text }, async (_request, reply) => sendText(reply, "Healthy"));
   app.get("/readyz", { schema: text }, async (_request, reply) => {
     const ready = ctx.state.ready && !ctx.state.shuttingDown;
-    if (ready) return sendText(reply, "Ready");
+    if (ready) {
+      if (ctx.warmUp) setImmediate(ctx.warmUp);
+      return sendText(reply, "Ready");
+    }
     return reply.code(503).type("text/plain").send("NotReady");
   });
 }
