@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { enableCompileCache } from "node:module";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
+import { RECOMMENDED_NODE_OPTIONS } from "./node-options.ts";
 
 function positiveInt(values: OptionValues, name: string): number | undefined {
   const raw = stringOption(values, name);
@@ -19,6 +20,7 @@ export const sidecarCommand: Command = {
     "ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS) from the environment and an optional appsettings.json, validates all of",
     "it and exits 1 listing every problem. Listens on 127.0.0.1:5000 unless configured otherwise. SIGTERM drains",
     "in-flight requests and exits 0. See docs/sidecar.md for every key.",
+    `Recommended: NODE_OPTIONS="${RECOMMENDED_NODE_OPTIONS}" (a small young generation; see docs/sidecar.md).`,
   ].join("\n"),
   options: {
     config: {

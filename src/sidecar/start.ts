@@ -86,12 +86,17 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
 
   const cache = new TokenCache({
     maxEntries: options.cacheMaxEntries ?? 10_000,
-    events: {
-      hit: () => metrics?.cacheEvent("hit"),
-      miss: () => metrics?.cacheEvent("miss"),
-      refresh: (outcome) => metrics?.cacheEvent(`refresh_${outcome}`),
-      evict: () => metrics?.cacheEvent("evict"),
-    },
+    // No event callbacks at all without metrics: a cache hit then calls nothing.
+    ...(metrics
+      ? {
+          events: {
+            hit: () => metrics.cacheEvent("hit"),
+            miss: () => metrics.cacheEvent("miss"),
+            refresh: (outcome: "ok" | "error") => metrics.cacheEvent(`refresh_${outcome}`),
+            evict: () => metrics.cacheEvent("evict"),
+          },
+        }
+      : {}),
     onRefreshError: (_key, error) =>
       logger.warn(
         { err: error instanceof Error ? error.message : "unknown" },
