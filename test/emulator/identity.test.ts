@@ -8,9 +8,9 @@ import {
   WorkloadIdentityCredential,
 } from "@azure/identity";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { IDS, testDirectory } from "../../src/emulator/testing.ts";
-import { EXCHANGE_AUDIENCE, KUBE_SUBJECT, type OidcIssuer, startOidcIssuer } from "./oidc-issuer.ts";
+import { claimsOf, type Harness } from "../../src/emulator/test-harness.ts";
+import { IDS } from "../../src/emulator/testing.ts";
+import { type OidcIssuer, startHarnessTrusting, startOidcIssuer } from "./oidc-issuer.ts";
 
 /**
  * Interoperability with @azure/identity's credentials, pointed at the emulator as Azure Workload Identity
@@ -21,13 +21,7 @@ let issuer: OidcIssuer;
 
 beforeAll(async () => {
   issuer = await startOidcIssuer();
-  const directory = testDirectory();
-  const blueprint = directory.tenants[0]?.applications?.find((a) => a.appId === IDS.blueprint);
-  if (!blueprint) throw new Error("the test directory has no blueprint");
-  blueprint.federatedIdentityCredentials = [
-    { name: "kube-sa", issuer: issuer.url, subject: KUBE_SUBJECT, audiences: [EXCHANGE_AUDIENCE] },
-  ];
-  h = await startHarness({ directory, trustedCaPems: [issuer.caPem] });
+  h = await startHarnessTrusting(issuer);
   setDefaultCACertificates([...getCACertificates("default"), h.emulator.caPem]);
 });
 afterAll(async () => {

@@ -2,9 +2,9 @@ import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ConfidentialClientApplication, type Configuration } from "@azure/msal-node";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS, testDirectory } from "../../src/emulator/testing.ts";
-import { EXCHANGE_AUDIENCE, KUBE_SUBJECT, type OidcIssuer, startOidcIssuer } from "./oidc-issuer.ts";
+import { claimsOf, EXCHANGE_SCOPE, type Harness } from "../../src/emulator/test-harness.ts";
+import { callJson, IDS } from "../../src/emulator/testing.ts";
+import { type OidcIssuer, startHarnessTrusting, startOidcIssuer } from "./oidc-issuer.ts";
 
 /**
  * Interoperability with @azure/msal-node, a client no one here wrote: its authority validation, request
@@ -18,13 +18,7 @@ let host: string;
 
 beforeAll(async () => {
   issuer = await startOidcIssuer();
-  const directory = testDirectory();
-  const blueprint = directory.tenants[0]?.applications?.find((a) => a.appId === IDS.blueprint);
-  if (!blueprint) throw new Error("the test directory has no blueprint");
-  blueprint.federatedIdentityCredentials = [
-    { name: "kube-sa", issuer: issuer.url, subject: KUBE_SUBJECT, audiences: [EXCHANGE_AUDIENCE] },
-  ];
-  h = await startHarness({ directory, trustedCaPems: [issuer.caPem] });
+  h = await startHarnessTrusting(issuer);
   setDefaultCACertificates([...getCACertificates("default"), h.emulator.caPem]);
   authority = `${h.emulator.url}/${IDS.tenant}`;
   host = new URL(h.emulator.url).host;

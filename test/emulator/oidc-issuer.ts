@@ -2,6 +2,8 @@ import type { webcrypto } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import Fastify from "fastify";
 import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import { type Harness, startHarness } from "../../src/emulator/test-harness.ts";
+import { IDS, testDirectory } from "../../src/emulator/testing.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 
 type CryptoKey = webcrypto.CryptoKey;
@@ -58,4 +60,18 @@ export async function startOidcIssuer(): Promise<OidcIssuer> {
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * An emulator whose sample blueprint trusts `issuer` through one federated credential (subject
+ * KUBE_SUBJECT), and which trusts the issuer's CA: the set-up of every workload-identity interop test.
+ */
+export async function startHarnessTrusting(issuer: OidcIssuer): Promise<Harness> {
+  const directory = testDirectory();
+  const blueprint = directory.tenants[0]?.applications?.find((a) => a.appId === IDS.blueprint);
+  if (!blueprint) throw new Error("the test directory has no blueprint");
+  blueprint.federatedIdentityCredentials = [
+    { name: "kube-sa", issuer: issuer.url, subject: KUBE_SUBJECT, audiences: [EXCHANGE_AUDIENCE] },
+  ];
+  return startHarness({ directory, trustedCaPems: [issuer.caPem] });
 }
