@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyServerFactoryHandler } from "fastify";
 import type { LazySchemaCompilers } from "./lazy-schemas.ts";
@@ -8,6 +8,7 @@ import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header
 import type { RouteContext } from "./routes/context.ts";
 import { registerDownstreamApiRoutes } from "./routes/downstream-api.ts";
 import { PROBE_PATHS, registerHealthRoutes } from "./routes/health.ts";
+import { answerFromCache, KnownUrls } from "./routes/known-urls.ts";
 import { sendProblem } from "./routes/problem.ts";
 import { registerValidateRoute } from "./routes/validate.ts";
 
@@ -38,6 +39,7 @@ function loopbackOnlyServer(
   handler: FastifyServerFactoryHandler,
   opts: Record<string, unknown>,
   onDenied: () => void,
+  answered: (request: IncomingMessage, response: ServerResponse) => boolean,
 ): Server {
   const remote = new WeakSet<Socket>();
   const server = createServer((request, response) => {
@@ -46,6 +48,7 @@ function loopbackOnlyServer(
       onDenied();
       return;
     }
+    if (answered(request, response)) return;
     handler(request, response);
   });
   server.on("connection", (socket: Socket) => {
@@ -65,13 +68,19 @@ function deny(response: ServerResponse): void {
 
 export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyInstance {
   const metrics = options.metrics;
+  const known = new KnownUrls();
   const app = Fastify({
     // No logger for fastify itself: with one, fastify builds a child logger and listens for the end of
     // every response, which costs more than answering from the cache. Routes log through ctx.log where
     // something fails; per-request access logs are not written.
     logger: false,
     serverFactory: (handler, opts) =>
-      loopbackOnlyServer(handler, opts, () => metrics?.httpRequest("not_loopback", 403)),
+      loopbackOnlyServer(
+        handler,
+        opts,
+        () => metrics?.httpRequest("not_loopback", 403),
+        (request, response) => answerFromCache(known, ctx.tokens, request, response, metrics),
+      ),
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
     // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
@@ -107,7 +116,7 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
   });
 
   registerHealthRoutes(app, ctx);
-  registerAuthorizationHeaderRoutes(app, ctx);
+  registerAuthorizationHeaderRoutes(app, ctx, known);
   registerDownstreamApiRoutes(app, ctx);
   registerValidateRoute(app, ctx);
   return app;

@@ -107,6 +107,21 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expect(tokenOf(b)).toBe(tokenOf(a));
   });
 
+  it("answers a repeated URL (served below fastify from the cache) exactly as the route does", async () => {
+    const url = `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}&repeat=1`;
+    const first = await call(url); // routed, validated and resolved by fastify
+    const again = await call(url); // the cached answer for a known URL
+    expect(again.status).toBe(200);
+    expect(again.text).toBe(first.text);
+    for (const name of ["content-type", "content-length", "cache-control", "pragma", "expires"]) {
+      expect(again.headers.get(name), name).toBe(first.headers.get(name));
+    }
+    expectNoCache(again);
+    // Another method on the same URL still goes through fastify's routing.
+    const post = await call(url, { method: "POST" });
+    expect(post.status).toBe(404);
+  });
+
   it("AgentIdentity gives the agent's token, with the blueprint as parent", async () => {
     const r = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,

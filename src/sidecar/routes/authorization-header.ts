@@ -3,6 +3,7 @@ import type { RouteName } from "../config/types.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import { authenticate, callerOf } from "./auth.ts";
 import { type Resolved, type RouteContext, resolve, tokenFor } from "./context.ts";
+import { type KnownUrls, UNAUTHENTICATED_HEADER_ROUTE } from "./known-urls.ts";
 import { sendJsonText } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
@@ -14,27 +15,11 @@ function sendHeader(reply: FastifyReply, token: CachedToken): FastifyReply {
   return sendJsonText(reply, token.headerBody);
 }
 
-/**
- * Unauthenticated requests are fully described by their URL, so the resolved cache key is remembered
- * per URL: the hot path is then two Map lookups and a pre-serialised body.
- */
-class ResolvedByUrl {
-  readonly #map = new Map<string, Resolved>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(url: string): Resolved | undefined {
-    return this.#map.get(url);
-  }
-  set(url: string, resolved: Resolved): void {
-    if (resolved.force || resolved.warnings.length > 0) return;
-    if (this.#map.size >= this.#max) this.#map.clear();
-    this.#map.set(url, resolved);
-  }
-}
-
-export function registerAuthorizationHeaderRoutes(app: FastifyInstance, ctx: RouteContext): void {
+export function registerAuthorizationHeaderRoutes(
+  app: FastifyInstance,
+  ctx: RouteContext,
+  byUrl: KnownUrls,
+): void {
   const schema = {
     params: apiNameParams,
     querystring: anyQuery,
@@ -64,8 +49,7 @@ export function registerAuthorizationHeaderRoutes(app: FastifyInstance, ctx: Rou
     }
   }
 
-  const byUrl = new ResolvedByUrl(1000);
-  app.get("/AuthorizationHeaderUnauthenticated/:apiName", { schema }, (request: Req, reply) => {
+  app.get(UNAUTHENTICATED_HEADER_ROUTE, { schema }, (request: Req, reply) => {
     const known = byUrl.get(request.url);
     if (known) {
       const hit = ctx.tokens.lookup(known.key);
