@@ -249,7 +249,10 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     if (
       obs.federation.state === "graphFailed" ||
       obs.federation.state === "issuerUnknown" ||
-      obs.serviceAccount.state === "error"
+      obs.serviceAccount.state === "error" ||
+      // Secrets are not watched (least privilege: no list/watch on Secrets), so a missing or incomplete
+      // one is looked at again with the queue's backoff (0.5 s doubling to 5 min) until it is in order.
+      obs.secret.state === "problem"
     ) {
       return { requeue: true };
     }

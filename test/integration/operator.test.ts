@@ -178,11 +178,8 @@ describe("the operator against a real API server and the Entra emulator", () => 
       metadata: { name: "bp" },
       stringData: { secret: BLUEPRINT_SECRET },
     });
-    // Nothing watches Secrets (least privilege): a spec touch re-reconciles.
-    await kube.patch(identityPath(cp.namespace, "with-secret"), "merge", {
-      metadata: { annotations: { touch: "1" } },
-      spec: { agentId: AGENT },
-    });
+    // Nothing watches Secrets (least privilege): the identity is retried with backoff until the Secret
+    // exists, with no change to the AgentIdentity.
     const ok = await until("with-secret", "Ready", "True");
     expect(condition(ok, "Verified")).toMatchObject({ status: "True" });
     expect(condition(ok, "FederationConfigured")).toMatchObject({ status: "True", reason: "NotRequired" });
