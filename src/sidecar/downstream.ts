@@ -1,5 +1,4 @@
-import type { Dispatcher } from "undici";
-import type { Outbound, OutboundClient } from "./http.ts";
+import { type Outbound, OutboundError, type OutboundResponse } from "./outbound.ts";
 import type { EffectiveApi } from "./routes/plan.ts";
 
 /** The `/DownstreamApi` answer: Microsoft's `DownstreamApiResult`. */
@@ -72,17 +71,31 @@ export interface DownstreamClient {
   call(call: DownstreamCall): Promise<{ result: DownstreamResult; wwwAuthenticate?: string | string[] }>;
 }
 
+/** The DownstreamError for a failed exchange: 504 for a timeout, 502 for the rest (pure). */
+export function downstreamFailure(
+  apiName: string,
+  error: unknown,
+  maxResponseBytes: number,
+): DownstreamError {
+  const host = error instanceof OutboundError ? error.host : "";
+  const api = `The downstream API '${apiName}'${host ? ` (${host})` : ""}`;
+  if (!(error instanceof OutboundError)) return new DownstreamError(502, `${api} could not be called`);
+  switch (error.kind) {
+    case "timeout":
+      return new DownstreamError(504, `${api} did not answer in time`);
+    case "too-large":
+      return new DownstreamError(
+        502,
+        `The downstream API '${apiName}' answered more than ${maxResponseBytes} bytes`,
+      );
+    case "broken":
+      return new DownstreamError(502, `The downstream API '${apiName}' broke off its answer`);
+    default:
+      return new DownstreamError(502, `${api} could not be reached`);
+  }
+}
+
 export function createDownstreamClient(options: DownstreamOptions): DownstreamClient {
-  // Redirects are off unless configured (Microsoft's default since 1.1.0); undici drops Authorization
-  // when a redirect leaves the origin.
-  let client: Promise<OutboundClient> | undefined;
-  const outbound = (): Promise<OutboundClient> =>
-    (client ??= options.outbound.get().then(({ undici, dispatcher }) => ({
-      undici,
-      dispatcher: options.allowRedirects
-        ? dispatcher.compose(undici.interceptors.redirect({ maxRedirections: 5 }))
-        : dispatcher,
-    })));
   return {
     async call({ api, authorizationHeader, body }) {
       const headers: Record<string, string> = {
@@ -92,51 +105,28 @@ export function createDownstreamClient(options: DownstreamOptions): DownstreamCl
       };
       if (body) headers["content-type"] = body.contentType;
       const url = downstreamUrl(api);
-      const { undici, dispatcher } = await outbound();
-      let response: Dispatcher.ResponseData;
+      let response: OutboundResponse;
       try {
-        response = await undici.request(url, {
-          method: api.httpMethod as Dispatcher.HttpMethod,
+        response = await options.outbound.request(url, {
+          method: api.httpMethod,
           headers,
-          dispatcher,
           ...(body ? { body: body.text } : {}),
-          signal: AbortSignal.timeout(options.timeoutMs),
+          timeoutMs: options.timeoutMs,
+          maxResponseBytes: options.maxResponseBytes,
+          // Off unless configured (Microsoft's default since 1.1.0); a redirect off the origin drops the token.
+          maxRedirects: options.allowRedirects ? 5 : 0,
         });
       } catch (error) {
-        const timedOut =
-          error instanceof Error &&
-          (error.name === "TimeoutError" || error instanceof undici.errors.HeadersTimeoutError);
-        const host = new URL(url).host;
-        throw timedOut
-          ? new DownstreamError(504, `The downstream API '${api.name}' (${host}) did not answer in time`)
-          : new DownstreamError(502, `The downstream API '${api.name}' (${host}) could not be reached`);
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      try {
-        for await (const chunk of response.body) {
-          size += (chunk as Buffer).length;
-          if (size > options.maxResponseBytes) {
-            response.body.destroy();
-            throw new DownstreamError(
-              502,
-              `The downstream API '${api.name}' answered more than ${options.maxResponseBytes} bytes`,
-            );
-          }
-          chunks.push(chunk as Buffer);
-        }
-      } catch (error) {
-        if (error instanceof DownstreamError) throw error;
-        throw new DownstreamError(502, `The downstream API '${api.name}' broke off its answer`);
+        throw downstreamFailure(api.name, error, options.maxResponseBytes);
       }
       const out: Record<string, string[]> = {};
       for (const [name, value] of Object.entries(response.headers)) {
-        const canonical = CONTENT_HEADERS[name.toLowerCase()];
+        const canonical = CONTENT_HEADERS[name];
         if (canonical && value !== undefined) out[canonical] = Array.isArray(value) ? value : [value];
       }
-      const text = Buffer.concat(chunks).toString("utf8");
+      const text = response.body.toString("utf8");
       const result: DownstreamResult = {
-        statusCode: response.statusCode,
+        statusCode: response.status,
         headers: out,
         content: text.length > 0 ? text : null,
       };

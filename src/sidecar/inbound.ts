@@ -1,5 +1,6 @@
-import type { createRemoteJWKSet, JWTPayload } from "jose";
-import type { Outbound } from "./http.ts";
+import type { JWTPayload } from "jose";
+import { KeysUnavailableError, RemoteKeySet } from "./jwks.ts";
+import type { Outbound } from "./outbound.ts";
 
 export interface InboundOptions {
   instance: string;
@@ -20,7 +21,7 @@ export class InvalidTokenError extends Error {
 
 interface Metadata {
   issuers: string[];
-  jwks: ReturnType<typeof createRemoteJWKSet>;
+  keys: RemoteKeySet;
   jwtVerify: typeof import("jose").jwtVerify;
 }
 
@@ -38,35 +39,37 @@ export class InboundValidator {
     this.#o = options;
   }
 
-  async #fetch(url: string, init?: { headers?: Headers; signal?: AbortSignal }): Promise<Response> {
-    const { undici, dispatcher } = await this.#o.outbound.get();
-    return undici.fetch(url, {
-      dispatcher,
-      redirect: "manual",
-      ...(init?.headers ? { headers: Object.fromEntries(init.headers.entries()) } : {}),
-      ...(init?.signal ? { signal: init.signal } : {}),
-    }) as unknown as Promise<Response>;
-  }
-
   async #loadMetadata(): Promise<Metadata> {
     const url = `${this.#o.instance}${this.#o.tenantId}/v2.0/.well-known/openid-configuration`;
-    const response = await this.#fetch(url, { signal: AbortSignal.timeout(10_000) });
-    if (!response.ok) throw new Error(`OpenID configuration ${url} answered HTTP ${response.status}`);
-    const doc = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
-    if (typeof doc.issuer !== "string" || typeof doc.jwks_uri !== "string") {
-      throw new Error(`OpenID configuration ${url} lacks issuer or jwks_uri`);
+    const host = new URL(url).host;
+    let doc: { issuer?: unknown; jwks_uri?: unknown };
+    try {
+      const response = await this.#o.outbound.request(url, {
+        method: "GET",
+        headers: { accept: "application/json" },
+        timeoutMs: 10_000,
+        maxResponseBytes: 1024 * 1024,
+      });
+      if (response.status !== 200) throw new Error(`answered HTTP ${response.status}`);
+      doc = JSON.parse(response.body.toString("utf8")) as typeof doc;
+    } catch (error) {
+      throw new KeysUnavailableError(`the OpenID configuration at ${host}: ${(error as Error).message}`);
+    }
+    if (typeof doc?.issuer !== "string" || typeof doc.jwks_uri !== "string") {
+      throw new KeysUnavailableError(`the OpenID configuration at ${host} lacks issuer or jwks_uri`);
     }
     const tid = /\/([0-9a-f-]{36})\//i.exec(doc.issuer)?.[1];
     const issuers = [doc.issuer];
     if (tid) issuers.push(`https://sts.windows.net/${tid}/`);
     // jose is loaded on the first inbound token, not at start-up: many sidecars never see one.
-    const { createRemoteJWKSet, customFetch, jwtVerify } = await import("jose");
-    const jwks = createRemoteJWKSet(new URL(doc.jwks_uri), {
-      cooldownDuration: this.#o.jwksCooldownMs ?? 5000,
-      cacheMaxAge: 24 * 3600_000,
-      [customFetch]: (u: string, init: { headers: Headers; signal: AbortSignal }) => this.#fetch(u, init),
+    const { createLocalJWKSet, jwtVerify } = await import("jose");
+    const keys = new RemoteKeySet({
+      url: doc.jwks_uri,
+      outbound: this.#o.outbound,
+      createLocalJWKSet,
+      cooldownMs: this.#o.jwksCooldownMs ?? 5000,
     });
-    return { issuers, jwks, jwtVerify };
+    return { issuers, keys, jwtVerify };
   }
 
   #metadataOnce(): Promise<Metadata> {
@@ -84,10 +87,10 @@ export class InboundValidator {
     const now = Date.now();
     const known = this.#verified.get(token);
     if (known && now < known.expiresAt) return known.payload;
-    const { issuers, jwks, jwtVerify } = await this.#metadataOnce();
+    const { issuers, keys, jwtVerify } = await this.#metadataOnce();
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, jwks, {
+      ({ payload } = await jwtVerify(token, keys.getKey, {
         issuer: issuers,
         audience: this.#o.audiences,
         algorithms: ["RS256"],
@@ -95,6 +98,8 @@ export class InboundValidator {
         requiredClaims: ["exp"],
       }));
     } catch (error) {
+      // Keys we could not load are our (or Entra's) failure, not a bad token.
+      if (error instanceof KeysUnavailableError) throw error;
       throw new InvalidTokenError((error as Error).message);
     }
     const max = this.#o.maxRemembered ?? 1000;

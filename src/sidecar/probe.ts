@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { request } from "undici";
+import { get as httpGet } from "node:http";
 import { envToFlat, flattenJson, get, mergeLayers } from "./config/flat.ts";
 import { resolveListen } from "./config/listen.ts";
 
@@ -32,14 +32,31 @@ export function probeUrl(env: NodeJS.ProcessEnv, appSettingsPath = "appsettings.
   return `http://${host.includes(":") ? `[${host}]` : host}:${listen.port}/readyz`;
 }
 
+/** The status of a GET, the connection closed after it (no agent: a probe makes one call). */
+function statusOf(url: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => req.destroy(new Error(`${url} did not answer in time`)), timeoutMs);
+    const req = httpGet(url, { agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => {
+        clearTimeout(timer);
+        resolve(res.statusCode ?? 0);
+      });
+      res.on("error", reject);
+    });
+    req.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
 /** Polls /readyz until it answers 200 or the deadline passes; for a postStart hook. */
 export async function probe(url: string, timeoutMs: number, intervalMs = 100): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const response = await request(url, { signal: AbortSignal.timeout(2000) });
-      await response.body.dump();
-      if (response.statusCode === 200) return true;
+      if ((await statusOf(url, 2000)) === 200) return true;
     } catch {
       // Not listening yet.
     }

@@ -10,10 +10,10 @@ import { formatProblems, loadConfig } from "./config/load.ts";
 import type { SidecarConfig } from "./config/types.ts";
 import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
-import { createOutbound } from "./http.ts";
 import { InboundValidator } from "./inbound.ts";
 import { lazySchemaCompilers } from "./lazy-schemas.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
+import { createOutbound } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
@@ -77,7 +77,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   });
   const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
   if (loaded.length === 0) {
-    await outbound.close();
+    outbound.close();
     throw new SidecarConfigError(
       credentialProblems.length > 0 ? credentialProblems : ["no usable client credential"],
     );
@@ -152,7 +152,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
-  // Load msal-node, undici and the schema compilers before the first token request needs them, but
+  // Load msal-node and the schema compilers before the first token request needs them, but
   // after the first readiness answer: loading them blocks the event loop for a few hundred
   // milliseconds, which would otherwise delay that answer (the pod's start). Without a probe, a second
   // after listening; any request that comes first loads what it needs itself.
@@ -161,7 +161,6 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     if (warmed) return;
     warmed = true;
     clearTimeout(warmTimer);
-    outbound.warm();
     schemaCompilers.warm();
     loadMsal().catch((error: unknown) =>
       logger.error({ err: (error as Error).message }, "cannot load msal-node"),
@@ -193,7 +192,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       }
       await metricsApp?.close();
       cache.close();
-      await outbound.close();
+      outbound.close();
     },
   };
 }

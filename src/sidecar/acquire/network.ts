@@ -1,5 +1,5 @@
 import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
-import type { Outbound } from "../http.ts";
+import { headerText, type Outbound, OutboundError } from "../outbound.ts";
 import { loadMsal, type Msal } from "./msal.ts";
 
 /**
@@ -60,7 +60,10 @@ export interface NetworkClientOptions {
   observe?: (url: string, status: number, seconds: number) => void;
 }
 
-/** msal-node's INetworkModule over undici, with the sidecar's CA trust and timeouts. */
+/** Entra's answers are a few kilobytes; anything this large is not Entra. */
+const MAX_ENTRA_RESPONSE_BYTES = 4 * 1024 * 1024;
+
+/** msal-node's INetworkModule over the sidecar's outbound client (its CA trust and timeouts). */
 export function createNetworkClient(options: NetworkClientOptions): INetworkModule {
   async function send<T>(
     method: "GET" | "POST",
@@ -71,20 +74,21 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
     const started = performance.now();
     let status = 0;
     try {
-      const { undici, dispatcher } = await options.outbound.get();
-      const response = await undici.request(url, {
+      const response = await options.outbound.request(url, {
         method,
-        dispatcher,
         headers: init?.headers ?? {},
         ...(method === "POST" ? { body: init?.body ?? "" } : {}),
-        signal: AbortSignal.timeout(options.timeoutMs),
+        timeoutMs: options.timeoutMs,
+        maxResponseBytes: MAX_ENTRA_RESPONSE_BYTES,
+        // Sending a token request twice only issues a second token.
+        idempotent: true,
       });
-      status = response.statusCode;
+      status = response.status;
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(response.headers)) {
-        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+        const text = headerText(value);
+        if (text !== undefined) headers[name] = text;
       }
-      const text = await response.body.text();
       if (status === 429 || status >= 500) {
         throw entraUnavailable(
           msal,
@@ -95,7 +99,7 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
       }
       let body: unknown;
       try {
-        body = JSON.parse(text);
+        body = JSON.parse(response.body.toString("utf8"));
       } catch {
         throw entraUnavailable(msal, status, `Entra answered HTTP ${status} with a body that is not JSON`);
       }
@@ -103,7 +107,7 @@ export function createNetworkClient(options: NetworkClientOptions): INetworkModu
     } catch (error) {
       if (error instanceof msal.AuthError) throw error;
       const reason =
-        error instanceof Error && error.name === "TimeoutError" ? "timed out" : "could not be reached";
+        error instanceof OutboundError && error.kind === "timeout" ? "timed out" : "could not be reached";
       throw entraUnavailable(msal, 0, `Entra ${reason} (${new URL(url).host})`);
     } finally {
       options.observe?.(url, status, (performance.now() - started) / 1000);
