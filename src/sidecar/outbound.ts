@@ -1,7 +1,11 @@
-import http, { type IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import https from "node:https";
 import { rootCertificates } from "node:tls";
 import { type Hop, nextHop } from "./redirects.ts";
+
+// The CommonJS view of node:http: an ESM import of it also loads Node's internal undici (building the
+// ESM namespace reads node:http's lazy WebSocket/MessageEvent/CloseEvent exports).
+const http = process.getBuiltinModule("node:http");
 
 /**
  * The sidecar's one HTTP client, for Entra and for downstream APIs, over node:https / node:http.
@@ -135,7 +139,7 @@ export function createOutbound(options: OutboundOptions = {}): Outbound {
         () => fail(new OutboundError("timeout", host, "did not answer in time")),
         Math.max(0, deadline - performance.now()),
       );
-      const onResponse = (res: http.IncomingMessage) => {
+      const onResponse = (res: IncomingMessage) => {
         answered = true;
         const chunks: Buffer[] = [];
         let size = 0;

@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from "node:fs";
-import { get as httpGet } from "node:http";
 import { envToFlat, flattenJson, get, mergeLayers } from "./config/flat.ts";
 import { resolveListen } from "./config/listen.ts";
 
@@ -31,6 +30,9 @@ export function probeUrl(env: NodeJS.ProcessEnv, appSettingsPath = "appsettings.
   else if (host === "::") host = "::1";
   return `http://${host.includes(":") ? `[${host}]` : host}:${listen.port}/readyz`;
 }
+
+// Not `import … from "node:http"`: as an ES module it also loads Node's internal undici (see outbound.ts).
+const httpGet = process.getBuiltinModule("node:http").get;
 
 /** The status of a GET, the connection closed after it (no agent: a probe makes one call). */
 function statusOf(url: string, timeoutMs: number): Promise<number> {
