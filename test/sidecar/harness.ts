@@ -163,6 +163,11 @@ export async function startDownstream(): Promise<Downstream> {
       } else if (path === "/redirect") {
         res.writeHead(302, { location: "/echo" });
         res.end();
+      } else if (path === "/redirect-to") {
+        // ?status=307&to=<url>: a redirect of any kind to anywhere.
+        const query = new URL(req.url ?? "", "http://downstream").searchParams;
+        res.writeHead(Number(query.get("status") ?? 302), { location: query.get("to") ?? "/echo" });
+        res.end();
       } else if (path === "/claims") {
         if (!claimsChallenged) {
           claimsChallenged = true;

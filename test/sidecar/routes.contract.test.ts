@@ -500,6 +500,55 @@ describe("POST /DownstreamApi(Unauthenticated)/{apiName}", () => {
     }
   });
 
+  it("drops the token when a redirect leaves the origin, and the body when the method turns into GET", async () => {
+    const other = await startDownstream(); // another port: another origin
+    const s = await startTestSidecar(
+      emu,
+      baseEnv(emu, {
+        DownstreamApis__away__BaseUrl: `${downstream.url}/`,
+        DownstreamApis__away__RelativePath: "redirect-to",
+        DownstreamApis__away__HttpMethod: "POST",
+        DownstreamApis__away__Scopes__0: "api://contoso-weather/.default",
+        DownstreamApis__away__RequestAppToken: "true",
+        Sidecar__AllowOverrides__CallDownstreamApiUnauthenticated: "true",
+        Sidecar__AllowOutboundRedirects: "true",
+      }),
+    );
+    const hop = (status: number, to: string) =>
+      call(
+        `${s.url}/DownstreamApiUnauthenticated/away?optionsOverride.ExtraQueryParameters.status=${status}&optionsOverride.ExtraQueryParameters.to=${encodeURIComponent(to)}`,
+        { method: "POST", headers: { "content-type": "text/plain" }, body: "hello" },
+      );
+    try {
+      // 307 keeps method and body, but not the token, on another origin.
+      let r = await hop(307, `${other.url}/echo`);
+      expect(r.json.statusCode, r.text).toBe(200);
+      expect(String(downstream.requests.at(-1)?.headers.authorization)).toMatch(/^Bearer ey/);
+      let seen = other.requests.at(-1);
+      expect(seen).toMatchObject({ method: "POST", url: "/echo", body: "hello" });
+      expect(seen?.headers["content-type"]).toBe("text/plain");
+      expect(seen?.headers.authorization).toBeUndefined();
+
+      // 302 after a POST becomes a GET without the body or its content headers.
+      r = await hop(302, `${other.url}/echo`);
+      expect(r.json.statusCode, r.text).toBe(200);
+      seen = other.requests.at(-1);
+      expect(seen).toMatchObject({ method: "GET", url: "/echo", body: "" });
+      expect(seen?.headers["content-type"]).toBeUndefined();
+      expect(seen?.headers.authorization).toBeUndefined();
+
+      // 303 on the same origin: GET, token kept.
+      r = await hop(303, "/echo");
+      expect(r.json.statusCode, r.text).toBe(200);
+      seen = downstream.requests.at(-1);
+      expect(seen).toMatchObject({ method: "GET", url: "/echo", body: "" });
+      expect(String(seen?.headers.authorization)).toMatch(/^Bearer ey/);
+    } finally {
+      await s.close();
+      await other.close();
+    }
+  });
+
   it("retries once with the claims of a downstream claims challenge", async () => {
     await emu.resetCounters();
     const r = await call(
