@@ -44,7 +44,10 @@ export class RemoteKeySet {
 
   /** jose's key resolver (JWTVerifyGetKey). */
   readonly getKey = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => {
-    if (!this.#keys || this.#now() - this.#fetchedAt > (this.#o.maxAgeMs ?? 24 * 3600_000)) {
+    const now = this.#now();
+    const stale = now - this.#fetchedAt > (this.#o.maxAgeMs ?? 24 * 3600_000);
+    // Old keys whose refresh failed stay in use; the refresh is tried again once per cooldown.
+    if (!this.#keys || (stale && now - this.#attemptedAt >= this.#o.cooldownMs)) {
       await this.#reload(this.#keys !== undefined);
     }
     const keys = this.#keys;
