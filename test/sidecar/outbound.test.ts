@@ -161,6 +161,25 @@ describe("outbound client over node:http", () => {
     );
   });
 
+  it("sends an idempotent request again when a reused kept-alive socket turns out closed, others not", async () => {
+    const served = new WeakMap<object, number>();
+    // The second request on any connection finds it closed: the race a kept-alive pool has to handle.
+    const s = await server((req, res) => {
+      const n = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, n);
+      if (n > 1) req.socket.destroy();
+      else res.end("fresh");
+    });
+    const c = client();
+    const get = { method: "GET", headers: {}, timeoutMs: 5000 };
+    await c.request(s.url, get);
+    expect((await c.request(s.url, get)).body.toString()).toBe("fresh");
+    const post = { method: "POST", headers: {}, body: "request-body", timeoutMs: 5000 };
+    expect((await c.request(s.url, { ...post, idempotent: true })).body.toString()).toBe("fresh");
+    expect((await failure(c.request(s.url, post))).kind).toBe("unreachable");
+    expect(s.seen.map((q) => q.method)).toEqual(["GET", "GET", "GET", "POST", "POST", "POST"]);
+  });
+
   it("returns a redirect as is unless asked to follow, and follows at most maxRedirects", async () => {
     const s = await server((req, res) => {
       const n = Number(req.url?.slice(1));
