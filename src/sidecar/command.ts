@@ -1,8 +1,12 @@
-import { readFileSync } from "node:fs";
-import { enableCompileCache } from "node:module";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
-import { RECOMMENDED_NODE_OPTIONS } from "./node-options.ts";
+import { reexecWith } from "../lib/reexec.ts";
+import { describeTuning, SIDECAR_TUNING } from "./tuning.ts";
+
+// CommonJS views of the built-ins: their ESM namespaces load modules the sidecar never uses
+// (node:fs's promises API, for one), memory the sidecar keeps for its lifetime.
+const { readFileSync } = process.getBuiltinModule("node:fs");
+const { enableCompileCache } = process.getBuiltinModule("node:module");
 
 function positiveInt(values: OptionValues, name: string): number | undefined {
   const raw = stringOption(values, name);
@@ -20,7 +24,7 @@ export const sidecarCommand: Command = {
     "ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS) from the environment and an optional appsettings.json, validates all of",
     "it and exits 1 listing every problem. Listens on 127.0.0.1:5000 unless configured otherwise. SIGTERM drains",
     "in-flight requests and exits 0. See docs/sidecar.md for every key.",
-    `Recommended: NODE_OPTIONS="${RECOMMENDED_NODE_OPTIONS}" (a small young generation; see docs/sidecar.md).`,
+    `Starts itself again, once and in place, with ${describeTuning()} (less memory; see docs/sidecar.md).`,
   ].join("\n"),
   options: {
     config: {
@@ -68,6 +72,12 @@ export const sidecarCommand: Command = {
       default: "10",
       env: "AGENTID_SIDECAR_ENTRA_TIMEOUT",
     },
+    tuning: {
+      type: "string",
+      help: `on: re-execute once with ${describeTuning()} unless already set; off: run as started`,
+      default: "on",
+      env: "AGENTID_SIDECAR_TUNING",
+    },
     probe: {
       type: "boolean",
       help: "do not serve: wait until the local sidecar answers ready, exit 0 (or 1 on timeout); for a postStart hook",
@@ -97,6 +107,11 @@ export const sidecarCommand: Command = {
       }
     }
     const metricsPort = portOption(values, "metrics-port");
+    const tuning = stringOption(values, "tuning") ?? "on";
+    if (tuning !== "on" && tuning !== "off")
+      throw new UsageError(`--tuning must be on or off, got '${tuning}'`);
+    // Every option is valid: from here on the process runs the sidecar, so give it its flags first.
+    if (tuning === "on") reexecWith(SIDECAR_TUNING);
     // Compiled (and type-stripped) modules are cached on disk: a restarted sidecar is ready sooner and
     // smaller. Silently off where the temp directory is read-only; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
     enableCompileCache();

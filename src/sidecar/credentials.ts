@@ -1,8 +1,10 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
 import type { INetworkModule, ManagedIdentityApplication } from "@azure/msal-node";
 import { loadMsal } from "./acquire/msal.ts";
 import type { CredentialSpec } from "./config/types.ts";
+
+// The CommonJS view of node:fs: its ESM namespace loads the promises API too (see server.ts).
+const { readFileSync, statSync } = process.getBuiltinModule("node:fs");
 
 /** How the blueprint proves itself to Entra, in the form msal-node's `auth` options take. */
 export type ClientCredential =

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import https from "node:https";
-import { rootCertificates } from "node:tls";
+import { createSecureContext, rootCertificates } from "node:tls";
 import { type Hop, nextHop } from "./redirects.ts";
 
 // The CommonJS view of node:http: an ESM import of it also loads Node's internal undici (building the
@@ -71,9 +71,13 @@ const FREE_SOCKET_TIMEOUT_MS = 30_000;
 
 export function createOutbound(options: OutboundOptions = {}): Outbound {
   const common = { keepAlive: true, maxSockets: options.maxSockets ?? 64, timeout: FREE_SOCKET_TIMEOUT_MS };
+  // One TLS context for every connection: otherwise each tls.connect builds a context of its own (given
+  // `ca`, parsing the ~150 system roots again: about 0.8 MB of native memory and a millisecond each).
   const httpsAgent = new https.Agent({
     ...common,
-    ...(options.extraCaPem ? { ca: [...rootCertificates, options.extraCaPem] } : {}),
+    secureContext: createSecureContext(
+      options.extraCaPem ? { ca: [...rootCertificates, options.extraCaPem] } : {},
+    ),
   });
   const httpAgent = new http.Agent(common);
   let closed = false;

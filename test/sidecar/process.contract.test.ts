@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
 import { call, claimsOf, type Emu, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
 
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
@@ -84,6 +86,71 @@ describe("start-up validation", () => {
     ]) {
       expect(text).toMatch(expected);
     }
+  });
+});
+
+describe("Node tuning", () => {
+  const procText = (pid: number | undefined, file: string) =>
+    readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0");
+
+  async function startMinimal(extra: Record<string, string>, args: string[] = []): Promise<Child> {
+    const port = await freePort();
+    const env = {
+      AzureAd__Instance: `${emu.emulator.url}/`,
+      AzureAd__TenantId: IDS.tenant,
+      AzureAd__ClientId: IDS.blueprint,
+      AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
+      AzureAd__ClientCredentials__0__ClientSecret: IDS.blueprintSecret,
+      Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${port}`,
+      AGENTID_SIDECAR_CA_FILE: emu.emulator.caPath,
+      ...extra,
+    };
+    const child = run(["sidecar", ...args], env);
+    const probe = run(["sidecar", "--probe", "--probe-timeout", "30"], env);
+    expect(await probe.exited, child.output.join("")).toBe(0);
+    return child;
+  }
+
+  it("re-executes itself once, in place, with its flags and malloc settings", async () => {
+    const child = await startMinimal({});
+    try {
+      // Same PID: the process replaced itself (execve), so supervisors and signals are unaffected.
+      const cmdline = procText(child.process.pid, "cmdline");
+      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).toContain(flag);
+      const environ = procText(child.process.pid, "environ");
+      for (const [k, v] of Object.entries(SIDECAR_TUNING.env)) expect(environ).toContain(`${k}=${v}`);
+      expect(environ).toContain(`${SIDECAR_TUNING.marker}=1`);
+    } finally {
+      child.process.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    }
+  });
+
+  it("keeps a flag the user chose, and runs as started with --tuning off", async () => {
+    const chosen = await startMinimal({ NODE_OPTIONS: "--max-semi-space-size=3" });
+    try {
+      const cmdline = procText(chosen.process.pid, "cmdline");
+      expect(cmdline.filter((a) => a.startsWith("--max-semi-space-size"))).toEqual([]);
+      expect(cmdline).toContain("--optimize-for-size");
+    } finally {
+      chosen.process.kill("SIGTERM");
+      expect(await chosen.exited).toBe(0);
+    }
+    const off = await startMinimal({}, ["--tuning", "off"]);
+    try {
+      const cmdline = procText(off.process.pid, "cmdline");
+      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).not.toContain(flag);
+      expect(procText(off.process.pid, "environ")).not.toContain(`${SIDECAR_TUNING.marker}=1`);
+    } finally {
+      off.process.kill("SIGTERM");
+      expect(await off.exited).toBe(0);
+    }
+  });
+
+  it("refuses a tuning value other than on or off", async () => {
+    const child = run(["sidecar", "--tuning", "sometimes"], {});
+    expect(await child.exited).toBe(2);
+    expect(child.output.join("")).toContain("--tuning must be on or off, got 'sometimes'");
   });
 });
 

@@ -1,5 +1,5 @@
-import * as msal from "@azure/msal-node";
 import { describe, expect, it } from "vitest";
+import { loadMsal } from "../../src/sidecar/acquire/msal.ts";
 import { entraUnavailable, parseRetryAfter } from "../../src/sidecar/acquire/network.ts";
 import { retryDelay, withRetry } from "../../src/sidecar/acquire/retry.ts";
 import type { DownstreamApi, SidecarConfig } from "../../src/sidecar/config/types.ts";
@@ -123,6 +123,8 @@ describe("small parsers", () => {
 
 describe("retry", () => {
   it("retries only transient Entra errors, within bounds, honouring Retry-After", async () => {
+    // The same msal-node build the sidecar loads (its errors are told apart with instanceof).
+    const msal = await loadMsal();
     const delays: number[] = [];
     let n = 0;
     const result = await withRetry(

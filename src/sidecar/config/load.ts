@@ -1,7 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
 import { bindConfig } from "./bind.ts";
 import { envToFlat, flattenJson, mergeLayers } from "./flat.ts";
 import type { ConfigResult } from "./types.ts";
+
+// The CommonJS view of node:fs: its ESM namespace loads the promises API too (see server.ts).
+const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
 
 /**
  * Reads appsettings.json (if present) and the environment, and binds them. A named file that is
