@@ -15,6 +15,7 @@ import { lazySchemaCompilers } from "./lazy-schemas.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import { createOutbound } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
+import { serializers, validators } from "./routes/schemas.generated.ts";
 import { buildServer } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
 
@@ -132,7 +133,8 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  const schemaCompilers = lazySchemaCompilers();
+  // The route schemas' validators and serialisers, compiled ahead of time (routes/generate-schemas.ts).
+  const schemaCompilers = lazySchemaCompilers({ validators, serializers });
   const app = buildServer(ctx, { schemaCompilers, ...(metrics ? { metrics } : {}) });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
@@ -143,7 +145,11 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   let metricsUrl: string | undefined;
   if (options.metricsPort !== undefined && prom) {
     const registry = prom.registry;
-    const mapp = Fastify({ logger: false });
+    // The same compilers (its one schema is among the generated ones), so Ajv is not loaded for it.
+    const mapp = Fastify({
+      logger: false,
+      schemaController: { compilersFactory: schemaCompilers.compilersFactory },
+    });
     metricsApp = mapp;
     mapp.get("/metrics", { schema: { response: { 200: { type: "string" } } } }, async (_req, reply) =>
       reply.type(registry.contentType).send(await registry.metrics()),

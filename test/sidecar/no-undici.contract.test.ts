@@ -167,6 +167,13 @@ describe("the sidecar process", () => {
       });
       expect(obo.json, obo.text).toMatchObject({ statusCode: 200, content: "arrived" });
       expect(seen).toEqual(expect.arrayContaining(["/start", "/end", "/user"]));
+      // The header route, and a problem answer through a route's response schema.
+      const header = await call(`${base}/AuthorizationHeaderUnauthenticated/hop`);
+      expect(header.json, header.text).toMatchObject({
+        authorizationHeader: expect.stringMatching(/^Bearer /),
+      });
+      const unknown = await call(`${base}/AuthorizationHeaderUnauthenticated/nope`);
+      expect(unknown.status, unknown.text).toBe(404);
       // After the warm-up that loads msal-node and the schema compilers in the background.
       await new Promise((r) => setTimeout(r, 1500));
     } finally {
@@ -179,5 +186,11 @@ describe("the sidecar process", () => {
     expect(log.urls.some((u) => u.includes("/@azure/msal-node/"))).toBe(true);
     expect(log.urls.some((u) => u.includes("/jose/"))).toBe(true);
     expect(undiciIn(log)).toEqual([]);
+    // Every route's validators and serialisers came from schemas.generated.ts: neither Ajv nor
+    // fast-json-stringify's compiler was loaded, only the runtime helpers the generated code requires.
+    const compilers =
+      /\/node_modules\/(ajv\/dist\/(ajv|core)\.js|fast-json-stringify\/index\.js|@fastify\/ajv-compiler\/index\.js)$/;
+    expect(log.urls.filter((u) => compilers.test(u))).toEqual([]);
+    expect(log.urls.some((u) => u.includes("/fast-json-stringify/lib/serializer"))).toBe(true);
   });
 });
