@@ -158,10 +158,10 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
-  // Load msal-node and the schema compilers before the first token request needs them, but
-  // after the first readiness answer: loading them blocks the event loop for a few hundred
-  // milliseconds, which would otherwise delay that answer (the pod's start). Without a probe, a second
-  // after listening; any request that comes first loads what it needs itself.
+  // Load msal-node (and the schema compilers, if a schema lacks generated code) before the first token
+  // request needs them, but after the first readiness answer: loading blocks the event loop for a few
+  // hundred milliseconds, which would otherwise delay that answer (the pod's start). Without a probe, a
+  // second after listening; any request that comes first loads what it needs itself.
   let warmed = false;
   const warmUp = () => {
     if (warmed) return;
