@@ -20,8 +20,8 @@ import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
  * and its time from process start to ready, each with its target (issue 4): ratio ≥ 0.85, p99 ≤ 5 ms
  * at 50 connections, RSS ≤ 80 MB under load, ready ≤ 500 ms. Figures are printed, never asserted.
  *
- * Baseline and sidecar runs alternate for several rounds, so that load from other processes on the
- * machine hits both alike; the medians are printed.
+ * Baseline and sidecar runs alternate for several rounds, in reverse order every other round, so that
+ * load from other processes on the machine hits both alike; the medians are printed.
  *
  *   npm run bench:sidecar [-- --connections 50 --duration 4 --rounds 5 --from-source --no-tuning]
  *
@@ -266,16 +266,14 @@ process.once("SIGTERM", () => app.close());
   let peakRss = 0;
   let peak = idle;
   let baselinePeakRss = 0;
-  for (let round = 1; round <= ROUNDS; round++) {
-    log(
-      `round ${round}/${ROUNDS}: baseline, baseline with the contract's headers, sidecar (${DURATION} s each)`,
-    );
+  const runBare = async () =>
     bares.push(
-      await load(baselineUrl, baseline.pid, DURATION, () => {
+      await load(baselineUrl, baseline?.pid, DURATION, () => {
         baselinePeakRss = Math.max(baselinePeakRss, rssMb(baseline?.pid));
       }),
     );
-    contracts.push(await load(contractUrl, baseline.pid, DURATION));
+  const runContract = async () => contracts.push(await load(contractUrl, baseline?.pid, DURATION));
+  const runSidecar = async () =>
     sides.push(
       await load(tokenUrl, sidecar.pid, DURATION, () => {
         const now = rssParts(sidecar.pid);
@@ -285,6 +283,15 @@ process.once("SIGTERM", () => app.close());
         }
       }),
     );
+  for (let round = 1; round <= ROUNDS; round++) {
+    // Every other round runs in the reverse order, so that load drifting on the machine during a round
+    // favours neither process (an ABBA design).
+    const forward = round % 2 === 1;
+    log(
+      `round ${round}/${ROUNDS}: ${forward ? "baseline, baseline with the contract's headers, sidecar" : "sidecar, baseline with the contract's headers, baseline"} (${DURATION} s each)`,
+    );
+    for (const run of forward ? [runBare, runContract, runSidecar] : [runSidecar, runContract, runBare])
+      await run();
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
   const summary = (runs: Run[]): Run => ({
@@ -320,7 +327,7 @@ process.once("SIGTERM", () => app.close());
     `for information, against the bare route sending the same no-cache headers: req/s ${median(sides.map((r, i) => r.rps / (contracts[i]?.rps ?? Number.NaN))).toFixed(2)}, CPU per request ${(contract.cpuUs / side.cpuUs).toFixed(2)}`,
   );
   log(
-    `sidecar p99: ${side.p99.toFixed(2)} ms   target ≤ ${TARGET.p99Ms} ms: ${verdict(side.p99 <= TARGET.p99Ms)}`,
+    `sidecar p99: ${side.p99.toFixed(2)} ms   target ≤ ${TARGET.p99Ms} ms: ${verdict(side.p99 <= TARGET.p99Ms)}   (bare fastify: ${bare.p99.toFixed(2)} ms)`,
   );
   log(
     `sidecar RSS: idle ${formatParts(idle)}, under load (peak) ${formatParts(peak)}   target ≤ ${TARGET.rssMb} MB: ${verdict(peakRss <= TARGET.rssMb)}   (bare fastify: idle ${baselineIdleRss.toFixed(1)} MB, peak ${baselinePeakRss.toFixed(1)} MB)`,
