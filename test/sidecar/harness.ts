@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { decodeJwt, type JWTPayload } from "jose";
 import { Agent, fetch as undiciFetch } from "undici";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
@@ -204,6 +204,15 @@ export async function startDownstream(): Promise<Downstream> {
         server.close(() => r());
       }),
   };
+}
+
+/** A TCP port free on loopback right now, for a process that must be told its port up front. */
+export async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

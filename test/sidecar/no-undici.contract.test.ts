@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Emu, IDS, startEmu } from "./harness.ts";
+import { call, type Emu, freePort, IDS, startEmu } from "./harness.ts";
 
 /**
  * The sidecar's memory budget rules out undici (npm) and Node's global fetch/Headers/Response (Node's
@@ -51,14 +51,6 @@ function runRecorded(
 
 function readLog(file: string): ModuleLog {
   return JSON.parse(readFileSync(file, "utf8")) as ModuleLog;
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 let emu: Emu;

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { type AddressInfo, createServer as createNetServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
-import { call, claimsOf, type Emu, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
+import { call, claimsOf, type Emu, freePort, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
 
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
 
@@ -28,14 +28,6 @@ function run(args: string[], env: Record<string, string>): Child {
   child.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { process: child, output, exited };
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 let emu: Emu;
