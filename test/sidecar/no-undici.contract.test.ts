@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Emu, freePort, IDS, startEmu } from "./harness.ts";
+import { baseEnv, call, type Emu, freePort, IDS, startEmu } from "./harness.ts";
 
 /**
  * The sidecar's memory budget rules out undici (npm) and Node's global fetch/Headers/Response (Node's
@@ -111,12 +111,7 @@ describe("the sidecar process", () => {
     const logFile = join(dir, "sidecar.json");
     const sidecar = runRecorded(
       [CLI, "sidecar"],
-      {
-        AzureAd__Instance: `${emu.emulator.url}/`,
-        AzureAd__TenantId: IDS.tenant,
-        AzureAd__ClientId: IDS.blueprint,
-        AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
-        AzureAd__ClientCredentials__0__ClientSecret: IDS.blueprintSecret,
+      baseEnv(emu, {
         Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${port}`,
         AGENTID_SIDECAR_CA_FILE: emu.emulator.caPath,
         AGENTID_SIDECAR_METRICS_PORT: String(await freePort()),
@@ -130,7 +125,7 @@ describe("the sidecar process", () => {
         "DownstreamApis__weather-user__BaseUrl": `${apiUrl}/`,
         "DownstreamApis__weather-user__RelativePath": "user",
         "DownstreamApis__weather-user__Scopes__0": "api://contoso-weather/Forecast.Read",
-      },
+      }),
       logFile,
     );
     const base = `http://127.0.0.1:${port}`;

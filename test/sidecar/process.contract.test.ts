@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
-import { call, claimsOf, type Emu, freePort, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
+import { baseEnv, call, claimsOf, type Emu, freePort, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
 
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
 
@@ -87,16 +87,11 @@ describe("Node tuning", () => {
 
   async function startMinimal(extra: Record<string, string>, args: string[] = []): Promise<Child> {
     const port = await freePort();
-    const env = {
-      AzureAd__Instance: `${emu.emulator.url}/`,
-      AzureAd__TenantId: IDS.tenant,
-      AzureAd__ClientId: IDS.blueprint,
-      AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
-      AzureAd__ClientCredentials__0__ClientSecret: IDS.blueprintSecret,
+    const env = baseEnv(emu, {
       Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${port}`,
       AGENTID_SIDECAR_CA_FILE: emu.emulator.caPath,
       ...extra,
-    };
+    });
     const child = run(["sidecar", ...args], env);
     const probe = run(["sidecar", "--probe", "--probe-timeout", "30"], env);
     expect(await probe.exited, child.output.join("")).toBe(0);
