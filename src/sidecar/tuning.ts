@@ -6,13 +6,11 @@ import type { Tuning } from "../lib/reexec.ts";
  * (src/lib/reexec.ts) unless tuning is off (`--tuning off`). Each one is measured by
  * `npm run bench:sidecar` (docs/sidecar.md "Memory"):
  *
- * - `--max-semi-space-size=2`: V8 otherwise grows the young generation to 16 MB per semi-space under
- *   load, resident memory that the sidecar's short-lived request garbage does not need. At 1 MB a
- *   scavenge ran every few milliseconds under load and some runs fell into promoting in-flight
- *   requests, the old generation then growing past 120 MB.
- * - `--optimize-for-size`: V8 favours memory over speed where it has the choice; chiefly, the old
- *   generation grows in smaller steps (about 3.5 MB less under load, at about a fifth more CPU per
- *   request for the sidecar and the bare fastify baseline alike).
+ * - `--optimize-for-size`: V8 favours memory over speed where it has the choice. It bounds the young
+ *   generation itself (its new space stays at 1 MB, where V8 otherwise grows each semi-space to 16 MB
+ *   under load: resident memory the sidecar's short-lived request garbage does not need), and the old
+ *   generation grows in smaller steps. It also overrides any `--max-semi-space-size`
+ *   (`v8.getHeapSpaceStatistics()` shows the same 1 MB with one), so that flag is not given.
  * - `--no-maglev`: no mid-tier optimising compiler. Its compilations under load were most of the growth
  *   from idle to loaded; the hot path is short and still reaches TurboFan.
  * - `MALLOC_ARENA_MAX=1`: glibc otherwise gives each thread a malloc arena of its own, which keeps
@@ -24,7 +22,7 @@ import type { Tuning } from "../lib/reexec.ts";
  * (Node refuses the first two there; glibc reads the others before any JavaScript runs).
  */
 export const SIDECAR_TUNING: Tuning = {
-  flags: ["--max-semi-space-size=2", "--optimize-for-size", "--no-maglev"],
+  flags: ["--optimize-for-size", "--no-maglev"],
   env: { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "16384" },
   marker: "AGENTID_SIDECAR_REEXEC",
 };

@@ -17,8 +17,8 @@ interface Child {
 
 const children: ChildProcess[] = [];
 
-function run(args: string[], env: Record<string, string>): Child {
-  const child = spawn(process.execPath, [CLI, ...args], {
+function run(args: string[], env: Record<string, string>, nodeArgs: string[] = []): Child {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -85,14 +85,18 @@ describe("Node tuning", () => {
   const procText = (pid: number | undefined, file: string) =>
     readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0");
 
-  async function startMinimal(extra: Record<string, string>, args: string[] = []): Promise<Child> {
+  async function startMinimal(
+    extra: Record<string, string>,
+    args: string[] = [],
+    nodeArgs: string[] = [],
+  ): Promise<Child> {
     const port = await freePort();
     const env = baseEnv(emu, {
       Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${port}`,
       AGENTID_SIDECAR_CA_FILE: emu.emulator.caPath,
       ...extra,
     });
-    const child = run(["sidecar", ...args], env);
+    const child = run(["sidecar", ...args], env, nodeArgs);
     const probe = run(["sidecar", "--probe", "--probe-timeout", "30"], env);
     expect(await probe.exited, child.output.join("")).toBe(0);
     return child;
@@ -114,11 +118,14 @@ describe("Node tuning", () => {
   });
 
   it("keeps a flag the user chose, and runs as started with --tuning off", async () => {
-    const chosen = await startMinimal({ NODE_OPTIONS: "--max-semi-space-size=3" });
+    // The user keeps Maglev (a node flag on the command line); the rest of the tuning is still added.
+    const chosen = await startMinimal({}, [], ["--maglev"]);
     try {
       const cmdline = procText(chosen.process.pid, "cmdline");
-      expect(cmdline.filter((a) => a.startsWith("--max-semi-space-size"))).toEqual([]);
+      expect(cmdline).toContain("--maglev");
+      expect(cmdline).not.toContain("--no-maglev");
       expect(cmdline).toContain("--optimize-for-size");
+      expect(procText(chosen.process.pid, "environ")).toContain("MALLOC_ARENA_MAX=1");
     } finally {
       chosen.process.kill("SIGTERM");
       expect(await chosen.exited).toBe(0);
