@@ -23,7 +23,9 @@ import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
  * Every round starts a fresh sidecar and a fresh baseline and drives them back to back, in reverse order
  * every other round, so that neither the load drifting on the machine nor one process's luck in where
  * its code and heap landed decides the result; the medians of the rounds are printed, and the highest
- * memory of any round.
+ * memory of any round. For information, the baseline process also serves the same route with the
+ * contract's no-cache headers, and the sidecar's answer from node:http alone (no framework): the floor of
+ * any Node server here, whose p99 shows what the machine allows.
  *
  *   npm run bench:sidecar [-- --connections 50 --duration 4 --rounds 5 --from-source --no-tuning]
  *
@@ -195,6 +197,7 @@ const emulator = await startEmulator({
 });
 const sidecarPort = await freePort();
 const baselinePort = await freePort();
+const floorPort = await freePort();
 const compileCache = mkdtempSync(join(WORK, "compile-cache-"));
 const sidecarEnv = {
   AzureAd__Instance: `${emulator.url}/`,
@@ -223,6 +226,9 @@ const tokenUrl = `http://127.0.0.1:${sidecarPort}${tokenPath}`;
 const baselineUrl = `http://127.0.0.1:${baselinePort}${tokenPath}`;
 // For information: the same bare route sending the headers Microsoft's contract requires on a 2xx.
 const contractUrl = `http://127.0.0.1:${baselinePort}/WithContractHeaders/graph-app?AgentIdentity=${IDS.agent}`;
+// For information: node:http alone sending the sidecar's answer (no framework at all), the floor of any
+// Node server on this machine; its p99 shows what the machine allows.
+const floorUrl = `http://127.0.0.1:${floorPort}${tokenPath}`;
 const baselineFile = join(WORK, "baseline.mjs");
 
 /** The baseline: a bare fastify route answering a same-size JSON body, its own process like the sidecar. */
@@ -230,7 +236,8 @@ function writeBaseline(bodyLength: number): void {
   const filler = "x".repeat(bodyLength - '{"authorizationHeader":"Bearer "}'.length);
   writeFileSync(
     baselineFile,
-    `import Fastify from "fastify";
+    `import { createServer } from "node:http";
+import Fastify from "fastify";
 const app = Fastify({ logger: false });
 const body = JSON.stringify({ authorizationHeader: "Bearer " + ${JSON.stringify(filler)} });
 app.get("/AuthorizationHeaderUnauthenticated/:apiName", (req, reply) => reply.type("application/json; charset=utf-8").send(body));
@@ -238,7 +245,16 @@ const withContractHeaders = ${JSON.stringify(JSON_OK)};
 app.get("/WithContractHeaders/:apiName", (req, reply) => reply.headers(withContractHeaders).send(body));
 app.get("/readyz", () => "ok");
 await app.listen({ host: "127.0.0.1", port: ${baselinePort} });
-process.once("SIGTERM", () => app.close());
+const floorHeaders = { ...withContractHeaders, "content-length": Buffer.byteLength(body) };
+const floor = createServer((req, res) => {
+  res.writeHead(200, floorHeaders);
+  res.end(body);
+});
+await new Promise((r) => floor.listen(${floorPort}, "127.0.0.1", r));
+process.once("SIGTERM", () => {
+  floor.close();
+  app.close();
+});
 `,
   );
 }
@@ -247,6 +263,7 @@ process.once("SIGTERM", () => app.close());
 interface Round {
   bare: Run;
   contract: Run;
+  floor: Run;
   side: Run;
   sideReadyMs: number;
   bareReadyMs: number;
@@ -298,9 +315,11 @@ async function round(n: number, forward: boolean): Promise<Round> {
     const side = await sideRun();
     const bareLast = bare ?? (await bareRun());
     const contract = await load(contractUrl, bareChild.pid, DURATION);
+    const floor = await load(floorUrl, bareChild.pid, DURATION);
     return {
       bare: bareLast,
       contract,
+      floor,
       side,
       sideReadyMs: sideStart.readyMs,
       bareReadyMs: bareStart.readyMs,
@@ -322,12 +341,12 @@ try {
   for (let n = 1; n <= ROUNDS; n++) {
     const forward = n % 2 === 1;
     log(
-      `round ${n}/${ROUNDS}: a fresh sidecar and baseline; ${forward ? "baseline, sidecar" : "sidecar, baseline"}, then the baseline with the contract's headers (${DURATION} s each)`,
+      `round ${n}/${ROUNDS}: a fresh sidecar and baseline; ${forward ? "baseline, sidecar" : "sidecar, baseline"}, then the baseline with the contract's headers and node:http alone (${DURATION} s each)`,
     );
     const r = await round(n, forward);
     rounds.push(r);
     log(
-      `  req/s bare ${r.bare.rps.toFixed(0)} sidecar ${r.side.rps.toFixed(0)} (ratio ${(r.side.rps / r.bare.rps).toFixed(2)}), CPU µs/req ${r.bare.cpuUs.toFixed(0)} / ${r.side.cpuUs.toFixed(0)}, p99 ${r.bare.p99} / ${r.side.p99} ms, sidecar ready ${r.sideReadyMs.toFixed(0)} ms, peak ${r.peak.total.toFixed(1)} MB`,
+      `  req/s bare ${r.bare.rps.toFixed(0)} sidecar ${r.side.rps.toFixed(0)} (ratio ${(r.side.rps / r.bare.rps).toFixed(2)}), CPU µs/req ${r.bare.cpuUs.toFixed(0)} / ${r.side.cpuUs.toFixed(0)}, p99 ${r.bare.p99} / ${r.side.p99} ms (node:http alone ${r.floor.p99} ms), sidecar ready ${r.sideReadyMs.toFixed(0)} ms, peak ${r.peak.total.toFixed(1)} MB`,
     );
     if (n === 1 && TUNED) {
       const reexec = await startTimed([cli, "sidecar"], sidecarEnv, sidecarReady);
@@ -351,6 +370,7 @@ try {
   const bare = summary(rounds.map((r) => r.bare));
   const side = summary(rounds.map((r) => r.side));
   const contract = summary(rounds.map((r) => r.contract));
+  const floor = summary(rounds.map((r) => r.floor));
   const perRound = rounds.map((r) => r.side.rps / r.bare.rps);
   const ratio = median(perRound);
   const cpuRatio = median(rounds.map((r) => r.bare.cpuUs / r.side.cpuUs));
@@ -366,6 +386,7 @@ try {
   log(`medians of ${ROUNDS} rounds (fresh processes each) of ${DURATION} s, ${CONNECTIONS} connections:`);
   log(row("bare fastify (same body)", bare));
   log(row("bare + no-cache headers", contract));
+  log(row("node:http alone (no fastify)", floor));
   log(row("sidecar (cached token)", side));
   log(
     `ratio sidecar/bare req/s: ${ratio.toFixed(2)} (median of rounds: ${perRound.map((r) => r.toFixed(2)).join(", ")})   target ≥ ${TARGET.ratio}: ${verdict(ratio >= TARGET.ratio)}`,
@@ -377,7 +398,7 @@ try {
     `for information, against the bare route sending the same no-cache headers: req/s ${median(rounds.map((r) => r.side.rps / r.contract.rps)).toFixed(2)}, CPU per request ${median(rounds.map((r) => r.contract.cpuUs / r.side.cpuUs)).toFixed(2)}`,
   );
   log(
-    `sidecar p99: ${side.p99.toFixed(2)} ms (rounds: ${rounds.map((r) => r.side.p99).join(", ")})   target ≤ ${TARGET.p99Ms} ms: ${verdict(side.p99 <= TARGET.p99Ms)}   (bare fastify: ${bare.p99.toFixed(2)} ms; rounds: ${rounds.map((r) => r.bare.p99).join(", ")})`,
+    `sidecar p99: ${side.p99.toFixed(2)} ms (rounds: ${rounds.map((r) => r.side.p99).join(", ")})   target ≤ ${TARGET.p99Ms} ms: ${verdict(side.p99 <= TARGET.p99Ms)}   (bare fastify: ${bare.p99.toFixed(2)} ms; rounds: ${rounds.map((r) => r.bare.p99).join(", ")}; node:http alone: ${floor.p99.toFixed(2)} ms; rounds: ${rounds.map((r) => r.floor.p99).join(", ")})`,
   );
   log(
     `sidecar RSS, the highest of ${ROUNDS} processes: idle ${formatParts(idle)}, under load (peak) ${formatParts(worst.peak)}   target ≤ ${TARGET.rssMb} MB: ${verdict(worst.peak.total <= TARGET.rssMb)}   (bare fastify peak: ${Math.max(...rounds.map((r) => r.barePeakMb)).toFixed(1)} MB)`,

@@ -111,10 +111,13 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     const url = `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}&repeat=1`;
     const first = await call(url); // routed, validated and resolved by fastify
     const again = await call(url); // the cached answer for a known URL
-    expect(again.status).toBe(200);
-    expect(again.text).toBe(first.text);
-    for (const name of ["content-type", "content-length", "cache-control", "pragma", "expires"]) {
-      expect(again.headers.get(name), name).toBe(first.headers.get(name));
+    const third = await call(url); // the same, with the headers built for this token already
+    for (const repeat of [again, third]) {
+      expect(repeat.status).toBe(200);
+      expect(repeat.text).toBe(first.text);
+      for (const name of ["content-type", "content-length", "cache-control", "pragma", "expires"]) {
+        expect(repeat.headers.get(name), name).toBe(first.headers.get(name));
+      }
     }
     expectNoCache(again);
     // Another method on the same URL still goes through fastify's routing.
