@@ -27,7 +27,7 @@ import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
  * contract's no-cache headers, and the sidecar's answer from node:http alone (no framework): the floor of
  * any Node server here, whose p99 shows what the machine allows.
  *
- *   npm run bench:sidecar [-- --connections 50 --duration 4 --rounds 5 --from-source --no-tuning]
+ *   npm run bench:sidecar [-- --connections 50 --duration 3 --rounds 7 --from-source --no-tuning]
  *
  * --from-source runs src/cli.ts through Node's type stripping instead of the build output.
  * --no-tuning runs both processes with Node's defaults (the sidecar with `--tuning off`).
@@ -41,8 +41,8 @@ function flag(name: string, fallback: number): number {
 }
 
 const CONNECTIONS = flag("connections", 50);
-const DURATION = flag("duration", 4);
-const ROUNDS = flag("rounds", 5);
+const DURATION = flag("duration", 3);
+const ROUNDS = flag("rounds", 7);
 const FROM_SOURCE = process.argv.includes("--from-source");
 const TUNED = !process.argv.includes("--no-tuning");
 const TARGET = { ratio: 0.85, p99Ms: 5, rssMb: 80, readyMs: 500 };
