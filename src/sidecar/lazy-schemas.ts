@@ -68,19 +68,23 @@ export function lazySchemaCompilers(precompiled?: Precompiled): LazySchemaCompil
     return serializerSelector;
   };
 
+  // Generated code when this schema has some (the compiler's helpers are all it needs), else the compiler.
+  const restoreOrCompile = <F>(body: ModuleBody | undefined, compilerPackage: string, compile: () => F): F =>
+    body ? restore<F>(body, helpersOf(compilerPackage)) : compile();
+
   const buildValidator = ((...factoryArgs: Parameters<ValidatorFactory>) => {
     let compiler: ReturnType<ValidatorFactory> | undefined;
     return (routeSchema: Parameters<ReturnType<ValidatorFactory>>[0]) => {
       let real: Validate | undefined;
       const validate: Validate = (data, context) => {
-        if (real === undefined) {
-          const body = precompiled?.validators[validatorKey(routeSchema)];
-          if (body) real = restore<Validate>(body, helpersOf("@fastify/ajv-compiler"));
-          else {
+        real ??= restoreOrCompile(
+          precompiled?.validators[validatorKey(routeSchema)],
+          "@fastify/ajv-compiler",
+          () => {
             compiler ??= loadValidator()()(...factoryArgs);
-            real = compiler(routeSchema) as unknown as Validate;
-          }
-        }
+            return compiler(routeSchema) as unknown as Validate;
+          },
+        );
         const result = real(data, context);
         // fastify reads the errors from the function it was given.
         validate.errors = real.errors;
@@ -97,14 +101,14 @@ export function lazySchemaCompilers(precompiled?: Precompiled): LazySchemaCompil
     return (routeSchema: Parameters<ReturnType<SerializerFactory>>[0]) => {
       let real: Serialize | undefined;
       return (data: unknown) => {
-        if (real === undefined) {
-          const body = precompiled?.serializers[serializerKey(routeSchema)];
-          if (body) real = restore<Serialize>(body, helpersOf("@fastify/fast-json-stringify-compiler"));
-          else {
+        real ??= restoreOrCompile(
+          precompiled?.serializers[serializerKey(routeSchema)],
+          "@fastify/fast-json-stringify-compiler",
+          () => {
             compiler ??= loadSerializer()()(...factoryArgs);
-            real = compiler(routeSchema) as unknown as Serialize;
-          }
-        }
+            return compiler(routeSchema) as unknown as Serialize;
+          },
+        );
         return real(data);
       };
     };
