@@ -64,6 +64,11 @@ export interface ApplicationSpec extends ResourceFields {
   federatedIdentityCredentials?: FederatedCredentialSpec[];
   /** Certificates whose private keys may sign the app's client assertions (Graph's keyCredentials). */
   keyCredentials?: KeyCredentialSpec[];
+  /**
+   * App ids of the applications that own this one (Graph's owners): a caller with only
+   * Application.ReadWrite.OwnedBy may change the applications it owns and no other.
+   */
+  owners?: string[];
 }
 
 export interface AgentIdentitySpec {
@@ -74,6 +79,8 @@ export interface AgentIdentitySpec {
   blueprintAppId: string;
   /** Whether delegated grants of the blueprint also apply to this agent identity. */
   inheritDelegatedPermissions?: boolean;
+  /** The app that created it through Graph (createdByAppId), when it was created that way. */
+  createdByAppId?: string;
 }
 
 export interface UserSpec {
