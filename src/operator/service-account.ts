@@ -124,31 +124,40 @@ export async function ensureServiceAccount(
   return judged;
 }
 
-/** Relabels and re-owns an account the operator created for an identity that is gone. */
+/**
+ * Takes over an account the operator created for an identity that is gone, as the garbage collector would
+ * have: delete it (only that exact object, by uid and resourceVersion) and create this identity's own.
+ * The manager never patches a ServiceAccount (least privilege), so relabelling is not an option.
+ */
 async function adopt(
   kube: KubeClient,
   identity: AgentIdentity,
   sa: ServiceAccountObject,
 ): Promise<Observations["serviceAccount"]> {
-  const desired = desiredServiceAccount(identity);
+  const path = serviceAccountPath(identity.metadata.namespace, sa.metadata.name);
   try {
-    const adopted = await kube.patch<ServiceAccountObject>(
-      serviceAccountPath(identity.metadata.namespace, sa.metadata.name),
-      "merge",
-      {
-        metadata: {
-          // The resourceVersion makes this a compare-and-swap: nothing changed since it was judged.
-          resourceVersion: sa.metadata.resourceVersion,
-          labels: desired.metadata.labels,
-          ownerReferences: desired.metadata.ownerReferences,
-        },
-      },
+    await kube.delete(path, {
+      apiVersion: "v1",
+      kind: "DeleteOptions",
+      preconditions: { uid: sa.metadata.uid, resourceVersion: sa.metadata.resourceVersion },
+    });
+  } catch (error) {
+    if (!isApiError(error, 404))
+      return {
+        state: "error",
+        message: `Cannot take over ServiceAccount ${sa.metadata.name}: ${(error as Error).message}`,
+      };
+  }
+  try {
+    const created = await kube.create<ServiceAccountObject>(
+      serviceAccountPath(identity.metadata.namespace),
+      desiredServiceAccount(identity),
     );
-    return { state: "ready", created: true, object: adopted };
+    return { state: "ready", created: true, object: created };
   } catch (error) {
     return {
       state: "error",
-      message: `Cannot take over ServiceAccount ${sa.metadata.name}: ${(error as Error).message}`,
+      message: `Cannot create ServiceAccount ${sa.metadata.name}: ${(error as Error).message}`,
     };
   }
 }

@@ -139,7 +139,12 @@ export async function agentsOf(
   const directory = await emulatorAdmin<{
     tenants: Array<{
       id: string;
-      agentIdentities?: Array<{ appId: string; servicePrincipalId: string; displayName?: string; blueprintAppId: string }>;
+      agentIdentities?: Array<{
+        appId: string;
+        servicePrincipalId: string;
+        displayName?: string;
+        blueprintAppId: string;
+      }>;
     }>;
   }>(emu, "GET", "/_emulator/directory");
   return (directory.tenants.find((t) => t.id === TENANT)?.agentIdentities ?? []).filter(
