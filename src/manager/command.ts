@@ -1,7 +1,7 @@
 import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
-import { readCaFiles } from "./https.ts";
+import { readCaFiles } from "../operator/https.ts";
 import { ensureManagerHeapFlags } from "./v8-flags.ts";
 
 /** "90s", "30m", "6h" or plain milliseconds. */
@@ -154,7 +154,7 @@ export const managerCommand: Command = {
     const graph = graphClientId
       ? {
           baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
-          credentialFor: (await import("./graph-credential.ts")).createGraphCredentialFactory({
+          credentialFor: (await import("../operator/graph-credential.ts")).createGraphCredentialFactory({
             clientId: graphClientId,
             ...(tokenFile ? { tokenFile } : {}),
             ...(secretFile ? { clientSecretFile: secretFile } : {}),

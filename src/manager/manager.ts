@@ -1,32 +1,27 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import Fastify, { type FastifyInstance } from "fastify";
-import type { Dispatcher } from "undici";
-import { API_VERSION, PLURAL } from "../api/constants.ts";
-import type { AgentIdentity } from "../api/types.ts";
+import type { FastifyInstance } from "fastify";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
-import { createInformer, type Informer } from "../kube/informer.ts";
+import { fenceClient } from "../kube/fence.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import { createLeaderElector, type LeaderElector } from "../kube/leader.ts";
-import { createWorkQueue, type WorkQueue } from "../kube/queue.ts";
-import { type KubeObject, keyOf } from "../kube/store.ts";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
-import { createEventSink } from "./events.ts";
-import { createGraphFederation, type GraphOptions } from "./graph.ts";
-import { outboundDispatcher } from "./https.ts";
-import { createIssuerSource } from "./issuer.ts";
+import { type OperatorOptions, operatorComponent } from "../operator/component.ts";
+import { createSharedCaches } from "./caches.ts";
+import type { ComponentFactory, ManagerComponent, ManagerContext } from "./component.ts";
+import { serverUrl, startHealthServer } from "./health.ts";
 import { createManagerMetrics, type ManagerMetrics, resourceOf } from "./metrics.ts";
-import { createReconciler } from "./reconciler.ts";
-import { DEFAULT_VERIFICATION_POLICY, type VerificationPolicy } from "./schedule.ts";
-import { type ServiceAccountObject, serviceAccountPath } from "./service-account.ts";
-import { createVerifier } from "./verify.ts";
 
-export interface ManagerOptions {
+/**
+ * `agentid manager`: one process, one informer cache, one leader election, several components (the
+ * operator, the admission webhook). The manager owns the client, the caches, the Lease, the health and
+ * metrics server; components plug in through `ComponentFactory` (component.ts, docs/manager.md).
+ */
+
+export interface ManagerOptions extends OperatorOptions {
   kubeConfig: KubeConfigLike;
   logger: Logger;
-  /** Watch one namespace only; all namespaces when absent. */
-  namespace?: string;
   leaseNamespace: string;
   leaseName?: string;
   /** Unique per replica; default hostname plus a random suffix. */
@@ -36,26 +31,15 @@ export interface ManagerOptions {
   retryPeriodSeconds?: number;
   /** Health and metrics server; off when absent. Port 0 picks a free port. */
   health?: { host: string; port: number };
-  verify?: boolean;
-  verificationPolicy?: VerificationPolicy;
-  /** Service-account issuer override (else discovered from the API server). */
-  issuer?: string;
-  /** Extra CAs trusted for Entra and Graph (e.g. a local emulator's). */
-  caPems?: string[];
-  /** Graph mode; off when absent. */
-  graph?: Omit<GraphOptions, "dispatcher">;
-  /** Wait after writing a Graph credential before verifying it (default 15 s). */
-  graphPropagationMs?: number;
-  concurrency?: number;
   resyncIntervalMs?: number;
+  /** Components besides the operator (e.g. the admission webhook), built in this order after it. */
+  components?: ComponentFactory[];
 }
 
 export interface RunningManager {
   /** Base URL of the health and metrics server, when enabled. */
   url?: string;
   identity: string;
-  /** The shared AgentIdentity cache (read-only use), e.g. for the admission webhook in the same process. */
-  identities: Pick<Informer<AgentIdentity>, "get" | "list" | "hasSynced">;
   isLeader(): boolean;
   hasSynced(): boolean;
   metrics: ManagerMetrics;
@@ -64,115 +48,57 @@ export interface RunningManager {
   stop(): Promise<void>;
 }
 
-function identitiesPath(namespace?: string): string {
-  return namespace
-    ? `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}`
-    : `/apis/${API_VERSION}/${PLURAL}`;
+/** Not leading: every fenced request fails at once. */
+const NO_TERM = AbortSignal.abort();
+
+function describe(error: unknown): string {
+  return scrubTokens(error instanceof Error ? error.message : String(error));
 }
 
 export async function startManager(options: ManagerOptions): Promise<RunningManager> {
   const log = options.logger;
   const replica = options.identity ?? `${hostname()}-${randomBytes(4).toString("hex")}`;
-  let queue: WorkQueue | undefined;
   const counts: Record<string, number> = {};
-  // Every metric source is wired before the client exists, so the very first request is counted.
-  const metricsHolder: { m?: ManagerMetrics; identities?: Informer<AgentIdentity> } = {};
+  const metrics = createManagerMetrics();
   const kube: KubeClient = createKubeClient(options.kubeConfig, {
     onRequest(info) {
       const resource = resourceOf(info.path);
-      const key = `${info.watch ? "WATCH" : info.method} ${resource}`;
+      const verb = info.watch ? "WATCH" : info.method;
+      const key = `${verb} ${resource}`;
       counts[key] = (counts[key] ?? 0) + 1;
-      metricsHolder.m?.kubeRequests.inc({
-        verb: info.watch ? "WATCH" : info.method,
-        resource,
-        code: String(info.status),
-      });
+      metrics.kubeRequests.inc({ verb, resource, code: String(info.status) });
     },
   });
-  const metrics = createManagerMetrics({
-    queueDepth: () => queue?.length() ?? 0,
-    identities: () => metricsHolder.identities?.list() ?? [],
-  });
-  metricsHolder.m = metrics;
-
-  const informer = <T extends KubeObject>(path: string, resource: string) =>
-    createInformer<T>({
-      kubeConfig: options.kubeConfig,
-      client: kube,
-      path,
-      logger: log.child({ informer: resource }),
-      ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
-      onWatchRestart: (reason) => metrics.watchRestarts.inc({ resource, reason }),
-    });
-  const identities = informer<AgentIdentity>(identitiesPath(options.namespace), "agentidentities");
-  const serviceAccounts = informer<ServiceAccountObject>(
-    options.namespace ? serviceAccountPath(options.namespace) : "/api/v1/serviceaccounts",
-    "serviceaccounts",
-  );
-  metricsHolder.identities = identities;
-
-  const dispatcher: Dispatcher = outboundDispatcher(options.caPems ?? []);
-  const ownWrites = new Map<string, string>();
-  const events = createEventSink(options.kubeConfig, kube, log, replica);
-  const reconcile = createReconciler({
-    kube,
-    identities,
-    serviceAccounts,
-    issuer: createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) }),
-    ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
-    ...(options.graph ? { graph: createGraphFederation({ ...options.graph, dispatcher }) } : {}),
-    events,
-    policy: options.verificationPolicy ?? DEFAULT_VERIFICATION_POLICY,
+  const caches = createSharedCaches({
+    kubeConfig: options.kubeConfig,
+    client: kube,
     logger: log,
-    onStatusWritten: (key, rv) => ownWrites.set(key, rv),
-    ...(options.graphPropagationMs !== undefined ? { graphPropagationMs: options.graphPropagationMs } : {}),
+    ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
+    onWatchRestart: (resource, reason) => metrics.watchRestarts.inc({ resource, reason }),
   });
-
-  const enqueue = (key: string) => queue?.add(key);
-  /** Identities of a namespace that bind a ServiceAccount: a change to one concerns all (conflicts). */
-  const bindersOf = (namespace: string | undefined, sa: string) =>
-    identities
-      .list(namespace)
-      .filter((i) => i.spec.serviceAccountName === sa)
-      .map(keyOf);
-  identities.onAdd((obj) => {
-    enqueue(keyOf(obj));
-    for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
-  });
-  identities.onUpdate((obj, old) => {
-    const key = keyOf(obj);
-    if (ownWrites.get(key) === obj.metadata.resourceVersion) {
-      ownWrites.delete(key); // the echo of our own status write: nothing new to decide
-      return;
-    }
-    enqueue(key);
-    if (
-      old.spec.serviceAccountName !== obj.spec.serviceAccountName ||
-      Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp)
-    ) {
-      for (const k of [
-        ...bindersOf(obj.metadata.namespace, old.spec.serviceAccountName),
-        ...bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName),
-      ])
-        enqueue(k);
-    }
-  });
-  identities.onDelete((obj) => {
-    ownWrites.delete(keyOf(obj));
-    for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
-  });
-  const onServiceAccount = (sa: ServiceAccountObject) => {
-    for (const k of bindersOf(sa.metadata.namespace, sa.metadata.name)) enqueue(k);
+  /** The signal of the current leadership term (aborted by the elector when the term ends). */
+  let term: AbortSignal = NO_TERM;
+  const context: ManagerContext = {
+    kubeConfig: options.kubeConfig,
+    kube,
+    leaderKube: fenceClient(kube, () => term),
+    caches,
+    logger: log,
+    registry: metrics.registry,
+    replica,
+    isLeader: () => !term.aborted,
   };
-  serviceAccounts.onAdd(onServiceAccount);
-  serviceAccounts.onUpdate(onServiceAccount);
-  serviceAccounts.onDelete(onServiceAccount);
+  const factories = [operatorComponent(options), ...(options.components ?? [])];
+  const components: ManagerComponent[] = [];
+  for (const factory of factories) components.push(await factory(context));
+  const leaders = components.filter((c) => c.needsLeaderElection);
+  const everywhere = components.filter((c) => !c.needsLeaderElection);
 
-  await Promise.all([identities.start(), serviceAccounts.start()]);
-  log.info(
-    { identities: identities.list().length, namespace: options.namespace ?? "(all)" },
-    "caches synced",
-  );
+  await caches.start();
+  log.info({ namespace: options.namespace ?? "(all)" }, "caches synced");
+
+  const shutdown = new AbortController();
+  for (const c of everywhere) await c.start(shutdown.signal);
 
   const elector: LeaderElector = createLeaderElector({
     kubeConfig: options.kubeConfig,
@@ -185,92 +111,63 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     ...(options.renewDeadlineSeconds ? { renewDeadlineSeconds: options.renewDeadlineSeconds } : {}),
     ...(options.retryPeriodSeconds ? { retryPeriodSeconds: options.retryPeriodSeconds } : {}),
   });
+  /** Start of the current term's components; a step-down waits for it before stopping them. */
+  let starting: Promise<void> = Promise.resolve();
   elector.run({
-    onStartedLeading() {
-      log.info({ identity: replica }, "leading: reconciling");
+    onStartedLeading(signal) {
+      term = signal;
+      log.info({ identity: replica }, "leading: starting leader-only components");
       metrics.leader.set(1);
-      const q = createWorkQueue({
-        logger: log,
-        onError: (key, error) =>
-          log.warn({ key, err: scrubTokens((error as Error).message) }, "reconcile failed"),
-      });
-      queue = q;
-      for (const identity of identities.list()) q.add(keyOf(identity));
-      q.run(async (key) => {
-        const end = metrics.reconcileDuration.startTimer();
-        try {
-          const result = await reconcile(key);
-          const label = result?.requeue ? "requeue" : "success";
-          metrics.reconciles.inc({ result: label });
-          const seconds = end({ result: label });
-          log.debug({ key, result: label, requeueAfterMs: result?.requeueAfterMs, seconds }, "reconciled");
-          return result;
-        } catch (error) {
-          metrics.reconciles.inc({ result: "error" });
-          end({ result: "error" });
-          throw error;
+      starting = (async () => {
+        for (const c of leaders) {
+          if (signal.aborted) return;
+          try {
+            await c.start(signal);
+          } catch (error) {
+            log.error({ component: c.name, err: describe(error) }, "component failed to start");
+          }
         }
-      }, options.concurrency ?? 8);
+      })();
     },
-    onStoppedLeading() {
-      log.info({ identity: replica }, "stopped leading");
+    async onStoppedLeading() {
+      // The elector aborted the term's signal already: fenced requests fail from here on. Drain every
+      // leader-only worker before the elector may campaign again.
       metrics.leader.set(0);
-      const q = queue;
-      queue = undefined;
-      void q?.shutdown();
+      log.info({ identity: replica }, "stopped leading: draining leader-only components");
+      await starting;
+      await Promise.all(
+        leaders.map((c) =>
+          c
+            .stop()
+            .catch((error: unknown) => log.error({ component: c.name, err: describe(error) }, "stop failed")),
+        ),
+      );
+      log.info({ identity: replica }, "leader-only components drained");
     },
   });
 
-  const server = options.health
-    ? await startHealthServer(options.health, { identities, serviceAccounts, metrics })
-    : undefined;
+  const ready = () => {
+    if (!caches.hasSynced()) return { ok: false, reason: "caches not synced" };
+    const waiting = components.filter((c) => !c.ready()).map((c) => c.name);
+    return waiting.length > 0 ? { ok: false, reason: `not ready: ${waiting.join(", ")}` } : { ok: true };
+  };
+  let server: FastifyInstance | undefined;
+  if (options.health) server = await startHealthServer(options.health, { ready, registry: metrics.registry });
   return {
     ...(server ? { url: serverUrl(server) } : {}),
     identity: replica,
-    identities,
     isLeader: () => elector.isLeader(),
-    hasSynced: () => identities.hasSynced() && serviceAccounts.hasSynced(),
+    hasSynced: () => caches.hasSynced(),
     metrics,
     requestCounts: () => ({ ...counts }),
     async stop() {
       await elector.stop();
-      await queue?.shutdown();
-      await events.flush();
-      identities.stop();
-      serviceAccounts.stop();
+      shutdown.abort();
+      for (const c of everywhere) await c.stop().catch(() => {});
+      caches.stop();
+      for (const c of components) await c.close?.().catch(() => {});
       await server?.close();
-      await dispatcher.close();
       await kube.close();
     },
   };
-}
-
-function serverUrl(server: FastifyInstance): string {
-  const address = server.server.address();
-  if (!address || typeof address === "string") return String(address);
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
-}
-
-async function startHealthServer(
-  listen: { host: string; port: number },
-  deps: {
-    identities: Informer<AgentIdentity>;
-    serviceAccounts: Informer<ServiceAccountObject>;
-    metrics: ManagerMetrics;
-  },
-): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
-  const text = { 200: { type: "string" }, 503: { type: "string" } };
-  app.get("/healthz", { schema: { response: text } }, async () => "ok");
-  app.get("/readyz", { schema: { response: text } }, async (_req, reply) => {
-    const synced = deps.identities.hasSynced() && deps.serviceAccounts.hasSynced();
-    return synced ? "ok" : reply.code(503).send("caches not synced");
-  });
-  app.get("/metrics", { schema: { response: { 200: { type: "string" } } } }, async (_req, reply) => {
-    reply.header("content-type", deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
-  });
-  await app.listen({ host: listen.host, port: listen.port });
-  return app;
 }

@@ -5,8 +5,8 @@ import { Writable } from "node:stream";
 import { Agent, request } from "undici";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
 import { createLogger } from "../../src/lib/log.ts";
+import { type ManagerOptions, type RunningManager, startManager } from "../../src/manager/manager.ts";
 import { createGraphCredentialFactory } from "../../src/operator/graph-credential.ts";
-import { type ManagerOptions, type RunningManager, startManager } from "../../src/operator/manager.ts";
 import type { ConnectedControlPlane } from "../support/controlplane.ts";
 import { AGENT, BLUEPRINT, TENANT } from "./operator-support.ts";
 
