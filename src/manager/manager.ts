@@ -10,8 +10,9 @@ import { scrubTokens } from "../lib/log.ts";
 import { type OperatorOptions, operatorComponent } from "../operator/component.ts";
 import { createSharedCaches } from "./caches.ts";
 import type { ComponentFactory, ManagerComponent, ManagerContext } from "./component.ts";
-import { serverUrl, startHealthServer } from "./health.ts";
+import { serverUrl, startHealthServer, startMetricsServer } from "./health.ts";
 import { createManagerMetrics, type ManagerMetrics, resourceOf } from "./metrics.ts";
+import { createMetricsAuthorizer } from "./metrics-auth.ts";
 
 /**
  * `agentid manager`: one process, one informer cache, one leader election, several components (the
@@ -29,16 +30,23 @@ export interface ManagerOptions extends OperatorOptions {
   leaseDurationSeconds?: number;
   renewDeadlineSeconds?: number;
   retryPeriodSeconds?: number;
-  /** Health and metrics server; off when absent. Port 0 picks a free port. */
+  /** `/healthz` and `/readyz` server; off when absent. Port 0 picks a free port. */
   health?: { host: string; port: number };
+  /**
+   * `/metrics` server; off when absent. Without `secure` only on loopback; with it, HTTPS and every
+   * request checked by TokenReview + SubjectAccessReview (docs/manager.md).
+   */
+  metrics?: { host: string; port: number; secure?: boolean | { certPem: string; keyPem: string } };
   resyncIntervalMs?: number;
   /** Components besides the operator (e.g. the admission webhook), built in this order after it. */
   components?: ComponentFactory[];
 }
 
 export interface RunningManager {
-  /** Base URL of the health and metrics server, when enabled. */
+  /** Base URL of the health server, when enabled. */
   url?: string;
+  /** Base URL of the metrics server, when enabled (https when secure). */
+  metricsUrl?: string;
   identity: string;
   isLeader(): boolean;
   hasSynced(): boolean;
@@ -152,9 +160,29 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     return waiting.length > 0 ? { ok: false, reason: `not ready: ${waiting.join(", ")}` } : { ok: true };
   };
   let server: FastifyInstance | undefined;
-  if (options.health) server = await startHealthServer(options.health, { ready, registry: metrics.registry });
+  let metricsServer: FastifyInstance | undefined;
+  if (options.health) server = await startHealthServer(options.health, { ready });
+  if (options.metrics) {
+    const { host, port, secure } = options.metrics;
+    metricsServer = await startMetricsServer({
+      host,
+      port,
+      registry: metrics.registry,
+      ...(secure
+        ? {
+            secure: {
+              authorize: createMetricsAuthorizer({ kube }),
+              ...(typeof secure === "object" ? secure : {}),
+            },
+          }
+        : {}),
+    });
+  }
   return {
     ...(server ? { url: serverUrl(server) } : {}),
+    ...(metricsServer
+      ? { metricsUrl: serverUrl(metricsServer, options.metrics?.secure ? "https" : "http") }
+      : {}),
     identity: replica,
     isLeader: () => elector.isLeader(),
     hasSynced: () => caches.hasSynced(),
@@ -167,6 +195,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       caches.stop();
       for (const c of components) await c.close?.().catch(() => {});
       await server?.close();
+      await metricsServer?.close();
       await kube.close();
     },
   };

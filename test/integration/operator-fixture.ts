@@ -163,6 +163,7 @@ export async function startTestManager(
     renewDeadlineSeconds: 3,
     retryPeriodSeconds: 1,
     health: { host: "127.0.0.1", port: 0 },
+    metrics: { host: "127.0.0.1", port: 0 },
     caPems: [emu.caPem],
     verificationPolicy: { intervalMs: 3_600_000, retryMs: 3_600_000 },
     graphPropagationMs: 200,

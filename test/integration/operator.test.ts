@@ -322,7 +322,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");
     const get = async (path: string) => {
-      const res = await fetch(`${m.url}${path}`);
+      const res = await fetch(`${path === "/metrics" ? m.metricsUrl : m.url}${path}`);
       return { status: res.status, text: await res.text() };
     };
     expect(await get("/healthz")).toEqual({ status: 200, text: "ok" });
