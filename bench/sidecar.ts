@@ -4,10 +4,10 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { startEmulator } from "../src/emulator/index.ts";
-import { IDS, testDirectory } from "../src/emulator/testing.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { JSON_OK } from "../src/sidecar/routes/ok.ts";
 import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
+import { IDS, testDirectory } from "../test/support/emulator/testing.ts";
 
 /**
  * bench/sidecar: the cached hot path, `GET /AuthorizationHeaderUnauthenticated/{api}?AgentIdentity=…`,

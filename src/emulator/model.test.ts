@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { IDS, testDirectory } from "../../test/support/emulator/testing.ts";
 import { appTokenClaims, fmiSubject, guidBase64Url, pairwiseSubject, userTokenClaims } from "./claims.ts";
 import { DirectoryError } from "./directory.ts";
 import { loadDirectoryFile } from "./directory-file.ts";
 import { normalizeDirectory } from "./directory-validate.ts";
 import { EntraError } from "./errors.ts";
 import { parseScope } from "./scopes.ts";
-import { IDS, testDirectory } from "./testing.ts";
 
 describe("directory validation", () => {
   it("accepts the sample directory and fills in derived ids", async () => {

@@ -1,7 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DirectoryError } from "./directory.ts";
-import { normalizeDirectory } from "./directory-validate.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -9,14 +7,16 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "./test-harness.ts";
-import { callJson, IDS, testDirectory } from "./testing.ts";
+} from "../../test/support/emulator/test-harness.ts";
+import { callJson, IDS, testDirectory } from "../../test/support/emulator/testing.ts";
 import {
   signAssertion,
   type TestCertificate,
   testCertificate,
   testEcCertificate,
-} from "./testing-certificates.ts";
+} from "../../test/support/emulator/testing-certificates.ts";
+import { DirectoryError } from "./directory.ts";
+import { normalizeDirectory } from "./directory-validate.ts";
 
 /** Certificate credentials: an app's own client assertion signed with a certificate registered on it. */
 let h: Harness;

@@ -6,8 +6,8 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "./test-harness.ts";
-import { callJson, IDS } from "./testing.ts";
+} from "../../test/support/emulator/test-harness.ts";
+import { callJson, IDS } from "../../test/support/emulator/testing.ts";
 
 let h: Harness;
 beforeAll(async () => {

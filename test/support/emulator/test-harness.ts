@@ -1,6 +1,6 @@
 import { decodeJwt, type JWTPayload } from "jose";
-import { createLogger } from "../lib/log.ts";
-import { type EmulatorOptions, type RunningEmulator, startEmulator } from "./index.ts";
+import { type EmulatorOptions, type RunningEmulator, startEmulator } from "../../../src/emulator/index.ts";
+import { createLogger } from "../../../src/lib/log.ts";
 import { type HttpResult, IDS, postForm, testDirectory, trustingAgent } from "./testing.ts";
 
 /** A started emulator with captured log lines and shortcuts for the token flows, for this folder's tests. */

@@ -11,7 +11,11 @@ import {
 import * as x509 from "@peculiar/x509";
 import { SignJWT } from "jose";
 // pki.ts also installs @peculiar/x509's crypto provider, which testEcCertificate relies on.
-import { type CertificateAuthority, createCertificateAuthority, issueCertificate } from "../lib/pki.ts";
+import {
+  type CertificateAuthority,
+  createCertificateAuthority,
+  issueCertificate,
+} from "../../../src/lib/pki.ts";
 
 /**
  * Certificates for tests of certificate credentials: made at run time, so no private key is ever

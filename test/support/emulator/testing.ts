@@ -1,6 +1,6 @@
 import { Agent, fetch } from "undici";
-import type { DirectorySpec } from "./directory.ts";
-import type { RunningEmulator } from "./index.ts";
+import type { DirectorySpec } from "../../../src/emulator/directory.ts";
+import type { RunningEmulator } from "../../../src/emulator/index.ts";
 
 /**
  * Helpers for tests that talk to a running emulator (this component's and other components'): the ids
