@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createWorkQueue, type WorkQueue } from "./queue.ts";
+import { createWorkQueue, type WorkQueue } from "../../src/kube/queue.ts";
 
 /** A promise with its resolve exposed, to hold a worker inside a key. */
 function gate(): { promise: Promise<void>; open: () => void } {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { AgentIdentity } from "./types.ts";
-import { checkSecretReference, findBindingConflicts, validateAgentIdentity } from "./validate.ts";
+import type { AgentIdentity } from "../../src/api/types.ts";
+import { checkSecretReference, findBindingConflicts, validateAgentIdentity } from "../../src/api/validate.ts";
 
 const TENANT = "11111111-1111-1111-1111-111111111111";
 const BLUEPRINT = "22222222-2222-2222-2222-222222222222";

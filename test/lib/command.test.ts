@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Command, parseCommandArgs, portOption, renderHelp, UsageError } from "./command.ts";
+import { type Command, parseCommandArgs, portOption, renderHelp, UsageError } from "../../src/lib/command.ts";
 
 const command: Command = {
   name: "demo",

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, createBackoff, jittered, sleep, validatePolicy } from "./backoff.ts";
+import { backoffDelay, createBackoff, jittered, sleep, validatePolicy } from "../../src/kube/backoff.ts";
 
 const policy = { baseMs: 100, maxMs: 1000, factor: 2, jitter: 0.2 };
 const middle = () => 0.5;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildEvent, eventKey, MAX_EVENT_MESSAGE, sanitizeEventMessage } from "./events.ts";
+import { buildEvent, eventKey, MAX_EVENT_MESSAGE, sanitizeEventMessage } from "../../src/kube/events.ts";
 
 const jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmF0dXJlLXZhbHVl";
 const identity = {

@@ -6,8 +6,7 @@ import { delimiter, join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { createCertificateAuthority, issueCertificate } from "../lib/pki.ts";
-import { createKubeClient } from "./client.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
 import {
   KubeconfigError,
   type LightKubeConfig,
@@ -15,7 +14,8 @@ import {
   loadKubeConfig,
   loadKubeconfigFile,
   tokenFileSource,
-} from "./kubeconfig.ts";
+} from "../../src/kube/kubeconfig.ts";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 

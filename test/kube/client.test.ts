@@ -8,7 +8,7 @@ import {
   isGone,
   isNotFound,
   jsonPointerSegment,
-} from "./client.ts";
+} from "../../src/kube/client.ts";
 
 describe("apiErrorFrom", () => {
   it("takes reason, message and details from a Status body", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { etcdArgs, issuerUrlFor, kubeApiserverArgs } from "./controlplane-args.ts";
+import { etcdArgs, issuerUrlFor, kubeApiserverArgs } from "../../src/dev/controlplane-args.ts";
 
 const input = {
   etcdUrl: "http://127.0.0.1:2379",

@@ -11,8 +11,8 @@ import {
   kubeApiserverVersionFromOutput,
   stampMatches,
   wrapperVersions,
-} from "./controlplane-binaries.ts";
-import { TOOLS_DIR } from "./controlplane-build.ts";
+} from "../../src/dev/controlplane-binaries.ts";
+import { TOOLS_DIR } from "../../src/dev/controlplane-build.ts";
 
 describe("go.mod parsing", () => {
   it("reads the pinned versions and the Go minimum from the committed wrapper modules", () => {

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ControlPlaneBuildError, ensureControlPlaneBinaries } from "./controlplane-build.ts";
+import { ControlPlaneBuildError, ensureControlPlaneBinaries } from "../../src/dev/controlplane-build.ts";
 
 /**
  * How the build command fails when Go is missing or too old. A one-line shell script stands in for an

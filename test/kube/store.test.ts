@@ -8,7 +8,7 @@ import {
   objectKey,
   parseWatchEvent,
   splitKey,
-} from "./store.ts";
+} from "../../src/kube/store.ts";
 
 function obj(name: string, rv: string, extra: { ns?: string; uid?: string } = {}): KubeObject {
   return {

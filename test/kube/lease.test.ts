@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { validateElectionTimings } from "./leader.ts";
+import { validateElectionTimings } from "../../src/kube/leader.ts";
 import {
   decide,
   formatMicroTime,
@@ -8,7 +8,7 @@ import {
   observe,
   recordOf,
   releasedRecord,
-} from "./lease.ts";
+} from "../../src/kube/lease.ts";
 
 const T0 = Date.UTC(2026, 10, 27, 12, 0, 0, 123);
 const held = (holder: string, transitions = 0): LeaderRecord => ({

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { crdSchema, type JsonSchema } from "./codegen.ts";
-import { GROUP, KIND, PLURAL, SHORT_NAMES, VERSION } from "./constants.ts";
-import { DOC_PATH, documentedFieldReference, renderFieldReference } from "./generate-docs.ts";
-import { CRD_PATH, GENERATED_PATH, renderGeneratedTypes } from "./generate-types.ts";
+import { crdSchema, type JsonSchema } from "../../src/api/codegen.ts";
+import { GROUP, KIND, PLURAL, SHORT_NAMES, VERSION } from "../../src/api/constants.ts";
+import { DOC_PATH, documentedFieldReference, renderFieldReference } from "../../src/api/generate-docs.ts";
+import { CRD_PATH, GENERATED_PATH, renderGeneratedTypes } from "../../src/api/generate-types.ts";
 
 const crdText = readFileSync(CRD_PATH, "utf8");
 const crd = parse(crdText) as {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { selectIdentityForPod } from "./select.ts";
-import type { AgentIdentity } from "./types.ts";
+import { selectIdentityForPod } from "../../src/api/select.ts";
+import type { AgentIdentity } from "../../src/api/types.ts";
 
 function identity(name: string, sa: string, namespace = "ns", deleting = false): AgentIdentity {
   return {

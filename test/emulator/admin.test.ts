@@ -1,8 +1,8 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, entraCode, type Harness, startHarness } from "../../test/support/emulator/test-harness.ts";
-import { callJson, IDS } from "../../test/support/emulator/testing.ts";
+import { claimsOf, entraCode, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
 
 let h: Harness;
 beforeAll(async () => {

@@ -6,8 +6,8 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "../../test/support/emulator/test-harness.ts";
-import { callJson, IDS } from "../../test/support/emulator/testing.ts";
+} from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
 
 let h: Harness;
 beforeAll(async () => {

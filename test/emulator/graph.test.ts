@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Harness, startHarness } from "../../test/support/emulator/test-harness.ts";
-import { callJson, IDS } from "../../test/support/emulator/testing.ts";
+import { type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
 
 let h: Harness;
 let operatorToken: string;

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
-import { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from "./pki.ts";
+import { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from "../../src/lib/pki.ts";
 
 describe("pki", () => {
   it("issues a server certificate that Node's TLS stack accepts for 127.0.0.1 and localhost", async () => {

@@ -1,5 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DirectoryError } from "../../src/emulator/directory.ts";
+import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -7,16 +9,14 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "../../test/support/emulator/test-harness.ts";
-import { callJson, IDS, testDirectory } from "../../test/support/emulator/testing.ts";
+} from "../support/emulator/test-harness.ts";
+import { callJson, IDS, testDirectory } from "../support/emulator/testing.ts";
 import {
   signAssertion,
   type TestCertificate,
   testCertificate,
   testEcCertificate,
-} from "../../test/support/emulator/testing-certificates.ts";
-import { DirectoryError } from "./directory.ts";
-import { normalizeDirectory } from "./directory-validate.ts";
+} from "../support/emulator/testing-certificates.ts";
 
 /** Certificate credentials: an app's own client assertion signed with a certificate registered on it. */
 let h: Harness;

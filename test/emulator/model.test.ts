@@ -1,11 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { IDS, testDirectory } from "../../test/support/emulator/testing.ts";
-import { appTokenClaims, fmiSubject, guidBase64Url, pairwiseSubject, userTokenClaims } from "./claims.ts";
-import { DirectoryError } from "./directory.ts";
-import { loadDirectoryFile } from "./directory-file.ts";
-import { normalizeDirectory } from "./directory-validate.ts";
-import { EntraError } from "./errors.ts";
-import { parseScope } from "./scopes.ts";
+import {
+  appTokenClaims,
+  fmiSubject,
+  guidBase64Url,
+  pairwiseSubject,
+  userTokenClaims,
+} from "../../src/emulator/claims.ts";
+import { DirectoryError } from "../../src/emulator/directory.ts";
+import { loadDirectoryFile } from "../../src/emulator/directory-file.ts";
+import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
+import { EntraError } from "../../src/emulator/errors.ts";
+import { parseScope } from "../../src/emulator/scopes.ts";
+import { IDS, testDirectory } from "../support/emulator/testing.ts";
 
 describe("directory validation", () => {
   it("accepts the sample directory and fills in derived ids", async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { TOKEN_FILE } from "./constants.ts";
-import { type EnvVar, renderSidecarSettings } from "./render.ts";
-import type { AgentIdentity, AgentIdentitySpec } from "./types.ts";
+import { TOKEN_FILE } from "../../src/api/constants.ts";
+import { type EnvVar, renderSidecarSettings } from "../../src/api/render.ts";
+import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
 
 const TENANT = "11111111-1111-1111-1111-111111111111";
 const BLUEPRINT = "22222222-2222-2222-2222-222222222222";

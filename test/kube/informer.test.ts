@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { planRestart } from "./informer.ts";
+import { planRestart } from "../../src/kube/informer.ts";
 
 describe("planRestart", () => {
   it.each([

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fmiSubject } from "../../src/emulator/claims.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -6,9 +7,8 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "../../test/support/emulator/test-harness.ts";
-import { IDS } from "../../test/support/emulator/testing.ts";
-import { fmiSubject } from "./claims.ts";
+} from "../support/emulator/test-harness.ts";
+import { IDS } from "../support/emulator/testing.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -130,7 +130,7 @@ describe("client_credentials with a client secret", () => {
   });
 
   it("reads only form-encoded bodies, as Entra does", async () => {
-    const { callJson } = await import("../../test/support/emulator/testing.ts");
+    const { callJson } = await import("../support/emulator/testing.ts");
     const r = await callJson(h.dispatcher, "POST", h.tokenUrl, secretParams);
     expect(r.status).toBe(400);
     expect(entraCode(r)).toBe(900144);
@@ -251,7 +251,7 @@ describe("the agent identity exchange", () => {
 
 describe("directory rules", () => {
   it("refuses an expired client secret", async () => {
-    const { callJson } = await import("../../test/support/emulator/testing.ts");
+    const { callJson } = await import("../support/emulator/testing.ts");
     const appId = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
     const add = await callJson(
       h.dispatcher,
@@ -268,7 +268,7 @@ describe("directory rules", () => {
   });
 
   it("refuses T1 issued in another tenant", async () => {
-    const { callJson } = await import("../../test/support/emulator/testing.ts");
+    const { callJson } = await import("../support/emulator/testing.ts");
     const tenant = "2b3c4d5e-6f70-4a81-9b2c-3d4e5f607182";
     const blueprint = "3c4d5e6f-7081-4a92-8c3d-4e5f60718293";
     const created = await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/tenants`, {
@@ -297,7 +297,7 @@ describe("directory rules", () => {
 });
 
 async function fetchUserToken(harness: Harness, extra: Record<string, unknown>): Promise<string> {
-  const { callJson } = await import("../../test/support/emulator/testing.ts");
+  const { callJson } = await import("../support/emulator/testing.ts");
   const r = await callJson(
     harness.dispatcher,
     "POST",
