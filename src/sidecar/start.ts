@@ -133,7 +133,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  // The route schemas' validators and serialisers, compiled ahead of time (routes/generate-schemas.ts).
+  // The route schemas' validators and serialisers, compiled ahead of time (scripts/generate-sidecar-schemas.ts).
   const schemaCompilers = lazySchemaCompilers({ validators, serializers });
   const app = buildServer(ctx, { schemaCompilers, ...(metrics ? { metrics } : {}) });
   await app.listen({ host: config.listen.host, port: config.listen.port });

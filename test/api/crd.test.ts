@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { crdSchema, type JsonSchema } from "../../src/api/codegen.ts";
+import { crdSchema, type JsonSchema } from "../../scripts/api-codegen.ts";
+import { DOC_PATH, documentedFieldReference, renderFieldReference } from "../../scripts/generate-api-docs.ts";
+import { CRD_PATH, GENERATED_PATH, renderGeneratedTypes } from "../../scripts/generate-api-types.ts";
 import { GROUP, KIND, PLURAL, SHORT_NAMES, VERSION } from "../../src/api/constants.ts";
-import { DOC_PATH, documentedFieldReference, renderFieldReference } from "../../src/api/generate-docs.ts";
-import { CRD_PATH, GENERATED_PATH, renderGeneratedTypes } from "../../src/api/generate-types.ts";
 
 const crdText = readFileSync(CRD_PATH, "utf8");
 const crd = parse(crdText) as {
@@ -36,7 +36,7 @@ function walk(schema: JsonSchema, path: string, out: Array<[string, JsonSchema]>
 }
 
 describe("the AgentIdentity CRD", () => {
-  it("generates exactly the committed TypeScript types (run `npx node src/api/generate-types.ts` after a CRD change)", () => {
+  it("generates exactly the committed TypeScript types (run `npx node scripts/generate-api-types.ts` after a CRD change)", () => {
     expect(readFileSync(GENERATED_PATH, "utf8")).toBe(renderGeneratedTypes());
   });
 
@@ -52,7 +52,7 @@ describe("the AgentIdentity CRD", () => {
     expect(undescribed).toEqual([]);
   });
 
-  it("is documented field by field in docs/agentidentity.md (run `npx node src/api/generate-docs.ts` after a CRD change)", () => {
+  it("is documented field by field in docs/agentidentity.md (run `npx node scripts/generate-api-docs.ts` after a CRD change)", () => {
     const documented = documentedFieldReference(readFileSync(DOC_PATH, "utf8"));
     expect(documented).toBe(renderFieldReference());
     expect(documented).toContain("`spec.downstreamApis.<name>.requestAppToken`");

@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { crdSchema, fieldReference } from "./codegen.ts";
-import { CRD_PATH } from "./generate-types.ts";
+import { crdSchema, fieldReference } from "./api-codegen.ts";
+import { CRD_PATH } from "./generate-api-types.ts";
 
-/** Regenerates the field reference in docs/agentidentity.md between its markers: `npx node src/api/generate-docs.ts`. */
-export const DOC_PATH = new URL("../../docs/agentidentity.md", import.meta.url);
-const BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (src/api/generate-docs.ts) -->";
+/** Regenerates the field reference in docs/agentidentity.md between its markers: `npx node scripts/generate-api-docs.ts`. */
+export const DOC_PATH = new URL("../docs/agentidentity.md", import.meta.url);
+const BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (scripts/generate-api-docs.ts) -->";
 const END = "<!-- END GENERATED FIELD REFERENCE -->";
 
 export function renderFieldReference(): string {

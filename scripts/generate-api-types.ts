@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { crdSchema, generateTypes } from "./codegen.ts";
+import { crdSchema, generateTypes } from "./api-codegen.ts";
 
-/** Regenerates src/api/types.generated.ts from the CRD: `npx node src/api/generate-types.ts`. */
-export const CRD_PATH = new URL("../../crds/agentid.io_agentidentities.yaml", import.meta.url);
-export const GENERATED_PATH = new URL("./types.generated.ts", import.meta.url);
-const BIOME = new URL("../../node_modules/.bin/biome", import.meta.url).pathname;
+/** Regenerates src/api/types.generated.ts from the CRD: `npx node scripts/generate-api-types.ts`. */
+export const CRD_PATH = new URL("../crds/agentid.io_agentidentities.yaml", import.meta.url);
+export const GENERATED_PATH = new URL("../src/api/types.generated.ts", import.meta.url);
+const BIOME = new URL("../node_modules/.bin/biome", import.meta.url).pathname;
 
 /** The generated module exactly as committed: generated from the CRD, then formatted by the project's Biome. */
 export function renderGeneratedTypes(): string {

@@ -1,10 +1,10 @@
-import { type Command, parseCommandArgs, renderHelp, stringOption, UsageError } from "../lib/command.ts";
-import { formatElapsed } from "./controlplane-binaries.ts";
+import { formatElapsed } from "../src/dev/controlplane-binaries.ts";
 import {
   ControlPlaneBuildError,
   ensureControlPlaneBinaries,
   FIRST_BUILD_HINT,
-} from "./controlplane-build.ts";
+} from "../src/dev/controlplane-build.ts";
+import { type Command, parseCommandArgs, renderHelp, stringOption, UsageError } from "../src/lib/command.ts";
 
 /** `npm run controlplane:build`: builds kube-apiserver and etcd once into the cache, or finds them. */
 export const controlPlaneBuildCommand: Command = {
