@@ -21,6 +21,8 @@ export interface TcpProxy {
   blackhole(): void;
   /** Connections accepted so far. */
   accepted(): number;
+  /** Connections open right now. */
+  open(): number;
   close(): Promise<void>;
 }
 
@@ -98,6 +100,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return n;
     },
     accepted: () => accepted,
+    open: () => pairs.size,
     async close() {
       for (const { client, upstream } of pairs) {
         client.destroy();

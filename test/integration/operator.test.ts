@@ -271,11 +271,21 @@ describe("the operator against a real API server and the Entra emulator", () => 
     );
   });
 
-  it("writes nothing while idle", async () => {
-    const m = await manager({ verify: false });
+  it("writes nothing while idle, across resyncs", async () => {
+    // A resync every second (10 minutes by default), so that the idle window below spans several.
+    const m = await manager({ verify: false, resyncIntervalMs: 1000 });
+    const resyncs = async () => {
+      const text = await (await fetch(`${m.url}/metrics`)).text();
+      const found = /agentid_watch_restarts_total\{resource="agentidentities",reason="resync"\} (\d+)/.exec(
+        text,
+      );
+      return Number(found?.[1] ?? 0);
+    };
     for (const name of ["idle-a", "idle-b", "idle-c"]) await createIdentity(kube, cp.namespace, name);
     for (const name of ["idle-a", "idle-b", "idle-c"]) await until(name, "Ready", "True");
-    await new Promise((r) => setTimeout(r, 1500));
+    // Settle: the reconciles that follow the manager's own status writes have run by the next resync.
+    const settled = await resyncs();
+    await expect.poll(resyncs, { timeout: 20_000 }).toBeGreaterThan(settled);
     const writes = (counts: Record<string, number>) =>
       Object.entries(counts)
         .filter(([k]) => !k.startsWith("GET ") && !k.startsWith("WATCH ") && !k.endsWith(" leases"))
@@ -284,15 +294,18 @@ describe("the operator against a real API server and the Entra emulator", () => 
     const versions = await Promise.all(
       ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
     );
-    await new Promise((r) => setTimeout(r, 4000));
+    // Idle through three full resyncs (each a relist of every informer).
+    const start = await resyncs();
+    await expect.poll(resyncs, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
     const after = m.requestCounts();
     expect(writes(after)).toBe(writes(before));
     expect(writes(before)).toBeGreaterThan(0);
-    const nonLease = (c: Record<string, number>) =>
+    // The relists happened through this manager's client (reads only).
+    const lists = (c: Record<string, number>) =>
       Object.entries(c)
-        .filter(([k]) => !k.endsWith(" leases"))
+        .filter(([k]) => k.startsWith("GET ") && k.endsWith(" agentidentities"))
         .reduce((n, [, v]) => n + v, 0);
-    expect(nonLease(after)).toBe(nonLease(before));
+    expect(lists(after)).toBeGreaterThanOrEqual(lists(before) + 3);
     expect(
       await Promise.all(
         ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),

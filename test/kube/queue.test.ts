@@ -10,10 +10,9 @@ function gate(): { promise: Promise<void>; open: () => void } {
   return { promise, open };
 }
 
+/** Waits (on real timers, even while fake ones are installed) until the queue reaches a state. */
 async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-  if (!condition()) throw new Error("condition never became true");
+  await expect.poll(condition, { timeout: 5_000, interval: 1 }).toBe(true);
 }
 
 const noJitter = { baseMs: 100, maxMs: 1_000, factor: 2, jitter: 0 };
@@ -40,6 +39,8 @@ describe("work queue", () => {
   });
 
   it("runs a key added during its processing exactly once more, after the current run", async () => {
+    // Fake timers: running every pending timer below shows no further run is scheduled, without a sleep.
+    vi.useFakeTimers();
     queue = createWorkQueue();
     const first = gate();
     let running = 0;
@@ -61,7 +62,7 @@ describe("work queue", () => {
     expect(queue.length()).toBe(0);
     first.open();
     await until(() => runs.length === 2 && queue?.processing() === 0);
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.runAllTimersAsync();
     expect(runs).toHaveLength(2);
     expect(maxRunning).toBe(1);
   });
@@ -171,6 +172,8 @@ describe("work queue", () => {
   });
 
   it("shuts down cleanly: waits for running work, drops waiting and delayed keys, ignores later adds", async () => {
+    // Fake timers: running every pending timer (the delayed add included) replaces sleeping and hoping.
+    vi.useFakeTimers();
     const q = createWorkQueue();
     queue = q;
     const hold = gate();
@@ -190,13 +193,13 @@ describe("work queue", () => {
     void stopped.then(() => {
       resolved = true;
     });
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.runAllTimersAsync();
     expect(resolved).toBe(false);
     hold.open();
     await stopped;
     expect(finished).toBe(true);
     q.add("d");
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.runAllTimersAsync();
     expect(seen).toEqual(["a"]);
     expect(q.length()).toBe(0);
     expect(q.isShuttingDown()).toBe(true);

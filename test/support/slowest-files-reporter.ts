@@ -18,7 +18,9 @@ export default class SlowestFilesReporter implements Reporter {
       .sort((a, b) => b.ms - a.ms)
       .slice(0, SHOWN);
     if (rows.length === 0) return;
-    const lines = rows.map((r) => `  ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.project.padEnd(12)} ${r.file}`);
+    const lines = rows.map(
+      (r) => `  ${(r.ms / 1000).toFixed(1).padStart(6)} s  ${r.project.padEnd(12)} ${r.file}`,
+    );
     console.log(`\nSlowest test files (import + tests + hooks):\n${lines.join("\n")}\n`);
   }
 }
