@@ -25,6 +25,8 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/support/controlplane-global-setup.ts"],
+          // expect.poll waits for a real API server and real processes: 30 s, not vitest's 1 s.
+          expect: { poll: { timeout: 30_000, interval: 100 } },
         },
       },
     ],
