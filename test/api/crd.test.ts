@@ -59,7 +59,7 @@ describe("the AgentIdentity CRD", () => {
     expect(documented).toContain("`status.conditions[].observedGeneration`");
   });
 
-  it("uses the names fixed in DESIGN.md", () => {
+  it("uses the names fixed in src/api/constants.ts", () => {
     expect(crd.spec.group).toBe(GROUP);
     expect(crd.spec.names.kind).toBe(KIND);
     expect(crd.spec.names.plural).toBe(PLURAL);
