@@ -5,11 +5,11 @@ import { parseAllDocuments } from "yaml";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { AGENT, condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * The chart's RBAC is enough for the manager and no more: the manager runs as a ServiceAccount bound only
@@ -130,21 +130,24 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
 
       running = await startTestManager({ ...cp, kubeConfig: asManager }, emu, ns, logs, { verify: true });
-      await createIdentity(admin, ns, "workload", {});
-      await createIdentity(admin, ns, "secretive", {
-        clientSecretRef: { name: "bp", key: "secret" },
+      await createBlueprint(admin, ns, {
+        ...onEmulator(emu),
+        federation: { management: "Graph" },
+        admits: { namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true },
       });
+      await createIdentity(admin, ns, "workload");
+      await createIdentity(admin, ns, "secretive", { clientSecretRef: { name: "bp", key: "secret" } });
       const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
       const until = (name: string, reason: string) =>
-        eventually(`${name} Ready reason ${reason}`, async () => {
-          const identity = await read(name);
-          return condition(identity, "Ready")?.reason === reason ? identity : undefined;
-        });
-      const workload = await eventually("workload Verified", async () => {
-        const identity = await read("workload");
-        return condition(identity, "Verified")?.status === "True" ? identity : undefined;
-      });
-      expect(workload.status?.serviceAccount).toBe("workload");
+        expect
+          .poll(async () => condition(await read(name), "Ready")?.reason, { message: `${name} Ready reason` })
+          .toBe(reason);
+      await expect
+        .poll(async () => condition(await read("workload"), "Verified")?.status, {
+          message: "workload Verified",
+        })
+        .toBe("True");
+      expect((await read("workload"))?.status?.serviceAccount).toBe("workload");
       await until("secretive", "SecretAccessDenied");
 
       await admin.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
@@ -160,7 +163,7 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
       await admin.patch(identityPath(ns, "secretive"), "merge", {
         metadata: { annotations: { retry: "1" } },
-        spec: { agentId: "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d" },
+        spec: { sidecar: { port: 5001 } },
       });
       await until("secretive", "SecretNotFound");
       // get-by-name only: listing stays forbidden even in the opted-in namespace.
@@ -169,9 +172,9 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
 
       await admin.delete(identityPath(ns, "workload"));
-      await eventually("workload deleted (finalizer removed by the manager)", async () =>
-        (await read("workload")) ? undefined : true,
-      );
+      await expect
+        .poll(() => read("workload"), { message: "workload deleted (finalizer removed by the manager)" })
+        .toBeUndefined();
     } finally {
       await managerClient.close();
       await admin.delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${crbName}`).catch(() => {});

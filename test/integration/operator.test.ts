@@ -3,7 +3,7 @@ import { FINALIZER, LABEL_SERVICE_ACCOUNT_BINDING } from "../../src/api/constant
 import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
 import { useControlPlane } from "../support/controlplane.ts";
@@ -27,7 +27,6 @@ import {
   createIdentity,
   ensureCrd,
   eventsFor,
-  eventually,
   TENANT,
 } from "./operator-support.ts";
 
@@ -68,19 +67,30 @@ const managedIdentityBlueprint = () => blueprint({ credential: { managedIdentity
 
 const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
 async function until(name: string, type: string, status: string, reason?: string): Promise<AgentIdentity> {
-  let seen = "nothing";
-  try {
-    return await eventually(`${name}: ${type}=${status}${reason ? ` (${reason})` : ""}`, async () => {
-      const identity = await read(name);
-      seen = JSON.stringify(
-        identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ?? [],
-      );
-      const c = condition(identity, type);
-      return c?.status === status && (!reason || c.reason === reason) ? identity : undefined;
-    });
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last conditions: ${seen}`);
-  }
+  let identity: AgentIdentity | undefined;
+  await expect
+    .poll(
+      async () => {
+        identity = await read(name);
+        const c = condition(identity, type);
+        // On failure, the last value shown is the resource's conditions.
+        return c?.status === status && (!reason || c.reason === reason)
+          ? true
+          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
+              []);
+      },
+      { message: `${name}: ${type}=${status}${reason ? ` (${reason})` : ""}` },
+    )
+    .toBe(true);
+  if (!identity) throw new Error(`${name} disappeared`);
+  return identity;
+}
+
+/** The manager's count of relists of the AgentIdentity cache: a clock made of events, not of sleeps. */
+async function resyncs(m: RunningManager): Promise<number> {
+  const text = await (await fetch(`${m.url}/metrics`)).text();
+  const found = /agentid_watch_restarts_total\{resource="agentidentities",reason="resync"\} (\d+)/.exec(text);
+  return Number(found?.[1] ?? 0);
 }
 
 async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
@@ -251,29 +261,37 @@ describe("the operator against a real API server and the Entra emulator", () => 
       "DELETE",
       `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${name}`,
     );
-    await eventually("the credential to be recreated", async () =>
-      (await blueprintCredentials(emu)).find((c) => c.name === name),
-    );
+    await expect
+      .poll(async () => (await blueprintCredentials(emu)).some((c) => c.name === name), {
+        message: "the credential to be recreated",
+      })
+      .toBe(true);
 
     await kube.delete(identityPath(cp.namespace, "graph"));
-    await eventually("the AgentIdentity to be gone", async () => ((await read("graph")) ? undefined : true));
+    await expect.poll(() => read("graph"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
     expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
   });
 
   it("Graph's 20-credential limit and an application the operator does not own become conditions, and are not retried", async () => {
     await blueprint({ clientId: FULL_BLUEPRINT, federation: { management: "Graph" } });
-    await manager();
+    // A resync every second replays every identity to the reconciler: the clock of this test.
+    const m = await manager({ resyncIntervalMs: 1000 });
     await createIdentity(kube, cp.namespace, "full");
     const full = await until("full", "Ready", "False", "CredentialLimitReached");
     expect(condition(full, "FederationConfigured")?.message).toContain("20");
     expect(await blueprintCredentials(emu, FULL_BLUEPRINT)).toHaveLength(20);
-    // A permanent refusal is not retried until the spec changes: the emulator sees nothing more.
+    // A permanent refusal is not retried until the spec changes: through an update that is not a spec
+    // change and two resyncs, the emulator sees nothing more.
     const before = await emulatorRequests(emu);
     await kube.patch(identityPath(cp.namespace, "full"), "merge", {
       metadata: { annotations: { nudge: "1" } },
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    const start = await resyncs(m);
+    await expect.poll(() => resyncs(m), { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 2);
     expect(await emulatorRequests(emu)).toBe(before);
+    // A spec change tries again (and meets the same limit).
+    await kube.patch(identityPath(cp.namespace, "full"), "merge", { spec: { sidecar: { port: 5001 } } });
+    await expect.poll(() => emulatorRequests(emu)).toBeGreaterThan(before);
   });
 
   it("Application.ReadWrite.OwnedBy does not reach a blueprint the operator does not own", async () => {
@@ -282,34 +300,44 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await createIdentity(kube, cp.namespace, "denied");
     const denied = await until("denied", "Ready", "False", "GraphAccessDenied");
     expect(condition(denied, "Ready")?.message).toContain("Application.ReadWrite.OwnedBy");
-    await eventually("a GraphAccessDenied event", async () =>
-      (await eventsFor(kube, cp.namespace, "denied")).find((e) => e.reason === "GraphAccessDenied"),
-    );
+    await expect
+      .poll(async () =>
+        (await eventsFor(kube, cp.namespace, "denied")).some((e) => e.reason === "GraphAccessDenied"),
+      )
+      .toBe(true);
     expect(await blueprintCredentials(emu, FOREIGN_BLUEPRINT)).toEqual([]);
   });
 
-  it("writes nothing while idle", async () => {
+  it("writes nothing while idle, across resyncs", async () => {
     await managedIdentityBlueprint();
-    const m = await manager({ verify: false });
+    // A resync every second (10 minutes by default), so that the idle window below spans several.
+    const m = await manager({ verify: false, resyncIntervalMs: 1000 });
     const names = ["idle-a", "idle-b", "idle-c"];
     for (const name of names) await createIdentity(kube, cp.namespace, name);
     for (const name of names) await until(name, "Ready", "True");
-    await new Promise((r) => setTimeout(r, 1500));
+    // Settle: the reconciles that follow the manager's own status writes have run by the next resync.
+    const settled = await resyncs(m);
+    await expect.poll(() => resyncs(m), { timeout: 20_000 }).toBeGreaterThan(settled);
     const writes = (counts: Record<string, number>) =>
       Object.entries(counts)
         .filter(([k]) => !k.startsWith("GET ") && !k.startsWith("WATCH ") && !k.endsWith(" leases"))
         .reduce((n, [, v]) => n + v, 0);
     const before = m.requestCounts();
+    const emulated = await emulatorRequests(emu);
     const versions = await Promise.all(names.map(async (n) => (await read(n))?.metadata.resourceVersion));
-    await new Promise((r) => setTimeout(r, 4000));
+    // Idle through three full resyncs (each a relist of every informer).
+    const start = await resyncs(m);
+    await expect.poll(() => resyncs(m), { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
     const after = m.requestCounts();
     expect(writes(after)).toBe(writes(before));
     expect(writes(before)).toBeGreaterThan(0);
-    const nonLease = (c: Record<string, number>) =>
+    expect(await emulatorRequests(emu)).toBe(emulated);
+    // The relists happened through this manager's client (reads only).
+    const lists = (c: Record<string, number>) =>
       Object.entries(c)
-        .filter(([k]) => !k.endsWith(" leases"))
+        .filter(([k]) => k.startsWith("GET ") && k.endsWith(" agentidentities"))
         .reduce((n, [, v]) => n + v, 0);
-    expect(nonLease(after)).toBe(nonLease(before));
+    expect(lists(after)).toBeGreaterThanOrEqual(lists(before) + 3);
     expect(await Promise.all(names.map(async (n) => (await read(n))?.metadata.resourceVersion))).toEqual(
       versions,
     );
@@ -319,16 +347,17 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await managedIdentityBlueprint();
     const a = await manager({ verify: false, identity: "replica-a" });
     const b = await manager({ verify: false, identity: "replica-b" });
-    const leader = await eventually("a leader", async () =>
-      a.isLeader() !== b.isLeader() ? (a.isLeader() ? a : b) : undefined,
-    );
+    await expect.poll(() => a.isLeader() !== b.isLeader(), { message: "exactly one leader" }).toBe(true);
+    const leader = a.isLeader() ? a : b;
     const follower = leader === a ? b : a;
     await createIdentity(kube, cp.namespace, "before");
     await until("before", "Ready", "True");
     expect(follower.isLeader()).toBe(false);
     await leader.stop();
     managers.splice(managers.indexOf(leader), 1);
-    await eventually("the follower to lead", async () => (follower.isLeader() ? true : undefined), 15_000);
+    await expect
+      .poll(() => follower.isLeader(), { message: "the follower to lead", timeout: 15_000 })
+      .toBe(true);
     await createIdentity(kube, cp.namespace, "after");
     await until("after", "Ready", "True");
   });
@@ -339,7 +368,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");
     const get = async (path: string) => {
-      const res = await fetch(`${m.url}${path}`);
+      const res = await fetch(`${path === "/metrics" ? m.metricsUrl : m.url}${path}`);
       return { status: res.status, text: await res.text() };
     };
     expect(await get("/healthz")).toEqual({ status: 200, text: "ok" });
