@@ -19,6 +19,8 @@ export interface TcpProxy {
   severUpstream(): number;
   /** Freezes every open connection and every later one: the server looks alive but never answers. */
   blackhole(): void;
+  /** Ends a blackhole: drops every (frozen) connection, like a network that comes back; new ones pass again. */
+  restore(): void;
   /** Connections accepted so far. */
   accepted(): number;
   /** Connections open right now. */
@@ -89,6 +91,14 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         pair.client.pause();
         pair.upstream.pause();
       }
+    },
+    restore() {
+      blackholed = false;
+      for (const { client, upstream } of pairs) {
+        client.resetAndDestroy();
+        upstream.destroy();
+      }
+      pairs.clear();
     },
     severUpstream() {
       let n = 0;

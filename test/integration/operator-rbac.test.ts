@@ -5,7 +5,7 @@ import { parseAllDocuments } from "yaml";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";

@@ -4,7 +4,7 @@ import { type ControlPlane, startControlPlane } from "../../src/dev/controlplane
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ApiServerRestarter, apiServerRestarter } from "./kube-support.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";

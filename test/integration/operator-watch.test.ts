@@ -3,7 +3,7 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { kubeConfigFor } from "../../src/dev/controlplane.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";

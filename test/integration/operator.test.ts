@@ -3,7 +3,7 @@ import { ANNOTATION_IDENTITY, FINALIZER_FEDERATED_CREDENTIAL } from "../../src/a
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
 import { useControlPlane } from "../support/controlplane.ts";
@@ -343,7 +343,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");
     const get = async (path: string) => {
-      const res = await fetch(`${m.url}${path}`);
+      const res = await fetch(`${path === "/metrics" ? m.metricsUrl : m.url}${path}`);
       return { status: res.status, text: await res.text() };
     };
     expect(await get("/healthz")).toEqual({ status: 200, text: "ok" });

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/operator/v8-flags.ts";
+import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/manager/v8-flags.ts";
 
 const cli = new URL("../../src/cli.ts", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "manager-footprint-"));

@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
-import { readCaFiles } from "./https.ts";
+import { readCaFiles } from "../operator/https.ts";
+import { isLoopback, parseBindAddress } from "./bind-address.ts";
 import { ensureManagerHeapFlags } from "./v8-flags.ts";
 
 /** "90s", "30m", "6h" or plain milliseconds. */
@@ -11,6 +13,14 @@ export function parseDuration(value: string, flag: string): number {
   const n = Number(match[1]);
   const unit = match[2] ?? "ms";
   return n * { ms: 1, s: 1000, m: 60_000, h: 3600_000 }[unit as "ms" | "s" | "m" | "h"];
+}
+
+/**
+ * The Lease's namespace: the flag (or POD_NAMESPACE), else the namespace the manager runs in (the
+ * in-cluster namespace file, or the kubeconfig context's namespace), else "default".
+ */
+export function leaseNamespaceFrom(flag: string | undefined, configNamespace: string | undefined): string {
+  return flag || configNamespace || "default";
 }
 
 function listOption(values: OptionValues, name: string): string[] {
@@ -45,22 +55,32 @@ export const managerCommand: Command = {
     },
     "lease-namespace": {
       type: "string",
-      help: "Namespace of the leader-election Lease.",
-      default: "default",
+      help: "Namespace of the leader-election Lease (default: the pod's own namespace, from the in-cluster namespace file; else the kubeconfig context's; else default).",
       env: "POD_NAMESPACE",
     },
     "lease-name": { type: "string", help: "Name of the leader-election Lease.", default: "agentid-manager" },
     "health-host": {
       type: "string",
-      help: "Address of the /healthz, /readyz and /metrics server.",
+      help: "Address of the /healthz and /readyz server (the kubelet's probes).",
       default: "0.0.0.0",
     },
     "health-port": {
       type: "string",
-      help: "Port of the /healthz, /readyz and /metrics server.",
+      help: "Port of the /healthz and /readyz server.",
       default: "8081",
       env: "AGENTID_HEALTH_PORT",
     },
+    "metrics-bind-address": {
+      type: "string",
+      help: "host:port of /metrics; 0 turns it off. On loopback (the default) it is plain HTTP; any other address serves HTTPS and checks every caller with TokenReview + SubjectAccessReview (get /metrics).",
+      default: "127.0.0.1:8080",
+      env: "AGENTID_METRICS_BIND_ADDRESS",
+    },
+    "metrics-cert-file": {
+      type: "string",
+      help: "PEM certificate for /metrics when exposed (default: self-signed at start-up).",
+    },
+    "metrics-key-file": { type: "string", help: "PEM key for --metrics-cert-file." },
     "log-level": {
       type: "string",
       help: "fatal, error, warn, info, debug, trace or silent.",
@@ -132,6 +152,11 @@ export const managerCommand: Command = {
       host: stringOption(values, "health-host") ?? "0.0.0.0",
       port: portOption(values, "health-port") ?? 8081,
     };
+    const metricsListen = parseBindAddress(stringOption(values, "metrics-bind-address") ?? "127.0.0.1:8080");
+    const metricsCert = stringOption(values, "metrics-cert-file");
+    const metricsKey = stringOption(values, "metrics-key-file");
+    if (Boolean(metricsCert) !== Boolean(metricsKey))
+      throw new UsageError("--metrics-cert-file and --metrics-key-file go together");
     const issuer = stringOption(values, "issuer");
     if (issuer !== undefined && !/^https:\/\/\S+$/.test(issuer))
       throw new UsageError(`--issuer must be an https URL, got '${issuer}'`);
@@ -154,7 +179,7 @@ export const managerCommand: Command = {
     const graph = graphClientId
       ? {
           baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
-          credentialFor: (await import("./graph-credential.ts")).createGraphCredentialFactory({
+          credentialFor: (await import("../operator/graph-credential.ts")).createGraphCredentialFactory({
             clientId: graphClientId,
             ...(tokenFile ? { tokenFile } : {}),
             ...(secretFile ? { clientSecretFile: secretFile } : {}),
@@ -169,9 +194,27 @@ export const managerCommand: Command = {
       kubeConfig,
       logger,
       ...(namespace ? { namespace } : {}),
-      leaseNamespace: stringOption(values, "lease-namespace") ?? "default",
+      leaseNamespace: leaseNamespaceFrom(stringOption(values, "lease-namespace"), kubeConfig.namespace),
       leaseName: stringOption(values, "lease-name") ?? "agentid-manager",
       health,
+      ...(metricsListen
+        ? {
+            metrics: {
+              ...metricsListen,
+              ...(isLoopback(metricsListen.host)
+                ? {}
+                : {
+                    secure:
+                      metricsCert && metricsKey
+                        ? {
+                            certPem: readFileSync(metricsCert, "utf8"),
+                            keyPem: readFileSync(metricsKey, "utf8"),
+                          }
+                        : true,
+                  }),
+            },
+          }
+        : {}),
       verify: values["no-verify"] !== true,
       verificationPolicy,
       ...(issuer ? { issuer } : {}),
@@ -179,7 +222,10 @@ export const managerCommand: Command = {
       ...(graph ? { graph } : {}),
       concurrency,
     });
-    logger.info({ url: manager.url, identity: manager.identity }, "manager started");
+    logger.info(
+      { url: manager.url, metrics: manager.metricsUrl, identity: manager.identity },
+      "manager started",
+    );
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.off("SIGTERM", stop);
