@@ -22,7 +22,7 @@ const GENERATED = ["dist/", "node_modules/", ".cache/"];
 const PATH_LIKE = /\.(ts|js|md|json|ya?ml|go|mod|sum|sh|pem)$/;
 
 /** The repository paths a text names in backticks (candidates only; see `isRepoPath`). */
-export function backtickedPaths(text: string): string[] {
+function backtickedPaths(text: string): string[] {
   // Fenced code blocks hold commands and examples, not references.
   const prose = text.replace(/^```[\s\S]*?^```/gm, "");
   return [...prose.matchAll(/`([^`\s]+)`/g)].map((m) => (m[1] ?? "").replace(/:\d+(-\d+)?$/, ""));
