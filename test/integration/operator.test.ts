@@ -282,7 +282,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     // A resync every second (10 minutes by default), so that the idle window below spans several.
     const m = await manager({ verify: false, resyncIntervalMs: 1000 });
     const resyncs = async () => {
-      const text = await (await fetch(`${m.url}/metrics`)).text();
+      const text = await (await fetch(`${m.metricsUrl}/metrics`)).text();
       const found = /agentid_watch_restarts_total\{resource="agentidentities",reason="resync"\} (\d+)/.exec(
         text,
       );
