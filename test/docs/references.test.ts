@@ -54,6 +54,13 @@ describe("references in README.md and docs/", () => {
     expect(found).toEqual(["src/cli.ts", "src/kube/queue.ts", "notes/x.md"]);
   });
 
+  it("lists every document of docs/ in the README's Documentation section", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Documentation"));
+    const unlisted = docs.filter((d) => d.startsWith("docs/") && !section.includes(`\`${d}\``));
+    expect(unlisted).toEqual([]);
+  });
+
   it.each(docs)("%s names only files that exist", (doc) => {
     const text = readFileSync(join(root, doc), "utf8");
     const missing = [
