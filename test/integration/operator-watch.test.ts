@@ -80,7 +80,7 @@ describe("the operator's watches", () => {
         ? undefined
         : true,
     );
-    const restarts = await (await fetch(`${manager.url}/metrics`)).text();
+    const restarts = await (await fetch(`${manager.metricsUrl}/metrics`)).text();
     expect(restarts).toMatch(
       /agentid_watch_restarts_total\{resource="agentidentities",reason="[a-z]+"\} [1-9]/,
     );
