@@ -156,12 +156,15 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
   /** Replays the cache to the update handlers, from memory, every resync interval. */
   function scheduleResync(): void {
     if (resyncIntervalMs <= 0 || stopController.signal.aborted) return;
-    resyncTimer = setTimeout(() => {
-      const objects = store.list();
-      log.debug({ objects: objects.length }, "resync: replaying the cache");
-      dispatch(objects.map((obj) => ({ type: "update" as const, obj, old: obj })));
-      scheduleResync();
-    }, jittered(resyncIntervalMs, 0.1, random));
+    resyncTimer = setTimeout(
+      () => {
+        const objects = store.list();
+        log.debug({ objects: objects.length }, "resync: replaying the cache");
+        dispatch(objects.map((obj) => ({ type: "update" as const, obj, old: obj })));
+        scheduleResync();
+      },
+      jittered(resyncIntervalMs, 0.1, random),
+    );
     resyncTimer.unref();
   }
 

@@ -23,6 +23,8 @@ export interface TcpProxy {
   restore(): void;
   /** Connections accepted so far. */
   accepted(): number;
+  /** Connections open right now. */
+  open(): number;
   close(): Promise<void>;
 }
 
@@ -108,6 +110,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return n;
     },
     accepted: () => accepted,
+    open: () => pairs.size,
     async close() {
       for (const { client, upstream } of pairs) {
         client.destroy();
