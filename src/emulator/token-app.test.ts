@@ -83,7 +83,9 @@ describe("client_credentials with a client secret", () => {
         })
       ).status,
     ).toBe(201);
-    expect(claimsOf(await h.accessToken({ ...secretParams, scope: "api://guid-api/.default" })).aud).toBe(guid);
+    expect(claimsOf(await h.accessToken({ ...secretParams, scope: "api://guid-api/.default" })).aud).toBe(
+      guid,
+    );
   });
 
   it("accepts the tenant's domain name in place of its id", async () => {
