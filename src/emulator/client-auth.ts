@@ -125,7 +125,9 @@ async function checkFederatedAssertion(
   if (fics.length === 0) throw errors.noFicForIssuer(issuer);
   const bySubject = fics.filter((f) => f.subject === subject);
   if (bySubject.length === 0) throw errors.noFicForSubject(subject);
-  const aud = audiences(jwt.payload);
+  // Entra's own exchange tokens carry the exchange app's GUID as `aud` (captures); a credential's
+  // api://AzureADTokenExchange matches it (emulator choice: Entra accepts such tokens where the URI is due).
+  const aud = audiences(jwt.payload).map((a) => (a === TOKEN_EXCHANGE_APP_ID ? TOKEN_EXCHANGE_RESOURCE : a));
   const byAudience = bySubject.filter((f) => f.audiences.some((a) => aud.includes(a)));
   if (byAudience.length === 0) throw errors.noFicForAudience(aud.join(" "));
   // A credential added moments ago is not yet known everywhere: AADSTS70021 until it has propagated.

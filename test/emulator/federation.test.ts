@@ -1,5 +1,6 @@
 import { generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
   claimsOf,
   EXCHANGE_SCOPE,
@@ -53,7 +54,12 @@ describe("federated client assertions", () => {
   it("accepts an assertion that matches the federated credential and the issuer's keys", async () => {
     const r = await t1Request(await assertion());
     expect(r.status).toBe(200);
-    expect(claimsOf(r.json.access_token)).toMatchObject({ azp: IDS.blueprint, azpacr: "2", aud: AUDIENCE });
+    // T1: the exchange app's GUID as aud (captures), not the audience the client asked for.
+    expect(claimsOf(r.json.access_token)).toMatchObject({
+      azp: IDS.blueprint,
+      azpacr: "2",
+      aud: TOKEN_EXCHANGE_APP_ID,
+    });
   });
 
   it("accepts the same projected token again by default (workload identity clients reuse it)", async () => {
