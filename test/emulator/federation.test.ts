@@ -1,4 +1,4 @@
-import { generateKeyPair } from "jose";
+import { generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
@@ -60,6 +60,21 @@ describe("federated client assertions", () => {
       azpacr: "2",
       aud: TOKEN_EXCHANGE_APP_ID,
     });
+  });
+
+  it("refuses an assertion signed with another algorithm than RS256 (Entra supports RS256 only)", async () => {
+    const es = await generateKeyPair("ES256");
+    const token = await new SignJWT({ jti: crypto.randomUUID() })
+      .setProtectedHeader({ alg: "ES256", kid: "issuer-key-1" })
+      .setIssuer(issuer.url)
+      .setSubject(SUBJECT)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .sign(es.privateKey);
+    const r = await t1Request(token);
+    expect(r.status).toBe(400);
+    expect(entraCode(r)).toBe(5002730);
   });
 
   it("accepts the same projected token again by default (workload identity clients reuse it)", async () => {
