@@ -143,15 +143,13 @@ function appFacets(input: AppTokenInput): Facets | undefined {
 function userFacets(input: UserTokenInput): Facets | undefined {
   const isAgent = input.client.parentAppId !== undefined;
   if (!isAgent && !input.resource.facetClaims) return undefined;
-  // OBO capture (Graph, ordinary client): act "3 9", sub "3 6", tnt "3 16", idrel "1 16". Agents add 11 to
-  // the actor (Learn) and 13 to an agent user's subject (Learn); the other values beside 11/13 are the
-  // ordinary user's (emulator choice: no capture of an agent's delegated token was found).
-  return {
-    act: isAgent ? [3, 9, FACET_AGENT_IDENTITY] : [3, 9],
-    sub: input.user.isAgentUser ? [3, 6, FACET_AGENT_USER] : [3, 6],
-    tnt: [3, 16],
-    idrel: [1, 16],
-  };
+  // Captures of Graph tokens (test/fixtures/entra): an agent user's "3 11 9" / "3 13", tnt "3 6", idrel
+  // "1 32"; an agent's OBO for a human "3 9 11" / "3 10", tnt "3 8", idrel "18 1"; an ordinary client's
+  // OBO "3 9" / "3 6", tnt "3 16", idrel "1 16". Learn: 11 marks the agent actor, 13 the agent user.
+  if (input.user.isAgentUser)
+    return { act: [3, FACET_AGENT_IDENTITY, 9], sub: [3, FACET_AGENT_USER], tnt: [3, 6], idrel: [1, 32] };
+  if (isAgent) return { act: [3, 9, FACET_AGENT_IDENTITY], sub: [3, 10], tnt: [3, 8], idrel: [18, 1] };
+  return { act: [3, 9], sub: [3, 6], tnt: [3, 16], idrel: [1, 16] };
 }
 
 function addFacets(claims: Record<string, unknown>, facets: Facets | undefined, variation: number): void {
@@ -185,10 +183,11 @@ export function appTokenClaims(input: AppTokenInput): JWTPayload {
 export function userTokenClaims(input: UserTokenInput): JWTPayload {
   const claims = base(input);
   const v1 = input.resource.version === 1;
-  if (!input.user.isAgentUser) {
-    // A human's sign-in (the OBO capture); agent users do not sign in with a password.
-    claims.acr = "1";
-    claims.amr = ["pwd"];
+  // v1 only (the v2 capture has neither): a human's sign-in has acr "1" and amr, an agent user's token
+  // acr "0" and no amr (captures).
+  if (v1) {
+    claims.acr = input.user.isAgentUser ? "0" : "1";
+    if (!input.user.isAgentUser) claims.amr = ["pwd"];
   }
   if (input.resource.idtypOnUserTokens) claims.idtyp = "user";
   claims.name = input.user.name;

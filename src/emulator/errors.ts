@@ -15,6 +15,8 @@ export class EntraError extends Error {
   readonly headers: Record<string, string>;
   /** A claims challenge (Conditional Access): the `claims` member of the body, a JSON string. */
   readonly claims: string | undefined;
+  /** Entra's `suberror` member (`consent_required` on AADSTS65001, capture). */
+  suberror: string | undefined;
 
   constructor(
     error: string,
@@ -41,6 +43,7 @@ export interface EntraErrorBody {
   trace_id: string;
   correlation_id: string;
   error_uri: string;
+  suberror?: string;
   claims?: string;
 }
 
@@ -69,6 +72,7 @@ export function errorBody(
     trace_id: traceId,
     correlation_id: correlation,
     error_uri: `${baseUrl}/error?code=${err.code}`,
+    ...(err.suberror !== undefined ? { suberror: err.suberror } : {}),
     ...(err.claims !== undefined ? { claims: err.claims } : {}),
   };
 }
@@ -286,12 +290,15 @@ export const errors = {
       500011,
       `The resource principal named ${resource} was not found in the tenant named ${tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.`,
     ),
-  consentRequired: (clientId: string, displayName: string) =>
-    new EntraError(
+  consentRequired: (clientId: string, displayName: string) => {
+    const err = new EntraError(
       "invalid_grant",
       65001,
       `The user or administrator has not consented to use the application with ID '${clientId}' named '${displayName}'. Send an interactive authorization request for this user and resource.`,
-    ),
+    );
+    err.suberror = "consent_required";
+    return err;
+  },
   fmiPathNotAllowed: (fmiPath: string, clientId: string) =>
     new EntraError(
       "unauthorized_client",

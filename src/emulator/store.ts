@@ -45,6 +45,8 @@ export interface Resource extends ResourceFields {
   audience: string;
   /** The directory's explicit `audience`, which every token's `aud` then carries (token-shape.ts). */
   audienceOverride?: string;
+  /** Set when the resource is an application of the directory (a blueprint's tokens default to v2). */
+  kind?: ApplicationSpec["kind"];
 }
 
 export type Collection = "applications" | "agentIdentities" | "users" | "agentUsers" | "resources" | "grants";

@@ -41,8 +41,11 @@ export function tokenSettings(resource: Resource, requested: string): ResourceTo
     optional.some(
       (c) => c.name === name && (property === undefined || (c.additionalProperties ?? []).includes(property)),
     );
-  // Entra: a null requestedAccessTokenVersion means v1 (app manifest reference); Graph's tokens are v1.
-  const version = resource.requestedAccessTokenVersion === 2 ? 2 : 1;
+  // Entra: a null requestedAccessTokenVersion means v1 (app manifest reference); Graph's tokens are v1. A
+  // blueprint's tokens are v2 unless it says otherwise: the capture of a user token for a blueprint's scope
+  // (capture-user-token-for-blueprint-v2.json) is v2, the blueprint's set-up in it sets no version.
+  const asked = resource.requestedAccessTokenVersion;
+  const version = asked === 2 || (asked === undefined && resource.kind === "agentIdentityBlueprint") ? 2 : 1;
   return {
     version,
     audience: audienceFor(resource, requested, version, has("aud", "use_guid")),

@@ -62,8 +62,8 @@ async function userFicParams(scope: string, user: Record<string, string>): Promi
 describe("dev user tokens", () => {
   it("mints a user token whose audience is the blueprint", async () => {
     const c = claimsOf(await userToken());
-    // The blueprint asks for nothing: a v1 token (Entra's default), no idtyp on a user token.
-    expect(c).toMatchObject({ aud: IDS.blueprint, oid: IDS.user, scp: "access_as_user", ver: "1.0" });
+    // A blueprint's tokens are v2 (capture); it asks for no idtyp on user tokens.
+    expect(c).toMatchObject({ aud: IDS.blueprint, oid: IDS.user, scp: "access_as_user", ver: "2.0" });
     expect(c.idtyp).toBeUndefined();
   });
 });

@@ -408,8 +408,7 @@ describe("GET /Validate", () => {
     expect(r.status, r.text).toBe(200);
     expect(r.json.protocol).toBe("Bearer");
     expect(r.json.token).toBe(user);
-    // The blueprint's tokens are v1 (Entra's default): aud is the identifier the client asked for.
-    expect(r.json.claims).toMatchObject({ oid: IDS.user, aud: `api://${IDS.blueprint}`, ver: "1.0" });
+    expect(r.json.claims).toMatchObject({ oid: IDS.user, aud: IDS.blueprint });
     expect(r.json.claims).toEqual(JSON.parse(Buffer.from(user.split(".")[1] ?? "", "base64url").toString()));
     expectNoCache(r);
   });
