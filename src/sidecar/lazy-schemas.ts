@@ -12,7 +12,7 @@ type Serialize = (data: unknown) => string;
 /** One standalone module as schemas.generated.ts holds it: CommonJS code wrapped in a function. */
 export type ModuleBody = (module: { exports: unknown }, exports: unknown, require: NodeJS.Require) => void;
 
-/** Validators and serialisers generated ahead of time (src/sidecar/routes/generate-schemas.ts). */
+/** Validators and serialisers generated ahead of time (scripts/generate-sidecar-schemas.ts). */
 export interface Precompiled {
   validators: Record<string, ModuleBody>;
   serializers: Record<string, ModuleBody>;

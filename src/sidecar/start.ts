@@ -35,6 +35,8 @@ export interface StartOptions {
   retry?: RetryPolicy;
   /** Minimum time between JWKS downloads for an unknown key id (default 5 s). */
   jwksCooldownMs?: number;
+  /** The token cache's clock (default Date.now): tests move it instead of waiting for tokens to age. */
+  now?: () => number;
 }
 
 export interface RunningSidecar {
@@ -87,6 +89,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
 
   const cache = new TokenCache({
     maxEntries: options.cacheMaxEntries ?? 10_000,
+    ...(options.now ? { now: options.now } : {}),
     // No event callbacks at all without metrics: a cache hit then calls nothing.
     ...(metrics
       ? {
@@ -133,7 +136,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  // The route schemas' validators and serialisers, compiled ahead of time (routes/generate-schemas.ts).
+  // The route schemas' validators and serialisers, compiled ahead of time (scripts/generate-sidecar-schemas.ts).
   const schemaCompilers = lazySchemaCompilers({ validators, serializers });
   const app = buildServer(ctx, { schemaCompilers, ...(metrics ? { metrics } : {}) });
   await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -7,8 +7,8 @@ import {
   EXCHANGE_SCOPE,
   type Harness,
   startHarness,
-} from "../../src/emulator/test-harness.ts";
-import { callJson, type HttpResult, IDS } from "../../src/emulator/testing.ts";
+} from "../support/emulator/test-harness.ts";
+import { callJson, type HttpResult, IDS } from "../support/emulator/testing.ts";
 
 /**
  * Golden evidence: Entra's own tokens and error bodies (Learn samples and published captures, sanitised,

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { GENERATED_PATH, renderGeneratedSchemas } from "../../scripts/generate-sidecar-schemas.ts";
 import { lazySchemaCompilers } from "../../src/sidecar/lazy-schemas.ts";
-import { GENERATED_PATH, renderGeneratedSchemas } from "../../src/sidecar/routes/generate-schemas.ts";
 import { serializers, validators } from "../../src/sidecar/routes/schemas.generated.ts";
 import { apiNameParams, authorizationHeaderResult, problemSchema } from "../../src/sidecar/routes/schemas.ts";
 
