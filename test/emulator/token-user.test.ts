@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { facetSet } from "../../src/emulator/claims.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -8,7 +9,6 @@ import {
   startHarness,
 } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
-import { facetSet } from "../../src/emulator/claims.ts";
 
 let h: Harness;
 beforeAll(async () => {
