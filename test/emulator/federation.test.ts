@@ -108,6 +108,12 @@ describe("federated client assertions", () => {
     expect(entraCode(r)).toBe(code);
   });
 
+  it("announces the private-CA trust it was started with: a test switch, Entra trusts public roots only", () => {
+    expect(h.logLines.join("")).toMatch(
+      /"level":"?(40|warn)"?.*test switch: federated issuers signed by private CAs are trusted/,
+    );
+  });
+
   it("logs why an assertion was rejected, never the assertion", async () => {
     const good = await assertion();
     const bad = await assertion({ sub: "system:serviceaccount:agents:intruder" });
