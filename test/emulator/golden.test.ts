@@ -225,6 +225,27 @@ describe("tokens against Entra's", () => {
   });
 });
 
+describe("discovery against Entra's", () => {
+  it("has the members of Learn's sample, with the same types and URL paths", async () => {
+    const golden = fixture("learn-openid-configuration-v2.json").value;
+    const r = await callJson(
+      h.dispatcher,
+      "GET",
+      `${h.emulator.url}/common/v2.0/.well-known/openid-configuration`,
+    );
+    // userinfo is Graph's endpoint, which the emulator does not serve.
+    for (const [key, value] of Object.entries(golden)) {
+      if (key === "userinfo_endpoint") continue;
+      expect(typeof r.json[key], key).toBe(typeof value);
+      if (typeof value === "string")
+        expect(new URL(String(r.json[key])).pathname, key).toBe(
+          new URL(value.replace("{tenant}", "common")).pathname,
+        );
+      else expect(r.json[key], key).toEqual(expect.arrayContaining(value as unknown[]));
+    }
+  });
+});
+
 describe("errors against Entra's", () => {
   it("a Conditional Access refusal with a claims challenge (Learn's OBO example)", async () => {
     const params = h.agentParams(await h.t1());
