@@ -2,7 +2,8 @@ import { bindApis, bindBool } from "./bind-apis.ts";
 import { bindAzureAd, type Environment } from "./bind-azuread.ts";
 import { type FlatConfig, get } from "./flat.ts";
 import { resolveListen } from "./listen.ts";
-import type { AllowOverrides, ConfigResult } from "./types.ts";
+import type { AgentLock, AllowOverrides, ConfigResult, DownstreamApi } from "./types.ts";
+import { isGuid } from "./values.ts";
 
 /** Microsoft's defaults (1.1.x): overrides on for authenticated routes, off for unauthenticated ones. */
 const OVERRIDE_DEFAULTS: AllowOverrides = {
@@ -21,6 +22,39 @@ const LOG_LEVELS: Record<string, string> = {
   critical: "fatal",
   none: "silent",
 };
+
+/**
+ * `Sidecar:AgentIdentity` (our addition): lock the sidecar to one agent. A configured `FmiPath` on any
+ * API would hand out the blueprint's exchange token for any path, so it is refused at start-up under
+ * the lock unless `Sidecar:AllowFmiPathOverride` is true.
+ */
+function bindAgentLock(
+  flat: FlatConfig,
+  apis: ReadonlyMap<string, DownstreamApi>,
+  problems: string[],
+  warnings: string[],
+): AgentLock | undefined {
+  const agentId = get(flat, "Sidecar:AgentIdentity")?.trim();
+  const allowBlueprintToken = bindBool(flat, "Sidecar:AllowBlueprintToken", false, problems);
+  const allowFmiPathOverride = bindBool(flat, "Sidecar:AllowFmiPathOverride", false, problems);
+  if (!agentId) {
+    for (const key of ["Sidecar:AllowBlueprintToken", "Sidecar:AllowFmiPathOverride"])
+      if (get(flat, key) !== undefined) warnings.push(`${key} has no effect without Sidecar:AgentIdentity`);
+    return undefined;
+  }
+  if (!isGuid(agentId)) {
+    problems.push(`Sidecar:AgentIdentity '${agentId}' is not an agent identity's client id (a GUID)`);
+    return undefined;
+  }
+  if (!allowFmiPathOverride) {
+    for (const api of apis.values())
+      if (api.acquireTokenOptions.fmiPath !== undefined)
+        problems.push(
+          `DownstreamApis:${api.name}:AcquireTokenOptions:FmiPath is refused while the sidecar is locked to an agent (Sidecar:AgentIdentity) unless Sidecar:AllowFmiPathOverride is true`,
+        );
+  }
+  return { agentId, allowBlueprintToken, allowFmiPathOverride };
+}
 
 export interface BindEnvironment extends Environment {
   ASPNETCORE_URLS?: string;
@@ -46,6 +80,7 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
     );
   }
   const allowOutboundRedirects = bindBool(flat, "Sidecar:AllowOutboundRedirects", false, problems);
+  const agentLock = bindAgentLock(flat, apis, problems, warnings);
   const listen = resolveListen(
     {
       kestrelUrl: get(flat, "Kestrel:Endpoints:Http:Url"),
@@ -70,6 +105,7 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
       apis,
       allowOverrides,
       allowOutboundRedirects,
+      ...(agentLock ? { agentLock } : {}),
       listen,
       ...(logLevel ? { logLevel } : {}),
     },

@@ -5,6 +5,7 @@ import type { DownstreamClient } from "../downstream.ts";
 import type { InboundValidator } from "../inbound.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import { cacheKey } from "../tokens/keys.ts";
+import { enforceAgentLock } from "./agent-lock.ts";
 import { parseQuery, type QueryValue } from "./overrides.ts";
 import { type EffectiveApi, effectiveApi, planToken } from "./plan.ts";
 import { ProblemError } from "./problem.ts";
@@ -55,6 +56,7 @@ export function resolve(
   }
   const api = effectiveApi(configured, parsed);
   const request = planToken(ctx.config, api, parsed.agent, inboundToken);
+  enforceAgentLock(ctx.config.agentLock, parsed, request);
   const force = request.forceRefresh === true || request.claims !== undefined;
   return { api, key: cacheKey(request), force, request, warnings };
 }
