@@ -39,8 +39,8 @@ export class InboundValidator {
     this.#o = options;
   }
 
-  async #loadMetadata(): Promise<Metadata> {
-    const url = `${this.#o.instance}${this.#o.tenantId}/v2.0/.well-known/openid-configuration`;
+  /** One OpenID configuration document: its issuer and key set URL. */
+  async #document(url: string): Promise<{ issuer: string; jwks_uri: string }> {
     const host = new URL(url).host;
     let doc: { issuer?: unknown; jwks_uri?: unknown };
     try {
@@ -58,9 +58,22 @@ export class InboundValidator {
     if (typeof doc?.issuer !== "string" || typeof doc.jwks_uri !== "string") {
       throw new KeysUnavailableError(`the OpenID configuration at ${host} lacks issuer or jwks_uri`);
     }
-    const tid = /\/([0-9a-f-]{36})\//i.exec(doc.issuer)?.[1];
-    const issuers = [doc.issuer];
-    if (tid) issuers.push(`https://sts.windows.net/${tid}/`);
+    return { issuer: doc.issuer, jwks_uri: doc.jwks_uri };
+  }
+
+  /**
+   * The v2.0 document gives the v2 issuer and the keys; the v1.0 document (same authority, without
+   * `v2.0/`) gives the v1 issuer, which differs by cloud (`sts.windows.net`, `sts.chinacloudapi.cn`, …),
+   * so it is read, never assumed. The keys are the same for both versions.
+   */
+  async #loadMetadata(): Promise<Metadata> {
+    const authority = `${this.#o.instance}${this.#o.tenantId}`;
+    const [v2, v1] = await Promise.all([
+      this.#document(`${authority}/v2.0/.well-known/openid-configuration`),
+      this.#document(`${authority}/.well-known/openid-configuration`),
+    ]);
+    const doc = v2;
+    const issuers = [...new Set([v2.issuer, v1.issuer])];
     // jose is loaded on the first inbound token, not at start-up: many sidecars never see one.
     const { createLocalJWKSet, jwtVerify } = await import("jose");
     const keys = new RemoteKeySet({
