@@ -1,7 +1,10 @@
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import Fastify, { type FastifyInstance, type FastifyServerFactoryHandler } from "fastify";
-import type { LazySchemaCompilers } from "./lazy-schemas.ts";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyServerFactoryHandler,
+  type FastifyServerOptions,
+} from "fastify";
+import type { IncomingMessage, Server, ServerResponse } from "../lib/builtins.ts";
 import { isLoopback } from "./loopback.ts";
 import type { MetricsSink } from "./metrics.ts";
 import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
@@ -18,10 +21,27 @@ const { createServer } = process.getBuiltinModule("node:http");
 
 export interface ServerOptions {
   metrics?: MetricsSink;
-  /** Schema compilers that load on first use (fastify's defaults, loaded before listening, otherwise). */
-  schemaCompilers?: LazySchemaCompilers;
   bodyLimitBytes?: number;
 }
+
+/**
+ * The sidecar's routes declare no JSON schemas: their few inputs are checked by hand (routes/overrides.ts,
+ * config/values.ts) and their answers are built whole and serialised with JSON.stringify. So fastify
+ * needs no schema compiler, and is given ones that refuse to compile through its documented
+ * `schemaController.compilersFactory` option: fastify then never loads Ajv and fast-json-stringify
+ * (about 3 MB of resident memory and a fifth of the start-up), and a route that gains a schema fails
+ * loudly at start-up instead of loading them silently.
+ */
+export const NO_SCHEMA_COMPILERS: NonNullable<FastifyServerOptions["schemaController"]> = {
+  compilersFactory: {
+    buildValidator: () => () => {
+      throw new Error("the sidecar's routes take no JSON schemas (see src/sidecar/server.ts)");
+    },
+    buildSerializer: () => () => {
+      throw new Error("the sidecar's routes take no JSON schemas (see src/sidecar/server.ts)");
+    },
+  },
+};
 
 function isProbe(url: string): boolean {
   const q = url.indexOf("?");
@@ -89,13 +109,7 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     return503OnClosing: true,
     // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
     forceCloseConnections: "idle",
-    // The route schemas are constants of this code (and Ajv's strict mode still rejects unknown keywords
-    // when compiling them): checking them against Ajv's meta-schema first would compile that meta-schema
-    // at every start, about half of the time from process start to ready.
-    ajv: { customOptions: { validateSchema: false } },
-    ...(options.schemaCompilers
-      ? { schemaController: { compilersFactory: options.schemaCompilers.compilersFactory } }
-      : {}),
+    schemaController: NO_SCHEMA_COMPILERS,
   });
 
   if (metrics) {

@@ -1,10 +1,10 @@
-import type { AuthenticationResult, ConfidentialClientApplication } from "@azure/msal-node";
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
 import type { MetricsSink } from "../metrics.ts";
 import type { AcquiredToken, CachedToken, GetOptions, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
+import type { AuthenticationResult, ConfidentialClientApplication } from "./msal.ts";
 import { entraRefusal, loadMsal, type Msal } from "./msal.ts";
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 

@@ -7,7 +7,6 @@ import { type RouteContext, resolve, tokenFor } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
-import { anyQuery, apiNameParams, downstreamApiResult, problemSchema } from "./schemas.ts";
 
 type Req = FastifyRequest<{
   Params: { apiName: string };
@@ -16,12 +15,6 @@ type Req = FastifyRequest<{
 }>;
 
 export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const schema = {
-    params: apiNameParams,
-    querystring: anyQuery,
-    response: { 200: downstreamApiResult, "4xx": problemSchema, "5xx": problemSchema },
-  };
-
   async function handle(route: RouteName, request: Req, reply: FastifyReply) {
     let resolved: ReturnType<typeof resolve>;
     try {
@@ -65,10 +58,10 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
     }
   }
 
-  app.post("/DownstreamApiUnauthenticated/:apiName", { schema }, (request: Req, reply) =>
+  app.post("/DownstreamApiUnauthenticated/:apiName", (request: Req, reply) =>
     handle("CallDownstreamApiUnauthenticated", request, reply),
   );
-  app.post("/DownstreamApi/:apiName", { schema, preHandler: authenticate(ctx) }, (request: Req, reply) =>
+  app.post("/DownstreamApi/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
     handle("CallDownstreamApi", request, reply),
   );
 }

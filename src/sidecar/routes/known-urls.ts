@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "../../lib/builtins.ts";
 import type { MetricsSink } from "../metrics.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import type { Resolved } from "./context.ts";
