@@ -1,4 +1,5 @@
 import type { JWTPayload } from "jose";
+import { isGuid } from "./config/values.ts";
 import { KeysUnavailableError, RemoteKeySet } from "./jwks.ts";
 import type { Outbound } from "./outbound.ts";
 
@@ -101,10 +102,13 @@ export class InboundValidator {
     const known = this.#verified.get(token);
     if (known && now < known.expiresAt) return known.payload;
     const { issuers, keys, jwtVerify } = await this.#metadataOnce();
+    // A multi-tenant authority (`common`) publishes `https://…/{tenantid}/v2.0`: the token's own `tid`
+    // fills it in and the result must equal its `iss`; checked after the signature, below.
+    const templated = issuers.some((i) => i.includes("{tenantid}"));
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, keys.getKey, {
-        issuer: issuers,
+        ...(templated ? {} : { issuer: issuers }),
         audience: this.#o.audiences,
         algorithms: ["RS256"],
         clockTolerance: this.#o.clockToleranceSeconds ?? 300,
@@ -115,6 +119,8 @@ export class InboundValidator {
       if (error instanceof KeysUnavailableError) throw error;
       throw new InvalidTokenError((error as Error).message);
     }
+    if (templated && !issuerMatches(issuers, payload))
+      throw new InvalidTokenError('unexpected "iss" claim value');
     const max = this.#o.maxRemembered ?? 1000;
     if (this.#verified.size >= max) {
       const oldest = this.#verified.keys().next().value;
@@ -123,6 +129,19 @@ export class InboundValidator {
     this.#verified.set(token, { payload, expiresAt: Math.min((payload.exp ?? 0) * 1000, now + 10 * 60_000) });
     return payload;
   }
+}
+
+/**
+ * Whether a verified token's `iss` is one of the issuers, `{tenantid}` standing for the token's own
+ * `tid` (a GUID), as Microsoft.IdentityModel's AadIssuerValidator does for multi-tenant authorities (pure).
+ */
+export function issuerMatches(issuers: string[], payload: JWTPayload): boolean {
+  const tid = payload.tid;
+  return issuers.some((i) =>
+    i.includes("{tenantid}")
+      ? typeof tid === "string" && isGuid(tid) && i.replace("{tenantid}", tid) === payload.iss
+      : i === payload.iss,
+  );
 }
 
 /** The token from `Authorization: Bearer <token>`, or undefined. */

@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InboundValidator, InvalidTokenError } from "../../src/sidecar/inbound.ts";
+import { InboundValidator, InvalidTokenError, issuerMatches } from "../../src/sidecar/inbound.ts";
 import { createOutbound } from "../../src/sidecar/outbound.ts";
 
 /**
@@ -71,5 +71,18 @@ describe("InboundValidator issuers", () => {
     await expect(
       v.verify(await token(`https://sts.windows.net/${TENANT}/`, `api://${CLIENT}`)),
     ).rejects.toThrow(InvalidTokenError);
+  });
+});
+
+describe("issuerMatches (multi-tenant authorities)", () => {
+  it("fills {tenantid} with the token's own tid, a GUID, and compares exactly", () => {
+    const issuers = ["https://login.example/{tenantid}/v2.0", "https://sts.example/{tenantid}/"];
+    expect(issuerMatches(issuers, { iss: `https://login.example/${TENANT}/v2.0`, tid: TENANT })).toBe(true);
+    expect(issuerMatches(issuers, { iss: `https://sts.example/${TENANT}/`, tid: TENANT })).toBe(true);
+    // Another tenant's issuer than the token's tid, a non-GUID tid, or no tid at all: refused.
+    const other = "1f6d3c1e-0b51-4b54-9f0e-3c1f1a2b3c4d";
+    expect(issuerMatches(issuers, { iss: `https://login.example/${other}/v2.0`, tid: TENANT })).toBe(false);
+    expect(issuerMatches(issuers, { iss: "https://login.example/x/v2.0", tid: "x" })).toBe(false);
+    expect(issuerMatches(issuers, { iss: `https://login.example/${TENANT}/v2.0` })).toBe(false);
   });
 });

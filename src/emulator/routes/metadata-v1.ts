@@ -18,19 +18,23 @@ export function v1IssuerOf(tenantId: string): string {
   return `https://sts.windows.net/${tenantId}/`;
 }
 
+/** Multi-tenant aliases whose documents carry a `{tenantid}` issuer and whose keys are every tenant's. */
+const ALIASES = new Set(["common", "organizations"]);
+
 export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext): void {
   app.get<{ Params: { tenant: string } }>(
     "/:tenant/.well-known/openid-configuration",
     { schema: { params: TENANT_PARAMS } },
     async (request, reply) => {
-      const tenant = ctx.store.tenant(request.params.tenant);
-      if (!tenant)
-        return reply.code(400).send(errorBody(errors.tenantNotFound(request.params.tenant), ctx.baseUrl));
-      const base = `${ctx.baseUrl}/${tenant.id}`;
+      const name = request.params.tenant;
+      const tenant = ctx.store.tenant(name);
+      if (!tenant && !ALIASES.has(name.toLowerCase()))
+        return reply.code(400).send(errorBody(errors.tenantNotFound(name), ctx.baseUrl));
+      const base = `${ctx.baseUrl}/${tenant ? tenant.id : name}`;
       return {
         token_endpoint: `${base}/oauth2/token`,
         jwks_uri: `${base}/discovery/keys`,
-        issuer: v1IssuerOf(tenant.id),
+        issuer: v1IssuerOf(tenant ? tenant.id : "{tenantid}"),
         authorization_endpoint: `${base}/oauth2/authorize`,
         id_token_signing_alg_values_supported: ["RS256"],
         response_types_supported: ["code", "id_token", "code id_token", "token id_token", "token"],
@@ -40,6 +44,14 @@ export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext
       };
     },
   );
+  // The multi-tenant aliases publish the keys of every tenant (Entra's are shared by all tenants).
+  const allKeys = async () => ({
+    keys: (await Promise.all(ctx.store.spec.tenants.map((t) => ctx.keys.jwks(t.id)))).flat(),
+  });
+  for (const alias of ALIASES) {
+    app.get(`/${alias}/discovery/keys`, allKeys);
+    app.get(`/${alias}/discovery/v2.0/keys`, allKeys);
+  }
   app.get<{ Params: { tenant: string } }>(
     "/:tenant/discovery/keys",
     { schema: { params: TENANT_PARAMS } },

@@ -1,8 +1,9 @@
 import { bindApis, bindBool } from "./bind-apis.ts";
 import { bindAzureAd, type Environment } from "./bind-azuread.ts";
-import { type FlatConfig, get } from "./flat.ts";
+import { children, type FlatConfig, get } from "./flat.ts";
 import { resolveListen } from "./listen.ts";
 import type { AgentLock, AllowOverrides, ConfigResult, DownstreamApi } from "./types.ts";
+import { unreadWarnings } from "./unread.ts";
 import { isGuid } from "./values.ts";
 
 /** Microsoft's defaults (1.1.x): overrides on for authenticated routes, off for unauthenticated ones. */
@@ -56,6 +57,22 @@ function bindAgentLock(
   return { agentId, allowBlueprintToken, allowFmiPathOverride };
 }
 
+/**
+ * Kestrel's endpoints may have any name (`Kestrel:Endpoints:<name>:Url`); `Http` is only the common
+ * one. The sidecar serves one endpoint: `Http` if configured, else the first in name order (warned).
+ */
+function kestrelUrl(flat: FlatConfig, warnings: string[]): string | undefined {
+  const names = children(flat, "Kestrel:Endpoints").filter((n) => get(flat, `Kestrel:Endpoints:${n}:Url`));
+  if (names.length === 0) return undefined;
+  const http = names.find((n) => n.toLowerCase() === "http");
+  const chosen = http ?? [...names].sort()[0]!;
+  if (names.length > 1)
+    warnings.push(
+      `Kestrel:Endpoints has ${names.length} endpoints (${names.join(", ")}); the sidecar listens on '${chosen}' only`,
+    );
+  return get(flat, `Kestrel:Endpoints:${chosen}:Url`);
+}
+
 export interface BindEnvironment extends Environment {
   ASPNETCORE_URLS?: string;
   ASPNETCORE_HTTP_PORTS?: string;
@@ -81,9 +98,10 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
   }
   const allowOutboundRedirects = bindBool(flat, "Sidecar:AllowOutboundRedirects", false, problems);
   const agentLock = bindAgentLock(flat, apis, problems, warnings);
+  warnings.push(...unreadWarnings(flat));
   const listen = resolveListen(
     {
-      kestrelUrl: get(flat, "Kestrel:Endpoints:Http:Url"),
+      kestrelUrl: kestrelUrl(flat, warnings),
       aspnetcoreUrls: env.ASPNETCORE_URLS,
       aspnetcoreHttpPorts: env.ASPNETCORE_HTTP_PORTS,
     },

@@ -15,6 +15,14 @@ export function callerOf(request: FastifyRequest): Caller | undefined {
   return callers.get(request);
 }
 
+/** The caller as token planning needs it: the raw token and its verified tenant. */
+export function inboundOf(request: FastifyRequest): { token: string; tenant?: string } | undefined {
+  const caller = callers.get(request);
+  if (!caller) return undefined;
+  const tid = caller.claims.tid;
+  return typeof tid === "string" ? { token: caller.token, tenant: tid } : { token: caller.token };
+}
+
 /**
  * preHandler for the authenticated routes: a missing token is a bare 401 challenge, a bad one a 401
  * with `error="invalid_token"`, both with empty bodies as ASP.NET's JwtBearer answers.

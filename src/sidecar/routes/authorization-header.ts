@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteName } from "../config/types.ts";
 import type { CachedToken } from "../tokens/cache.ts";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, inboundOf } from "./auth.ts";
 import { type Resolved, type RouteContext, resolve, tokenFor } from "./context.ts";
 import { type KnownUrls, UNAUTHENTICATED_HEADER_ROUTE } from "./known-urls.ts";
 import { sendJsonText } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
+import type { Inbound } from "./plan.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
 
 type Req = FastifyRequest<{ Params: { apiName: string }; Querystring: Record<string, QueryValue> }>;
@@ -23,12 +24,12 @@ export function registerAuthorizationHeaderRoutes(
     route: RouteName,
     request: Req,
     reply: FastifyReply,
-    token: string | undefined,
+    inbound: Inbound | undefined,
     resolved?: Resolved,
   ) {
     let r = resolved;
     try {
-      r ??= resolve(ctx, route, request.params.apiName, request.query, token);
+      r ??= resolve(ctx, route, request.params.apiName, request.query, inbound);
     } catch (error) {
       if (error instanceof ProblemError) return sendProblem(reply, error.status, error.message);
       throw error;
@@ -67,6 +68,6 @@ export function registerAuthorizationHeaderRoutes(
   });
 
   app.get("/AuthorizationHeader/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
-    handle("GetAuthorizationHeader", request, reply, callerOf(request)?.token),
+    handle("GetAuthorizationHeader", request, reply, inboundOf(request)),
   );
 }

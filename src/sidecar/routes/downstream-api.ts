@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteName } from "../config/types.ts";
 import { claimsChallenge, DownstreamError } from "../downstream.ts";
 import { cacheKey } from "../tokens/keys.ts";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, inboundOf } from "./auth.ts";
 import { type RouteContext, resolve, tokenFor } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
@@ -18,7 +18,7 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
   async function handle(route: RouteName, request: Req, reply: FastifyReply) {
     let resolved: ReturnType<typeof resolve>;
     try {
-      resolved = resolve(ctx, route, request.params.apiName, request.query, callerOf(request)?.token);
+      resolved = resolve(ctx, route, request.params.apiName, request.query, inboundOf(request));
       if (!resolved.api.baseUrl)
         throw new ProblemError(400, `The API '${resolved.api.name}' has no BaseUrl to call.`);
     } catch (error) {
