@@ -10,6 +10,7 @@ import { formatProblems, loadConfig } from "./config/load.ts";
 import type { SidecarConfig } from "./config/types.ts";
 import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
+import { HostFilter } from "./hosts.ts";
 import { InboundValidator } from "./inbound.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import { createOutbound } from "./outbound.ts";
@@ -131,7 +132,15 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  const app = buildServer(ctx, metrics ? { metrics } : {});
+  if (config.allowNonLoopbackCallers)
+    logger.warn(
+      { listen: config.listen, allowedHosts: config.allowedHosts },
+      "Sidecar:AllowNonLoopbackCallers is true: any host that can reach this address can get this sidecar's tokens; keep it off the network (a private network of containers only) and list the names callers use in AllowedHosts",
+    );
+  const app = buildServer(ctx, {
+    callers: { allowNonLoopback: config.allowNonLoopbackCallers, hosts: new HostFilter(config.allowedHosts) },
+    ...(metrics ? { metrics } : {}),
+  });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;

@@ -73,7 +73,34 @@ function kestrelUrl(flat: FlatConfig, warnings: string[]): string | undefined {
   return get(flat, `Kestrel:Endpoints:${chosen}:Url`);
 }
 
+/**
+ * `AllowedHosts` as ASP.NET's host filtering reads it: `;`-separated names, `*.example.com` for any
+ * subdomain. `*` (every host, in Microsoft's appsettings template) would turn the DNS-rebinding
+ * protection off, so it adds nothing here and is warned about.
+ */
+function bindAllowedHosts(flat: FlatConfig, problems: string[], warnings: string[]): string[] {
+  const raw = get(flat, "AllowedHosts");
+  if (!raw) return [];
+  const names: string[] = [];
+  for (const part of raw.split(";").map((s) => s.trim().toLowerCase())) {
+    if (part === "") continue;
+    if (part === "*") {
+      warnings.push(
+        "AllowedHosts '*' is ignored: Host filtering stays on (localhost and loopback addresses); list the names callers use instead",
+      );
+      continue;
+    }
+    if (!/^(\*\.)?[a-z0-9.-]+$|^\[?[0-9a-f:.]+\]?$/.test(part)) {
+      problems.push(`AllowedHosts: '${part}' is not a host name`);
+      continue;
+    }
+    names.push(part.replace(/^\[|\]$/g, ""));
+  }
+  return names;
+}
+
 export interface BindEnvironment extends Environment {
+  ASPNETCORE_ENVIRONMENT?: string;
   ASPNETCORE_URLS?: string;
   ASPNETCORE_HTTP_PORTS?: string;
 }
@@ -98,6 +125,12 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
   }
   const allowOutboundRedirects = bindBool(flat, "Sidecar:AllowOutboundRedirects", false, problems);
   const agentLock = bindAgentLock(flat, apis, problems, warnings);
+  const allowNonLoopbackCallers = bindBool(flat, "Sidecar:AllowNonLoopbackCallers", false, problems);
+  const allowedHosts = bindAllowedHosts(flat, problems, warnings);
+  if (env.ASPNETCORE_ENVIRONMENT?.toLowerCase() === "development")
+    warnings.push(
+      "ASPNETCORE_ENVIRONMENT=Development has no effect here: unlike Microsoft's sidecar, it does not open the sidecar to non-loopback callers; set Sidecar__AllowNonLoopbackCallers=true (and AllowedHosts) to do that (docs/compatibility.md)",
+    );
   warnings.push(...unreadWarnings(flat));
   const listen = resolveListen(
     {
@@ -124,6 +157,8 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
       allowOverrides,
       allowOutboundRedirects,
       ...(agentLock ? { agentLock } : {}),
+      allowNonLoopbackCallers,
+      allowedHosts,
       listen,
       ...(logLevel ? { logLevel } : {}),
     },

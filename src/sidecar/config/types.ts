@@ -73,6 +73,10 @@ export interface SidecarConfig {
   apis: ReadonlyMap<string, DownstreamApi>;
   allowOverrides: AllowOverrides;
   allowOutboundRedirects: boolean;
+  /** Serve callers that are not on loopback (our opt-in, `Sidecar:AllowNonLoopbackCallers`). */
+  allowNonLoopbackCallers: boolean;
+  /** Host names accepted besides localhost and loopback addresses (`AllowedHosts`), lower-cased. */
+  allowedHosts: string[];
   /** Set when the sidecar is locked to one agent identity. */
   agentLock?: AgentLock;
   listen: ListenAddress;
