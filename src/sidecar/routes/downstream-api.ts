@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteName } from "../config/types.ts";
 import { claimsChallenge, DownstreamError } from "../downstream.ts";
 import { cacheKey } from "../tokens/keys.ts";
-import { authenticate, inboundOf } from "./auth.ts";
+import { authenticate, authenticateIfPresent, inboundOf, methodNotAllowed } from "./auth.ts";
 import { type RouteContext, resolve, tokenFor } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
@@ -58,10 +58,19 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
     }
   }
 
-  app.post("/DownstreamApiUnauthenticated/:apiName", (request: Req, reply) =>
-    handle("CallDownstreamApiUnauthenticated", request, reply),
+  app.post(
+    "/DownstreamApiUnauthenticated/:apiName",
+    { preHandler: authenticateIfPresent(ctx) },
+    (request: Req, reply) => handle("CallDownstreamApiUnauthenticated", request, reply),
   );
   app.post("/DownstreamApi/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
     handle("CallDownstreamApi", request, reply),
   );
+  // POST only, as Microsoft's code maps them (its docs list more methods): ASP.NET routing's 405.
+  for (const url of ["/DownstreamApiUnauthenticated/:apiName", "/DownstreamApi/:apiName"])
+    app.route({
+      method: ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+      url,
+      handler: methodNotAllowed("POST"),
+    });
 }

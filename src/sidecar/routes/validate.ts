@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, callerOf, methodNotAllowed } from "./auth.ts";
+import { OTHER_THAN_GET } from "./authorization-header.ts";
 import type { RouteContext } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import { sendProblem } from "./problem.ts";
@@ -15,6 +16,7 @@ export function hasAcceptedScope(claims: Record<string, unknown>, accepted: stri
 }
 
 export function registerValidateRoute(app: FastifyInstance, ctx: RouteContext): void {
+  app.route({ method: OTHER_THAN_GET, url: "/Validate", handler: methodNotAllowed("GET") });
   app.get("/Validate", { preHandler: authenticate(ctx) }, async (request, reply) => {
     const caller = callerOf(request);
     if (!caller) return sendProblem(reply, 400, "No token found");
