@@ -6,8 +6,8 @@ import { parse } from "yaml";
 import { startControlPlane } from "../src/dev/controlplane.ts";
 import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../src/kube/client.ts";
+import { MANAGER_SEMI_SPACE_FLAG } from "../src/manager/v8-flags.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
-import { MANAGER_SEMI_SPACE_FLAG } from "../src/operator/v8-flags.ts";
 import { identityBody } from "../test/integration/operator-support.ts";
 
 /**

@@ -4,10 +4,10 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { startEmulator } from "../src/emulator/index.ts";
-import { IDS, testDirectory } from "../src/emulator/testing.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { JSON_OK } from "../src/sidecar/routes/ok.ts";
 import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
+import { IDS, testDirectory } from "../test/support/emulator/testing.ts";
 
 /**
  * bench/sidecar: the cached hot path, `GET /AuthorizationHeaderUnauthenticated/{api}?AgentIdentity=…`,
@@ -17,7 +17,7 @@ import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
  * the same connections. The sidecar runs in its production form: the build output (`npm run build`,
  * here into .cache/bench-sidecar/) started as `node cli.js sidecar`, as the container image runs it.
  * Prints requests/s of both and their ratio, p50/p99 latency, the sidecar's RSS idle and under load,
- * and its time from process start to ready, each with its target (issue 4): ratio ≥ 0.85, p99 ≤ 5 ms
+ * and its time from process start to ready, each with its target: ratio ≥ 0.85, p99 ≤ 5 ms
  * at 50 connections, RSS ≤ 80 MB under load, ready ≤ 500 ms. Figures are printed, never asserted.
  *
  * Every round starts a fresh sidecar and a fresh baseline and drives them back to back, in reverse order

@@ -34,6 +34,8 @@ export interface StartOptions {
   retry?: RetryPolicy;
   /** Minimum time between JWKS downloads for an unknown key id (default 5 s). */
   jwksCooldownMs?: number;
+  /** The token cache's clock (default Date.now): tests move it instead of waiting for tokens to age. */
+  now?: () => number;
 }
 
 export interface RunningSidecar {
@@ -86,6 +88,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
 
   const cache = new TokenCache({
     maxEntries: options.cacheMaxEntries ?? 10_000,
+    ...(options.now ? { now: options.now } : {}),
     // No event callbacks at all without metrics: a cache hit then calls nothing.
     ...(metrics
       ? {

@@ -6,8 +6,8 @@ import {
   entraCode,
   type Harness,
   startHarness,
-} from "../../src/emulator/test-harness.ts";
-import { callJson, IDS, testDirectory } from "../../src/emulator/testing.ts";
+} from "../support/emulator/test-harness.ts";
+import { callJson, IDS, testDirectory } from "../support/emulator/testing.ts";
 import {
   EXCHANGE_AUDIENCE as AUDIENCE,
   type OidcIssuer,

@@ -1,9 +1,9 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ClientCertificateCredential } from "@azure/identity";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS } from "../../src/emulator/testing.ts";
-import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import { claimsOf, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
+import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
 /**
  * @azure/identity's ClientCertificateCredential (PEM with certificate and key, as Azure SDKs read

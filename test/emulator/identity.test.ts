@@ -8,8 +8,8 @@ import {
   WorkloadIdentityCredential,
 } from "@azure/identity";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness } from "../../src/emulator/test-harness.ts";
-import { IDS } from "../../src/emulator/testing.ts";
+import { claimsOf, type Harness } from "../support/emulator/test-harness.ts";
+import { IDS } from "../support/emulator/testing.ts";
 import { type OidcIssuer, startHarnessTrusting, startOidcIssuer } from "./oidc-issuer.ts";
 
 /**

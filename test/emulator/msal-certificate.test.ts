@@ -1,9 +1,9 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ConfidentialClientApplication, type NodeAuthOptions } from "@azure/msal-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS } from "../../src/emulator/testing.ts";
-import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
+import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
 /**
  * @azure/msal-node's certificate credential (`clientCertificate`) against the emulator: msal-node builds

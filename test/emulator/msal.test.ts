@@ -2,8 +2,8 @@ import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ConfidentialClientApplication, type Configuration } from "@azure/msal-node";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, EXCHANGE_SCOPE, type Harness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS } from "../../src/emulator/testing.ts";
+import { claimsOf, EXCHANGE_SCOPE, type Harness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
 import { type OidcIssuer, startHarnessTrusting, startOidcIssuer } from "./oidc-issuer.ts";
 
 /**

@@ -5,11 +5,11 @@ import { parseAllDocuments } from "yaml";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { BLUEPRINT, condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { BLUEPRINT, condition, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * The chart's RBAC is enough for the manager and no more: the manager runs as a ServiceAccount bound only
@@ -140,15 +140,15 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
       const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
       const until = (name: string, reason: string) =>
-        eventually(`${name} Ready reason ${reason}`, async () => {
-          const identity = await read(name);
-          return condition(identity, "Ready")?.reason === reason ? identity : undefined;
-        });
-      const workload = await eventually("workload Verified", async () => {
-        const identity = await read("workload");
-        return condition(identity, "Verified")?.status === "True" ? identity : undefined;
-      });
-      expect(workload.status?.serviceAccount).toBe("workload");
+        expect
+          .poll(async () => condition(await read(name), "Ready")?.reason, { message: `${name} Ready reason` })
+          .toBe(reason);
+      await expect
+        .poll(async () => condition(await read("workload"), "Verified")?.status, {
+          message: "workload Verified",
+        })
+        .toBe("True");
+      expect((await read("workload"))?.status?.serviceAccount).toBe("workload");
       await until("secretive", "SecretAccessDenied");
 
       await admin.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
@@ -173,9 +173,9 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
 
       await admin.delete(identityPath(ns, "workload"));
-      await eventually("workload deleted (finalizer removed by the manager)", async () =>
-        (await read("workload")) ? undefined : true,
-      );
+      await expect
+        .poll(() => read("workload"), { message: "workload deleted (finalizer removed by the manager)" })
+        .toBeUndefined();
     } finally {
       await managerClient.close();
       await admin.delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${crbName}`).catch(() => {});

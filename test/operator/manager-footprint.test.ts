@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/operator/v8-flags.ts";
+import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/manager/v8-flags.ts";
 
 const cli = new URL("../../src/cli.ts", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "manager-footprint-"));
@@ -63,19 +63,24 @@ process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
       "current-context": "x",
     }),
   );
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       ["--import", hooks, cli, "manager", "--kubeconfig", kubeconfig, "--health-port", "0"],
       { env: { ...process.env, ...env, [REEXEC_MARKER]: "" } },
       (error, _stdout, stderr) => {
         const line = stderr.split("\n").find((l) => l.startsWith("REPORT "));
-        if (!line) throw new Error(`the manager printed no report: ${stderr}`);
-        resolve({
-          code: error ? Number(error.code) : 0,
-          stderr,
-          report: JSON.parse(line.slice(7)) as Report,
-        });
+        // Rejected, not thrown: a throw here would be an uncaught exception, not this test's failure.
+        if (!line) {
+          reject(new Error(`the manager printed no report: ${stderr}`));
+          return;
+        }
+        try {
+          const report = JSON.parse(line.slice(7)) as Report;
+          resolve({ code: error ? Number(error.code) : 0, stderr, report });
+        } catch (parseError) {
+          reject(parseError);
+        }
       },
     );
   });

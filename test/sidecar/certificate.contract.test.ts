@@ -7,7 +7,7 @@ import {
   type TestCertificate,
   testCertificate,
   testEcCertificate,
-} from "../../src/emulator/testing-certificates.ts";
+} from "../support/emulator/testing-certificates.ts";
 import {
   baseEnv,
   call,
