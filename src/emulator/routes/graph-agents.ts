@@ -100,9 +100,11 @@ export function registerGraphAgentRoutes(app: FastifyInstance, ctx: TokenContext
             `Invalid value specified for property 'agentIdentityBlueprintId': '${agentIdentityBlueprintId}' is not an agent identity blueprint.`,
           );
         const caller = callerAppId(auth.payload);
+        // An agent identity's object id and app id are the same value (Learn, agent-identities).
+        const id = randomGuid();
         const agent: AgentIdentitySpec = {
-          appId: randomGuid(),
-          servicePrincipalId: randomGuid(),
+          appId: id,
+          servicePrincipalId: id,
           displayName,
           blueprintAppId: blueprint.appId,
           ...(caller ? { createdByAppId: caller } : {}),
