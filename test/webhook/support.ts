@@ -1,4 +1,4 @@
-import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
+import { DEFAULT_RESOURCES, sidecarSettings } from "../../src/webhook/settings.ts";
 import type { InjectionTarget, SidecarSettings } from "../../src/webhook/types.ts";
 
 /** A rendered AgentIdentity as the mutation sees it (the API rendering is tested in src/api). */
@@ -31,14 +31,11 @@ export function target(overrides: Partial<InjectionTarget> = {}): InjectionTarge
 
 export function settings(overrides: Partial<SidecarSettings> = {}): SidecarSettings {
   return {
-    image: "ghcr.io/agentid/sidecar:test",
-    native: true,
-    node: "node",
-    entrypoint: "/app/bin/agentid.js",
-    nodeFlags: SIDECAR_TUNING.flags,
-    nodeEnv: SIDECAR_TUNING.env,
-    defaultResources: { requests: { cpu: "25m", memory: "96Mi" }, limits: { cpu: "500m", memory: "160Mi" } },
-    runAsUser: 65532,
+    ...sidecarSettings({
+      image: "ghcr.io/agentid/sidecar:test",
+      native: true,
+      defaultResources: DEFAULT_RESOURCES,
+    }),
     ...overrides,
   };
 }
