@@ -24,18 +24,28 @@ import type { WebhookMetrics } from "./metrics.ts";
 export interface SecretObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   type?: string;
   data?: Record<string, string>;
 }
 
 export const MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+/** On the Secret: when its current CA was first written to the caBundle (RFC 3339). */
+export const ANNOTATION_CA_PUBLISHED = "agentid.io/ca-published-at";
 
 export interface CertificateManagerOptions {
   namespace: string;
   secretName: string;
   webhookConfigurationName: string;
   policy: CertificatePolicy;
+  /** How long API servers may take to see a new caBundle before a leaf of a new CA is served (default 60 s). */
+  caPropagationMs?: number;
   logger: Logger;
   metrics: WebhookMetrics;
   /** Loads a serving certificate into the server. */
@@ -47,7 +57,7 @@ export interface CertificateManager {
   /** Loads the leaf of a Secret's data when it is valid and new; false when there is nothing loadable. */
   load(secret: SecretObject | undefined): boolean;
   /** Leader: brings the Secret and the caBundle up to date; resolves to the plan it acted on. */
-  ensure(kube: KubeClient, options?: { force?: "leaf" | "all" }): Promise<Plan>;
+  ensure(kube: KubeClient, options?: { force?: "leaf" | "ca" }): Promise<Plan>;
   /** Leader: calls `ensure` now and whenever a renewal is due (at least every `intervalMs`) until aborted. */
   runLeader(kube: KubeClient, signal: AbortSignal, intervalMs?: number): Promise<void>;
 }
@@ -59,25 +69,10 @@ export function secretPath(namespace: string, name?: string): string {
 export function createCertificateManager(options: CertificateManagerOptions): CertificateManager {
   const { logger, metrics, policy } = options;
   const now = options.now ?? Date.now;
+  const propagationMs = options.caPropagationMs ?? 60_000;
   let loadedCert: string | undefined;
 
-  async function issue(current: SecretData, all: boolean): Promise<SecretData> {
-    let caCert = current[SECRET_KEYS.caCert];
-    let caKey = current[SECRET_KEYS.caKey];
-    const next: SecretData = {};
-    if (all || !caCert || !caKey) {
-      const ca = await createCertificateAuthority(
-        `agentid-webhook-ca@${Math.floor(now() / 1000)}`,
-        policy.caValidDays,
-      );
-      // Keep trusting the CA that signed the leaves replicas are serving right now.
-      if (caCert) next[SECRET_KEYS.previousCaCert] = caCert;
-      caCert = ca.certPem;
-      caKey = ca.keyPem;
-      metrics.certificateRenewals.inc({ kind: "ca" });
-    } else if (current[SECRET_KEYS.previousCaCert]) {
-      next[SECRET_KEYS.previousCaCert] = current[SECRET_KEYS.previousCaCert];
-    }
+  async function newLeaf(caCert: string, caKey: string): Promise<{ cert: string; key: string }> {
     const ca = await loadCertificateAuthority(caCert, caKey);
     const leaf = await issueCertificate(ca, {
       commonName: policy.dnsNames[0] ?? policy.ipAddresses[0] ?? "agentid-webhook",
@@ -87,19 +82,40 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
       validDays: policy.leafValidDays,
     });
     metrics.certificateRenewals.inc({ kind: "leaf" });
-    return {
-      ...next,
-      [SECRET_KEYS.caCert]: caCert,
-      [SECRET_KEYS.caKey]: caKey,
-      [SECRET_KEYS.cert]: leaf.certPem,
-      [SECRET_KEYS.key]: leaf.keyPem,
-    };
+    return { cert: leaf.certPem, key: leaf.keyPem };
+  }
+
+  async function issue(current: SecretData, plan: Exclude<Plan, { action: "keep" }>): Promise<SecretData> {
+    if (plan.action === "issue-leaf") {
+      const caCert = current[SECRET_KEYS.caCert] ?? "";
+      const caKey = current[SECRET_KEYS.caKey] ?? "";
+      const leaf = await newLeaf(caCert, caKey);
+      return { ...current, [SECRET_KEYS.cert]: leaf.cert, [SECRET_KEYS.key]: leaf.key };
+    }
+    const ca = await createCertificateAuthority(
+      `agentid-webhook-ca-${Math.floor(now() / 1000)}`,
+      policy.caValidDays,
+    );
+    metrics.certificateRenewals.inc({ kind: "ca" });
+    const next: SecretData = { [SECRET_KEYS.caCert]: ca.certPem, [SECRET_KEYS.caKey]: ca.keyPem };
+    // Keep trusting the CA that signed the leaf replicas are serving right now.
+    if (current[SECRET_KEYS.caCert]) next[SECRET_KEYS.previousCaCert] = current[SECRET_KEYS.caCert];
+    if (plan.leafToo) {
+      const leaf = await newLeaf(ca.certPem, ca.keyPem);
+      next[SECRET_KEYS.cert] = leaf.cert;
+      next[SECRET_KEYS.key] = leaf.key;
+    } else {
+      next[SECRET_KEYS.cert] = current[SECRET_KEYS.cert];
+      next[SECRET_KEYS.key] = current[SECRET_KEYS.key];
+    }
+    return next;
   }
 
   async function writeSecret(
     kube: KubeClient,
     existing: SecretObject | undefined,
     data: SecretData,
+    annotations: Record<string, string>,
   ): Promise<SecretObject> {
     const body: SecretObject = {
       apiVersion: "v1",
@@ -108,6 +124,7 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
         name: options.secretName,
         namespace: options.namespace,
         labels: { "app.kubernetes.io/name": "agentid", "app.kubernetes.io/component": "webhook" },
+        annotations,
         ...(existing?.metadata.resourceVersion ? { resourceVersion: existing.metadata.resourceVersion } : {}),
       },
       type: "kubernetes.io/tls",
@@ -118,7 +135,8 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
       : kube.create<SecretObject>(secretPath(options.namespace), body);
   }
 
-  async function patchCaBundle(kube: KubeClient, bundle: string): Promise<void> {
+  /** True when the configuration carries the bundle (now or already). */
+  async function patchCaBundle(kube: KubeClient, bundle: string): Promise<boolean> {
     const path = `${MWC_PATH}/${encodeURIComponent(options.webhookConfigurationName)}`;
     const config = await kube.getOptional<{
       webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }>;
@@ -128,7 +146,7 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
         { configuration: options.webhookConfigurationName },
         "MutatingWebhookConfiguration not found; its caBundle will be set once it exists",
       );
-      return;
+      return false;
     }
     const encoded = Buffer.from(bundle).toString("base64");
     const ops: unknown[] = [];
@@ -142,9 +160,10 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
         value: encoded,
       });
     });
-    if (ops.length === 0) return;
+    if (ops.length === 0) return true;
     await kube.patch(path, "json", ops);
     logger.info({ configuration: options.webhookConfigurationName }, "caBundle updated");
+    return true;
   }
 
   const manager: CertificateManager = {
@@ -169,27 +188,42 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
     },
 
     async ensure(kube, ensureOptions = {}) {
-      const existing = await kube.getOptional<SecretObject>(
-        secretPath(options.namespace, options.secretName),
-      );
+      const path = secretPath(options.namespace, options.secretName);
+      let existing = await kube.getOptional<SecretObject>(path);
       const current = decodeSecretData(existing?.data);
-      let plan = planCertificates(existing ? current : undefined, policy, now());
-      if (ensureOptions.force === "all") plan = { action: "issue-all", reason: "rotation asked for" };
+      const publishedRaw = existing?.metadata.annotations?.[ANNOTATION_CA_PUBLISHED];
+      const published = publishedRaw ? Date.parse(publishedRaw) : undefined;
+      let plan = planCertificates(
+        {
+          data: existing ? current : undefined,
+          caPublishedAt: Number.isNaN(published) ? undefined : published,
+          propagationMs,
+        },
+        policy,
+        now(),
+      );
+      if (ensureOptions.force === "ca")
+        plan = { action: "issue-ca", reason: "rotation asked for", leafToo: false };
       else if (ensureOptions.force === "leaf" && plan.action === "keep")
         plan = { action: "issue-leaf", reason: "rotation asked for" };
       let data = current;
+      let annotations = { ...existing?.metadata.annotations };
       if (plan.action !== "keep") {
-        data = await issue(current, plan.action === "issue-all");
+        data = await issue(current, plan);
+        if (plan.action === "issue-ca") delete annotations[ANNOTATION_CA_PUBLISHED];
         logger.info(
           { reason: plan.reason, action: plan.action },
           "issuing the webhook's serving certificate",
         );
         // A conflict (someone wrote it first) throws; the next round starts from what is there.
-        manager.load(await writeSecret(kube, existing, data));
-      } else {
-        manager.load(existing);
+        existing = await writeSecret(kube, existing, data, annotations);
       }
-      await patchCaBundle(kube, caBundle(data, now()));
+      manager.load(existing);
+      const inBundle = await patchCaBundle(kube, caBundle(data, now()));
+      if (inBundle && existing && !annotations[ANNOTATION_CA_PUBLISHED]) {
+        annotations = { ...annotations, [ANNOTATION_CA_PUBLISHED]: new Date(now()).toISOString() };
+        await writeSecret(kube, existing, data, annotations);
+      }
       return plan;
     },
 

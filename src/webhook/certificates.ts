@@ -51,8 +51,22 @@ export type SecretData = Partial<Record<(typeof SECRET_KEYS)[keyof typeof SECRET
 
 export type Plan =
   | { action: "keep"; nextCheckAt: number }
+  /** A new leaf from the current CA. */
   | { action: "issue-leaf"; reason: string }
-  | { action: "issue-all"; reason: string };
+  /**
+   * A new CA. The leaf that replicas serve stays until the new CA has been in the caBundle for the
+   * propagation time (a later round issues it), so an API server that has not seen the new bundle yet
+   * never meets a leaf it cannot verify. Without a usable leaf, one is issued at once.
+   */
+  | { action: "issue-ca"; reason: string; leafToo: boolean };
+
+export interface PlanInput {
+  data: SecretData | undefined;
+  /** When the current CA was first written to the caBundle (undefined: not known to be). */
+  caPublishedAt: number | undefined;
+  /** How long API servers may take to see a new caBundle. */
+  propagationMs: number;
+}
 
 const DAY = 86_400_000;
 
@@ -84,32 +98,60 @@ function sans(cert: X509Certificate): { dns: Set<string>; ip: Set<string> } {
   return { dns, ip };
 }
 
-/** What the leader must do with the Secret's current material at time `now`. */
-export function planCertificates(data: SecretData | undefined, policy: CertificatePolicy, now: number): Plan {
-  const ca = parse(data?.[SECRET_KEYS.caCert]);
-  if (!ca || !keyMatches(ca, data?.[SECRET_KEYS.caKey]) || !ca.ca) {
-    return {
-      action: "issue-all",
-      reason: data ? "the CA in the Secret is missing or broken" : "no Secret yet",
-    };
-  }
-  const caEnd = ca.validToDate.getTime();
-  if (caEnd - now < policy.caRenewBeforeDays * DAY)
-    return { action: "issue-all", reason: "the CA expires soon" };
+/** Why a leaf cannot be served as it is, or undefined when it can (signed by `ca`, right names, in date). */
+function leafProblem(
+  data: SecretData | undefined,
+  ca: X509Certificate,
+  policy: CertificatePolicy,
+  now: number,
+): string | undefined {
   const leaf = parse(data?.[SECRET_KEYS.cert]);
-  if (!leaf || !keyMatches(leaf, data?.[SECRET_KEYS.key]))
-    return { action: "issue-leaf", reason: "no valid serving certificate" };
+  if (!leaf || !keyMatches(leaf, data?.[SECRET_KEYS.key])) return "no valid serving certificate";
   if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey))
-    return { action: "issue-leaf", reason: "the serving certificate is not signed by the CA" };
+    return "the serving certificate is not signed by the CA";
   const { dns, ip } = sans(leaf);
   if (!policy.dnsNames.every((n) => dns.has(n)) || !policy.ipAddresses.every((a) => ip.has(a))) {
-    return { action: "issue-leaf", reason: "the serving certificate does not name the webhook's addresses" };
+    return "the serving certificate does not name the webhook's addresses";
   }
-  const leafEnd = leaf.validToDate.getTime();
-  const renewAt = leafEnd - policy.leafRenewBeforeDays * DAY;
-  if (now >= renewAt || now < leaf.validFromDate.getTime())
-    return { action: "issue-leaf", reason: "the serving certificate expires soon" };
-  return { action: "keep", nextCheckAt: Math.min(renewAt, caEnd - policy.caRenewBeforeDays * DAY) };
+  const renewAt = leaf.validToDate.getTime() - policy.leafRenewBeforeDays * DAY;
+  if (now >= renewAt || now < leaf.validFromDate.getTime()) return "the serving certificate expires soon";
+  return undefined;
+}
+
+/** What the leader must do with the Secret's current material at time `now`. */
+export function planCertificates(input: PlanInput, policy: CertificatePolicy, now: number): Plan {
+  const { data } = input;
+  const ca = parse(data?.[SECRET_KEYS.caCert]);
+  if (!ca || !keyMatches(ca, data?.[SECRET_KEYS.caKey]) || !ca.ca) {
+    const reason = data ? "the CA in the Secret is missing or broken" : "no Secret yet";
+    return { action: "issue-ca", reason, leafToo: true };
+  }
+  const caEnd = ca.validToDate.getTime();
+  const caRenewAt = caEnd - policy.caRenewBeforeDays * DAY;
+  if (now >= caRenewAt) {
+    // The serving leaf was signed by this (old) CA; it stays valid for the propagation time if it is good.
+    return {
+      action: "issue-ca",
+      reason: "the CA expires soon",
+      leafToo: leafProblem(data, ca, policy, now) !== undefined,
+    };
+  }
+  const problem = leafProblem(data, ca, policy, now);
+  if (problem) {
+    const previous = parse(data?.[SECRET_KEYS.previousCaCert]);
+    const signedByPrevious =
+      previous !== undefined && parse(data?.[SECRET_KEYS.cert])?.checkIssued(previous) === true;
+    // Just after a CA rotation: wait until every API server can have seen the new bundle.
+    if (signedByPrevious && problem.includes("not signed")) {
+      const safeAt = (input.caPublishedAt ?? now) + input.propagationMs;
+      if (input.caPublishedAt === undefined || now < safeAt)
+        return { action: "keep", nextCheckAt: Math.max(safeAt, now + 1_000) };
+    }
+    return { action: "issue-leaf", reason: problem };
+  }
+  const leaf = parse(data?.[SECRET_KEYS.cert]);
+  const leafRenewAt = (leaf?.validToDate.getTime() ?? now) - policy.leafRenewBeforeDays * DAY;
+  return { action: "keep", nextCheckAt: Math.min(leafRenewAt, caRenewAt) };
 }
 
 /** The CA bundle for the webhook configuration: our CA, plus the previous one while it is still valid. */

@@ -37,18 +37,26 @@ beforeAll(async () => {
   otherCa = { ...good, "ca.crt": ca2.certPem, "ca.key": ca2.keyPem };
 });
 
+const input = (data: SecretData | undefined, caPublishedAt?: number) => ({
+  data,
+  caPublishedAt,
+  propagationMs: 60_000,
+});
+
 describe("planCertificates", () => {
   it("issues everything when there is no Secret or its CA is broken", () => {
-    expect(planCertificates(undefined, policy, Date.now()).action).toBe("issue-all");
-    expect(planCertificates({ ...good, "ca.key": "junk" }, policy, Date.now()).action).toBe("issue-all");
-    expect(planCertificates({ ...good, "ca.crt": good["tls.crt"] }, policy, Date.now()).action).toBe(
+    expect(planCertificates(input(undefined), policy, Date.now()).action).toBe("issue-ca");
+    expect(planCertificates(input({ ...good, "ca.key": "junk" }), policy, Date.now()).action).toBe(
+      "issue-ca",
+    );
+    expect(planCertificates(input({ ...good, "ca.crt": good["tls.crt"] }), policy, Date.now()).action).toBe(
       "issue-all",
     );
   });
 
   it("keeps good material and says when to look again (the leaf's renewal time)", () => {
     const now = Date.now();
-    const plan = planCertificates(good, policy, now);
+    const plan = planCertificates(input(good), policy, now);
     expect(plan.action).toBe("keep");
     if (plan.action !== "keep") return;
     expect(plan.nextCheckAt).toBeGreaterThan(now + 270 * DAY);
@@ -56,18 +64,30 @@ describe("planCertificates", () => {
   });
 
   it("renews the leaf before it expires, when its key or SANs are wrong, or another CA signed it", () => {
-    expect(planCertificates(good, policy, Date.now() + 300 * DAY).action).toBe("issue-leaf");
-    expect(planCertificates({ ...good, "tls.key": good["ca.key"] }, policy, Date.now()).action).toBe(
+    expect(planCertificates(input(good), policy, Date.now() + 300 * DAY).action).toBe("issue-leaf");
+    expect(planCertificates(input({ ...good, "tls.key": good["ca.key"] }), policy, Date.now()).action).toBe(
       "issue-leaf",
     );
-    expect(planCertificates(good, { ...policy, dnsNames: ["elsewhere.example"] }, Date.now()).action).toBe(
-      "issue-leaf",
-    );
-    expect(planCertificates(otherCa, policy, Date.now()).action).toBe("issue-leaf");
+    expect(
+      planCertificates(input(good), { ...policy, dnsNames: ["elsewhere.example"] }, Date.now()).action,
+    ).toBe("issue-leaf");
+    expect(planCertificates(input(otherCa), policy, Date.now()).action).toBe("issue-leaf");
+  });
+
+  it("after a CA rotation, keeps the old CA's leaf until the new bundle has had time to reach the API servers", () => {
+    const rotated = { ...otherCa, [SECRET_KEYS.previousCaCert]: good["ca.crt"] };
+    const now = Date.now();
+    expect(planCertificates(input(rotated), policy, now)).toMatchObject({ action: "keep" });
+    expect(planCertificates(input(rotated, now - 10_000), policy, now)).toEqual({
+      action: "keep",
+      nextCheckAt: now + 50_000,
+    });
+    expect(planCertificates(input(rotated, now - 60_000), policy, now).action).toBe("issue-leaf");
   });
 
   it("renews the CA in its last year", () => {
-    expect(planCertificates(good, policy, Date.now() + 3300 * DAY).action).toBe("issue-all");
+    const plan = planCertificates(input(good), policy, Date.now() + 3300 * DAY);
+    expect(plan).toEqual({ action: "issue-ca", reason: "the CA expires soon", leafToo: true });
   });
 });
 
