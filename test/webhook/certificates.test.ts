@@ -50,7 +50,7 @@ describe("planCertificates", () => {
       "issue-ca",
     );
     expect(planCertificates(input({ ...good, "ca.crt": good["tls.crt"] }), policy, Date.now()).action).toBe(
-      "issue-all",
+      "issue-ca",
     );
   });
 
