@@ -32,6 +32,8 @@ export interface CertificateSettings {
   extraDnsNames?: string[];
   ipAddresses?: string[];
   policy?: Partial<Omit<CertificatePolicy, "dnsNames" | "ipAddresses">>;
+  /** How long API servers may take to see a new caBundle (default 60 s). */
+  caPropagationMs?: number;
 }
 
 export interface ServingOptions {
@@ -90,6 +92,9 @@ export function createServing(options: ServingOptions): Serving {
     secretName: options.certificates.secretName,
     webhookConfigurationName: options.certificates.webhookConfigurationName,
     policy: certificatePolicy(options.certificates),
+    ...(options.certificates.caPropagationMs !== undefined
+      ? { caPropagationMs: options.certificates.caPropagationMs }
+      : {}),
     logger: log.child({ part: "certificates" }),
     metrics,
     onCertificate(cert, key) {

@@ -1,0 +1,216 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Registry } from "prom-client";
+import { parseAllDocuments } from "yaml";
+import { CONDITION_READY } from "../../src/api/constants.ts";
+import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
+import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
+import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import { createEventRecorder } from "../../src/kube/events.ts";
+import { createInformer } from "../../src/kube/informer.ts";
+import { createLogger, type Logger } from "../../src/lib/log.ts";
+import { MWC_PATH, type SecretObject } from "../../src/webhook/certificate-manager.ts";
+import { createWebhook, identityPathOf, type Webhook } from "../../src/webhook/index.ts";
+import { secretCache } from "../../src/webhook/serving.ts";
+import type { ConnectedControlPlane } from "../support/controlplane.ts";
+import { eventually } from "./operator-support.ts";
+
+/** Runs the real webhook component in this process and registers the chart's configuration for it. */
+
+export const SIDECAR_IMAGE = "ghcr.io/agentid/sidecar:test";
+export const TENANT = "6f1d2c3b-0a9e-4d8c-b7a6-112233445566";
+export const BLUEPRINT_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
+
+export interface RunningWebhook {
+  webhook: Webhook;
+  kube: KubeClient;
+  /** Label every namespace of the test must carry: the configuration selects only those (tests run in parallel). */
+  namespaceLabel: Record<string, string>;
+  managerNamespace: string;
+  configurationName: string;
+  registry: Registry;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** The chart's MutatingWebhookConfiguration, pointed at a loopback URL and limited to this run's namespaces. */
+export function renderConfiguration(
+  name: string,
+  managerNamespace: string,
+  url: string,
+  run: string,
+): Record<string, unknown> {
+  const text = readFileSync(new URL("../../charts/agentid/templates/webhook.yaml", import.meta.url), "utf8")
+    .replaceAll("{{ .Release.Name | quote }}", JSON.stringify("agentid"))
+    .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(managerNamespace));
+  const config = parseAllDocuments(text)
+    .map(
+      (d) =>
+        d.toJSON() as { kind: string; metadata: { name: string }; webhooks: Array<Record<string, unknown>> },
+    )
+    .find((d) => d.kind === "MutatingWebhookConfiguration");
+  if (!config) throw new Error("the chart has no MutatingWebhookConfiguration");
+  config.metadata.name = name;
+  for (const webhook of config.webhooks) {
+    const path = (webhook.clientConfig as { service: { path: string } }).service.path;
+    webhook.clientConfig = { url: `${url}${path}` };
+    const selector = webhook.namespaceSelector as { matchExpressions: unknown[] };
+    selector.matchExpressions.push({ key: "agentid-test-run", operator: "In", values: [run] });
+  }
+  return config;
+}
+
+export function captureLogger(lines: string[]): Logger {
+  return createLogger({
+    name: "webhook",
+    level: "info",
+    destination: { write: (line: string) => void lines.push(line) },
+  });
+}
+
+export async function startTestWebhook(
+  cp: ConnectedControlPlane,
+  options: { run?: string; caPropagationMs?: number } = {},
+): Promise<RunningWebhook> {
+  const run = options.run ?? newRun();
+  const kube = createKubeClient(cp.kubeConfig);
+  const managerNamespace = `agentid-system-${run}`;
+  await createNamespace(cp.kubeConfig, managerNamespace);
+  const configurationName = `agentid-webhook-${run}`;
+  const logs: string[] = [];
+  const logger = captureLogger(logs);
+  const registry = new Registry();
+  const identities = createInformer<AgentIdentity>({
+    kubeConfig: cp.kubeConfig,
+    client: kube,
+    path: "/apis/agentid.io/v1alpha1/agentidentities",
+    logger,
+  });
+  const spec = secretCache(managerNamespace, "agentid-webhook-tls");
+  const secrets = createInformer<SecretObject>({
+    kubeConfig: cp.kubeConfig,
+    client: kube,
+    path: spec.path,
+    fieldSelector: spec.fieldSelector,
+    logger,
+  });
+  const events = createEventRecorder({
+    kubeConfig: cp.kubeConfig,
+    client: kube,
+    component: "agentid-webhook",
+    logger,
+  });
+  const webhook = createWebhook({
+    kube,
+    identities,
+    secrets,
+    events,
+    logger,
+    registry,
+    listen: { host: "127.0.0.1", port: 0 },
+    sidecar: { image: SIDECAR_IMAGE, native: "auto" },
+    certificates: {
+      mode: "self",
+      namespace: managerNamespace,
+      secretName: "agentid-webhook-tls",
+      webhookConfigurationName: configurationName,
+      serviceName: "agentid-webhook",
+      ipAddresses: ["127.0.0.1"],
+      ...(options.caPropagationMs !== undefined ? { caPropagationMs: options.caPropagationMs } : {}),
+    },
+  });
+  await Promise.all([identities.start(), secrets.start()]);
+  await webhook.start();
+  await kube.create(
+    MWC_PATH,
+    renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
+  );
+  const leader = new AbortController();
+  const leading = webhook.runLeader(kube, leader.signal);
+  await eventually("the webhook to load its certificate", async () => (webhook.ready() ? true : undefined));
+  return {
+    webhook,
+    kube,
+    namespaceLabel: { "agentid-test-run": run },
+    managerNamespace,
+    configurationName,
+    registry,
+    logs,
+    async stop() {
+      leader.abort();
+      await leading;
+      try {
+        await kube.delete(`${MWC_PATH}/${configurationName}`);
+      } catch (error) {
+        if (!isApiError(error, 404)) throw error;
+      }
+      identities.stop();
+      secrets.stop();
+      await events.flush();
+      await webhook.close();
+      await kube.close();
+    },
+  };
+}
+
+export function newRun(): string {
+  return randomBytes(4).toString("hex");
+}
+
+/** A Ready AgentIdentity (the operator does not run here: the test writes the status it would). */
+export async function createReadyIdentity(
+  kube: KubeClient,
+  namespace: string,
+  name: string,
+  spec: Partial<AgentIdentitySpec> = {},
+  ready = true,
+): Promise<AgentIdentity> {
+  const created = await kube.create<AgentIdentity>(identityPathOf(namespace), {
+    apiVersion: "agentid.io/v1alpha1",
+    kind: "AgentIdentity",
+    metadata: { name, namespace },
+    spec: { tenantId: TENANT, blueprint: { clientId: BLUEPRINT_ID }, serviceAccountName: name, ...spec },
+  });
+  return kube.replace<AgentIdentity>(`${identityPathOf(namespace, name)}/status`, {
+    ...created,
+    status: {
+      conditions: [
+        {
+          type: CONDITION_READY,
+          status: ready ? "True" : "False",
+          reason: ready ? "Bound" : "FederationNotVerified",
+          message: ready ? "test" : "the federated credential is missing",
+          lastTransitionTime: new Date().toISOString(),
+          observedGeneration: created.metadata.generation ?? 1,
+        },
+      ],
+    },
+  });
+}
+
+/** Waits until the API server calls the webhook for this namespace (it sees a new configuration asynchronously). */
+export async function waitUntilServed(
+  kube: KubeClient,
+  namespace: string,
+  serviceAccount: string,
+): Promise<void> {
+  await eventually(
+    "the API server to call the webhook",
+    async () => {
+      const pod = await kube.request<{
+        spec: { initContainers?: Array<{ name: string }>; containers: Array<{ name: string }> };
+      }>("POST", `/api/v1/namespaces/${namespace}/pods`, {
+        query: { dryRun: "All" },
+        body: {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { generateName: "probe-", labels: { "agentid.io/inject": "true" } },
+          spec: { serviceAccountName: serviceAccount, containers: [{ name: "app", image: "app:1" }] },
+        },
+      });
+      const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+      return all.some((c) => c.name === "agentid-sidecar") ? true : undefined;
+    },
+    30_000,
+  );
+}
