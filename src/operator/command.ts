@@ -26,8 +26,9 @@ export const managerCommand: Command = {
   name: "manager",
   summary: "Run the AgentIdentity operator (leader-elected; health, readiness and metrics over HTTP).",
   description: [
-    "Reconciles AgentIdentities: ensures and marks their ServiceAccounts, computes (or in Graph mode creates)",
-    "the federated identity credential, and proves it against Entra. Uses the in-cluster configuration, or",
+    "Reconciles AgentIdentityBlueprints and AgentIdentities: checks that a blueprint admits each identity, ensures",
+    "its ServiceAccount, computes (or in Graph mode writes) the federated identity credential, creates agent",
+    "identities on request, and proves it all against Entra. Uses the in-cluster configuration, or",
     "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
     "It re-executes itself once with --max-semi-space-size=8 (bounded young generation, see docs/operator.md)",
     "unless NODE_OPTIONS or a node flag sets --max-semi-space-size.",
@@ -84,6 +85,12 @@ export const managerCommand: Command = {
       multiple: true,
       help: "Extra CA bundle (PEM) trusted for Entra and Graph, e.g. a local emulator's CA; repeatable.",
       env: "AGENTID_CA_FILE",
+    },
+    "allowed-authority-hosts": {
+      type: "string",
+      multiple: true,
+      help: "Authority hosts (https URLs) an AgentIdentityBlueprint with cloud Custom may name, e.g. a local emulator; comma-separated or repeated. None by default.",
+      env: "AGENTID_ALLOWED_AUTHORITY_HOSTS",
     },
     "graph-client-id": {
       type: "string",
@@ -144,6 +151,17 @@ export const managerCommand: Command = {
       );
     }
     const caPems = readCaFiles(listOption(values, "ca-file"));
+    const allowedAuthorityHosts = listOption(values, "allowed-authority-hosts");
+    for (const host of allowedAuthorityHosts) {
+      let url: URL | undefined;
+      try {
+        url = new URL(host);
+      } catch {
+        url = undefined;
+      }
+      if (url?.protocol !== "https:" || url.search || url.username)
+        throw new UsageError(`--allowed-authority-hosts takes https URLs without a query, got '${host}'`);
+    }
     // Every flag is valid: from here on the process runs the manager, so fix its heap first.
     ensureManagerHeapFlags();
     const file = stringOption(values, "kubeconfig");
@@ -151,18 +169,26 @@ export const managerCommand: Command = {
     const kubeConfig = await loadKubeConfig(file ? { kubeconfig: file } : {});
     const logger = createLogger({ name: "agentid-manager", level });
     // @azure/identity is loaded only for Graph mode: it costs about 20 MB of memory.
-    const graph = graphClientId
-      ? {
-          baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
-          credentialFor: (await import("./graph-credential.ts")).createGraphCredentialFactory({
-            clientId: graphClientId,
-            ...(tokenFile ? { tokenFile } : {}),
-            ...(secretFile ? { clientSecretFile: secretFile } : {}),
-            authorityHost: stringOption(values, "authority-host") ?? "https://login.microsoftonline.com",
-            caPems,
-          }),
-        }
-      : undefined;
+    const credentials = graphClientId ? await import("./graph-credential.ts") : undefined;
+    const graph =
+      graphClientId && credentials
+        ? {
+            baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
+            credentialFor: credentials.createGraphCredentialFactory({
+              clientId: graphClientId,
+              ...(tokenFile ? { tokenFile } : {}),
+              ...(secretFile ? { clientSecretFile: secretFile } : {}),
+              authorityHost: stringOption(values, "authority-host") ?? "https://login.microsoftonline.com",
+              caPems,
+            }),
+            // Signing in as a blueprint (agentCreation.credential Blueprint) needs the manager's own token.
+            ...(tokenFile
+              ? {
+                  blueprintCredentialFor: credentials.createBlueprintCredentialFactory({ tokenFile, caPems }),
+                }
+              : {}),
+          }
+        : undefined;
     const namespace = stringOption(values, "namespace");
     const { startManager } = await import("./manager.ts");
     const manager = await startManager({
@@ -176,6 +202,7 @@ export const managerCommand: Command = {
       verificationPolicy,
       ...(issuer ? { issuer } : {}),
       caPems,
+      allowedAuthorityHosts,
       ...(graph ? { graph } : {}),
       concurrency,
     });

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Dispatcher } from "undici";
 import { API_VERSION, PLURAL } from "../api/constants.ts";
-import type { AgentIdentity } from "../api/types.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import { createKubeClient, type KubeClient } from "../kube/client.ts";
 import { createInformer, type Informer } from "../kube/informer.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
@@ -12,14 +12,19 @@ import { createWorkQueue, type WorkQueue } from "../kube/queue.ts";
 import { type KubeObject, keyOf } from "../kube/store.ts";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
+import { blueprintPath, createBlueprintReconciler } from "./blueprint-reconciler.ts";
 import { createEventSink } from "./events.ts";
-import { createGraphFederation, type GraphOptions } from "./graph.ts";
+import { createGraphClient, type GraphOptions } from "./graph.ts";
 import { outboundDispatcher } from "./https.ts";
 import { createIssuerSource } from "./issuer.ts";
 import { createManagerMetrics, type ManagerMetrics, resourceOf } from "./metrics.ts";
-import { createReconciler } from "./reconciler.ts";
+import { createReconciler, type NamespaceObject } from "./reconciler.ts";
 import { DEFAULT_VERIFICATION_POLICY, type VerificationPolicy } from "./schedule.ts";
-import { type ServiceAccountObject, serviceAccountPath } from "./service-account.ts";
+import {
+  SERVICE_ACCOUNT_SELECTOR,
+  type ServiceAccountObject,
+  serviceAccountPath,
+} from "./service-account.ts";
 import { createVerifier } from "./verify.ts";
 
 export interface ManagerOptions {
@@ -42,10 +47,14 @@ export interface ManagerOptions {
   issuer?: string;
   /** Extra CAs trusted for Entra and Graph (e.g. a local emulator's). */
   caPems?: string[];
+  /** Authority hosts a blueprint with cloud Custom may name (--allowed-authority-hosts); none by default. */
+  allowedAuthorityHosts?: string[];
   /** Graph mode; off when absent. */
   graph?: Omit<GraphOptions, "dispatcher">;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
   graphPropagationMs?: number;
+  /** Re-check Graph-mode credentials this often (default 10 min). */
+  graphRecheckMs?: number;
   concurrency?: number;
   resyncIntervalMs?: number;
 }
@@ -56,6 +65,8 @@ export interface RunningManager {
   identity: string;
   /** The shared AgentIdentity cache (read-only use), e.g. for the admission webhook in the same process. */
   identities: Pick<Informer<AgentIdentity>, "get" | "list" | "hasSynced">;
+  /** The shared AgentIdentityBlueprint cache (read-only use), for the webhook. */
+  blueprints: Pick<Informer<AgentIdentityBlueprint>, "get" | "list" | "hasSynced">;
   isLeader(): boolean;
   hasSynced(): boolean;
   metrics: ManagerMetrics;
@@ -95,38 +106,78 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
   });
   metricsHolder.m = metrics;
 
-  const informer = <T extends KubeObject>(path: string, resource: string) =>
+  const informer = <T extends KubeObject>(
+    path: string,
+    resource: string,
+    selectors: { labelSelector?: string; fieldSelector?: string } = {},
+  ) =>
     createInformer<T>({
       kubeConfig: options.kubeConfig,
       client: kube,
       path,
+      ...selectors,
       logger: log.child({ informer: resource }),
       ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
       onWatchRestart: (reason) => metrics.watchRestarts.inc({ resource, reason }),
     });
   const identities = informer<AgentIdentity>(identitiesPath(options.namespace), "agentidentities");
+  // Only the ServiceAccounts labelled for an AgentIdentity: never every account of the cluster.
   const serviceAccounts = informer<ServiceAccountObject>(
     options.namespace ? serviceAccountPath(options.namespace) : "/api/v1/serviceaccounts",
     "serviceaccounts",
+    { labelSelector: SERVICE_ACCOUNT_SELECTOR },
+  );
+  const blueprints = informer<AgentIdentityBlueprint & KubeObject>(
+    blueprintPath(),
+    "agentidentityblueprints",
+  );
+  // Namespace labels feed the blueprints' namespace selectors.
+  const namespaces = informer<NamespaceObject>(
+    "/api/v1/namespaces",
+    "namespaces",
+    options.namespace ? { fieldSelector: `metadata.name=${options.namespace}` } : {},
   );
   metricsHolder.identities = identities;
 
   const dispatcher: Dispatcher = outboundDispatcher(options.caPems ?? []);
   const ownWrites = new Map<string, string>();
   const events = createEventSink(options.kubeConfig, kube, log, replica);
-  const reconcile = createReconciler({
+  const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
+  const allowedAuthorityHosts = options.allowedAuthorityHosts ?? [];
+  const credentialCounts = new Map<string, number>();
+  const reconcileIdentity = createReconciler({
     kube,
     identities,
+    blueprints,
+    namespaces,
     serviceAccounts,
-    issuer: createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) }),
+    issuer,
+    allowedAuthorityHosts,
     ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
-    ...(options.graph ? { graph: createGraphFederation({ ...options.graph, dispatcher }) } : {}),
+    ...(options.graph ? { graph: createGraphClient({ ...options.graph, dispatcher }) } : {}),
     events,
     policy: options.verificationPolicy ?? DEFAULT_VERIFICATION_POLICY,
     logger: log,
     onStatusWritten: (key, rv) => ownWrites.set(key, rv),
+    onCredentialCount: (name, count) => {
+      if (credentialCounts.get(name) !== count) {
+        credentialCounts.set(name, count);
+        enqueue(name);
+      }
+    },
     ...(options.graphPropagationMs !== undefined ? { graphPropagationMs: options.graphPropagationMs } : {}),
+    ...(options.graphRecheckMs !== undefined ? { graphRecheckMs: options.graphRecheckMs } : {}),
   });
+  const reconcileBlueprint = createBlueprintReconciler({
+    kube,
+    blueprints,
+    identities,
+    issuer,
+    allowedAuthorityHosts,
+    credentialCount: (name) => credentialCounts.get(name),
+  });
+  // One queue: namespaced keys are AgentIdentities, cluster-scoped keys (no "/") blueprints.
+  const reconcile = (key: string) => (key.includes("/") ? reconcileIdentity(key) : reconcileBlueprint(key));
 
   const enqueue = (key: string) => queue?.add(key);
   /** Identities of a namespace that bind a ServiceAccount: a change to one concerns all (conflicts). */
@@ -135,9 +186,16 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       .list(namespace)
       .filter((i) => i.spec.serviceAccountName === sa)
       .map(keyOf);
+  /** Identities that use a blueprint: a change to it (admission, cloud, federation) concerns them all. */
+  const usersOf = (blueprint: string) =>
+    identities
+      .list()
+      .filter((i) => i.spec.blueprintRef?.name === blueprint)
+      .map(keyOf);
   identities.onAdd((obj) => {
     enqueue(keyOf(obj));
     for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
+    if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
   });
   identities.onUpdate((obj, old) => {
     const key = keyOf(obj);
@@ -146,6 +204,11 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       return;
     }
     enqueue(key);
+    if (
+      Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp) &&
+      obj.spec.blueprintRef?.name
+    )
+      enqueue(obj.spec.blueprintRef.name);
     if (
       old.spec.serviceAccountName !== obj.spec.serviceAccountName ||
       Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp)
@@ -160,7 +223,29 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
   identities.onDelete((obj) => {
     ownWrites.delete(keyOf(obj));
     for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
+    if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
   });
+  const onBlueprint = (bp: AgentIdentityBlueprint) => {
+    enqueue(bp.metadata.name);
+    for (const k of usersOf(bp.metadata.name)) enqueue(k);
+  };
+  blueprints.onAdd(onBlueprint);
+  blueprints.onUpdate((bp, old) => {
+    // The operator's own status writes change neither spec nor deletion: only the blueprint itself reacts.
+    if (
+      bp.metadata.generation === old.metadata.generation &&
+      bp.metadata.deletionTimestamp === old.metadata.deletionTimestamp
+    )
+      return;
+    onBlueprint(bp);
+  });
+  blueprints.onDelete(onBlueprint);
+  const onNamespace = (ns: NamespaceObject, old?: NamespaceObject) => {
+    if (old && jsonEqualLabels(old.metadata.labels, ns.metadata.labels)) return;
+    for (const i of identities.list(ns.metadata.name)) enqueue(keyOf(i));
+  };
+  namespaces.onAdd((ns) => onNamespace(ns));
+  namespaces.onUpdate((ns, old) => onNamespace(ns, old));
   const onServiceAccount = (sa: ServiceAccountObject) => {
     for (const k of bindersOf(sa.metadata.namespace, sa.metadata.name)) enqueue(k);
   };
@@ -168,7 +253,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
   serviceAccounts.onUpdate(onServiceAccount);
   serviceAccounts.onDelete(onServiceAccount);
 
-  await Promise.all([identities.start(), serviceAccounts.start()]);
+  await Promise.all([identities.start(), serviceAccounts.start(), blueprints.start(), namespaces.start()]);
   log.info(
     { identities: identities.list().length, namespace: options.namespace ?? "(all)" },
     "caches synced",
@@ -196,6 +281,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       });
       queue = q;
       for (const identity of identities.list()) q.add(keyOf(identity));
+      for (const blueprint of blueprints.list()) q.add(blueprint.metadata.name);
       q.run(async (key) => {
         const end = metrics.reconcileDuration.startTimer();
         try {
@@ -228,8 +314,13 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     ...(server ? { url: serverUrl(server) } : {}),
     identity: replica,
     identities,
+    blueprints,
     isLeader: () => elector.isLeader(),
-    hasSynced: () => identities.hasSynced() && serviceAccounts.hasSynced(),
+    hasSynced: () =>
+      identities.hasSynced() &&
+      serviceAccounts.hasSynced() &&
+      blueprints.hasSynced() &&
+      namespaces.hasSynced(),
     metrics,
     requestCounts: () => ({ ...counts }),
     async stop() {
@@ -238,6 +329,8 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       await events.flush();
       identities.stop();
       serviceAccounts.stop();
+      blueprints.stop();
+      namespaces.stop();
       await server?.close();
       await dispatcher.close();
       await kube.close();
@@ -273,4 +366,9 @@ async function startHealthServer(
   });
   await app.listen({ host: listen.host, port: listen.port });
   return app;
+}
+
+function jsonEqualLabels(a: Record<string, string> = {}, b: Record<string, string> = {}): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }

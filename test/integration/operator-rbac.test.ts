@@ -9,7 +9,7 @@ import type { RunningManager } from "../../src/operator/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { BLUEPRINT, condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
 
 /**
  * The chart's RBAC is enough for the manager and no more: the manager runs as a ServiceAccount bound only
@@ -130,13 +130,9 @@ describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () =>
       });
 
       running = await startTestManager({ ...cp, kubeConfig: asManager }, emu, ns, logs, { verify: true });
-      await createIdentity(admin, ns, "workload", { instance: `${emu.url}/`, federation: { mode: "Graph" } });
+      await createIdentity(admin, ns, "workload", {});
       await createIdentity(admin, ns, "secretive", {
-        instance: `${emu.url}/`,
-        blueprint: {
-          clientId: BLUEPRINT,
-          credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
-        },
+        clientSecretRef: { name: "bp", key: "secret" },
       });
       const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
       const until = (name: string, reason: string) =>

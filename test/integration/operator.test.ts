@@ -103,7 +103,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     const ficName = `test-${cp.namespace}`;
     await addCredentialForIssuer(ficName, subject);
     await manager({ verificationPolicy: { intervalMs: 1500, retryMs: 1500 } });
-    await createIdentity(kube, cp.namespace, "agent-a", { instance: `${emu.url}/`, agentId: AGENT });
+    await createIdentity(kube, cp.namespace, "agent-a", { agent: { clientId: AGENT } });
 
     const ready = await until("agent-a", "Ready", "True");
     expect(condition(ready, "Verified")).toMatchObject({
@@ -159,11 +159,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
   it("reports a missing Secret, then verifies with the blueprint's secret once it exists", async () => {
     await manager();
     await createIdentity(kube, cp.namespace, "with-secret", {
-      instance: `${emu.url}/`,
-      blueprint: {
-        clientId: BLUEPRINT,
-        credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
-      },
+      clientSecretRef: { name: "bp", key: "secret" },
     });
     const missing = await until("with-secret", "Ready", "False", "SecretNotFound");
     expect(condition(missing, "Ready")?.message).toContain("Secret bp");
@@ -203,7 +199,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("requires an existing ServiceAccount when createServiceAccount is false", async () => {
     await manager({ verify: false });
-    await createIdentity(kube, cp.namespace, "byo", { createServiceAccount: false });
+    await createIdentity(kube, cp.namespace, "byo", {});
     await until("byo", "Ready", "False", "ServiceAccountNotFound");
     await kube.create(serviceAccountPath(cp.namespace), {
       apiVersion: "v1",
@@ -220,10 +216,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("in Graph mode creates the federated credential, verifies through it, and removes it on deletion", async () => {
     await manager();
-    await createIdentity(kube, cp.namespace, "graph", {
-      instance: `${emu.url}/`,
-      federation: { mode: "Graph" },
-    });
+    await createIdentity(kube, cp.namespace, "graph", {});
     const ready = await until("graph", "Verified", "True");
     expect(ready.metadata.finalizers).toContain(FINALIZER_FEDERATED_CREDENTIAL);
     expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True" });
@@ -243,11 +236,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("turns Graph's 20-credential limit and a Graph refusal into conditions, not crashes", async () => {
     await manager();
-    await createIdentity(kube, cp.namespace, "full", {
-      instance: `${emu.url}/`,
-      blueprint: { clientId: FULL_BLUEPRINT },
-      federation: { mode: "Graph" },
-    });
+    await createIdentity(kube, cp.namespace, "full", {});
     const full = await until("full", "FederationConfigured", "False", "CredentialLimitReached");
     expect(condition(full, "FederationConfigured")?.message).toContain("20");
     expect(condition(full, "Ready")).toMatchObject({ status: "False", reason: "CredentialLimitReached" });
@@ -258,10 +247,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await manager({
       graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, BLUEPRINT, BLUEPRINT_SECRET) },
     });
-    await createIdentity(kube, cp.namespace, "denied", {
-      instance: `${emu.url}/`,
-      federation: { mode: "Graph" },
-    });
+    await createIdentity(kube, cp.namespace, "denied", {});
     const denied = await until("denied", "FederationConfigured", "False", "GraphAccessDenied");
     expect(condition(denied, "FederationConfigured")?.message).toContain(
       "AgentIdentityBlueprint.AddRemoveCreds.All",

@@ -53,7 +53,7 @@ describe("manager metrics", () => {
     const identities = [
       {
         metadata: { name: "a", namespace: "n" },
-        spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: "a" },
+        spec: { blueprintRef: { name: "bp" }, agent: { clientId: "c" }, serviceAccountName: "a" },
         status: {
           conditions: [
             { type: "Ready", status: "True" as const, reason: "Ready", message: "", lastTransitionTime: "" },
@@ -62,7 +62,7 @@ describe("manager metrics", () => {
       },
       {
         metadata: { name: "b", namespace: "n" },
-        spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: "b" },
+        spec: { blueprintRef: { name: "bp" }, agent: { clientId: "c" }, serviceAccountName: "b" },
       },
     ];
     const metrics = createManagerMetrics({ queueDepth: () => 7, identities: () => identities });
