@@ -12,7 +12,7 @@ export const RESOURCE_ANNOTATIONS = {
   "sidecar-cpu-limit": ["limits", "cpu"],
   "sidecar-memory-request": ["requests", "memory"],
   "sidecar-memory-limit": ["limits", "memory"],
-} as const satisfies Record<string, readonly ["requests" | "limits", keyof ResourceList]>;
+} as const satisfies Record<string, readonly ["requests" | "limits", string]>;
 
 /** Comma-separated names of init containers that also get SIDECAR_URL (they run after a native sidecar). */
 export const ANNOTATION_INIT_CONTAINERS = "agentid.io/sidecar-url-init-containers";

@@ -1,6 +1,6 @@
 import type { Registry } from "prom-client";
-import { API_VERSION, KIND, PLURAL } from "../api/constants.ts";
-import type { AgentIdentity } from "../api/types.ts";
+import { API_VERSION, BLUEPRINT_PLURAL, KIND, PLURAL } from "../api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import type { KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Informer } from "../kube/informer.ts";
@@ -27,6 +27,10 @@ import type { SidecarSettings } from "./types.ts";
 export interface WebhookOptions {
   kube: KubeClient;
   identities: Informer<AgentIdentity>;
+  blueprints: Informer<AgentIdentityBlueprint>;
+  namespaces: Informer<NamespaceObject>;
+  /** The manager's --allowed-authority-hosts (a Custom cloud's host must be listed). */
+  allowedAuthorityHosts?: readonly string[];
   /** The informer on the serving-certificate Secret (`secretCache` in serving.ts). */
   secrets: Informer<SecretObject>;
   events?: EventRecorder;
@@ -45,6 +49,19 @@ export interface Webhook
   settings(): SidecarSettings | undefined;
 }
 
+export interface NamespaceObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; labels?: Record<string, string> };
+}
+
+/** Cache specs of what the webhook reads, for the manager's shared caches (same specs as the operator's share one informer). */
+export const WEBHOOK_CACHES = {
+  identities: { path: `/apis/${API_VERSION}/${PLURAL}`, resource: "agentidentities" },
+  blueprints: { path: `/apis/${API_VERSION}/${BLUEPRINT_PLURAL}`, resource: "agentidentityblueprints" },
+  namespaces: { path: "/api/v1/namespaces", resource: "namespaces" },
+} as const;
+
 export function identityPathOf(namespace: string, name?: string): string {
   return `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}${name ? `/${encodeURIComponent(name)}` : ""}`;
 }
@@ -52,16 +69,35 @@ export function identityPathOf(namespace: string, name?: string): string {
 export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
-  const source: IdentitySource<AgentIdentity> = {
+  const source: IdentitySource = {
     cached: (ns, name) => identities.get(ns, name),
     cachedList: (ns) => identities.list(ns),
     read: (ns, name) => kube.getOptional<AgentIdentity>(identityPathOf(ns, name)),
     list: async (ns) => (await kube.get<{ items?: AgentIdentity[] }>(identityPathOf(ns))).items ?? [],
-    serviceAccountOf: (i) => i.spec.serviceAccountName,
   };
-  const reviewer = createReviewer<AgentIdentity>({
+  // Cache first; a miss reads the API server (a blueprint or namespace made a moment ago).
+  const blueprintOf = async (name: string) =>
+    options.blueprints.get(undefined, name) ??
+    (await kube.getOptional<AgentIdentityBlueprint>(
+      `${WEBHOOK_CACHES.blueprints.path}/${encodeURIComponent(name)}`,
+    ));
+  const namespaceOf = async (name: string) =>
+    options.namespaces.get(undefined, name) ??
+    (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
+  const reviewer = createReviewer({
     identities: source,
-    resolve: async (identity) => resolveTarget(identity),
+    async resolve(identity, namespace) {
+      const [blueprint, ns] = await Promise.all([
+        blueprintOf(identity.spec.blueprintRef.name),
+        namespaceOf(namespace),
+      ]);
+      return resolveTarget({
+        identity,
+        blueprint,
+        namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
+        allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
+      });
+    },
     settings: () => {
       if (!settings) throw new Error("the webhook answered before its settings were resolved");
       return settings;

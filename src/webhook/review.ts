@@ -1,10 +1,11 @@
 import { ANNOTATION_INJECTED } from "../api/constants.ts";
+import type { AgentIdentity } from "../api/types.ts";
 import type { Logger } from "../lib/log.ts";
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from "./admission.ts";
 import { mutatePod } from "./mutate.ts";
 import { annotationsOf, displayName } from "./raw.ts";
 import { ephemeralRefusals, type Refusal } from "./refusals.ts";
-import { type IdentityLike, type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
+import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
 
 /**
@@ -14,14 +15,14 @@ import type { InjectionTarget, SidecarSettings } from "./types.ts";
 
 export type Resolved = { ok: true; target: InjectionTarget } | { ok: false; refusal: Refusal };
 
-export interface ReviewDeps<T extends IdentityLike> {
-  identities: IdentitySource<T>;
+export interface ReviewDeps {
+  identities: IdentitySource;
   /** The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal. */
-  resolve(identity: T, namespace: string): Promise<Resolved>;
+  resolve(identity: AgentIdentity, namespace: string): Promise<Resolved>;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
-  recordRefusal?(identity: T, refusals: readonly Refusal[]): void;
+  recordRefusal?(identity: AgentIdentity, refusals: readonly Refusal[]): void;
 }
 
 export interface ReviewResult {
@@ -30,10 +31,14 @@ export interface ReviewResult {
   reason: string;
 }
 
-export function createReviewer<T extends IdentityLike>(deps: ReviewDeps<T>) {
+export function createReviewer(deps: ReviewDeps) {
   const { logger } = deps;
 
-  function refuse(request: AdmissionRequest, refusals: readonly Refusal[], identity?: T): ReviewResult {
+  function refuse(
+    request: AdmissionRequest,
+    refusals: readonly Refusal[],
+    identity?: AgentIdentity,
+  ): ReviewResult {
     const reason = refusals[0]?.reason ?? "Refused";
     // The log line a platform team greps for; messages never carry a secret (they name objects only).
     logger.warn(
@@ -57,7 +62,7 @@ export function createReviewer<T extends IdentityLike>(deps: ReviewDeps<T>) {
     const injected = annotationsOf(pod)[ANNOTATION_INJECTED];
     let port = 0;
     let secretNames: string[] = [];
-    let identity: T | undefined;
+    let identity: AgentIdentity | undefined;
     if (injected) {
       const name = injected.slice(0, injected.lastIndexOf("@") > 0 ? injected.lastIndexOf("@") : undefined);
       identity =

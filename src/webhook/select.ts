@@ -1,32 +1,26 @@
 import { ANNOTATION_IDENTITY, LABEL_INJECT } from "../api/constants.ts";
-import { truncate } from "./annotations.ts";
+import { type Selection, selectIdentityForPod } from "../api/select.ts";
+import type { AgentIdentity } from "../api/types.ts";
 import { annotationsOf, objectAt, serviceAccountOf, stringAt } from "./raw.ts";
 import type { Refusal } from "./refusals.ts";
 
 /**
- * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or else the single
- * identity of its namespace that binds the pod's ServiceAccount. The cache answers first; on a miss the
- * API server is asked, so an identity created just before the pod (the cache a few milliseconds behind)
- * is not missed. The identity must bind the pod's ServiceAccount: a pod cannot borrow another account's
- * identity (the federated credential trusts the account, not the pod).
+ * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or else the one
+ * that holds the pod's ServiceAccount (src/api/select.ts decides, the same rule the operator applies).
+ * The cache answers first; when it finds nothing the API server is asked, so an identity created just
+ * before the pod (the cache a few milliseconds behind) is not missed.
  */
 
-export interface IdentityLike {
-  metadata: { name: string; namespace?: string; deletionTimestamp?: string };
-}
-
-export interface IdentitySource<T extends IdentityLike> {
+export interface IdentitySource {
   /** From the shared cache. */
-  cached(namespace: string, name: string): T | undefined;
-  cachedList(namespace: string): T[];
+  cached(namespace: string, name: string): AgentIdentity | undefined;
+  cachedList(namespace: string): AgentIdentity[];
   /** From the API server (cache misses only). */
-  read(namespace: string, name: string): Promise<T | undefined>;
-  list(namespace: string): Promise<T[]>;
-  /** The ServiceAccount an identity binds. */
-  serviceAccountOf(identity: T): string;
+  read(namespace: string, name: string): Promise<AgentIdentity | undefined>;
+  list(namespace: string): Promise<AgentIdentity[]>;
 }
 
-export type Selected<T> = { ok: true; identity: T } | { ok: false; refusal: Refusal };
+export type Selected = { ok: true; identity: AgentIdentity } | { ok: false; refusal: Refusal };
 
 /** Whether the pod asked for injection at all (the namespace-wide webhook entry also sends pods that did not). */
 export function wantsInjection(pod: unknown): boolean {
@@ -34,68 +28,42 @@ export function wantsInjection(pod: unknown): boolean {
   return stringAt(labels, LABEL_INJECT) === "true" || annotationsOf(pod)[ANNOTATION_IDENTITY] !== undefined;
 }
 
-export async function selectIdentity<T extends IdentityLike>(
+const HINTS: Record<Exclude<Selection, { ok: true }>["reason"], string> = {
+  NotFound: `create the AgentIdentity, fix the annotation ${ANNOTATION_IDENTITY}, or run the pod as the ServiceAccount of an AgentIdentity`,
+  ServiceAccountMismatch:
+    "run the pod as the ServiceAccount the AgentIdentity binds (spec.serviceAccountName)",
+  ServiceAccountTaken:
+    "name the AgentIdentity that holds the ServiceAccount, or give this one its own ServiceAccount",
+  Deleting: "name another AgentIdentity",
+};
+
+const REASONS = {
+  NotFound: "IdentityNotFound",
+  ServiceAccountMismatch: "ServiceAccountMismatch",
+  ServiceAccountTaken: "ServiceAccountMismatch",
+  Deleting: "IdentityNotReady",
+} as const;
+
+export async function selectIdentity(
   pod: unknown,
   namespace: string,
-  source: IdentitySource<T>,
-): Promise<Selected<T>> {
-  const sa = serviceAccountOf(pod);
-  const named = annotationsOf(pod)[ANNOTATION_IDENTITY];
-  if (named !== undefined) {
-    const identity = source.cached(namespace, named) ?? (await source.read(namespace, named));
-    if (!identity) {
-      return {
-        ok: false,
-        refusal: {
-          reason: "IdentityNotFound",
-          message: `AgentIdentity '${truncate(named)}' (annotation ${ANNOTATION_IDENTITY}) does not exist in namespace ${namespace}; create it or fix the annotation`,
-        },
-      };
-    }
-    if (identity.metadata.deletionTimestamp) {
-      return {
-        ok: false,
-        refusal: {
-          reason: "IdentityNotReady",
-          message: `AgentIdentity ${named} is being deleted; name another one`,
-        },
-      };
-    }
-    const bound = source.serviceAccountOf(identity);
-    if (bound !== sa) {
-      return {
-        ok: false,
-        refusal: {
-          reason: "ServiceAccountMismatch",
-          message: `AgentIdentity ${named} binds ServiceAccount ${bound}, but the pod runs as ${sa}; set spec.serviceAccountName: ${bound} on the pod`,
-        },
-      };
-    }
-    return { ok: true, identity };
+  source: IdentitySource,
+): Promise<Selected> {
+  const view = {
+    namespace,
+    serviceAccountName: serviceAccountOf(pod),
+    annotations: annotationsOf(pod),
+  };
+  let selection = selectIdentityForPod(view, source.cachedList(namespace));
+  if (!selection.ok && selection.reason === "NotFound") {
+    selection = selectIdentityForPod(view, await source.list(namespace));
   }
-  const binding = (list: T[]) =>
-    list.filter((i) => !i.metadata.deletionTimestamp && source.serviceAccountOf(i) === sa);
-  let candidates = binding(source.cachedList(namespace));
-  if (candidates.length === 0) candidates = binding(await source.list(namespace));
-  const only = candidates[0];
-  if (candidates.length === 1 && only) return { ok: true, identity: only };
-  if (candidates.length === 0) {
-    return {
-      ok: false,
-      refusal: {
-        reason: "IdentityNotFound",
-        message: `no AgentIdentity in namespace ${namespace} binds ServiceAccount ${sa}; run the pod as the ServiceAccount of an AgentIdentity or name one with the annotation ${ANNOTATION_IDENTITY}`,
-      },
-    };
-  }
+  if (selection.ok) return { ok: true, identity: selection.identity };
   return {
     ok: false,
     refusal: {
-      reason: "IdentityAmbiguous",
-      message: `AgentIdentities ${candidates
-        .map((c) => c.metadata.name)
-        .sort()
-        .join(", ")} all bind ServiceAccount ${sa}; name one with the annotation ${ANNOTATION_IDENTITY}`,
+      reason: REASONS[selection.reason],
+      message: `${selection.message}; ${HINTS[selection.reason]}`,
     },
   };
 }

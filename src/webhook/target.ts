@@ -1,39 +1,73 @@
-import { CONDITION_READY, DEFAULT_SIDECAR_PORT } from "../api/constants.ts";
+import { blueprintAdmitsIdentity, type NamespaceInfo } from "../api/admit.ts";
+import { isIdentityReady, readyCondition } from "../api/ready.ts";
 import { renderSidecarSettings } from "../api/render.ts";
-import { type AgentIdentity, credentialKind } from "../api/types.ts";
+import type { AgentIdentity, AgentIdentityBlueprint, SidecarResources } from "../api/types.ts";
 import type { Resolved } from "./review.ts";
+import type { Resources } from "./types.ts";
 
 /**
- * The one place that reads the AgentIdentity API: an identity (and what it refers to) → an
- * InjectionTarget for the pure mutation, or the refusal that says why it cannot be used.
+ * The one place that reads the AgentIdentity API: an identity, its blueprint and its namespace → an
+ * InjectionTarget for the pure mutation, or the refusal that says why it cannot be used. The questions
+ * themselves (ready? admitted? what environment?) are src/api's pure functions, shared with the operator.
  */
 
-export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 3600;
-
-export function isReady(identity: AgentIdentity): { ready: boolean; why: string } {
-  const ready = identity.status?.conditions?.find((c) => c.type === CONDITION_READY);
-  if (ready?.status === "True") return { ready: true, why: "" };
-  return {
-    ready: false,
-    why: ready ? `${ready.reason}: ${ready.message}` : "the operator has not reported on it yet",
-  };
+export interface TargetInput {
+  identity: AgentIdentity;
+  /** Undefined when the blueprint it names does not exist. */
+  blueprint: AgentIdentityBlueprint | undefined;
+  namespace: NamespaceInfo;
+  allowedAuthorityHosts: readonly string[];
 }
 
-export function resolveTarget(identity: AgentIdentity): Resolved {
+function resources(r: SidecarResources | undefined): Resources | undefined {
+  if (!r) return undefined;
+  const list = (l: Record<string, number | string> | undefined) =>
+    l ? Object.fromEntries(Object.entries(l).map(([k, v]) => [k, String(v)])) : undefined;
+  const out: Resources = {};
+  const requests = list(r.requests);
+  const limits = list(r.limits);
+  if (requests) out.requests = requests;
+  if (limits) out.limits = limits;
+  return out;
+}
+
+export function resolveTarget(input: TargetInput): Resolved {
+  const { identity, blueprint, namespace } = input;
   const name = identity.metadata.name;
-  const readiness = isReady(identity);
-  if (!readiness.ready) {
+  const blueprintName = identity.spec.blueprintRef.name;
+  if (!isIdentityReady(identity)) {
+    const ready = readyCondition(identity);
+    const why = ready
+      ? ready.observedGeneration !== identity.metadata.generation
+        ? "the operator has not yet looked at its current spec"
+        : `${ready.reason}: ${ready.message}`
+      : "the operator has not reported on it yet";
     return {
       ok: false,
       refusal: {
         reason: "IdentityNotReady",
-        message: `AgentIdentity ${name} is not Ready (${readiness.why}); fix what its status reports (kubectl describe agentidentity ${name}) and create the pod again`,
+        message: `AgentIdentity ${name} is not Ready (${why}); fix what its status reports (kubectl describe agentidentity ${name}) and create the pod again`,
       },
     };
   }
-  const rendered = renderSidecarSettings(identity);
-  const kind = credentialKind(identity.spec);
-  const secret = identity.spec.blueprint.credential?.clientSecret?.secretRef.name;
+  if (!blueprint) {
+    return {
+      ok: false,
+      refusal: {
+        reason: "BlueprintNotFound",
+        message: `AgentIdentity ${name} names AgentIdentityBlueprint ${blueprintName}, which does not exist; fix spec.blueprintRef.name or ask the platform team for the blueprint`,
+      },
+    };
+  }
+  const admission = blueprintAdmitsIdentity(blueprint, namespace, identity);
+  if (!admission.allowed)
+    return { ok: false, refusal: { reason: "BlueprintRefused", message: admission.message } };
+  const rendered = renderSidecarSettings(identity, blueprint, {
+    allowedAuthorityHosts: input.allowedAuthorityHosts,
+  });
+  if (!rendered.ok) return { ok: false, refusal: { reason: "BlueprintRefused", message: rendered.message } };
+  const s = rendered.settings;
+  const own = resources(s.resources);
   return {
     ok: true,
     target: {
@@ -43,11 +77,12 @@ export function resolveTarget(identity: AgentIdentity): Resolved {
         generation: identity.metadata.generation ?? 0,
         serviceAccountName: identity.spec.serviceAccountName,
       },
-      port: rendered.port ?? DEFAULT_SIDECAR_PORT,
-      env: rendered.sidecarEnv,
-      projectedToken: kind === "workloadIdentity",
-      tokenExpirationSeconds: DEFAULT_TOKEN_EXPIRATION_SECONDS,
-      secretNames: secret ? [secret] : [],
+      port: s.port,
+      env: s.sidecarEnv,
+      projectedToken: s.credential === "workloadIdentity",
+      tokenExpirationSeconds: s.tokenExpirationSeconds,
+      ...(own ? { resources: own } : {}),
+      secretNames: s.secretRef ? [s.secretRef.name] : [],
     },
   };
 }

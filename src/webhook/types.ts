@@ -8,10 +8,8 @@ export type EnvVar =
   | { name: string; value: string }
   | { name: string; valueFrom: { secretKeyRef: { name: string; key: string } } };
 
-export interface ResourceList {
-  cpu?: string;
-  memory?: string;
-}
+/** Resource name (cpu, memory, ephemeral-storage, ...) → quantity. */
+export type ResourceList = Record<string, string>;
 
 export interface Resources {
   requests?: ResourceList;

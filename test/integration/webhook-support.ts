@@ -3,23 +3,32 @@ import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { parseAllDocuments } from "yaml";
 import { CONDITION_READY } from "../../src/api/constants.ts";
-import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
+import type {
+  AgentIdentity,
+  AgentIdentityBlueprint,
+  AgentIdentityBlueprintSpec,
+  AgentIdentitySpec,
+} from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { createEventRecorder } from "../../src/kube/events.ts";
 import { createInformer } from "../../src/kube/informer.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { MWC_PATH, type SecretObject } from "../../src/webhook/certificate-manager.ts";
-import { createWebhook, identityPathOf, type Webhook } from "../../src/webhook/index.ts";
+import {
+  createWebhook,
+  identityPathOf,
+  type NamespaceObject,
+  WEBHOOK_CACHES,
+  type Webhook,
+} from "../../src/webhook/index.ts";
 import { secretCache } from "../../src/webhook/serving.ts";
 import type { ConnectedControlPlane } from "../support/controlplane.ts";
-import { eventually } from "./operator-support.ts";
+import { AGENT, blueprintBody, eventually } from "./operator-support.ts";
 
 /** Runs the real webhook component in this process and registers the chart's configuration for it. */
 
 export const SIDECAR_IMAGE = "ghcr.io/agentid/sidecar:test";
-export const TENANT = "6f1d2c3b-0a9e-4d8c-b7a6-112233445566";
-export const BLUEPRINT_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9";
 
 export interface RunningWebhook {
   webhook: Webhook;
@@ -86,6 +95,18 @@ export async function startTestWebhook(
     path: "/apis/agentid.io/v1alpha1/agentidentities",
     logger,
   });
+  const blueprints = createInformer<AgentIdentityBlueprint>({
+    kubeConfig: cp.kubeConfig,
+    client: kube,
+    path: WEBHOOK_CACHES.blueprints.path,
+    logger,
+  });
+  const namespaces = createInformer<NamespaceObject>({
+    kubeConfig: cp.kubeConfig,
+    client: kube,
+    path: WEBHOOK_CACHES.namespaces.path,
+    logger,
+  });
   const spec = secretCache(managerNamespace, "agentid-webhook-tls");
   const secrets = createInformer<SecretObject>({
     kubeConfig: cp.kubeConfig,
@@ -103,6 +124,8 @@ export async function startTestWebhook(
   const webhook = createWebhook({
     kube,
     identities,
+    blueprints,
+    namespaces,
     secrets,
     events,
     logger,
@@ -119,7 +142,8 @@ export async function startTestWebhook(
       ...(options.caPropagationMs !== undefined ? { caPropagationMs: options.caPropagationMs } : {}),
     },
   });
-  await Promise.all([identities.start(), secrets.start()]);
+  const informers = [identities, blueprints, namespaces, secrets];
+  await Promise.all(informers.map((i) => i.start()));
   await webhook.start();
   await kube.create(
     MWC_PATH,
@@ -144,8 +168,7 @@ export async function startTestWebhook(
       } catch (error) {
         if (!isApiError(error, 404)) throw error;
       }
-      identities.stop();
-      secrets.stop();
+      for (const informer of informers) informer.stop();
       await events.flush();
       await webhook.close();
       await kube.close();
@@ -157,7 +180,19 @@ export function newRun(): string {
   return randomBytes(4).toString("hex");
 }
 
-/** A Ready AgentIdentity (the operator does not run here: the test writes the status it would). */
+/** A blueprint named after the namespace (blueprints are cluster-scoped), admitting it and AGENT. */
+export async function createTestBlueprint(
+  kube: KubeClient,
+  namespace: string,
+  spec: Partial<AgentIdentityBlueprintSpec> = {},
+): Promise<AgentIdentityBlueprint> {
+  return kube.create<AgentIdentityBlueprint>(
+    `/apis/agentid.io/v1alpha1/agentidentityblueprints`,
+    blueprintBody(namespace, spec),
+  );
+}
+
+/** A Ready AgentIdentity of the namespace's blueprint (the operator does not run here: the test writes the status it would). */
 export async function createReadyIdentity(
   kube: KubeClient,
   namespace: string,
@@ -169,19 +204,26 @@ export async function createReadyIdentity(
     apiVersion: "agentid.io/v1alpha1",
     kind: "AgentIdentity",
     metadata: { name, namespace },
-    spec: { tenantId: TENANT, blueprint: { clientId: BLUEPRINT_ID }, serviceAccountName: name, ...spec },
+    spec: {
+      blueprintRef: { name: namespace },
+      agent: { clientId: AGENT },
+      serviceAccountName: name,
+      ...spec,
+    },
   });
+  const generation = created.metadata.generation ?? 1;
   return kube.replace<AgentIdentity>(`${identityPathOf(namespace, name)}/status`, {
     ...created,
     status: {
+      observedGeneration: generation,
       conditions: [
         {
           type: CONDITION_READY,
           status: ready ? "True" : "False",
           reason: ready ? "Bound" : "FederationNotVerified",
           message: ready ? "test" : "the federated credential is missing",
-          lastTransitionTime: new Date().toISOString(),
-          observedGeneration: created.metadata.generation ?? 1,
+          lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+          observedGeneration: generation,
         },
       ],
     },

@@ -4,6 +4,7 @@ import { useControlPlane } from "../support/controlplane.ts";
 import { ensureCrd, eventsFor, eventually } from "./operator-support.ts";
 import {
   createReadyIdentity,
+  createTestBlueprint,
   newRun,
   type RunningWebhook,
   startTestWebhook,
@@ -83,6 +84,7 @@ function expectInjected(pod: Pod) {
 
 describe("webhook against the API server", () => {
   beforeEach(async () => {
+    await createTestBlueprint(hook.kube, cp.namespace);
     await createReadyIdentity(hook.kube, cp.namespace, "research-agent");
     await waitUntilServed(hook.kube, cp.namespace, "research-agent");
   });
@@ -208,7 +210,7 @@ describe("webhook against the API server", () => {
       [
         "missing identity",
         appPod({ metadata: { annotations: { "agentid.io/identity": "writer" } } }),
-        "AgentIdentity 'writer' (annotation agentid.io/identity) does not exist",
+        "AgentIdentity writer does not exist in namespace",
       ],
     ];
     for (const [what, body, expected] of cases) {
@@ -216,6 +218,14 @@ describe("webhook against the API server", () => {
       expect(message, what).toContain("denied the request: agentid: ");
       expect(message, what).toContain(expected);
     }
+    await createTestBlueprint(hook.kube, `${cp.namespace}-closed`, { admits: { namespaces: ["elsewhere"] } });
+    await createReadyIdentity(hook.kube, cp.namespace, "closed", {
+      blueprintRef: { name: `${cp.namespace}-closed` },
+    });
+    const closed = await refusal(appPod({ spec: { serviceAccountName: "closed" } }));
+    expect(closed).toContain(
+      `AgentIdentityBlueprint ${cp.namespace}-closed does not admit namespace ${cp.namespace}`,
+    );
     await createReadyIdentity(hook.kube, cp.namespace, "not-ready", {}, false);
     const notReady = await refusal(appPod({ spec: { serviceAccountName: "not-ready" } }));
     expect(notReady).toContain(

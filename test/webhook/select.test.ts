@@ -1,25 +1,21 @@
 import { describe, expect, it } from "vitest";
+import { identity as makeIdentity } from "../../src/api/fixtures.test-support.ts";
+import type { AgentIdentity } from "../../src/api/types.ts";
 import { resolveResources } from "../../src/webhook/annotations.ts";
-import {
-  type IdentityLike,
-  type IdentitySource,
-  selectIdentity,
-  wantsInjection,
-} from "../../src/webhook/select.ts";
+import { type IdentitySource, selectIdentity, wantsInjection } from "../../src/webhook/select.ts";
 import { DEFAULT_RESOURCES, nativeSidecarsFromVersion } from "../../src/webhook/settings.ts";
 
-interface Id extends IdentityLike {
-  sa: string;
-}
-const id = (name: string, sa: string, deleting = false): Id => ({
-  metadata: { name, namespace: "ns", ...(deleting ? { deletionTimestamp: "2026-01-01T00:00:00Z" } : {}) },
-  sa,
-});
+const id = (name: string, sa: string, opts: { deleting?: boolean; created?: string } = {}): AgentIdentity => {
+  const i = makeIdentity({ serviceAccountName: sa }, name, "ns");
+  i.metadata.creationTimestamp = opts.created ?? "2026-12-01T00:00:00Z";
+  if (opts.deleting) i.metadata.deletionTimestamp = "2026-12-02T00:00:00Z";
+  return i;
+};
 
 /** An identity source whose cache holds `cached` and whose API server holds `stored`; counts API reads. */
-function source(cached: Id[], stored: Id[] = cached) {
+function source(cached: AgentIdentity[], stored: AgentIdentity[] = cached) {
   const calls = { read: 0, list: 0 };
-  const s: IdentitySource<Id> = {
+  const s: IdentitySource = {
     cached: (_ns, name) => cached.find((i) => i.metadata.name === name),
     cachedList: () => cached,
     read: async (_ns, name) => {
@@ -30,7 +26,6 @@ function source(cached: Id[], stored: Id[] = cached) {
       calls.list++;
       return stored;
     },
-    serviceAccountOf: (i) => i.sa,
   };
   return { s, calls };
 }
@@ -40,37 +35,43 @@ const pod = (sa?: string, identity?: string) => ({
 });
 
 describe("selectIdentity", () => {
-  it("takes the named identity, from the cache without an API call", async () => {
-    const { s, calls } = source([id("a", "sa1"), id("b", "sa1")]);
-    const r = await selectIdentity(pod("sa1", "b"), "ns", s);
+  it("takes the named identity from the cache without an API call", async () => {
+    const { s, calls } = source([id("a", "sa1"), id("b", "sa2")]);
+    const r = await selectIdentity(pod("sa2", "b"), "ns", s);
     expect(r.ok && r.identity.metadata.name).toBe("b");
     expect(calls).toEqual({ read: 0, list: 0 });
   });
 
-  it("reads the API server on a cache miss (an identity created just before the pod)", async () => {
+  it("asks the API server when the cache knows nothing (an identity created just before the pod)", async () => {
     const { s, calls } = source([], [id("a", "sa1")]);
     expect((await selectIdentity(pod("sa1", "a"), "ns", s)).ok).toBe(true);
     expect((await selectIdentity(pod("sa1"), "ns", s)).ok).toBe(true);
-    expect(calls).toEqual({ read: 1, list: 1 });
+    expect(calls.list).toBe(2);
   });
 
-  it("falls back to the single identity binding the ServiceAccount, `default` when unset", async () => {
-    const { s } = source([id("a", "sa1"), id("d", "default")]);
+  it("falls back to the identity holding the ServiceAccount (`default` when unset; the oldest of several)", async () => {
+    const { s } = source([
+      id("newer", "default", { created: "2026-12-03T00:00:00Z" }),
+      id("older", "default", { created: "2026-12-01T00:00:00Z" }),
+    ]);
     const r = await selectIdentity(pod(), "ns", s);
-    expect(r.ok && r.identity.metadata.name).toBe("d");
+    expect(r.ok && r.identity.metadata.name).toBe("older");
+    const taken = await selectIdentity(pod(undefined, "newer"), "ns", s);
+    expect(!taken.ok && taken.refusal.message).toContain("held by the older AgentIdentity older");
   });
 
-  it("refuses a missing, ambiguous, deleting or other-ServiceAccount identity with what to change", async () => {
-    const { s } = source([id("a", "sa1"), id("b", "sa1"), id("gone", "sa2", true)]);
+  it("refuses a missing, deleting or other-ServiceAccount identity with what to change", async () => {
+    const { s } = source([id("a", "sa1"), id("gone", "sa2", { deleting: true })]);
     const missing = await selectIdentity(pod("sa1", "nope"), "ns", s);
     expect(!missing.ok && missing.refusal.reason).toBe("IdentityNotFound");
-    const ambiguous = await selectIdentity(pod("sa1"), "ns", s);
-    expect(!ambiguous.ok && ambiguous.refusal.message).toContain("a, b all bind ServiceAccount sa1");
+    expect(!missing.ok && missing.refusal.message).toContain("create the AgentIdentity");
     const deleting = await selectIdentity(pod("sa2", "gone"), "ns", s);
     expect(!deleting.ok && deleting.refusal.reason).toBe("IdentityNotReady");
     const mismatch = await selectIdentity(pod("other", "a"), "ns", s);
-    expect(!mismatch.ok && mismatch.refusal.message).toContain("set spec.serviceAccountName: sa1");
-    const none = await selectIdentity(pod("sa2"), "ns", s);
+    expect(!mismatch.ok && mismatch.refusal.message).toContain(
+      "binds ServiceAccount sa1, but the pod runs as other",
+    );
+    const none = await selectIdentity(pod("sa3"), "ns", s);
     expect(!none.ok && none.refusal.reason).toBe("IdentityNotFound");
   });
 
