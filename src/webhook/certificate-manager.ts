@@ -60,6 +60,8 @@ export interface CertificateManager {
   ensure(kube: KubeClient, options?: { force?: "leaf" | "ca" }): Promise<Plan>;
   /** Leader: calls `ensure` now and whenever a renewal is due (at least every `intervalMs`) until aborted. */
   runLeader(kube: KubeClient, signal: AbortSignal, intervalMs?: number): Promise<void>;
+  /** Makes a waiting `runLeader` look again now (the Secret changed). */
+  nudge(): void;
 }
 
 export function secretPath(namespace: string, name?: string): string {
@@ -71,6 +73,7 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
   const now = options.now ?? Date.now;
   const propagationMs = options.caPropagationMs ?? 60_000;
   let loadedCert: string | undefined;
+  let wake: (() => void) | undefined;
 
   async function newLeaf(caCert: string, caKey: string): Promise<{ cert: string; key: string }> {
     const ca = await loadCertificateAuthority(caCert, caKey);
@@ -166,65 +169,80 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
     return true;
   }
 
-  const manager: CertificateManager = {
-    load(secret) {
-      const material = loadable(decodeSecretData(secret?.data), now());
-      if (!material) {
-        if (secret) {
-          metrics.certificateLoads.inc({ result: "invalid" });
-          logger.warn(
-            { secret: options.secretName },
-            "the webhook Secret holds no valid serving certificate yet",
-          );
-        }
-        return false;
+  let chain: Promise<unknown> = Promise.resolve();
+
+  async function ensureNow(kube: KubeClient, ensureOptions: { force?: "leaf" | "ca" }): Promise<Plan> {
+    const path = secretPath(options.namespace, options.secretName);
+    let existing = await kube.getOptional<SecretObject>(path);
+    const current = decodeSecretData(existing?.data);
+    const publishedRaw = existing?.metadata.annotations?.[ANNOTATION_CA_PUBLISHED];
+    const published = publishedRaw ? Date.parse(publishedRaw) : undefined;
+    let plan = planCertificates(
+      {
+        data: existing ? current : undefined,
+        caPublishedAt: Number.isNaN(published) ? undefined : published,
+        propagationMs,
+      },
+      policy,
+      now(),
+    );
+    if (ensureOptions.force === "ca")
+      plan = { action: "issue-ca", reason: "rotation asked for", leafToo: false };
+    else if (ensureOptions.force === "leaf" && plan.action === "keep")
+      plan = { action: "issue-leaf", reason: "rotation asked for" };
+    let data = current;
+    let annotations = { ...existing?.metadata.annotations };
+    if (plan.action !== "keep") {
+      data = await issue(current, plan);
+      if (plan.action === "issue-ca") delete annotations[ANNOTATION_CA_PUBLISHED];
+      logger.info({ reason: plan.reason, action: plan.action }, "issuing the webhook's serving certificate");
+      // A conflict (someone wrote it first) throws; the next round starts from what is there.
+      existing = await writeSecret(kube, existing, data, annotations);
+    }
+    load(existing);
+    const inBundle = await patchCaBundle(kube, caBundle(data, now()));
+    if (inBundle && existing && !annotations[ANNOTATION_CA_PUBLISHED]) {
+      annotations = { ...annotations, [ANNOTATION_CA_PUBLISHED]: new Date(now()).toISOString() };
+      await writeSecret(kube, existing, data, annotations);
+    }
+    return plan;
+  }
+
+  function load(secret: SecretObject | undefined): boolean {
+    const material = loadable(decodeSecretData(secret?.data), now());
+    if (!material) {
+      if (secret) {
+        metrics.certificateLoads.inc({ result: "invalid" });
+        logger.warn(
+          { secret: options.secretName },
+          "the webhook Secret holds no valid serving certificate yet",
+        );
       }
-      if (material.cert === loadedCert) return true;
-      options.onCertificate(material.cert, material.key);
-      loadedCert = material.cert;
-      metrics.certificateLoads.inc({ result: "loaded" });
-      logger.info({ secret: options.secretName }, "serving certificate loaded");
-      return true;
+      return false;
+    }
+    if (material.cert === loadedCert) return true;
+    options.onCertificate(material.cert, material.key);
+    loadedCert = material.cert;
+    metrics.certificateLoads.inc({ result: "loaded" });
+    logger.info({ secret: options.secretName }, "serving certificate loaded");
+    return true;
+  }
+
+  const manager: CertificateManager = {
+    load,
+
+    ensure(kube, ensureOptions = {}) {
+      // One at a time in this process: the leader's loop and an explicit call would otherwise race on the Secret.
+      const run = chain.then(() => ensureNow(kube, ensureOptions));
+      chain = run.then(
+        () => undefined,
+        () => undefined,
+      );
+      return run;
     },
 
-    async ensure(kube, ensureOptions = {}) {
-      const path = secretPath(options.namespace, options.secretName);
-      let existing = await kube.getOptional<SecretObject>(path);
-      const current = decodeSecretData(existing?.data);
-      const publishedRaw = existing?.metadata.annotations?.[ANNOTATION_CA_PUBLISHED];
-      const published = publishedRaw ? Date.parse(publishedRaw) : undefined;
-      let plan = planCertificates(
-        {
-          data: existing ? current : undefined,
-          caPublishedAt: Number.isNaN(published) ? undefined : published,
-          propagationMs,
-        },
-        policy,
-        now(),
-      );
-      if (ensureOptions.force === "ca")
-        plan = { action: "issue-ca", reason: "rotation asked for", leafToo: false };
-      else if (ensureOptions.force === "leaf" && plan.action === "keep")
-        plan = { action: "issue-leaf", reason: "rotation asked for" };
-      let data = current;
-      let annotations = { ...existing?.metadata.annotations };
-      if (plan.action !== "keep") {
-        data = await issue(current, plan);
-        if (plan.action === "issue-ca") delete annotations[ANNOTATION_CA_PUBLISHED];
-        logger.info(
-          { reason: plan.reason, action: plan.action },
-          "issuing the webhook's serving certificate",
-        );
-        // A conflict (someone wrote it first) throws; the next round starts from what is there.
-        existing = await writeSecret(kube, existing, data, annotations);
-      }
-      manager.load(existing);
-      const inBundle = await patchCaBundle(kube, caBundle(data, now()));
-      if (inBundle && existing && !annotations[ANNOTATION_CA_PUBLISHED]) {
-        annotations = { ...annotations, [ANNOTATION_CA_PUBLISHED]: new Date(now()).toISOString() };
-        await writeSecret(kube, existing, data, annotations);
-      }
-      return plan;
+    nudge() {
+      wake?.();
     },
 
     async runLeader(kube, signal, intervalMs = 10 * 60_000) {
@@ -238,15 +256,15 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
           logger.warn({ err: (error as Error).message }, "serving certificate upkeep failed; retrying");
         }
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, wait);
-          signal.addEventListener(
-            "abort",
-            () => {
-              clearTimeout(timer);
-              resolve();
-            },
-            { once: true },
-          );
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, wait);
+          signal.addEventListener("abort", done, { once: true });
+          wake = done;
         });
       }
     },

@@ -103,7 +103,9 @@ export function createServing(options: ServingOptions): Serving {
     },
   });
   const reload = (secret: SecretObject) => {
-    if (secret.metadata.name === options.certificates.secretName) certificates.load(secret);
+    if (secret.metadata.name !== options.certificates.secretName) return;
+    certificates.load(secret);
+    certificates.nudge();
   };
   options.secrets.onAdd(reload);
   options.secrets.onUpdate(reload);
