@@ -105,7 +105,8 @@ const pod: fc.Arbitrary<JsonObject> = fc
         const spec: JsonObject = { serviceAccountName: "research-agent", containers, ...extra };
         if (inits.length > 0) spec.initContainers = inits;
         if (volumes.length > 0) spec.volumes = volumes;
-        return { apiVersion: "v1", kind: "Pod", metadata, spec };
+        // As the API server sends it: JSON (no -0, no undefined).
+        return JSON.parse(JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata, spec })) as JsonObject;
       }),
   );
 
