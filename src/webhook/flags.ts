@@ -1,0 +1,106 @@
+import { type OptionSpec, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
+import type { WebhookSettings } from "./component.ts";
+import type { CertificateMode } from "./serving.ts";
+import { DEFAULT_ENTRYPOINT, type NativeSidecarMode } from "./settings.ts";
+
+/**
+ * The manager's webhook flags (documented in docs/webhook.md). The webhook runs when --sidecar-image is
+ * given; without it the manager runs the operator only.
+ */
+export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
+  "sidecar-image": {
+    type: "string",
+    help: "Image of the token sidecar the webhook injects; the webhook runs only when this is set.",
+    env: "AGENTID_SIDECAR_IMAGE",
+  },
+  "sidecar-image-pull-policy": {
+    type: "string",
+    help: "imagePullPolicy of the injected sidecar: Always, IfNotPresent or Never (default: the cluster's).",
+    env: "AGENTID_SIDECAR_IMAGE_PULL_POLICY",
+  },
+  "sidecar-entrypoint": {
+    type: "string",
+    help: "Path of the agentid entry script inside the sidecar image.",
+    default: DEFAULT_ENTRYPOINT,
+  },
+  "native-sidecar": {
+    type: "string",
+    help: "auto (from the API server's version, 1.29+), on or off: inject an init container with restartPolicy Always, or the first container with a postStart wait.",
+    default: "auto",
+  },
+  "webhook-host": {
+    type: "string",
+    help: "Address the admission HTTPS server listens on.",
+    default: "0.0.0.0",
+  },
+  "webhook-port": {
+    type: "string",
+    help: "Port of the admission HTTPS server (the Service's targetPort).",
+    default: "9443",
+    env: "AGENTID_WEBHOOK_PORT",
+  },
+  "webhook-cert-mode": {
+    type: "string",
+    help: "self: the leader issues and rotates the serving certificate and patches the caBundle; external: cert-manager (or you) writes the Secret and the caBundle, the manager only loads it.",
+    default: "self",
+  },
+  "webhook-secret": {
+    type: "string",
+    help: "Secret (in the manager's namespace) holding the serving certificate.",
+    default: "agentid-webhook-tls",
+  },
+  "webhook-configuration": {
+    type: "string",
+    help: "Name of the MutatingWebhookConfiguration whose caBundle the leader keeps.",
+    default: "agentid-webhook",
+  },
+  "webhook-service": {
+    type: "string",
+    help: "Service the API server calls; its DNS names go into the serving certificate.",
+    default: "agentid-webhook",
+  },
+};
+
+const PULL_POLICIES = ["Always", "IfNotPresent", "Never"] as const;
+
+/** The webhook's settings from parsed flags, or undefined when the webhook is off (no --sidecar-image). */
+export function webhookSettingsFrom(
+  values: OptionValues,
+  managerNamespace: string,
+  allowedAuthorityHosts: readonly string[] = [],
+): WebhookSettings | undefined {
+  const image = stringOption(values, "sidecar-image");
+  if (!image) return undefined;
+  const pull = stringOption(values, "sidecar-image-pull-policy");
+  if (pull !== undefined && !(PULL_POLICIES as readonly string[]).includes(pull)) {
+    throw new UsageError(`--sidecar-image-pull-policy must be Always, IfNotPresent or Never, got '${pull}'`);
+  }
+  const native = stringOption(values, "native-sidecar") ?? "auto";
+  if (native !== "auto" && native !== "on" && native !== "off") {
+    throw new UsageError(`--native-sidecar must be auto, on or off, got '${native}'`);
+  }
+  const mode = stringOption(values, "webhook-cert-mode") ?? "self";
+  if (mode !== "self" && mode !== "external") {
+    throw new UsageError(`--webhook-cert-mode must be self or external, got '${mode}'`);
+  }
+  return {
+    listen: {
+      host: stringOption(values, "webhook-host") ?? "0.0.0.0",
+      port: portOption(values, "webhook-port") ?? 9443,
+    },
+    sidecar: {
+      image,
+      ...(pull ? { imagePullPolicy: pull as (typeof PULL_POLICIES)[number] } : {}),
+      native: native as NativeSidecarMode,
+      entrypoint: stringOption(values, "sidecar-entrypoint") ?? DEFAULT_ENTRYPOINT,
+    },
+    certificates: {
+      mode: mode as CertificateMode,
+      namespace: managerNamespace,
+      secretName: stringOption(values, "webhook-secret") ?? "agentid-webhook-tls",
+      webhookConfigurationName: stringOption(values, "webhook-configuration") ?? "agentid-webhook",
+      serviceName: stringOption(values, "webhook-service") ?? "agentid-webhook",
+    },
+    allowedAuthorityHosts,
+  };
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { UsageError } from "../../src/lib/command.ts";
+import { webhookSettingsFrom } from "../../src/webhook/flags.ts";
+
+describe("webhook flags", () => {
+  it("leave the webhook off without --sidecar-image", () => {
+    expect(webhookSettingsFrom({}, "agentid-system")).toBeUndefined();
+  });
+
+  it("build the settings with the documented defaults", () => {
+    expect(webhookSettingsFrom({ "sidecar-image": "ghcr.io/agentid/sidecar:1" }, "agentid-system")).toEqual({
+      listen: { host: "0.0.0.0", port: 9443 },
+      sidecar: { image: "ghcr.io/agentid/sidecar:1", native: "auto", entrypoint: "/app/bin/agentid.js" },
+      certificates: {
+        mode: "self",
+        namespace: "agentid-system",
+        secretName: "agentid-webhook-tls",
+        webhookConfigurationName: "agentid-webhook",
+        serviceName: "agentid-webhook",
+      },
+      allowedAuthorityHosts: [],
+    });
+  });
+
+  it("refuse bad values with the flag's name", () => {
+    const base = { "sidecar-image": "i" };
+    expect(() => webhookSettingsFrom({ ...base, "native-sidecar": "yes" }, "ns")).toThrow(/--native-sidecar/);
+    expect(() => webhookSettingsFrom({ ...base, "webhook-cert-mode": "acme" }, "ns")).toThrow(UsageError);
+    expect(() => webhookSettingsFrom({ ...base, "sidecar-image-pull-policy": "always" }, "ns")).toThrow(
+      /Always/,
+    );
+    expect(() => webhookSettingsFrom({ ...base, "webhook-port": "99999" }, "ns")).toThrow(/--webhook-port/);
+  });
+});
