@@ -1,7 +1,7 @@
 import { type OptionSpec, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import type { WebhookSettings } from "./component.ts";
 import type { CertificateMode } from "./serving.ts";
-import { DEFAULT_ENTRYPOINT, type NativeSidecarMode } from "./settings.ts";
+import { DEFAULT_ENTRYPOINT, DEFAULT_NODE, type NativeSidecarMode } from "./settings.ts";
 
 /**
  * The manager's webhook flags (documented in docs/webhook.md). The webhook runs when --sidecar-image is
@@ -17,6 +17,11 @@ export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "imagePullPolicy of the injected sidecar: Always, IfNotPresent or Never (default: the cluster's).",
     env: "AGENTID_SIDECAR_IMAGE_PULL_POLICY",
+  },
+  "sidecar-node": {
+    type: "string",
+    help: "Absolute path of the node binary inside the sidecar image.",
+    default: DEFAULT_NODE,
   },
   "sidecar-entrypoint": {
     type: "string",
@@ -92,6 +97,7 @@ export function webhookSettingsFrom(
       image,
       ...(pull ? { imagePullPolicy: pull as (typeof PULL_POLICIES)[number] } : {}),
       native: native as NativeSidecarMode,
+      node: stringOption(values, "sidecar-node") ?? DEFAULT_NODE,
       entrypoint: stringOption(values, "sidecar-entrypoint") ?? DEFAULT_ENTRYPOINT,
     },
     certificates: {

@@ -13,8 +13,12 @@ export const DEFAULT_RESOURCES: Resources = {
   limits: { cpu: "500m", memory: "160Mi" },
 };
 
-/** Where `agentid` lives in the sidecar image (the Dockerfile's contract with the webhook). */
-export const DEFAULT_ENTRYPOINT = "/app/bin/agentid.js";
+/**
+ * Where Node and `agentid` live in the sidecar image (the Dockerfile's `sidecar` target: a scratch image,
+ * so no PATH lookup; the command is absolute).
+ */
+export const DEFAULT_NODE = "/usr/local/bin/node";
+export const DEFAULT_ENTRYPOINT = "/app/dist/cli.js";
 export const DEFAULT_RUN_AS_USER = 65532;
 
 export type NativeSidecarMode = "auto" | "on" | "off";
@@ -46,6 +50,7 @@ export interface SidecarFlags {
   image: string;
   imagePullPolicy?: SidecarSettings["imagePullPolicy"];
   native: boolean;
+  node?: string;
   entrypoint?: string;
   defaultResources?: Resources;
 }
@@ -55,7 +60,7 @@ export function sidecarSettings(flags: SidecarFlags): SidecarSettings {
     image: flags.image,
     ...(flags.imagePullPolicy ? { imagePullPolicy: flags.imagePullPolicy } : {}),
     native: flags.native,
-    node: "node",
+    node: flags.node ?? DEFAULT_NODE,
     entrypoint: flags.entrypoint ?? DEFAULT_ENTRYPOINT,
     nodeFlags: SIDECAR_TUNING.flags,
     nodeEnv: SIDECAR_TUNING.env,

@@ -10,7 +10,12 @@ describe("webhook flags", () => {
   it("build the settings with the documented defaults", () => {
     expect(webhookSettingsFrom({ "sidecar-image": "ghcr.io/agentid/sidecar:1" }, "agentid-system")).toEqual({
       listen: { host: "0.0.0.0", port: 9443 },
-      sidecar: { image: "ghcr.io/agentid/sidecar:1", native: "auto", entrypoint: "/app/bin/agentid.js" },
+      sidecar: {
+        image: "ghcr.io/agentid/sidecar:1",
+        native: "auto",
+        node: "/usr/local/bin/node",
+        entrypoint: "/app/dist/cli.js",
+      },
       certificates: {
         mode: "self",
         namespace: "agentid-system",
