@@ -23,6 +23,7 @@ export type RefusalReason =
   | "HostNetwork"
   | "HostPort"
   | "SharedProcessNamespace"
+  | "HostPID"
   | "ExchangeTokenVolume"
   | "TokenVolumeMount"
   | "CredentialSecret"
@@ -196,6 +197,13 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
       reason: "SharedProcessNamespace",
       message:
         "the pod sets shareProcessNamespace: true; its containers could read the sidecar's environment and token; remove shareProcessNamespace",
+    });
+  }
+  if (spec?.hostPID === true) {
+    out.push({
+      reason: "HostPID",
+      message:
+        "the pod sets hostPID: true; its containers would share the node's process namespace with the sidecar and could read its environment and token under /proc; remove hostPID",
     });
   }
   const volumes = volumesOf(input.pod);
