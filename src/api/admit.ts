@@ -1,7 +1,7 @@
 import type { AgentIdentity, AgentIdentityBlueprint, LabelSelector } from "./types.ts";
 
 /**
- * Who may use a blueprint (DESIGN.md, trust model): the blueprint's owner decides, in
+ * Who may use a blueprint (the trust model): the blueprint's owner decides, in
  * AgentIdentityBlueprint spec.admits; nothing an AgentIdentity's author writes widens it. Pure: the
  * operator and the admission webhook ask the same question and get the same answer.
  */

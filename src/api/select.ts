@@ -31,7 +31,7 @@ export function olderThan(a: AgentIdentity, b: AgentIdentity): boolean {
 }
 
 /**
- * Which AgentIdentity a pod gets (DESIGN.md): the one its `agentid.io/identity` annotation names, or,
+ * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or,
  * without the annotation, the one that holds the pod's ServiceAccount. The identity must bind the pod's
  * ServiceAccount and hold it: a pod cannot borrow another account's identity, nor one that lost its
  * account to an older identity. Pure, for the webhook; `candidates` are the identities of the pod's namespace.

@@ -1,12 +1,19 @@
 /** A fault the admin API queued for the next token requests. */
 export interface FaultSpec {
   count: number;
-  kind: "status" | "delay" | "drop";
+  /** `claimsChallenge`: a Conditional Access refusal with a `claims` value (AADSTS50076/50079). */
+  kind: "status" | "delay" | "drop" | "claimsChallenge";
   status?: 500 | 503 | 429;
   retryAfterSeconds?: number;
   delayMs?: number;
+  /** claimsChallenge: the AADSTS code (default 50076). */
+  code?: 50076 | 50079;
+  /** claimsChallenge: the `claims` JSON string; default Learn's shape with a new policy id. */
+  claims?: string;
   /** Only requests of this client consume the fault. */
   clientId?: string;
+  /** Only requests of this grant consume the fault (a key of /counters, e.g. `on_behalf_of`). */
+  grant?: string;
 }
 
 export type GrantKey =
@@ -42,9 +49,11 @@ export class FaultQueue {
   }
 
   /** The fault this request gets, if any; decrements its count. */
-  take(clientId: string | undefined): FaultSpec | undefined {
+  take(clientId: string | undefined, grant?: string): FaultSpec | undefined {
     const index = this.#faults.findIndex(
-      (f) => f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase(),
+      (f) =>
+        (f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase()) &&
+        (f.grant === undefined || f.grant === grant),
     );
     const fault = this.#faults[index];
     if (!fault) return undefined;
@@ -57,12 +66,26 @@ export class FaultQueue {
 export interface CounterSnapshot {
   total: number;
   byClient: Record<string, Record<string, number>>;
+  /**
+   * Every request to the emulated Entra and Graph (not the admin API), by "METHOD /path" without the
+   * query: proves that a component made no outbound call at all.
+   */
+  requests: { total: number; byRoute: Record<string, number> };
 }
 
 /** Token requests per client and grant, so tests can prove caching and coalescing. */
 export class RequestCounters {
   #total = 0;
   #byClient = new Map<string, Map<string, number>>();
+  #requests = 0;
+  #byRoute = new Map<string, number>();
+
+  /** Any request to an emulated endpoint (token, metadata, Graph). */
+  recordRequest(method: string, path: string): void {
+    this.#requests += 1;
+    const key = `${method} ${path}`;
+    this.#byRoute.set(key, (this.#byRoute.get(key) ?? 0) + 1);
+  }
 
   record(clientId: string, key: string): void {
     this.#total += 1;
@@ -74,11 +97,17 @@ export class RequestCounters {
   reset(): void {
     this.#total = 0;
     this.#byClient.clear();
+    this.#requests = 0;
+    this.#byRoute.clear();
   }
 
   snapshot(): CounterSnapshot {
     const byClient: Record<string, Record<string, number>> = {};
     for (const [client, counts] of this.#byClient) byClient[client] = Object.fromEntries(counts);
-    return { total: this.#total, byClient };
+    return {
+      total: this.#total,
+      byClient,
+      requests: { total: this.#requests, byRoute: Object.fromEntries(this.#byRoute) },
+    };
   }
 }

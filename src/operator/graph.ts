@@ -122,7 +122,7 @@ function failure(error: unknown, permissionHint: string): GraphFailure {
 const FIC_HINT =
   "The manager's application needs Application.ReadWrite.OwnedBy and to be an owner of the blueprint (or AgentIdentityBlueprint.AddRemoveCreds.All).";
 const AGENT_HINT =
-  "Creating agent identities needs AgentIdentity.Create.All for the manager's application, or AgentIdentity.CreateAsManager for the blueprint (agentCreation.credential Blueprint).";
+  "Agent identities are created with AgentIdentity.Create.All and deleted with AgentIdentity.DeleteRestore.All (the manager's application), or both with the blueprint's own AgentIdentity.CreateAsManager (agentCreation.credential Blueprint).";
 
 export function createGraphClient(options: GraphOptions): {
   federation: GraphFederation;

@@ -331,10 +331,17 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       return { requeueAfterMs: 0 };
     }
 
+    const live = new Set(
+      deps.identities
+        .list(namespace)
+        .filter((i) => !i.metadata.deletionTimestamp && i.metadata.uid)
+        .map((i) => i.metadata.uid as string),
+    );
     obs.serviceAccount = await ensureServiceAccount(
       deps.kube,
       identity,
       deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName),
+      live,
     );
     if (obs.serviceAccount.state === "ready") {
       await releaseStaleServiceAccounts(deps.kube, identity, deps.serviceAccounts.list(namespace));

@@ -53,6 +53,24 @@ export function ownedBy(sa: ServiceAccountObject, identity: AgentIdentity): bool
   return identity.metadata.uid !== undefined && (refs ?? []).some((o) => o.uid === identity.metadata.uid);
 }
 
+/**
+ * Whether the identity may take over an account the operator created for another AgentIdentity that is
+ * gone (or going): the account is the operator's own (managed-by label, owned by an AgentIdentity) and
+ * none of its owners is live. This is how the next identity takes over when the holder is deleted; an
+ * account a user created (no managed-by label) is never taken over.
+ */
+export function adoptable(sa: ServiceAccountObject, liveIdentityUids: ReadonlySet<string>): boolean {
+  if (sa.metadata.labels?.[LABEL_MANAGED_BY] !== MANAGER_NAME) return false;
+  const refs =
+    (sa.metadata.ownerReferences as
+      | Array<{ kind?: string; apiVersion?: string; uid?: string }>
+      | undefined) ?? [];
+  return (
+    refs.length > 0 &&
+    refs.every((r) => r.kind === KIND && r.apiVersion === API_VERSION && !liveIdentityUids.has(r.uid ?? ""))
+  );
+}
+
 /** The decision for one ServiceAccount as it stands: pure. */
 export function judgeServiceAccount(
   identity: AgentIdentity,
@@ -74,10 +92,16 @@ export async function ensureServiceAccount(
   kube: KubeClient,
   identity: AgentIdentity,
   cached: ServiceAccountObject | undefined,
+  liveIdentityUids: ReadonlySet<string> = new Set(),
 ): Promise<Observations["serviceAccount"]> {
   const { namespace } = identity.metadata;
   const saName = identity.spec.serviceAccountName;
-  if (cached) return judgeServiceAccount(identity, cached);
+  if (cached) {
+    const judged = judgeServiceAccount(identity, cached);
+    if (judged.state === "notOptedIn" && adoptable(cached, liveIdentityUids))
+      return adopt(kube, identity, cached);
+    return judged;
+  }
   try {
     const created = await kube.create<ServiceAccountObject>(
       serviceAccountPath(namespace),
@@ -94,7 +118,48 @@ export async function ensureServiceAccount(
   const current = await kube.getOptional<ServiceAccountObject>(serviceAccountPath(namespace, saName));
   if (!current)
     return { state: "error", message: `ServiceAccount ${saName} vanished while being created; retrying` };
-  return judgeServiceAccount(identity, current);
+  const judged = judgeServiceAccount(identity, current);
+  if (judged.state === "notOptedIn" && adoptable(current, liveIdentityUids))
+    return adopt(kube, identity, current);
+  return judged;
+}
+
+/**
+ * Takes over an account the operator created for an identity that is gone, as the garbage collector would
+ * have: delete it (only that exact object, by uid and resourceVersion) and create this identity's own.
+ * The manager never patches a ServiceAccount (least privilege), so relabelling is not an option.
+ */
+async function adopt(
+  kube: KubeClient,
+  identity: AgentIdentity,
+  sa: ServiceAccountObject,
+): Promise<Observations["serviceAccount"]> {
+  const path = serviceAccountPath(identity.metadata.namespace, sa.metadata.name);
+  try {
+    await kube.delete(path, {
+      apiVersion: "v1",
+      kind: "DeleteOptions",
+      preconditions: { uid: sa.metadata.uid, resourceVersion: sa.metadata.resourceVersion },
+    });
+  } catch (error) {
+    if (!isApiError(error, 404))
+      return {
+        state: "error",
+        message: `Cannot take over ServiceAccount ${sa.metadata.name}: ${(error as Error).message}`,
+      };
+  }
+  try {
+    const created = await kube.create<ServiceAccountObject>(
+      serviceAccountPath(identity.metadata.namespace),
+      desiredServiceAccount(identity),
+    );
+    return { state: "ready", created: true, object: created };
+  } catch (error) {
+    return {
+      state: "error",
+      message: `Cannot create ServiceAccount ${sa.metadata.name}: ${(error as Error).message}`,
+    };
+  }
 }
 
 /**

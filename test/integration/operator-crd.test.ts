@@ -5,14 +5,7 @@ import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import {
-  AGENT,
-  BLUEPRINT,
-  createBlueprint,
-  createIdentity,
-  ensureCrd,
-  eventually,
-} from "./operator-support.ts";
+import { AGENT, BLUEPRINT, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 const cp = useControlPlane({ namespacePrefix: "crd" });
 const kube = createKubeClient(cp.kubeConfig);
@@ -305,15 +298,22 @@ describe("the AgentIdentity CRD on a real API server", () => {
   it("publishes the field descriptions kubectl explain reads (OpenAPI v3)", async () => {
     type Schema = { description?: string; properties?: Record<string, Schema> };
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
-    const schemas = await eventually("the agentid.io OpenAPI v3 schemas", async () => {
-      const doc = await kube.get<{ components: { schemas: Record<string, Schema> } }>(
-        "/openapi/v3/apis/agentid.io/v1alpha1",
-      );
-      const s = doc.components.schemas;
-      return s["io.agentid.v1alpha1.AgentIdentity"] && s["io.agentid.v1alpha1.AgentIdentityBlueprint"]
-        ? s
-        : undefined;
-    });
+    let schemas: Record<string, Schema> = {};
+    await expect
+      .poll(
+        async () => {
+          const doc = await kube.get<{ components: { schemas: Record<string, Schema> } }>(
+            "/openapi/v3/apis/agentid.io/v1alpha1",
+          );
+          schemas = doc.components.schemas;
+          return Boolean(
+            schemas["io.agentid.v1alpha1.AgentIdentity"] &&
+              schemas["io.agentid.v1alpha1.AgentIdentityBlueprint"],
+          );
+        },
+        { message: "the agentid.io OpenAPI v3 schemas" },
+      )
+      .toBe(true);
     expect(
       schemas["io.agentid.v1alpha1.AgentIdentity"]?.properties?.spec?.properties?.blueprintRef?.description,
     ).toContain("AgentIdentityBlueprint");

@@ -3,7 +3,7 @@ import { connect } from "node:tls";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ANNOTATION_CA_PUBLISHED, MWC_PATH, secretPath } from "../../src/webhook/certificate-manager.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { ensureCrd, eventually } from "./operator-support.ts";
+import { ensureCrd } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
@@ -100,7 +100,7 @@ it("rotates the leaf and then the CA without a failed admission", async () => {
     expect(second.fingerprint256).not.toBe(first.fingerprint256);
     expect(second.checkIssued(new X509Certificate(firstCa))).toBe(true);
     const mark = admitted;
-    await eventually("admissions with the new leaf", async () => (admitted > mark + 20 ? true : undefined));
+    await expect.poll(() => admitted, { timeout: 30_000 }).toBeGreaterThan(mark + 20);
 
     // 2. A new CA: first only into the bundle (beside the old one) while the old leaf is still served...
     await hook.webhook.certificates.ensure(hook.kube, { force: "ca" });
@@ -114,20 +114,19 @@ it("rotates the leaf and then the CA without a failed admission", async () => {
     }
     expect((await servedCertificate(hook.webhook.port())).fingerprint256).toBe(second.fingerprint256);
     // ...then, once the bundle has had time to reach the API server, a leaf of the new CA.
-    const third = await eventually(
-      "a leaf of the new CA",
-      async () => {
-        const cert = await servedCertificate(hook.webhook.port());
-        return cert.checkIssued(new X509Certificate(newCa)) ? cert : undefined;
-      },
-      20_000,
-    );
+    await expect
+      .poll(
+        async () => (await servedCertificate(hook.webhook.port())).checkIssued(new X509Certificate(newCa)),
+        {
+          timeout: 20_000,
+        },
+      )
+      .toBe(true);
+    const third = await servedCertificate(hook.webhook.port());
     expect(third.fingerprint256).not.toBe(second.fingerprint256);
     expect((await secret()).metadata.annotations?.[ANNOTATION_CA_PUBLISHED]).toBeDefined();
     const mark2 = admitted;
-    await eventually("admissions with the new CA's leaf", async () =>
-      admitted > mark2 + 20 ? true : undefined,
-    );
+    await expect.poll(() => admitted, { timeout: 30_000 }).toBeGreaterThan(mark2 + 20);
   } finally {
     stop = true;
     await Promise.all(clients);

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
-import { parseAllDocuments } from "yaml";
+import { expect } from "vitest";
 import { CONDITION_READY } from "../../src/api/constants.ts";
 import type {
   AgentIdentity,
@@ -23,8 +22,9 @@ import {
   type Webhook,
 } from "../../src/webhook/index.ts";
 import { secretCache } from "../../src/webhook/serving.ts";
+import { renderChart } from "../support/chart.ts";
 import type { ConnectedControlPlane } from "../support/controlplane.ts";
-import { AGENT, blueprintBody, eventually } from "./operator-support.ts";
+import { AGENT, blueprintBody } from "./operator-support.ts";
 
 /** Runs the real webhook component in this process and registers the chart's configuration for it. */
 
@@ -49,15 +49,9 @@ export function renderConfiguration(
   url: string,
   run: string,
 ): Record<string, unknown> {
-  const text = readFileSync(new URL("../../charts/agentid/templates/webhook.yaml", import.meta.url), "utf8")
-    .replaceAll("{{ .Release.Name | quote }}", JSON.stringify("agentid"))
-    .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(managerNamespace));
-  const config = parseAllDocuments(text)
-    .map(
-      (d) =>
-        d.toJSON() as { kind: string; metadata: { name: string }; webhooks: Array<Record<string, unknown>> },
-    )
-    .find((d) => d.kind === "MutatingWebhookConfiguration");
+  const config = renderChart({ name: "agentid", namespace: managerNamespace }).find(
+    (o) => o.kind === "MutatingWebhookConfiguration",
+  ) as { metadata: { name: string }; webhooks: Array<Record<string, unknown>> } | undefined;
   if (!config) throw new Error("the chart has no MutatingWebhookConfiguration");
   config.metadata.name = name;
   for (const webhook of config.webhooks) {
@@ -151,7 +145,7 @@ export async function startTestWebhook(
   );
   const leader = new AbortController();
   const leading = webhook.runLeader(kube, leader.signal);
-  await eventually("the webhook to load its certificate", async () => (webhook.ready() ? true : undefined));
+  await expect.poll(() => webhook.ready(), { timeout: 30_000 }).toBe(true);
   return {
     webhook,
     kube,
@@ -236,23 +230,24 @@ export async function waitUntilServed(
   namespace: string,
   serviceAccount: string,
 ): Promise<void> {
-  await eventually(
-    "the API server to call the webhook",
-    async () => {
-      const pod = await kube.request<{
-        spec: { initContainers?: Array<{ name: string }>; containers: Array<{ name: string }> };
-      }>("POST", `/api/v1/namespaces/${namespace}/pods`, {
-        query: { dryRun: "All" },
-        body: {
-          apiVersion: "v1",
-          kind: "Pod",
-          metadata: { generateName: "probe-", labels: { "agentid.io/inject": "true" } },
-          spec: { serviceAccountName: serviceAccount, containers: [{ name: "app", image: "app:1" }] },
-        },
-      });
-      const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
-      return all.some((c) => c.name === "agentid-sidecar") ? true : undefined;
-    },
-    30_000,
-  );
+  await expect
+    .poll(
+      async () => {
+        const pod = await kube.request<{
+          spec: { initContainers?: Array<{ name: string }>; containers: Array<{ name: string }> };
+        }>("POST", `/api/v1/namespaces/${namespace}/pods`, {
+          query: { dryRun: "All" },
+          body: {
+            apiVersion: "v1",
+            kind: "Pod",
+            metadata: { generateName: "probe-", labels: { "agentid.io/inject": "true" } },
+            spec: { serviceAccountName: serviceAccount, containers: [{ name: "app", image: "app:1" }] },
+          },
+        });
+        const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+        return all.some((c) => c.name === "agentid-sidecar");
+      },
+      { timeout: 30_000, interval: 100 },
+    )
+    .toBe(true);
 }

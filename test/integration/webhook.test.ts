@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { isApiError } from "../../src/kube/client.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { ensureCrd, eventsFor, eventually } from "./operator-support.ts";
+import { ensureCrd, eventsFor } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
@@ -108,13 +108,15 @@ describe("webhook against the API server", () => {
     const annotated = appPod({
       metadata: { annotations: { "agentid.io/identity": "research-agent" }, labels: {} },
     });
-    await eventually("the namespace entry to apply", async () => {
-      const pod = await hook.kube.request<Pod>("POST", podsPath(cp.namespace), {
-        query: { dryRun: "All" },
-        body: annotated,
-      });
-      return pod.spec.initContainers?.[0]?.name === "agentid-sidecar" ? true : undefined;
-    });
+    await expect
+      .poll(async () => {
+        const pod = await hook.kube.request<Pod>("POST", podsPath(cp.namespace), {
+          query: { dryRun: "All" },
+          body: annotated,
+        });
+        return pod.spec.initContainers?.[0]?.name;
+      })
+      .toBe("agentid-sidecar");
     expectInjected(await create(annotated));
     const plain = await create(appPod({ metadata: { labels: {} } }));
     expect(plain.spec.initContainers).toBeUndefined();
@@ -231,11 +233,13 @@ describe("webhook against the API server", () => {
     expect(notReady).toContain(
       "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
     );
-    const events = await eventually("the refusal Event", async () => {
-      const list = await eventsFor(hook.kube, cp.namespace, "research-agent");
-      return list.some((e) => e.reason === "PodRefused") ? list : undefined;
-    });
-    expect(events.find((e) => e.reason === "PodRefused")?.type).toBe("Warning");
+    await expect
+      .poll(
+        async () =>
+          (await eventsFor(hook.kube, cp.namespace, "research-agent")).find((e) => e.reason === "PodRefused")
+            ?.type,
+      )
+      .toBe("Warning");
     const refusals = hook.logs.filter((l) => l.includes('"pod refused"') && l.includes(cp.namespace));
     expect(refusals.length).toBeGreaterThanOrEqual(cases.length + 1);
     expect(refusals.some((l) => l.includes('"reasons":["HostNetwork"]'))).toBe(true);

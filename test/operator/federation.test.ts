@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { AGENT, blueprint, identity } from "../../src/api/fixtures.test-support.ts";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import {
   azCommand,
@@ -8,6 +7,7 @@ import {
   sameTrust,
   verificationFingerprint,
 } from "../../src/operator/federation.ts";
+import { AGENT, blueprint, identity } from "../support/api-fixtures.ts";
 
 const ISSUER = "https://127.0.0.1:6443";
 const base: AgentIdentity = identity({ serviceAccountName: "agent" }, "a", "team-a");

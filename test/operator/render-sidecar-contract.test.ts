@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { blueprint, identity } from "../../src/api/fixtures.test-support.ts";
 import { type EnvVar, renderSidecarSettings } from "../../src/api/render.ts";
 import type { AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
 import { bindConfig } from "../../src/sidecar/config/bind.ts";
 import { envToFlat, mergeLayers } from "../../src/sidecar/config/flat.ts";
+import { blueprint, identity } from "../support/api-fixtures.ts";
 
 /**
  * The contract between the two halves: what renderSidecarSettings produces (for the webhook) is a

@@ -1,11 +1,11 @@
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { blueprint, identity } from "../../src/api/fixtures.test-support.ts";
 import type { KubeClient } from "../../src/kube/client.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 import { outboundDispatcher } from "../../src/operator/https.ts";
 import { createVerifier, type VerificationTarget } from "../../src/operator/verify.ts";
+import { blueprint, identity } from "../support/api-fixtures.ts";
 
 /**
  * The verification's token never leaves the operator: a hostile token endpoint that echoes the client

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { identity as makeIdentity } from "../../src/api/fixtures.test-support.ts";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { resolveResources } from "../../src/webhook/annotations.ts";
 import { type IdentitySource, selectIdentity, wantsInjection } from "../../src/webhook/select.ts";
 import { DEFAULT_RESOURCES, nativeSidecarsFromVersion } from "../../src/webhook/settings.ts";
+import { identity as makeIdentity } from "../support/api-fixtures.ts";
 
 const id = (name: string, sa: string, opts: { deleting?: boolean; created?: string } = {}): AgentIdentity => {
   const i = makeIdentity({ serviceAccountName: sa }, name, "ns");
