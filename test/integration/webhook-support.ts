@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
-import { expect } from "vitest";
 import { CONDITION_READY } from "../../src/api/constants.ts";
 import type {
   AgentIdentity,
@@ -61,6 +60,28 @@ export function renderConfiguration(
     selector.matchExpressions.push({ key: "agentid-test-run", operator: "In", values: [run] });
   }
   return config;
+}
+
+/**
+ * Polls `check` until it answers true (errors count as not yet), for hooks: expect.poll works only inside
+ * a test. The API server applies a new webhook configuration asynchronously, so there is no event to wait on.
+ */
+export async function pollUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
 }
 
 export function captureLogger(lines: string[]): Logger {
@@ -145,7 +166,7 @@ export async function startTestWebhook(
   );
   const leader = new AbortController();
   const leading = webhook.runLeader(kube, leader.signal);
-  await expect.poll(() => webhook.ready(), { timeout: 30_000 }).toBe(true);
+  await pollUntil("the webhook to load its certificate", () => webhook.ready());
   return {
     webhook,
     kube,
@@ -230,24 +251,19 @@ export async function waitUntilServed(
   namespace: string,
   serviceAccount: string,
 ): Promise<void> {
-  await expect
-    .poll(
-      async () => {
-        const pod = await kube.request<{
-          spec: { initContainers?: Array<{ name: string }>; containers: Array<{ name: string }> };
-        }>("POST", `/api/v1/namespaces/${namespace}/pods`, {
-          query: { dryRun: "All" },
-          body: {
-            apiVersion: "v1",
-            kind: "Pod",
-            metadata: { generateName: "probe-", labels: { "agentid.io/inject": "true" } },
-            spec: { serviceAccountName: serviceAccount, containers: [{ name: "app", image: "app:1" }] },
-          },
-        });
-        const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
-        return all.some((c) => c.name === "agentid-sidecar");
+  await pollUntil("the API server to call the webhook", async () => {
+    const pod = await kube.request<{
+      spec: { initContainers?: Array<{ name: string }>; containers: Array<{ name: string }> };
+    }>("POST", `/api/v1/namespaces/${namespace}/pods`, {
+      query: { dryRun: "All" },
+      body: {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { generateName: "probe-", labels: { "agentid.io/inject": "true" } },
+        spec: { serviceAccountName: serviceAccount, containers: [{ name: "app", image: "app:1" }] },
       },
-      { timeout: 30_000, interval: 100 },
-    )
-    .toBe(true);
+    });
+    const all = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+    return all.some((c) => c.name === "agentid-sidecar");
+  });
 }
