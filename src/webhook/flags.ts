@@ -64,7 +64,13 @@ export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
     help: "Service the API server calls; its DNS names go into the serving certificate.",
     default: "agentid-webhook",
   },
+  "webhook-cert-extra-names": {
+    type: "string",
+    help: "More names for the serving certificate, comma-separated: DNS names and IP addresses (e.g. 127.0.0.1 when the API server calls a URL on loopback).",
+  },
 };
+
+const IP = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
 
 const PULL_POLICIES = ["Always", "IfNotPresent", "Never"] as const;
 
@@ -88,6 +94,12 @@ export function webhookSettingsFrom(
   if (mode !== "self" && mode !== "external") {
     throw new UsageError(`--webhook-cert-mode must be self or external, got '${mode}'`);
   }
+  const extra = (stringOption(values, "webhook-cert-extra-names") ?? "")
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const ipAddresses = extra.filter((n) => IP.test(n));
+  const extraDnsNames = extra.filter((n) => !IP.test(n));
   return {
     listen: {
       host: stringOption(values, "webhook-host") ?? "0.0.0.0",
@@ -106,6 +118,8 @@ export function webhookSettingsFrom(
       secretName: stringOption(values, "webhook-secret") ?? "agentid-webhook-tls",
       webhookConfigurationName: stringOption(values, "webhook-configuration") ?? "agentid-webhook",
       serviceName: stringOption(values, "webhook-service") ?? "agentid-webhook",
+      ...(extraDnsNames.length > 0 ? { extraDnsNames } : {}),
+      ...(ipAddresses.length > 0 ? { ipAddresses } : {}),
     },
     allowedAuthorityHosts,
   };

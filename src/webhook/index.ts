@@ -130,6 +130,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
       settings = sidecarSettings({ ...options.sidecar, native });
       logger.info({ native, image: settings.image }, "webhook settings");
       await serving.start();
+      logger.info({ port: serving.port() }, "admission server listening");
     },
     settings: () => settings,
     runLeader: (k, signal) => serving.runLeader(k, signal),

@@ -27,6 +27,15 @@ describe("webhook flags", () => {
     });
   });
 
+  it("split extra certificate names into DNS names and IP addresses", () => {
+    const s = webhookSettingsFrom(
+      { "sidecar-image": "i", "webhook-cert-extra-names": "127.0.0.1, webhook.local,::1" },
+      "ns",
+    );
+    expect(s?.certificates.ipAddresses).toEqual(["127.0.0.1", "::1"]);
+    expect(s?.certificates.extraDnsNames).toEqual(["webhook.local"]);
+  });
+
   it("refuse bad values with the flag's name", () => {
     const base = { "sidecar-image": "i" };
     expect(() => webhookSettingsFrom({ ...base, "native-sidecar": "yes" }, "ns")).toThrow(/--native-sidecar/);
