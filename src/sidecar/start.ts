@@ -78,7 +78,8 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       : {}),
   });
   const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
-  if (loaded.length === 0) {
+  // No credential configured at all is a /Validate-only deployment; configured ones that all fail are not.
+  if (loaded.length === 0 && config.credentials.length > 0) {
     outbound.close();
     throw new SidecarConfigError(
       credentialProblems.length > 0 ? credentialProblems : ["no usable client credential"],

@@ -1,6 +1,7 @@
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
 import type { MetricsSink } from "../metrics.ts";
+import { ProblemError } from "../routes/problem.ts";
 import type { AcquiredToken, CachedToken, GetOptions, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
@@ -17,6 +18,11 @@ const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
  */
 const CREDENTIAL_ERRORS =
   /AADSTS(7000215|7000222|700024|700027|70021|50012|7000214|1000502|7000274|7000277)\b/;
+
+const NO_CREDENTIAL = new ProblemError(
+  500,
+  "No client credential is configured (AzureAd:ClientCredentials): this sidecar only validates tokens (/Validate).",
+);
 
 export interface TokenServiceOptions extends ClientFactoryOptions {
   clientId: string;
@@ -61,7 +67,6 @@ export class TokenService {
   #credentialIndex = 0;
 
   constructor(options: TokenServiceOptions) {
-    if (options.credentials.length === 0) throw new Error("no usable client credential");
     this.#o = options;
   }
 
@@ -138,6 +143,8 @@ export class TokenService {
   }
 
   async #load(request: TokenRequest): Promise<AcquiredToken> {
+    // Every flow starts from the blueprint's credential (agent flows through its exchange token).
+    if (this.#o.credentials.length === 0) throw NO_CREDENTIAL;
     for (;;) {
       const index = this.#credentialIndex;
       try {

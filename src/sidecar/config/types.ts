@@ -10,8 +10,8 @@ export type CredentialSpec =
       /** Audience of the managed-identity token; `/.default` is appended for the request. */
       tokenExchangeUrl: string;
     }
-  | { index: number; sourceType: "Path"; certificatePath: string };
-
+  | { index: number; sourceType: "Path"; certificatePath: string; password?: string }
+  | { index: number; sourceType: "Base64Encoded"; value: string; password?: string };
 /** `AcquireTokenOptions` as configured or overridden (Microsoft.Identity.Abstractions names). */
 export interface AcquireTokenOptions {
   tenant?: string;
