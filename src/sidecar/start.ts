@@ -13,7 +13,7 @@ import { createDownstreamClient } from "./downstream.ts";
 import { HostFilter } from "./hosts.ts";
 import { InboundValidator } from "./inbound.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
-import { createOutbound } from "./outbound.ts";
+import { createOutbound, proxyVariables } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer, NO_SCHEMA_COMPILERS } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
@@ -64,7 +64,29 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   if (config.logLevel && !options.logger) logger.level = config.logLevel;
   for (const w of warnings) logger.warn(w);
 
-  const outbound = createOutbound(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
+  const outbound = createOutbound({
+    ...(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {}),
+    proxyEnv: options.env,
+  });
+  const proxies = proxyVariables(options.env);
+  if (proxies) {
+    // The proxy's URL may carry a user and password: log the variables' names and the hosts only.
+    const hostOf = (v: string | undefined) => {
+      try {
+        return v ? new URL(v).host : undefined;
+      } catch {
+        return "(not a URL)";
+      }
+    };
+    logger.info(
+      {
+        https: hostOf(proxies.https_proxy ?? proxies.HTTPS_PROXY),
+        http: hostOf(proxies.http_proxy ?? proxies.HTTP_PROXY),
+        noProxy: proxies.no_proxy ?? proxies.NO_PROXY,
+      },
+      "outbound requests go through the configured proxy",
+    );
+  }
   // prom-client is loaded only when metrics are asked for.
   let prom: PromMetrics | undefined;
   if (options.metricsPort !== undefined)
