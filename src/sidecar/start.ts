@@ -17,6 +17,7 @@ import { createOutbound, proxyVariables } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer, NO_SCHEMA_COMPILERS } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
+import { SessionStore } from "./tokens/sessions.ts";
 
 export interface StartOptions {
   env: NodeJS.ProcessEnv;
@@ -129,7 +130,11 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
         "background token refresh failed; serving the cached token",
       ),
   });
+  const sessions = new SessionStore(config.longRunningObo);
+  const sessionSweep = setInterval(() => sessions.sweep(), 60_000);
+  sessionSweep.unref();
   const tokens = new TokenService({
+    sessions,
     instance: config.instance,
     clientId: config.clientId,
     credentials: loaded,
@@ -224,6 +229,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
         clearInterval(sweeper);
       }
       await metricsApp?.close();
+      clearInterval(sessionSweep);
       cache.close();
       outbound.close();
     },

@@ -77,6 +77,8 @@ export interface SidecarConfig {
   allowNonLoopbackCallers: boolean;
   /** Host names accepted besides localhost and loopback addresses (`AllowedHosts`), lower-cased. */
   allowedHosts: string[];
+  /** Bounds of the long-running OBO sessions (`Sidecar:LongRunningObo:*`, our addition). */
+  longRunningObo: { maxSessions: number; idleMs: number };
   /** Set when the sidecar is locked to one agent identity. */
   agentLock?: AgentLock;
   listen: ListenAddress;
