@@ -77,10 +77,10 @@ describe("Path (certificate from disk)", () => {
     await emu.resetCounters();
     const app = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
     expect(app.status, app.text).toBe(200);
-    // azpacr 2: the blueprint proved itself with a certificate, not a secret.
+    // appidacr 2 (Graph's tokens are v1): the blueprint proved itself with a certificate, not a secret.
     expect(claimsOf(app)).toMatchObject({
-      azp: IDS.blueprint,
-      azpacr: "2",
+      appid: IDS.blueprint,
+      appidacr: "2",
       aud: "https://graph.microsoft.com",
     });
     const agent = await call(
@@ -88,7 +88,7 @@ describe("Path (certificate from disk)", () => {
     );
     expect(agent.status, agent.text).toBe(200);
     expect(claimsOf(agent)).toMatchObject({
-      azp: IDS.agent,
+      appid: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
       roles: ["User.Read.All"],
     });
@@ -128,7 +128,7 @@ describe("Path (certificate from disk)", () => {
     sidecars.push(s);
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
     expect(r.status, r.text).toBe(200);
-    expect(decodeJwt(tokenOf(r)).azpacr).toBe("1");
+    expect(decodeJwt(tokenOf(r)).appidacr).toBe("1");
   });
 
   it("stops working once the certificate is removed from the blueprint", async () => {

@@ -110,7 +110,7 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
     });
     sidecars.push(s);
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`);
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
   });
 
   it("re-reads the file when the kubelet rotates it", async () => {
@@ -242,7 +242,7 @@ describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
       const r = await call(
         `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
       );
-      expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+      expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
       expect(imdsRequests.length).toBe(1);
       expect(imdsRequests[0]).toMatch(
         /^\/metadata\/identity\/oauth2\/token\/?\?.*resource=api%3A%2F%2FAzureADTokenExchange.* metadata=true$/,

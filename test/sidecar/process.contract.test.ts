@@ -209,7 +209,7 @@ describe("Microsoft's sample configuration, as a real process", () => {
       );
       expect(agent.status, agent.text).toBe(200);
       expect(claimsOf(agent)).toMatchObject({
-        azp: IDS.agent,
+        appid: IDS.agent,
         xms_par_app_azp: IDS.blueprint,
         aud: "https://graph.microsoft.com",
       });

@@ -98,7 +98,8 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expect(Object.keys(r.json)).toEqual(["authorizationHeader"]);
     expectNoCache(r);
     const claims = claimsOf(r);
-    expect(claims).toMatchObject({ aud: "https://graph.microsoft.com", azp: IDS.blueprint, idtyp: "app" });
+    // Graph's tokens are v1 (appid, not azp), as Entra issues them.
+    expect(claims).toMatchObject({ aud: "https://graph.microsoft.com", appid: IDS.blueprint, idtyp: "app" });
   });
 
   it("returns the same cached token on the next call", async () => {
@@ -129,18 +130,18 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     const r = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
     );
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint, idtyp: "app" });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint, idtyp: "app" });
   });
 
   it("AgentIdentity + AgentUserId or AgentUsername gives the agent user's token", async () => {
     const byId = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`,
     );
-    expect(claimsOf(byId)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser, idtyp: "user" });
+    expect(claimsOf(byId)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser, idtyp: "user" });
     const byUpn = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph?agentidentity=${IDS.agent}&agentusername=${IDS.agentUserUpn}`,
     );
-    expect(claimsOf(byUpn)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser });
+    expect(claimsOf(byUpn)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
   });
 
   it("refuses an unknown API with 404, even with optionsOverride.Scopes", async () => {
@@ -251,7 +252,7 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     const byDomain = await call(
       `${url}&optionsOverride.AcquireTokenOptions.Tenant=${IDS.domain}&optionsOverride.AcquireTokenOptions.CorrelationId=8d5c8d0e-52b4-4f7e-8a8d-1a2b3c4d5e6f`,
     );
-    expect(claimsOf(byDomain)).toMatchObject({ tid: IDS.tenant, azp: IDS.agent });
+    expect(claimsOf(byDomain)).toMatchObject({ tid: IDS.tenant, appid: IDS.agent });
   });
 
   it("Claims override goes to Entra with the claims, bypassing the cached token", async () => {
@@ -313,7 +314,7 @@ describe("override gates (Microsoft's defaults)", () => {
       /CallDownstreamApiUnauthenticated/,
     );
     const plain = await call(`${strict.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    expect(claimsOf(plain).azp).toBe(IDS.blueprint);
+    expect(claimsOf(plain).appid).toBe(IDS.blueprint);
   });
 
   it("always ignores optionsOverride.BaseUrl (not an override, so not gated)", async () => {
@@ -328,7 +329,7 @@ describe("override gates (Microsoft's defaults)", () => {
     const r = await call(`${strict.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: { authorization: `Bearer ${user}` },
     });
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, oid: IDS.user, idtyp: "user" });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, oid: IDS.user, idtyp: "user" });
   });
 });
 
@@ -360,18 +361,19 @@ describe("GET /AuthorizationHeader/{apiName} (inbound bearer)", () => {
     const obo = await call(`${open.url}/AuthorizationHeader/weather-user`, {
       headers: { authorization: `Bearer ${user}` },
     });
+    // The weather API is v2 and asks for no idtyp on user tokens (include_user_token), so there is none.
     expect(claimsOf(obo)).toMatchObject({
       oid: IDS.user,
       azp: IDS.blueprint,
-      idtyp: "user",
       scp: "Forecast.Read",
     });
+    expect(claimsOf(obo).idtyp).toBeUndefined();
     const agentObo = await call(`${open.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: { authorization: `Bearer ${user}` },
     });
     expect(claimsOf(agentObo)).toMatchObject({
       oid: IDS.user,
-      azp: IDS.agent,
+      appid: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
     });
   });

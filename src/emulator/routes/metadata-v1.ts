@@ -12,7 +12,7 @@ const TENANT_PARAMS = {
  * The v1.0 OpenID configuration and keys, at Entra's paths (`/{tenant}/.well-known/openid-configuration`,
  * `/{tenant}/discovery/keys`). Its `issuer` is the v1 token issuer, `https://sts.windows.net/{tid}/` in
  * the global cloud (another host in sovereign clouds): a resource that accepts v1 tokens reads it here
- * rather than hard-coding it. The signing keys are the tenant's, as at Entra.
+ * rather than hard-coding it. The signing keys are Entra's shared set (served by metadata.ts).
  */
 export function v1IssuerOf(tenantId: string): string {
   return `https://sts.windows.net/${tenantId}/`;
@@ -29,7 +29,7 @@ export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext
       const name = request.params.tenant;
       const tenant = ctx.store.tenant(name);
       if (!tenant && !ALIASES.has(name.toLowerCase()))
-        return reply.code(400).send(errorBody(errors.tenantNotFound(name), ctx.baseUrl));
+        return reply.code(400).send(errorBody(errors.tenantNotFound(name, "invalid_tenant"), ctx.baseUrl));
       const base = `${ctx.baseUrl}/${tenant ? tenant.id : name}`;
       return {
         token_endpoint: `${base}/oauth2/token`,
@@ -44,22 +44,5 @@ export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext
       };
     },
   );
-  // The multi-tenant aliases publish the keys of every tenant (Entra's are shared by all tenants).
-  const allKeys = async () => ({
-    keys: (await Promise.all(ctx.store.spec.tenants.map((t) => ctx.keys.jwks(t.id)))).flat(),
-  });
-  for (const alias of ALIASES) {
-    app.get(`/${alias}/discovery/keys`, allKeys);
-    app.get(`/${alias}/discovery/v2.0/keys`, allKeys);
-  }
-  app.get<{ Params: { tenant: string } }>(
-    "/:tenant/discovery/keys",
-    { schema: { params: TENANT_PARAMS } },
-    async (request, reply) => {
-      const tenant = ctx.store.tenant(request.params.tenant);
-      if (!tenant)
-        return reply.code(400).send(errorBody(errors.tenantNotFound(request.params.tenant), ctx.baseUrl));
-      return { keys: await ctx.keys.jwks(tenant.id) };
-    },
-  );
+  // The keys of both paths (`/discovery/keys`, `/discovery/v2.0/keys`) are served by metadata.ts.
 }
