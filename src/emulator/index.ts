@@ -14,6 +14,7 @@ import { RefreshTokenStore } from "./refresh-tokens.ts";
 import { problem, registerAdminRoutes } from "./routes/admin.ts";
 import { registerGraphRoutes } from "./routes/graph.ts";
 import { registerMetadataRoutes } from "./routes/metadata.ts";
+import { registerV1MetadataRoutes } from "./routes/metadata-v1.ts";
 import { registerTokenRoute } from "./routes/token.ts";
 import { DirectoryStore } from "./store.ts";
 import { ensureServingMaterial } from "./tls.ts";
@@ -111,6 +112,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   );
 
   registerMetadataRoutes(app, ctx);
+  registerV1MetadataRoutes(app, ctx);
   registerTokenRoute(app, ctx, faults, counters);
   registerAdminRoutes(app, ctx, faults, counters);
   registerGraphRoutes(app, ctx);

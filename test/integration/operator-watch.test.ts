@@ -87,7 +87,7 @@ describe("the operator's watches", () => {
         message: "the old ServiceAccount to be deleted",
       })
       .toBeUndefined();
-    const restarts = await (await fetch(`${manager.url}/metrics`)).text();
+    const restarts = await (await fetch(`${manager.metricsUrl}/metrics`)).text();
     expect(restarts).toMatch(
       /agentid_watch_restarts_total\{resource="agentidentities",reason="[a-z]+"\} [1-9]/,
     );

@@ -140,9 +140,14 @@ describe("Path (certificate from disk)", () => {
       `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials/${registered.sha1}`,
     );
     try {
-      // The cached token stays valid; a forced refresh is refused by Entra and the cached token is served.
+      // A forced refresh is the caller asking for a new token: Entra's refusal, never the cached one
+      // (Microsoft's sidecar answers the same 401).
       const forced = await call(url);
-      expect(forced.status).toBe(200);
+      expect(forced.status, forced.text).toBe(401);
+      expect(String(forced.json.detail)).toMatch(/AADSTS700027/);
+      // Callers that did not force still get the cached, still valid token.
+      const plain = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+      expect(plain.status).toBe(200);
       const fresh = await call(
         `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
       );

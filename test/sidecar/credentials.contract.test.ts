@@ -128,8 +128,10 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
       const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
       const first = tokenOf(await call(url));
       const forced = `${url}?optionsOverride.AcquireTokenOptions.ForceRefresh=true`;
-      // Same file content: the replayed assertion is refused and the cached token is served.
-      expect(tokenOf(await call(forced))).toBe(first);
+      // Same file content: the replayed assertion is refused, and a forced refresh gets that refusal.
+      const replayed = await call(forced);
+      expect(replayed.status, replayed.text).toBe(401);
+      expect(tokenOf(await call(url))).toBe(first);
       writeAtomically(file, await signSaToken());
       const renewed = await call(forced);
       expect(renewed.status).toBe(200);

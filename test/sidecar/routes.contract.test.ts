@@ -123,7 +123,7 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expectNoCache(again);
     // Another method on the same URL still goes through fastify's routing.
     const post = await call(url, { method: "POST" });
-    expect(post.status).toBe(404);
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "GET"]);
   });
 
   it("AgentIdentity gives the agent's token, with the blueprint as parent", async () => {
@@ -401,6 +401,41 @@ describe("GET /AuthorizationHeader/{apiName} (inbound bearer)", () => {
   });
 });
 
+describe("a bearer token on the …Unauthenticated routes (as ASP.NET's authentication middleware)", () => {
+  it("makes a valid token the request's user, so a user API works there as in Microsoft's sidecar", async () => {
+    const user = await emu.userToken();
+    const r = await call(`${open.url}/AuthorizationHeaderUnauthenticated/weather-user`, {
+      headers: { authorization: `Bearer ${user}` },
+    });
+    expect(claimsOf(r)).toMatchObject({ oid: IDS.user, azp: IDS.blueprint, scp: "Forecast.Read" });
+    const down = await call(`${open.url}/DownstreamApiUnauthenticated/weather-user`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${user}` },
+    });
+    expect(down.json.statusCode, down.text).toBe(200);
+  });
+
+  it("ignores an invalid token: the request goes on anonymous (no 401 challenge)", async () => {
+    const bad = { authorization: "Bearer not.a.token" };
+    const app = await call(`${open.url}/AuthorizationHeaderUnauthenticated/graph-app`, { headers: bad });
+    expect(claimsOf(app)).toMatchObject({ azp: IDS.blueprint, idtyp: "app" });
+    expect(app.headers.get("www-authenticate")).toBeNull();
+    const user = await call(`${open.url}/AuthorizationHeaderUnauthenticated/weather-user`, { headers: bad });
+    expect(user.status).toBe(401);
+    expect(String(user.json.detail)).toMatch(/carries no user/);
+  });
+
+  it("never answers a bearer request from the URL cache of anonymous ones", async () => {
+    const url = `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`;
+    const anonymous = await call(url);
+    await call(url); // now answered below fastify from the URL cache
+    const expired = await emu.userToken({ lifetimeSeconds: -3600 });
+    const withBearer = await call(url, { headers: { authorization: `Bearer ${expired}` } });
+    expect(tokenOf(withBearer)).toBe(tokenOf(anonymous));
+    expect(withBearer.status).toBe(200);
+  });
+});
+
 describe("GET /Validate", () => {
   it("returns protocol, token and the raw claims", async () => {
     const user = await emu.userToken();
@@ -606,7 +641,24 @@ describe("POST /DownstreamApi(Unauthenticated)/{apiName}", () => {
     });
   });
 
-  it("is POST only", async () => {
-    expect((await call(`${open.url}/DownstreamApiUnauthenticated/weather`)).status).toBe(404);
+  it("is POST only: other methods get ASP.NET routing's 405 with Allow, as do non-GET calls of the GET routes", async () => {
+    for (const [method, path, allow] of [
+      ["GET", "/DownstreamApiUnauthenticated/weather", "POST"],
+      ["PUT", "/DownstreamApi/weather", "POST"],
+      ["POST", "/AuthorizationHeaderUnauthenticated/graph-app", "GET"],
+      ["DELETE", "/AuthorizationHeader/graph", "GET"],
+      ["POST", "/Validate", "GET"],
+    ] as const) {
+      const before = downstream.requests.length;
+      const r = await call(`${open.url}${path}`, { method });
+      expect(downstream.requests.length).toBe(before);
+      expect([method, path, r.status, r.headers.get("allow"), r.text]).toEqual([
+        method,
+        path,
+        405,
+        allow,
+        "",
+      ]);
+    }
   });
 });
