@@ -34,11 +34,30 @@ function isRepoPath(token: string): boolean {
   return topLevel.has(token.split("/")[0] ?? "") || PATH_LIKE.test(token);
 }
 
-function relativeLinks(text: string): string[] {
+/** Relative link targets: the file (empty for the same document) and the #anchor, if any. */
+function relativeLinks(text: string): Array<{ file: string; anchor: string | undefined }> {
   const prose = text.replace(/^```[\s\S]*?^```/gm, "");
   return [...prose.matchAll(/\]\(([^)\s]+)\)/g)]
-    .map((m) => (m[1] ?? "").split("#")[0] ?? "")
-    .filter((target) => target !== "" && !/^[a-z]+:/.test(target));
+    .map((m) => m[1] ?? "")
+    .filter((target) => !/^[a-z]+:/.test(target))
+    .map((target) => {
+      const [file = "", anchor] = target.split("#");
+      return { file, anchor };
+    });
+}
+
+/** The anchors GitHub makes for a document's headings. */
+function headingAnchors(text: string): Set<string> {
+  const prose = text.replace(/^```[\s\S]*?^```/gm, "");
+  return new Set(
+    [...prose.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+      (m[1] ?? "")
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, "")
+        .replace(/ /g, "-"),
+    ),
+  );
 }
 
 describe("references in README.md and docs/", () => {
@@ -61,13 +80,24 @@ describe("references in README.md and docs/", () => {
     expect(unlisted).toEqual([]);
   });
 
-  it.each(docs)("%s names only files that exist", (doc) => {
+  it("makes heading anchors as GitHub does", () => {
+    expect([
+      ...headingAnchors(
+        "# Memory and speed\n## Configuration without client-node\n### `agentid manager`: flags\n",
+      ),
+    ]).toEqual(["memory-and-speed", "configuration-without-client-node", "agentid-manager-flags"]);
+  });
+
+  it.each(docs)("%s names only files (and headings) that exist", (doc) => {
     const text = readFileSync(join(root, doc), "utf8");
     const missing = [
-      ...relativeLinks(text)
-        .map((link) => relative(root, join(root, dirname(doc), decodeURIComponent(link))))
-        .filter((path) => !existsSync(join(root, path)))
-        .map((path) => `link ${path}`),
+      ...relativeLinks(text).flatMap(({ file, anchor }) => {
+        const path = file ? relative(root, join(root, dirname(doc), decodeURIComponent(file))) : doc;
+        if (!existsSync(join(root, path))) return [`link ${path}`];
+        if (anchor === undefined || !path.endsWith(".md")) return [];
+        const anchors = headingAnchors(readFileSync(join(root, path), "utf8"));
+        return anchors.has(anchor) ? [] : [`link ${path}#${anchor} (no such heading)`];
+      }),
       ...backtickedPaths(text)
         .filter(isRepoPath)
         .filter((path) => !existsSync(join(root, path)))
