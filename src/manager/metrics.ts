@@ -27,7 +27,7 @@ export function createManagerMetrics(): ManagerMetrics {
   collectDefaultMetrics({ register: registry, prefix: "agentid_manager_" });
   const watchRestarts = new Counter({
     name: "agentid_watch_restarts_total",
-    help: "Watch restarts by resource and reason (closed, gone, error, stall, resync).",
+    help: "Watch restarts by resource and reason (closed, gone, error, stall).",
     labelNames: ["resource", "reason"],
     registers: [registry],
   });

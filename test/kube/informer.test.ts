@@ -8,8 +8,6 @@ describe("planRestart", () => {
     ["closed", false, false, false, true],
     ["gone", true, true, true, false],
     ["gone", false, true, false, true],
-    ["resync", true, true, true, false],
-    ["resync", false, true, false, false],
     ["error", true, false, true, true],
     ["error", false, false, false, true],
     ["stall", true, false, true, true],

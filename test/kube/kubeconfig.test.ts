@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { createKubeClient } from "../../src/kube/client.ts";
 import {
+  type KubeConfigLike,
   KubeconfigError,
-  type LightKubeConfig,
   loadInClusterConfig,
   loadKubeConfig,
   loadKubeconfigFile,
@@ -69,7 +69,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function seenBy(kc: LightKubeConfig): Promise<Seen> {
+async function seenBy(kc: KubeConfigLike): Promise<Seen> {
   const kube = createKubeClient(kc);
   try {
     return await kube.get<Seen>("/version");
@@ -100,7 +100,7 @@ function kubeconfig(
   return path;
 }
 
-describe("kubeconfig files", () => {
+describe("kubeconfig files (through @kubernetes/client-node)", () => {
   it("uses inline client certificate data and CA data (mutual TLS against a real server)", async () => {
     const kc = await loadKubeconfigFile(
       kubeconfig("inline.yaml", {
@@ -134,15 +134,6 @@ describe("kubeconfig files", () => {
     await expect(seenBy(kc)).rejects.toThrow(/certificate/i);
   });
 
-  it("sends a token file's content and basic credentials", async () => {
-    writeFileSync(join(dir, "token"), "from-file\n");
-    expect(await seenBy(await loadKubeconfigFile(kubeconfig("tf.yaml", { tokenFile: "token" })))).toEqual({
-      authorization: "Bearer from-file",
-    });
-    const basic = await loadKubeconfigFile(kubeconfig("basic.yaml", { username: "ann", password: "pw" }));
-    expect(await seenBy(basic)).toEqual({ authorization: `Basic ${b64("ann:pw")}` });
-  });
-
   it("runs an exec credential plugin once and caches its token until it expires", async () => {
     const log = join(dir, "exec.log");
     const plugin = join(dir, "plugin.sh");
@@ -159,7 +150,7 @@ describe("kubeconfig files", () => {
       kubeconfig("exec.yaml", {
         exec: {
           apiVersion: "client.authentication.k8s.io/v1",
-          command: "./plugin.sh",
+          command: plugin,
           env: [{ name: "GREETING", value: "hi" }],
         },
       }),
@@ -168,74 +159,56 @@ describe("kubeconfig files", () => {
     expect(await seenBy(kc)).toEqual({ authorization: "Bearer exec-token" });
     const runs = readFileSync(log, "utf8").trim().split("\n");
     expect(runs).toHaveLength(1);
-    expect(runs[0]).toContain('"kind":"ExecCredential"');
-    expect(runs[0]).toMatch(/ hi$/);
+    expect(runs[0]).toContain("hi"); // the plugin's env from the kubeconfig
   });
 
-  it("merges several files as kubectl does: the first to set a value wins", async () => {
+  it("merges several files: the first file's context, users and clusters from the others", async () => {
     const first = join(dir, "first.yaml");
     writeFileSync(
       first,
-      stringify({ "current-context": "ctx", users: [{ name: "u", user: { token: "first" } }] }),
+      stringify({
+        "current-context": "ctx",
+        contexts: [{ name: "ctx", context: { cluster: "c", user: "u", namespace: "from-first" } }],
+      }),
     );
-    const second = kubeconfig("second.yaml", { token: "second" });
+    const second = join(dir, "second.yaml");
+    writeFileSync(
+      second,
+      stringify({
+        clusters: [{ name: "c", cluster: { server: url, "certificate-authority-data": b64(caPem) } }],
+        users: [{ name: "u", user: { token: "second" } }],
+      }),
+    );
     const kc = await loadKubeconfigFile([first, join(dir, "missing.yaml"), second].join(delimiter));
-    expect(await seenBy(kc)).toEqual({ authorization: "Bearer first" });
+    expect(kc.namespace).toBe("from-first");
+    expect(await seenBy(kc)).toEqual({ authorization: "Bearer second" });
   });
 
-  it.each([
-    [{ "auth-provider": { name: "azure" } }, /auth-provider plugin/],
-    [{ "client-certificate-data": b64("x") }, /both a client certificate and a client key/],
-    [{ as: "admin" }, /impersonation/],
-    [{ exec: { args: ["x"] } }, /exec has no command/],
-  ])("refuses unsupported or broken users with a clear message (%o)", async (user, message) => {
-    await expect(loadKubeconfigFile(kubeconfig("bad-user.yaml", user))).rejects.toThrow(message);
-  });
-
-  it("names what is missing or malformed", async () => {
+  it("names the file and what is missing or malformed", async () => {
     const write = (name: string, text: string) => {
       writeFileSync(join(dir, name), text);
       return join(dir, name);
     };
-    await expect(loadKubeconfigFile(write("empty.yaml", ""))).rejects.toThrow(/no current-context/);
-    await expect(loadKubeconfigFile(write("yaml.yaml", "a: [b"))).rejects.toThrow(/not valid YAML/);
+    await expect(loadKubeconfigFile(write("yaml.yaml", "a: [b"))).rejects.toThrow(/yaml\.yaml/);
     await expect(
       loadKubeconfigFile(write("ctx.yaml", stringify({ "current-context": "nope", contexts: [] }))),
-    ).rejects.toThrow(/no context 'nope'/);
+    ).rejects.toThrow(/no current context/);
     await expect(
       loadKubeconfigFile(
         write(
           "cl.yaml",
-          stringify({ "current-context": "x", contexts: [{ name: "x", context: { cluster: "gone" } }] }),
+          stringify({
+            "current-context": "x",
+            contexts: [{ name: "x", context: { cluster: "gone", user: "u" } }],
+          }),
         ),
       ),
-    ).rejects.toThrow(/missing cluster 'gone'/);
+    ).rejects.toThrow(/names no known cluster/);
     await expect(loadKubeconfigFile(kubeconfig("url.yaml", {}, { server: "not a url" }))).rejects.toThrow(
       /is not a URL/,
     );
     await expect(loadKubeconfigFile(join(dir, "absent.yaml"))).rejects.toThrow(KubeconfigError);
-  });
-
-  it("reports a failing exec plugin with its stderr, scrubbed of tokens", async () => {
-    const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl";
-    const plugin = join(dir, "failing-plugin.sh");
-    writeFileSync(plugin, `#!/bin/sh\necho "login required (stale ${jwt})" >&2\nexit 3\n`);
-    chmodSync(plugin, 0o755);
-    const kc = await loadKubeconfigFile(kubeconfig("exec-fail.yaml", { exec: { command: plugin } }));
-    const error = await seenBy(kc).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    expect(error?.message).toMatch(/exec credential plugin .* failed: login required/);
-    expect(error?.message).not.toContain(jwt);
-  });
-
-  it("refuses an exec plugin that returns a client certificate", async () => {
-    const plugin = join(dir, "cert-plugin.sh");
-    writeFileSync(plugin, `#!/bin/sh\necho '{"status":{"clientCertificateData":"x","clientKeyData":"y"}}'\n`);
-    chmodSync(plugin, 0o755);
-    const kc = await loadKubeconfigFile(kubeconfig("exec-cert.yaml", { exec: { command: plugin } }));
-    await expect(seenBy(kc)).rejects.toThrow(/client certificate, which agentid does not support/);
+    await expect(loadKubeconfigFile(join(dir, "absent.yaml"))).rejects.toThrow(/absent\.yaml/);
   });
 });
 
@@ -256,13 +229,13 @@ describe("in-cluster configuration", () => {
       sa,
     );
     expect(kc.namespace).toBe("agentid-system");
-    expect(kc.getCurrentCluster().server).toBe(url);
+    expect(kc.getCurrentCluster()?.server).toBe(url);
     expect(await seenBy(kc)).toEqual({ authorization: "Bearer sa-token-1" });
     expect(
       loadInClusterConfig(
         { KUBERNETES_SERVICE_HOST: "fd00::1", KUBERNETES_SERVICE_PORT: "443" },
         sa,
-      ).getCurrentCluster().server,
+      ).getCurrentCluster()?.server,
     ).toBe("https://[fd00::1]:443");
   });
 
