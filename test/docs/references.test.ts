@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -16,6 +16,11 @@ const tracked = execFileSync("git", ["ls-files", "--cached", "--others", "--excl
   .filter(Boolean);
 const docs = tracked.filter((f) => f === "README.md" || (f.startsWith("docs/") && f.endsWith(".md")));
 const topLevel = new Set(tracked.map((f) => f.split("/")[0]));
+/** In the repository (a file, or a folder holding one), not merely on this disk (a build output, say). */
+const inRepo = (path: string) => {
+  const clean = path.replace(/\/$/, "");
+  return tracked.includes(clean) || tracked.some((f) => f.startsWith(`${clean}/`));
+};
 /** Made by a build or a run, never committed: named by the docs on purpose. */
 const GENERATED = ["dist/", "node_modules/", ".cache/"];
 /** File types a backticked token without a known top-level folder is still taken as a path for. */
@@ -29,7 +34,7 @@ function backtickedPaths(text: string): string[] {
 }
 
 function isRepoPath(token: string): boolean {
-  if (!token.includes("/") || /[*<>{}$~?=&]|:\/\/|^[@/.]|^[a-z]+:/.test(token)) return false;
+  if (!token.includes("/") || /[*<>{}$~?=&]|:\/\/|^[@/]|^\.\.?\/|^[a-z]+:/.test(token)) return false;
   if (GENERATED.some((g) => token.startsWith(g))) return false;
   return topLevel.has(token.split("/")[0] ?? "") || PATH_LIKE.test(token);
 }
@@ -93,14 +98,14 @@ describe("references in README.md and docs/", () => {
     const missing = [
       ...relativeLinks(text).flatMap(({ file, anchor }) => {
         const path = file ? relative(root, join(root, dirname(doc), decodeURIComponent(file))) : doc;
-        if (!existsSync(join(root, path))) return [`link ${path}`];
+        if (!inRepo(path)) return [`link ${path}`];
         if (anchor === undefined || !path.endsWith(".md")) return [];
         const anchors = headingAnchors(readFileSync(join(root, path), "utf8"));
         return anchors.has(anchor) ? [] : [`link ${path}#${anchor} (no such heading)`];
       }),
       ...backtickedPaths(text)
         .filter(isRepoPath)
-        .filter((path) => !existsSync(join(root, path)))
+        .filter((path) => !inRepo(path))
         .map((path) => `\`${path}\``),
     ];
     expect(missing).toEqual([]);
