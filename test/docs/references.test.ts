@@ -30,7 +30,10 @@ const PATH_LIKE = /\.(ts|js|md|json|ya?ml|go|mod|sum|sh|pem)$/;
 function backtickedPaths(text: string): string[] {
   // Fenced code blocks hold commands and examples, not references.
   const prose = text.replace(/^```[\s\S]*?^```/gm, "");
-  return [...prose.matchAll(/`([^`\s]+)`/g)].map((m) => (m[1] ?? "").replace(/:\d+(-\d+)?$/, ""));
+  // A command in backticks (`npx node scripts/x.ts`) names its paths too: every word is a candidate.
+  return [...prose.matchAll(/`([^`]+)`/g)]
+    .flatMap((m) => (m[1] ?? "").split(/\s+/))
+    .map((word) => word.replace(/:\d+(-\d+)?$/, ""));
 }
 
 function isRepoPath(token: string): boolean {
@@ -73,9 +76,9 @@ describe("references in README.md and docs/", () => {
 
   it("tells a path from other backticked text", () => {
     const found = backtickedPaths(
-      "`src/cli.ts` `src/kube/queue.ts:12` `notes/x.md` `@azure/msal-node` `/healthz` `agentid.io/identity` `https://a/b` `test/**` `dist/cli.js`\n```sh\nnode src/absent.ts\n```",
+      "`src/cli.ts` `src/kube/queue.ts:12` `notes/x.md` `@azure/msal-node` `/healthz` `agentid.io/identity` `https://a/b` `test/**` `dist/cli.js` `npx node\n  scripts/gen.ts`\n```sh\nnode src/absent.ts\n```",
     ).filter(isRepoPath);
-    expect(found).toEqual(["src/cli.ts", "src/kube/queue.ts", "notes/x.md"]);
+    expect(found).toEqual(["src/cli.ts", "src/kube/queue.ts", "notes/x.md", "scripts/gen.ts"]);
   });
 
   it("lists every document of docs/ in the README's Documentation section", () => {
