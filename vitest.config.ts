@@ -25,6 +25,9 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/support/controlplane-global-setup.ts"],
+          // Files mostly wait on the API server: two at a time, each in namespaces of its own (files that
+          // restart a server start a control plane of their own, so they never disturb the shared one).
+          maxWorkers: 2,
           // expect.poll waits for a real API server and real processes: 30 s, not vitest's 1 s.
           expect: { poll: { timeout: 30_000, interval: 100 } },
         },

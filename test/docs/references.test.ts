@@ -22,7 +22,7 @@ const GENERATED = ["dist/", "node_modules/", ".cache/"];
 const PATH_LIKE = /\.(ts|js|md|json|ya?ml|go|mod|sum|sh|pem)$/;
 
 /** The repository paths a text names in backticks (candidates only; see `isRepoPath`). */
-export function backtickedPaths(text: string): string[] {
+function backtickedPaths(text: string): string[] {
   // Fenced code blocks hold commands and examples, not references.
   const prose = text.replace(/^```[\s\S]*?^```/gm, "");
   return [...prose.matchAll(/`([^`\s]+)`/g)].map((m) => (m[1] ?? "").replace(/:\d+(-\d+)?$/, ""));
@@ -52,6 +52,13 @@ describe("references in README.md and docs/", () => {
       "`src/cli.ts` `src/kube/queue.ts:12` `notes/x.md` `@azure/msal-node` `/healthz` `agentid.io/identity` `https://a/b` `test/**` `dist/cli.js`\n```sh\nnode src/absent.ts\n```",
     ).filter(isRepoPath);
     expect(found).toEqual(["src/cli.ts", "src/kube/queue.ts", "notes/x.md"]);
+  });
+
+  it("lists every document of docs/ in the README's Documentation section", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Documentation"));
+    const unlisted = docs.filter((d) => d.startsWith("docs/") && !section.includes(`\`${d}\``));
+    expect(unlisted).toEqual([]);
   });
 
   it.each(docs)("%s names only files that exist", (doc) => {

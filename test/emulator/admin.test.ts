@@ -1,3 +1,4 @@
+import { createHash, X509Certificate } from "node:crypto";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { fetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,19 +35,48 @@ describe("discovery", () => {
       jwks_uri: `${h.emulator.url}/${IDS.tenant}/discovery/v2.0/keys`,
     });
     const jwks = await callJson(h.dispatcher, "GET", String(config.json.jwks_uri));
-    expect((jwks.json.keys as Record<string, unknown>[])[0]).toMatchObject({
+    const key = (jwks.json.keys as Record<string, unknown>[])[0] ?? {};
+    expect(key).toMatchObject({
       kty: "RSA",
       use: "sig",
-      alg: "RS256",
       issuer: config.json.issuer,
       kid: expect.any(String),
     });
-    const token = await h.accessToken(appParams);
-    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks.json as never), {
+    // Entra's keys: kid = x5t = the base64url SHA-1 of the certificate in x5c, whose key is the key's.
+    const der = Buffer.from(String((key.x5c as string[])[0]), "base64");
+    expect(key.x5t).toBe(createHash("sha1").update(der).digest("base64url"));
+    expect(key.kid).toBe(key.x5t);
+    const cert = new X509Certificate(der);
+    expect(cert.publicKey.export({ format: "jwk" })).toMatchObject({ n: key.n, e: key.e });
+    // v2 token to a v2 resource: validated with the discovery issuer and these keys.
+    const token = await h.accessToken({ ...appParams, scope: "api://contoso-weather/.default" });
+    const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(jwks.json as never), {
       issuer: String(config.json.issuer),
-      audience: "https://graph.microsoft.com",
+      audience: IDS.weather,
     });
     expect(payload.azp).toBe(IDS.app);
+    expect(protectedHeader.x5t).toBe(protectedHeader.kid);
+    // Graph's v1 token: the v1 issuer, the same keys.
+    const graph = await h.accessToken(appParams);
+    const v1 = await jwtVerify(graph, createLocalJWKSet(jwks.json as never), {
+      issuer: `https://sts.windows.net/${IDS.tenant}/`,
+      audience: "https://graph.microsoft.com",
+    });
+    expect(v1.payload.appid).toBe(IDS.app);
+  });
+
+  it("publishes the same keys for every tenant and at /common, as Entra's are shared", async () => {
+    const kids = async (path: string) => {
+      const r = await callJson(h.dispatcher, "GET", `${h.emulator.url}${path}`);
+      expect(r.status).toBe(200);
+      return (r.json.keys as { kid: string; issuer?: string }[]).map((k) => k.kid).sort();
+    };
+    const tenant = await kids(`/${IDS.tenant}/discovery/v2.0/keys`);
+    expect(await kids("/common/discovery/v2.0/keys")).toEqual(tenant);
+    expect(await kids("/organizations/discovery/v2.0/keys")).toEqual(tenant);
+    expect(await kids(`/${IDS.tenant}/discovery/keys`)).toEqual(tenant);
+    const common = await callJson(h.dispatcher, "GET", `${h.emulator.url}/common/discovery/v2.0/keys`);
+    expect((common.json.keys as { issuer: string }[])[0]?.issuer).toBe(`${h.emulator.url}/{tenantid}/v2.0`);
   });
 
   it("answers MSAL's instance discovery for its own host", async () => {
@@ -71,6 +101,10 @@ describe("discovery", () => {
     );
     expect(r.status).toBe(400);
     expect(entraCode(r)).toBe(90002);
+    // Discovery answers invalid_tenant (captures), not the token endpoint's invalid_request.
+    expect(r.json.error).toBe("invalid_tenant");
+    const keys = await callJson(h.dispatcher, "GET", `${h.emulator.url}/nope.example/discovery/v2.0/keys`);
+    expect(keys.json.error).toBe("invalid_tenant");
   });
 });
 
@@ -79,7 +113,7 @@ describe("key rollover", () => {
     const keysUrl = `${h.emulator.url}/${IDS.tenant}/discovery/v2.0/keys`;
     const before = await h.accessToken(appParams);
     const oldKid = decodeProtectedHeader(before).kid;
-    const { json } = await admin("POST", `/tenants/${IDS.tenant}/keys/rotate`);
+    const { json } = await admin("POST", "/keys/rotate");
     expect(json.kid).not.toBe(oldKid);
     const after = await h.accessToken(appParams);
     expect(decodeProtectedHeader(after).kid).toBe(json.kid);

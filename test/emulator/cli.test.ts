@@ -119,6 +119,7 @@ describe("agentid emulator", () => {
       "--directory",
       "--state-dir",
       "--trust-ca",
+      "--fic-propagation-seconds",
       "--log-level",
     ]) {
       expect(out).toContain(option);

@@ -44,9 +44,10 @@ describe("@azure/identity ClientCertificateCredential against the emulator", () 
       { ...options(), sendCertificateChain },
     );
     const token = await credential.getToken("https://graph.microsoft.com/.default");
+    // Graph's tokens are v1: appid/appidacr, not azp/azpacr.
     expect(claimsOf(token.token)).toMatchObject({
-      azp: IDS.app,
-      azpacr: "2",
+      appid: IDS.app,
+      appidacr: "2",
       roles: ["Application.ReadWrite.All"],
     });
   });

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import {
   appTokenClaims,
+  FACET_AGENT_IDENTITY,
+  FACET_AGENT_USER,
+  facetSet,
   fmiSubject,
   guidBase64Url,
   pairwiseSubject,
@@ -89,34 +92,106 @@ describe("claims", () => {
     );
   });
 
+  const v2Graph = {
+    version: 2 as const,
+    audience: IDS.graph,
+    idtypOnUserTokens: false,
+    facetClaims: false,
+    isExchange: false,
+  };
   const common = {
     issuer: "https://e/t/v2.0",
     tenantId: IDS.tenant,
-    audience: "https://graph.microsoft.com",
+    resource: v2Graph,
     now: 1000,
     lifetimeSeconds: 60,
     azpacr: "2" as const,
     uti: "u",
+    variation: 0,
   };
 
-  it("marks agent identities and agent users with their facets", () => {
-    const agent = { appId: IDS.agent, oid: "o", parentAppId: IDS.blueprint };
-    expect(appTokenClaims({ ...common, client: agent, roles: ["b", "a"] })).toMatchObject({
-      roles: ["a", "b"],
-      xms_act_fct: "11",
-      xms_sub_fct: "11",
-      xms_par_app_azp: IDS.blueprint,
-      exp: 1060,
-    });
+  it("marks agent identities and agent users with their facets, in any order", () => {
+    const agent = { appId: IDS.agent, oid: IDS.agent, parentAppId: IDS.blueprint };
+    const app = appTokenClaims({ ...common, client: agent, roles: ["b", "a"] });
+    expect(app).toMatchObject({ roles: ["a", "b"], xms_par_app_azp: IDS.blueprint, exp: 1060, idtyp: "app" });
+    expect(facetSet(app.xms_act_fct).has(FACET_AGENT_IDENTITY)).toBe(true);
+    expect(facetSet(app.xms_sub_fct).has(FACET_AGENT_IDENTITY)).toBe(true);
+    expect(facetSet(app.xms_idrel).has(7)).toBe(true);
+    // Learn's own sample: several values, not one.
+    expect(facetSet(app.xms_act_fct).size).toBeGreaterThan(1);
+    const orders = new Set(
+      [0, 1, 2, 3, 4, 5].map((variation) =>
+        String(appTokenClaims({ ...common, variation, client: agent, roles: [] }).xms_act_fct),
+      ),
+    );
+    expect(orders.size).toBeGreaterThan(1);
     const user = { oid: IDS.agentUser, upn: IDS.agentUserUpn, name: "n", isAgentUser: true };
-    expect(userTokenClaims({ ...common, client: agent, user, scopes: ["User.Read"] })).toMatchObject({
-      idtyp: "user",
-      xms_sub_fct: "13",
-      xms_act_fct: "11",
+    const delegated = userTokenClaims({ ...common, client: agent, user, scopes: ["User.Read"] });
+    expect(facetSet(delegated.xms_sub_fct).has(FACET_AGENT_USER)).toBe(true);
+    expect(facetSet(delegated.xms_act_fct).has(FACET_AGENT_IDENTITY)).toBe(true);
+    expect(facetSet(delegated.xms_idrel).has(1)).toBe(true);
+    // idtyp on user tokens only when the resource asked for it (include_user_token).
+    expect(delegated.idtyp).toBeUndefined();
+    const withIdtyp = userTokenClaims({
+      ...common,
+      resource: { ...v2Graph, idtypOnUserTokens: true },
+      client: agent,
+      user,
+      scopes: ["User.Read"],
     });
+    expect(withIdtyp.idtyp).toBe("user");
     const plain = appTokenClaims({ ...common, client: { appId: IDS.app, oid: "o" }, roles: [] });
     expect(plain.roles).toBeUndefined();
     expect(plain.xms_par_app_azp).toBeUndefined();
+    expect(plain.xms_act_fct).toBeUndefined();
+    const withFacets = appTokenClaims({
+      ...common,
+      resource: { ...v2Graph, facetClaims: true },
+      client: { appId: IDS.app, oid: "o" },
+      roles: [],
+    });
+    expect(facetSet(withFacets.xms_act_fct)).toEqual(new Set([3, 9]));
+  });
+
+  it("gives an agent's app-only token scp '/' on some tokens and none on others (both forms in Learn)", () => {
+    const agent = { appId: IDS.agent, oid: IDS.agent, parentAppId: IDS.blueprint };
+    const scps = [0, 1].map(
+      (variation) => appTokenClaims({ ...common, variation, client: agent, roles: [] }).scp,
+    );
+    expect(scps).toEqual([undefined, "/"]);
+  });
+
+  it("writes v1 claims for a v1 resource: appid, appidacr, idp, ver 1.0, upn", () => {
+    const v1 = { ...v2Graph, version: 1 as const, audience: "https://graph.microsoft.com" };
+    const app = appTokenClaims({
+      ...common,
+      issuer: `https://sts.windows.net/${IDS.tenant}/`,
+      resource: v1,
+      client: { appId: IDS.app, oid: "o" },
+      roles: [],
+    });
+    expect(app).toMatchObject({
+      appid: IDS.app,
+      appidacr: "2",
+      ver: "1.0",
+      idp: `https://sts.windows.net/${IDS.tenant}/`,
+    });
+    expect(app.azp).toBeUndefined();
+    const user = { oid: IDS.user, upn: IDS.userUpn, name: "Alice", isAgentUser: false };
+    const delegated = userTokenClaims({
+      ...common,
+      resource: v1,
+      client: { appId: IDS.app, oid: "o" },
+      user,
+      scopes: [],
+    });
+    expect(delegated).toMatchObject({
+      upn: IDS.userUpn,
+      unique_name: IDS.userUpn,
+      ver: "1.0",
+      appid: IDS.app,
+    });
+    expect(delegated.preferred_username).toBeUndefined();
   });
 
   it("gives each app its own pairwise subject for a user", () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fmiSubject } from "../../src/emulator/claims.ts";
+import { facetSet, fmiSubject } from "../../src/emulator/claims.ts";
+import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -26,7 +27,7 @@ const secretParams = {
 };
 
 describe("client_credentials with a client secret", () => {
-  it("issues a v2 app token with the granted app roles", async () => {
+  it("issues Graph a v1 app token with the granted app roles, as Entra does", async () => {
     const r = await h.token(secretParams);
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ token_type: "Bearer", expires_in: 3599, ext_expires_in: 3599 });
@@ -34,18 +35,57 @@ describe("client_credentials with a client secret", () => {
     expect(r.headers.get("cache-control")).toContain("no-store");
     const c = claimsOf(r.json.access_token);
     expect(c).toMatchObject({
-      iss: `${h.emulator.url}/${IDS.tenant}/v2.0`,
+      iss: `https://sts.windows.net/${IDS.tenant}/`,
+      idp: `https://sts.windows.net/${IDS.tenant}/`,
       aud: "https://graph.microsoft.com",
       tid: IDS.tenant,
-      azp: IDS.app,
-      azpacr: "1",
+      appid: IDS.app,
+      appidacr: "1",
       idtyp: "app",
-      ver: "2.0",
+      ver: "1.0",
       roles: ["Application.ReadWrite.All"],
     });
+    expect(c.azp).toBeUndefined();
     expect(c.sub).toBe(c.oid);
     expect(c.xms_par_app_azp).toBeUndefined();
     expect(Number(c.exp) - Number(c.iat)).toBe(3599);
+  });
+
+  it("issues a v2 token to a resource that asks for v2 (requestedAccessTokenVersion)", async () => {
+    const c = claimsOf(await h.accessToken({ ...secretParams, scope: "api://contoso-weather/.default" }));
+    expect(c).toMatchObject({
+      iss: `${h.emulator.url}/${IDS.tenant}/v2.0`,
+      aud: IDS.weather,
+      azp: IDS.app,
+      azpacr: "1",
+      ver: "2.0",
+    });
+    expect(c.appid).toBeUndefined();
+  });
+
+  it("writes the identifier as asked in a v1 aud, and the app id with the aud use_guid optional claim", async () => {
+    const { callJson } = await import("../support/emulator/testing.ts");
+    const api = "2b7c1d0e-9f8a-4b6c-8d5e-3f2a1b0c9d8e";
+    const add = (body: object) =>
+      callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/resources`, body);
+    expect((await add({ appId: api, identifierUris: ["api://v1-api"], appRoles: ["R"] })).status).toBe(201);
+    expect(claimsOf(await h.accessToken({ ...secretParams, scope: "api://v1-api/.default" })).aud).toBe(
+      "api://v1-api",
+    );
+    expect(claimsOf(await h.accessToken({ ...secretParams, scope: `${api}/.default` })).aud).toBe(api);
+    const guid = "3c8d2e1f-0a9b-4c7d-9e6f-4a3b2c1d0e9f";
+    expect(
+      (
+        await add({
+          appId: guid,
+          identifierUris: ["api://guid-api"],
+          optionalClaims: { accessToken: [{ name: "aud", additionalProperties: ["use_guid"] }] },
+        })
+      ).status,
+    ).toBe(201);
+    expect(claimsOf(await h.accessToken({ ...secretParams, scope: "api://guid-api/.default" })).aud).toBe(
+      guid,
+    );
   });
 
   it("accepts the tenant's domain name in place of its id", async () => {
@@ -66,7 +106,7 @@ describe("client_credentials with a client secret", () => {
     expect(r.json.error).toBe("invalid_client");
     expect(r.json.error_codes).toEqual([7000215]);
     expect(String(r.json.error_description)).toMatch(
-      /^AADSTS7000215: .* Trace ID: [0-9a-f-]{36} Correlation ID: [0-9a-f-]{36} Timestamp: \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/,
+      /^AADSTS7000215: .*\r\nTrace ID: [0-9a-f-]{36}\r\nCorrelation ID: [0-9a-f-]{36}\r\nTimestamp: \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/,
     );
     expect(r.json.timestamp).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
     expect(r.json.trace_id).toMatch(/^[0-9a-f-]{36}$/);
@@ -145,8 +185,10 @@ describe("client_credentials with a client secret", () => {
 describe("the agent identity exchange", () => {
   it("gives the blueprint T1 for one of its agent identities (fmi_path)", async () => {
     const c = claimsOf(await h.t1());
+    // The captures show the exchange app's GUID as T1's aud, not api://AzureADTokenExchange.
     expect(c).toMatchObject({
-      aud: "api://AzureADTokenExchange",
+      aud: TOKEN_EXCHANGE_APP_ID,
+      ver: "2.0",
       azp: IDS.blueprint,
       idtyp: "app",
       sub: fmiSubject(IDS.tenant, IDS.blueprint, IDS.agent),
@@ -171,7 +213,8 @@ describe("the agent identity exchange", () => {
       scope: EXCHANGE_SCOPE,
       ...change,
     });
-    expect(r.status).toBeGreaterThanOrEqual(400);
+    // A refusal of the request (Entra answers 400 or 401 with an AADSTS code), never a server error.
+    expect([400, 401]).toContain(r.status);
     expect(entraCode(r)).toBe(code);
   });
 
@@ -181,22 +224,27 @@ describe("the agent identity exchange", () => {
     const c = claimsOf(r.json.access_token);
     expect(c).toMatchObject({
       aud: "https://graph.microsoft.com",
-      azp: IDS.agent,
-      azpacr: "2",
+      appid: IDS.agent,
+      appidacr: "2",
       idtyp: "app",
+      ver: "1.0",
       roles: ["User.Read.All"],
       xms_par_app_azp: IDS.blueprint,
-      xms_act_fct: "11",
-      xms_sub_fct: "11",
     });
+    expect(facetSet(c.xms_act_fct).has(11)).toBe(true);
+    expect(facetSet(c.xms_sub_fct).has(11)).toBe(true);
+    // Learn: an agent identity's object id and app id are the same value.
+    expect(c.oid).toBe(IDS.agent);
     expect(c.sub).toBe(c.oid);
   });
 
   it("lets the agent identity get T2, its own exchange token", async () => {
     const c = claimsOf(await h.accessToken({ ...h.agentParams(await h.t1()), scope: EXCHANGE_SCOPE }));
     expect(c).toMatchObject({
-      aud: "api://AzureADTokenExchange",
+      aud: TOKEN_EXCHANGE_APP_ID,
       azp: IDS.agent,
+      oid: IDS.agent,
+      sub: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
     });
   });
@@ -232,8 +280,11 @@ describe("the agent identity exchange", () => {
   });
 
   it("refuses a token of the wrong audience as the agent's credential", async () => {
-    const graphToken = await h.accessToken(secretParams);
-    expect(entraCode(await h.token(h.agentParams(graphToken)))).toBe(700212);
+    const v2Token = await h.accessToken({ ...secretParams, scope: "api://contoso-weather/.default" });
+    expect(entraCode(await h.token(h.agentParams(v2Token)))).toBe(700212);
+    // A v1 token's issuer (sts.windows.net) is no issuer a federated credential names.
+    const v1Token = await h.accessToken(secretParams);
+    expect(entraCode(await h.token(h.agentParams(v1Token)))).toBe(700211);
   });
 
   it("refuses an expired assertion with AADSTS700024", async () => {

@@ -2,6 +2,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DirectoryError } from "../../src/emulator/directory.ts";
 import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
+import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -67,8 +68,8 @@ describe("client_credentials with a certificate", () => {
     const r = await h.token(params(assertion));
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(claimsOf(r.json.access_token)).toMatchObject({
-      azp: IDS.app,
-      azpacr: "2",
+      appid: IDS.app,
+      appidacr: "2",
       idtyp: "app",
       roles: ["Application.ReadWrite.All"],
     });
@@ -115,12 +116,12 @@ describe("client_credentials with a certificate", () => {
       fmi_path: IDS.agent,
     });
     expect(claimsOf(t1)).toMatchObject({
-      aud: "api://AzureADTokenExchange",
+      aud: TOKEN_EXCHANGE_APP_ID,
       azp: IDS.blueprint,
       azpacr: "2",
     });
     const agent = claimsOf(await h.accessToken(h.agentParams(t1)));
-    expect(agent).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+    expect(agent).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
   });
 });
 

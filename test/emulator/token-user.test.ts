@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { facetSet } from "../../src/emulator/claims.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
@@ -61,7 +62,9 @@ async function userFicParams(scope: string, user: Record<string, string>): Promi
 describe("dev user tokens", () => {
   it("mints a user token whose audience is the blueprint", async () => {
     const c = claimsOf(await userToken());
-    expect(c).toMatchObject({ aud: IDS.blueprint, oid: IDS.user, idtyp: "user", scp: "access_as_user" });
+    // A blueprint's tokens are v2 (capture); it asks for no idtyp on user tokens.
+    expect(c).toMatchObject({ aud: IDS.blueprint, oid: IDS.user, scp: "access_as_user", ver: "2.0" });
+    expect(c.idtyp).toBeUndefined();
   });
 });
 
@@ -72,17 +75,19 @@ describe("on-behalf-of", () => {
     );
     expect(r.status).toBe(200);
     const c = claimsOf(r.json.access_token);
+    // Graph's user tokens: v1, idtyp (Graph sets include_user_token), the facet claims (OBO capture).
     expect(c).toMatchObject({
       aud: "https://graph.microsoft.com",
-      azp: IDS.agent,
+      appid: IDS.agent,
       idtyp: "user",
       oid: IDS.user,
       scp: "User.Read",
       xms_par_app_azp: IDS.blueprint,
-      xms_act_fct: "11",
-      preferred_username: IDS.userUpn,
+      upn: IDS.userUpn,
+      ver: "1.0",
     });
-    expect(c.xms_sub_fct).toBeUndefined();
+    expect(facetSet(c.xms_act_fct).has(11)).toBe(true);
+    expect(facetSet(c.xms_sub_fct).has(13)).toBe(false);
     expect(r.json.scope).toBe("https://graph.microsoft.com/User.Read openid profile offline_access");
     expect(String(r.json.refresh_token)).toMatch(/^1\.A/);
     expect(claimsOf(r.json.id_token)).toMatchObject({ aud: IDS.agent, oid: IDS.user });
@@ -112,29 +117,91 @@ describe("on-behalf-of", () => {
     });
   });
 
-  it("lets an agent identity inherit the blueprint's delegated grants only when marked so", async () => {
+  it("lets agent identities inherit what their blueprint lists as inheritable, per resource", async () => {
     const weather = "api://contoso-weather/Forecast.Read";
+    // IDS.blueprint lists nothing as inheritable: its own grant on the weather API does not reach its agent.
     expect(entraCode(await h.token(await oboParams(weather)))).toBe(65001);
-    const inheriting = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
-    const added = await callJson(
+    const blueprint = "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f";
+    const agent = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
+    const secret = "inheriting-blueprint-secret";
+    const add = async (collection: string, body: object) => {
+      const r = await callJson(
+        h.dispatcher,
+        "POST",
+        `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/${collection}`,
+        body,
+      );
+      expect(r.status, JSON.stringify(r.json)).toBe(201);
+    };
+    await add("applications", {
+      appId: blueprint,
+      kind: "agentIdentityBlueprint",
+      identifierUris: [`api://${blueprint}`],
+      scopes: ["access_as_user"],
+      clientSecrets: [{ value: secret }],
+      inheritablePermissions: [
+        {
+          resourceAppId: "api://contoso-weather",
+          inheritableScopes: { kind: "enumerated", scopes: ["Forecast.Read"] },
+          inheritableRoles: { kind: "allAllowed" },
+        },
+      ],
+    });
+    await add("agentIdentities", { appId: agent, blueprintAppId: blueprint });
+    await add("grants", {
+      type: "delegated",
+      clientAppId: blueprint,
+      resource: IDS.weather,
+      scopes: ["Forecast.Read"],
+    });
+    await add("grants", {
+      type: "application",
+      clientAppId: blueprint,
+      resource: IDS.weather,
+      roles: ["Forecast.Read"],
+    });
+    await add("grants", {
+      type: "delegated",
+      clientAppId: blueprint,
+      resource: IDS.graph,
+      scopes: ["User.Read"],
+    });
+    const t1 = await h.t1(agent, blueprint, secret);
+    const obo = async (scope: string) =>
+      h.token({
+        ...(await oboParams(scope, await userToken({ audience: blueprint }))),
+        client_id: agent,
+        client_assertion: t1,
+      });
+    const r = await obo(weather);
+    expect(r.status).toBe(200);
+    expect(claimsOf(r.json.access_token)).toMatchObject({
+      azp: agent,
+      scp: "Forecast.Read",
+      xms_par_app_azp: blueprint,
+    });
+    // Graph is not listed as inheritable: the blueprint's Graph grant stays the blueprint's.
+    expect(entraCode(await obo("https://graph.microsoft.com/User.Read"))).toBe(65001);
+    // App roles are inherited too (inheritableRoles allAllowed).
+    const app = claimsOf(
+      await h.accessToken({ ...h.agentParams(t1, agent), scope: "api://contoso-weather/.default" }),
+    );
+    expect(app.roles).toEqual(["Forecast.Read"]);
+  });
+
+  it("refuses the old per-agent inheritance switch with a pointer to inheritablePermissions", async () => {
+    const r = await callJson(
       h.dispatcher,
       "POST",
       `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/agentIdentities`,
       {
-        appId: inheriting,
+        appId: "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
         blueprintAppId: IDS.blueprint,
         inheritDelegatedPermissions: true,
       },
     );
-    expect(added.status).toBe(201);
-    const params = await oboParams(weather);
-    const r = await h.token({ ...params, client_id: inheriting, client_assertion: await h.t1(inheriting) });
-    expect(r.status).toBe(200);
-    expect(claimsOf(r.json.access_token)).toMatchObject({
-      azp: inheriting,
-      scp: "Forecast.Read",
-      xms_par_app_azp: IDS.blueprint,
-    });
+    expect(r.status).toBe(400);
+    expect(String(r.json.detail)).toContain("inheritablePermissions");
   });
 
   it("refuses a user token whose audience is not the blueprint", async () => {
@@ -153,11 +220,12 @@ describe("on-behalf-of", () => {
     expect(entraCode(r)).toBe(500133);
   });
 
-  it("refuses an app token as the assertion", async () => {
+  it("refuses an app token as the assertion with AADSTS7000114, as Entra does", async () => {
     const appToken = await h.accessToken({ ...h.agentParams(await h.t1()), scope: EXCHANGE_SCOPE });
-    expect(entraCode(await h.token(await oboParams("https://graph.microsoft.com/User.Read", appToken)))).toBe(
-      50013,
-    );
+    const r = await h.token(await oboParams("https://graph.microsoft.com/User.Read", appToken));
+    expect(r.json.error).toBe("unauthorized_client");
+    expect(entraCode(r)).toBe(7000114);
+    expect(String(r.json.error_description)).toContain(`Application '${IDS.agent}' is not allowed`);
   });
 
   it.each([
@@ -186,12 +254,12 @@ describe("agent user (user_fic)", () => {
     expect(c).toMatchObject({
       idtyp: "user",
       oid: IDS.agentUser,
-      azp: IDS.agent,
-      xms_sub_fct: "13",
-      xms_act_fct: "11",
+      appid: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
       scp: "Mail.Read Mail.Send User.Read",
     });
+    expect(facetSet(c.xms_sub_fct).has(13)).toBe(true);
+    expect(facetSet(c.xms_act_fct).has(11)).toBe(true);
     expect(r.json.refresh_token).toBeDefined();
   });
 
@@ -258,7 +326,7 @@ describe("refresh_token", () => {
     expect(claimsOf(again.json.access_token)).toMatchObject({
       oid: IDS.user,
       scp: "User.Read",
-      azp: IDS.agent,
+      appid: IDS.agent,
     });
     expect(again.json.refresh_token).toBeDefined();
 

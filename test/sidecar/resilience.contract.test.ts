@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   baseEnv,
   call,
@@ -130,6 +130,37 @@ describe("refresh ahead of expiry", () => {
   });
 });
 
+describe("OBO refresh and the user's token", () => {
+  it("never refreshes an OBO token ahead past the inbound token's expiry (AADSTS500133 otherwise)", async () => {
+    // OBO tokens outlive the user token here (150 s against 40 s), as they can at Entra.
+    await emu.admin("POST", "settings", { accessTokenLifetimeSeconds: 150 });
+    const s = await sidecar();
+    const user = await emu.userToken({ lifetimeSeconds: 40 });
+    const start = Date.now();
+    // Only Date is faked, for the sidecar and the emulator alike (one process): timers stay real.
+    vi.useFakeTimers({ toFake: ["Date"], now: start });
+    try {
+      await emu.resetCounters();
+      const url = `${s.url}/AuthorizationHeader/weather-user`;
+      const headers = { authorization: `Bearer ${user}` };
+      const first = await call(url, { headers });
+      expect(first.status, first.text).toBe(200);
+      // Through the refresh window (from 112.5 s) and to just before the OBO token goes stale (135 s).
+      for (let t = 10; t <= 130; t += 10) {
+        vi.setSystemTime(start + t * 1000);
+        const r = await call(url, { headers });
+        expect(r.status).toBe(200);
+        expect(tokenOf(r)).toBe(tokenOf(first));
+      }
+      await call(`${s.url}/healthz`);
+      expect((await emu.counters()).byClient[IDS.blueprint]).toEqual({ on_behalf_of: 1 });
+      expect(s.logs.join("")).not.toMatch(/500133/);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe("Entra faults", () => {
   async function freshAppToken(s: TestSidecar) {
     return call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
@@ -194,15 +225,21 @@ describe("Entra faults", () => {
     expect(await blueprintCount()).toBe(FAST_RETRY.attempts);
   });
 
-  it("keeps serving a still-valid cached token while Entra is down", async () => {
+  it("keeps serving a still-valid cached token while Entra is down, but never to a forced or claims request", async () => {
     const s = await sidecar();
     const first = tokenOf(await freshAppToken(s));
-    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 500, clientId: IDS.blueprint });
-    const forced = await call(
-      `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`,
-    );
-    expect(forced.status).toBe(200);
-    expect(tokenOf(forced)).toBe(first);
+    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 503, clientId: IDS.blueprint });
+    const base = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
+    const forced = await call(`${base}?optionsOverride.AcquireTokenOptions.ForceRefresh=true`);
+    expect(forced.status, forced.text).toBe(401);
+    expect(forced.text).not.toContain(first);
+    const claims = encodeURIComponent('{"access_token":{"xms_cc":{"values":["cp1"]}}}');
+    const stepUp = await call(`${base}?optionsOverride.AcquireTokenOptions.Claims=${claims}`);
+    expect(stepUp.status, stepUp.text).toBe(401);
+    expect(stepUp.json.detail).toMatch(/503/);
+    const plain = await freshAppToken(s);
+    expect(plain.status).toBe(200);
+    expect(tokenOf(plain)).toBe(first);
   });
 });
 

@@ -71,6 +71,8 @@ export function testDirectory(): DirectorySpec {
             identifierUris: ["api://contoso-weather"],
             appRoles: ["Forecast.Read"],
             scopes: ["Forecast.Read"],
+            // A v2 API beside Graph's and the blueprint's v1 (Entra's default), so both shapes are exercised.
+            requestedAccessTokenVersion: 2,
           },
         ],
         grants: [
