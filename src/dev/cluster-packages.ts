@@ -15,6 +15,8 @@ export const CLUSTER_PACKAGES: Record<string, string[]> = {
   runc: ["runc"],
   "containernetworking-plugins": ["/usr/lib/cni/bridge", "/usr/lib/cni/host-local"],
   buildah: ["buildah"],
+  // The shell and tools of the base image that stands in for node:24-slim (Dockerfile RUN lines need them).
+  "busybox-static": ["/bin/busybox"],
   // ip, nsenter, iptables: present on every Debian, named so that a minimal image says what is missing.
   iproute2: ["ip"],
   "util-linux": ["nsenter"],

@@ -55,6 +55,8 @@ export interface StartClusterOptions {
   /** Parent of the cluster's directory (default: the OS temp dir). */
   tmpRoot?: string;
   progress?: (line: string) => void;
+  /** More ports of the namespace's loopback that `expose` may relay to this host (e.g. an emulator's), by name. */
+  relayPorts?: Record<string, number>;
 }
 
 export interface Cluster {
@@ -186,7 +188,11 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
     };
 
     // The relay: Unix sockets in the cluster's directory, connected to ports of the namespace's loopback.
-    const routes = { apiserver: CLUSTER_PORTS.apiserver, etcd: CLUSTER_PORTS.etcd };
+    const routes: Record<string, number> = {
+      ...options.relayPorts,
+      apiserver: CLUSTER_PORTS.apiserver,
+      etcd: CLUSTER_PORTS.etcd,
+    };
     const relay = launch(
       "relay",
       process.execPath,
