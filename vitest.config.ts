@@ -33,7 +33,9 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
-          globalSetup: [process.env.AGENTID_E2E_KIND === "1" ? "test/e2e/kind-setup.ts" : "test/e2e/global-setup.ts"],
+          globalSetup: [
+            process.env.AGENTID_E2E_KIND === "1" ? "test/e2e/kind-setup.ts" : "test/e2e/global-setup.ts",
+          ],
           testTimeout: 240_000,
         },
       },

@@ -93,7 +93,10 @@ function runtime(out) {
   mkdirSync(join(out, "tmp"), { recursive: true, mode: 0o1777 });
 }
 
-const IMPORT = /(?:^|[^\w.])(?:import|export)\s*(?:[^"'`;]*?\sfrom\s*)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+// Static imports and re-exports (group 1); dynamic import(), require(), createRequire(...)("x") and
+// require.resolve("x") (group 2: loaded when the code runs, so followed from every file but the CLI itself).
+const IMPORT =
+  /(?:^|[^\w.])(?:import|export)\s*(?:[^"'`;]*?\sfrom\s*)?["']([^"']+)["']|(?:import\(|require\(|\)\(|\.resolve\()\s*["']([^"']+)["']\s*\)/g;
 
 function packageName(specifier) {
   const parts = specifier.split("/");
@@ -114,7 +117,8 @@ function app(appDir, out, entries) {
       const dynamic = match[2] !== undefined;
       if (dynamic && !followDynamic) continue; // the CLI's other commands: loaded only when called
       if (specifier.startsWith("node:") || builtinModules.includes(specifier)) continue;
-      if (specifier.startsWith(".")) queue.push({ file: resolve(dirname(file), specifier), followDynamic: true });
+      if (specifier.startsWith("."))
+        queue.push({ file: resolve(dirname(file), specifier), followDynamic: true });
       else packages.add(packageName(specifier));
     }
   }
@@ -139,15 +143,24 @@ function app(appDir, out, entries) {
     }
     if (!pkgDir || copied.has(pkgDir)) return;
     copied.add(pkgDir);
-    cpSync(pkgDir, join(out, pkgDir.slice(resolve(appDir).length)), { recursive: true, verbatimSymlinks: true });
+    cpSync(pkgDir, join(out, pkgDir.slice(resolve(appDir).length)), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
     const manifest = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
-    for (const dep of Object.keys({ ...manifest.dependencies, ...manifest.optionalDependencies, ...manifest.peerDependencies })) {
+    for (const dep of Object.keys({
+      ...manifest.dependencies,
+      ...manifest.optionalDependencies,
+      ...manifest.peerDependencies,
+    })) {
       visit(dep, pkgDir);
     }
   };
   for (const name of packages) visit(name, resolve(appDir));
   copyFileSync(join(appDir, "package.json"), join(out, "package.json"));
-  console.log(`collected ${files.size} files and ${copied.size} packages (${[...packages].sort().join(", ")})`);
+  console.log(
+    `collected ${files.size} files and ${copied.size} packages (${[...packages].sort().join(", ")})`,
+  );
 }
 
 if (mode === "runtime" && args[0]) runtime(args[0]);

@@ -116,7 +116,9 @@ export async function ensureClusterBinaries(
     const given = fromEnv[key];
     if (given !== undefined) {
       if (!(await isExecutable(given))) {
-        throw new ControlPlaneBuildError(`${CLUSTER_BINARY_ENV[key].env} names ${given}, which is not executable`);
+        throw new ControlPlaneBuildError(
+          `${CLUSTER_BINARY_ENV[key].env} names ${given}, which is not executable`,
+        );
       }
       result[key] = given;
       source[key] = "environment";

@@ -289,6 +289,8 @@ export function clusterApiserverArgs(): Record<string, string> {
     // Webhook Services are called at their endpoints (pod IPs on the bridge): there is no kube-proxy.
     "enable-aggregator-routing": "true",
     "service-cluster-ip-range": CLUSTER_NETWORK.serviceRange,
+    // Logs and exec go to the node's address on the bridge; its name resolves nowhere (no DNS in the namespace).
+    "kubelet-preferred-address-types": "InternalIP",
   };
 }
 
@@ -305,7 +307,12 @@ export function componentKubeconfig(input: {
     {
       apiVersion: "v1",
       kind: "Config",
-      clusters: [{ name: "agentid", cluster: { server: input.server, "certificate-authority-data": b64(input.caPem) } }],
+      clusters: [
+        {
+          name: "agentid",
+          cluster: { server: input.server, "certificate-authority-data": b64(input.caPem) },
+        },
+      ],
       users: [
         {
           name: input.user,

@@ -4,8 +4,8 @@ import { createReadStream, existsSync } from "node:fs";
 import { chmod, lstat, mkdir, readFile, realpath, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { PAUSE_IMAGE } from "./cluster-config.ts";
 
@@ -84,7 +84,10 @@ export async function exportImage(image: string, archive: string, cache = images
 }
 
 /** The sandbox image: only the static pause program, running as nobody. Cached by the binary's hash. */
-export async function buildPauseImage(pauseBinary: string, progress: (line: string) => void): Promise<string> {
+export async function buildPauseImage(
+  pauseBinary: string,
+  progress: (line: string) => void,
+): Promise<string> {
   const cache = imagesCacheDir();
   await mkdir(cache, { recursive: true });
   const key = await hashFiles([pauseBinary], "pause-image-1");
@@ -95,7 +98,16 @@ export async function buildPauseImage(pauseBinary: string, progress: (line: stri
   try {
     await buildah(["copy", "--quiet", container, pauseBinary, "/pause"], cache);
     await buildah(
-      ["config", "--entrypoint", '["/pause"]', "--user", "65535:65535", "--label", "org.opencontainers.image.title=agentid pause", container],
+      [
+        "config",
+        "--entrypoint",
+        '["/pause"]',
+        "--user",
+        "65535:65535",
+        "--label",
+        "org.opencontainers.image.title=agentid pause",
+        container,
+      ],
       cache,
     );
     await buildah(["commit", "--quiet", container, PAUSE_IMAGE], cache);
@@ -106,7 +118,8 @@ export async function buildPauseImage(pauseBinary: string, progress: (line: stri
   return archive;
 }
 
-const execText = async (command: string, args: string[]) => (await execFileAsync(command, args)).stdout.trim();
+const execText = async (command: string, args: string[]) =>
+  (await execFileAsync(command, args)).stdout.trim();
 
 /** The Node version of the `node` devDependency: the binary npm ships, which the base image carries. */
 export const NODE_BINARY = fileURLToPath(new URL("../../node_modules/node/bin/node", import.meta.url));
@@ -141,7 +154,9 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
   await mkdir(cache, { recursive: true });
   const nodeVersion = await execText(NODE_BINARY, ["--version"]);
   const image = baseImageName(nodeVersion);
-  const versions = await execText("dpkg-query", ["-W", "-f", "${Package}=${Version}\\n", ...BASE_PACKAGES]);
+  // dpkg-query's own format syntax, not a template string.
+  const format = ["$", "{Package}=$", "{Version}\\n"].join("");
+  const versions = await execText("dpkg-query", ["-W", "-f", format, ...BASE_PACKAGES]);
   const npmDir = join(dirname(await realpath(await execText("sh", ["-c", "command -v npm"]))), "..");
   const npmVersion = JSON.parse(await readFile(join(npmDir, "package.json"), "utf8")).version as string;
   // This machine's CA bundle: `npm ci` in the build stages goes through whatever TLS this machine trusts (a
@@ -150,11 +165,22 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
   const key = await hashFiles([NODE_BINARY, ...caBundle], `node-base-3\n${versions}\nnpm ${npmVersion}`);
   const marker = join(cache, `node-base-${key}.done`);
   if (existsSync(marker) && (await imageExists(image, cache))) return image;
-  progress(`building the base image ${image} from Debian packages (${versions.replace(/\n/g, ", ")}), node ${nodeVersion} and npm ${npmVersion}`);
+  progress(
+    `building the base image ${image} from Debian packages (${versions.replace(/\n/g, ", ")}), node ${nodeVersion} and npm ${npmVersion}`,
+  );
   const rootfs = join(cache, `node-base-${key}.rootfs`);
   await rm(rootfs, { recursive: true, force: true });
   // Debian 12's merged /usr: /bin, /lib, /lib64 and /sbin are links into /usr.
-  for (const dir of ["usr/bin", "usr/lib", "usr/lib64", "usr/sbin", "usr/local/bin", "usr/local/lib/node_modules", "etc", "root"]) {
+  for (const dir of [
+    "usr/bin",
+    "usr/lib",
+    "usr/lib64",
+    "usr/sbin",
+    "usr/local/bin",
+    "usr/local/lib/node_modules",
+    "etc",
+    "root",
+  ]) {
     await mkdir(join(rootfs, dir), { recursive: true });
   }
   for (const dir of ["bin", "lib", "lib64", "sbin"]) await symlink(`usr/${dir}`, join(rootfs, dir));
@@ -184,7 +210,10 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
   await execFileAsync("cp", ["-a", npmDir, join(rootfs, "usr/local/lib/node_modules/npm")]);
   await symlink("../lib/node_modules/npm/bin/npm-cli.js", join(rootfs, "usr/local/bin/npm"));
   await symlink("../lib/node_modules/npm/bin/npx-cli.js", join(rootfs, "usr/local/bin/npx"));
-  await writeFile(join(rootfs, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+  await writeFile(
+    join(rootfs, "etc/passwd"),
+    "root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+  );
   await writeFile(join(rootfs, "etc/group"), "root:x:0:\nnode:x:1000:\nnogroup:x:65534:\n");
   const container = await buildah(["from", "--quiet", "scratch"], cache);
   try {
@@ -214,8 +243,23 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
 
 /** The files of the build context that the .dockerignore lets in, for the cache key (git knows them). */
 async function contextFiles(): Promise<string[]> {
-  const listed = await execText("git", ["-C", REPO_ROOT, "ls-files", "--cached", "--others", "--exclude-standard",
-    "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "src", "scripts/image", "crds", "Dockerfile", ".dockerignore"]);
+  const listed = await execText("git", [
+    "-C",
+    REPO_ROOT,
+    "ls-files",
+    "--cached",
+    "--others",
+    "--exclude-standard",
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "tsconfig.build.json",
+    "src",
+    "scripts/image",
+    "crds",
+    "Dockerfile",
+    ".dockerignore",
+  ]);
   return listed
     .split("\n")
     .filter((f) => f && !f.endsWith(".test.ts"))
@@ -251,7 +295,9 @@ export async function buildProjectImages(
     const archive = join(cache, `${target}-${key}.tar`);
     let built: BuiltImage["built"] = "cache";
     if (!existsSync(archive)) {
-      progress(`building ${name} from the Dockerfile with buildah (first build: a few minutes; npm ci runs in the build)`);
+      progress(
+        `building ${name} from the Dockerfile with buildah (first build: a few minutes; npm ci runs in the build)`,
+      );
       const started = Date.now();
       await buildahStreaming(
         [
@@ -279,7 +325,9 @@ export async function buildProjectImages(
       built = Date.now() - started;
     }
     const sizeBytes = await imageSize(archive);
-    progress(`${name}: ${(sizeBytes / 1e6).toFixed(1)} MB${built === "cache" ? " (cached)" : ` built in ${(built / 1000).toFixed(0)} s`}`);
+    progress(
+      `${name}: ${(sizeBytes / 1e6).toFixed(1)} MB${built === "cache" ? " (cached)" : ` built in ${(built / 1000).toFixed(0)} s`}`,
+    );
     results.push({ target, name, archive, sizeBytes, built });
   }
   return results;

@@ -79,7 +79,8 @@ function onPath(command: string): boolean {
 export function machineFacts(): MachineFacts {
   let isDebian = false;
   try {
-    isDebian = /^ID=debian$/m.test(readFileSync("/etc/os-release", "utf8")) || existsSync("/etc/debian_version");
+    isDebian =
+      /^ID=debian$/m.test(readFileSync("/etc/os-release", "utf8")) || existsSync("/etc/debian_version");
   } catch {
     isDebian = false;
   }

@@ -81,13 +81,14 @@ export async function createNetns(netns: string): Promise<void> {
 
 /** Mount points at or under `dir`, deepest first; pure (reads the text of /proc/self/mountinfo). */
 export function mountsUnder(dir: string, mountinfo: string): string[] {
-  const unescape = (s: string) => s.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+  const unescapeOctal = (s: string) =>
+    s.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
   const prefix = dir.endsWith("/") ? dir : `${dir}/`;
   const points = mountinfo
     .split("\n")
     .map((line) => line.split(" ")[4])
     .filter((p): p is string => p !== undefined)
-    .map(unescape)
+    .map(unescapeOctal)
     .filter((p) => p === dir || p.startsWith(prefix));
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
@@ -121,7 +122,8 @@ export function createCgroups(cgroupRoot: string): void {
     const dir = join(hierarchy, cgroupRoot);
     mkdirSync(dir, { recursive: true });
     for (const file of ["cpuset.cpus", "cpuset.mems"]) {
-      if (existsSync(join(dir, file))) writeFileSync(join(dir, file), readFileSync(join(hierarchy, file), "utf8").trim());
+      if (existsSync(join(dir, file)))
+        writeFileSync(join(dir, file), readFileSync(join(hierarchy, file), "utf8").trim());
     }
   }
 }
@@ -203,7 +205,8 @@ export function readSysctls(): Record<string, string> {
 export function restoreSysctls(values: Record<string, string>): void {
   for (const [key, value] of Object.entries(values)) {
     try {
-      if (readFileSync(join("/proc/sys", key), "utf8").trim() !== value) writeFileSync(join("/proc/sys", key), value);
+      if (readFileSync(join("/proc/sys", key), "utf8").trim() !== value)
+        writeFileSync(join("/proc/sys", key), value);
     } catch {
       // Best effort: the next start tries again from the record.
     }

@@ -114,7 +114,9 @@ async function waitFor<T>(
   throw new ClusterStartError(`timed out waiting for ${what} (last: ${last})`);
 }
 
-const RELAY_SCRIPT = fileURLToPath(new URL(`./cluster-relay${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
+const RELAY_SCRIPT = fileURLToPath(
+  new URL(`./cluster-relay${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url),
+);
 
 /**
  * Starts a single-node cluster inside a network namespace of its own: etcd, kube-apiserver,
@@ -146,7 +148,10 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
   const started = Date.now();
   const deadline = started + (options.startTimeoutMs ?? 180_000);
   const dir = await mkdtemp(join(tmpRoot, CLUSTER_DIR_PREFIX));
-  const id = dir.slice(-6).toLowerCase().replace(/[^a-z0-9]/g, "x");
+  const id = dir
+    .slice(-6)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "x");
   const record: ClusterRecord = {
     pid: process.pid,
     netns: netnsNameFor(id),
@@ -175,9 +180,15 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
 
   try {
     await Promise.all(
-      [paths.logs, paths.relay, paths.kubeconfigs, paths.cniConfDir, paths.cniIpamDir, paths.podLogsDir, join(dir, "containerd")].map(
-        (d) => mkdir(d, { recursive: true }),
-      ),
+      [
+        paths.logs,
+        paths.relay,
+        paths.kubeconfigs,
+        paths.cniConfDir,
+        paths.cniIpamDir,
+        paths.podLogsDir,
+        join(dir, "containerd"),
+      ].map((d) => mkdir(d, { recursive: true })),
     );
     await createNetns(record.netns);
     const launch = (name: string, command: string, args: string[]) => {
@@ -193,11 +204,10 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       apiserver: CLUSTER_PORTS.apiserver,
       etcd: CLUSTER_PORTS.etcd,
     };
-    const relay = launch(
-      "relay",
-      process.execPath,
-      [RELAY_SCRIPT, ...Object.entries(routes).map(([name, port]) => `${join(paths.relay, name)}.sock=${port}`)],
-    );
+    const relay = launch("relay", process.execPath, [
+      RELAY_SCRIPT,
+      ...Object.entries(routes).map(([name, port]) => `${join(paths.relay, name)}.sock=${port}`),
+    ]);
     await waitFor("the relay", deadline, [relay], async () =>
       (await readFile(relay.logPath, "utf8")).includes("ready") ? true : undefined,
     );
@@ -218,12 +228,21 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       apiserverArgs: clusterApiserverArgs(),
       placement: {
         command: (binary, args) => inNetns(record.netns, binary, args),
-        ports: { etcd: CLUSTER_PORTS.etcd, etcdPeer: CLUSTER_PORTS.etcdPeer, apiserver: CLUSTER_PORTS.apiserver },
+        ports: {
+          etcd: CLUSTER_PORTS.etcd,
+          etcdPeer: CLUSTER_PORTS.etcdPeer,
+          apiserver: CLUSTER_PORTS.apiserver,
+        },
         expose,
         bindAddress: "0.0.0.0",
         pki: {
           servingIpAddresses: [CLUSTER_NETWORK.gateway, CLUSTER_NETWORK.kubernetesServiceIp],
-          servingDnsNames: ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+          servingDnsNames: [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+          ],
           clients: {
             kubelet: { commonName: `system:node:${NODE_NAME}`, organizations: ["system:nodes"] },
             controllerManager: { commonName: "system:kube-controller-manager" },
@@ -239,7 +258,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       const cert = cp.pki.clients[name];
       if (!cert) throw new Error(`no client certificate for ${name}`);
       const path = join(paths.kubeconfigs, `${name}.kubeconfig`);
-      await writeFile(path, componentKubeconfig({ server: inside, caPem: cp.caPem, ...cert, user }), { mode: 0o600 });
+      await writeFile(path, componentKubeconfig({ server: inside, caPem: cp.caPem, ...cert, user }), {
+        mode: 0o600,
+      });
       return path;
     };
 
@@ -247,7 +268,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
     await writeFile(join(paths.cniConfDir, "10-agentid.conflist"), cniConfig(paths));
     const containerd = launch("containerd", "containerd", ["--config", paths.containerdConfig]);
     const ctr = (...args: string[]) => execFileAsync("ctr", ["--address", paths.containerdSocket, ...args]);
-    await waitFor("containerd", deadline, [containerd], async () => ((await ctr("version")) ? true : undefined));
+    await waitFor("containerd", deadline, [containerd], async () =>
+      (await ctr("version")) ? true : undefined,
+    );
     await ctr("-n", "k8s.io", "images", "import", pauseArchive);
     phase("containerd");
 
@@ -266,7 +289,10 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       kubeSchedulerArgs(await kubeconfigFor("scheduler", "system:kube-scheduler")),
     );
     createCgroups(record.cgroupRoot);
-    await writeFile(paths.kubeletConfig, kubeletConfig({ paths, caFile: cp.pkiFiles.caFile, cgroupRoot: record.cgroupRoot }));
+    await writeFile(
+      paths.kubeletConfig,
+      kubeletConfig({ paths, caFile: cp.pkiFiles.caFile, cgroupRoot: record.cgroupRoot }),
+    );
     const kubelet = launch(
       "kubelet",
       binaries.kubelet,
@@ -342,9 +368,12 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
     await cp(paths.logs, kept, { recursive: true }).catch(() => undefined);
     await stop().catch(() => undefined);
     logs.push(`(all logs kept in ${kept})`);
-    throw new ClusterStartError(`could not start the cluster: ${(error as Error).message}\n${logs.join("\n")}`, {
-      cause: error,
-    });
+    throw new ClusterStartError(
+      `could not start the cluster: ${(error as Error).message}\n${logs.join("\n")}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 

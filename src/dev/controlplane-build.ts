@@ -54,7 +54,9 @@ export async function isExecutable(path: string): Promise<boolean> {
 /** Hash of what a wrapper module builds from: go.mod, go.sum and any Go source of its own (tools/pause). */
 async function moduleHash(moduleDir: string): Promise<string> {
   const hash = createHash("sha256");
-  const files = (await readdir(moduleDir)).filter((f) => f === "go.mod" || f === "go.sum" || f.endsWith(".go"));
+  const files = (await readdir(moduleDir)).filter(
+    (f) => f === "go.mod" || f === "go.sum" || f.endsWith(".go"),
+  );
   for (const file of files.sort()) hash.update(await readFile(join(moduleDir, file)));
   return hash.digest("hex").slice(0, 16);
 }
@@ -79,7 +81,10 @@ export interface BuildContext {
 
 /** Returns the cached binary when its version and build stamp are right, else builds it. */
 /** Exported for the cluster's binaries (cluster-binaries.ts), which share the cache and its stamps. */
-export async function findOrBuild(spec: BinarySpec, ctx: BuildContext): Promise<{ path: string; source: string }> {
+export async function findOrBuild(
+  spec: BinarySpec,
+  ctx: BuildContext,
+): Promise<{ path: string; source: string }> {
   const { dir, go } = ctx;
   const path = join(dir, spec.name);
   const stampPath = `${path}.build.json`;

@@ -60,7 +60,14 @@ function emulatorDirectory(issuer: string): string {
             appRoles: ["User.Read.All"],
           },
         ],
-        grants: [{ type: "application", clientAppId: AGENT, resource: "https://graph.microsoft.com", roles: ["User.Read.All"] }],
+        grants: [
+          {
+            type: "application",
+            clientAppId: AGENT,
+            resource: "https://graph.microsoft.com",
+            roles: ["User.Read.All"],
+          },
+        ],
       },
     ],
   });
@@ -100,7 +107,9 @@ async function startEmulator(cluster: Cluster): Promise<{ caPem: string }> {
       const caPem = await readFile(join(dir, "state", "ca.pem"), "utf8");
       // Only a readiness check through the relay: the certificate names 198.51.100.1, not 127.0.0.1.
       const dispatcher = new Agent({ connect: { ca: caPem, checkServerIdentity: () => undefined } });
-      const res = await request(`https://127.0.0.1:${port}/${TENANT}/v2.0/.well-known/openid-configuration`, { dispatcher });
+      const res = await request(`https://127.0.0.1:${port}/${TENANT}/v2.0/.well-known/openid-configuration`, {
+        dispatcher,
+      });
       await res.body.text();
       await dispatcher.close();
       if (res.statusCode === 200) return { caPem };
@@ -129,7 +138,11 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     const { caPem } = await startEmulator(cluster);
     const client = createKubeClient(cluster.kubeConfig);
     try {
-      await client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: AGENT_NAMESPACE } });
+      await client.create("/api/v1/namespaces", {
+        apiVersion: "v1",
+        kind: "Namespace",
+        metadata: { name: AGENT_NAMESPACE },
+      });
       await client.create(`/api/v1/namespaces/${AGENT_NAMESPACE}/serviceaccounts`, {
         apiVersion: "v1",
         kind: "ServiceAccount",

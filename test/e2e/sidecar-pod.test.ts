@@ -24,10 +24,13 @@ async function appReport(namespace: string, pod: string): Promise<AppReport> {
   if (!target) throw new Error("no target");
   let text = "";
   await expect
-    .poll(async () => {
-      text = (await podLog(target, namespace, pod, "app")).trim();
-      return text.length > 0;
-    }, { timeout: 60_000, interval: 250 })
+    .poll(
+      async () => {
+        text = (await podLog(target, namespace, pod, "app")).trim();
+        return text.length > 0;
+      },
+      { timeout: 60_000, interval: 250 },
+    )
     .toBe(true);
   return JSON.parse(text.split("\n")[0] ?? "{}") as AppReport;
 }
@@ -49,6 +52,9 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
     expect(sidecar?.state?.running).toBeDefined();
 
     const report = await appReport(ns, "agent-app");
+    const sidecarLog = await podLog(target, ns, "agent-app", "agentid-sidecar");
+    if (report.status !== 200)
+      console.log(`app: ${JSON.stringify(report)}\nsidecar log:\n${sidecarLog.slice(-3000)}`);
     // The app's one and only request, made as soon as it started, succeeded: the sidecar was ready before it.
     expect(report).toMatchObject({
       status: 200,
@@ -59,7 +65,6 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
       tokenFileVisible: false,
     });
     // No token in the sidecar's log.
-    const sidecarLog = await podLog(target, ns, "agent-app", "agentid-sidecar");
     expect(sidecarLog).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
     console.log(
       `proved: native sidecar started and ready before the app (first request answered 200), kubelet-projected token read by the sidecar only, agent token for ${report.appid} from the emulator in the cluster's namespace; pod create → app running ${ms} ms`,
@@ -94,13 +99,23 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
     for (let round = 0; round < 3; round++) {
       const plain = await createAndTimeToAppRunning(
         client,
-        agentPod(target, { name: `plain-${round}`, injection: "none", appCommand: ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"] }),
+        agentPod(target, {
+          name: `plain-${round}`,
+          injection: "none",
+          appCommand: ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"],
+        }),
       );
       const injected = await createAndTimeToAppRunning(
         client,
-        agentPod(target, { name: `injected-${round}`, appCommand: ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"] }),
+        agentPod(target, {
+          name: `injected-${round}`,
+          appCommand: ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"],
+        }),
       );
       rounds.push({ plain: plain.ms, injected: injected.ms });
+      console.log(
+        `round ${round}: plain ${JSON.stringify(plain.steps)}; injected ${JSON.stringify(injected.steps)}`,
+      );
       expect(status(injected.pod, "agentid-sidecar")?.started).toBe(true);
       for (const name of [`plain-${round}`, `injected-${round}`]) {
         await client.delete(`/api/v1/namespaces/${target.agentNamespace}/pods/${name}`);

@@ -19,7 +19,11 @@ describe.skipIf(unavailable !== undefined)("workloads on the local cluster", () 
   it("runs a Deployment with the default ServiceAccount, lists its pods behind a Service, and collects them when it is deleted", async () => {
     if (!target || !client) return;
     const ns = "e2e-workloads";
-    await client.create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    await client.create("/api/v1/namespaces", {
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name: ns },
+    });
     await client.create(`/apis/apps/v1/namespaces/${ns}/deployments`, {
       apiVersion: "apps/v1",
       kind: "Deployment",
@@ -37,10 +41,19 @@ describe.skipIf(unavailable !== undefined)("workloads on the local cluster", () 
                 name: "web",
                 image: target.images.sidecar,
                 imagePullPolicy: "IfNotPresent",
-                command: ["/usr/local/bin/node", "-e", "require('node:http').createServer((q, s) => s.end('ok')).listen(8080)"],
+                command: [
+                  "/usr/local/bin/node",
+                  "-e",
+                  "require('node:http').createServer((q, s) => s.end('ok')).listen(8080)",
+                ],
                 ports: [{ containerPort: 8080 }],
                 readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
-                securityContext: { runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
+                securityContext: {
+                  runAsNonRoot: true,
+                  runAsUser: 65532,
+                  readOnlyRootFilesystem: true,
+                  allowPrivilegeEscalation: false,
+                },
               },
             ],
             terminationGracePeriodSeconds: 2,
@@ -59,8 +72,11 @@ describe.skipIf(unavailable !== undefined)("workloads on the local cluster", () 
     await expect
       .poll(
         async () => {
-          pods = (await client.get<List<Pod>>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=web" })).items;
-          return pods.filter((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+          pods = (await client.get<List<Pod>>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: "app=web" }))
+            .items;
+          return pods.filter((p) =>
+            p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+          ).length;
         },
         { timeout: 120_000, interval: 250 },
       )
@@ -75,10 +91,11 @@ describe.skipIf(unavailable !== undefined)("workloads on the local cluster", () 
     await expect
       .poll(
         async () => {
-          const slices = await client.get<List<{ endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }>>(
-            `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
-            { labelSelector: "kubernetes.io/service-name=web" },
-          );
+          const slices = await client.get<
+            List<{ endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[] }>
+          >(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, {
+            labelSelector: "kubernetes.io/service-name=web",
+          });
           return slices.items
             .flatMap((s) => s.endpoints ?? [])
             .filter((e) => e.conditions?.ready)

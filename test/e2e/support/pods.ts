@@ -13,7 +13,13 @@ export const EMULATOR_CA_CONFIGMAP = "agentid-e2e-emulator-ca";
 const NODE = "/usr/local/bin/node";
 
 export interface Pod {
-  metadata: { name: string; namespace: string; uid?: string; creationTimestamp?: string; ownerReferences?: { kind: string }[] };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    creationTimestamp?: string;
+    ownerReferences?: { kind: string }[];
+  };
   spec: { serviceAccountName?: string; nodeName?: string };
   status?: {
     phase?: string;
@@ -58,6 +64,7 @@ export function sidecarEnv(target: E2eTarget): { name: string; value: string }[]
     "DownstreamApis__graph-app__RequestAppToken": "true",
     Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
     AGENTID_SIDECAR_CA_FILE: "/etc/agentid/emulator-ca/ca.pem",
+    AGENTID_SIDECAR_LOG_LEVEL: "debug",
   };
   return Object.entries(env).map(([name, value]) => ({ name, value }));
 }
@@ -91,7 +98,13 @@ export const TOKEN_VOLUMES = (expirationSeconds: number) => [
     name: "agentid-token",
     projected: {
       sources: [
-        { serviceAccountToken: { audience: "api://AzureADTokenExchange", expirationSeconds, path: "azure-identity-token" } },
+        {
+          serviceAccountToken: {
+            audience: "api://AzureADTokenExchange",
+            expirationSeconds,
+            path: "azure-identity-token",
+          },
+        },
       ],
     },
   },
@@ -109,7 +122,7 @@ const res = await fetch(url);
 const body = await res.json();
 const token = (body.authorizationHeader ?? "").replace(/^Bearer /, "");
 const claims = token ? JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()) : {};
-console.log(JSON.stringify({ status: res.status, error: token ? undefined : body.title, appid: claims.appid ?? claims.azp, aud: claims.aud, tid: claims.tid, tokenFileVisible: (await import("node:fs")).existsSync("${TOKEN_FILE}") }));
+console.log(JSON.stringify({ status: res.status, error: token ? undefined : JSON.stringify(body).slice(0, 600), appid: claims.appid ?? claims.azp, aud: claims.aud, tid: claims.tid, tokenFileVisible: (await import("node:fs")).existsSync("${TOKEN_FILE}") }));
 ${options.stay ? "setInterval(() => {}, 1 << 30);" : ""}`;
 }
 
@@ -131,7 +144,12 @@ export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<st
     name: "app",
     image: target.images.sidecar,
     imagePullPolicy: "IfNotPresent",
-    command: options.appCommand ?? [NODE, "--input-type=module", "-e", appScript({ agentAppId: target.emulator.agentAppId, stay: options.appStays ?? true })],
+    command: options.appCommand ?? [
+      NODE,
+      "--input-type=module",
+      "-e",
+      appScript({ agentAppId: target.emulator.agentAppId, stay: options.appStays ?? true }),
+    ],
     env: injection === "hand" ? [{ name: "SIDECAR_URL", value: "http://127.0.0.1:5000" }] : [],
     securityContext: restricted,
     resources: { requests: { cpu: "10m", memory: "32Mi" } },
@@ -173,22 +191,37 @@ export async function waitForPod(
     if (last && done(last)) return last;
     await sleep(100);
   }
-  throw new Error(`pod ${namespace}/${name} did not get there in ${timeoutMs} ms; last status: ${JSON.stringify(last?.status)}`);
+  throw new Error(
+    `pod ${namespace}/${name} did not get there in ${timeoutMs} ms; last status: ${JSON.stringify(last?.status)}`,
+  );
 }
 
 export const status = (pod: Pod, name: string): ContainerStatus | undefined =>
-  [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find((c) => c.name === name);
+  [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])].find(
+    (c) => c.name === name,
+  );
 
 export const isRunning = (pod: Pod, name: string) => status(pod, name)?.state?.running !== undefined;
 
-/** Creates a pod and measures, by polling, when the app container first runs (ms after the create call). */
+/** Creates a pod and measures, by polling every 100 ms, when each step was first seen (ms after the create call). */
 export async function createAndTimeToAppRunning(
   client: KubeClient,
   pod: Record<string, unknown>,
-): Promise<{ pod: Pod; ms: number }> {
+): Promise<{ pod: Pod; ms: number; steps: Record<string, number> }> {
   const meta = pod.metadata as { name: string; namespace: string };
   const started = Date.now();
+  const steps: Record<string, number> = {};
+  const see = (step: string, reached: boolean) => {
+    if (reached && steps[step] === undefined) steps[step] = Date.now() - started;
+  };
   await client.create(`/api/v1/namespaces/${meta.namespace}/pods`, pod);
-  const done = await waitForPod(client, meta.namespace, meta.name, (p) => isRunning(p, "app"));
-  return { pod: done, ms: Date.now() - started };
+  const done = await waitForPod(client, meta.namespace, meta.name, (p) => {
+    see("scheduled", p.spec.nodeName !== undefined);
+    see("podIP", p.status?.podIP !== undefined);
+    see("sidecarRunning", isRunning(p, "agentid-sidecar"));
+    see("sidecarStarted", status(p, "agentid-sidecar")?.started === true);
+    see("appRunning", isRunning(p, "app"));
+    return isRunning(p, "app");
+  });
+  return { pod: done, ms: Date.now() - started, steps };
 }

@@ -50,7 +50,12 @@ export function clientOf(target: E2eTarget): KubeClient {
 }
 
 /** A container's log as text (the JSON client cannot read it). */
-export async function podLog(target: E2eTarget, namespace: string, pod: string, container: string): Promise<string> {
+export async function podLog(
+  target: E2eTarget,
+  namespace: string,
+  pod: string,
+  container: string,
+): Promise<string> {
   const kc = kubeConfigOf(target);
   const opts: { ca?: unknown; cert?: unknown; key?: unknown; headers?: Record<string, unknown> } = {};
   await kc.applyToHTTPSOptions(opts as never);
@@ -61,10 +66,14 @@ export async function podLog(target: E2eTarget, namespace: string, pod: string, 
     const server = kc.getCurrentCluster()?.server ?? "";
     const res = await request(
       `${server}/api/v1/namespaces/${namespace}/pods/${pod}/log?container=${encodeURIComponent(container)}`,
-      { dispatcher, headers: Object.fromEntries(Object.entries(opts.headers ?? {}).map(([k, v]) => [k, String(v)])) },
+      {
+        dispatcher,
+        headers: Object.fromEntries(Object.entries(opts.headers ?? {}).map(([k, v]) => [k, String(v)])),
+      },
     );
     const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`logs of ${namespace}/${pod}/${container}: ${res.statusCode} ${text}`);
+    if (res.statusCode !== 200)
+      throw new Error(`logs of ${namespace}/${pod}/${container}: ${res.statusCode} ${text}`);
     return text;
   } finally {
     await dispatcher.close();
