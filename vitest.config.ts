@@ -6,13 +6,15 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 180_000,
     pool: "forks",
-    reporters: ["default"],
+    // The slowest files at the end of every run: `npm test` must stay under 10 minutes warm on 2 cores.
+    reporters: ["default", "./test/support/slowest-files-reporter.ts"],
     projects: [
       {
         extends: true,
         test: {
           name: "unit",
-          include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+          // Unit tests live under test/<module>/ (README, "Contributing"); none beside the code in src/.
+          include: ["test/**/*.test.ts"],
           exclude: ["test/integration/**", "test/e2e/**", "**/node_modules/**"],
         },
       },
@@ -23,6 +25,11 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           globalSetup: ["test/support/controlplane-global-setup.ts"],
+          // Files mostly wait on the API server: two at a time, each in namespaces of its own (files that
+          // restart a server start a control plane of their own, so they never disturb the shared one).
+          maxWorkers: 2,
+          // expect.poll waits for a real API server and real processes: 30 s, not vitest's 1 s.
+          expect: { poll: { timeout: 30_000, interval: 100 } },
         },
       },
       {

@@ -6,8 +6,8 @@ import { parse } from "yaml";
 import { startControlPlane } from "../src/dev/controlplane.ts";
 import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../src/kube/client.ts";
+import { MANAGER_SEMI_SPACE_FLAG } from "../src/manager/v8-flags.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
-import { MANAGER_SEMI_SPACE_FLAG } from "../src/operator/v8-flags.ts";
 import { identityBody } from "../test/integration/operator-support.ts";
 
 /**
@@ -34,6 +34,7 @@ function flag(name: string, fallback: number): number {
 const COUNT = flag("count", 1000);
 const IDLE_SECONDS = flag("idle-seconds", 15);
 const HEALTH_PORT = 18000 + Math.floor(Math.random() * 2000);
+const METRICS_PORT = HEALTH_PORT + 1;
 const NAMESPACE = "bench";
 const BUILD = !process.argv.includes("--no-build");
 /** Production runs the manager without NODE_OPTIONS; set MANAGER_NODE_OPTIONS only to experiment. */
@@ -51,7 +52,7 @@ interface Scrape {
 
 async function scrape(): Promise<Scrape | undefined> {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${HEALTH_PORT}/metrics`)).text();
+    const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
     const ready = Number(/agentid_identities\{condition="Ready",status="True"\} (\d+)/.exec(text)?.[1] ?? 0);
     const requests = new Map<string, number>();
     for (const m of text.matchAll(
@@ -134,6 +135,8 @@ async function main(): Promise<void> {
       "127.0.0.1",
       "--health-port",
       String(HEALTH_PORT),
+      "--metrics-bind-address",
+      `127.0.0.1:${METRICS_PORT}`,
       "--log-level",
       "warn",
       "--concurrency",

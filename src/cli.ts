@@ -11,7 +11,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   },
   manager: {
     summary: "Run the AgentIdentity operator (leader-elected; /healthz, /readyz, /metrics).",
-    load: async () => (await import("./operator/command.ts")).managerCommand,
+    load: async () => (await import("./manager/command.ts")).managerCommand,
   },
   sidecar: {
     summary:

@@ -1,4 +1,4 @@
-/** Names fixed by DESIGN.md, shared by the operator, the webhook, the sidecar and the chart. */
+/** The names of the API (group, kinds, labels, annotations): one place, shared by the operator, the webhook, the sidecar and the chart. */
 
 export const GROUP = "agentid.io";
 export const VERSION = "v1alpha1";

@@ -2,7 +2,7 @@ import { ANNOTATION_IDENTITY } from "./constants.ts";
 import type { AgentIdentity } from "./types.ts";
 
 /**
- * Which AgentIdentity a pod gets (DESIGN.md): the one its `agentid.io/identity` annotation names, or,
+ * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or,
  * without the annotation, the only live identity of its namespace that binds the pod's ServiceAccount.
  * The identity must bind the pod's ServiceAccount: a pod cannot borrow another account's identity.
  * Pure, for the webhook; `candidates` are the identities of the pod's namespace.

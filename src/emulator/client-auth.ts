@@ -9,10 +9,10 @@ import {
   audiences,
   type DecodedJwt,
   decodeUntrusted,
-  ownIssuerTenant,
   ownSignatureValid,
+  ownV2IssuerTenant,
 } from "./own-tokens.ts";
-import { type Client, TOKEN_EXCHANGE_RESOURCE } from "./store.ts";
+import { type Client, TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_RESOURCE } from "./store.ts";
 
 export const JWT_BEARER_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /** Entra tolerates five minutes of clock skew on assertions. */
@@ -105,7 +105,9 @@ async function checkAgentExchangeToken(
     );
   }
   const aud = audiences(jwt.payload);
-  if (!aud.includes(TOKEN_EXCHANGE_RESOURCE)) throw errors.noFicForAudience(aud.join(" "));
+  // T1's `aud` is the exchange app's GUID in Entra's tokens (captures); the URI form is accepted too.
+  if (!aud.some((a) => a === TOKEN_EXCHANGE_APP_ID || a === TOKEN_EXCHANGE_RESOURCE))
+    throw errors.noFicForAudience(aud.join(" "));
   const expected = fmiSubject(t.id, client.blueprint.appId, client.appId);
   if (jwt.payload.sub !== expected) throw errors.noFicForSubject(String(jwt.payload.sub ?? ""));
 }
@@ -123,12 +125,18 @@ async function checkFederatedAssertion(
   if (fics.length === 0) throw errors.noFicForIssuer(issuer);
   const bySubject = fics.filter((f) => f.subject === subject);
   if (bySubject.length === 0) throw errors.noFicForSubject(subject);
-  const aud = audiences(jwt.payload);
-  if (!bySubject.some((f) => f.audiences.some((a) => aud.includes(a))))
-    throw errors.noFicForAudience(aud.join(" "));
+  // Entra's own exchange tokens carry the exchange app's GUID as `aud` (captures); a credential's
+  // api://AzureADTokenExchange matches it (emulator choice: Entra accepts such tokens where the URI is due).
+  const aud = audiences(jwt.payload).map((a) => (a === TOKEN_EXCHANGE_APP_ID ? TOKEN_EXCHANGE_RESOURCE : a));
+  const byAudience = bySubject.filter((f) => f.audiences.some((a) => aud.includes(a)));
+  if (byAudience.length === 0) throw errors.noFicForAudience(aud.join(" "));
+  // A credential added moments ago is not yet known everywhere: AADSTS70021 until it has propagated.
+  const delay = ctx.settings.federatedCredentialPropagationSeconds;
+  if (!byAudience.some((f) => ctx.store.federatedCredentialPropagated(client.appId, f, delay)))
+    throw errors.federatedCredentialNotPropagated(issuer, subject, aud.join(" "));
   // An issuer inside this emulator is verified with our own keys, and (as in Entra) only a managed
   // identity's token may be a federated credential.
-  const ownTenant = ownIssuerTenant(ctx.baseUrl, issuer);
+  const ownTenant = ownV2IssuerTenant(ctx.baseUrl, issuer);
   if (ownTenant !== undefined) {
     if (!(await ownSignatureValid(ctx.keys, ownTenant, token))) {
       throw errors.assertionSignature(
@@ -141,6 +149,9 @@ async function checkFederatedAssertion(
       throw errors.entraTokenAsFederatedCredential();
     }
   } else {
+    // Learn: only RS256 issuers are supported for workload identity federation ("other algorithms may
+    // work, but haven't been tested"); the emulator refuses them (emulator choice of code: 5002730).
+    if (jwt.header.alg !== "RS256") throw errors.unsupportedSigningAlgorithm(String(jwt.header.alg));
     try {
       await ctx.federation.verify(token, issuer);
     } catch (error) {

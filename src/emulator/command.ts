@@ -52,8 +52,14 @@ export const emulatorCommand: Command = {
     "trust-ca": {
       type: "string",
       multiple: true,
-      help: "PEM file of a CA to trust when fetching a federated issuer's OIDC discovery and keys (repeatable).",
+      help: "TEST SWITCH: PEM file of a private CA to trust when fetching a federated issuer's OIDC discovery and keys (repeatable); Entra trusts public roots only.",
       env: "AGENTID_EMULATOR_TRUST_CA",
+    },
+    "fic-propagation-seconds": {
+      type: "string",
+      help: "Seconds a federated credential added at run time answers AADSTS70021 before it works, as Entra's do for minutes (0 = off; the playground uses 5).",
+      default: "0",
+      env: "AGENTID_EMULATOR_FIC_PROPAGATION_SECONDS",
     },
     "log-level": {
       type: "string",
@@ -69,6 +75,9 @@ export const emulatorCommand: Command = {
         `--log-level must be one of fatal, error, warn, info, debug, trace, silent; got '${level}'`,
       );
     const trustFiles = trustOption(values);
+    const propagation = Number(stringOption(values, "fic-propagation-seconds") ?? "0");
+    if (!Number.isInteger(propagation) || propagation < 0 || propagation > 3600)
+      throw new UsageError("--fic-propagation-seconds must be a whole number of seconds from 0 to 3600");
     const directoryPath = stringOption(values, "directory");
     let directory: DirectorySpec | undefined;
     const trustedCaPems: string[] = [];
@@ -87,6 +96,7 @@ export const emulatorCommand: Command = {
       stateDir: stringOption(values, "state-dir") ?? defaultStateDir(),
       ...(directory ? { directory } : {}),
       trustedCaPems,
+      settings: { federatedCredentialPropagationSeconds: propagation },
       logger,
     });
     const tenants = directory?.tenants.map((t) => t.id) ?? [];

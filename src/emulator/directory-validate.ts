@@ -1,4 +1,5 @@
 import {
+  type ApplicationSpec,
   DirectoryError,
   type DirectorySpec,
   derivedGuid,
@@ -101,6 +102,7 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
       problems.push(`${p}.kind: must be 'application', 'agentIdentityBlueprint' or 'managedIdentity'`);
     }
     checkResourceFields(app, p, problems);
+    checkInheritablePermissions(t, app, p, problems);
     app.objectId ??= derivedGuid(`app:${t.id}:${app.appId}`);
     app.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${app.appId}`);
     app.displayName ??= `app ${app.appId}`;
@@ -149,7 +151,17 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
         `${p}.blueprintAppId: '${String(a.blueprintAppId)}' is not an agentIdentityBlueprint application of this tenant`,
       );
     }
-    a.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${a.appId}`);
+    // Learn (agent-identities): an agent identity's object id and app id are the same value.
+    if (
+      a.servicePrincipalId !== undefined &&
+      String(a.servicePrincipalId).toLowerCase() !== String(a.appId).toLowerCase()
+    )
+      problems.push(`${p}.servicePrincipalId: an agent identity's object id is its app id (leave it out)`);
+    a.servicePrincipalId = a.appId;
+    if ("inheritDelegatedPermissions" in a)
+      problems.push(
+        `${p}.inheritDelegatedPermissions: no longer supported; list the resource in the blueprint's inheritablePermissions (as Entra does)`,
+      );
     a.displayName ??= `agent ${a.appId}`;
   });
   const userIds = new Set<string>();
@@ -228,6 +240,79 @@ function checkResourceFields(r: ResourceFields, p: string, problems: string[]): 
   }
   if (r.audience !== undefined && typeof r.audience !== "string")
     problems.push(`${p}.audience: must be a string`);
+  const version = r.requestedAccessTokenVersion;
+  if (version !== undefined && version !== null && version !== 1 && version !== 2)
+    problems.push(`${p}.requestedAccessTokenVersion: must be 1, 2 or null`);
+  const optional = r.optionalClaims;
+  if (optional !== undefined) {
+    const list = isObject(optional) ? optional.accessToken : undefined;
+    const ok =
+      list === undefined ||
+      (Array.isArray(list) &&
+        list.every(
+          (c) =>
+            isObject(c) &&
+            typeof c.name === "string" &&
+            (c.additionalProperties === undefined || isStringList(c.additionalProperties)),
+        ));
+    if (!isObject(optional) || !ok)
+      problems.push(`${p}.optionalClaims: must be {accessToken: [{name, additionalProperties?}]}`);
+  }
+}
+
+const SCOPE_KINDS = ["allAllowed", "enumerated", "none"];
+const ROLE_KINDS = ["allAllowed", "none"];
+
+/** Graph's inheritablePermissions: blueprints only, one entry per resource, enumerated scopes must exist. */
+function checkInheritablePermissions(
+  t: TenantSpec,
+  app: ApplicationSpec,
+  p: string,
+  problems: string[],
+): void {
+  const list = app.inheritablePermissions;
+  if (list === undefined) return;
+  if (app.kind !== "agentIdentityBlueprint") {
+    problems.push(`${p}.inheritablePermissions: only an agentIdentityBlueprint has inheritable permissions`);
+    return;
+  }
+  if (!Array.isArray(list)) {
+    problems.push(`${p}.inheritablePermissions: must be a list`);
+    return;
+  }
+  const seen = new Set<string>();
+  list.forEach((entry, i) => {
+    const ep = `${p}.inheritablePermissions[${i}]`;
+    if (!isObject(entry) || typeof entry.resourceAppId !== "string") {
+      problems.push(`${ep}.resourceAppId: must be a string`);
+      return;
+    }
+    const resource = findResourceFields(t, entry.resourceAppId);
+    if (!resource) {
+      problems.push(`${ep}.resourceAppId: '${entry.resourceAppId}' is not a resource of this tenant`);
+      return;
+    }
+    if (seen.has(resource.appId.toLowerCase())) problems.push(`${ep}.resourceAppId: listed twice`);
+    seen.add(resource.appId.toLowerCase());
+    const scopes = entry.inheritableScopes;
+    if (scopes !== undefined) {
+      if (!isObject(scopes) || !SCOPE_KINDS.includes(String(scopes.kind)))
+        problems.push(`${ep}.inheritableScopes.kind: must be one of ${SCOPE_KINDS.join(", ")}`);
+      else if (scopes.kind === "enumerated") {
+        if (!isStringList(scopes.scopes))
+          problems.push(`${ep}.inheritableScopes.scopes: must be a list of strings`);
+        else
+          for (const s of scopes.scopes)
+            if (!resource.scopes?.includes(s))
+              problems.push(
+                `${ep}.inheritableScopes.scopes: '${s}' is not a delegated scope of ${entry.resourceAppId}`,
+              );
+      }
+    }
+    const roles = entry.inheritableRoles;
+    if (roles !== undefined && (!isObject(roles) || !ROLE_KINDS.includes(String(roles.kind))))
+      problems.push(`${ep}.inheritableRoles.kind: must be one of ${ROLE_KINDS.join(", ")}`);
+  });
 }
 
 /** Why a federated identity credential is unacceptable, or undefined when it is fine (Graph's rules). */

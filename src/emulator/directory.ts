@@ -33,6 +33,31 @@ export interface ResourceFields {
   appRoles?: string[];
   /** Delegated permission scopes, e.g. `User.Read`. */
   scopes?: string[];
+  /**
+   * Graph's `api.requestedAccessTokenVersion`: the version of the tokens issued for this resource. Entra's
+   * default (null) is 1, and Microsoft Graph's tokens are v1 (access-token-claims-reference).
+   */
+  requestedAccessTokenVersion?: 1 | 2 | null;
+  /** Graph's `optionalClaims` (access token part only): `idtyp`, `aud`, the agent facet claims. */
+  optionalClaims?: { accessToken?: OptionalClaimSpec[] };
+}
+
+/** One optional claim the resource asks for (Learn optional-claims-reference). */
+export interface OptionalClaimSpec {
+  name: string;
+  /** `include_user_token` for idtyp, `use_guid` for aud. */
+  additionalProperties?: string[];
+}
+
+/**
+ * Graph's inheritablePermission on a blueprint: which of the blueprint's granted scopes and app roles on one
+ * resource its agent identities inherit (Learn, concept-inheritable-permissions).
+ */
+export interface InheritablePermissionSpec {
+  /** The resource's app id (or identifier URI). */
+  resourceAppId: string;
+  inheritableScopes?: { kind: "allAllowed" | "enumerated" | "none"; scopes?: string[] };
+  inheritableRoles?: { kind: "allAllowed" | "none" };
 }
 
 export interface ClientSecretSpec {
@@ -64,16 +89,17 @@ export interface ApplicationSpec extends ResourceFields {
   federatedIdentityCredentials?: FederatedCredentialSpec[];
   /** Certificates whose private keys may sign the app's client assertions (Graph's keyCredentials). */
   keyCredentials?: KeyCredentialSpec[];
+  /** Blueprints only: the permissions their agent identities inherit, per resource. */
+  inheritablePermissions?: InheritablePermissionSpec[];
 }
 
 export interface AgentIdentitySpec {
   appId: string;
+  /** Always the app id: an agent identity's object id and app id are the same value (Learn, agent-identities). */
   servicePrincipalId?: string;
   displayName?: string;
   /** The parent agent identity blueprint's app id. */
   blueprintAppId: string;
-  /** Whether delegated grants of the blueprint also apply to this agent identity. */
-  inheritDelegatedPermissions?: boolean;
 }
 
 export interface UserSpec {

@@ -13,6 +13,10 @@ export class EntraError extends Error {
   readonly status: number;
   /** Extra response headers, such as Retry-After on throttling. */
   readonly headers: Record<string, string>;
+  /** A claims challenge (Conditional Access): the `claims` member of the body, a JSON string. */
+  readonly claims: string | undefined;
+  /** Entra's `suberror` member (`consent_required` on AADSTS65001, capture). */
+  suberror: string | undefined;
 
   constructor(
     error: string,
@@ -20,12 +24,14 @@ export class EntraError extends Error {
     message: string,
     status = 400,
     headers: Record<string, string> = {},
+    claims?: string,
   ) {
     super(message);
     this.error = error;
     this.code = code;
     this.status = status;
     this.headers = headers;
+    this.claims = claims;
   }
 }
 
@@ -37,6 +43,8 @@ export interface EntraErrorBody {
   trace_id: string;
   correlation_id: string;
   error_uri: string;
+  suberror?: string;
+  claims?: string;
 }
 
 /** Entra's timestamp format in error bodies: `2024-10-02 22:05:03Z`. */
@@ -54,14 +62,18 @@ export function errorBody(
   const correlation =
     correlationId && /^[0-9a-fA-F-]{36}$/.test(correlationId) ? correlationId : randomUUID();
   const timestamp = entraTimestamp(now);
+  // The trailer is separated by CRLF, as in Learn's examples (OBO error response, error-code reference) and
+  // captures up to 2023; some captures from 2025 show single spaces instead. Parse both.
   return {
     error: err.error,
-    error_description: `AADSTS${err.code}: ${scrubTokens(err.message)} Trace ID: ${traceId} Correlation ID: ${correlation} Timestamp: ${timestamp}`,
+    error_description: `AADSTS${err.code}: ${scrubTokens(err.message)}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlation}\r\nTimestamp: ${timestamp}`,
     error_codes: [err.code],
     timestamp,
     trace_id: traceId,
     correlation_id: correlation,
     error_uri: `${baseUrl}/error?code=${err.code}`,
+    ...(err.suberror !== undefined ? { suberror: err.suberror } : {}),
+    ...(err.claims !== undefined ? { claims: err.claims } : {}),
   };
 }
 
@@ -81,11 +93,41 @@ export const errors = {
       70003,
       `The app requested an unsupported grant type '${grant}'.`,
     ),
-  tenantNotFound: (tenant: string) =>
+  /** `invalid_tenant` on discovery and keys (azure-cli #22145 capture); `invalid_request` on the token endpoint. */
+  tenantNotFound: (tenant: string, error: "invalid_request" | "invalid_tenant" = "invalid_request") =>
+    new EntraError(
+      error,
+      90002,
+      `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.`,
+    ),
+  /** An app-only token as an OBO assertion (capture in test/fixtures/entra/error-7000114.json). */
+  appOnlyOnBehalfOf: (clientId: string) =>
+    new EntraError(
+      "unauthorized_client",
+      7000114,
+      `Application '${clientId}' is not allowed to make application on-behalf-of calls.`,
+    ),
+  /** A federated credential that has not propagated yet (Learn; capture in Azure/azure-workload-identity #616). */
+  federatedCredentialNotPropagated: (issuer: string, subject: string, audience: string) =>
     new EntraError(
       "invalid_request",
-      90002,
-      `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`,
+      70021,
+      `No matching federated identity record found for presented assertion. Assertion Issuer: '${issuer}'. Assertion Subject: '${subject}'. Assertion Audience: '${audience}'. https://learn.microsoft.com/entra/workload-id/workload-identity-federation`,
+    ),
+  /**
+   * A Conditional Access refusal with a claims challenge (Learn's OBO error response example: 50079,
+   * `interaction_required`, `claims`). 50076 is Learn's "must use multifactor authentication".
+   */
+  claimsChallenge: (code: 50076 | 50079, resource: string, claims: string) =>
+    new EntraError(
+      "interaction_required",
+      code,
+      code === 50079
+        ? `Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multifactor authentication to access '${resource}'.`
+        : `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${resource}'.`,
+      400,
+      {},
+      claims,
     ),
   applicationNotFound: (appId: string, tenant: string) =>
     new EntraError(
@@ -248,12 +290,15 @@ export const errors = {
       500011,
       `The resource principal named ${resource} was not found in the tenant named ${tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.`,
     ),
-  consentRequired: (clientId: string, displayName: string) =>
-    new EntraError(
+  consentRequired: (clientId: string, displayName: string) => {
+    const err = new EntraError(
       "invalid_grant",
       65001,
       `The user or administrator has not consented to use the application with ID '${clientId}' named '${displayName}'. Send an interactive authorization request for this user and resource.`,
-    ),
+    );
+    err.suberror = "consent_required";
+    return err;
+  },
   fmiPathNotAllowed: (fmiPath: string, clientId: string) =>
     new EntraError(
       "unauthorized_client",

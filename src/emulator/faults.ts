@@ -1,12 +1,19 @@
 /** A fault the admin API queued for the next token requests. */
 export interface FaultSpec {
   count: number;
-  kind: "status" | "delay" | "drop";
+  /** `claimsChallenge`: a Conditional Access refusal with a `claims` value (AADSTS50076/50079). */
+  kind: "status" | "delay" | "drop" | "claimsChallenge";
   status?: 500 | 503 | 429;
   retryAfterSeconds?: number;
   delayMs?: number;
+  /** claimsChallenge: the AADSTS code (default 50076). */
+  code?: 50076 | 50079;
+  /** claimsChallenge: the `claims` JSON string; default Learn's shape with a new policy id. */
+  claims?: string;
   /** Only requests of this client consume the fault. */
   clientId?: string;
+  /** Only requests of this grant consume the fault (a key of /counters, e.g. `on_behalf_of`). */
+  grant?: string;
 }
 
 export type GrantKey =
@@ -42,9 +49,11 @@ export class FaultQueue {
   }
 
   /** The fault this request gets, if any; decrements its count. */
-  take(clientId: string | undefined): FaultSpec | undefined {
+  take(clientId: string | undefined, grant?: string): FaultSpec | undefined {
     const index = this.#faults.findIndex(
-      (f) => f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase(),
+      (f) =>
+        (f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase()) &&
+        (f.grant === undefined || f.grant === grant),
     );
     const fault = this.#faults[index];
     if (!fault) return undefined;

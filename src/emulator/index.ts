@@ -14,6 +14,7 @@ import { RefreshTokenStore } from "./refresh-tokens.ts";
 import { problem, registerAdminRoutes } from "./routes/admin.ts";
 import { registerGraphRoutes } from "./routes/graph.ts";
 import { registerMetadataRoutes } from "./routes/metadata.ts";
+import { registerV1MetadataRoutes } from "./routes/metadata-v1.ts";
 import { registerTokenRoute } from "./routes/token.ts";
 import { DirectoryStore } from "./store.ts";
 import { ensureServingMaterial } from "./tls.ts";
@@ -30,10 +31,16 @@ export interface EmulatorOptions {
   /** CA, serving certificate and signing keys are kept here; default a new temporary directory. */
   stateDir?: string;
   directory?: DirectorySpec;
-  /** Extra CAs trusted when fetching a federated issuer's discovery document and JWKS. */
+  /**
+   * TEST SWITCH. Extra CAs trusted when fetching a federated issuer's discovery document and JWKS. Entra
+   * itself fetches them over the public internet with public roots only; a local kube-apiserver's own CA
+   * is trusted here so that tests and the playground can federate with it. Logged at start when set.
+   */
   trustedCaPems?: string[];
   settings?: Partial<Settings>;
   logger?: Logger;
+  /** The clock (seconds since the epoch); tests pass their own to step through time-based behaviour. */
+  now?: () => number;
 }
 
 export interface RunningEmulator {
@@ -54,7 +61,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "agentid-emulator-")));
   const logger = options.logger ?? createLogger({ name: "emulator" });
   const tls = await ensureServingMaterial(stateDir, [publicHost]);
-  const store = new DirectoryStore(options.directory);
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  const store = new DirectoryStore(options.directory, now);
   const federation = new FederationVerifier(options.trustedCaPems ?? []);
   const faults = new FaultQueue();
   const counters = new RequestCounters();
@@ -65,6 +73,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     logger: false,
     forceCloseConnections: true,
   });
+  let variation = 0;
   const ctx: TokenContext = {
     store,
     keys: await KeyStore.open(stateDir),
@@ -74,7 +83,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     settings: { ...DEFAULT_SETTINGS, ...options.settings },
     baseUrl: "", // set once the port is known
     logger,
-    now: () => Math.floor(Date.now() / 1000),
+    now,
+    nextVariation: () => variation++,
   };
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -102,6 +112,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   );
 
   registerMetadataRoutes(app, ctx);
+  registerV1MetadataRoutes(app, ctx);
   registerTokenRoute(app, ctx, faults, counters);
   registerAdminRoutes(app, ctx, faults, counters);
   registerGraphRoutes(app, ctx);
@@ -114,6 +125,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     { url, caPath: tls.caPath, tenants: store.spec.tenants.map((t) => t.id) },
     "Entra emulator listening",
   );
+  if ((options.trustedCaPems ?? []).length > 0)
+    logger.warn(
+      { extraCas: options.trustedCaPems?.length },
+      "test switch: federated issuers signed by private CAs are trusted (Entra trusts public roots only)",
+    );
 
   let closed = false;
   return {

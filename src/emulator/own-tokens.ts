@@ -45,9 +45,26 @@ export function audiences(payload: JWTPayload): string[] {
   return Array.isArray(payload.aud) ? payload.aud : [];
 }
 
-/** The tenant id in an issuer of this emulator (`<baseUrl>/<tid>/v2.0`), or undefined. */
-export function ownIssuerTenant(baseUrl: string, issuer: unknown): string | undefined {
+/** The tenant id in a v2 issuer of this emulator (`<baseUrl>/<tid>/v2.0`), or undefined. */
+export function ownV2IssuerTenant(baseUrl: string, issuer: unknown): string | undefined {
   if (typeof issuer !== "string" || !issuer.startsWith(`${baseUrl}/`)) return undefined;
   const m = /^([^/]+)\/v2\.0$/.exec(issuer.slice(baseUrl.length + 1));
   return m?.[1];
+}
+
+/**
+ * The tenant id in the issuer of one of this emulator's access tokens: v2 (`<baseUrl>/<tid>/v2.0`) or v1
+ * (`https://sts.windows.net/<tid>/`, which the emulator writes for v1 tokens). The signature check that
+ * follows decides whether the token is really ours.
+ */
+export function ownIssuerTenant(baseUrl: string, issuer: unknown): string | undefined {
+  const v2 = ownV2IssuerTenant(baseUrl, issuer);
+  if (v2 !== undefined || typeof issuer !== "string") return v2;
+  return /^https:\/\/sts\.windows\.net\/([0-9a-fA-F-]{36})\/$/.exec(issuer)?.[1];
+}
+
+/** The client a token was issued to: `azp` (v2) or `appid` (v1). */
+export function clientAppIdOf(payload: JWTPayload): string | undefined {
+  const id = payload.azp ?? payload.appid;
+  return typeof id === "string" ? id : undefined;
 }

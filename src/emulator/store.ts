@@ -41,8 +41,12 @@ export type Client =
 export interface Resource extends ResourceFields {
   appId: string;
   displayName: string;
-  /** The `aud` of tokens issued for it. */
+  /** The directory's `audience` or the app id (what Graph-side checks compare with). */
   audience: string;
+  /** The directory's explicit `audience`, which every token's `aud` then carries (token-shape.ts). */
+  audienceOverride?: string;
+  /** Set when the resource is an application of the directory (a blueprint's tokens default to v2). */
+  kind?: ApplicationSpec["kind"];
 }
 
 export type Collection = "applications" | "agentIdentities" | "users" | "agentUsers" | "resources" | "grants";
@@ -53,9 +57,17 @@ export type Collection = "applications" | "agentIdentities" | "users" | "agentUs
  */
 export class DirectoryStore {
   #spec: DirectorySpec;
+  /** When each federated credential added through the store was added (seconds), for the propagation delay. */
+  readonly #ficAddedAt = new Map<string, number>();
+  readonly #now: () => number;
 
-  constructor(spec: DirectorySpec = { tenants: [] }) {
+  /** `now` (seconds since the epoch) dates federated credentials added later; tests pass their own clock. */
+  constructor(
+    spec: DirectorySpec = { tenants: [] },
+    now: () => number = () => Math.floor(Date.now() / 1000),
+  ) {
     this.#spec = normalizeDirectory(spec);
+    this.#now = now;
   }
 
   get spec(): DirectorySpec {
@@ -93,7 +105,8 @@ export class DirectoryStore {
       return {
         kind: "agentIdentity",
         appId: agent.appId,
-        oid: agent.servicePrincipalId ?? "",
+        // Learn (agent-identities): an agent identity's object id and app id are the same value.
+        oid: agent.appId,
         displayName: agent.displayName ?? agent.appId,
         agent,
         blueprint,
@@ -110,9 +123,15 @@ export class DirectoryStore {
         audience: TOKEN_EXCHANGE_RESOURCE,
       };
     }
+    if (identifier.toLowerCase() === TOKEN_EXCHANGE_APP_ID) return this.resource(t, TOKEN_EXCHANGE_RESOURCE);
     const r = findResourceFields(t, identifier);
     if (!r) return undefined;
-    return { ...r, displayName: r.displayName ?? r.appId, audience: r.audience ?? r.appId };
+    return {
+      ...r,
+      displayName: r.displayName ?? r.appId,
+      audience: r.audience ?? r.appId,
+      ...(r.audience !== undefined ? { audienceOverride: r.audience } : {}),
+    };
   }
 
   /** A user or agent user by object id or UPN (any case). */
@@ -123,30 +142,68 @@ export class DirectoryStore {
     );
   }
 
-  /** App roles of `resource` assigned to the client. */
-  appRoles(t: TenantSpec, clientAppId: string, resource: Resource): string[] {
-    const roles = new Set<string>();
-    for (const g of t.grants ?? []) {
-      if (g.type !== "application" || !sameId(g.clientAppId, clientAppId)) continue;
-      if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
-      for (const r of g.roles) roles.add(r);
+  /**
+   * App roles of `resource` assigned to the client; an agent identity also gets its blueprint's roles on a
+   * resource the blueprint lists as inheritable (Learn, concept-inheritable-permissions).
+   */
+  appRoles(t: TenantSpec, client: Client, resource: Resource): string[] {
+    const own = (appId: string) => {
+      const roles: string[] = [];
+      for (const g of t.grants ?? []) {
+        if (g.type !== "application" || !sameId(g.clientAppId, appId)) continue;
+        if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
+        roles.push(...g.roles);
+      }
+      return roles;
+    };
+    const roles = new Set(own(client.appId));
+    if (client.kind === "agentIdentity") {
+      const rule = this.#inheritable(t, client.blueprint, resource)?.inheritableRoles;
+      if (rule?.kind === "allAllowed") for (const r of own(client.blueprint.appId)) roles.add(r);
     }
     return [...roles];
   }
 
-  /** Delegated scopes of `resource` granted to the client for this user (or for all users). */
+  /**
+   * Delegated scopes of `resource` granted to the client for this user (or for all users); an agent identity
+   * also gets the blueprint's granted scopes that the blueprint lists as inheritable for that resource.
+   */
   delegatedScopes(t: TenantSpec, client: Client, userOid: string, resource: Resource): string[] {
-    const clientIds = [client.appId];
-    if (client.kind === "agentIdentity" && client.agent.inheritDelegatedPermissions)
-      clientIds.push(client.blueprint.appId);
-    const scopes = new Set<string>();
-    for (const g of t.grants ?? []) {
-      if (g.type !== "delegated" || !clientIds.some((id) => sameId(id, g.clientAppId))) continue;
-      if (g.principalId !== undefined && !sameId(g.principalId, userOid)) continue;
-      if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
-      for (const s of g.scopes) scopes.add(s);
+    const own = (appId: string) => {
+      const scopes: string[] = [];
+      for (const g of t.grants ?? []) {
+        if (g.type !== "delegated" || !sameId(appId, g.clientAppId)) continue;
+        if (g.principalId !== undefined && !sameId(g.principalId, userOid)) continue;
+        if (this.resource(t, g.resource)?.appId !== resource.appId) continue;
+        scopes.push(...g.scopes);
+      }
+      return scopes;
+    };
+    const scopes = new Set(own(client.appId));
+    if (client.kind === "agentIdentity") {
+      const rule = this.#inheritable(t, client.blueprint, resource)?.inheritableScopes;
+      for (const s of own(client.blueprint.appId)) {
+        if (rule?.kind === "allAllowed" || (rule?.kind === "enumerated" && (rule.scopes ?? []).includes(s)))
+          scopes.add(s);
+      }
     }
     return [...scopes];
+  }
+
+  #inheritable(t: TenantSpec, blueprint: ApplicationSpec, resource: Resource) {
+    return (blueprint.inheritablePermissions ?? []).find(
+      (p) => this.resource(t, p.resourceAppId)?.appId === resource.appId,
+    );
+  }
+
+  /**
+   * Whether a federated credential has propagated: one added through the store less than `delaySeconds`
+   * ago has not (Learn, workload-identity-federation-considerations: AADSTS70021 for minutes). Credentials
+   * from the directory file or a replaced directory count as old.
+   */
+  federatedCredentialPropagated(appId: string, fic: FederatedCredentialSpec, delaySeconds: number): boolean {
+    const added = this.#ficAddedAt.get(`${appId.toLowerCase()}|${fic.id ?? fic.name}`);
+    return added === undefined || this.#now() >= added + delaySeconds;
   }
 
   /** Adds an object and returns it as stored (validated, derived ids filled in). */
@@ -183,6 +240,7 @@ export class DirectoryStore {
         );
       }
       fics.push(f);
+      this.#ficAddedAt.set(`${app.appId.toLowerCase()}|${f.id ?? f.name}`, this.#now());
     });
     return f;
   }

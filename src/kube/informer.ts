@@ -21,8 +21,8 @@ export type { KubeObject, ObjectMeta } from "./store.ts";
  * (no event and no bookmark for `stallTimeoutMs`) is treated as dead.
  */
 
-/** Why a watch was re-opened: `closed` (server ended it normally), `gone` (410, relist), `error`, `stall`, `resync`. */
-export type WatchRestartReason = "closed" | "gone" | "error" | "stall" | "resync";
+/** Why a watch was re-opened: `closed` (server ended it normally), `gone` (410, relist), `error`, `stall`. */
+export type WatchRestartReason = "closed" | "gone" | "error" | "stall";
 
 export interface InformerOptions {
   kubeConfig: KubeConfigLike;
@@ -32,7 +32,11 @@ export interface InformerOptions {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  /** Periodic full relist, diffed against the cache (default 10 min, jittered ±10%; 0 turns it off). */
+  /**
+   * Periodic resync: every cached object is delivered again to the update handlers (with `old === obj`),
+   * from memory, as client-go's resync does; the API server is not asked (default 10 min, jittered ±10%;
+   * 0 turns it off). Only a 410 relists.
+   */
   resyncIntervalMs?: number;
   /** Server-side watch timeout (default 300 s, jittered ±20% so watches of many replicas do not align). */
   watchTimeoutSeconds?: number;
@@ -89,13 +93,13 @@ export interface RestartPlan {
 }
 
 /**
- * What to do after a watch ended. A normal end, a planned resync and a 410 reconnect at once, unless the
- * watch died within a second of opening: then a server that keeps ending watches early is not hammered.
+ * What to do after a watch ended. A normal end and a 410 reconnect at once, unless the watch died within
+ * a second of opening: then a server that keeps ending watches early is not hammered. Only a 410 relists:
+ * every other restart resumes from the last resourceVersion.
  */
 export function planRestart(reason: WatchRestartReason, healthy: boolean): RestartPlan {
-  const relist = reason === "gone" || reason === "resync";
-  const planned = reason === "closed" || reason === "gone" || reason === "resync";
-  return { relist, resetBackoff: healthy, wait: !(planned && (healthy || reason === "resync")) };
+  const planned = reason === "closed" || reason === "gone";
+  return { relist: reason === "gone", resetBackoff: healthy, wait: !(planned && healthy) };
 }
 
 function describe(error: unknown): string {
@@ -148,6 +152,22 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
     }
   }
 
+  let resyncTimer: NodeJS.Timeout | undefined;
+  /** Replays the cache to the update handlers, from memory, every resync interval. */
+  function scheduleResync(): void {
+    if (resyncIntervalMs <= 0 || stopController.signal.aborted) return;
+    resyncTimer = setTimeout(
+      () => {
+        const objects = store.list();
+        log.debug({ objects: objects.length }, "resync: replaying the cache");
+        dispatch(objects.map((obj) => ({ type: "update" as const, obj, old: obj })));
+        scheduleResync();
+      },
+      jittered(resyncIntervalMs, 0.1, random),
+    );
+    resyncTimer.unref();
+  }
+
   async function relist(): Promise<string> {
     const items: T[] = [];
     let continueToken: string | undefined;
@@ -177,7 +197,7 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
     return listRv;
   }
 
-  async function watchOnce(fromRv: string, resyncAt: number): Promise<WatchOutcome> {
+  async function watchOnce(fromRv: string): Promise<WatchOutcome> {
     const controller = new AbortController();
     const openedAt = Date.now();
     let rv = fromRv;
@@ -193,10 +213,6 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
       clearTimeout(stallTimer);
       stallTimer = setTimeout(() => abort("stall"), stallTimeoutMs);
     };
-    const resyncTimer =
-      resyncIntervalMs > 0
-        ? setTimeout(() => abort("resync"), Math.max(0, resyncAt - Date.now()))
-        : undefined;
     const outcome = (reason: WatchOutcome["reason"], error?: unknown): WatchOutcome => ({
       reason,
       resourceVersion: rv,
@@ -239,7 +255,6 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
       return outcome("error", error);
     } finally {
       clearTimeout(stallTimer);
-      clearTimeout(resyncTimer);
       stopController.signal.removeEventListener("abort", onStop);
       controller.abort();
     }
@@ -248,7 +263,6 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
   async function loop(): Promise<void> {
     const stopSignal = stopController.signal;
     let needList = true;
-    let resyncAt = 0;
     while (!stopSignal.aborted) {
       if (needList) {
         try {
@@ -261,13 +275,13 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
           continue;
         }
         needList = false;
-        resyncAt = Date.now() + (resyncIntervalMs > 0 ? jittered(resyncIntervalMs, 0.1, random) : 0);
         if (!synced) {
           synced = true;
           resolveSynced();
+          scheduleResync();
         }
       }
-      const result = await watchOnce(resourceVersion, resyncAt);
+      const result = await watchOnce(resourceVersion);
       resourceVersion = result.resourceVersion;
       if (result.reason === "stopped" || stopSignal.aborted) break;
       options.onWatchRestart?.(result.reason);
@@ -293,6 +307,7 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
       await sleep(delay, stopSignal);
     }
     running = false;
+    clearTimeout(resyncTimer);
     if (ownsClient) await client.close().catch(() => {});
   }
 
@@ -314,6 +329,7 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
     stop() {
       if (stopController.signal.aborted) return;
       stopController.abort();
+      clearTimeout(resyncTimer);
       if (!synced) rejectSynced(new Error(`informer for ${path} stopped before its first list`));
     },
     hasSynced: () => synced,

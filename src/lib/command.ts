@@ -1,4 +1,4 @@
-import type { ParseArgsOptionDescriptor } from "node:util";
+import type { ParseArgsOptionDescriptor } from "./builtins.ts";
 
 // The CommonJS view of node:util: an ESM import builds a namespace from every export, which loads
 // modules that `agentid sidecar` never uses (about 1 MB of its memory).

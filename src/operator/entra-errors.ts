@@ -33,11 +33,17 @@ const addCredential = (c: HintContext) =>
     ? `Add the federated credential from status.federatedCredential to the blueprint: ${c.azCommand}`
     : "Add a federated credential for this ServiceAccount to the blueprint (see status.federatedCredential).";
 
+// Which codes rest on a public source and which on the emulator's choice is listed in docs/emulator.md
+// ("AADSTS codes"); the ones marked "emulator choice" below are how the emulator answers a case for which
+// no capture of Entra's answer was found, so the mapping is only as good as that guess.
 const KNOWN: Record<number, Known> = {
+  // Learn: also answered for minutes after a credential is added (propagation); the reconciler retries.
   70021: { reason: "NoMatchingFederatedCredential", hint: addCredential },
   700211: { reason: "IssuerNotTrusted", hint: addCredential },
+  // Emulator choice (a sibling of 700211/700213; no capture of the audience case was found).
   700212: { reason: "NoMatchingFederatedCredential", hint: addCredential },
   700213: { reason: "NoMatchingFederatedCredential", hint: addCredential },
+  // Learn for an unknown client; for an fmi_path naming no agent identity of the blueprint: emulator choice.
   700016: {
     reason: "BlueprintNotFound",
     hint: (c) =>
@@ -79,6 +85,7 @@ const KNOWN: Record<number, Known> = {
     hint: () =>
       "Entra could not fetch the issuer's discovery document or keys; the issuer must be publicly reachable.",
   },
+  // No public source shows Entra answering 500011 for an unknown fmi_path; the emulator answers 700016.
   500011: {
     reason: "AgentIdentityNotFound",
     hint: (c) =>

@@ -1,15 +1,11 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { CONDITION_TYPES } from "../api/constants.ts";
 import type { AgentIdentity } from "../api/types.ts";
 
-/** The manager's Prometheus metrics, on a registry of its own (no global state between managers in one process). */
-export interface ManagerMetrics {
-  registry: Registry;
+/** The operator's Prometheus metrics, registered on the manager's registry. */
+export interface OperatorMetrics {
   reconciles: Counter<"result">;
   reconcileDuration: Histogram<"result">;
-  watchRestarts: Counter<"resource" | "reason">;
-  kubeRequests: Counter<"verb" | "resource" | "code">;
-  leader: Gauge;
 }
 
 export interface MetricSources {
@@ -17,20 +13,7 @@ export interface MetricSources {
   identities(): AgentIdentity[];
 }
 
-/** The resource a request path addresses, e.g. "agentidentities/status" or "serviceaccounts/token" (bounded cardinality). */
-export function resourceOf(path: string): string {
-  const parts = path.split("?")[0]?.split("/").filter(Boolean) ?? [];
-  if (parts[0] !== "api" && parts[0] !== "apis") return "nonresource";
-  let i = parts[0] === "api" ? 2 : 3;
-  if (parts[i] === "namespaces" && parts.length > i + 2) i += 2;
-  const resource = parts[i] ?? "unknown";
-  const sub = parts[i + 2];
-  return sub ? `${resource}/${sub}` : resource;
-}
-
-export function createManagerMetrics(sources: MetricSources): ManagerMetrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "agentid_manager_" });
+export function createOperatorMetrics(registry: Registry, sources: MetricSources): OperatorMetrics {
   const reconciles = new Counter({
     name: "agentid_reconciles_total",
     help: "AgentIdentity reconciles by result (success, requeue, error).",
@@ -42,23 +25,6 @@ export function createManagerMetrics(sources: MetricSources): ManagerMetrics {
     help: "Duration of AgentIdentity reconciles by result.",
     labelNames: ["result"],
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
-  const watchRestarts = new Counter({
-    name: "agentid_watch_restarts_total",
-    help: "Watch restarts by resource and reason (closed, gone, error, stall, resync).",
-    labelNames: ["resource", "reason"],
-    registers: [registry],
-  });
-  const kubeRequests = new Counter({
-    name: "agentid_kube_requests_total",
-    help: "Requests the manager sent to the Kubernetes API, by verb, resource and status code.",
-    labelNames: ["verb", "resource", "code"],
-    registers: [registry],
-  });
-  const leader = new Gauge({
-    name: "agentid_leader",
-    help: "1 while this replica holds the leader lease.",
     registers: [registry],
   });
   new Gauge({
@@ -92,5 +58,5 @@ export function createManagerMetrics(sources: MetricSources): ManagerMetrics {
       }
     },
   });
-  return { registry, reconciles, reconcileDuration, watchRestarts, kubeRequests, leader };
+  return { reconciles, reconcileDuration };
 }

@@ -1,7 +1,6 @@
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
-import { reexecWith } from "../lib/reexec.ts";
-import { describeTuning, SIDECAR_TUNING } from "./tuning.ts";
+import { describeTuning, tuningWarning } from "./tuning.ts";
 
 // CommonJS views of the built-ins: their ESM namespaces load modules the sidecar never uses
 // (node:fs's promises API, for one), memory the sidecar keeps for its lifetime.
@@ -24,7 +23,7 @@ export const sidecarCommand: Command = {
     "ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS) from the environment and an optional appsettings.json, validates all of",
     "it and exits 1 listing every problem. Listens on 127.0.0.1:5000 unless configured otherwise. SIGTERM drains",
     "in-flight requests and exits 0. See docs/sidecar.md for every key.",
-    `Starts itself again, once and in place, with ${describeTuning()} (less memory; see docs/sidecar.md).`,
+    `Start it as \`${describeTuning()} …\` (less memory; see docs/sidecar.md); it warns when started without.`,
   ].join("\n"),
   options: {
     config: {
@@ -72,12 +71,6 @@ export const sidecarCommand: Command = {
       default: "10",
       env: "AGENTID_SIDECAR_ENTRA_TIMEOUT",
     },
-    tuning: {
-      type: "string",
-      help: `on: re-execute once with ${describeTuning()} unless already set; off: run as started`,
-      default: "on",
-      env: "AGENTID_SIDECAR_TUNING",
-    },
     probe: {
       type: "boolean",
       help: "do not serve: wait until the local sidecar answers ready, exit 0 (or 1 on timeout); for a postStart hook",
@@ -107,16 +100,13 @@ export const sidecarCommand: Command = {
       }
     }
     const metricsPort = portOption(values, "metrics-port");
-    const tuning = stringOption(values, "tuning") ?? "on";
-    if (tuning !== "on" && tuning !== "off")
-      throw new UsageError(`--tuning must be on or off, got '${tuning}'`);
-    // Every option is valid: from here on the process runs the sidecar, so give it its flags first.
-    if (tuning === "on") reexecWith(SIDECAR_TUNING);
     // Compiled (and type-stripped) modules are cached on disk: a restarted sidecar is ready sooner and
     // smaller. Silently off where the temp directory is read-only; NODE_DISABLE_COMPILE_CACHE=1 turns it off.
     enableCompileCache();
     const { startSidecar, SidecarConfigError } = await import("./start.ts");
     const logger = createLogger({ name: "sidecar", ...(level && isLogLevel(level) ? { level } : {}) });
+    const untuned = tuningWarning(process);
+    if (untuned) logger.warn(untuned);
     let running: Awaited<ReturnType<typeof startSidecar>>;
     try {
       running = await startSidecar({

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import type { INetworkModule, ManagedIdentityApplication } from "@azure/msal-node";
+import type { INetworkModule, ManagedIdentityApplication } from "./acquire/msal.ts";
 import { loadMsal } from "./acquire/msal.ts";
 import type { CredentialSpec } from "./config/types.ts";
 

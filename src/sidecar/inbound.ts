@@ -1,4 +1,5 @@
 import type { JWTPayload } from "jose";
+import { isGuid } from "./config/values.ts";
 import { KeysUnavailableError, RemoteKeySet } from "./jwks.ts";
 import type { Outbound } from "./outbound.ts";
 
@@ -39,8 +40,8 @@ export class InboundValidator {
     this.#o = options;
   }
 
-  async #loadMetadata(): Promise<Metadata> {
-    const url = `${this.#o.instance}${this.#o.tenantId}/v2.0/.well-known/openid-configuration`;
+  /** One OpenID configuration document: its issuer and key set URL. */
+  async #document(url: string): Promise<{ issuer: string; jwks_uri: string }> {
     const host = new URL(url).host;
     let doc: { issuer?: unknown; jwks_uri?: unknown };
     try {
@@ -58,9 +59,22 @@ export class InboundValidator {
     if (typeof doc?.issuer !== "string" || typeof doc.jwks_uri !== "string") {
       throw new KeysUnavailableError(`the OpenID configuration at ${host} lacks issuer or jwks_uri`);
     }
-    const tid = /\/([0-9a-f-]{36})\//i.exec(doc.issuer)?.[1];
-    const issuers = [doc.issuer];
-    if (tid) issuers.push(`https://sts.windows.net/${tid}/`);
+    return { issuer: doc.issuer, jwks_uri: doc.jwks_uri };
+  }
+
+  /**
+   * The v2.0 document gives the v2 issuer and the keys; the v1.0 document (same authority, without
+   * `v2.0/`) gives the v1 issuer, which differs by cloud (`sts.windows.net`, `sts.chinacloudapi.cn`, …),
+   * so it is read, never assumed. The keys are the same for both versions.
+   */
+  async #loadMetadata(): Promise<Metadata> {
+    const authority = `${this.#o.instance}${this.#o.tenantId}`;
+    const [v2, v1] = await Promise.all([
+      this.#document(`${authority}/v2.0/.well-known/openid-configuration`),
+      this.#document(`${authority}/.well-known/openid-configuration`),
+    ]);
+    const doc = v2;
+    const issuers = [...new Set([v2.issuer, v1.issuer])];
     // jose is loaded on the first inbound token, not at start-up: many sidecars never see one.
     const { createLocalJWKSet, jwtVerify } = await import("jose");
     const keys = new RemoteKeySet({
@@ -88,10 +102,13 @@ export class InboundValidator {
     const known = this.#verified.get(token);
     if (known && now < known.expiresAt) return known.payload;
     const { issuers, keys, jwtVerify } = await this.#metadataOnce();
+    // A multi-tenant authority (`common`) publishes `https://…/{tenantid}/v2.0`: the token's own `tid`
+    // fills it in and the result must equal its `iss`; checked after the signature, below.
+    const templated = issuers.some((i) => i.includes("{tenantid}"));
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, keys.getKey, {
-        issuer: issuers,
+        ...(templated ? {} : { issuer: issuers }),
         audience: this.#o.audiences,
         algorithms: ["RS256"],
         clockTolerance: this.#o.clockToleranceSeconds ?? 300,
@@ -102,6 +119,8 @@ export class InboundValidator {
       if (error instanceof KeysUnavailableError) throw error;
       throw new InvalidTokenError((error as Error).message);
     }
+    if (templated && !issuerMatches(issuers, payload))
+      throw new InvalidTokenError('unexpected "iss" claim value');
     const max = this.#o.maxRemembered ?? 1000;
     if (this.#verified.size >= max) {
       const oldest = this.#verified.keys().next().value;
@@ -110,6 +129,19 @@ export class InboundValidator {
     this.#verified.set(token, { payload, expiresAt: Math.min((payload.exp ?? 0) * 1000, now + 10 * 60_000) });
     return payload;
   }
+}
+
+/**
+ * Whether a verified token's `iss` is one of the issuers, `{tenantid}` standing for the token's own
+ * `tid` (a GUID), as Microsoft.IdentityModel's AadIssuerValidator does for multi-tenant authorities (pure).
+ */
+export function issuerMatches(issuers: string[], payload: JWTPayload): boolean {
+  const tid = payload.tid;
+  return issuers.some((i) =>
+    i.includes("{tenantid}")
+      ? typeof tid === "string" && isGuid(tid) && i.replace("{tenantid}", tid) === payload.iss
+      : i === payload.iss,
+  );
 }
 
 /** The token from `Authorization: Bearer <token>`, or undefined. */

@@ -1,11 +1,11 @@
-import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
-import https from "node:https";
 import { createSecureContext, rootCertificates } from "node:tls";
+import type { IncomingHttpHeaders, IncomingMessage } from "../lib/builtins.ts";
 import { type Hop, nextHop } from "./redirects.ts";
 
 // The CommonJS view of node:http: an ESM import of it also loads Node's internal undici (building the
 // ESM namespace reads node:http's lazy WebSocket/MessageEvent/CloseEvent exports).
 const http = process.getBuiltinModule("node:http");
+const https = process.getBuiltinModule("node:https");
 
 /**
  * The sidecar's one HTTP client, for Entra and for downstream APIs, over node:https / node:http.

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from "node:fs";
 import { envToFlat, flattenJson, get, mergeLayers } from "./config/flat.ts";
 import { resolveListen } from "./config/listen.ts";
+
+const { existsSync, readFileSync } = process.getBuiltinModule("node:fs");
 
 /**
  * Where the local sidecar listens, from the same listen settings it reads (wildcards → loopback).

@@ -1,7 +1,11 @@
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import Fastify, { type FastifyInstance, type FastifyServerFactoryHandler } from "fastify";
-import type { LazySchemaCompilers } from "./lazy-schemas.ts";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyServerFactoryHandler,
+  type FastifyServerOptions,
+} from "fastify";
+import type { IncomingMessage, Server, ServerResponse } from "../lib/builtins.ts";
+import { HostFilter } from "./hosts.ts";
 import { isLoopback } from "./loopback.ts";
 import type { MetricsSink } from "./metrics.ts";
 import { registerAuthorizationHeaderRoutes } from "./routes/authorization-header.ts";
@@ -9,7 +13,7 @@ import type { RouteContext } from "./routes/context.ts";
 import { registerDownstreamApiRoutes } from "./routes/downstream-api.ts";
 import { PROBE_PATHS, registerHealthRoutes } from "./routes/health.ts";
 import { answerFromCache, KnownUrls } from "./routes/known-urls.ts";
-import { sendProblem } from "./routes/problem.ts";
+import { problem, sendProblem } from "./routes/problem.ts";
 import { registerValidateRoute } from "./routes/validate.ts";
 
 // The CommonJS view of node:http: an ESM import of it also loads Node's bundled undici (node:http's
@@ -18,10 +22,29 @@ const { createServer } = process.getBuiltinModule("node:http");
 
 export interface ServerOptions {
   metrics?: MetricsSink;
-  /** Schema compilers that load on first use (fastify's defaults, loaded before listening, otherwise). */
-  schemaCompilers?: LazySchemaCompilers;
+  /** Default: loopback callers only, loopback and `localhost` Host names only. */
+  callers?: CallerPolicy;
   bodyLimitBytes?: number;
 }
+
+/**
+ * The sidecar's routes declare no JSON schemas: their few inputs are checked by hand (routes/overrides.ts,
+ * config/values.ts) and their answers are built whole and serialised with JSON.stringify. So fastify
+ * needs no schema compiler, and is given ones that refuse to compile through its documented
+ * `schemaController.compilersFactory` option: fastify then never loads Ajv and fast-json-stringify
+ * (about 3 MB of resident memory and a fifth of the start-up), and a route that gains a schema fails
+ * loudly at start-up instead of loading them silently.
+ */
+export const NO_SCHEMA_COMPILERS: NonNullable<FastifyServerOptions["schemaController"]> = {
+  compilersFactory: {
+    buildValidator: () => () => {
+      throw new Error("the sidecar's routes take no JSON schemas (see src/sidecar/server.ts)");
+    },
+    buildSerializer: () => () => {
+      throw new Error("the sidecar's routes take no JSON schemas (see src/sidecar/server.ts)");
+    },
+  },
+};
 
 function isProbe(url: string): boolean {
   const q = url.indexOf("?");
@@ -33,24 +56,43 @@ function numberOption(opts: Record<string, unknown>, name: string, fallback: num
   return typeof value === "number" ? value : fallback;
 }
 
+/** Who may call: non-loopback callers at all, and the Host names accepted besides loopback ones. */
+export interface CallerPolicy {
+  allowNonLoopback: boolean;
+  hosts: HostFilter;
+}
+
 /**
  * The HTTP server under fastify. Whether a peer is on this machine is decided once per connection,
  * when it is accepted; a request from elsewhere gets 403 with an empty body before fastify sees it
- * (Microsoft's LocalCallerRestriction), except the probe paths. Loopback requests pay one WeakSet
- * lookup instead of a fastify onRequest hook.
+ * (Microsoft's LocalCallerRestriction), unless non-loopback callers were allowed explicitly. Every
+ * request's Host must be loopback, `localhost` or a configured name (against DNS rebinding), else 400.
+ * The probe paths answer anyone (the kubelet probes from the node, with the pod's IP as Host). A
+ * loopback request pays a WeakSet and a Map lookup instead of fastify onRequest hooks.
  */
-function loopbackOnlyServer(
+function callerCheckingServer(
   handler: FastifyServerFactoryHandler,
   opts: Record<string, unknown>,
-  onDenied: () => void,
+  policy: CallerPolicy,
+  onDenied: (status: number) => void,
   answered: (request: IncomingMessage, response: ServerResponse) => boolean,
 ): Server {
   const remote = new WeakSet<Socket>();
   const server = createServer((request, response) => {
-    if (remote.has(request.socket) && !isProbe(request.url ?? "/")) {
-      deny(response);
-      onDenied();
-      return;
+    const fromElsewhere = remote.has(request.socket);
+    if (fromElsewhere || !policy.hosts.allows(request.headers.host)) {
+      if (!isProbe(request.url ?? "/")) {
+        if (fromElsewhere && !policy.allowNonLoopback) {
+          deny(response);
+          onDenied(403);
+          return;
+        }
+        if (!policy.hosts.allows(request.headers.host)) {
+          badHost(response, request.headers.host ?? "");
+          onDenied(400);
+          return;
+        }
+      }
     }
     if (answered(request, response)) return;
     handler(request, response);
@@ -70,6 +112,21 @@ function deny(response: ServerResponse): void {
   response.end();
 }
 
+function badHost(response: ServerResponse, host: string): void {
+  const shown = host.length > 100 ? `${host.slice(0, 100)}…` : host;
+  const body = JSON.stringify(
+    problem(
+      400,
+      `The Host '${shown}' is not allowed: only localhost, loopback addresses and the names in AllowedHosts are (DNS rebinding protection).`,
+    ),
+  );
+  response.writeHead(400, {
+    "content-type": "application/problem+json",
+    "content-length": Buffer.byteLength(body),
+  });
+  response.end(body);
+}
+
 export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyInstance {
   const metrics = options.metrics;
   const known = new KnownUrls();
@@ -79,23 +136,18 @@ export function buildServer(ctx: RouteContext, options: ServerOptions): FastifyI
     // something fails; per-request access logs are not written.
     logger: false,
     serverFactory: (handler, opts) =>
-      loopbackOnlyServer(
+      callerCheckingServer(
         handler,
         opts,
-        () => metrics?.httpRequest("not_loopback", 403),
+        options.callers ?? { allowNonLoopback: false, hosts: new HostFilter([]) },
+        (status) => metrics?.httpRequest(status === 403 ? "not_loopback" : "bad_host", status),
         (request, response) => answerFromCache(known, ctx.tokens, request, response, metrics),
       ),
     bodyLimit: options.bodyLimitBytes ?? 4 * 1024 * 1024,
     return503OnClosing: true,
     // Idle keep-alive connections are closed on shutdown; in-flight requests are let finish.
     forceCloseConnections: "idle",
-    // The route schemas are constants of this code (and Ajv's strict mode still rejects unknown keywords
-    // when compiling them): checking them against Ajv's meta-schema first would compile that meta-schema
-    // at every start, about half of the time from process start to ready.
-    ajv: { customOptions: { validateSchema: false } },
-    ...(options.schemaCompilers
-      ? { schemaController: { compilersFactory: options.schemaCompilers.compilersFactory } }
-      : {}),
+    schemaController: NO_SCHEMA_COMPILERS,
   });
 
   if (metrics) {

@@ -10,13 +10,12 @@ import { formatProblems, loadConfig } from "./config/load.ts";
 import type { SidecarConfig } from "./config/types.ts";
 import { loadCredentials } from "./credentials.ts";
 import { createDownstreamClient } from "./downstream.ts";
+import { HostFilter } from "./hosts.ts";
 import { InboundValidator } from "./inbound.ts";
-import { lazySchemaCompilers } from "./lazy-schemas.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
 import { createOutbound } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
-import { serializers, validators } from "./routes/schemas.generated.ts";
-import { buildServer } from "./server.ts";
+import { buildServer, NO_SCHEMA_COMPILERS } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
 
 export interface StartOptions {
@@ -35,6 +34,8 @@ export interface StartOptions {
   retry?: RetryPolicy;
   /** Minimum time between JWKS downloads for an unknown key id (default 5 s). */
   jwksCooldownMs?: number;
+  /** The token cache's clock (default Date.now): tests move it instead of waiting for tokens to age. */
+  now?: () => number;
 }
 
 export interface RunningSidecar {
@@ -87,6 +88,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
 
   const cache = new TokenCache({
     maxEntries: options.cacheMaxEntries ?? 10_000,
+    ...(options.now ? { now: options.now } : {}),
     // No event callbacks at all without metrics: a cache hit then calls nothing.
     ...(metrics
       ? {
@@ -133,9 +135,15 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     state: { ready: false, shuttingDown: false },
     log: logger,
   };
-  // The route schemas' validators and serialisers, compiled ahead of time (routes/generate-schemas.ts).
-  const schemaCompilers = lazySchemaCompilers({ validators, serializers });
-  const app = buildServer(ctx, { schemaCompilers, ...(metrics ? { metrics } : {}) });
+  if (config.allowNonLoopbackCallers)
+    logger.warn(
+      { listen: config.listen, allowedHosts: config.allowedHosts },
+      "Sidecar:AllowNonLoopbackCallers is true: any host that can reach this address can get this sidecar's tokens; keep it off the network (a private network of containers only) and list the names callers use in AllowedHosts",
+    );
+  const app = buildServer(ctx, {
+    callers: { allowNonLoopback: config.allowNonLoopbackCallers, hosts: new HostFilter(config.allowedHosts) },
+    ...(metrics ? { metrics } : {}),
+  });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const port = (app.server.address() as AddressInfo).port;
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
@@ -145,20 +153,17 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   let metricsUrl: string | undefined;
   if (options.metricsPort !== undefined && prom) {
     const registry = prom.registry;
-    // The same compilers (its one schema is among the generated ones), so Ajv is not loaded for it.
-    const mapp = Fastify({
-      logger: false,
-      schemaController: { compilersFactory: schemaCompilers.compilersFactory },
-    });
+    // No schemas here either, so Ajv is not loaded for it.
+    const mapp = Fastify({ logger: false, schemaController: NO_SCHEMA_COMPILERS });
     metricsApp = mapp;
-    mapp.get("/metrics", { schema: { response: { 200: { type: "string" } } } }, async (_req, reply) =>
+    mapp.get("/metrics", async (_req, reply) =>
       reply.type(registry.contentType).send(await registry.metrics()),
     );
     await mapp.listen({ host: options.metricsHost ?? "0.0.0.0", port: options.metricsPort });
     const mport = (mapp.server.address() as AddressInfo).port;
     metricsUrl = `http://127.0.0.1:${mport}/metrics`;
   }
-  // Load msal-node (and the schema compilers, if a schema lacks generated code) before the first token
+  // Load msal-node before the first token
   // request needs them, but after the first readiness answer: loading blocks the event loop for a few
   // hundred milliseconds, which would otherwise delay that answer (the pod's start). Without a probe, a
   // second after listening; any request that comes first loads what it needs itself.
@@ -167,7 +172,6 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
     if (warmed) return;
     warmed = true;
     clearTimeout(warmTimer);
-    schemaCompilers.warm();
     loadMsal().catch((error: unknown) =>
       logger.error({ err: (error as Error).message }, "cannot load msal-node"),
     );

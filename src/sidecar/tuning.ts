@@ -1,9 +1,10 @@
-import type { Tuning } from "../lib/reexec.ts";
+import { flagName, type ProcessView, type Tuning } from "../lib/reexec.ts";
 
 /**
  * How the sidecar's Node process should be started: the injected container's command line and
- * environment carry these, and a sidecar started without them re-executes itself once with them
- * (src/lib/reexec.ts) unless tuning is off (`--tuning off`). Each one is measured by
+ * environment carry these (the webhook renders them, the image sets the variables with `ENV`), and a
+ * sidecar started without them says so at start-up (`missingTuning`) and runs on untuned: it never
+ * re-executes itself. Each one is measured by
  * `npm run bench:sidecar` (docs/sidecar.md "Memory"):
  *
  * - `--optimize-for-size`: V8 favours memory over speed where it has the choice. It bounds the young
@@ -26,6 +27,35 @@ export const SIDECAR_TUNING: Tuning = {
   env: { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "16384" },
   marker: "AGENTID_SIDECAR_REEXEC",
 };
+
+/**
+ * The flags and variables of the tuning this process was not started with (pure). A flag counts as
+ * given in any form (`--no-maglev`, `--maglev`, `--optimize_for_size`, through NODE_OPTIONS), so a
+ * user's own choice is respected and not reported; so does a variable set to any value.
+ */
+export function missingTuning(
+  p: Pick<ProcessView, "execArgv" | "env">,
+  t: Tuning = SIDECAR_TUNING,
+): { flags: string[]; env: string[] } {
+  const given = new Set(
+    [...p.execArgv, ...(p.env.NODE_OPTIONS ?? "").split(/\s+/)].map(flagName).filter((n) => n !== undefined),
+  );
+  return {
+    flags: t.flags.filter((f) => !given.has(flagName(f) ?? f)),
+    env: Object.keys(t.env).filter((k) => p.env[k] === undefined),
+  };
+}
+
+/** The start-up warning for a process started without (part of) the tuning, or undefined (pure). */
+export function tuningWarning(
+  p: Pick<ProcessView, "execArgv" | "env">,
+  t: Tuning = SIDECAR_TUNING,
+): string | undefined {
+  const missing = missingTuning(p, t);
+  if (missing.flags.length === 0 && missing.env.length === 0) return undefined;
+  const what = [...missing.env.map((k) => `${k}=${t.env[k]}`), ...missing.flags].join(" ");
+  return `started without ${what}: the sidecar uses more memory (about 28 MB more under load, docs/sidecar.md "Memory and speed"); start it as \`${describeTuning(t)} …cli.js sidecar\` (the injected container does)`;
+}
 
 /** The tuning as one line, for `--help` and the docs. */
 export function describeTuning(t: Tuning = SIDECAR_TUNING): string {

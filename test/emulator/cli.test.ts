@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { Agent, fetch } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { IDS, postForm } from "../../src/emulator/testing.ts";
+import { IDS, postForm } from "../support/emulator/testing.ts";
 
 /** `agentid emulator` as a real process: start-up output, tokens, clean shutdown, state kept across restarts. */
 const running: ChildProcess[] = [];
@@ -119,6 +119,7 @@ describe("agentid emulator", () => {
       "--directory",
       "--state-dir",
       "--trust-ca",
+      "--fic-propagation-seconds",
       "--log-level",
     ]) {
       expect(out).toContain(option);

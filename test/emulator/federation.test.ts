@@ -1,13 +1,14 @@
-import { generateKeyPair } from "jose";
+import { generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
   claimsOf,
   EXCHANGE_SCOPE,
   entraCode,
   type Harness,
   startHarness,
-} from "../../src/emulator/test-harness.ts";
-import { callJson, IDS, testDirectory } from "../../src/emulator/testing.ts";
+} from "../support/emulator/test-harness.ts";
+import { callJson, IDS, testDirectory } from "../support/emulator/testing.ts";
 import {
   EXCHANGE_AUDIENCE as AUDIENCE,
   type OidcIssuer,
@@ -53,7 +54,27 @@ describe("federated client assertions", () => {
   it("accepts an assertion that matches the federated credential and the issuer's keys", async () => {
     const r = await t1Request(await assertion());
     expect(r.status).toBe(200);
-    expect(claimsOf(r.json.access_token)).toMatchObject({ azp: IDS.blueprint, azpacr: "2", aud: AUDIENCE });
+    // T1: the exchange app's GUID as aud (captures), not the audience the client asked for.
+    expect(claimsOf(r.json.access_token)).toMatchObject({
+      azp: IDS.blueprint,
+      azpacr: "2",
+      aud: TOKEN_EXCHANGE_APP_ID,
+    });
+  });
+
+  it("refuses an assertion signed with another algorithm than RS256 (Entra supports RS256 only)", async () => {
+    const es = await generateKeyPair("ES256");
+    const token = await new SignJWT({ jti: crypto.randomUUID() })
+      .setProtectedHeader({ alg: "ES256", kid: "issuer-key-1" })
+      .setIssuer(issuer.url)
+      .setSubject(SUBJECT)
+      .setAudience(AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .sign(es.privateKey);
+    const r = await t1Request(token);
+    expect(r.status).toBe(400);
+    expect(entraCode(r)).toBe(5002730);
   });
 
   it("accepts the same projected token again by default (workload identity clients reuse it)", async () => {
@@ -83,8 +104,15 @@ describe("federated client assertions", () => {
     ["HS256 keyed with the issuer's public key", async () => hmacWithPublicKey(await assertion()), 5002730],
   ])("rejects %s", async (_name, make, code) => {
     const r = await t1Request(await make());
-    expect(r.status).toBeGreaterThanOrEqual(400);
+    // A refusal of the request (Entra answers 400 or 401 with an AADSTS code), never a server error.
+    expect([400, 401]).toContain(r.status);
     expect(entraCode(r)).toBe(code);
+  });
+
+  it("announces the private-CA trust it was started with: a test switch, Entra trusts public roots only", () => {
+    expect(h.logLines.join("")).toMatch(
+      /"level":"?(40|warn)"?.*test switch: federated issuers signed by private CAs are trusted/,
+    );
   });
 
   it("logs why an assertion was rejected, never the assertion", async () => {

@@ -1,9 +1,9 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ClientCertificateCredential } from "@azure/identity";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS } from "../../src/emulator/testing.ts";
-import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import { claimsOf, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
+import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
 /**
  * @azure/identity's ClientCertificateCredential (PEM with certificate and key, as Azure SDKs read
@@ -44,9 +44,10 @@ describe("@azure/identity ClientCertificateCredential against the emulator", () 
       { ...options(), sendCertificateChain },
     );
     const token = await credential.getToken("https://graph.microsoft.com/.default");
+    // Graph's tokens are v1: appid/appidacr, not azp/azpacr.
     expect(claimsOf(token.token)).toMatchObject({
-      azp: IDS.app,
-      azpacr: "2",
+      appid: IDS.app,
+      appidacr: "2",
       roles: ["Application.ReadWrite.All"],
     });
   });

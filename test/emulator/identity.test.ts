@@ -8,8 +8,9 @@ import {
   WorkloadIdentityCredential,
 } from "@azure/identity";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness } from "../../src/emulator/test-harness.ts";
-import { IDS } from "../../src/emulator/testing.ts";
+import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
+import { claimsOf, type Harness } from "../support/emulator/test-harness.ts";
+import { IDS } from "../support/emulator/testing.ts";
 import { type OidcIssuer, startHarnessTrusting, startOidcIssuer } from "./oidc-issuer.ts";
 
 /**
@@ -35,7 +36,8 @@ describe("@azure/identity against the emulator", () => {
   it("ClientSecretCredential gets an app token", async () => {
     const credential = new ClientSecretCredential(IDS.tenant, IDS.app, IDS.appSecret, options());
     const token = await credential.getToken("https://graph.microsoft.com/.default");
-    expect(claimsOf(token.token)).toMatchObject({ azp: IDS.app, roles: ["Application.ReadWrite.All"] });
+    // Graph's tokens are v1: appid, not azp.
+    expect(claimsOf(token.token)).toMatchObject({ appid: IDS.app, roles: ["Application.ReadWrite.All"] });
     expect(token.expiresOnTimestamp).toBeGreaterThan(Date.now());
   });
 
@@ -65,7 +67,7 @@ describe("@azure/identity against the emulator", () => {
       const token = await credential.getToken("api://AzureADTokenExchange/.default");
       expect(claimsOf(token.token)).toMatchObject({
         azp: IDS.blueprint,
-        aud: "api://AzureADTokenExchange",
+        aud: TOKEN_EXCHANGE_APP_ID,
         azpacr: "2",
       });
     } finally {

@@ -1,9 +1,9 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ConfidentialClientApplication, type NodeAuthOptions } from "@azure/msal-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { callJson, IDS } from "../../src/emulator/testing.ts";
-import { type TestCertificate, testCertificate } from "../../src/emulator/testing-certificates.ts";
+import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { callJson, IDS } from "../support/emulator/testing.ts";
+import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
 /**
  * @azure/msal-node's certificate credential (`clientCertificate`) against the emulator: msal-node builds
@@ -62,9 +62,10 @@ describe("@azure/msal-node clientCertificate against the emulator", () => {
     const before = (await certificateLogins()).length;
     const app = cca(IDS.app, { thumbprintSha256: appCert.sha256, privateKey: appCert.keyPem });
     const result = await app.acquireTokenByClientCredential({ scopes: GRAPH });
+    // Graph's tokens are v1: appid/appidacr, not azp/azpacr.
     expect(claimsOf(result?.accessToken)).toMatchObject({
-      azp: IDS.app,
-      azpacr: "2",
+      appid: IDS.app,
+      appidacr: "2",
       roles: ["Application.ReadWrite.All"],
     });
     expect((await certificateLogins()).length).toBe(before + 1);
@@ -77,13 +78,13 @@ describe("@azure/msal-node clientCertificate against the emulator", () => {
       x5c: appCert.certPem,
     });
     const result = await app.acquireTokenByClientCredential({ scopes: GRAPH });
-    expect(claimsOf(result?.accessToken).azp).toBe(IDS.app);
+    expect(claimsOf(result?.accessToken).appid).toBe(IDS.app);
   });
 
   it("gets an app token with a SHA-1 thumbprint (RS256 + x5t)", async () => {
     const app = cca(IDS.app, { thumbprint: appCert.sha1, privateKey: appCert.keyPem });
     const result = await app.acquireTokenByClientCredential({ scopes: GRAPH });
-    expect(claimsOf(result?.accessToken).azp).toBe(IDS.app);
+    expect(claimsOf(result?.accessToken).appid).toBe(IDS.app);
   });
 
   it("lets a blueprint get T1 with its certificate (fmiPath) for its agent", async () => {
@@ -107,7 +108,7 @@ describe("@azure/msal-node clientCertificate against the emulator", () => {
       },
     });
     const result = await agent.acquireTokenByClientCredential({ scopes: GRAPH });
-    expect(claimsOf(result?.accessToken)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+    expect(claimsOf(result?.accessToken)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
   });
 
   it("fails with AADSTS700027 for a certificate the app does not have", async () => {

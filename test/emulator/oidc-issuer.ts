@@ -2,9 +2,9 @@ import type { webcrypto } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import Fastify from "fastify";
 import { exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
-import { type Harness, startHarness } from "../../src/emulator/test-harness.ts";
-import { IDS, testDirectory } from "../../src/emulator/testing.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import { type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { IDS, testDirectory } from "../support/emulator/testing.ts";
 
 type CryptoKey = webcrypto.CryptoKey;
 

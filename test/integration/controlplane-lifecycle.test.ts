@@ -62,13 +62,7 @@ async function expectGone(pids: number[], dir: string, urls: string[]) {
     for (const url of urls) if (await portAccepts(url)) found.push(`${url} accepting connections`);
     return found;
   };
-  const deadline = Date.now() + 10_000;
-  let found = await leftovers();
-  while (found.length > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    found = await leftovers();
-  }
-  expect(found).toEqual([]);
+  await expect.poll(leftovers, { timeout: 10_000, interval: 200 }).toEqual([]);
 }
 
 /**

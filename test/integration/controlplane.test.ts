@@ -250,15 +250,15 @@ describe("local control plane", () => {
       // The apiserver picks up new webhook configurations asynchronously: probe with dry runs until it calls both.
       const calledBoth = () =>
         ["/mutate", "/validate"].every((p) => seen.some((s) => s.dryRun && s.path === p));
-      const deadline = Date.now() + 20_000;
-      while (!calledBoth() && Date.now() < deadline) {
-        await kube.create(pods, pod("probe"), { dryRun: "All" });
-        if (!calledBoth()) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(
-        calledBoth(),
-        `the apiserver did not call both webhooks (calls: ${seen.map((c) => c.path).join(", ") || "none"})`,
-      ).toBe(true);
+      await expect
+        .poll(
+          async () => {
+            await kube.create(pods, pod("probe"), { dryRun: "All" });
+            return calledBoth() ? true : `calls so far: ${seen.map((c) => c.path).join(", ") || "none"}`;
+          },
+          { message: "the apiserver to call both webhooks", timeout: 20_000, interval: 200 },
+        )
+        .toBe(true);
 
       const created = await kube.create<Pod>(pods, pod("app"));
       const real = seen.filter((s) => !s.dryRun);

@@ -6,7 +6,6 @@ import {
   type ConfigMap,
   configMap,
   createNamespace,
-  eventually,
   type KubeTestEnv,
   startKubeEnv,
   testLogger,
@@ -88,11 +87,12 @@ describe("informer against kube-apiserver", () => {
       await client.create(path, configMap(ns, "after", { n: "1" }));
       await bump(ns, "after", 2);
       await client.delete(`${path}/before`);
-      await eventually("add, update and delete", () =>
-        recorder.events.includes("delete before") && recorder.counters.get("after")?.includes(2)
-          ? true
-          : undefined,
-      );
+      await expect
+        .poll(
+          () => recorder.events.includes("delete before") && recorder.counters.get("after")?.includes(2),
+          { message: "add, update and delete" },
+        )
+        .toBe(true);
       expect(recorder.events).toEqual(["add before", "add after", "update after", "delete before"]);
       expect(informer.list(ns).map((o) => o.metadata.name)).toEqual(["after"]);
       expect(informer.get(ns, "before")).toBeUndefined();
@@ -130,7 +130,7 @@ describe("informer against kube-apiserver", () => {
       expect(requests.filter((r) => r === "GET false")).toHaveLength(5);
       await client.create(path, labelled("theirs-2", "b"));
       await client.create(path, labelled("mine-new", "a"));
-      await eventually("the new matching object", () => (added.includes("mine-new") ? true : undefined));
+      await expect.poll(() => added.includes("mine-new"), { message: "the new matching object" }).toBe(true);
       expect(added.filter((n) => n.startsWith("theirs"))).toEqual([]);
     } finally {
       informer.stop();
@@ -157,9 +157,9 @@ describe("informer against kube-apiserver", () => {
         await bump(ns, "c", n);
         await new Promise((r) => setTimeout(r, 40));
       }
-      await eventually("the last update", () =>
-        recorder.counters.get("c")?.at(-1) === 60 ? true : undefined,
-      );
+      await expect
+        .poll(() => recorder.counters.get("c")?.at(-1) === 60, { message: "the last update" })
+        .toBe(true);
       expect(recorder.restarts.filter((r) => r === "closed").length).toBeGreaterThan(0);
       expect(recorder.counters.get("c")).toEqual(range(0, 60));
     } finally {
@@ -190,9 +190,9 @@ describe("informer against kube-apiserver", () => {
         if (n % 8 === 0) drops += proxy.dropAll();
         await new Promise((r) => setTimeout(r, 30));
       }
-      await eventually("the last update", () =>
-        recorder.counters.get("c")?.at(-1) === 40 ? true : undefined,
-      );
+      await expect
+        .poll(() => recorder.counters.get("c")?.at(-1) === 40, { message: "the last update" })
+        .toBe(true);
       expect(drops).toBeGreaterThanOrEqual(5);
       // A drop may also hit an idle pooled connection or fall into a backoff pause, so not every drop is a restart.
       expect(recorder.restarts.filter((r) => r === "error").length).toBeGreaterThanOrEqual(3);
@@ -223,17 +223,19 @@ describe("informer against kube-apiserver", () => {
     await informer.start();
     try {
       await bump(ns, "c", 1);
-      await eventually("the first update", () =>
-        recorder.counters.get("c")?.at(-1) === 1 ? true : undefined,
-      );
+      await expect
+        .poll(() => recorder.counters.get("c")?.at(-1) === 1, { message: "the first update" })
+        .toBe(true);
       const stallsBefore = recorder.restarts.filter((r) => r === "stall").length;
       expect(proxy.freeze()).toBeGreaterThan(0);
       await bump(ns, "c", 2);
       await client.delete(`${path}/doomed`);
       await bump(ns, "c", 3);
-      await eventually("the updates made while the watch was frozen", () =>
-        recorder.counters.get("c")?.at(-1) === 3 ? true : undefined,
-      );
+      await expect
+        .poll(() => recorder.counters.get("c")?.at(-1) === 3, {
+          message: "the updates made while the watch was frozen",
+        })
+        .toBe(true);
       expect(recorder.events).toContain("delete doomed");
       expect(informer.get(ns, "doomed")).toBeUndefined();
       expect(recorder.restarts.filter((r) => r === "stall").length).toBeGreaterThan(stallsBefore);
@@ -244,33 +246,44 @@ describe("informer against kube-apiserver", () => {
     }
   });
 
-  it("relists periodically without re-delivering unchanged objects, and keeps watching after", async () => {
-    const ns = await createNamespace(client, "inf-gap");
+  it("resyncs by replaying its cache, without asking the API server, and keeps watching after", async () => {
+    const ns = await createNamespace(client, "inf-resync");
     const path = `/api/v1/namespaces/${ns}/configmaps`;
     await client.create(path, configMap(ns, "stays", { n: "0" }));
     await client.create(path, configMap(ns, "goes", { n: "0" }));
-    const { host, port } = apiServerAddress(env.kubeConfig);
-    const proxy = await startTcpProxy(host, port);
-    const recorder = newRecorder();
+    const requests: string[] = [];
+    const counted = createKubeClient(env.kubeConfig, {
+      onRequest: (info) => requests.push(`${info.watch ? "WATCH" : info.method} ${info.path}`),
+    });
+    const replays: string[] = [];
     const informer = createInformer<ConfigMap>({
-      kubeConfig: viaPort(env.kubeConfig, proxy.port),
+      kubeConfig: env.kubeConfig,
+      client: counted,
       path,
       logger,
-      resyncIntervalMs: 1_500,
-      onWatchRestart: (reason) => recorder.restarts.push(reason),
+      resyncIntervalMs: 300,
     });
-    record(informer, recorder);
+    informer.onUpdate((obj, old) => {
+      if (obj === old) replays.push(obj.metadata.name);
+    });
     await informer.start();
     try {
-      await eventually("a periodic resync", () => (recorder.restarts.includes("resync") ? true : undefined));
-      // The quiet resync relisted unchanged objects: handlers saw nothing new.
-      expect(recorder.events.sort()).toEqual(["add goes", "add stays"]);
+      // Several replays of both objects, each a delivery of the cached object to the update handlers.
+      await expect
+        .poll(() => replays.filter((n) => n === "stays").length, { timeout: 10_000 })
+        .toBeGreaterThan(2);
+      expect(replays.filter((n) => n === "goes").length).toBeGreaterThan(1);
+      // One list and one watch: the replays asked the API server nothing.
+      expect(requests.filter((r) => r.startsWith("GET "))).toHaveLength(1);
       await client.delete(`${path}/goes`);
-      await eventually("the delete", () => (recorder.events.includes("delete goes") ? true : undefined));
-      expect(informer.list(ns).map((o) => o.metadata.name)).toEqual(["stays"]);
+      await expect.poll(() => informer.list(ns).map((o) => o.metadata.name)).toEqual(["stays"]);
+      // Replays after the delete carry only what is in the cache.
+      const after = replays.length;
+      await expect.poll(() => replays.length, { timeout: 10_000 }).toBeGreaterThan(after);
+      expect(replays.slice(after).every((n) => n === "stays")).toBe(true);
     } finally {
       informer.stop();
-      await proxy.close();
+      await counted.close();
     }
   });
 });

@@ -4,14 +4,7 @@ import { createKubeClient } from "../../src/kube/client.ts";
 import { createLeaderElector, type LeaderElector } from "../../src/kube/leader.ts";
 import type { LeaseObject } from "../../src/kube/lease.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
-import {
-  apiServerAddress,
-  createNamespace,
-  eventually,
-  testLogger,
-  uniqueName,
-  viaPort,
-} from "./kube-support.ts";
+import { apiServerAddress, createNamespace, testLogger, uniqueName, viaPort } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 
 /** Lease leader election between real candidates against kube-apiserver. */
@@ -82,9 +75,8 @@ describe("leader election on a Lease", () => {
     const ns = await createNamespace(client, "leader-one");
     const a = candidate(ns, "lock", "a", fast);
     const b = candidate(ns, "lock", "b", fast);
-    const leader = await eventually("a leader", () =>
-      a.elector.isLeader() ? a : b.elector.isLeader() ? b : undefined,
-    );
+    await expect.poll(() => a.elector.isLeader() || b.elector.isLeader(), { message: "a leader" }).toBe(true);
+    const leader = a.elector.isLeader() ? a : b;
     const other = leader === a ? b : a;
     const name = leader === a ? "a" : "b";
     // Over several renew periods the roles stay put: never two leaders, never a change.
@@ -111,15 +103,15 @@ describe("leader election on a Lease", () => {
       await new Promise((r) => setTimeout(r, 300));
       holderWhileStopping = (await client.get<LeaseObject>(leasePath(ns, "lock"))).spec?.holderIdentity;
     });
-    await eventually("a to lead", () => (a.elector.isLeader() ? true : undefined));
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
     const b = candidate(ns, "lock", "b", slow);
-    await eventually("b to see a", () => (b.log.includes("leader a") ? true : undefined));
+    await expect.poll(() => b.log.includes("leader a"), { message: "b to see a" }).toBe(true);
     const before = await client.get<LeaseObject>(leasePath(ns, "lock"));
     await a.elector.stop();
     expect(a.log).toEqual(["leader a", "started", "stopped"]);
     expect(a.signal?.aborted).toBe(true);
     expect(holderWhileStopping).toBe("a");
-    await eventually("b to take over", () => (b.elector.isLeader() ? true : undefined), 20_000);
+    await expect.poll(() => b.elector.isLeader(), { message: "b to take over", timeout: 20_000 }).toBe(true);
     const after = await client.get<LeaseObject>(leasePath(ns, "lock"));
     expect(after.spec?.holderIdentity).toBe("b");
     expect(after.spec?.leaseTransitions).toBe((before.spec?.leaseTransitions ?? 0) + 1);
@@ -153,18 +145,21 @@ describe("leader election on a Lease", () => {
     child.stderr?.on("data", (chunk) => {
       err += String(chunk);
     });
-    await eventually(`the child to lead (stderr: ${err.slice(0, 500)})`, () =>
-      out.includes("leading doomed") ? true : undefined,
-    );
+    // On failure the last value shows the child's stderr.
+    await expect
+      .poll(() => (out.includes("leading doomed") ? true : `stderr: ${err.slice(0, 500)}`), {
+        message: "the child to lead",
+      })
+      .toBe(true);
     const b = candidate(ns, lease, "survivor", fast);
-    await eventually("the survivor to see the child lead", () =>
-      b.log.includes("leader doomed") ? true : undefined,
-    );
+    await expect
+      .poll(() => b.log.includes("leader doomed"), { message: "the survivor to see the child lead" })
+      .toBe(true);
     expect(b.elector.isLeader()).toBe(false);
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
     await exited;
-    await eventually("the survivor to take over", () => (b.elector.isLeader() ? true : undefined));
+    await expect.poll(() => b.elector.isLeader(), { message: "the survivor to take over" }).toBe(true);
     const after = await client.get<LeaseObject>(leasePath(ns, lease));
     expect(after.spec?.holderIdentity).toBe("survivor");
     expect(after.spec?.leaseTransitions).toBe(1);
@@ -177,12 +172,12 @@ describe("leader election on a Lease", () => {
     const proxy: TcpProxy = await startTcpProxy(host, port);
     cleanup.push(() => proxy.close());
     const a = candidate(ns, "lock", "a", fast, viaPort(cp.kubeConfig, proxy.port));
-    await eventually("a to lead", () => (a.elector.isLeader() ? true : undefined));
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
     const b = candidate(ns, "lock", "b", fast);
-    await eventually("b to see a", () => (b.log.includes("leader a") ? true : undefined));
+    await expect.poll(() => b.log.includes("leader a"), { message: "b to see a" }).toBe(true);
     // a's API server now looks alive but never answers: a must give up leading on its own.
     proxy.blackhole();
-    await eventually("b to take over", () => (b.elector.isLeader() ? true : undefined));
+    await expect.poll(() => b.elector.isLeader(), { message: "b to take over" }).toBe(true);
     expect(a.log).toContain("stopped");
     expect(a.signal?.aborted).toBe(true);
     // Never two leaders: a gave up before b took over.

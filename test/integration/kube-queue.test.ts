@@ -4,7 +4,7 @@ import { createInformer } from "../../src/kube/informer.ts";
 import { createWorkQueue } from "../../src/kube/queue.ts";
 import { keyOf, splitKey } from "../../src/kube/store.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
-import { type ConfigMap, configMap, createNamespace, eventually, testLogger } from "./kube-support.ts";
+import { type ConfigMap, configMap, createNamespace, testLogger } from "./kube-support.ts";
 
 /**
  * The controller pattern end to end: informer events feed the work queue while many writers change
@@ -32,7 +32,7 @@ describe("work queue fed by an informer under concurrent writes", () => {
     const overlaps: string[] = [];
     const processed = new Map<string, string>();
     let runs = 0;
-    queue.run(async (key) => {
+    const worker = async (key: string) => {
       if (active.has(key)) overlaps.push(key);
       active.add(key);
       runs++;
@@ -41,27 +41,36 @@ describe("work queue fed by an informer under concurrent writes", () => {
       const { namespace, name } = splitKey(key);
       processed.set(key, informer.get(namespace, name)?.data?.n ?? "?");
       active.delete(key);
-    }, 4);
+    };
     await informer.start();
     try {
       const names = Array.from({ length: 60 }, (_, i) => `cm-${i}`);
-      await Promise.all(names.map((name) => client.create(path, configMap(ns, name, { n: "0" }))));
-      for (const n of [1, 2, 3]) {
-        await Promise.all(
+      const writeAll = (n: number) =>
+        Promise.all(
           names.map((name) => client.patch(`${path}/${name}`, "merge", { data: { n: String(n) } })),
         );
-      }
-      await eventually("every key processed at its final state", () =>
-        names.every((name) => processed.get(`${ns}/${name}`) === "3") &&
+      const allAt = (n: string) => () =>
+        names.every((name) => processed.get(`${ns}/${name}`) === n) &&
         queue.length() === 0 &&
-        queue.processing() === 0
-          ? true
-          : undefined,
-      );
+        queue.processing() === 0;
+
+      // De-duplication, before any worker runs: four events per key (a create, three updates) queue
+      // each key once, and each key then runs once, at its final state.
+      await Promise.all(names.map((name) => client.create(path, configMap(ns, name, { n: "0" }))));
+      for (const n of [1, 2, 3]) await writeAll(n);
+      await expect.poll(() => adds, { timeout: 30_000 }).toBe(names.length * 4);
+      expect(queue.length()).toBe(names.length);
+      queue.run(worker, 4);
+      await expect.poll(allAt("3"), { timeout: 30_000 }).toBe(true);
+      expect(runs).toBe(names.length);
+
+      // Writes racing the workers: a key changed while it is being processed runs again afterwards,
+      // never twice at once, and every key converges on its last state.
+      for (const n of [4, 5, 6]) await writeAll(n);
+      await expect.poll(allAt("6"), { timeout: 30_000 }).toBe(true);
       expect(overlaps).toEqual([]);
-      expect(adds).toBe(names.length * 4);
-      // De-duplication: a key is never run more often than it was added.
-      expect(runs).toBeLessThanOrEqual(adds);
+      expect(adds).toBe(names.length * 7);
+      expect(runs).toBeGreaterThan(names.length);
     } finally {
       await queue.shutdown();
       informer.stop();

@@ -9,7 +9,6 @@ import {
   type ConfigMap,
   configMap,
   createNamespace,
-  eventually,
   testLogger,
   viaPort,
 } from "./kube-support.ts";
@@ -64,7 +63,9 @@ describe("informer across kube-apiserver restarts", { timeout: 180_000 }, () => 
     try {
       // A change seen through the watch proves the watch is open before we cut it off.
       await client.patch(`${path}/keep`, "merge", { metadata: { labels: { seen: "yes" } } });
-      await eventually("the watch to deliver", () => (events.includes("update keep n=0") ? true : undefined));
+      await expect
+        .poll(() => events.includes("update keep n=0"), { message: "the watch to deliver" })
+        .toBe(true);
       // Cut the informer off (its watch goes silent), change things it cannot see, then restart the server.
       expect(proxy.freeze()).toBeGreaterThan(0);
       await client.delete(`${path}/remove`);
@@ -74,11 +75,15 @@ describe("informer across kube-apiserver restarts", { timeout: 180_000 }, () => 
       expect(proxy.severUpstream()).toBeGreaterThan(0);
       await restarter.restart();
       proxy.dropAll();
-      await eventually("the missed delete, update and add", () =>
-        events.includes("delete remove") && events.includes("update change n=1") && events.includes("add new")
-          ? true
-          : undefined,
-      );
+      await expect
+        .poll(
+          () =>
+            events.includes("delete remove") &&
+            events.includes("update change n=1") &&
+            events.includes("add new"),
+          { message: "the missed delete, update and add" },
+        )
+        .toBe(true);
       expect(restarts).toContain("gone");
       expect(
         informer
@@ -121,13 +126,13 @@ describe("informer across kube-apiserver restarts", { timeout: 180_000 }, () => 
       }
     })();
     try {
-      await eventually("a few updates before the restart", () => (seen.length >= 5 ? true : undefined));
+      await expect.poll(() => seen.length >= 5, { message: "a few updates before the restart" }).toBe(true);
       await restarter.restart();
       const afterRestart = last;
-      await eventually("updates after the restart", () => (last >= afterRestart + 5 ? true : undefined));
+      await expect.poll(() => last >= afterRestart + 5, { message: "updates after the restart" }).toBe(true);
       writing = false;
       await writer;
-      await eventually(`the final value ${last}`, () => (seen.at(-1) === last ? true : undefined));
+      await expect.poll(() => seen.at(-1) === last, { message: `the final value ${last}` }).toBe(true);
       // Values only move forward: nothing old is re-delivered as new, and the last write arrived.
       for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1] ?? 0);
       expect(informer.get(ns, "c")?.data?.n).toBe(String(last));

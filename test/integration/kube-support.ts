@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
+import { expect } from "vitest";
 import type { ControlPlane } from "../../src/dev/controlplane.ts";
 import {
   isAlive,
@@ -60,21 +61,6 @@ export async function createNamespace(client: KubeClient, prefix: string): Promi
 
 export { createKubeClient };
 
-/** Polls `check` until it returns a value other than undefined, or throws naming what never happened. */
-export async function eventually<T>(
-  what: string,
-  check: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 export interface ConfigMap {
   apiVersion?: string;
   kind?: string;
@@ -117,28 +103,29 @@ export function apiServerRestarter(cp: ControlPlane): ApiServerRestarter {
         await mine.stop();
       } else {
         process.kill(originalPid, "SIGTERM");
-        await eventually(
-          "the old kube-apiserver to exit",
-          () => (isAlive(originalPid) ? undefined : true),
-          60_000,
-        );
+        await expect
+          .poll(() => isAlive(originalPid), { message: "the old kube-apiserver to exit", timeout: 60_000 })
+          .toBe(false);
       }
       await whileDown?.();
       mine = startProcess("kube-apiserver", binary, args, cp.logs.kubeApiserver);
       const started = mine;
-      await eventually(
-        "the restarted kube-apiserver to be ready",
-        async () => {
-          if (started.hasExited())
-            throw new Error(`restarted kube-apiserver exited; see ${cp.logs.kubeApiserver}`);
-          // A namespace read needs etcd and the apiserver's storage: the same bar as readiness.
-          return (await client.request("GET", "/api/v1/namespaces/default").then(
-            () => true,
-            () => undefined,
-          )) as true | undefined;
-        },
-        120_000,
-      );
+      // Stops early when the process exits: "exited" matches too, and is turned into an error below.
+      await expect
+        .poll(
+          async () => {
+            if (started.hasExited()) return "exited";
+            // A namespace read needs etcd and the apiserver's storage: the same bar as readiness.
+            return client.request("GET", "/api/v1/namespaces/default").then(
+              () => "ready",
+              () => "not ready",
+            );
+          },
+          { message: "the restarted kube-apiserver to be ready", timeout: 120_000 },
+        )
+        .toMatch(/^(ready|exited)$/);
+      if (started.hasExited())
+        throw new Error(`restarted kube-apiserver exited; see ${cp.logs.kubeApiserver}`);
     },
     async stop() {
       await mine?.stop();

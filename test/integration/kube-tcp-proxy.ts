@@ -19,8 +19,12 @@ export interface TcpProxy {
   severUpstream(): number;
   /** Freezes every open connection and every later one: the server looks alive but never answers. */
   blackhole(): void;
+  /** Ends a blackhole: drops every (frozen) connection, like a network that comes back; new ones pass again. */
+  restore(): void;
   /** Connections accepted so far. */
   accepted(): number;
+  /** Connections open right now. */
+  open(): number;
   close(): Promise<void>;
 }
 
@@ -88,6 +92,14 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         pair.upstream.pause();
       }
     },
+    restore() {
+      blackholed = false;
+      for (const { client, upstream } of pairs) {
+        client.resetAndDestroy();
+        upstream.destroy();
+      }
+      pairs.clear();
+    },
     severUpstream() {
       let n = 0;
       for (const pair of pairs) {
@@ -98,6 +110,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return n;
     },
     accepted: () => accepted,
+    open: () => pairs.size,
     async close() {
       for (const { client, upstream } of pairs) {
         client.destroy();

@@ -4,7 +4,7 @@ import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { BLUEPRINT, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { BLUEPRINT, createIdentity, ensureCrd } from "./operator-support.ts";
 
 const cp = useControlPlane({ namespacePrefix: "crd" });
 const kube = createKubeClient(cp.kubeConfig);
@@ -138,14 +138,23 @@ describe("the AgentIdentity CRD on a real API server", () => {
   it("publishes the field descriptions kubectl explain reads (OpenAPI v3)", async () => {
     type Schema = { description?: string; properties?: Record<string, Schema> };
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
-    const schema = await eventually("the AgentIdentity OpenAPI v3 schema", async () => {
-      const doc = await kube.get<{ components: { schemas: Record<string, Schema> } }>(
-        "/openapi/v3/apis/agentid.io/v1alpha1",
-      );
-      return doc.components.schemas["io.agentid.v1alpha1.AgentIdentity"];
-    });
-    expect(schema.properties?.spec?.properties?.tenantId?.description).toContain("Directory (tenant) id");
-    expect(schema.properties?.spec?.properties?.blueprint?.description).toContain("agent identity blueprint");
+    let schema: Schema | undefined;
+    await expect
+      .poll(
+        async () => {
+          const doc = await kube.get<{ components: { schemas: Record<string, Schema> } }>(
+            "/openapi/v3/apis/agentid.io/v1alpha1",
+          );
+          schema = doc.components.schemas["io.agentid.v1alpha1.AgentIdentity"];
+          return schema;
+        },
+        { message: "the AgentIdentity OpenAPI v3 schema" },
+      )
+      .toBeDefined();
+    expect(schema?.properties?.spec?.properties?.tenantId?.description).toContain("Directory (tenant) id");
+    expect(schema?.properties?.spec?.properties?.blueprint?.description).toContain(
+      "agent identity blueprint",
+    );
   });
 
   it("prints the Ready, Verified, Agent, ServiceAccount and Age columns", async () => {

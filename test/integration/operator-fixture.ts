@@ -5,8 +5,8 @@ import { Writable } from "node:stream";
 import { Agent, request } from "undici";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
 import { createLogger } from "../../src/lib/log.ts";
+import { type ManagerOptions, type RunningManager, startManager } from "../../src/manager/manager.ts";
 import { createGraphCredentialFactory } from "../../src/operator/graph-credential.ts";
-import { type ManagerOptions, type RunningManager, startManager } from "../../src/operator/manager.ts";
 import type { ConnectedControlPlane } from "../support/controlplane.ts";
 import { AGENT, BLUEPRINT, TENANT } from "./operator-support.ts";
 
@@ -163,6 +163,7 @@ export async function startTestManager(
     renewDeadlineSeconds: 3,
     retryPeriodSeconds: 1,
     health: { host: "127.0.0.1", port: 0 },
+    metrics: { host: "127.0.0.1", port: 0 },
     caPems: [emu.caPem],
     verificationPolicy: { intervalMs: 3_600_000, retryMs: 3_600_000 },
     graphPropagationMs: 200,

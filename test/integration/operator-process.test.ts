@@ -4,7 +4,7 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /** `agentid manager` as a real process: it reconciles, and on SIGTERM releases its Lease and exits 0. */
 const cp = useControlPlane({ namespacePrefix: "opproc" });
@@ -52,20 +52,17 @@ describe("agentid manager process", () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
       const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/agentid-manager`;
-      const holder = await eventually(
-        "the manager to hold the Lease",
-        async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity || undefined,
-        60_000,
-      );
+      const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
+      await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
+      const holder = await holderOf();
       await createIdentity(kube, ns, "proc");
-      await eventually(
-        "proc Ready",
-        async () => {
-          const identity = await kube.getOptional<AgentIdentity>(identityPath(ns, "proc"));
-          return condition(identity, "Ready")?.status === "True" ? true : undefined;
-        },
-        60_000,
-      );
+      await expect
+        .poll(
+          async () =>
+            condition(await kube.getOptional<AgentIdentity>(identityPath(ns, "proc")), "Ready")?.status,
+          { message: "proc Ready", timeout: 60_000 },
+        )
+        .toBe("True");
 
       child.kill("SIGTERM");
       expect(await exited).toBe(0);

@@ -1,25 +1,29 @@
-import { readFileSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
+import { Agent, request } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient, isApiError } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
+import { type ChartObject, RBAC_KINDS, renderChart } from "../support/chart.ts";
 import { useControlPlane } from "../support/controlplane.ts";
+import { createNamespace } from "./kube-support.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { BLUEPRINT, condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { BLUEPRINT, condition, createIdentity, ensureCrd, identityBody } from "./operator-support.ts";
 
 /**
- * The chart's RBAC is enough for the manager and no more: the manager runs as a ServiceAccount bound only
- * to charts/agentid/templates/clusterrole.yaml, and cannot read Secrets until a namespace opts in.
+ * The chart's RBAC is enough for the manager and no more: the manager runs as the chart's ServiceAccount
+ * with exactly the rules and bindings of charts/agentid/templates, and the test checks, as the manager,
+ * what those rules must not allow.
  */
 const cp = useControlPlane({ namespacePrefix: "rbac" });
 const admin = createKubeClient(cp.kubeConfig);
+const rbac = "/apis/rbac.authorization.k8s.io/v1";
 let emu: RunningEmulator;
 let running: RunningManager | undefined;
 const logs = new LogCapture();
+const cleanup: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
   await ensureCrd(cp.kubeConfig);
@@ -28,35 +32,33 @@ beforeAll(async () => {
 afterEach(async () => {
   await running?.stop();
   running = undefined;
+  for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {});
 });
 afterAll(async () => {
   await emu?.close();
   await admin.close();
 });
 
-function renderRbac(
-  namespace: string,
-): Array<{ kind: string; metadata: { name: string; namespace?: string } }> {
-  const text = readFileSync(
-    new URL("../../charts/agentid/templates/clusterrole.yaml", import.meta.url),
-    "utf8",
-  )
-    .replaceAll("{{ .Release.Name | quote }}", JSON.stringify("agentid"))
-    .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(namespace));
-  return parseAllDocuments(text).map((d) => d.toJSON());
-}
+const COLLECTIONS: Record<string, string> = {
+  ServiceAccount: "/api/v1/namespaces/{ns}/serviceaccounts",
+  ClusterRole: `${rbac}/clusterroles`,
+  ClusterRoleBinding: `${rbac}/clusterrolebindings`,
+  Role: `${rbac}/namespaces/{ns}/roles`,
+  RoleBinding: `${rbac}/namespaces/{ns}/rolebindings`,
+};
 
-async function applyOrReplace(path: string, body: { metadata: { name: string } }): Promise<void> {
+async function apply(object: ChartObject): Promise<void> {
+  const path = (COLLECTIONS[object.kind] ?? "").replace("{ns}", object.metadata.namespace ?? "");
   try {
-    await admin.create(path, body);
+    await admin.create(path, object);
   } catch (error) {
     if (!isApiError(error, 409)) throw error;
     const current = await admin.get<{ metadata: { resourceVersion: string } }>(
-      `${path}/${body.metadata.name}`,
+      `${path}/${object.metadata.name}`,
     );
-    await admin.replace(`${path}/${body.metadata.name}`, {
-      ...body,
-      metadata: { ...body.metadata, resourceVersion: current.metadata.resourceVersion },
+    await admin.replace(`${path}/${object.metadata.name}`, {
+      ...object,
+      metadata: { ...object.metadata, resourceVersion: current.metadata.resourceVersion },
     });
   }
 }
@@ -65,11 +67,7 @@ async function applyOrReplace(path: string, body: { metadata: { name: string } }
 async function kubeConfigAs(namespace: string, serviceAccount: string): Promise<KubeConfig> {
   const answer = await admin.create<{ status: { token: string } }>(
     `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`,
-    {
-      apiVersion: "authentication.k8s.io/v1",
-      kind: "TokenRequest",
-      spec: { expirationSeconds: 3600 },
-    },
+    { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
   );
   const kc = new KubeConfig();
   kc.loadFromOptions({
@@ -88,97 +86,204 @@ async function kubeConfigAs(namespace: string, serviceAccount: string): Promise<
   return kc;
 }
 
-describe("the manager's RBAC (charts/agentid/templates/clusterrole.yaml)", () => {
-  it("reconciles with only the chart's permissions and reads a Secret only where a RoleBinding allows it", async () => {
+async function serviceAccount(namespace: string, name: string): Promise<void> {
+  await admin.create(`/api/v1/namespaces/${namespace}/serviceaccounts`, {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name },
+  });
+}
+
+async function roleBinding(
+  namespace: string,
+  name: string,
+  clusterRole: string,
+  subject: object,
+): Promise<void> {
+  await admin.create(`${rbac}/namespaces/${namespace}/rolebindings`, {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: clusterRole },
+    subjects: [subject],
+  });
+}
+
+/** What the API server says this client may do (SelfSubjectAccessReview, which every user may ask). */
+async function can(
+  client: KubeClient,
+  verb: string,
+  resource: string,
+  options: { namespace?: string; group?: string; subresource?: string; name?: string } = {},
+): Promise<boolean> {
+  const review = await client.create<{ status?: { allowed?: boolean } }>(
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+    {
+      apiVersion: "authorization.k8s.io/v1",
+      kind: "SelfSubjectAccessReview",
+      spec: { resourceAttributes: { verb, resource, group: options.group ?? "", ...options } },
+    },
+  );
+  return review.status?.allowed === true;
+}
+
+describe("the manager's RBAC (charts/agentid/templates)", () => {
+  it("nothing in the chart is aggregated into the built-in roles", () => {
+    const roles = renderChart({ name: "agentid", namespace: "agentid-system" }).filter(
+      (o) => o.kind === "ClusterRole",
+    );
+    expect(roles.map((r) => r.metadata.name)).toContain("agentid-identity-editor");
+    for (const role of roles)
+      expect(Object.keys(role.metadata.labels ?? {}).filter((l) => l.includes("aggregate-to-"))).toEqual([]);
+  });
+
+  it("reconciles with only the chart's permissions, and those permissions stop where they should", async () => {
     const ns = cp.namespace;
-    await admin.create(`/api/v1/namespaces/${ns}/serviceaccounts`, {
-      apiVersion: "v1",
-      kind: "ServiceAccount",
-      metadata: { name: "manager" },
-    });
-    const subject = [{ kind: "ServiceAccount", name: "manager", namespace: ns }];
-    for (const doc of renderRbac(ns)) {
-      if (doc.kind === "ClusterRole")
-        await applyOrReplace("/apis/rbac.authorization.k8s.io/v1/clusterroles", doc);
-      else await admin.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/roles`, doc);
-    }
-    const crbName = `agentid-manager-${ns}`;
-    await admin.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+    const release = await createNamespace(admin, "agentid-system");
+    cleanup.push(() => admin.delete(`/api/v1/namespaces/${release}`));
+    const chart = renderChart({ name: "agentid", namespace: release }).filter((o) =>
+      RBAC_KINDS.includes(o.kind),
+    );
+    for (const object of chart) await apply(object);
+    const subject = { kind: "ServiceAccount", name: "agentid-manager", namespace: release };
+    const asManager = await kubeConfigAs(release, "agentid-manager");
+    const manager = createKubeClient(asManager);
+    cleanup.push(() => manager.close());
+
+    // What the manager must not be able to do, asked of the API server as the manager.
+    for (const verb of ["patch", "update"])
+      expect(await can(manager, verb, "serviceaccounts", { namespace: ns })).toBe(false);
+    for (const verb of ["get", "list", "watch"])
+      expect(await can(manager, verb, "secrets", { namespace: ns })).toBe(false);
+    expect(await can(manager, "list", "secrets")).toBe(false);
+    expect(
+      await can(manager, "create", "rolebindings", { namespace: ns, group: "rbac.authorization.k8s.io" }),
+    ).toBe(false);
+    expect(await can(manager, "create", "agentidentities", { namespace: ns, group: "agentid.io" })).toBe(
+      false,
+    );
+    expect(
+      await can(manager, "update", "agentidentityblueprints", { group: "agentid.io", name: "any" }),
+    ).toBe(false);
+    expect(await can(manager, "create", "tokenreviews", { group: "authentication.k8s.io" })).toBe(false);
+    expect(
+      await can(manager, "update", "leases", {
+        namespace: release,
+        group: "coordination.k8s.io",
+        name: "other",
+      }),
+    ).toBe(false);
+    expect(await can(manager, "create", "leases", { namespace: ns, group: "coordination.k8s.io" })).toBe(
+      false,
+    );
+    // …and what it needs.
+    expect(
+      await can(manager, "create", "serviceaccounts", { namespace: ns, subresource: "token", name: "x" }),
+    ).toBe(true);
+    expect(
+      await can(manager, "update", "leases", {
+        namespace: release,
+        group: "coordination.k8s.io",
+        name: "agentid-manager",
+      }),
+    ).toBe(true);
+
+    // /metrics exposed: bind the metrics-auth role (as the chart's docs say) and a reader for the scraper.
+    await apply({
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRoleBinding",
-      metadata: { name: crbName },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "agentid-manager" },
-      subjects: subject,
+      metadata: { name: `agentid-metrics-auth-${release}` },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "agentid-metrics-auth" },
+      subjects: [subject],
     });
-    await admin.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+    cleanup.push(() => admin.delete(`${rbac}/clusterrolebindings/agentid-metrics-auth-${release}`));
+    await serviceAccount(release, "scraper");
+    await apply({
       apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: "agentid-manager-leader-election" },
-      roleRef: {
-        apiGroup: "rbac.authorization.k8s.io",
-        kind: "Role",
-        name: "agentid-manager-leader-election",
-      },
-      subjects: subject,
+      kind: "ClusterRoleBinding",
+      metadata: { name: `agentid-metrics-reader-${release}` },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "agentid-metrics-reader" },
+      subjects: [{ kind: "ServiceAccount", name: "scraper", namespace: release }],
     });
-    const asManager = await kubeConfigAs(ns, "manager");
-    const managerClient = createKubeClient(asManager);
-    try {
-      // No Secret access anywhere without the opt-in.
-      await expect(managerClient.get(`/api/v1/namespaces/${ns}/secrets`)).rejects.toMatchObject({
-        status: 403,
-      });
+    cleanup.push(() => admin.delete(`${rbac}/clusterrolebindings/agentid-metrics-reader-${release}`));
 
-      running = await startTestManager({ ...cp, kubeConfig: asManager }, emu, ns, logs, { verify: true });
-      await createIdentity(admin, ns, "workload", { instance: `${emu.url}/`, federation: { mode: "Graph" } });
-      await createIdentity(admin, ns, "secretive", {
-        instance: `${emu.url}/`,
-        blueprint: {
-          clientId: BLUEPRINT,
-          credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
+    running = await startTestManager({ ...cp, kubeConfig: asManager }, emu, ns, logs, {
+      verify: true,
+      leaseNamespace: release,
+      metrics: { host: "127.0.0.1", port: 0, secure: true },
+    });
+    await createIdentity(admin, ns, "workload", { instance: `${emu.url}/`, federation: { mode: "Graph" } });
+    await createIdentity(admin, ns, "secretive", {
+      instance: `${emu.url}/`,
+      blueprint: {
+        clientId: BLUEPRINT,
+        credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
+      },
+    });
+    const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
+    const reason = async (name: string) => condition(await read(name), "Ready")?.reason;
+    await expect
+      .poll(async () => condition(await read("workload"), "Verified")?.status, { timeout: 30_000 })
+      .toBe("True");
+    expect((await read("workload"))?.status?.serviceAccount).toBe("workload");
+    await expect.poll(() => reason("secretive"), { timeout: 30_000 }).toBe("SecretAccessDenied");
+
+    // The namespace opts in to Secret reads by name.
+    await roleBinding(ns, "agentid-secret-reader", "agentid-secret-reader", subject);
+    expect(await can(manager, "get", "secrets", { namespace: ns, name: "bp" })).toBe(true);
+    expect(await can(manager, "list", "secrets", { namespace: ns })).toBe(false);
+    await admin.patch(identityPath(ns, "secretive"), "merge", {
+      spec: { agentId: "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d" },
+    });
+    await expect.poll(() => reason("secretive"), { timeout: 30_000 }).toBe("SecretNotFound");
+
+    // The exposed /metrics works with the metrics-auth role, for the reader only.
+    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+    cleanup.push(() => insecure.close());
+    const scraperToken = (
+      await admin.create<{ status: { token: string } }>(
+        `/api/v1/namespaces/${release}/serviceaccounts/scraper/token`,
+        {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenRequest",
+          spec: { expirationSeconds: 600 },
         },
-      });
-      const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
-      const until = (name: string, reason: string) =>
-        eventually(`${name} Ready reason ${reason}`, async () => {
-          const identity = await read(name);
-          return condition(identity, "Ready")?.reason === reason ? identity : undefined;
-        });
-      const workload = await eventually("workload Verified", async () => {
-        const identity = await read("workload");
-        return condition(identity, "Verified")?.status === "True" ? identity : undefined;
-      });
-      expect(workload.status?.serviceAccount).toBe("workload");
-      await until("secretive", "SecretAccessDenied");
+      )
+    ).status.token;
+    const scrape = await request(`${running.metricsUrl}/metrics`, {
+      dispatcher: insecure,
+      headers: { authorization: `Bearer ${scraperToken}` },
+    });
+    expect(scrape.statusCode).toBe(200);
+    expect(await scrape.body.text()).toContain("agentid_reconciles_total");
 
-      await admin.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "RoleBinding",
-        metadata: { name: "agentid-secret-reader" },
-        roleRef: {
-          apiGroup: "rbac.authorization.k8s.io",
-          kind: "ClusterRole",
-          name: "agentid-secret-reader",
-        },
-        subjects: subject,
-      });
-      await admin.patch(identityPath(ns, "secretive"), "merge", {
-        metadata: { annotations: { retry: "1" } },
-        spec: { agentId: "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d" },
-      });
-      await until("secretive", "SecretNotFound");
-      // get-by-name only: listing stays forbidden even in the opted-in namespace.
-      await expect(managerClient.get(`/api/v1/namespaces/${ns}/secrets`)).rejects.toMatchObject({
-        status: 403,
-      });
+    await admin.delete(identityPath(ns, "workload"));
+    await expect.poll(() => read("workload"), { timeout: 30_000 }).toBeUndefined();
+  });
 
-      await admin.delete(identityPath(ns, "workload"));
-      await eventually("workload deleted (finalizer removed by the manager)", async () =>
-        (await read("workload")) ? undefined : true,
-      );
-    } finally {
-      await managerClient.close();
-      await admin.delete(`/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/${crbName}`).catch(() => {});
-    }
+  it("lets a namespace user create AgentIdentities only once granted agentid-identity-editor, not through edit", async () => {
+    const ns = cp.namespace;
+    await serviceAccount(ns, "developer");
+    const developer = { kind: "ServiceAccount", name: "developer", namespace: ns };
+    // What the built-in edit role holds. Its rules are filled in by kube-controller-manager's aggregation
+    // controller, which this control plane does not run, so bind the bootstrap roles it aggregates.
+    await roleBinding(ns, "developer-edit", "system:aggregate-to-edit", developer);
+    await roleBinding(ns, "developer-view", "system:aggregate-to-view", developer);
+    const asDeveloper = createKubeClient(await kubeConfigAs(ns, "developer"));
+    cleanup.push(() => asDeveloper.close());
+    const body = identityBody(ns, "mine");
+    await expect(asDeveloper.create(identityPath(ns), body)).rejects.toMatchObject({ status: 403 });
+    expect(await can(asDeveloper, "create", "configmaps", { namespace: ns })).toBe(true); // edit works otherwise
+
+    for (const object of renderChart({ name: "agentid", namespace: "agentid-system" }))
+      if (object.metadata.name === "agentid-identity-editor") await apply(object);
+    await roleBinding(ns, "developer-identities", "agentid-identity-editor", developer);
+    await expect
+      .poll(() => can(asDeveloper, "create", "agentidentities", { namespace: ns, group: "agentid.io" }))
+      .toBe(true);
+    await asDeveloper.create(identityPath(ns), body);
+    expect((await admin.getOptional<AgentIdentity>(identityPath(ns, "mine")))?.metadata.name).toBe("mine");
+    // The role gives no way to the platform's blueprints.
+    expect(await can(asDeveloper, "create", "agentidentityblueprints", { group: "agentid.io" })).toBe(false);
   });
 });

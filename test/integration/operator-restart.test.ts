@@ -4,11 +4,11 @@ import { type ControlPlane, startControlPlane } from "../../src/dev/controlplane
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ApiServerRestarter, apiServerRestarter } from "./kube-support.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * A running manager survives a kube-apiserver restart (on a private control plane, so other test files
@@ -44,36 +44,36 @@ describe("the operator across an API server restart", () => {
     manager = await startTestManager(cp, emu, NS, new LogCapture(), { verify: false });
     const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(NS, name));
     const ready = (name: string, sa: string) =>
-      eventually(
-        `${name} Ready with ServiceAccount ${sa}`,
-        async () => {
-          const identity = await read(name);
-          return condition(identity, "Ready")?.status === "True" &&
-            identity?.status?.serviceAccount === sa &&
-            identity.status.observedGeneration === identity.metadata.generation
-            ? identity
-            : undefined;
-        },
-        90_000,
-      );
+      expect
+        .poll(
+          async () => {
+            const identity = await read(name);
+            return (
+              condition(identity, "Ready")?.status === "True" &&
+              identity?.status?.serviceAccount === sa &&
+              identity.status.observedGeneration === identity.metadata.generation
+            );
+          },
+          { message: `${name} Ready with ServiceAccount ${sa}`, timeout: 90_000 },
+        )
+        .toBe(true);
     await createIdentity(admin, NS, "before");
     await ready("before", "before");
 
     await restarter.restart();
     // Right after a restart the API server answers 503 for custom resources until their paths are installed.
-    await eventually(
-      "the AgentIdentity API to serve again",
-      () => createIdentity(admin, NS, "after"),
-      30_000,
-    );
+    await expect
+      .poll(() => createIdentity(admin, NS, "after").then(() => true), {
+        message: "the AgentIdentity API to serve again",
+        timeout: 30_000,
+      })
+      .toBe(true);
     await admin.patch(identityPath(NS, "before"), "merge", { spec: { serviceAccountName: "before-moved" } });
     await ready("after", "after");
     await ready("before", "before-moved");
-    await eventually(
-      "a leader after the restart",
-      async () => (manager?.isLeader() ? true : undefined),
-      30_000,
-    );
+    await expect
+      .poll(() => manager?.isLeader(), { message: "a leader after the restart", timeout: 30_000 })
+      .toBe(true);
     expect(manager.hasSynced()).toBe(true);
   });
 });

@@ -53,26 +53,6 @@ export async function createIdentity(
   return kube.create<AgentIdentity>(identityPath(namespace), identityBody(namespace, name, spec));
 }
 
-/** Polls until `check` returns a value (not undefined), or fails naming what it waited for and the last value seen. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
-}
-
 export function condition(identity: AgentIdentity | undefined, type: string) {
   return identity?.status?.conditions?.find((c) => c.type === type);
 }

@@ -3,12 +3,12 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { kubeConfigFor } from "../../src/dev/controlplane.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd, eventually } from "./operator-support.ts";
+import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /** The manager reaches the API server through a TCP relay that drops every connection on demand. */
 const cp = useControlPlane({ namespacePrefix: "opwatch" });
@@ -47,40 +47,47 @@ describe("the operator's watches", () => {
     await createIdentity(admin, cp.namespace, "early");
     const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
     const ready = (name: string) =>
-      eventually(
-        `${name} Ready`,
-        async () => (condition(await read(name), "Ready")?.status === "True" ? true : undefined),
-        60_000,
-      );
+      expect
+        .poll(async () => condition(await read(name), "Ready")?.status, {
+          message: `${name} Ready`,
+          timeout: 60_000,
+        })
+        .toBe("True");
     await ready("early");
 
     // Changes made while the manager's watches are cut must still arrive (by reconnect or relist).
     expect(proxy.dropAll()).toBeGreaterThan(0);
+    const acceptedAfterDrop = proxy.accepted();
     await createIdentity(admin, cp.namespace, "during-drop");
     await admin.patch(identityPath(cp.namespace, "early"), "merge", {
       spec: { serviceAccountName: "early-renamed" },
     });
-    expect(proxy.dropAll()).toBeGreaterThanOrEqual(0);
+    // Cut again once the manager has reconnected, so that it must recover a second time.
+    await expect.poll(() => proxy.accepted(), { timeout: 30_000 }).toBeGreaterThan(acceptedAfterDrop);
+    await expect.poll(() => proxy.open(), { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(proxy.dropAll()).toBeGreaterThan(0);
     await ready("during-drop");
-    const renamed = await eventually(
-      "early to follow its new ServiceAccount",
-      async () => {
-        const identity = await read("early");
-        return identity?.status?.serviceAccount === "early-renamed" &&
-          identity.status.observedGeneration === identity.metadata.generation
-          ? identity
-          : undefined;
-      },
-      60_000,
-    );
+    let renamed: AgentIdentity | undefined;
+    await expect
+      .poll(
+        async () => {
+          renamed = await read("early");
+          return (
+            renamed?.status?.serviceAccount === "early-renamed" &&
+            renamed.status.observedGeneration === renamed.metadata.generation
+          );
+        },
+        { message: "early to follow its new ServiceAccount", timeout: 60_000 },
+      )
+      .toBe(true);
     expect(condition(renamed, "Ready")?.status).toBe("True");
     // The account it created under the old name is released (deleted: it owned it).
-    await eventually("the old ServiceAccount to be deleted", async () =>
-      (await admin.getOptional(`/api/v1/namespaces/${cp.namespace}/serviceaccounts/early`))
-        ? undefined
-        : true,
-    );
-    const restarts = await (await fetch(`${manager.url}/metrics`)).text();
+    await expect
+      .poll(() => admin.getOptional(`/api/v1/namespaces/${cp.namespace}/serviceaccounts/early`), {
+        message: "the old ServiceAccount to be deleted",
+      })
+      .toBeUndefined();
+    const restarts = await (await fetch(`${manager.metricsUrl}/metrics`)).text();
     expect(restarts).toMatch(
       /agentid_watch_restarts_total\{resource="agentidentities",reason="[a-z]+"\} [1-9]/,
     );

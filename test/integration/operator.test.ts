@@ -3,7 +3,7 @@ import { ANNOTATION_IDENTITY, FINALIZER_FEDERATED_CREDENTIAL } from "../../src/a
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/operator/manager.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
 import { useControlPlane } from "../support/controlplane.ts";
@@ -24,7 +24,6 @@ import {
   createIdentity,
   ensureCrd,
   eventsFor,
-  eventually,
   TENANT,
 } from "./operator-support.ts";
 
@@ -59,19 +58,23 @@ async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Prom
 
 const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
 async function until(name: string, type: string, status: string, reason?: string): Promise<AgentIdentity> {
-  let seen = "nothing";
-  try {
-    return await eventually(`${name}: ${type}=${status}${reason ? ` (${reason})` : ""}`, async () => {
-      const identity = await read(name);
-      seen = JSON.stringify(
-        identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ?? [],
-      );
-      const c = condition(identity, type);
-      return c?.status === status && (!reason || c.reason === reason) ? identity : undefined;
-    });
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last conditions: ${seen}`);
-  }
+  let identity: AgentIdentity | undefined;
+  await expect
+    .poll(
+      async () => {
+        identity = await read(name);
+        const c = condition(identity, type);
+        // On failure, the last value shown is the resource's conditions.
+        return c?.status === status && (!reason || c.reason === reason)
+          ? true
+          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
+              []);
+      },
+      { message: `${name}: ${type}=${status}${reason ? ` (${reason})` : ""}` },
+    )
+    .toBe(true);
+  if (!identity) throw new Error(`${name} disappeared`);
+  return identity;
 }
 
 async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
@@ -167,11 +170,13 @@ describe("the operator against a real API server and the Entra emulator", () => 
     });
     const missing = await until("with-secret", "Ready", "False", "SecretNotFound");
     expect(condition(missing, "Ready")?.message).toContain("Secret bp");
-    await eventually("a SecretNotFound event", async () =>
-      (await eventsFor(kube, cp.namespace, "with-secret")).find(
-        (e) => e.reason === "SecretNotFound" && e.type === "Warning",
-      ),
-    );
+    await expect
+      .poll(async () =>
+        (await eventsFor(kube, cp.namespace, "with-secret")).some(
+          (e) => e.reason === "SecretNotFound" && e.type === "Warning",
+        ),
+      )
+      .toBe(true);
     await kube.create(`/api/v1/namespaces/${cp.namespace}/secrets`, {
       apiVersion: "v1",
       kind: "Secret",
@@ -193,9 +198,9 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await until("first", "Ready", "False", "Conflict");
     const second = await until("second", "Ready", "False", "Conflict");
     expect(condition(second, "Ready")?.message).toContain("AgentIdentity first");
-    await eventually("a Conflict event", async () =>
-      (await eventsFor(kube, cp.namespace, "second")).find((e) => e.reason === "Conflict"),
-    );
+    await expect
+      .poll(async () => (await eventsFor(kube, cp.namespace, "second")).some((e) => e.reason === "Conflict"))
+      .toBe(true);
     await kube.delete(identityPath(cp.namespace, "second"));
     const first = await until("first", "Ready", "True");
     expect(condition(first, "Verified")).toMatchObject({ status: "Unknown", reason: "VerificationDisabled" });
@@ -237,7 +242,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     });
 
     await kube.delete(identityPath(cp.namespace, "graph"));
-    await eventually("the AgentIdentity to be gone", async () => ((await read("graph")) ? undefined : true));
+    await expect.poll(() => read("graph"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
     expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
   });
 
@@ -266,32 +271,46 @@ describe("the operator against a real API server and the Entra emulator", () => 
     expect(condition(denied, "FederationConfigured")?.message).toContain(
       "AgentIdentityBlueprint.AddRemoveCreds.All",
     );
-    await eventually("a GraphAccessDenied event", async () =>
-      (await eventsFor(kube, cp.namespace, "denied")).find((e) => e.reason === "GraphAccessDenied"),
-    );
+    await expect
+      .poll(async () =>
+        (await eventsFor(kube, cp.namespace, "denied")).some((e) => e.reason === "GraphAccessDenied"),
+      )
+      .toBe(true);
   });
 
-  it("writes nothing while idle", async () => {
-    const m = await manager({ verify: false });
+  it("writes nothing while idle, across resyncs", async () => {
+    // A resync every second (10 minutes by default): each replays the cache, so every identity is
+    // reconciled again, and that must write nothing and ask the API server nothing.
+    const m = await manager({ verify: false, resyncIntervalMs: 1000 });
+    const reconciles = async () =>
+      (await m.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get())?.values.reduce(
+        (n, v) => n + v.value,
+        0,
+      ) ?? 0;
     for (const name of ["idle-a", "idle-b", "idle-c"]) await createIdentity(kube, cp.namespace, name);
     for (const name of ["idle-a", "idle-b", "idle-c"]) await until(name, "Ready", "True");
-    await new Promise((r) => setTimeout(r, 1500));
+    // Settle: the reconciles that follow the manager's own status writes have run by the next replay.
+    const settled = await reconciles();
+    await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(settled + 3);
     const writes = (counts: Record<string, number>) =>
       Object.entries(counts)
         .filter(([k]) => !k.startsWith("GET ") && !k.startsWith("WATCH ") && !k.endsWith(" leases"))
+        .reduce((n, [, v]) => n + v, 0);
+    const nonLease = (c: Record<string, number>) =>
+      Object.entries(c)
+        .filter(([k]) => !k.endsWith(" leases"))
         .reduce((n, [, v]) => n + v, 0);
     const before = m.requestCounts();
     const versions = await Promise.all(
       ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
     );
-    await new Promise((r) => setTimeout(r, 4000));
+    // Idle through three replays of the three identities.
+    const start = await reconciles();
+    await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 9);
     const after = m.requestCounts();
-    expect(writes(after)).toBe(writes(before));
     expect(writes(before)).toBeGreaterThan(0);
-    const nonLease = (c: Record<string, number>) =>
-      Object.entries(c)
-        .filter(([k]) => !k.endsWith(" leases"))
-        .reduce((n, [, v]) => n + v, 0);
+    expect(writes(after)).toBe(writes(before));
+    // No relist either: a resync replays the cache from memory.
     expect(nonLease(after)).toBe(nonLease(before));
     expect(
       await Promise.all(
@@ -303,16 +322,17 @@ describe("the operator against a real API server and the Entra emulator", () => 
   it("runs one leader among two managers and fails over when the leader stops", async () => {
     const a = await manager({ verify: false, identity: "replica-a" });
     const b = await manager({ verify: false, identity: "replica-b" });
-    const leader = await eventually("a leader", async () =>
-      a.isLeader() !== b.isLeader() ? (a.isLeader() ? a : b) : undefined,
-    );
+    await expect.poll(() => a.isLeader() !== b.isLeader(), { message: "exactly one leader" }).toBe(true);
+    const leader = a.isLeader() ? a : b;
     const follower = leader === a ? b : a;
     await createIdentity(kube, cp.namespace, "before");
     await until("before", "Ready", "True");
     expect(follower.isLeader()).toBe(false);
     await leader.stop();
     managers.splice(managers.indexOf(leader), 1);
-    await eventually("the follower to lead", async () => (follower.isLeader() ? true : undefined), 15_000);
+    await expect
+      .poll(() => follower.isLeader(), { message: "the follower to lead", timeout: 15_000 })
+      .toBe(true);
     await createIdentity(kube, cp.namespace, "after");
     await until("after", "Ready", "True");
   });
@@ -322,7 +342,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");
     const get = async (path: string) => {
-      const res = await fetch(`${m.url}${path}`);
+      const res = await fetch(`${path === "/metrics" ? m.metricsUrl : m.url}${path}`);
       return { status: res.status, text: await res.text() };
     };
     expect(await get("/healthz")).toEqual({ status: 200, text: "ok" });

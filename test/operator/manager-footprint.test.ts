@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/operator/v8-flags.ts";
+import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/manager/v8-flags.ts";
 
 const cli = new URL("../../src/cli.ts", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "manager-footprint-"));
@@ -34,8 +34,14 @@ describe("reexecArgs", () => {
   });
 });
 
-/** Runs `agentid manager` until it fails on a kubeconfig whose CA file is missing, and reports what it loaded. */
-function runManager(env: Record<string, string>): Promise<{ code: number; stderr: string; report: Report }> {
+/**
+ * Runs `agentid manager` until it fails on its configuration, and reports what it loaded: in a "pod"
+ * whose API server address is not a URL, or with a kubeconfig whose server is not a URL.
+ */
+function runManager(
+  env: Record<string, string>,
+  from: "in-cluster" | "kubeconfig" = "in-cluster",
+): Promise<{ code: number; stderr: string; report: Report }> {
   const hooks = join(dir, "hooks.mjs");
   writeFileSync(
     hooks,
@@ -55,27 +61,40 @@ process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
   writeFileSync(
     kubeconfig,
     stringify({
-      clusters: [
-        { name: "c", cluster: { server: "https://127.0.0.1:1", "certificate-authority": "missing-ca.crt" } },
-      ],
+      clusters: [{ name: "c", cluster: { server: "not a url" } }],
       users: [{ name: "u", user: { token: "t" } }],
       contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
       "current-context": "x",
     }),
   );
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ["--import", hooks, cli, "manager", "--kubeconfig", kubeconfig, "--health-port", "0"],
-      { env: { ...process.env, ...env, [REEXEC_MARKER]: "" } },
+      ["--import", hooks, cli, "manager", ...(from === "kubeconfig" ? ["--kubeconfig", kubeconfig] : [])],
+      {
+        env: {
+          ...process.env,
+          ...env,
+          KUBECONFIG: "",
+          // In a pod: the service's address (not a URL here, so that the manager stops at its first request).
+          KUBERNETES_SERVICE_HOST: "127.0.0.1",
+          KUBERNETES_SERVICE_PORT: "not-a-port",
+          [REEXEC_MARKER]: "",
+        },
+      },
       (error, _stdout, stderr) => {
         const line = stderr.split("\n").find((l) => l.startsWith("REPORT "));
-        if (!line) throw new Error(`the manager printed no report: ${stderr}`);
-        resolve({
-          code: error ? Number(error.code) : 0,
-          stderr,
-          report: JSON.parse(line.slice(7)) as Report,
-        });
+        // Rejected, not thrown: a throw here would be an uncaught exception, not this test's failure.
+        if (!line) {
+          reject(new Error(`the manager printed no report: ${stderr}`));
+          return;
+        }
+        try {
+          const report = JSON.parse(line.slice(7)) as Report;
+          resolve({ code: error ? Number(error.code) : 0, stderr, report });
+        } catch (parseError) {
+          reject(parseError);
+        }
       },
     );
   });
@@ -89,15 +108,23 @@ interface Report {
 }
 
 describe("agentid manager process", () => {
-  it("re-executes itself with a bounded young generation and never loads @kubernetes/client-node", async () => {
+  it("re-executes itself with a bounded young generation and, in a pod, never loads @kubernetes/client-node", async () => {
     const { code, stderr, report } = await runManager({ NODE_OPTIONS: "" });
-    expect(stderr).toMatch(/cannot read the certificate authority .*missing-ca\.crt/);
+    // No ServiceAccount files on this machine, or (in a pod) an address that is not a URL.
+    expect(stderr).toMatch(/no ServiceAccount token|Invalid URL/);
     expect(code).toBe(1);
     expect(report.execArgv).toContain(MANAGER_SEMI_SPACE_FLAG);
     expect(report.reexec).toBe("1");
     // The manager's own dependencies were loaded (so the list is real), the heavy client was not.
-    expect(report.packages).toContain("yaml");
+    expect(report.packages).toContain("pino");
     expect(report.packages).not.toContain("@kubernetes/client-node");
+  });
+
+  it("loads @kubernetes/client-node only for a kubeconfig file", async () => {
+    const { code, stderr, report } = await runManager({ NODE_OPTIONS: "" }, "kubeconfig");
+    expect(stderr).toMatch(/is not a URL: 'not a url'/);
+    expect(code).toBe(1);
+    expect(report.packages).toContain("@kubernetes/client-node");
   });
 
   it("runs as it is when NODE_OPTIONS sets the young generation", async () => {

@@ -1,8 +1,10 @@
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../../src/lib/command.ts";
-import { parseDuration } from "../../src/operator/command.ts";
+import { parseDuration } from "../../src/manager/command.ts";
+import { resourceOf } from "../../src/manager/metrics.ts";
 import { parseIssuer } from "../../src/operator/issuer.ts";
-import { createManagerMetrics, resourceOf } from "../../src/operator/metrics.ts";
+import { createOperatorMetrics } from "../../src/operator/metrics.ts";
 
 describe("resourceOf (bounded metric labels)", () => {
   it.each([
@@ -48,7 +50,7 @@ describe("parseIssuer", () => {
   });
 });
 
-describe("manager metrics", () => {
+describe("operator metrics", () => {
   it("counts identities by condition at scrape time and reports the queue depth", async () => {
     const identities = [
       {
@@ -65,8 +67,9 @@ describe("manager metrics", () => {
         spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: "b" },
       },
     ];
-    const metrics = createManagerMetrics({ queueDepth: () => 7, identities: () => identities });
-    const text = await metrics.registry.metrics();
+    const registry = new Registry();
+    createOperatorMetrics(registry, { queueDepth: () => 7, identities: () => identities });
+    const text = await registry.metrics();
     expect(text).toContain('agentid_identities{condition="Ready",status="True"} 1');
     expect(text).toContain('agentid_identities{condition="Ready",status="Unknown"} 1');
     expect(text).toContain('agentid_identities{condition="Verified",status="Unknown"} 2');

@@ -80,9 +80,83 @@ describe("TokenCache", () => {
     const failing = async (): Promise<AcquiredToken> => {
       throw new Error("entra down");
     };
-    expect((await cache.get("k", failing, true)).accessToken).toBe("old");
-    c.advance(600_001);
+    c.advance(590_000); // stale: a plain get goes to Entra, which fails
+    expect((await cache.get("k", failing)).accessToken).toBe("old");
+    c.advance(10_001);
     await expect(cache.get("k", failing)).rejects.toThrow("entra down");
+  });
+
+  it("never falls back to the cached token for a forced or claims request", async () => {
+    const c = clock();
+    const cache = new TokenCache({ maxEntries: 10, sweepIntervalMs: 0, now: c.now });
+    await cache.get("k", async () => ({ accessToken: "old", expiresAt: c.now() + 600_000 }));
+    const refused = async (): Promise<AcquiredToken> => {
+      throw new Error("AADSTS7000215: invalid secret");
+    };
+    await expect(cache.get("k", refused, { force: true })).rejects.toThrow("AADSTS7000215");
+    await expect(
+      cache.get("k", refused, { own: { id: '{"access_token":{}}', load: refused } }),
+    ).rejects.toThrow("AADSTS7000215");
+    // The cached token is untouched for plain callers.
+    expect(cache.lookup("k")?.accessToken).toBe("old");
+  });
+
+  it("keeps the plain loader on the entry after a claims or correlated request", async () => {
+    const c = clock();
+    const cache = new TokenCache({ maxEntries: 10, sweepIntervalMs: 0, now: c.now });
+    const calls: string[] = [];
+    const loader = (name: string) => async (): Promise<AcquiredToken> => {
+      calls.push(name);
+      return { accessToken: `${name}-${calls.length}`, expiresAt: c.now() + 3_600_000 };
+    };
+    await cache.get("k", loader("plain"), { run: loader("correlated") });
+    const claimed = await cache.get("k", loader("plain"), { own: { id: "c", load: loader("claims") } });
+    expect(claimed.accessToken).toBe("claims-2");
+    // The claims token replaces the cached one (as MSAL's cache does)…
+    expect(cache.lookup("k")?.accessToken).toBe("claims-2");
+    // …but the background refresh runs the plain loader, not the caller's claims or correlation id.
+    c.advance(3_600_000 - 60_000);
+    cache.sweep();
+    await flush();
+    expect(calls).toEqual(["correlated", "claims", "plain"]);
+  });
+
+  it("does not let plain callers join a claims acquisition, nor claims callers a plain one", async () => {
+    const c = clock();
+    const cache = new TokenCache({ maxEntries: 10, sweepIntervalMs: 0, now: c.now });
+    const { load, calls } = loaderFor(c);
+    let claimsCalls = 0;
+    const claims = async (): Promise<AcquiredToken> => {
+      claimsCalls += 1;
+      return { accessToken: "with-claims", expiresAt: c.now() + 3_600_000 };
+    };
+    const [plain, own1, own2] = await Promise.all([
+      cache.get("k", load),
+      cache.get("k", load, { own: { id: "c", load: claims } }),
+      cache.get("k", load, { own: { id: "c", load: claims } }),
+    ]);
+    expect(plain.accessToken).toBe("token-1");
+    expect(own1.accessToken).toBe("with-claims");
+    expect(own2).toBe(own1);
+    expect([calls(), claimsCalls]).toEqual([1, 1]);
+  });
+
+  it("never refreshes ahead past refreshUntil (an OBO entry whose user token expires first)", async () => {
+    const c = clock();
+    const cache = new TokenCache({ maxEntries: 10, sweepIntervalMs: 0, now: c.now });
+    const { load, calls } = loaderFor(c, 150_000);
+    // User token valid 40 s, OBO token 150 s: the refresh window opens at 112.5 s, after the user token.
+    await cache.get("obo", load, { refreshUntil: c.now() + 40_000 });
+    for (let t = 0; t < 14; t++) {
+      c.advance(10_000);
+      cache.lookup("obo");
+      cache.sweep();
+      await flush();
+    }
+    expect(calls()).toBe(1);
+    // It is still served until it goes stale, then the caller gets a miss (and Entra's answer).
+    c.advance(-10_000);
+    expect(cache.lookup("obo")?.accessToken).toBe("token-1");
   });
 
   it("backs off after a failed background refresh", async () => {

@@ -7,7 +7,7 @@ import {
   type TestCertificate,
   testCertificate,
   testEcCertificate,
-} from "../../src/emulator/testing-certificates.ts";
+} from "../support/emulator/testing-certificates.ts";
 import {
   baseEnv,
   call,
@@ -76,10 +76,10 @@ describe("Path (certificate from disk)", () => {
     await emu.resetCounters();
     const app = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
     expect(app.status, app.text).toBe(200);
-    // azpacr 2: the blueprint proved itself with a certificate, not a secret.
+    // appidacr 2 (Graph's tokens are v1): the blueprint proved itself with a certificate, not a secret.
     expect(claimsOf(app)).toMatchObject({
-      azp: IDS.blueprint,
-      azpacr: "2",
+      appid: IDS.blueprint,
+      appidacr: "2",
       aud: "https://graph.microsoft.com",
     });
     const agent = await call(
@@ -87,7 +87,7 @@ describe("Path (certificate from disk)", () => {
     );
     expect(agent.status, agent.text).toBe(200);
     expect(claimsOf(agent)).toMatchObject({
-      azp: IDS.agent,
+      appid: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
       roles: ["User.Read.All"],
     });
@@ -127,7 +127,7 @@ describe("Path (certificate from disk)", () => {
     sidecars.push(s);
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
     expect(r.status, r.text).toBe(200);
-    expect(decodeJwt(tokenOf(r)).azpacr).toBe("1");
+    expect(decodeJwt(tokenOf(r)).appidacr).toBe("1");
   });
 
   it("stops working once the certificate is removed from the blueprint", async () => {
@@ -140,9 +140,14 @@ describe("Path (certificate from disk)", () => {
       `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials/${registered.sha1}`,
     );
     try {
-      // The cached token stays valid; a forced refresh is refused by Entra and the cached token is served.
+      // A forced refresh is the caller asking for a new token: Entra's refusal, never the cached one
+      // (Microsoft's sidecar answers the same 401).
       const forced = await call(url);
-      expect(forced.status).toBe(200);
+      expect(forced.status, forced.text).toBe(401);
+      expect(String(forced.json.detail)).toMatch(/AADSTS700027/);
+      // Callers that did not force still get the cached, still valid token.
+      const plain = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+      expect(plain.status).toBe(200);
       const fresh = await call(
         `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
       );

@@ -110,7 +110,7 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
     });
     sidecars.push(s);
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`);
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
   });
 
   it("re-reads the file when the kubelet rotates it", async () => {
@@ -128,8 +128,10 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
       const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
       const first = tokenOf(await call(url));
       const forced = `${url}?optionsOverride.AcquireTokenOptions.ForceRefresh=true`;
-      // Same file content: the replayed assertion is refused and the cached token is served.
-      expect(tokenOf(await call(forced))).toBe(first);
+      // Same file content: the replayed assertion is refused, and a forced refresh gets that refusal.
+      const replayed = await call(forced);
+      expect(replayed.status, replayed.text).toBe(401);
+      expect(tokenOf(await call(url))).toBe(first);
       writeAtomically(file, await signSaToken());
       const renewed = await call(forced);
       expect(renewed.status).toBe(200);
@@ -240,7 +242,7 @@ describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
       const r = await call(
         `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
       );
-      expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+      expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
       expect(imdsRequests.length).toBe(1);
       expect(imdsRequests[0]).toMatch(
         /^\/metadata\/identity\/oauth2\/token\/?\?.*resource=api%3A%2F%2FAzureADTokenExchange.* metadata=true$/,

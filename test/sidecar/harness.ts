@@ -3,9 +3,9 @@ import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { decodeJwt, type JWTPayload } from "jose";
 import { Agent, fetch as undiciFetch } from "undici";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
-import { IDS, testDirectory } from "../../src/emulator/testing.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { type RunningSidecar, type StartOptions, startSidecar } from "../../src/sidecar/start.ts";
+import { IDS, testDirectory } from "../support/emulator/testing.ts";
 
 export { IDS };
 

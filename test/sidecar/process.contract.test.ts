@@ -1,13 +1,39 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
-import { baseEnv, call, claimsOf, type Emu, freePort, IDS, sleep, startEmu, tokenOf } from "./harness.ts";
+import { baseEnv, call, claimsOf, type Emu, freePort, IDS, startEmu, tokenOf } from "./harness.ts";
 
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
+
+/**
+ * A caller off loopback needs a non-loopback address on this machine, and test traffic may only go to
+ * loopback or into network namespaces a test makes itself: so the sidecar runs in a user + network
+ * namespace of its own (unshare -rn, no root needed) whose loopback device also carries 198.51.100.1
+ * (a documentation address), and the calls are made from inside it (nsenter).
+ */
+const OUTSIDE = "198.51.100.1";
+const netnsProblem = (() => {
+  const tried = spawnSync("unshare", ["-rn", "ip", "addr", "add", `${OUTSIDE}/32`, "dev", "lo"], {
+    encoding: "utf8",
+  });
+  if (tried.error) return `unshare or ip is not installed (${tried.error.message})`;
+  return tried.status === 0 ? undefined : `unshare -rn ... ip addr add failed: ${tried.stderr.trim()}`;
+})();
+
+/** Runs `node -e script` inside the network namespace of process `pid`; answers its stdout. */
+function inNamespaceOf(pid: number, script: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      "nsenter",
+      ["--preserve-credentials", "-U", "-n", "-t", String(pid), process.execPath, "-e", script],
+      { timeout: 30_000 },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)),
+    );
+  });
+}
 
 interface Child {
   process: ChildProcess;
@@ -31,12 +57,17 @@ function run(args: string[], env: Record<string, string>, nodeArgs: string[] = [
 }
 
 let emu: Emu;
-let slowApi: { url: string; close(): void };
+let slowApi: { url: string; close(): void; received(): Promise<void> };
 const secrets: string[] = [IDS.blueprintSecret];
 
 beforeAll(async () => {
   emu = await startEmu();
+  let arrived: () => void = () => {};
+  let arrival = new Promise<void>((r) => {
+    arrived = r;
+  });
   const server = createServer((_req, res) => {
+    arrived();
     setTimeout(() => {
       res.writeHead(200, { "content-type": "text/plain" });
       res.end("done");
@@ -46,6 +77,13 @@ beforeAll(async () => {
   slowApi = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => server.close(),
+    // Resolves once a request has reached the API (then waits for the next one).
+    received: async () => {
+      await arrival;
+      arrival = new Promise<void>((r) => {
+        arrived = r;
+      });
+    },
   };
 });
 
@@ -102,49 +140,32 @@ describe("Node tuning", () => {
     return child;
   }
 
-  it("re-executes itself once, in place, with its flags and malloc settings", async () => {
+  it("never re-executes itself; started without its tuning, it says what is missing", async () => {
     const child = await startMinimal({});
     try {
-      // Same PID: the process replaced itself (execve), so supervisors and signals are unaffected.
       const cmdline = procText(child.process.pid, "cmdline");
-      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).toContain(flag);
-      const environ = procText(child.process.pid, "environ");
-      for (const [k, v] of Object.entries(SIDECAR_TUNING.env)) expect(environ).toContain(`${k}=${v}`);
-      expect(environ).toContain(`${SIDECAR_TUNING.marker}=1`);
+      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).not.toContain(flag);
+      expect(procText(child.process.pid, "environ")).not.toContain(`${SIDECAR_TUNING.marker}=1`);
+      const text = child.output.join("");
+      expect(text).toMatch(
+        /started without MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=16384 --optimize-for-size --no-maglev/,
+      );
     } finally {
       child.process.kill("SIGTERM");
       expect(await child.exited).toBe(0);
     }
   });
 
-  it("keeps a flag the user chose, and runs as started with --tuning off", async () => {
-    // The user keeps Maglev (a node flag on the command line); the rest of the tuning is still added.
-    const chosen = await startMinimal({}, [], ["--maglev"]);
+  it("started as the injected container is (flags on the command line, variables set), it does not warn", async () => {
+    const child = await startMinimal({ ...SIDECAR_TUNING.env }, [], [...SIDECAR_TUNING.flags]);
     try {
-      const cmdline = procText(chosen.process.pid, "cmdline");
-      expect(cmdline).toContain("--maglev");
-      expect(cmdline).not.toContain("--no-maglev");
-      expect(cmdline).toContain("--optimize-for-size");
-      expect(procText(chosen.process.pid, "environ")).toContain("MALLOC_ARENA_MAX=1");
+      const cmdline = procText(child.process.pid, "cmdline");
+      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).toContain(flag);
+      expect(child.output.join("")).not.toMatch(/started without/);
     } finally {
-      chosen.process.kill("SIGTERM");
-      expect(await chosen.exited).toBe(0);
+      child.process.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
     }
-    const off = await startMinimal({}, ["--tuning", "off"]);
-    try {
-      const cmdline = procText(off.process.pid, "cmdline");
-      for (const flag of SIDECAR_TUNING.flags) expect(cmdline).not.toContain(flag);
-      expect(procText(off.process.pid, "environ")).not.toContain(`${SIDECAR_TUNING.marker}=1`);
-    } finally {
-      off.process.kill("SIGTERM");
-      expect(await off.exited).toBe(0);
-    }
-  });
-
-  it("refuses a tuning value other than on or off", async () => {
-    const child = run(["sidecar", "--tuning", "sometimes"], {});
-    expect(await child.exited).toBe(2);
-    expect(child.output.join("")).toContain("--tuning must be on or off, got 'sometimes'");
   });
 });
 
@@ -188,7 +209,7 @@ describe("Microsoft's sample configuration, as a real process", () => {
       );
       expect(agent.status, agent.text).toBe(200);
       expect(claimsOf(agent)).toMatchObject({
-        azp: IDS.agent,
+        appid: IDS.agent,
         xms_par_app_azp: IDS.blueprint,
         aud: "https://graph.microsoft.com",
       });
@@ -216,19 +237,9 @@ describe("Microsoft's sample configuration, as a real process", () => {
           .status,
       ).toBe(401);
 
-      // Listening on every interface (http://+), yet only loopback callers get tokens.
-      const external = Object.values(networkInterfaces())
-        .flat()
-        .find((i) => i && i.family === "IPv4" && !i.internal)?.address;
-      if (!external)
-        throw new Error("this test needs a non-loopback IPv4 interface to call the sidecar from");
-      const outside = await call(`http://${external}:${port}/AuthorizationHeaderUnauthenticated/graph-app`);
-      expect([outside.status, outside.text]).toEqual([403, ""]);
-      expect((await call(`http://${external}:${port}/healthz`)).text).toBe("Healthy");
-
       // SIGTERM while a request is in flight: it completes, then the process exits 0.
       const inFlight = call(`${base}/DownstreamApiUnauthenticated/slow`, { method: "POST" });
-      await sleep(300);
+      await slowApi.received();
       sidecar.process.kill("SIGTERM");
       const finished = await inFlight;
       expect(finished.status).toBe(200);
@@ -248,4 +259,78 @@ describe("Microsoft's sample configuration, as a real process", () => {
     }
     expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/);
   });
+});
+
+describe("callers off loopback, in a network namespace of the test's own", () => {
+  it.skipIf(netnsProblem !== undefined)(
+    `get 403 on every route but /healthz, with the sidecar listening on every interface${netnsProblem ? ` (skipped: ${netnsProblem}; unprivileged user namespaces are needed)` : ""}`,
+    async () => {
+      const port = 5000; // a fresh namespace: nothing else listens there
+      const env: Record<string, string> = {
+        // Entra is never reached: 403 is decided before any token is looked at.
+        AzureAd__Instance: "https://127.0.0.1:9/",
+        AzureAd__TenantId: IDS.tenant,
+        AzureAd__ClientId: IDS.blueprint,
+        AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
+        AzureAd__ClientCredentials__0__ClientSecret: IDS.blueprintSecret,
+        "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
+        "DownstreamApis__graph-app__RequestAppToken": "true",
+        Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
+        ASPNETCORE_URLS: `http://+:${port}`,
+      };
+      const child = spawn(
+        "unshare",
+        [
+          "-rn",
+          "sh",
+          "-c",
+          `ip link set lo up && ip addr add ${OUTSIDE}/32 dev lo && exec "$@"`,
+          "sh",
+          process.execPath,
+          CLI,
+          "sidecar",
+        ],
+        { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      children.push(child);
+      const output: string[] = [];
+      child.stdout?.on("data", (d: Buffer) => output.push(d.toString()));
+      child.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
+      const pid = child.pid ?? 0;
+      try {
+        // Each call names its source address, so the sidecar sees exactly that caller.
+        const script = `
+          const http = require("node:http");
+          const get = (from, path) => new Promise((resolve, reject) => {
+            const req = http.get({ host: from, localAddress: from, port: ${port}, path }, (res) => {
+              let body = ""; res.on("data", (d) => (body += d));
+              res.on("end", () => resolve([res.statusCode, body]));
+            });
+            req.on("error", reject);
+          });
+          (async () => {
+            for (let i = 0; ; i++) {
+              try { await get("127.0.0.1", "/healthz"); break; }
+              catch (e) { if (i > 400) throw e; await new Promise((r) => setTimeout(r, 50)); }
+            }
+            const out = {
+              token: await get("${OUTSIDE}", "/AuthorizationHeaderUnauthenticated/graph-app"),
+              validate: await get("${OUTSIDE}", "/Validate"),
+              health: await get("${OUTSIDE}", "/healthz"),
+              loopbackHealth: await get("127.0.0.1", "/healthz"),
+            };
+            console.log(JSON.stringify(out));
+          })().catch((e) => { console.error(e); process.exit(1); });`;
+        const answers = JSON.parse(await inNamespaceOf(pid, script)) as Record<string, [number, string]>;
+        expect(answers, output.join("")).toEqual({
+          token: [403, ""],
+          validate: [403, ""],
+          health: [200, "Healthy"],
+          loopbackHealth: [200, "Healthy"],
+        });
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
 });

@@ -76,11 +76,36 @@ describe("flow planning", () => {
     const user = { agentIdentity: AGENT, user: { kind: "oid" as const, value: AGENT } };
     expect(planToken(config, app, user, undefined)).toMatchObject({ flow: "agent-user" });
     const delegated = effectiveApi(api, undefined);
-    expect(planToken(config, delegated, undefined, "jwt")).toMatchObject({ flow: "obo", assertion: "jwt" });
-    expect(planToken(config, delegated, { agentIdentity: AGENT }, "jwt")).toMatchObject({
+    expect(planToken(config, delegated, undefined, { token: "jwt" })).toMatchObject({
+      flow: "obo",
+      assertion: "jwt",
+    });
+    expect(planToken(config, delegated, { agentIdentity: AGENT }, { token: "jwt" })).toMatchObject({
       flow: "agent-obo",
     });
     expect(() => planToken(config, delegated, undefined, undefined)).toThrow(/user token/);
+  });
+
+  it("with TenantId=common, uses the user's tenant on their behalf and asks for one otherwise", () => {
+    const common = { ...config, tenantId: "common" };
+    const delegated = effectiveApi(api, undefined);
+    expect(
+      planToken(common, delegated, { agentIdentity: AGENT }, { token: "jwt", tenant: "t-user" }),
+    ).toMatchObject({
+      flow: "agent-obo",
+      tenant: "t-user",
+    });
+    const app = effectiveApi({ ...api, requestAppToken: true }, undefined);
+    expect(() => planToken(common, app, { agentIdentity: AGENT }, undefined)).toThrow(/needs a tenant/);
+    const pinned = effectiveApi(
+      { ...api, requestAppToken: true, acquireTokenOptions: { tenant: "t-app" } },
+      undefined,
+    );
+    expect(planToken(common, pinned, { agentIdentity: AGENT }, undefined)).toMatchObject({ tenant: "t-app" });
+    const agentUser = { agentIdentity: AGENT, user: { kind: "oid" as const, value: AGENT } };
+    expect(() => planToken(common, delegated, agentUser, { token: "jwt", tenant: "t-user" })).toThrow(
+      /needs a tenant/,
+    );
   });
 
   it("overrides replace only what they name (no reset of HttpMethod, unlike Microsoft's merger)", () => {

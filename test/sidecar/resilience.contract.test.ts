@@ -1,11 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   baseEnv,
   call,
   claimsOf,
   type Emu,
   IDS,
-  sleep,
   startEmu,
   startTestSidecar,
   type TestSidecar,
@@ -92,27 +91,73 @@ describe("single flight", () => {
 });
 
 describe("refresh ahead of expiry", () => {
-  it("renews short-lived tokens in the background: callers never miss the cache", async () => {
-    await emu.admin("POST", "settings", { accessTokenLifetimeSeconds: 6 });
-    const s = await sidecar({}, { metricsPort: 0, metricsHost: "127.0.0.1" });
+  it("renews a token in the background before it goes stale: callers never miss the cache", async () => {
+    // The cache's clock runs ahead of the wall clock on demand, instead of the test waiting for tokens
+    // to age. Tokens live an hour (the emulator's default): renewal is due 5 minutes before expiry,
+    // and a token stops being served 1 minute before expiry.
+    let ahead = 0;
+    const s = await sidecar({}, { metricsPort: 0, metricsHost: "127.0.0.1", now: () => Date.now() + ahead });
     const url = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
-    const seen = new Set<string>();
-    for (let i = 0; i < 40; i++) {
-      const r = await call(url);
-      expect(r.status).toBe(200);
-      const claims = claimsOf(r);
-      expect(Number(claims.exp) * 1000).toBeGreaterThan(Date.now());
-      seen.add(tokenOf(r));
-      await sleep(250);
-    }
-    expect(seen.size).toBeGreaterThan(1);
-    const metrics = await (await fetch(String(s.sidecar.metricsUrl))).text();
-    expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="miss"\} 1\n/);
-    expect(metrics).toMatch(/agentid_sidecar_token_cache_events_total\{event="refresh_ok"\} [1-9]/);
-    expect(metrics).toMatch(/agentid_sidecar_entra_request_duration_seconds_count\{status="200"\} [1-9]/);
-    expect(metrics).toMatch(
-      /agentid_sidecar_http_requests_total\{route="\/AuthorizationHeaderUnauthenticated\/:apiName",status="200"\} 40/,
+    const metrics = async () => (await fetch(String(s.sidecar.metricsUrl))).text();
+    const cacheEvents = async (event: string) =>
+      Number(
+        new RegExp(`agentid_sidecar_token_cache_events_total\\{event="${event}"\\} (\\d+)`).exec(
+          await metrics(),
+        )?.[1] ?? 0,
+      );
+
+    const first = await call(url);
+    expect(first.status).toBe(200);
+    expect(Number(claimsOf(first).exp) * 1000).toBeGreaterThan(Date.now());
+    expect(await cacheEvents("refresh_ok")).toBe(0);
+
+    ahead = 56 * 60_000; // past the renewal point, before the stale point
+    const during = await call(url);
+    expect(during.status).toBe(200);
+    // Served from the cache at once; the renewal runs behind it.
+    expect(tokenOf(during)).toBe(tokenOf(first));
+    await expect.poll(() => cacheEvents("refresh_ok"), { timeout: 10_000 }).toBeGreaterThan(0);
+
+    const after = await call(url);
+    expect(after.status).toBe(200);
+    expect(tokenOf(after)).not.toBe(tokenOf(first));
+    const text = await metrics();
+    expect(text).toMatch(/agentid_sidecar_token_cache_events_total\{event="miss"\} 1\n/);
+    expect(text).toMatch(/agentid_sidecar_entra_request_duration_seconds_count\{status="200"\} [2-9]/);
+    expect(text).toMatch(
+      /agentid_sidecar_http_requests_total\{route="\/AuthorizationHeaderUnauthenticated\/:apiName",status="200"\} 3\n/,
     );
+  });
+});
+
+describe("OBO refresh and the user's token", () => {
+  it("never refreshes an OBO token ahead past the inbound token's expiry (AADSTS500133 otherwise)", async () => {
+    // OBO tokens outlive the user token here (150 s against 40 s), as they can at Entra.
+    await emu.admin("POST", "settings", { accessTokenLifetimeSeconds: 150 });
+    const s = await sidecar();
+    const user = await emu.userToken({ lifetimeSeconds: 40 });
+    const start = Date.now();
+    // Only Date is faked, for the sidecar and the emulator alike (one process): timers stay real.
+    vi.useFakeTimers({ toFake: ["Date"], now: start });
+    try {
+      await emu.resetCounters();
+      const url = `${s.url}/AuthorizationHeader/weather-user`;
+      const headers = { authorization: `Bearer ${user}` };
+      const first = await call(url, { headers });
+      expect(first.status, first.text).toBe(200);
+      // Through the refresh window (from 112.5 s) and to just before the OBO token goes stale (135 s).
+      for (let t = 10; t <= 130; t += 10) {
+        vi.setSystemTime(start + t * 1000);
+        const r = await call(url, { headers });
+        expect(r.status).toBe(200);
+        expect(tokenOf(r)).toBe(tokenOf(first));
+      }
+      await call(`${s.url}/healthz`);
+      expect((await emu.counters()).byClient[IDS.blueprint]).toEqual({ on_behalf_of: 1 });
+      expect(s.logs.join("")).not.toMatch(/500133/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -180,15 +225,21 @@ describe("Entra faults", () => {
     expect(await blueprintCount()).toBe(FAST_RETRY.attempts);
   });
 
-  it("keeps serving a still-valid cached token while Entra is down", async () => {
+  it("keeps serving a still-valid cached token while Entra is down, but never to a forced or claims request", async () => {
     const s = await sidecar();
     const first = tokenOf(await freshAppToken(s));
-    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 500, clientId: IDS.blueprint });
-    const forced = await call(
-      `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?optionsOverride.AcquireTokenOptions.ForceRefresh=true`,
-    );
-    expect(forced.status).toBe(200);
-    expect(tokenOf(forced)).toBe(first);
+    await emu.admin("POST", "faults", { count: 50, kind: "status", status: 503, clientId: IDS.blueprint });
+    const base = `${s.url}/AuthorizationHeaderUnauthenticated/graph-app`;
+    const forced = await call(`${base}?optionsOverride.AcquireTokenOptions.ForceRefresh=true`);
+    expect(forced.status, forced.text).toBe(401);
+    expect(forced.text).not.toContain(first);
+    const claims = encodeURIComponent('{"access_token":{"xms_cc":{"values":["cp1"]}}}');
+    const stepUp = await call(`${base}?optionsOverride.AcquireTokenOptions.Claims=${claims}`);
+    expect(stepUp.status, stepUp.text).toBe(401);
+    expect(stepUp.json.detail).toMatch(/503/);
+    const plain = await freshAppToken(s);
+    expect(plain.status).toBe(200);
+    expect(tokenOf(plain)).toBe(first);
   });
 });
 

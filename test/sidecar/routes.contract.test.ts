@@ -98,7 +98,8 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expect(Object.keys(r.json)).toEqual(["authorizationHeader"]);
     expectNoCache(r);
     const claims = claimsOf(r);
-    expect(claims).toMatchObject({ aud: "https://graph.microsoft.com", azp: IDS.blueprint, idtyp: "app" });
+    // Graph's tokens are v1 (appid, not azp), as Entra issues them.
+    expect(claims).toMatchObject({ aud: "https://graph.microsoft.com", appid: IDS.blueprint, idtyp: "app" });
   });
 
   it("returns the same cached token on the next call", async () => {
@@ -122,25 +123,25 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     expectNoCache(again);
     // Another method on the same URL still goes through fastify's routing.
     const post = await call(url, { method: "POST" });
-    expect(post.status).toBe(404);
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "GET"]);
   });
 
   it("AgentIdentity gives the agent's token, with the blueprint as parent", async () => {
     const r = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
     );
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint, idtyp: "app" });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint, idtyp: "app" });
   });
 
   it("AgentIdentity + AgentUserId or AgentUsername gives the agent user's token", async () => {
     const byId = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`,
     );
-    expect(claimsOf(byId)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser, idtyp: "user" });
+    expect(claimsOf(byId)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser, idtyp: "user" });
     const byUpn = await call(
       `${open.url}/AuthorizationHeaderUnauthenticated/graph?agentidentity=${IDS.agent}&agentusername=${IDS.agentUserUpn}`,
     );
-    expect(claimsOf(byUpn)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser });
+    expect(claimsOf(byUpn)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
   });
 
   it("refuses an unknown API with 404, even with optionsOverride.Scopes", async () => {
@@ -251,7 +252,7 @@ describe("GET /AuthorizationHeaderUnauthenticated/{apiName}", () => {
     const byDomain = await call(
       `${url}&optionsOverride.AcquireTokenOptions.Tenant=${IDS.domain}&optionsOverride.AcquireTokenOptions.CorrelationId=8d5c8d0e-52b4-4f7e-8a8d-1a2b3c4d5e6f`,
     );
-    expect(claimsOf(byDomain)).toMatchObject({ tid: IDS.tenant, azp: IDS.agent });
+    expect(claimsOf(byDomain)).toMatchObject({ tid: IDS.tenant, appid: IDS.agent });
   });
 
   it("Claims override goes to Entra with the claims, bypassing the cached token", async () => {
@@ -313,7 +314,7 @@ describe("override gates (Microsoft's defaults)", () => {
       /CallDownstreamApiUnauthenticated/,
     );
     const plain = await call(`${strict.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    expect(claimsOf(plain).azp).toBe(IDS.blueprint);
+    expect(claimsOf(plain).appid).toBe(IDS.blueprint);
   });
 
   it("always ignores optionsOverride.BaseUrl (not an override, so not gated)", async () => {
@@ -328,7 +329,7 @@ describe("override gates (Microsoft's defaults)", () => {
     const r = await call(`${strict.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: { authorization: `Bearer ${user}` },
     });
-    expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, oid: IDS.user, idtyp: "user" });
+    expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, oid: IDS.user, idtyp: "user" });
   });
 });
 
@@ -360,18 +361,19 @@ describe("GET /AuthorizationHeader/{apiName} (inbound bearer)", () => {
     const obo = await call(`${open.url}/AuthorizationHeader/weather-user`, {
       headers: { authorization: `Bearer ${user}` },
     });
+    // The weather API is v2 and asks for no idtyp on user tokens (include_user_token), so there is none.
     expect(claimsOf(obo)).toMatchObject({
       oid: IDS.user,
       azp: IDS.blueprint,
-      idtyp: "user",
       scp: "Forecast.Read",
     });
+    expect(claimsOf(obo).idtyp).toBeUndefined();
     const agentObo = await call(`${open.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: { authorization: `Bearer ${user}` },
     });
     expect(claimsOf(agentObo)).toMatchObject({
       oid: IDS.user,
-      azp: IDS.agent,
+      appid: IDS.agent,
       xms_par_app_azp: IDS.blueprint,
     });
   });
@@ -396,6 +398,41 @@ describe("GET /AuthorizationHeader/{apiName} (inbound bearer)", () => {
       headers: { authorization: `Bearer ${user}` },
     });
     expect(r.status, r.text).toBe(200);
+  });
+});
+
+describe("a bearer token on the …Unauthenticated routes (as ASP.NET's authentication middleware)", () => {
+  it("makes a valid token the request's user, so a user API works there as in Microsoft's sidecar", async () => {
+    const user = await emu.userToken();
+    const r = await call(`${open.url}/AuthorizationHeaderUnauthenticated/weather-user`, {
+      headers: { authorization: `Bearer ${user}` },
+    });
+    expect(claimsOf(r)).toMatchObject({ oid: IDS.user, azp: IDS.blueprint, scp: "Forecast.Read" });
+    const down = await call(`${open.url}/DownstreamApiUnauthenticated/weather-user`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${user}` },
+    });
+    expect(down.json.statusCode, down.text).toBe(200);
+  });
+
+  it("ignores an invalid token: the request goes on anonymous (no 401 challenge)", async () => {
+    const bad = { authorization: "Bearer not.a.token" };
+    const app = await call(`${open.url}/AuthorizationHeaderUnauthenticated/graph-app`, { headers: bad });
+    expect(claimsOf(app)).toMatchObject({ azp: IDS.blueprint, idtyp: "app" });
+    expect(app.headers.get("www-authenticate")).toBeNull();
+    const user = await call(`${open.url}/AuthorizationHeaderUnauthenticated/weather-user`, { headers: bad });
+    expect(user.status).toBe(401);
+    expect(String(user.json.detail)).toMatch(/carries no user/);
+  });
+
+  it("never answers a bearer request from the URL cache of anonymous ones", async () => {
+    const url = `${open.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`;
+    const anonymous = await call(url);
+    await call(url); // now answered below fastify from the URL cache
+    const expired = await emu.userToken({ lifetimeSeconds: -3600 });
+    const withBearer = await call(url, { headers: { authorization: `Bearer ${expired}` } });
+    expect(tokenOf(withBearer)).toBe(tokenOf(anonymous));
+    expect(withBearer.status).toBe(200);
   });
 });
 
@@ -604,7 +641,24 @@ describe("POST /DownstreamApi(Unauthenticated)/{apiName}", () => {
     });
   });
 
-  it("is POST only", async () => {
-    expect((await call(`${open.url}/DownstreamApiUnauthenticated/weather`)).status).toBe(404);
+  it("is POST only: other methods get ASP.NET routing's 405 with Allow, as do non-GET calls of the GET routes", async () => {
+    for (const [method, path, allow] of [
+      ["GET", "/DownstreamApiUnauthenticated/weather", "POST"],
+      ["PUT", "/DownstreamApi/weather", "POST"],
+      ["POST", "/AuthorizationHeaderUnauthenticated/graph-app", "GET"],
+      ["DELETE", "/AuthorizationHeader/graph", "GET"],
+      ["POST", "/Validate", "GET"],
+    ] as const) {
+      const before = downstream.requests.length;
+      const r = await call(`${open.url}${path}`, { method });
+      expect(downstream.requests.length).toBe(before);
+      expect([method, path, r.status, r.headers.get("allow"), r.text]).toEqual([
+        method,
+        path,
+        405,
+        allow,
+        "",
+      ]);
+    }
   });
 });

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { appTokenClaims } from "../claims.ts";
 import { authenticateClient, type Params } from "../client-auth.ts";
-import { issuerOf, type TokenContext } from "../context.ts";
+import { type TokenContext, tokenIssuer } from "../context.ts";
 import type { TenantSpec } from "../directory.ts";
 import { errors } from "../errors.ts";
 import { parseScope, resolveResource } from "../scopes.ts";
-import { TOKEN_EXCHANGE_RESOURCE } from "../store.ts";
+import { TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_RESOURCE } from "../store.ts";
+import { tokenSettings } from "../token-shape.ts";
 import type { GrantResult } from "./types.ts";
 
 /**
@@ -28,7 +29,7 @@ export async function clientCredentials(
   const fmiPath = params.fmi_path;
   let fmiAgentId: string | undefined;
   if (fmiPath !== undefined) {
-    if (resource.audience !== TOKEN_EXCHANGE_RESOURCE) {
+    if (resource.appId !== TOKEN_EXCHANGE_APP_ID) {
       throw errors.invalidScope(scope, `fmi_path may only be used with ${TOKEN_EXCHANGE_RESOURCE}/.default.`);
     }
     const agent = client.kind === "agentIdentityBlueprint" ? ctx.store.client(t, fmiPath) : undefined;
@@ -37,18 +38,20 @@ export async function clientCredentials(
     }
     fmiAgentId = agent.appId;
   }
-  const roles =
-    resource.audience === TOKEN_EXCHANGE_RESOURCE ? [] : ctx.store.appRoles(t, client.appId, resource);
+  const roles = resource.appId === TOKEN_EXCHANGE_APP_ID ? [] : ctx.store.appRoles(t, client, resource);
   const now = ctx.now();
   const lifetime = ctx.settings.accessTokenLifetimeSeconds;
+  const shape = tokenSettings(resource, req.resource);
   const claims = appTokenClaims({
-    issuer: issuerOf(ctx.baseUrl, t.id),
+    issuer: tokenIssuer(ctx.baseUrl, t.id, shape.version),
     tenantId: t.id,
-    audience: resource.audience,
+    resource: shape,
+    variation: ctx.nextVariation(),
     client: {
       appId: client.appId,
       oid: client.oid,
       ...(client.kind === "agentIdentity" ? { parentAppId: client.blueprint.appId } : {}),
+      ...(client.kind === "agentIdentityBlueprint" ? { isBlueprint: true } : {}),
     },
     now,
     lifetimeSeconds: lifetime,
@@ -64,7 +67,8 @@ export async function clientCredentials(
       clientId: client.appId,
       clientKind: client.kind,
       auth: auth.method,
-      audience: resource.audience,
+      audience: shape.audience,
+      tokenVersion: shape.version,
       roles,
       ...(fmiPath !== undefined ? { fmiPath } : {}),
     },

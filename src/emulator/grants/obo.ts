@@ -26,10 +26,11 @@ export async function onBehalfOf(ctx: TokenContext, t: TenantSpec, params: Param
   const scope = params.scope;
   if (!scope) throw errors.missingParameter("scope");
   const payload = await verifyOwnAssertion(ctx, t, assertion, "assertion");
-  if (payload.idtyp !== "user" || typeof payload.oid !== "string") {
-    throw errors.invalidAssertion(
-      "The assertion is not a user token (an app-only token cannot be used for on-behalf-of).",
-    );
+  // idtyp is on every app-only token but on user tokens only when the resource asked (include_user_token),
+  // so "not app" is the test, not "user". An app-only assertion: AADSTS7000114 (capture).
+  if (payload.idtyp === "app") throw errors.appOnlyOnBehalfOf(auth.client.appId);
+  if (typeof payload.oid !== "string" || typeof payload.scp !== "string") {
+    throw errors.invalidAssertion("The assertion is not a user token.");
   }
   const middleTier = auth.client.kind === "agentIdentity" ? auth.client.blueprint.appId : auth.client.appId;
   const aud = audiences(payload)[0] ?? "";

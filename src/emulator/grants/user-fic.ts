@@ -3,7 +3,7 @@ import type { TokenContext } from "../context.ts";
 import type { TenantSpec } from "../directory.ts";
 import { EntraError, errors } from "../errors.ts";
 import { audiences } from "../own-tokens.ts";
-import { TOKEN_EXCHANGE_RESOURCE } from "../store.ts";
+import { TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_RESOURCE } from "../store.ts";
 import type { GrantResult } from "./types.ts";
 import { issueDelegated, verifyOwnAssertion } from "./user-tokens.ts";
 
@@ -29,7 +29,8 @@ export async function userFic(ctx: TokenContext, t: TenantSpec, params: Params):
   if (!scope) throw errors.missingParameter("scope");
   const payload = await verifyOwnAssertion(ctx, t, t2, "user_federated_identity_credential");
   const aud = audiences(payload);
-  if (!aud.includes(TOKEN_EXCHANGE_RESOURCE))
+  // Entra's exchange tokens carry the exchange app's GUID as `aud` (captures); the URI form is accepted too.
+  if (!aud.some((a) => a === TOKEN_EXCHANGE_APP_ID || a === TOKEN_EXCHANGE_RESOURCE))
     throw errors.assertionAudience(aud.join(" "), TOKEN_EXCHANGE_RESOURCE);
   // T2 is the agent's own app token for the exchange audience, not T1 (whose subject is an FMI path).
   if (payload.azp !== client.appId || payload.sub !== client.oid || payload.idtyp !== "app") {

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { clientInfo, idTokenClaims, type UserFacts, userTokenClaims } from "../claims.ts";
 import type { Params } from "../client-auth.ts";
-import { issuerOf, type TokenContext } from "../context.ts";
+import { issuerOf, type TokenContext, tokenIssuer } from "../context.ts";
 import type { TenantSpec, UserSpec } from "../directory.ts";
 import { errors } from "../errors.ts";
-import { decodeUntrusted, ownSignatureValid } from "../own-tokens.ts";
+import { decodeUntrusted, ownIssuerTenant, ownSignatureValid } from "../own-tokens.ts";
 import { delegatedScopes, parseScope, resolveResource } from "../scopes.ts";
 import type { Client } from "../store.ts";
+import { tokenSettings } from "../token-shape.ts";
 import type { GrantResult } from "./types.ts";
 
 export interface DelegatedRequest {
@@ -33,7 +34,7 @@ export async function issueDelegated(
   const granted = delegatedScopes(ctx.store, t, req.client, req.user.objectId, scopeReq, resource);
   const now = ctx.now();
   const lifetime = ctx.settings.accessTokenLifetimeSeconds;
-  const issuer = issuerOf(ctx.baseUrl, t.id);
+  const shape = tokenSettings(resource, scopeReq.resource);
   const client = {
     appId: req.client.appId,
     oid: req.client.oid,
@@ -45,12 +46,14 @@ export async function issueDelegated(
     name: req.user.displayName ?? req.user.userPrincipalName,
     isAgentUser: req.user.agentIdentityAppId !== undefined,
   };
-  const common = { issuer, tenantId: t.id, client, now, lifetimeSeconds: lifetime, user };
+  const common = { tenantId: t.id, client, now, lifetimeSeconds: lifetime, user };
   const accessToken = await ctx.keys.sign(
     t.id,
     userTokenClaims({
       ...common,
-      audience: resource.audience,
+      issuer: tokenIssuer(ctx.baseUrl, t.id, shape.version),
+      resource: shape,
+      variation: ctx.nextVariation(),
       azpacr: req.azpacr,
       scopes: granted,
       uti: uti(),
@@ -78,7 +81,10 @@ export async function issueDelegated(
     );
   }
   if (scopeReq.oidc.has("openid"))
-    body.id_token = await ctx.keys.sign(t.id, idTokenClaims({ ...common, uti: uti() }));
+    body.id_token = await ctx.keys.sign(
+      t.id,
+      idTokenClaims({ ...common, issuer: issuerOf(ctx.baseUrl, t.id), uti: uti() }),
+    );
   if (req.params.client_info === "1") body.client_info = clientInfo(user.oid, t.id);
   return {
     body,
@@ -87,7 +93,8 @@ export async function issueDelegated(
       clientKind: req.client.kind,
       userOid: user.oid,
       agentUser: user.isAgentUser,
-      audience: resource.audience,
+      audience: shape.audience,
+      tokenVersion: shape.version,
       scopes: granted,
       refreshToken: body.refresh_token !== undefined,
     },
@@ -101,7 +108,8 @@ export async function issueDelegated(
 export async function verifyOwnAssertion(ctx: TokenContext, t: TenantSpec, token: string, what: string) {
   const jwt = decodeUntrusted(token, what);
   if (jwt.header.alg !== "RS256") throw errors.unsupportedSigningAlgorithm(String(jwt.header.alg ?? "none"));
-  if (jwt.payload.iss !== issuerOf(ctx.baseUrl, t.id)) {
+  // v1 (sts.windows.net) and v2 tokens of this tenant alike.
+  if (ownIssuerTenant(ctx.baseUrl, jwt.payload.iss)?.toLowerCase() !== t.id) {
     throw errors.invalidAssertion(`The ${what} was not issued by this tenant's token service.`);
   }
   if (!(await ownSignatureValid(ctx.keys, t.id, token))) {

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { userTokenClaims } from "../claims.ts";
-import { issuerOf, type TokenContext } from "../context.ts";
+import { type TokenContext, tokenIssuer } from "../context.ts";
 import type { FaultQueue, FaultSpec, RequestCounters } from "../faults.ts";
 import type { Collection } from "../store.ts";
+import { tokenSettings } from "../token-shape.ts";
 
 /** The Azure CLI's app id: the usual client a developer's user token comes from. */
 export const DEV_CLIENT_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
@@ -176,8 +177,20 @@ export function registerAdminRoutes(
           additionalProperties: false,
           properties: {
             count: { type: "integer", minimum: 1, maximum: 100000 },
-            kind: { type: "string", enum: ["status", "delay", "drop"] },
+            kind: { type: "string", enum: ["status", "delay", "drop", "claimsChallenge"] },
             status: { type: "integer", enum: [500, 503, 429] },
+            code: { type: "integer", enum: [50076, 50079] },
+            claims: { type: "string", minLength: 2, maxLength: 4096 },
+            grant: {
+              type: "string",
+              enum: [
+                "client_credentials",
+                "client_credentials+fmi_path",
+                "on_behalf_of",
+                "user_fic",
+                "refresh_token",
+              ],
+            },
             retryAfterSeconds: { type: "integer", minimum: 0, maximum: 3600 },
             delayMs: { type: "integer", minimum: 0, maximum: 120000 },
             clientId: { type: "string", maxLength: 64 },
@@ -186,6 +199,13 @@ export function registerAdminRoutes(
       },
     },
     async (request, reply) => {
+      if (request.body.claims !== undefined) {
+        try {
+          JSON.parse(request.body.claims);
+        } catch {
+          return problem(reply, 400, "Bad Request", "claims must be a JSON string (Entra's claims value)");
+        }
+      }
       faults.add(request.body);
       return reply.code(201).send({ pending: faults.pending() });
     },
@@ -213,6 +233,13 @@ export function registerAdminRoutes(
       return { kid };
     },
   );
+
+  // Entra's signing keys are shared by all tenants; so are the emulator's (the tenant route rotates them too).
+  app.post("/_emulator/keys/rotate", async () => {
+    const kid = await ctx.keys.rotate();
+    ctx.logger.info({ kid }, "signing key rotated");
+    return { kid };
+  });
 
   app.post<{
     Params: { tenant: string };
@@ -268,12 +295,14 @@ export function registerAdminRoutes(
       const scopes = body.scopes ?? resource.scopes ?? [];
       const now = ctx.now();
       const lifetime = body.lifetimeSeconds ?? ctx.settings.accessTokenLifetimeSeconds;
+      const shape = tokenSettings(resource, body.audience);
       const token = await ctx.keys.sign(
         t.id,
         userTokenClaims({
-          issuer: issuerOf(ctx.baseUrl, t.id),
+          issuer: tokenIssuer(ctx.baseUrl, t.id, shape.version),
           tenantId: t.id,
-          audience: resource.audience,
+          resource: shape,
+          variation: ctx.nextVariation(),
           client: { appId: body.clientAppId ?? DEV_CLIENT_APP_ID, oid: DEV_CLIENT_APP_ID },
           now,
           lifetimeSeconds: lifetime,
@@ -289,7 +318,7 @@ export function registerAdminRoutes(
         }),
       );
       ctx.logger.info(
-        { tenant: t.id, userOid: user.objectId, audience: resource.audience, scopes },
+        { tenant: t.id, userOid: user.objectId, audience: shape.audience, scopes },
         "dev user token minted",
       );
       return { token_type: "Bearer", expires_in: lifetime, access_token: token };
@@ -297,7 +326,13 @@ export function registerAdminRoutes(
   );
 
   app.get("/_emulator/settings", async () => ctx.settings);
-  app.post<{ Body: { accessTokenLifetimeSeconds?: number; rejectReplayedAssertions?: boolean } }>(
+  app.post<{
+    Body: {
+      accessTokenLifetimeSeconds?: number;
+      rejectReplayedAssertions?: boolean;
+      federatedCredentialPropagationSeconds?: number;
+    };
+  }>(
     "/_emulator/settings",
     {
       schema: {
@@ -307,6 +342,7 @@ export function registerAdminRoutes(
           properties: {
             accessTokenLifetimeSeconds: { type: "integer", minimum: 1, maximum: 86400 },
             rejectReplayedAssertions: { type: "boolean" },
+            federatedCredentialPropagationSeconds: { type: "integer", minimum: 0, maximum: 3600 },
           },
         },
       },

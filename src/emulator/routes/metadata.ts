@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { issuerOf, type TokenContext } from "../context.ts";
 import { errorBody, errors } from "../errors.ts";
 
@@ -20,7 +20,7 @@ export function registerMetadataRoutes(app: FastifyInstance, ctx: TokenContext):
       const name = request.params.tenant;
       const tenant = ctx.store.tenant(name);
       if (!tenant && !ALIASES.has(name.toLowerCase())) {
-        return reply.code(400).send(errorBody(errors.tenantNotFound(name), ctx.baseUrl));
+        return reply.code(400).send(errorBody(errors.tenantNotFound(name, "invalid_tenant"), ctx.baseUrl));
       }
       const path = tenant ? tenant.id : name;
       const base = `${ctx.baseUrl}/${path}`;
@@ -63,17 +63,25 @@ export function registerMetadataRoutes(app: FastifyInstance, ctx: TokenContext):
     },
   );
 
+  // Entra's keys are shared: every tenant and /common (also /organizations, /consumers) publish the same
+  // set; the v2 path names the issuer beside each key (`{tenantid}` on the multi-tenant aliases).
+  const keys = async (name: string, reply: FastifyReply, withIssuer: boolean) => {
+    const tenant = ctx.store.tenant(name);
+    if (!tenant && !ALIASES.has(name.toLowerCase()))
+      return reply.code(400).send(errorBody(errors.tenantNotFound(name, "invalid_tenant"), ctx.baseUrl));
+    const issuer = tenant ? issuerOf(ctx.baseUrl, tenant.id) : `${ctx.baseUrl}/{tenantid}/v2.0`;
+    const published = await ctx.keys.jwks();
+    return { keys: withIssuer ? published.map((k) => ({ ...k, issuer })) : published };
+  };
   app.get<{ Params: { tenant: string } }>(
     "/:tenant/discovery/v2.0/keys",
     { schema: { params: TENANT_PARAMS } },
-    async (request, reply) => {
-      const tenant = ctx.store.tenant(request.params.tenant);
-      if (!tenant)
-        return reply.code(400).send(errorBody(errors.tenantNotFound(request.params.tenant), ctx.baseUrl));
-      // Entra names the issuer each key signs for beside the key.
-      const issuer = issuerOf(ctx.baseUrl, tenant.id);
-      return { keys: (await ctx.keys.jwks(tenant.id)).map((k) => ({ ...k, issuer })) };
-    },
+    async (request, reply) => keys(request.params.tenant, reply, true),
+  );
+  app.get<{ Params: { tenant: string } }>(
+    "/:tenant/discovery/keys",
+    { schema: { params: TENANT_PARAMS } },
+    async (request, reply) => keys(request.params.tenant, reply, false),
   );
 
   // MSAL asks this before trusting an authority it does not know; answer that this host is its own cloud.

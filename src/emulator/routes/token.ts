@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Params } from "../client-auth.ts";
@@ -57,7 +58,7 @@ export function registerTokenRoute(
       const key = grantKey(params);
       const clientId = params.client_id;
       counters.record(clientId ?? "(none)", key);
-      const fault = faults.take(clientId);
+      const fault = faults.take(clientId, key);
       if (fault) {
         ctx.logger.info(
           { clientId, grant: key, fault: fault.kind, status: fault.status },
@@ -68,7 +69,18 @@ export function registerTokenRoute(
           return reply.hijack();
         }
         if (fault.kind === "delay") await sleep(fault.delayMs ?? 1000);
-        else {
+        else if (fault.kind === "claimsChallenge") {
+          const resource = (params.scope ?? "").split(/\s+/)[0]?.replace(/\/[^/]*$/, "") || "the resource";
+          const claims =
+            fault.claims ??
+            JSON.stringify({ access_token: { polids: { essential: true, values: [randomUUID()] } } });
+          return sendError(
+            reply,
+            ctx,
+            errors.claimsChallenge(fault.code ?? 50076, resource, claims),
+            correlation,
+          );
+        } else {
           const status = fault.status ?? 500;
           const err =
             status === 429 ? errors.throttled(fault.retryAfterSeconds ?? 1) : errors.transient(status);

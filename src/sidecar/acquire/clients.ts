@@ -1,13 +1,13 @@
+import type { Logger } from "pino";
+import { scrubTokens } from "../../lib/log.ts";
+import type { ClientCredential } from "../credentials.ts";
 import type {
   ClientAssertionCallback,
   ConfidentialClientApplication,
   Configuration,
   INetworkModule,
-} from "@azure/msal-node";
-import type { Logger } from "pino";
-import { scrubTokens } from "../../lib/log.ts";
-import type { ClientCredential } from "../credentials.ts";
-import type { Msal } from "./msal.ts";
+  Msal,
+} from "./msal.ts";
 
 export interface ClientFactoryOptions {
   /** Authority host with a trailing slash. */

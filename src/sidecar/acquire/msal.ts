@@ -4,6 +4,19 @@
  */
 export type Msal = typeof import("@azure/msal-node");
 
+// The one module that names msal-node (biome.json refuses it elsewhere in src/sidecar, type-only
+// imports included): types from here, values through loadMsal().
+export type {
+  AuthenticationResult,
+  ClientAssertionCallback,
+  ConfidentialClientApplication,
+  Configuration,
+  INetworkModule,
+  ManagedIdentityApplication,
+  NetworkRequestOptions,
+  NetworkResponse,
+} from "@azure/msal-node";
+
 let loading: Promise<Msal> | undefined;
 
 /**

@@ -1,5 +1,5 @@
-import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
 import { headerText, type Outbound, OutboundError } from "../outbound.ts";
+import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "./msal.ts";
 import { loadMsal, type Msal } from "./msal.ts";
 
 /**

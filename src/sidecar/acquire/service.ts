@@ -1,10 +1,10 @@
-import type { AuthenticationResult, ConfidentialClientApplication } from "@azure/msal-node";
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
 import type { MetricsSink } from "../metrics.ts";
-import type { AcquiredToken, CachedToken, TokenCache } from "../tokens/cache.ts";
+import type { AcquiredToken, CachedToken, GetOptions, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
+import type { AuthenticationResult, ConfidentialClientApplication } from "./msal.ts";
 import { entraRefusal, loadMsal, type Msal } from "./msal.ts";
 import { DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 
@@ -24,6 +24,21 @@ export interface TokenServiceOptions extends ClientFactoryOptions {
   cache: TokenCache;
   metrics?: MetricsSink;
   retry?: RetryPolicy;
+}
+
+/**
+ * The `exp` of an inbound assertion in epoch ms, read without verifying (the routes verified it, and
+ * this only limits refreshes): undefined when it has none (pure).
+ */
+export function assertionExpiry(assertion: string): number | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(assertion.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+      exp?: unknown;
+    };
+    return typeof payload.exp === "number" ? payload.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function toAcquired(result: AuthenticationResult | null): AcquiredToken {
@@ -55,11 +70,24 @@ export class TokenService {
     return this.#o.cache.lookup(key);
   }
 
-  /** A token for the request, from the cache or Entra (single-flight per key). */
+  /**
+   * A token for the request, from the cache or Entra (single-flight per key). The cache entry's own
+   * loader is the request without what belongs to this caller only (claims, ForceRefresh, correlation
+   * id), so background refreshes never replay them; an OBO entry is never refreshed ahead past its
+   * inbound assertion's expiry (Entra would refuse it: AADSTS500133).
+   */
   async acquire(request: TokenRequest, key = cacheKey(request)): Promise<CachedToken> {
-    const force = request.forceRefresh === true || request.claims !== undefined;
+    const { claims, forceRefresh, correlationId, ...neutral } = request;
+    const load = () => this.#load(neutral);
+    const mine = claims !== undefined || correlationId !== undefined ? () => this.#load(request) : undefined;
+    const refreshUntil = request.assertion ? assertionExpiry(request.assertion) : undefined;
+    const options: GetOptions = {
+      ...(forceRefresh ? { force: true } : {}),
+      ...(claims !== undefined && mine ? { own: { id: claims, load: mine } } : mine ? { run: mine } : {}),
+      ...(refreshUntil !== undefined ? { refreshUntil } : {}),
+    };
     try {
-      const token = await this.#o.cache.get(key, () => this.#load(request), force);
+      const token = await this.#o.cache.get(key, load, options);
       this.#o.metrics?.tokenRequest(request.flow, "acquired");
       return token;
     } catch (error) {

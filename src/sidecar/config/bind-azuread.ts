@@ -117,13 +117,62 @@ function bindCredential(
   }
 }
 
+/**
+ * `AzureAd:Authority` (`https://login.microsoftonline.com/<tenant>/v2.0`, with or without `v2.0`) split
+ * into the instance and the tenant, as Microsoft.Identity.Web does (pure). Undefined when it is not
+ * such a URL.
+ */
+export function splitAuthority(authority: string): { instance: string; tenant: string } | undefined {
+  let url: URL;
+  try {
+    url = new URL(authority);
+  } catch {
+    return undefined;
+  }
+  const segments = url.pathname.split("/").filter((s) => s !== "");
+  if (segments.length === 0 || segments.length > 2 || (segments[1] && segments[1].toLowerCase() !== "v2.0"))
+    return undefined;
+  return { instance: `${url.origin}/`, tenant: segments[0]! };
+}
+
+/**
+ * Instance and tenant from `Instance`/`TenantId`, or from `Authority` when those are absent. When both
+ * styles are given, `Instance`/`TenantId` win and `Authority` is ignored with a warning, as in
+ * Microsoft.Identity.Web (4.1.1, #3611/#3612).
+ */
+function instanceAndTenant(
+  flat: FlatConfig,
+  problems: string[],
+  warnings: string[],
+): { instance: string | undefined; tenant: string } {
+  const instance = get(flat, "AzureAd:Instance") || undefined;
+  const tenant = get(flat, "AzureAd:TenantId") ?? "";
+  const authority = get(flat, "AzureAd:Authority");
+  if (!authority) return { instance, tenant };
+  if (instance || tenant) {
+    warnings.push(
+      "AzureAd:Authority is ignored because AzureAd:Instance or AzureAd:TenantId is set (Microsoft.Identity.Web's rule)",
+    );
+    return { instance, tenant };
+  }
+  const split = splitAuthority(authority);
+  if (!split) {
+    problems.push(
+      `AzureAd:Authority '${authority}' is not an authority URL like https://login.microsoftonline.com/<tenant>/v2.0`,
+    );
+    return { instance, tenant };
+  }
+  return { instance: split.instance, tenant: split.tenant };
+}
+
 export function bindAzureAd(
   flat: FlatConfig,
   env: Environment,
   problems: string[],
   warnings: string[],
 ): AzureAdSection {
-  let instance = get(flat, "AzureAd:Instance") || DEFAULT_INSTANCE;
+  const fromConfig = instanceAndTenant(flat, problems, warnings);
+  let instance = fromConfig.instance || DEFAULT_INSTANCE;
   try {
     const url = new URL(instance);
     if (url.protocol !== "https:") problems.push(`AzureAd:Instance '${instance}' must be an https URL`);
@@ -133,11 +182,15 @@ export function bindAzureAd(
   } catch {
     problems.push(`AzureAd:Instance '${instance}' is not a URL`);
   }
-  const tenantId = get(flat, "AzureAd:TenantId") ?? "";
+  const tenantId = fromConfig.tenant;
   if (tenantId === "") problems.push("AzureAd:TenantId is missing");
-  else if (isMetaTenant(tenantId)) {
+  else if (tenantId.toLowerCase() === "consumers") {
     problems.push(
-      `AzureAd:TenantId '${tenantId}' is a multi-tenant alias; agent and app tokens need a real tenant`,
+      "AzureAd:TenantId 'consumers': personal Microsoft accounts have no agent identities; use a tenant id, domain, or 'common'",
+    );
+  } else if (isMetaTenant(tenantId)) {
+    warnings.push(
+      `AzureAd:TenantId '${tenantId}': tokens on behalf of a user are requested in the user's tenant (the inbound token's tid); app, agent and agent-user tokens need a tenant (DownstreamApis:<name>:AcquireTokenOptions:Tenant or optionsOverride.AcquireTokenOptions.Tenant)`,
     );
   } else if (!isTenant(tenantId))
     problems.push(`AzureAd:TenantId '${tenantId}' is neither a GUID nor a domain`);

@@ -36,6 +36,8 @@ export function envToFlat(env: NodeJS.ProcessEnv): Map<string, string> {
     const key = name.replaceAll("__", ":");
     const section = key.split(":", 1)[0]?.toLowerCase() ?? "";
     if (ENV_SECTIONS.includes(section) && key.includes(":")) out.set(key, value);
+    // ASP.NET's host filtering reads the top-level AllowedHosts.
+    else if (key.toLowerCase() === "allowedhosts") out.set(key, value);
   }
   return out;
 }

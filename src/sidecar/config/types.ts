@@ -47,6 +47,13 @@ export interface AllowOverrides {
 
 export type RouteName = keyof AllowOverrides;
 
+/** `Sidecar:AgentIdentity` and its two exceptions (our addition: see routes/agent-lock.ts). */
+export interface AgentLock {
+  agentId: string;
+  allowBlueprintToken: boolean;
+  allowFmiPathOverride: boolean;
+}
+
 export interface ListenAddress {
   host: string;
   port: number;
@@ -66,6 +73,12 @@ export interface SidecarConfig {
   apis: ReadonlyMap<string, DownstreamApi>;
   allowOverrides: AllowOverrides;
   allowOutboundRedirects: boolean;
+  /** Serve callers that are not on loopback (our opt-in, `Sidecar:AllowNonLoopbackCallers`). */
+  allowNonLoopbackCallers: boolean;
+  /** Host names accepted besides localhost and loopback addresses (`AllowedHosts`), lower-cased. */
+  allowedHosts: string[];
+  /** Set when the sidecar is locked to one agent identity. */
+  agentLock?: AgentLock;
   listen: ListenAddress;
   /** pino level from `Logging:LogLevel:Default`, if set. */
   logLevel?: string;

@@ -1,13 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteName } from "../config/types.ts";
 import type { CachedToken } from "../tokens/cache.ts";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, authenticateIfPresent, inboundOf, methodNotAllowed } from "./auth.ts";
 import { type Resolved, type RouteContext, resolve, tokenFor } from "./context.ts";
 import { type KnownUrls, UNAUTHENTICATED_HEADER_ROUTE } from "./known-urls.ts";
 import { sendJsonText } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
+import type { Inbound } from "./plan.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
-import { anyQuery, apiNameParams, authorizationHeaderResult, problemSchema } from "./schemas.ts";
+
+/** Methods ASP.NET answers 405 for on a GET-only route (HEAD is answered as GET, as fastify does). */
+export const OTHER_THAN_GET = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 type Req = FastifyRequest<{ Params: { apiName: string }; Querystring: Record<string, QueryValue> }>;
 
@@ -20,22 +23,16 @@ export function registerAuthorizationHeaderRoutes(
   ctx: RouteContext,
   byUrl: KnownUrls,
 ): void {
-  const schema = {
-    params: apiNameParams,
-    querystring: anyQuery,
-    response: { 200: authorizationHeaderResult, "4xx": problemSchema, "5xx": problemSchema },
-  };
-
   async function handle(
     route: RouteName,
     request: Req,
     reply: FastifyReply,
-    token: string | undefined,
+    inbound: Inbound | undefined,
     resolved?: Resolved,
   ) {
     let r = resolved;
     try {
-      r ??= resolve(ctx, route, request.params.apiName, request.query, token);
+      r ??= resolve(ctx, route, request.params.apiName, request.query, inbound);
     } catch (error) {
       if (error instanceof ProblemError) return sendProblem(reply, error.status, error.message);
       throw error;
@@ -49,7 +46,11 @@ export function registerAuthorizationHeaderRoutes(
     }
   }
 
-  app.get(UNAUTHENTICATED_HEADER_ROUTE, { schema }, (request: Req, reply) => {
+  app.get(UNAUTHENTICATED_HEADER_ROUTE, { preHandler: authenticateIfPresent(ctx) }, (request: Req, reply) => {
+    // With a (valid) bearer token the answer depends on the caller, not only on the URL.
+    const inbound = inboundOf(request);
+    if (inbound || request.headers.authorization)
+      return handle("GetAuthorizationHeaderUnauthenticated", request, reply, inbound);
     const known = byUrl.get(request.url);
     if (known) {
       const hit = ctx.tokens.lookup(known.key);
@@ -73,7 +74,9 @@ export function registerAuthorizationHeaderRoutes(
     return handle("GetAuthorizationHeaderUnauthenticated", request, reply, undefined, resolved);
   });
 
-  app.get("/AuthorizationHeader/:apiName", { schema, preHandler: authenticate(ctx) }, (request: Req, reply) =>
-    handle("GetAuthorizationHeader", request, reply, callerOf(request)?.token),
+  app.get("/AuthorizationHeader/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
+    handle("GetAuthorizationHeader", request, reply, inboundOf(request)),
   );
+  for (const url of [UNAUTHENTICATED_HEADER_ROUTE, "/AuthorizationHeader/:apiName"])
+    app.route({ method: OTHER_THAN_GET, url, handler: methodNotAllowed("GET") });
 }

@@ -5,8 +5,9 @@ import type { DownstreamClient } from "../downstream.ts";
 import type { InboundValidator } from "../inbound.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import { cacheKey } from "../tokens/keys.ts";
+import { enforceAgentLock } from "./agent-lock.ts";
 import { parseQuery, type QueryValue } from "./overrides.ts";
-import { type EffectiveApi, effectiveApi, planToken } from "./plan.ts";
+import { type EffectiveApi, effectiveApi, type Inbound, planToken } from "./plan.ts";
 import { ProblemError } from "./problem.ts";
 
 export interface RouteContext {
@@ -38,7 +39,7 @@ export function resolve(
   route: RouteName,
   apiName: string,
   query: Record<string, QueryValue>,
-  inboundToken: string | undefined,
+  inbound: Inbound | undefined,
 ): Resolved {
   const configured = ctx.config.apis.get(apiName);
   if (!configured)
@@ -54,7 +55,8 @@ export function resolve(
     );
   }
   const api = effectiveApi(configured, parsed);
-  const request = planToken(ctx.config, api, parsed.agent, inboundToken);
+  const request = planToken(ctx.config, api, parsed.agent, inbound);
+  enforceAgentLock(ctx.config.agentLock, parsed, request);
   const force = request.forceRefresh === true || request.claims !== undefined;
   return { api, key: cacheKey(request), force, request, warnings };
 }

@@ -2,12 +2,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RouteName } from "../config/types.ts";
 import { claimsChallenge, DownstreamError } from "../downstream.ts";
 import { cacheKey } from "../tokens/keys.ts";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, authenticateIfPresent, inboundOf, methodNotAllowed } from "./auth.ts";
 import { type RouteContext, resolve, tokenFor } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import type { QueryValue } from "./overrides.ts";
 import { ProblemError, sendAcquisitionProblem, sendProblem } from "./problem.ts";
-import { anyQuery, apiNameParams, downstreamApiResult, problemSchema } from "./schemas.ts";
 
 type Req = FastifyRequest<{
   Params: { apiName: string };
@@ -16,16 +15,10 @@ type Req = FastifyRequest<{
 }>;
 
 export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const schema = {
-    params: apiNameParams,
-    querystring: anyQuery,
-    response: { 200: downstreamApiResult, "4xx": problemSchema, "5xx": problemSchema },
-  };
-
   async function handle(route: RouteName, request: Req, reply: FastifyReply) {
     let resolved: ReturnType<typeof resolve>;
     try {
-      resolved = resolve(ctx, route, request.params.apiName, request.query, callerOf(request)?.token);
+      resolved = resolve(ctx, route, request.params.apiName, request.query, inboundOf(request));
       if (!resolved.api.baseUrl)
         throw new ProblemError(400, `The API '${resolved.api.name}' has no BaseUrl to call.`);
     } catch (error) {
@@ -65,10 +58,19 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
     }
   }
 
-  app.post("/DownstreamApiUnauthenticated/:apiName", { schema }, (request: Req, reply) =>
-    handle("CallDownstreamApiUnauthenticated", request, reply),
+  app.post(
+    "/DownstreamApiUnauthenticated/:apiName",
+    { preHandler: authenticateIfPresent(ctx) },
+    (request: Req, reply) => handle("CallDownstreamApiUnauthenticated", request, reply),
   );
-  app.post("/DownstreamApi/:apiName", { schema, preHandler: authenticate(ctx) }, (request: Req, reply) =>
+  app.post("/DownstreamApi/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
     handle("CallDownstreamApi", request, reply),
   );
+  // POST only, as Microsoft's code maps them (its docs list more methods): ASP.NET routing's 405.
+  for (const url of ["/DownstreamApiUnauthenticated/:apiName", "/DownstreamApi/:apiName"])
+    app.route({
+      method: ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
+      url,
+      handler: methodNotAllowed("POST"),
+    });
 }

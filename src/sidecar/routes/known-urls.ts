@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "../../lib/builtins.ts";
 import type { MetricsSink } from "../metrics.ts";
 import type { CachedToken } from "../tokens/cache.ts";
 import type { Resolved } from "./context.ts";
@@ -57,6 +57,8 @@ export function answerFromCache(
 ): boolean {
   const url = request.url;
   if (request.method !== "GET" || url === undefined || !url.startsWith(PREFIX)) return false;
+  // A bearer token may make the request a user's (see routes/auth.ts): only fastify's route decides that.
+  if (request.headers.authorization !== undefined) return false;
   const resolved = known.get(url);
   if (!resolved) return false;
   const hit = tokens.lookup(resolved.key);

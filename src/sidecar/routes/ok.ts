@@ -25,9 +25,9 @@ export function sendJsonText(reply: FastifyReply, json: string): FastifyReply {
   return reply.headers(JSON_OK).send(json);
 }
 
-/** A 200 with an object fastify serialises through the route's response schema. */
+/** A 200 with an object, serialised by JSON.stringify (the routes have no schemas: see server.ts). */
 export function sendObject(reply: FastifyReply, body: object): FastifyReply {
-  return reply.headers(NO_CACHE).send(body);
+  return reply.headers(JSON_OK).send(JSON.stringify(body));
 }
 
 export function sendText(reply: FastifyReply, text: string): FastifyReply {

@@ -1,4 +1,5 @@
 import type { DownstreamApi, SidecarConfig } from "../config/types.ts";
+import { isMetaTenant } from "../config/values.ts";
 import type { TokenRequest } from "../tokens/keys.ts";
 import type { ParsedQuery } from "./overrides.ts";
 import { ProblemError } from "./problem.ts";
@@ -36,15 +37,39 @@ export function effectiveApi(api: DownstreamApi, parsed: ParsedQuery | undefined
  * Decides the token flow (pure). A named agent user always means the agent-user flow; otherwise an
  * app token when RequestAppToken is set; otherwise a token on behalf of the inbound user.
  */
+export interface Inbound {
+  token: string;
+  /** The verified token's `tid`, when it has one. */
+  tenant?: string;
+}
+
+/**
+ * The tenant a request's tokens come from: the override or the API's setting, else the configured
+ * tenant; with a multi-tenant alias (`common`, `organizations`) configured, a user's own tenant for
+ * tokens on their behalf, and nothing for the rest (Entra issues app and agent tokens in a tenant).
+ */
+function tenantFor(config: SidecarConfig, api: EffectiveApi, inbound: Inbound | undefined, forUser: boolean) {
+  const chosen = api.acquireTokenOptions.tenant;
+  if (chosen) return chosen;
+  if (!isMetaTenant(config.tenantId)) return config.tenantId;
+  if (forUser && inbound?.tenant) return inbound.tenant;
+  throw new ProblemError(
+    400,
+    `AzureAd:TenantId is '${config.tenantId}': the API '${api.name}' needs a tenant for this token (DownstreamApis:${api.name}:AcquireTokenOptions:Tenant or optionsOverride.AcquireTokenOptions.Tenant).`,
+  );
+}
+
 export function planToken(
   config: SidecarConfig,
   api: EffectiveApi,
   agent: ParsedQuery["agent"] | undefined,
-  inboundToken: string | undefined,
+  inbound: Inbound | undefined,
 ): TokenRequest {
   const ato = api.acquireTokenOptions;
+  const inboundToken = inbound?.token;
+  const forUser = !(agent?.user && agent.agentIdentity) && !api.requestAppToken;
   const base = {
-    tenant: ato.tenant ?? config.tenantId,
+    tenant: tenantFor(config, api, inbound, forUser),
     ...(ato.claims ? { claims: ato.claims } : {}),
     ...(ato.correlationId ? { correlationId: ato.correlationId } : {}),
     ...(ato.forceRefresh ? { forceRefresh: true } : {}),

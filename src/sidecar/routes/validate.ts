@@ -1,9 +1,9 @@
 import type { FastifyInstance } from "fastify";
-import { authenticate, callerOf } from "./auth.ts";
+import { authenticate, callerOf, methodNotAllowed } from "./auth.ts";
+import { OTHER_THAN_GET } from "./authorization-header.ts";
 import type { RouteContext } from "./context.ts";
 import { sendObject } from "./ok.ts";
 import { sendProblem } from "./problem.ts";
-import { problemSchema, validateResult } from "./schemas.ts";
 
 /**
  * Microsoft passes the whole `AzureAd:Scopes` string as one accepted scope and compares it with the
@@ -16,22 +16,19 @@ export function hasAcceptedScope(claims: Record<string, unknown>, accepted: stri
 }
 
 export function registerValidateRoute(app: FastifyInstance, ctx: RouteContext): void {
-  app.get(
-    "/Validate",
-    { schema: { response: { 200: validateResult, "4xx": problemSchema } }, preHandler: authenticate(ctx) },
-    async (request, reply) => {
-      const caller = callerOf(request);
-      if (!caller) return sendProblem(reply, 400, "No token found");
-      const accepted = ctx.config.validateScopes;
-      if (accepted && !hasAcceptedScope(caller.claims, accepted)) {
-        return reply
-          .code(403)
-          .type("text/plain; charset=utf-8")
-          .send(
-            `IDW10203: The 'scope' or 'scp' claim does not contain scopes '${accepted}' or was not found. `,
-          );
-      }
-      return sendObject(reply, { protocol: "Bearer", token: caller.token, claims: caller.claims });
-    },
-  );
+  app.route({ method: OTHER_THAN_GET, url: "/Validate", handler: methodNotAllowed("GET") });
+  app.get("/Validate", { preHandler: authenticate(ctx) }, async (request, reply) => {
+    const caller = callerOf(request);
+    if (!caller) return sendProblem(reply, 400, "No token found");
+    const accepted = ctx.config.validateScopes;
+    if (accepted && !hasAcceptedScope(caller.claims, accepted)) {
+      return reply
+        .code(403)
+        .type("text/plain; charset=utf-8")
+        .send(
+          `IDW10203: The 'scope' or 'scp' claim does not contain scopes '${accepted}' or was not found. `,
+        );
+    }
+    return sendObject(reply, { protocol: "Bearer", token: caller.token, claims: caller.claims });
+  });
 }

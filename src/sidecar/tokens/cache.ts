@@ -30,8 +30,11 @@ export type Loader = () => Promise<AcquiredToken>;
 
 interface Entry {
   token: CachedToken;
+  /** The entry's own loader: never a caller's forced or claims loader (see `get`). */
   load: Loader;
   refreshAt: number;
+  /** No background refresh from this time on (an OBO entry's inbound assertion expires then). */
+  refreshUntil: number;
   /** After this the token is no longer handed out as fresh (kept only as a fallback while Entra is down). */
   staleAt: number;
   usedSinceRefresh: boolean;
@@ -47,6 +50,25 @@ export interface CacheEvents {
   miss?(): void;
   refresh?(outcome: "ok" | "error"): void;
   evict?(): void;
+}
+
+/** How one caller wants its token (see `TokenCache.get`). */
+export interface GetOptions {
+  /** Skip the cached token (ForceRefresh); concurrent forced callers still share one acquisition. */
+  force?: boolean;
+  /**
+   * A loader for this caller only (a claims request): run on its own, never joined by other callers,
+   * never stored as the entry's loader. Its token replaces the cached one, as MSAL's cache does.
+   * `id` tells identical claims requests apart for single-flight.
+   */
+  own?: { id: string; load: Loader };
+  /**
+   * The loader for an acquisition this caller starts (its correlation id, say); the entry still keeps
+   * `load` for later refreshes. Default: `load`.
+   */
+  run?: Loader;
+  /** Epoch ms after which the entry must not be refreshed ahead (the OBO assertion's `exp`). */
+  refreshUntil?: number;
 }
 
 export interface TokenCacheOptions {
@@ -96,6 +118,8 @@ function refreshBackoff(failures: number): number {
 export class TokenCache {
   readonly #entries = new Map<string, Entry>();
   readonly #inflight = new Map<string, Promise<CachedToken>>();
+  /** Claims acquisitions, by key and claims: kept apart so that plain callers never get their tokens early. */
+  readonly #ownInflight = new Map<string, Promise<CachedToken>>();
   readonly #max: number;
   readonly #now: () => number;
   readonly #events: CacheEvents;
@@ -105,7 +129,8 @@ export class TokenCache {
 
   constructor(options: TokenCacheOptions) {
     this.#max = Math.max(1, options.maxEntries);
-    this.#now = options.now ?? Date.now;
+    // Read through Date each time (not a captured Date.now), so tests can move the clock of the whole process.
+    this.#now = options.now ?? (() => Date.now());
     this.#events = options.events ?? {};
     this.#onRefreshError = options.onRefreshError;
     const interval = options.sweepIntervalMs ?? 1000;
@@ -127,23 +152,40 @@ export class TokenCache {
     if (now >= entry.staleAt) return undefined;
     entry.usedSinceRefresh = true;
     entry.lastUsed = ++this.#uses;
-    if (now >= entry.refreshAt && now >= entry.retryAt && !this.#inflight.has(key)) this.#refresh(key, entry);
+    if (this.#due(key, entry, now)) this.#refresh(key, entry);
     this.#events.hit?.();
     return entry.token;
   }
 
   /**
    * A fresh token: from memory, or acquired once however many callers ask at the same time.
-   * `force` skips the cached token (ForceRefresh, claims challenges) but still joins an acquisition
-   * already under way. When acquisition fails and an unexpired token is cached, that token is served.
+   *
+   * A plain request that fails while an unexpired token is cached gets that token (Entra is down, the
+   * token is still good). A forced or claims request never does: the caller asked for a new token (or
+   * for claims the cached one lacks), so it gets Entra's refusal, as Microsoft's sidecar answers.
+   * Whatever the request, the entry keeps `load` (the plain loader) for its background refreshes.
    */
-  async get(key: string, load: Loader, force = false): Promise<CachedToken> {
-    if (!force) {
+  async get(key: string, load: Loader, options: GetOptions = {}): Promise<CachedToken> {
+    const bypass = options.force === true || options.own !== undefined;
+    if (!bypass) {
       const hit = this.lookup(key);
       if (hit) return hit;
     }
     this.#events.miss?.();
-    const running = this.#inflight.get(key) ?? this.#acquire(key, load);
+    const refreshUntil = options.refreshUntil ?? Number.POSITIVE_INFINITY;
+    if (options.own) {
+      const ownKey = `${key}\u0000${options.own.id}`;
+      let running = this.#ownInflight.get(ownKey);
+      if (!running) {
+        running = this.#store(key, options.own.load, load, refreshUntil).finally(() =>
+          this.#ownInflight.delete(ownKey),
+        );
+        this.#ownInflight.set(ownKey, running);
+      }
+      return running;
+    }
+    const running = this.#inflight.get(key) ?? this.#acquire(key, options.run ?? load, load, refreshUntil);
+    if (bypass) return running;
     try {
       return await running;
     } catch (error) {
@@ -160,12 +202,7 @@ export class TokenCache {
       if (now >= entry.token.expiresAt && !this.#inflight.has(key)) {
         this.#entries.delete(key);
         this.#events.evict?.();
-      } else if (
-        now >= entry.refreshAt &&
-        now >= entry.retryAt &&
-        entry.usedSinceRefresh &&
-        !this.#inflight.has(key)
-      ) {
+      } else if (entry.usedSinceRefresh && this.#due(key, entry, now)) {
         this.#refresh(key, entry);
       }
     }
@@ -195,8 +232,15 @@ export class TokenCache {
     return oldest;
   }
 
+  /** A background refresh is due: inside the window, not backing off, not past the assertion, not running. */
+  #due(key: string, entry: Entry, now: number): boolean {
+    return (
+      now >= entry.refreshAt && now >= entry.retryAt && now < entry.refreshUntil && !this.#inflight.has(key)
+    );
+  }
+
   #refresh(key: string, entry: Entry): void {
-    this.#acquire(key, entry.load).then(
+    this.#acquire(key, entry.load, entry.load, entry.refreshUntil).then(
       () => this.#events.refresh?.("ok"),
       (error: unknown) => {
         entry.failures += 1;
@@ -207,34 +251,39 @@ export class TokenCache {
     );
   }
 
-  #acquire(key: string, load: Loader): Promise<CachedToken> {
-    const started = this.#now();
-    const promise = load()
-      .then((acquired) => {
-        const token = toCached(acquired);
-        const { refreshAt, staleAt } = schedule(acquired, started);
-        this.#entries.set(key, {
-          token,
-          load,
-          refreshAt,
-          staleAt,
-          usedSinceRefresh: false,
-          lastUsed: ++this.#uses,
-          retryAt: 0,
-          failures: 0,
-        });
-        while (this.#entries.size > this.#max) {
-          const oldest = this.#leastRecentlyUsed();
-          if (oldest === undefined) break;
-          this.#entries.delete(oldest);
-          this.#events.evict?.();
-        }
-        return token;
-      })
-      .finally(() => {
-        this.#inflight.delete(key);
-      });
+  /** A shared acquisition with the entry's own loader: joined by every concurrent caller of `key`. */
+  #acquire(key: string, run: Loader, keep: Loader, refreshUntil: number): Promise<CachedToken> {
+    const promise = this.#store(key, run, keep, refreshUntil).finally(() => {
+      this.#inflight.delete(key);
+    });
     this.#inflight.set(key, promise);
     return promise;
+  }
+
+  /** Runs `run`, stores its token under `key` with `keep` as the entry's loader, evicts beyond the bound. */
+  #store(key: string, run: Loader, keep: Loader, refreshUntil: number): Promise<CachedToken> {
+    const started = this.#now();
+    return run().then((acquired) => {
+      const token = toCached(acquired);
+      const { refreshAt, staleAt } = schedule(acquired, started);
+      this.#entries.set(key, {
+        token,
+        load: keep,
+        refreshAt,
+        refreshUntil,
+        staleAt,
+        usedSinceRefresh: false,
+        lastUsed: ++this.#uses,
+        retryAt: 0,
+        failures: 0,
+      });
+      while (this.#entries.size > this.#max) {
+        const oldest = this.#leastRecentlyUsed();
+        if (oldest === undefined) break;
+        this.#entries.delete(oldest);
+        this.#events.evict?.();
+      }
+      return token;
+    });
   }
 }

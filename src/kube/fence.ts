@@ -1,0 +1,54 @@
+import { isNotFound, type KubeClient, PATCH_CONTENT_TYPES, type RequestOptions } from "./client.ts";
+
+/**
+ * A view of a client whose requests belong to a term, e.g. one leadership term: once the term's signal
+ * aborts, requests in flight are aborted and new ones fail at once without reaching the API server. The
+ * manager hands leader-only components such a client, so work that is still running when the lease is
+ * lost cannot write anything afterwards (the fencing controller-runtime gets by ending the process).
+ */
+export class FencedError extends Error {
+  override name = "FencedError";
+  constructor(message = "this replica is no longer the leader: request not sent") {
+    super(message);
+  }
+}
+
+export function fenceClient(client: KubeClient, currentTerm: () => AbortSignal): KubeClient {
+  function termSignal(): AbortSignal {
+    const term = currentTerm();
+    if (term.aborted) throw new FencedError();
+    return term;
+  }
+  const request = <T>(
+    method: Parameters<KubeClient["request"]>[0],
+    path: string,
+    opts: RequestOptions = {},
+  ) => {
+    const term = termSignal();
+    return client.request<T>(method, path, {
+      ...opts,
+      signal: opts.signal ? AbortSignal.any([opts.signal, term]) : term,
+    });
+  };
+  return {
+    server: client.server,
+    request,
+    get: (path, query) => request("GET", path, { query }),
+    async getOptional(path, query) {
+      try {
+        return await request("GET", path, { query });
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    },
+    create: (path, body, query) => request("POST", path, { body, query }),
+    replace: (path, body, query) => request("PUT", path, { body, query }),
+    patch: (path, type, patch, query) =>
+      request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
+    delete: (path, body, query) => request("DELETE", path, { body, query }),
+    stream: (path, query, signal) => client.stream(path, query, AbortSignal.any([signal, termSignal()])),
+    // The underlying client belongs to whoever made the fence.
+    close: async () => {},
+  };
+}

@@ -1,0 +1,35 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { parseAllDocuments } from "yaml";
+
+/**
+ * The chart's templates rendered the way Helm would for the two values they use (release name and
+ * namespace). Anything else in `{{ }}` fails loudly, so a template the tests cannot render is noticed.
+ */
+export interface ChartObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [key: string]: unknown;
+}
+
+const TEMPLATES = new URL("../../charts/agentid/templates/", import.meta.url);
+
+export function renderChart(release: { name: string; namespace: string }): ChartObject[] {
+  const objects: ChartObject[] = [];
+  for (const file of readdirSync(TEMPLATES)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()) {
+    const text = readFileSync(new URL(file, TEMPLATES), "utf8")
+      .replaceAll("{{ .Release.Name | quote }}", JSON.stringify(release.name))
+      .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(release.namespace));
+    const left = /\{\{.*?\}\}/.exec(text);
+    if (left) throw new Error(`charts/agentid/templates/${file}: cannot render ${left[0]} in tests`);
+    for (const doc of parseAllDocuments(text)) {
+      const object = doc.toJSON() as ChartObject | null;
+      if (object) objects.push(object);
+    }
+  }
+  return objects;
+}
+
+export const RBAC_KINDS = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
