@@ -114,6 +114,21 @@ async function waitFor<T>(
   throw new ClusterStartError(`timed out waiting for ${what} (last: ${last})`);
 }
 
+/**
+ * Everything a cluster needs before it can start: Debian packages (installed as root on Debian), the control
+ * plane's and the node's binaries (built or found in the cache), the pause image. Idempotent; `.ci/run` calls it
+ * (through `npm run cluster -- --prepare`) so the build shows as its own step.
+ */
+export async function prepareCluster(options: { env?: NodeJS.ProcessEnv; progress: (line: string) => void }) {
+  const env = options.env ?? process.env;
+  const { progress } = options;
+  await ensureClusterPackages(progress);
+  const cpBinaries = await ensureControlPlaneBinaries({ env, progress });
+  const binaries: ClusterBinaries = await ensureClusterBinaries({ env, progress });
+  const pauseArchive = await buildPauseImage(binaries.pause, progress);
+  return { cpBinaries, binaries, pauseArchive };
+}
+
 const RELAY_SCRIPT = fileURLToPath(
   new URL(`./cluster-relay${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url),
 );
@@ -135,10 +150,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
     mark = now;
   };
 
-  await ensureClusterPackages(progress);
-  const cpBinaries = await ensureControlPlaneBinaries({ env, progress });
-  const binaries: ClusterBinaries = await ensureClusterBinaries({ env, progress });
-  const pauseArchive = await buildPauseImage(binaries.pause, progress);
+  const { cpBinaries, binaries, pauseArchive } = await prepareCluster({ env, progress });
   phase("binaries");
 
   const tmpRoot = options.tmpRoot ?? tmpdir();
