@@ -35,6 +35,20 @@ export default defineConfig({
           expect: { poll: { timeout: 30_000, interval: 100 } },
         },
       },
+      {
+        // Real pods on ONE local single-node cluster (kubelet + containerd in a network namespace of its own),
+        // from images built from the Dockerfile. Needs root on Linux; elsewhere its setup prints one line
+        // saying so and the scenarios are skipped. `npm run e2e:kind` runs the same files on kind.
+        extends: true,
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: [
+            process.env.AGENTID_E2E_KIND === "1" ? "test/e2e/kind-setup.ts" : "test/e2e/global-setup.ts",
+          ],
+          testTimeout: 240_000,
+        },
+      },
     ],
   },
 });
