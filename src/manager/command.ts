@@ -3,6 +3,7 @@ import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "../operator/https.ts";
+import { WEBHOOK_OPTIONS, webhookSettingsFrom } from "../webhook/flags.ts";
 import { isLoopback, parseBindAddress } from "./bind-address.ts";
 import { ensureManagerHeapFlags } from "./v8-flags.ts";
 
@@ -34,7 +35,8 @@ function listOption(values: OptionValues, name: string): string[] {
 
 export const managerCommand: Command = {
   name: "manager",
-  summary: "Run the AgentIdentity operator (leader-elected; health, readiness and metrics over HTTP).",
+  summary:
+    "Run the AgentIdentity operator and, with --sidecar-image, the admission webhook (leader-elected; health, readiness and metrics over HTTP).",
   description: [
     "Reconciles AgentIdentityBlueprints and AgentIdentities: checks that a blueprint admits each identity, ensures",
     "its ServiceAccount, computes (or in Graph mode writes) the federated identity credential, creates agent",
@@ -42,6 +44,8 @@ export const managerCommand: Command = {
     "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
     "It re-executes itself once with --max-semi-space-size=8 (bounded young generation, see docs/operator.md)",
     "unless NODE_OPTIONS or a node flag sets --max-semi-space-size.",
+    "With --sidecar-image it also serves the mutating admission webhook on --webhook-port (HTTPS) on every",
+    "replica, and the leader keeps its serving certificate and the caBundle (docs/webhook.md).",
   ].join("\n"),
   options: {
     kubeconfig: {
@@ -140,6 +144,8 @@ export const managerCommand: Command = {
       env: "AGENTID_GRAPH_URL",
     },
     concurrency: { type: "string", help: "Parallel reconciles.", default: "8" },
+    // The admission webhook (docs/webhook.md): on when --sidecar-image is given.
+    ...WEBHOOK_OPTIONS,
   },
   async run(values) {
     const level = stringOption(values, "log-level") ?? "info";
@@ -187,6 +193,8 @@ export const managerCommand: Command = {
       if (url?.protocol !== "https:" || url.search || url.username)
         throw new UsageError(`--allowed-authority-hosts takes https URLs without a query, got '${host}'`);
     }
+    // Checked now; the namespace (the manager's own, where the webhook's Secret lives) is known below.
+    const webhookSettings = webhookSettingsFrom(values, "", allowedAuthorityHosts);
     // Every flag is valid: from here on the process runs the manager, so fix its heap first.
     ensureManagerHeapFlags();
     const file = stringOption(values, "kubeconfig");
@@ -216,11 +224,18 @@ export const managerCommand: Command = {
         : undefined;
     const namespace = stringOption(values, "namespace");
     const { startManager } = await import("./manager.ts");
+    const leaseNamespace = leaseNamespaceFrom(stringOption(values, "lease-namespace"), kubeConfig.namespace);
+    const webhook = webhookSettings
+      ? (await import("../webhook/component.ts")).webhookComponents({
+          ...webhookSettings,
+          certificates: { ...webhookSettings.certificates, namespace: leaseNamespace },
+        })
+      : [];
     const manager = await startManager({
       kubeConfig,
       logger,
       ...(namespace ? { namespace } : {}),
-      leaseNamespace: leaseNamespaceFrom(stringOption(values, "lease-namespace"), kubeConfig.namespace),
+      leaseNamespace,
       leaseName: stringOption(values, "lease-name") ?? "agentid-manager",
       health,
       ...(metricsListen
@@ -248,6 +263,7 @@ export const managerCommand: Command = {
       allowedAuthorityHosts,
       ...(graph ? { graph } : {}),
       concurrency,
+      components: webhook,
     });
     logger.info(
       { url: manager.url, metrics: manager.metricsUrl, identity: manager.identity },
