@@ -20,13 +20,13 @@ import {
 } from "./operator-fixture.ts";
 import {
   AGENT,
+  BLUEPRINT,
   blueprintBody,
   condition,
   createBlueprint,
   ensureCrd,
   identityBody,
   TENANT,
-  BLUEPRINT,
 } from "./operator-support.ts";
 
 /**
@@ -75,7 +75,11 @@ afterAll(async () => {
 
 /** A namespace user: edit (as the bootstrap roles it aggregates) plus agentid-identity-editor, in one namespace. */
 async function namespaceUser(namespace: string): Promise<KubeClient> {
-  await admin.create(serviceAccountPath(namespace), { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "alice" } });
+  await admin.create(serviceAccountPath(namespace), {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: "alice" },
+  });
   for (const role of ["system:aggregate-to-edit", "system:aggregate-to-view", "agentid-identity-editor"]) {
     await admin.create(`${rbac}/namespaces/${namespace}/rolebindings`, {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -85,14 +89,24 @@ async function namespaceUser(namespace: string): Promise<KubeClient> {
       subjects: [{ kind: "ServiceAccount", name: "alice", namespace }],
     });
   }
-  const answer = await admin.create<{ status: { token: string } }>(`${serviceAccountPath(namespace, "alice")}/token`, {
-    apiVersion: "authentication.k8s.io/v1",
-    kind: "TokenRequest",
-    spec: { expirationSeconds: 3600 },
-  });
+  const answer = await admin.create<{ status: { token: string } }>(
+    `${serviceAccountPath(namespace, "alice")}/token`,
+    {
+      apiVersion: "authentication.k8s.io/v1",
+      kind: "TokenRequest",
+      spec: { expirationSeconds: 3600 },
+    },
+  );
   const kc = new KubeConfig();
   kc.loadFromOptions({
-    clusters: [{ name: "c", server: cp.server, caData: Buffer.from(cp.caPem).toString("base64"), skipTLSVerify: false }],
+    clusters: [
+      {
+        name: "c",
+        server: cp.server,
+        caData: Buffer.from(cp.caPem).toString("base64"),
+        skipTLSVerify: false,
+      },
+    ],
     users: [{ name: "alice", token: answer.status.token }],
     contexts: [{ name: "c", cluster: "c", user: "alice" }],
     currentContext: "c",
@@ -114,7 +128,9 @@ async function until(name: string, reason: string, status = "False"): Promise<Ag
       async () => {
         identity = await read(name);
         const c = condition(identity, "Ready");
-        return c?.status === status && c.reason === reason ? true : `${c?.status}/${c?.reason}: ${c?.message}`;
+        return c?.status === status && c.reason === reason
+          ? true
+          : `${c?.status}/${c?.reason}: ${c?.message}`;
       },
       { message: `${name}: Ready=${status} (${reason})` },
     )
@@ -126,7 +142,9 @@ async function until(name: string, reason: string, status = "False"): Promise<Ag
 /** The manager's own requests that would reach outside the namespace's say: tokens and Secrets. */
 function sensitiveRequests(m: RunningManager): Record<string, number> {
   return Object.fromEntries(
-    Object.entries(m.requestCounts()).filter(([k]) => k.includes("serviceaccounts/token") || k.endsWith(" secrets")),
+    Object.entries(m.requestCounts()).filter(
+      ([k]) => k.includes("serviceaccounts/token") || k.endsWith(" secrets"),
+    ),
   );
 }
 
@@ -176,7 +194,9 @@ describe("attacks by a namespace user", () => {
     expect(sensitiveRequests(m)).toEqual({});
     // Labelling the namespace is not theirs to do either.
     await expect(
-      alice.patch(`/api/v1/namespaces/${cp.namespace}`, "merge", { metadata: { labels: { team: "research" } } }),
+      alice.patch(`/api/v1/namespaces/${cp.namespace}`, "merge", {
+        metadata: { labels: { team: "research" } },
+      }),
     ).rejects.toMatchObject({ status: 403 });
   });
 
@@ -197,7 +217,10 @@ describe("attacks by a namespace user", () => {
 
   it("an authority host outside the manager's allow-list: the attacker's endpoint never hears from the manager", async () => {
     // Only the platform team can write blueprints; even one of theirs pointing elsewhere is not used.
-    await createBlueprint(admin, cp.namespace, { cloud: "Custom", authorityHost: `${attackerEndpoint.url}/` });
+    await createBlueprint(admin, cp.namespace, {
+      cloud: "Custom",
+      authorityHost: `${attackerEndpoint.url}/`,
+    });
     const alice = await namespaceUser(cp.namespace);
     const m = await manager();
     const before = await emulatorRequests(attackerEndpoint);
@@ -221,7 +244,10 @@ describe("attacks by a namespace user", () => {
     await admin.create(serviceAccountPath(cp.namespace), {
       apiVersion: "v1",
       kind: "ServiceAccount",
-      metadata: { name: "payments", annotations: { "azure.workload.identity/client-id": "5b5b5b5b-1111-4222-8333-444455556666" } },
+      metadata: {
+        name: "payments",
+        annotations: { "azure.workload.identity/client-id": "5b5b5b5b-1111-4222-8333-444455556666" },
+      },
     });
     const alice = await namespaceUser(cp.namespace);
     const m = await manager();
@@ -247,14 +273,22 @@ describe("attacks by a namespace user", () => {
 
   it("a second AgentIdentity for a taken ServiceAccount: ServiceAccountTaken, the first stays Ready, no outbound call", async () => {
     await createBlueprint(admin, cp.namespace, onEmulator(emu));
-    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`, {
-      name: `attack-${cp.namespace}`,
-      issuer: cp.issuerUrl,
-      subject: `system:serviceaccount:${cp.namespace}:agent`,
-      audiences: ["api://AzureADTokenExchange"],
-    });
+    await emulatorAdmin(
+      emu,
+      "POST",
+      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
+      {
+        name: `attack-${cp.namespace}`,
+        issuer: cp.issuerUrl,
+        subject: `system:serviceaccount:${cp.namespace}:agent`,
+        audiences: ["api://AzureADTokenExchange"],
+      },
+    );
     const m = await manager();
-    await admin.create(identityPath(cp.namespace), identityBody(cp.namespace, "owner", { serviceAccountName: "agent" }));
+    await admin.create(
+      identityPath(cp.namespace),
+      identityBody(cp.namespace, "owner", { serviceAccountName: "agent" }),
+    );
     await until("owner", "Ready", "True");
     const alice = await namespaceUser(cp.namespace);
     const before = await emulatorRequests(emu);
