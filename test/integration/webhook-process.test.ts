@@ -129,7 +129,6 @@ describe("agentid manager with the webhook", () => {
   });
 
   it("with --webhook-cert-mode external stays unready until someone else writes the Secret, then serves it", async () => {
-    const ns = cp.namespace;
     const own = `agentid-ext-${run}`;
     await createNamespace(cp.kubeConfig, own);
     const { child, out, exited } = startManagerProcess([
