@@ -48,51 +48,33 @@ describe("agentid manager with the webhook", () => {
     const own = `agentid-system-${run}`;
     await createNamespace(cp.kubeConfig, own);
     const configuration = `agentid-webhook-${run}`;
-    const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        "manager",
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        // The operator reconciles only its own namespace here, so it leaves the test's hand-written Ready status alone.
-        "--namespace",
-        own,
-        "--lease-namespace",
-        own,
-        "--no-verify",
-        "--health-host",
-        "127.0.0.1",
-        "--health-port",
-        "0",
-        "--sidecar-image",
-        "ghcr.io/agentid/sidecar:process-test",
-        "--webhook-host",
-        "127.0.0.1",
-        "--webhook-port",
-        "0",
-        "--webhook-configuration",
-        configuration,
-        "--webhook-cert-extra-names",
-        "127.0.0.1",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const { child, out, exited } = startManagerProcess([
+      // The operator reconciles only its own namespace here, so it leaves the test's hand-written Ready status alone.
+      "--namespace",
+      own,
+      "--lease-namespace",
+      own,
+      "--no-verify",
+      "--health-host",
+      "127.0.0.1",
+      "--health-port",
+      "0",
+      "--sidecar-image",
+      "ghcr.io/agentid/sidecar:process-test",
+      "--webhook-host",
+      "127.0.0.1",
+      "--webhook-port",
+      "0",
+      "--webhook-configuration",
+      configuration,
+      "--webhook-cert-extra-names",
+      "127.0.0.1",
+    ]);
     try {
       const port = async () =>
-        Number(/"port":(\d+),"msg":"admission server listening"/.exec(stdout)?.[1] ?? 0);
+        Number(/"port":(\d+),"msg":"admission server listening"/.exec(out.stdout)?.[1] ?? 0);
       await expect
-        .poll(port, { timeout: 60_000, message: `the admission server to listen\n${stderr}` })
+        .poll(port, { timeout: 60_000, message: `the admission server to listen\n${out.stderr}` })
         .toBeGreaterThan(0);
       await kube.create(
         MWC_PATH,
@@ -119,13 +101,13 @@ describe("agentid manager with the webhook", () => {
       await expect
         .poll(async () => (await create()).spec.initContainers?.[0]?.image, { timeout: 30_000 })
         .toBe("ghcr.io/agentid/sidecar:process-test");
-      expect(stdout).toContain('"msg":"sidecar injected"');
+      expect(out.stdout).toContain('"msg":"sidecar injected"');
     } finally {
       child.kill("SIGTERM");
       await kube.delete(`${MWC_PATH}/${configuration}`).catch(() => undefined);
     }
     expect(await exited).toBe(0);
-    expect(stdout).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./); // no token in the logs
+    expect(out.stdout).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./); // no token in the logs
   });
 
   it("with --webhook-cert-mode external stays unready until someone else writes the Secret, then serves it", async () => {
