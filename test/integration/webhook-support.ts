@@ -100,14 +100,21 @@ export async function startTestWebhook(
     caPropagationMs?: number;
     /** Who the webhook runs as (default: cluster-admin); set-up and clean-up stay cluster-admin. */
     as?: KubeConfigLike;
+    /**
+     * Another replica of a run that is started already: no configuration of its own, never the leader; it
+     * only loads the certificate the leader keeps in the Secret.
+     */
+    follower?: boolean;
   } = {},
 ): Promise<RunningWebhook> {
   const run = options.run ?? newRun();
   const kube = createKubeClient(cp.kubeConfig);
   const { managerNamespace, configurationName } = namesOf(run);
-  await createNamespace(cp.kubeConfig, managerNamespace).catch((error: unknown) => {
-    if (!isApiError(error, 409)) throw error;
-  });
+  if (!options.follower) {
+    await createNamespace(cp.kubeConfig, managerNamespace).catch((error: unknown) => {
+      if (!isApiError(error, 409)) throw error;
+    });
+  }
   const asConfig = options.as ?? cp.kubeConfig;
   const hookKube = options.as ? createKubeClient(options.as) : kube;
   const logs: string[] = [];
@@ -169,12 +176,14 @@ export async function startTestWebhook(
   const informers = [identities, blueprints, namespaces, secrets];
   await Promise.all(informers.map((i) => i.start()));
   await webhook.start();
-  await kube.create(
-    MWC_PATH,
-    renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
-  );
+  if (!options.follower) {
+    await kube.create(
+      MWC_PATH,
+      renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
+    );
+  }
   const leader = new AbortController();
-  const leading = webhook.runLeader(hookKube, leader.signal);
+  const leading = options.follower ? Promise.resolve() : webhook.runLeader(hookKube, leader.signal);
   await pollUntil("the webhook to load its certificate", () => webhook.ready());
   return {
     webhook,
@@ -187,10 +196,12 @@ export async function startTestWebhook(
     async stop() {
       leader.abort();
       await leading;
-      try {
-        await kube.delete(`${MWC_PATH}/${configurationName}`);
-      } catch (error) {
-        if (!isApiError(error, 404)) throw error;
+      if (!options.follower) {
+        try {
+          await kube.delete(`${MWC_PATH}/${configurationName}`);
+        } catch (error) {
+          if (!isApiError(error, 404)) throw error;
+        }
       }
       for (const informer of informers) informer.stop();
       await events.flush();
