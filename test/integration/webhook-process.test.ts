@@ -46,6 +46,9 @@ describe("agentid manager with the webhook", () => {
         "127.0.0.1",
         "--health-port",
         "0",
+        // A port of its own: test files run in parallel on a shared machine, so no fixed port (8080).
+        "--metrics-bind-address",
+        "127.0.0.1:0",
         "--sidecar-image",
         "ghcr.io/agentid/sidecar:process-test",
         "--webhook-host",
@@ -99,7 +102,8 @@ describe("agentid manager with the webhook", () => {
       await expect
         .poll(async () => (await create()).spec.initContainers?.[0]?.image, { timeout: 30_000 })
         .toBe("ghcr.io/agentid/sidecar:process-test");
-      expect(stdout).toContain('"msg":"sidecar injected"');
+      // The log line may reach our pipe after the API server has the admission answer.
+      await expect.poll(() => stdout, { timeout: 10_000 }).toContain('"msg":"sidecar injected"');
     } finally {
       child.kill("SIGTERM");
       await kube.delete(`${MWC_PATH}/${configuration}`).catch(() => undefined);
