@@ -117,6 +117,9 @@ describe("the operator against a real API server and the Entra emulator", () => 
     expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True", reason: "Verified" });
     expect(ready.status?.serviceAccount).toBe("agent-a");
     expect(ready.status?.observedGeneration).toBe(1);
+    // The manager's cache drops managedFields; its status writes leave the server's bookkeeping intact.
+    const managers = (ready.metadata as { managedFields?: Array<{ subresource?: string }> }).managedFields;
+    expect(managers?.some((m) => m.subresource === "status")).toBe(true);
     expect(ready.status?.federatedCredential).toMatchObject({
       issuer: cp.issuerUrl,
       subject,
