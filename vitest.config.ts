@@ -28,8 +28,25 @@ export default defineConfig({
           // Files mostly wait on the API server: two at a time, each in namespaces of its own (files that
           // restart a server start a control plane of their own, so they never disturb the shared one).
           maxWorkers: 2,
+          // After the unit project (vitest runs projects of one group order together, and they must then
+          // share one maxWorkers): a project added after this one takes the next number.
+          sequence: { groupOrder: 1 },
           // expect.poll waits for a real API server and real processes: 30 s, not vitest's 1 s.
           expect: { poll: { timeout: 30_000, interval: 100 } },
+        },
+      },
+      {
+        // Real pods on ONE local single-node cluster (kubelet + containerd in a network namespace of its own),
+        // from images built from the Dockerfile. Needs root on Linux; elsewhere its setup prints one line
+        // saying so and the scenarios are skipped. `npm run e2e:kind` runs the same files on kind.
+        extends: true,
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: [
+            process.env.AGENTID_E2E_KIND === "1" ? "test/e2e/kind-setup.ts" : "test/e2e/global-setup.ts",
+          ],
+          testTimeout: 240_000,
         },
       },
     ],

@@ -113,7 +113,8 @@ export function binariesFromEnvironment(env: NodeJS.ProcessEnv): EnvironmentBina
 
 /** What a cached binary was built from; a mismatch in any field means rebuild. */
 export interface BuildStamp {
-  binary: "kube-apiserver" | "etcd";
+  /** kube-apiserver, etcd, or one of the cluster's binaries (kubelet, kube-scheduler, ...). */
+  binary: string;
   version: string;
   go: string;
   /** sha256 of the wrapper module's go.mod and go.sum. */

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { access, constants, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { access, constants, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type BuildStamp,
@@ -42,7 +42,7 @@ export interface EnsureOptions {
   progress?: (line: string) => void;
 }
 
-async function isExecutable(path: string): Promise<boolean> {
+export async function isExecutable(path: string): Promise<boolean> {
   try {
     await access(path, constants.X_OK);
     return true;
@@ -51,9 +51,13 @@ async function isExecutable(path: string): Promise<boolean> {
   }
 }
 
+/** Hash of what a wrapper module builds from: go.mod, go.sum and any Go source of its own (tools/pause). */
 async function moduleHash(moduleDir: string): Promise<string> {
   const hash = createHash("sha256");
-  for (const file of ["go.mod", "go.sum"]) hash.update(await readFile(join(moduleDir, file)));
+  const files = (await readdir(moduleDir)).filter(
+    (f) => f === "go.mod" || f === "go.sum" || f.endsWith(".go"),
+  );
+  for (const file of files.sort()) hash.update(await readFile(join(moduleDir, file)));
   return hash.digest("hex").slice(0, 16);
 }
 
@@ -65,7 +69,7 @@ async function readStamp(path: string): Promise<unknown> {
   }
 }
 
-interface BuildContext {
+export interface BuildContext {
   env: NodeJS.ProcessEnv;
   dir: string;
   /** The local Go version, undefined when there is no `go`. */
@@ -76,7 +80,11 @@ interface BuildContext {
 }
 
 /** Returns the cached binary when its version and build stamp are right, else builds it. */
-async function findOrBuild(spec: BinarySpec, ctx: BuildContext): Promise<{ path: string; source: string }> {
+/** Exported for the cluster's binaries (cluster-binaries.ts), which share the cache and its stamps. */
+export async function findOrBuild(
+  spec: BinarySpec,
+  ctx: BuildContext,
+): Promise<{ path: string; source: string }> {
   const { dir, go } = ctx;
   const path = join(dir, spec.name);
   const stampPath = `${path}.build.json`;
@@ -109,7 +117,7 @@ async function findOrBuild(spec: BinarySpec, ctx: BuildContext): Promise<{ path:
   }
   await mkdir(dir, { recursive: true });
   ctx.progress(
-    `building ${spec.name} ${spec.version} with ${go} into ${dir} (${FIRST_BUILD_HINT}; later builds reuse Go's caches)`,
+    `building ${spec.name} ${spec.version} with ${go} into ${dir} (${spec.buildHint ?? FIRST_BUILD_HINT}; later builds reuse Go's caches)`,
   );
   const temp = `${path}.tmp-${process.pid}`;
   try {

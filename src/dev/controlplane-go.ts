@@ -24,17 +24,20 @@ export class ControlPlaneBuildError extends Error {
 }
 
 export interface BinarySpec {
-  name: "kube-apiserver" | "etcd";
+  /** The file name in the cache, e.g. "kube-apiserver"; the cluster adds kubelet, kube-scheduler, ... */
+  name: string;
   moduleDir: string;
   version: string;
   goArgs(output: string): string[];
   versionOf(output: string): string | undefined;
+  /** What a first build costs, for the progress line (default: the control plane's figure). */
+  buildHint?: string;
 }
 
-export function binarySpecs(versions: WrapperVersions): BinarySpec[] {
-  const k8s = versions.kubernetes;
+/** `-X` flags that stamp a Kubernetes binary with its release version, as upstream's release builds do. */
+export function kubernetesVersionStamp(k8s: string): string[] {
   const [major, minor] = k8s.replace(/^v/, "").split(".");
-  const stamp = [
+  return [
     `-X k8s.io/component-base/version.gitVersion=${k8s}`,
     `-X k8s.io/component-base/version.gitMajor=${major}`,
     `-X k8s.io/component-base/version.gitMinor=${minor}`,
@@ -43,6 +46,25 @@ export function binarySpecs(versions: WrapperVersions): BinarySpec[] {
     `-X k8s.io/client-go/pkg/version.gitMajor=${major}`,
     `-X k8s.io/client-go/pkg/version.gitMinor=${minor}`,
   ];
+}
+
+/** `go build` arguments for a Kubernetes command: the tags and static linking of upstream release builds. */
+export function kubernetesGoArgs(k8s: string, pkg: string, output: string): string[] {
+  return [
+    "build",
+    "-trimpath",
+    "-tags",
+    "selinux,notest,grpcnotrace",
+    "-ldflags",
+    ["-s", "-w", ...kubernetesVersionStamp(k8s)].join(" "),
+    "-o",
+    output,
+    pkg,
+  ];
+}
+
+export function binarySpecs(versions: WrapperVersions): BinarySpec[] {
+  const k8s = versions.kubernetes;
   return [
     {
       name: "etcd",
@@ -64,17 +86,7 @@ export function binarySpecs(versions: WrapperVersions): BinarySpec[] {
       moduleDir: join(TOOLS_DIR, "kube-apiserver"),
       version: k8s,
       // The tags and static linking match upstream release builds (hack/lib/golang.sh).
-      goArgs: (output) => [
-        "build",
-        "-trimpath",
-        "-tags",
-        "selinux,notest,grpcnotrace",
-        "-ldflags",
-        ["-s", "-w", ...stamp].join(" "),
-        "-o",
-        output,
-        "k8s.io/kubernetes/cmd/kube-apiserver",
-      ],
+      goArgs: (output) => kubernetesGoArgs(k8s, "k8s.io/kubernetes/cmd/kube-apiserver", output),
       versionOf: kubeApiserverVersionFromOutput,
     },
   ];

@@ -17,17 +17,38 @@ export interface ControlPlanePki {
   /** Key pair that signs service-account tokens; RSA, so tokens are RS256. */
   serviceAccountPrivateKeyPem: string;
   serviceAccountPublicKeyPem: string;
+  /** The extra client certificates asked for (the cluster's kubelet, controller-manager, scheduler). */
+  clients: Record<string, { certPem: string; keyPem: string }>;
 }
 
 export const ADMIN_USER = "agentid-admin";
 
-export async function createControlPlanePki(): Promise<ControlPlanePki> {
+export interface PkiOptions {
+  /** Extra subjectAltNames of the serving certificate (the cluster's bridge address, its Service IP). */
+  servingDnsNames?: string[];
+  servingIpAddresses?: string[];
+  /** Client certificates to issue, by name; Kubernetes reads the organisations as groups. */
+  clients?: Record<string, { commonName: string; organizations?: string[] }>;
+}
+
+export async function createControlPlanePki(options: PkiOptions = {}): Promise<ControlPlanePki> {
   const ca = await createCertificateAuthority("agentid local control plane CA", 30);
+  const clientEntries = Object.entries(options.clients ?? {});
+  const clientCerts = Promise.all(
+    clientEntries.map(([, c]) =>
+      issueCertificate(ca, {
+        commonName: c.commonName,
+        organizations: c.organizations ?? [],
+        usage: "client",
+        validDays: 30,
+      }),
+    ),
+  );
   const [serving, admin, serviceAccount] = await Promise.all([
     issueCertificate(ca, {
       commonName: "kube-apiserver",
-      dnsNames: ["localhost"],
-      ipAddresses: ["127.0.0.1"],
+      dnsNames: ["localhost", ...(options.servingDnsNames ?? [])],
+      ipAddresses: ["127.0.0.1", ...(options.servingIpAddresses ?? [])],
       usage: "server",
       validDays: 30,
     }),
@@ -51,6 +72,7 @@ export async function createControlPlanePki(): Promise<ControlPlanePki> {
     adminKeyPem: admin.keyPem,
     serviceAccountPrivateKeyPem: serviceAccount.privateKey,
     serviceAccountPublicKeyPem: serviceAccount.publicKey,
+    clients: Object.fromEntries((await clientCerts).map((cert, i) => [clientEntries[i]?.[0] ?? "", cert])),
   };
 }
 
@@ -60,6 +82,9 @@ export interface PkiFiles {
   servingKeyFile: string;
   serviceAccountPublicKeyFile: string;
   serviceAccountSigningKeyFile: string;
+  /** The admin's client certificate (kube-apiserver presents it to the kubelet in a cluster). */
+  adminCertFile: string;
+  adminKeyFile: string;
 }
 
 /** Writes what kube-apiserver reads from files; keys are readable by the owner only. */
@@ -70,6 +95,8 @@ export async function writePkiFiles(dir: string, pki: ControlPlanePki): Promise<
     servingKeyFile: join(dir, "apiserver.key"),
     serviceAccountPublicKeyFile: join(dir, "sa.pub"),
     serviceAccountSigningKeyFile: join(dir, "sa.key"),
+    adminCertFile: join(dir, "admin.crt"),
+    adminKeyFile: join(dir, "admin.key"),
   };
   await Promise.all([
     writeFile(files.caFile, pki.caPem),
@@ -77,6 +104,8 @@ export async function writePkiFiles(dir: string, pki: ControlPlanePki): Promise<
     writeFile(files.servingKeyFile, pki.servingKeyPem, { mode: 0o600 }),
     writeFile(files.serviceAccountPublicKeyFile, pki.serviceAccountPublicKeyPem),
     writeFile(files.serviceAccountSigningKeyFile, pki.serviceAccountPrivateKeyPem, { mode: 0o600 }),
+    writeFile(files.adminCertFile, pki.adminCertPem),
+    writeFile(files.adminKeyFile, pki.adminKeyPem, { mode: 0o600 }),
   ]);
   return files;
 }

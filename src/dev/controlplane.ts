@@ -7,7 +7,14 @@ import { Agent, request } from "undici";
 import { etcdArgs, issuerUrlFor, kubeApiserverArgs } from "./controlplane-args.ts";
 import { formatElapsed } from "./controlplane-binaries.ts";
 import { type ControlPlaneBinaries, ensureControlPlaneBinaries } from "./controlplane-build.ts";
-import { ADMIN_USER, createControlPlanePki, writePkiFiles } from "./controlplane-pki.ts";
+import {
+  ADMIN_USER,
+  type ControlPlanePki,
+  createControlPlanePki,
+  type PkiFiles,
+  type PkiOptions,
+  writePkiFiles,
+} from "./controlplane-pki.ts";
 import {
   freePorts,
   type ManagedProcess,
@@ -20,7 +27,26 @@ import {
 /** Temporary directories of running control planes start with this; stale ones are reaped by it. */
 export const CONTROL_PLANE_DIR_PREFIX = "agentid-controlplane-";
 
+/**
+ * Where the processes run when not on this host's loopback: the cluster (cluster.ts) runs them inside its
+ * own network namespace and reaches them through relays. Absent: free ports on 127.0.0.1, as in integration tests.
+ */
+export interface ControlPlanePlacement {
+  /** The command line that starts `binary` there (e.g. nsenter into the namespace). */
+  command(binary: string, args: string[]): [string, string[]];
+  /** Ports inside; fixed, because the namespace holds nothing else. */
+  ports: { etcd: number; etcdPeer: number; apiserver: number };
+  /** Makes a port inside reachable from this process; returns the port on 127.0.0.1 here. */
+  expose(port: number): Promise<number>;
+  /** Address kube-apiserver binds inside (default 127.0.0.1). */
+  bindAddress?: string;
+  /** Extra SANs and client certificates (the node's and the controllers' identities). */
+  pki?: PkiOptions;
+}
+
 export interface StartControlPlaneOptions {
+  /** Run somewhere else than this host's loopback (see ControlPlanePlacement). */
+  placement?: ControlPlanePlacement;
   /** Binaries to run; found or built with `ensureControlPlaneBinaries` when absent. */
   binaries?: ControlPlaneBinaries;
   env?: NodeJS.ProcessEnv;
@@ -55,6 +81,11 @@ export interface ControlPlane {
   pids: { etcd: number; kubeApiserver: number };
   /** Wall-clock start-up, for the progress output. */
   startupMs: number;
+  /** The PKI and its files (the cluster writes kubeconfigs for its components from them). */
+  pki: ControlPlanePki;
+  pkiFiles: PkiFiles;
+  /** Port kube-apiserver listens on where it runs (inside the namespace when placed there). */
+  apiserverPort: number;
   /** Stops both processes and removes the temporary directory; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -166,20 +197,26 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     const logsDir = join(dir, "logs");
     const certDir = join(dir, "pki");
     await Promise.all([mkdir(logsDir), mkdir(certDir, { mode: 0o700 })]);
-    const pki = await createControlPlanePki();
+    const placement = options.placement;
+    const pki = await createControlPlanePki(placement?.pki);
     const files = await writePkiFiles(certDir, pki);
     const admin = new Agent({ connect: { ca: pki.caPem, cert: pki.adminCertPem, key: pki.adminKeyPem } });
     agent = admin;
-    const [etcdPort, peerPort, apiPort] = (await freePorts(3)) as [number, number, number];
+    const [etcdPort, peerPort, apiPort] = placement
+      ? [placement.ports.etcd, placement.ports.etcdPeer, placement.ports.apiserver]
+      : ((await freePorts(3)) as [number, number, number]);
+    const launch = (name: string, binary: string, args: string[]) => {
+      const [command, argv] = placement ? placement.command(binary, args) : [binary, args];
+      return startProcess(name, command, argv, join(logsDir, `${name}.log`));
+    };
 
-    const etcd = startProcess(
+    const etcd = launch(
       "etcd",
       binaries.etcd,
       etcdArgs({ dataDir: join(dir, "etcd"), clientPort: etcdPort, peerPort }),
-      join(logsDir, "etcd.log"),
     );
     processes.push(etcd);
-    const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+    const etcdUrl = `http://127.0.0.1:${placement ? await placement.expose(etcdPort) : etcdPort}`;
     await waitUntil("etcd /health", deadline, [etcd], async () => {
       const res = await request(`${etcdUrl}/health`);
       const body = await res.body.text();
@@ -187,14 +224,27 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     });
     const etcdReady = Date.now();
 
-    const kas = startProcess(
+    const kas = launch(
       "kube-apiserver",
       binaries.kubeApiserver,
-      kubeApiserverArgs({ etcdUrl, port: apiPort, certDir, ...files, extraArgs: options.apiserverArgs }),
-      join(logsDir, "kube-apiserver.log"),
+      kubeApiserverArgs({
+        // Inside a namespace etcd is on that namespace's loopback, at its own port.
+        etcdUrl: `http://127.0.0.1:${etcdPort}`,
+        port: apiPort,
+        certDir,
+        ...files,
+        extraArgs: {
+          ...(placement?.bindAddress ? { "bind-address": placement.bindAddress } : {}),
+          // In a cluster kube-apiserver calls the kubelet (logs, exec) with the admin's certificate.
+          ...(placement
+            ? { "kubelet-client-certificate": files.adminCertFile, "kubelet-client-key": files.adminKeyFile }
+            : {}),
+          ...options.apiserverArgs,
+        },
+      }),
     );
     processes.push(kas);
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://127.0.0.1:${placement ? await placement.expose(apiPort) : apiPort}`;
     const get = async (path: string) => {
       const res = await request(`${server}${path}`, { dispatcher: admin });
       const body = await res.body.text();
@@ -261,6 +311,9 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
       logs: { etcd: etcd.logPath, kubeApiserver: kas.logPath },
       pids: { etcd: etcd.pid, kubeApiserver: kas.pid },
       startupMs,
+      pki,
+      pkiFiles: files,
+      apiserverPort: apiPort,
       stop,
     };
   } catch (error) {
