@@ -9,7 +9,7 @@ import { useControlPlane } from "../support/controlplane.ts";
 import { apiServerAddress, viaPort } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * Losing the lease stops and drains every leader-only worker before the manager campaigns again, and a
@@ -84,6 +84,8 @@ function probe(timeline: string[]): ComponentFactory {
 
 describe("the manager losing its lease", () => {
   it("stops and drains its workers, writes nothing while not leading, and leads again later", async () => {
+    // A blueprint on a managed identity: identities are Ready without any call to Entra.
+    await createBlueprint(admin, cp.namespace, { credential: { managedIdentity: {} } });
     const { host, port } = apiServerAddress(cp.kubeConfig);
     proxy = await startTcpProxy(host, port);
     const timeline: string[] = [];
