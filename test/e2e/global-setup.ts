@@ -22,6 +22,8 @@ const EMULATOR_PORT = 9443;
 const TENANT = "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
 const BLUEPRINT = "0b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
 const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
+/** Asked for only after the kubelet rotated the projected token (token-rotation.test.ts). */
+const SECOND_AGENT = "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b";
 export const AGENT_NAMESPACE = "e2e-agents";
 export const AGENT_SERVICE_ACCOUNT = "research-agent";
 
@@ -50,7 +52,10 @@ function emulatorDirectory(issuer: string): string {
             ],
           },
         ],
-        agentIdentities: [{ appId: AGENT, displayName: "e2e agent", blueprintAppId: BLUEPRINT }],
+        agentIdentities: [
+          { appId: AGENT, displayName: "e2e agent", blueprintAppId: BLUEPRINT },
+          { appId: SECOND_AGENT, displayName: "e2e second agent", blueprintAppId: BLUEPRINT },
+        ],
         resources: [
           {
             appId: "00000003-0000-0000-c000-000000000000",
@@ -111,8 +116,21 @@ async function startEmulator(cluster: Cluster): Promise<{ caPem: string }> {
         dispatcher,
       });
       await res.body.text();
+      if (res.statusCode === 200) {
+        // Each projected token may be used once per exchange, as a strict Entra would: a sidecar that kept
+        // sending the same kubelet token after a rotation is refused (token-rotation.test.ts relies on it).
+        const settings = await request(`https://127.0.0.1:${port}/_emulator/settings`, {
+          dispatcher,
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ rejectReplayedAssertions: true }),
+        });
+        await settings.body.text();
+        await dispatcher.close();
+        if (settings.statusCode !== 200) throw new Error(`emulator settings: ${settings.statusCode}`);
+        return { caPem };
+      }
       await dispatcher.close();
-      if (res.statusCode === 200) return { caPem };
       last = String(res.statusCode);
     } catch (error) {
       last = (error as Error).message;
@@ -168,6 +186,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
         tenantId: TENANT,
         blueprintAppId: BLUEPRINT,
         agentAppId: AGENT,
+        secondAgentAppId: SECOND_AGENT,
       },
       agentNamespace: AGENT_NAMESPACE,
       agentServiceAccount: AGENT_SERVICE_ACCOUNT,

@@ -19,6 +19,8 @@ export interface E2eTarget {
     tenantId: string;
     blueprintAppId: string;
     agentAppId: string;
+    /** Another agent of the same blueprint, asked for only in the rotation scenario. */
+    secondAgentAppId: string;
   };
   /** The namespace and ServiceAccount the emulator's federated credential names. */
   agentNamespace: string;
