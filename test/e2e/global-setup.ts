@@ -19,17 +19,18 @@ import type { E2eTarget } from "./support/target.ts";
 
 const CLI = fileURLToPath(new URL("../../bin/agentid.js", import.meta.url));
 const EMULATOR_PORT = 9443;
-const TENANT = "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
-const BLUEPRINT = "0b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
-const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
+export const TENANT = "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+export const BLUEPRINT = "0b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+export const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
 /** Asked for only after the kubelet rotated the projected token (token-rotation.test.ts). */
-const SECOND_AGENT = "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b";
+export const SECOND_AGENT = "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b";
 export const AGENT_NAMESPACE = "e2e-agents";
 export const AGENT_SERVICE_ACCOUNT = "research-agent";
 
 const log = (line: string) => process.stderr.write(`[e2e] ${line}\n`);
 
-function emulatorDirectory(issuer: string): string {
+/** The emulator's directory: one tenant, a blueprint whose federated credential names the cluster's issuer. */
+export function emulatorDirectory(issuer: string): string {
   return JSON.stringify({
     tenants: [
       {
