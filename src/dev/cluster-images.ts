@@ -168,7 +168,8 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
   progress(
     `building the base image ${image} from Debian packages (${versions.replace(/\n/g, ", ")}), node ${nodeVersion} and npm ${npmVersion}`,
   );
-  const rootfs = join(cache, `node-base-${key}.rootfs`);
+  // Per process: two test runs may build the base at once (buildah's own storage has its own locks).
+  const rootfs = join(cache, `node-base-${key}.rootfs-${process.pid}`);
   await rm(rootfs, { recursive: true, force: true });
   // Debian 12's merged /usr: /bin, /lib, /lib64 and /sbin are links into /usr.
   for (const dir of [

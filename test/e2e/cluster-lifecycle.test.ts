@@ -6,7 +6,12 @@ import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import { CLUSTER_DIR_PREFIX } from "../../src/dev/cluster.ts";
 import { KUBELET_SYSCTLS } from "../../src/dev/cluster-config.ts";
-import { mountsUnder, readSysctls, reapStaleClusters } from "../../src/dev/cluster-system.ts";
+import {
+  mountsUnder,
+  otherLiveClusters,
+  readSysctls,
+  reapStaleClusters,
+} from "../../src/dev/cluster-system.ts";
 import { pidsMentioning } from "../../src/dev/controlplane-process.ts";
 import { e2eTarget } from "./support/target.ts";
 
@@ -42,7 +47,6 @@ describe.skipIf(unavailable !== undefined)("a cluster whose process was killed",
   });
 
   it("leaves processes, mounts, cgroups and its network namespace, and the next start reaps them all", async () => {
-    const sysctlsBefore = readSysctls();
     child = spawn(process.execPath, [SCRIPT], { stdio: ["ignore", "pipe", "pipe"] });
     const kubeconfig = await new Promise<string>((resolve, reject) => {
       createInterface({ input: child?.stdout as NodeJS.ReadableStream }).on("line", (line) => {
@@ -57,7 +61,6 @@ describe.skipIf(unavailable !== undefined)("a cluster whose process was killed",
       cgroupRoot: string;
       sysctls: Record<string, string>;
     };
-    expect(record.sysctls).toEqual(sysctlsBefore);
     const exited = new Promise((resolve) => child?.on("exit", resolve));
     child.kill("SIGKILL");
     await exited;
@@ -68,6 +71,9 @@ describe.skipIf(unavailable !== undefined)("a cluster whose process was killed",
     expect(left.mounts).toBeGreaterThan(0);
     expect(left.cgroups.length).toBeGreaterThan(0);
 
+    // With another cluster running (this run's own), the kernel settings are that cluster's to restore.
+    const othersAlive = otherLiveClusters(dir).length > 0;
+    const sysctlsBeforeReaping = readSysctls();
     expect(reapStaleClusters(tmpdir(), CLUSTER_DIR_PREFIX)).toContain(dir);
     expect(leftovers(dir, record.netns, record.cgroupRoot)).toEqual({
       netns: false,
@@ -77,9 +83,10 @@ describe.skipIf(unavailable !== undefined)("a cluster whose process was killed",
       dir: false,
     });
     const after = readSysctls();
-    for (const key of KUBELET_SYSCTLS) expect(after[key], key).toBe(record.sysctls[key]);
+    const expected = othersAlive ? sysctlsBeforeReaping : record.sysctls;
+    for (const key of KUBELET_SYSCTLS) expect(after[key], key).toBe(expected[key]);
     console.log(
-      `proved: a SIGKILLed cluster left ${left.processes} processes, ${left.mounts} mounts, cgroups in ${left.cgroups.length} hierarchies and network namespace ${record.netns}; reaping removed all of them and restored ${KUBELET_SYSCTLS.length} kernel settings`,
+      `proved: a SIGKILLed cluster left ${left.processes} processes, ${left.mounts} mounts, cgroups in ${left.cgroups.length} hierarchies and network namespace ${record.netns}; reaping removed all of them${othersAlive ? " (the kernel settings stay with the cluster still running)" : ` and restored ${KUBELET_SYSCTLS.length} kernel settings`}`,
     );
   });
 });
