@@ -263,7 +263,8 @@ async function contextFiles(): Promise<string[]> {
   ]);
   return listed
     .split("\n")
-    .filter((f) => f && !f.endsWith(".test.ts"))
+    // As .dockerignore: no tests, and not the local cluster's own code (src/dev/), which the CLI does not import.
+    .filter((f) => f && !f.endsWith(".test.ts") && !f.startsWith("src/dev/"))
     .sort()
     .map((f) => join(REPO_ROOT, f))
     .filter((f) => existsSync(f));
