@@ -28,6 +28,9 @@ export default defineConfig({
           // Files mostly wait on the API server: two at a time, each in namespaces of its own (files that
           // restart a server start a control plane of their own, so they never disturb the shared one).
           maxWorkers: 2,
+          // After the unit project (vitest runs projects of one group order together, and they must then
+          // share one maxWorkers): a project added after this one takes the next number.
+          sequence: { groupOrder: 1 },
           // expect.poll waits for a real API server and real processes: 30 s, not vitest's 1 s.
           expect: { poll: { timeout: 30_000, interval: 100 } },
         },

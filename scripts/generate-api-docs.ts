@@ -1,14 +1,24 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { crdSchema, fieldReference } from "./api-codegen.ts";
-import { CRD_PATH } from "./generate-api-types.ts";
+import { BLUEPRINT_CRD_PATH, CRD_PATH } from "./generate-api-types.ts";
 
-/** Regenerates the field reference in docs/agentidentity.md between its markers: `npx node scripts/generate-api-docs.ts`. */
+/**
+ * Regenerates the field references in docs/agentidentity.md and docs/agentidentityblueprint.md between
+ * their markers: `npx node scripts/generate-api-docs.ts`.
+ */
 export const DOC_PATH = new URL("../docs/agentidentity.md", import.meta.url);
+export const BLUEPRINT_DOC_PATH = new URL("../docs/agentidentityblueprint.md", import.meta.url);
 const BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (scripts/generate-api-docs.ts) -->";
 const END = "<!-- END GENERATED FIELD REFERENCE -->";
 
-export function renderFieldReference(): string {
-  const root = crdSchema(readFileSync(CRD_PATH, "utf8"));
+/** The documents with a generated reference, each with the CRD it is generated from. */
+export const DOCUMENTED: ReadonlyArray<{ doc: URL; crd: URL }> = [
+  { doc: DOC_PATH, crd: CRD_PATH },
+  { doc: BLUEPRINT_DOC_PATH, crd: BLUEPRINT_CRD_PATH },
+];
+
+export function renderFieldReference(crd: URL = CRD_PATH): string {
+  const root = crdSchema(readFileSync(crd, "utf8"));
   return [
     BEGIN,
     "",
@@ -32,9 +42,11 @@ export function documentedFieldReference(doc: string): string | undefined {
 }
 
 if (import.meta.main) {
-  const doc = readFileSync(DOC_PATH, "utf8");
-  const current = documentedFieldReference(doc);
-  if (!current) throw new Error(`${DOC_PATH.pathname} has no generated-reference markers`);
-  writeFileSync(DOC_PATH, doc.replace(current, renderFieldReference()));
-  console.log(`updated ${DOC_PATH.pathname}`);
+  for (const { doc: path, crd } of DOCUMENTED) {
+    const doc = readFileSync(path, "utf8");
+    const current = documentedFieldReference(doc);
+    if (!current) throw new Error(`${path.pathname} has no generated-reference markers`);
+    writeFileSync(path, doc.replace(current, renderFieldReference(crd)));
+    console.log(`updated ${path.pathname}`);
+  }
 }

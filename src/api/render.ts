@@ -1,10 +1,22 @@
-import { DEFAULT_INSTANCE, DEFAULT_SIDECAR_PORT, TOKEN_FILE } from "./constants.ts";
-import type { AgentIdentity, DownstreamApi } from "./types.ts";
+import { authorityAllowed, authorityHostOf } from "./cloud.ts";
+import { DEFAULT_SIDECAR_PORT, DEFAULT_TOKEN_EXPIRATION_SECONDS, TOKEN_FILE } from "./constants.ts";
+import { agentClientIdOf } from "./ready.ts";
+import {
+  type AgentIdentity,
+  type AgentIdentityBlueprint,
+  type ClientSecretRef,
+  type CredentialKind,
+  credentialKind,
+  type DownstreamApi,
+  type SidecarResources,
+} from "./types.ts";
 
 /**
- * Renders an AgentIdentity into the environment Microsoft's auth sidecar reads (`AzureAd__*`,
- * `DownstreamApis__*`, `Sidecar__*`, Kestrel and logging), so either our sidecar or Microsoft's image
- * runs from it unchanged. Pure: the webhook calls it for every injected pod.
+ * Renders an AgentIdentity, its AgentIdentityBlueprint and the operator's status (a created agent's client
+ * id) into the environment Microsoft's auth sidecar reads (`AzureAd__*`, `DownstreamApis__*`,
+ * `Sidecar__*`, Kestrel and logging), so either our sidecar or Microsoft's image runs from it unchanged.
+ * Tenant, cloud, client id and credential come from the blueprint only. Pure: the webhook calls it for
+ * every injected pod. It never reads a Secret: a development secret is returned as a reference.
  */
 
 export type EnvVar =
@@ -14,17 +26,37 @@ export type EnvVar =
 export interface SidecarSettings {
   /** Environment of the agentid-sidecar container. */
   sidecarEnv: EnvVar[];
-  /** Environment added to the app containers: where the sidecar is, and which agent to ask for. */
+  /** Environment added to the app containers: where the sidecar is, and which agent it acts as. */
   appEnv: EnvVar[];
   port: number;
+  /** The agent identity the sidecar is locked to (Sidecar__AgentIdentity). */
+  agentClientId: string;
+  /** workloadIdentity: mount the projected token (audience api://AzureADTokenExchange) into the sidecar. */
+  credential: CredentialKind;
+  /** Lifetime of the projected token (workloadIdentity). */
+  tokenExpirationSeconds: number;
+  /** The Secret (in the identity's own namespace) the sidecar's env references (clientSecret only). */
+  secretRef?: ClientSecretRef;
+  /** Resources the identity asks for; the webhook fills in its defaults for what is unset. */
+  resources?: SidecarResources;
 }
+
+export type RenderResult =
+  | { ok: true; settings: SidecarSettings }
+  | {
+      ok: false;
+      reason: "AgentNotReady" | "DevelopmentSecretsNotAllowed" | "AuthorityHostNotAllowed";
+      message: string;
+    };
 
 export interface RenderOptions {
   /** Path of the projected service-account token inside the sidecar (workloadIdentity). */
   tokenFile?: string;
+  /** The manager's --allowed-authority-hosts: a Custom cloud's host must be listed (default: none). */
+  allowedAuthorityHosts?: readonly string[];
 }
 
-/** Name of the app env variable that carries spec.agentId (to pass as `?AgentIdentity=`). */
+/** Name of the app env variable that carries the agent's client id (for `?AgentIdentity=`). */
 export const APP_ENV_AGENT_ID = "AGENTID_AGENT_ID";
 
 const ALLOW_OVERRIDES: ReadonlyArray<
@@ -36,51 +68,95 @@ const ALLOW_OVERRIDES: ReadonlyArray<
   ["callDownstreamApiUnauthenticated", "CallDownstreamApiUnauthenticated"],
 ];
 
-export function normalizeInstance(instance: string | undefined): string {
-  const value = instance ?? DEFAULT_INSTANCE;
-  return value.endsWith("/") ? value : `${value}/`;
-}
-
-export function renderSidecarSettings(identity: AgentIdentity, options: RenderOptions = {}): SidecarSettings {
+export function renderSidecarSettings(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
+  options: RenderOptions = {},
+): RenderResult {
   const spec = identity.spec;
+  const agentClientId = agentClientIdOf(identity);
+  if (!agentClientId) {
+    return {
+      ok: false,
+      reason: "AgentNotReady",
+      message: `AgentIdentity ${identity.metadata.name} has no agent identity yet (the operator has not recorded the one it creates in status.agent.clientId).`,
+    };
+  }
+  if (!authorityAllowed(blueprint, options.allowedAuthorityHosts ?? [])) {
+    return {
+      ok: false,
+      reason: "AuthorityHostNotAllowed",
+      message: `AgentIdentityBlueprint ${blueprint.metadata.name} names authority host ${blueprint.spec.authorityHost ?? ""}, which the manager's --allowed-authority-hosts does not list.`,
+    };
+  }
+  const credential = credentialKind(identity, blueprint);
+  if (credential === "clientSecret" && blueprint.spec.admits?.developmentSecrets !== true) {
+    return {
+      ok: false,
+      reason: "DevelopmentSecretsNotAllowed",
+      message: `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow development client secrets (spec.admits.developmentSecrets).`,
+    };
+  }
   const port = spec.sidecar?.port ?? DEFAULT_SIDECAR_PORT;
   const env: EnvVar[] = [
-    { name: "AzureAd__Instance", value: normalizeInstance(spec.instance) },
-    { name: "AzureAd__TenantId", value: spec.tenantId },
-    { name: "AzureAd__ClientId", value: spec.blueprint.clientId },
-    ...credentialEnv(identity, options),
+    { name: "AzureAd__Instance", value: authorityHostOf(blueprint) },
+    { name: "AzureAd__TenantId", value: blueprint.spec.tenantId },
+    { name: "AzureAd__ClientId", value: blueprint.spec.clientId },
+    ...credentialEnv(identity, blueprint, options),
     { name: "Kestrel__Endpoints__Http__Url", value: `http://127.0.0.1:${port}` },
   ];
-  for (const name of Object.keys(spec.downstreamApis ?? {}).sort()) {
-    const api = spec.downstreamApis?.[name];
-    if (api) env.push(...downstreamApiEnv(name, api));
-  }
+  const apis = [...(spec.downstreamApis ?? [])].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
+  for (const api of apis) env.push(...downstreamApiEnv(api));
+  // The agent lock: the sidecar acts as this agent only, unless the identity explicitly widens it.
+  env.push({ name: "Sidecar__AgentIdentity", value: agentClientId });
+  if (spec.sidecar?.allowBlueprintToken === true)
+    env.push({ name: "Sidecar__AllowBlueprintToken", value: "true" });
+  if (spec.sidecar?.allowFmiPathOverride === true)
+    env.push({ name: "Sidecar__AllowFmiPathOverride", value: "true" });
   const overrides = spec.sidecar?.allowOverrides ?? {};
   for (const [field, key] of ALLOW_OVERRIDES) {
     const value = overrides[field];
     if (value !== undefined) env.push({ name: `Sidecar__AllowOverrides__${key}`, value: String(value) });
   }
   if (spec.sidecar?.logLevel) env.push({ name: "Logging__LogLevel__Default", value: spec.sidecar.logLevel });
-  const appEnv: EnvVar[] = [{ name: "SIDECAR_URL", value: `http://127.0.0.1:${port}` }];
-  if (spec.agentId) appEnv.push({ name: APP_ENV_AGENT_ID, value: spec.agentId });
-  return { sidecarEnv: env, appEnv, port };
+  const appEnv: EnvVar[] = [
+    { name: "SIDECAR_URL", value: `http://127.0.0.1:${port}` },
+    { name: APP_ENV_AGENT_ID, value: agentClientId },
+  ];
+  const settings: SidecarSettings = {
+    sidecarEnv: env,
+    appEnv,
+    port,
+    agentClientId,
+    credential,
+    tokenExpirationSeconds: spec.sidecar?.tokenExpirationSeconds ?? DEFAULT_TOKEN_EXPIRATION_SECONDS,
+  };
+  if (credential === "clientSecret" && spec.clientSecretRef) {
+    settings.secretRef = { name: spec.clientSecretRef.name, key: spec.clientSecretRef.key };
+  }
+  if (spec.sidecar?.resources) settings.resources = spec.sidecar.resources;
+  return { ok: true, settings };
 }
 
-function credentialEnv(identity: AgentIdentity, options: RenderOptions): EnvVar[] {
-  const credential = identity.spec.blueprint.credential;
+function credentialEnv(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
+  options: RenderOptions,
+): EnvVar[] {
   const prefix = "AzureAd__ClientCredentials__0__";
-  if (credential?.clientSecret) {
-    const ref = credential.clientSecret.secretRef;
+  const ref = identity.spec.clientSecretRef;
+  if (ref) {
     return [
       { name: `${prefix}SourceType`, value: "ClientSecret" },
       { name: `${prefix}ClientSecret`, valueFrom: { secretKeyRef: { name: ref.name, key: ref.key } } },
     ];
   }
-  if (credential?.managedIdentity) {
+  const mi = blueprint.spec.credential?.managedIdentity;
+  if (mi) {
     const env: EnvVar[] = [{ name: `${prefix}SourceType`, value: "SignedAssertionFromManagedIdentity" }];
-    if (credential.managedIdentity.clientId) {
-      env.push({ name: `${prefix}ManagedIdentityClientId`, value: credential.managedIdentity.clientId });
-    }
+    if (mi.clientId) env.push({ name: `${prefix}ManagedIdentityClientId`, value: mi.clientId });
     return env;
   }
   return [
@@ -89,8 +165,8 @@ function credentialEnv(identity: AgentIdentity, options: RenderOptions): EnvVar[
   ];
 }
 
-function downstreamApiEnv(name: string, api: DownstreamApi): EnvVar[] {
-  const prefix = `DownstreamApis__${name}__`;
+function downstreamApiEnv(api: DownstreamApi): EnvVar[] {
+  const prefix = `DownstreamApis__${api.name}__`;
   const env: EnvVar[] = [{ name: `${prefix}BaseUrl`, value: api.baseUrl }];
   api.scopes.forEach((scope, i) => {
     env.push({ name: `${prefix}Scopes__${i}`, value: scope });

@@ -2,14 +2,47 @@ import { ANNOTATION_IDENTITY } from "./constants.ts";
 import type { AgentIdentity } from "./types.ts";
 
 /**
+ * Which AgentIdentity holds a ServiceAccount when several bind it: the oldest (creation time, then name)
+ * that is not being deleted. A newer one cannot take a working identity away, so writing a second
+ * AgentIdentity is not a way to switch someone else's off (it gets Ready=False, ServiceAccountTaken).
+ */
+export function serviceAccountHolder(
+  candidates: readonly AgentIdentity[],
+  namespace: string,
+  serviceAccountName: string,
+): AgentIdentity | undefined {
+  let holder: AgentIdentity | undefined;
+  for (const c of candidates) {
+    if (c.metadata.namespace !== namespace || c.metadata.deletionTimestamp) continue;
+    if (c.spec.serviceAccountName !== serviceAccountName) continue;
+    if (!holder || olderThan(c, holder)) holder = c;
+  }
+  return holder;
+}
+
+/** Creation time first; equal times (one-second resolution) fall back to the name, so every reader agrees. */
+export function olderThan(a: AgentIdentity, b: AgentIdentity): boolean {
+  const ta = Date.parse(a.metadata.creationTimestamp ?? "");
+  const tb = Date.parse(b.metadata.creationTimestamp ?? "");
+  const na = Number.isFinite(ta) ? ta : Number.POSITIVE_INFINITY;
+  const nb = Number.isFinite(tb) ? tb : Number.POSITIVE_INFINITY;
+  if (na !== nb) return na < nb;
+  return a.metadata.name < b.metadata.name;
+}
+
+/**
  * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or,
- * without the annotation, the only live identity of its namespace that binds the pod's ServiceAccount.
- * The identity must bind the pod's ServiceAccount: a pod cannot borrow another account's identity.
- * Pure, for the webhook; `candidates` are the identities of the pod's namespace.
+ * without the annotation, the one that holds the pod's ServiceAccount. The identity must bind the pod's
+ * ServiceAccount and hold it: a pod cannot borrow another account's identity, nor one that lost its
+ * account to an older identity. Pure, for the webhook; `candidates` are the identities of the pod's namespace.
  */
 export type Selection =
   | { ok: true; identity: AgentIdentity }
-  | { ok: false; reason: "NotFound" | "Ambiguous" | "ServiceAccountMismatch" | "Deleting"; message: string };
+  | {
+      ok: false;
+      reason: "NotFound" | "ServiceAccountMismatch" | "ServiceAccountTaken" | "Deleting";
+      message: string;
+    };
 
 export function selectIdentityForPod(
   pod: { namespace: string; serviceAccountName?: string; annotations?: Record<string, string> },
@@ -17,6 +50,7 @@ export function selectIdentityForPod(
 ): Selection {
   const sa = pod.serviceAccountName || "default";
   const inNamespace = candidates.filter((c) => c.metadata.namespace === pod.namespace);
+  const holder = serviceAccountHolder(inNamespace, pod.namespace, sa);
   const named = pod.annotations?.[ANNOTATION_IDENTITY];
   if (named !== undefined) {
     const identity = inNamespace.find((c) => c.metadata.name === named);
@@ -37,25 +71,19 @@ export function selectIdentityForPod(
         message: `AgentIdentity ${named} binds ServiceAccount ${identity.spec.serviceAccountName}, but the pod runs as ${sa}`,
       };
     }
+    if (holder && holder.metadata.name !== identity.metadata.name) {
+      return {
+        ok: false,
+        reason: "ServiceAccountTaken",
+        message: `ServiceAccount ${sa} is held by the older AgentIdentity ${holder.metadata.name}, not ${named}`,
+      };
+    }
     return { ok: true, identity };
   }
-  const binding = inNamespace.filter(
-    (c) => c.spec.serviceAccountName === sa && !c.metadata.deletionTimestamp,
-  );
-  if (binding.length === 1 && binding[0]) return { ok: true, identity: binding[0] };
-  if (binding.length === 0) {
-    return {
-      ok: false,
-      reason: "NotFound",
-      message: `no AgentIdentity in namespace ${pod.namespace} binds ServiceAccount ${sa}; name one with the ${ANNOTATION_IDENTITY} annotation`,
-    };
-  }
+  if (holder) return { ok: true, identity: holder };
   return {
     ok: false,
-    reason: "Ambiguous",
-    message: `AgentIdentities ${binding
-      .map((b) => b.metadata.name)
-      .sort()
-      .join(", ")} all bind ServiceAccount ${sa}; name one with the ${ANNOTATION_IDENTITY} annotation`,
+    reason: "NotFound",
+    message: `no AgentIdentity in namespace ${pod.namespace} binds ServiceAccount ${sa}; name one with the ${ANNOTATION_IDENTITY} annotation`,
   };
 }

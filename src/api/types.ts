@@ -1,17 +1,35 @@
-import type { AgentIdentitySpec, AgentIdentityStatus } from "./types.generated.ts";
+import type {
+  AgentIdentityBlueprintSpec,
+  AgentIdentityBlueprintStatus,
+  AgentIdentitySpec,
+  AgentIdentityStatus,
+} from "./types.generated.ts";
 
-export type { AgentIdentitySpec, AgentIdentityStatus } from "./types.generated.ts";
+export type {
+  AgentIdentityBlueprintSpec,
+  AgentIdentityBlueprintStatus,
+  AgentIdentitySpec,
+  AgentIdentityStatus,
+} from "./types.generated.ts";
 
 /** Friendly names for parts of the generated types (indexed from them, so they cannot drift either). */
-export type Blueprint = AgentIdentitySpec["blueprint"];
-export type BlueprintCredential = NonNullable<Blueprint["credential"]>;
-export type DownstreamApi = NonNullable<AgentIdentitySpec["downstreamApis"]>[string];
+export type AgentSpec = AgentIdentitySpec["agent"];
+export type DownstreamApi = NonNullable<AgentIdentitySpec["downstreamApis"]>[number];
 export type SidecarOverrides = NonNullable<AgentIdentitySpec["sidecar"]>;
-export type Federation = NonNullable<AgentIdentitySpec["federation"]>;
-export type FederationMode = NonNullable<Federation["mode"]>;
+export type SidecarResources = NonNullable<SidecarOverrides["resources"]>;
+export type ClientSecretRef = NonNullable<AgentIdentitySpec["clientSecretRef"]>;
 export type FederatedCredentialStatus = NonNullable<AgentIdentityStatus["federatedCredential"]>;
+export type AgentStatus = NonNullable<AgentIdentityStatus["agent"]>;
 export type Condition = NonNullable<AgentIdentityStatus["conditions"]>[number];
 export type ConditionStatus = Condition["status"];
+export type Cloud = NonNullable<AgentIdentityBlueprintSpec["cloud"]>;
+export type BlueprintCredential = NonNullable<AgentIdentityBlueprintSpec["credential"]>;
+export type BlueprintAdmits = NonNullable<AgentIdentityBlueprintSpec["admits"]>;
+export type LabelSelector = NonNullable<BlueprintAdmits["namespaceSelector"]>;
+export type FederationMode = NonNullable<NonNullable<AgentIdentityBlueprintSpec["federation"]>["management"]>;
+export type AgentCreationCredential = NonNullable<
+  NonNullable<AgentIdentityBlueprintSpec["agentCreation"]>["credential"]
+>;
 
 export interface ObjectMeta {
   name: string;
@@ -26,6 +44,9 @@ export interface ObjectMeta {
   finalizers?: string[];
 }
 
+/** Metadata of a cluster-scoped object: no namespace. */
+export type ClusterObjectMeta = Omit<ObjectMeta, "namespace"> & { namespace?: undefined };
+
 export interface AgentIdentity {
   apiVersion?: string;
   kind?: string;
@@ -34,16 +55,26 @@ export interface AgentIdentity {
   status?: AgentIdentityStatus;
 }
 
-/** Which member of blueprint.credential is set; the API server defaults it to workloadIdentity. */
-export type CredentialKind = "workloadIdentity" | "managedIdentity" | "clientSecret";
-
-export function credentialKind(spec: AgentIdentitySpec): CredentialKind {
-  const c = spec.blueprint.credential;
-  if (c?.clientSecret) return "clientSecret";
-  if (c?.managedIdentity) return "managedIdentity";
-  return "workloadIdentity";
+export interface AgentIdentityBlueprint {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ClusterObjectMeta;
+  spec: AgentIdentityBlueprintSpec;
+  status?: AgentIdentityBlueprintStatus;
 }
 
-export function federationMode(spec: AgentIdentitySpec): FederationMode {
-  return spec.federation?.mode ?? "Manual";
+/** How the sidecar proves itself as the blueprint for one identity. */
+export type CredentialKind = "workloadIdentity" | "managedIdentity" | "clientSecret";
+
+/**
+ * The credential the sidecar of this identity uses: the identity's development client secret when it
+ * names one (whether the blueprint allows it is `blueprintAdmits`' question), else the blueprint's.
+ */
+export function credentialKind(identity: AgentIdentity, blueprint: AgentIdentityBlueprint): CredentialKind {
+  if (identity.spec.clientSecretRef) return "clientSecret";
+  return blueprint.spec.credential?.managedIdentity ? "managedIdentity" : "workloadIdentity";
+}
+
+export function federationMode(blueprint: AgentIdentityBlueprint): FederationMode {
+  return blueprint.spec.federation?.management ?? "Manual";
 }

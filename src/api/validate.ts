@@ -1,5 +1,5 @@
-import { API_VERSION, KIND } from "./constants.ts";
-import type { AgentIdentity } from "./types.ts";
+import { API_VERSION, BLUEPRINT_KIND, KIND } from "./constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "./types.ts";
 
 /**
  * Validation the CRD schema cannot do, and a defensive re-check of the rules it does do: objects reach
@@ -9,6 +9,7 @@ import type { AgentIdentity } from "./types.ts";
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const API_NAME = /^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$/;
+const CLOUDS = ["AzurePublic", "AzureUSGovernment", "AzureChina", "Custom"];
 
 export function isGuid(value: unknown): value is string {
   return typeof value === "string" && GUID.test(value);
@@ -28,6 +29,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 export type Validation = { ok: true; identity: AgentIdentity } | { ok: false; problems: string[] };
+export type BlueprintValidation =
+  | { ok: true; blueprint: AgentIdentityBlueprint }
+  | { ok: false; problems: string[] };
 
 /** Narrows an object from the API server to an AgentIdentity, listing every problem found. */
 export function validateAgentIdentity(value: unknown): Validation {
@@ -42,83 +46,81 @@ export function validateAgentIdentity(value: unknown): Validation {
   }
   const spec = value.spec;
   if (!isRecord(spec)) return { ok: false, problems: [...problems, "spec is required"] };
-  if (!isGuid(spec.tenantId)) problems.push("spec.tenantId must be a GUID");
-  if (spec.instance !== undefined && !isHttpsUrl(spec.instance))
-    problems.push("spec.instance must be an https URL");
-  const blueprint = spec.blueprint;
-  if (!isRecord(blueprint) || !isGuid(blueprint.clientId))
-    problems.push("spec.blueprint.clientId must be a GUID");
-  else problems.push(...credentialProblems(blueprint.credential));
-  if (spec.agentId !== undefined && !isGuid(spec.agentId)) problems.push("spec.agentId must be a GUID");
-  if (
-    isRecord(blueprint) &&
-    typeof spec.agentId === "string" &&
-    typeof blueprint.clientId === "string" &&
-    spec.agentId.toLowerCase() === blueprint.clientId.toLowerCase()
-  ) {
-    problems.push("spec.agentId cannot equal spec.blueprint.clientId");
+  const ref = spec.blueprintRef;
+  if (!isRecord(ref) || typeof ref.name !== "string" || !DNS_SUBDOMAIN.test(ref.name))
+    problems.push("spec.blueprintRef.name must name an AgentIdentityBlueprint");
+  const agent = spec.agent;
+  if (!isRecord(agent)) problems.push("spec.agent is required");
+  else {
+    const set = (agent.clientId !== undefined ? 1 : 0) + (agent.create !== undefined ? 1 : 0);
+    if (set !== 1) problems.push("spec.agent must set exactly one of clientId or create");
+    if (agent.clientId !== undefined && !isGuid(agent.clientId))
+      problems.push("spec.agent.clientId must be a GUID");
+    if (agent.create !== undefined) {
+      const create = agent.create;
+      if (!isRecord(create) || typeof create.displayName !== "string" || create.displayName === "")
+        problems.push("spec.agent.create.displayName is required");
+    }
+    if (
+      agent.deletionPolicy !== undefined &&
+      agent.deletionPolicy !== "Delete" &&
+      agent.deletionPolicy !== "Retain"
+    )
+      problems.push("spec.agent.deletionPolicy must be Delete or Retain");
   }
   if (typeof spec.serviceAccountName !== "string" || !DNS_SUBDOMAIN.test(spec.serviceAccountName)) {
     problems.push("spec.serviceAccountName must be a lowercase DNS subdomain name");
   }
   problems.push(...downstreamApiProblems(spec.downstreamApis));
-  const federation = spec.federation;
-  if (federation !== undefined) {
-    if (!isRecord(federation)) problems.push("spec.federation must be an object");
-    else {
-      if (federation.mode !== undefined && federation.mode !== "Manual" && federation.mode !== "Graph") {
-        problems.push("spec.federation.mode must be Manual or Graph");
-      }
-      if (federation.issuer !== undefined && !isHttpsUrl(federation.issuer)) {
-        problems.push("spec.federation.issuer must be an https URL");
-      }
-    }
+  problems.push(...sidecarProblems(spec.sidecar));
+  const secret = spec.clientSecretRef;
+  if (
+    secret !== undefined &&
+    (!isRecord(secret) ||
+      typeof secret.name !== "string" ||
+      !DNS_SUBDOMAIN.test(secret.name) ||
+      typeof secret.key !== "string" ||
+      secret.key === "")
+  ) {
+    problems.push("spec.clientSecretRef needs a Secret name and key");
   }
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, identity: value as unknown as AgentIdentity };
 }
 
-function credentialProblems(credential: unknown): string[] {
-  if (credential === undefined) return [];
-  if (!isRecord(credential)) return ["spec.blueprint.credential must be an object"];
-  const set = ["workloadIdentity", "managedIdentity", "clientSecret"].filter(
-    (k) => credential[k] !== undefined,
-  );
-  if (set.length !== 1) {
-    return [
-      "spec.blueprint.credential must set exactly one of workloadIdentity, managedIdentity or clientSecret",
-    ];
+function sidecarProblems(sidecar: unknown): string[] {
+  if (sidecar === undefined) return [];
+  if (!isRecord(sidecar)) return ["spec.sidecar must be an object"];
+  const problems: string[] = [];
+  const port = sidecar.port;
+  if (port !== undefined && (!Number.isInteger(port) || (port as number) < 1024 || (port as number) > 65535))
+    problems.push("spec.sidecar.port must be an integer from 1024 to 65535");
+  const ttl = sidecar.tokenExpirationSeconds;
+  if (ttl !== undefined && (!Number.isInteger(ttl) || (ttl as number) < 600 || (ttl as number) > 86400))
+    problems.push("spec.sidecar.tokenExpirationSeconds must be an integer from 600 to 86400");
+  for (const flag of ["allowBlueprintToken", "allowFmiPathOverride"]) {
+    if (sidecar[flag] !== undefined && typeof sidecar[flag] !== "boolean")
+      problems.push(`spec.sidecar.${flag} must be true or false`);
   }
-  const mi = credential.managedIdentity;
-  if (isRecord(mi) && mi.clientId !== undefined && !isGuid(mi.clientId)) {
-    return ["spec.blueprint.credential.managedIdentity.clientId must be a GUID"];
-  }
-  const cs = credential.clientSecret;
-  if (cs !== undefined) {
-    const ref = isRecord(cs) ? cs.secretRef : undefined;
-    if (
-      !isRecord(ref) ||
-      typeof ref.name !== "string" ||
-      !DNS_SUBDOMAIN.test(ref.name) ||
-      typeof ref.key !== "string"
-    ) {
-      return ["spec.blueprint.credential.clientSecret.secretRef needs a Secret name and key"];
-    }
-  }
-  return [];
+  return problems;
 }
 
 function downstreamApiProblems(apis: unknown): string[] {
   if (apis === undefined) return [];
-  if (!isRecord(apis)) return ["spec.downstreamApis must be a map of name to API"];
+  if (!Array.isArray(apis)) return ["spec.downstreamApis must be a list of APIs"];
   const problems: string[] = [];
-  for (const [name, api] of Object.entries(apis)) {
-    const where = `spec.downstreamApis.${name}`;
-    if (!API_NAME.test(name) || name.includes("__")) problems.push(`${where}: invalid API name`);
+  const seen = new Set<string>();
+  apis.forEach((api: unknown, i) => {
     if (!isRecord(api)) {
-      problems.push(`${where} must be an object`);
-      continue;
+      problems.push(`spec.downstreamApis[${i}] must be an object`);
+      return;
     }
+    const name = api.name;
+    const where = `spec.downstreamApis[${typeof name === "string" ? name : i}]`;
+    if (typeof name !== "string" || !API_NAME.test(name) || name.includes("__"))
+      problems.push(`${where}: invalid API name`);
+    else if (seen.has(name)) problems.push(`${where}: duplicate API name`);
+    else seen.add(name);
     if (!isHttpsUrl(api.baseUrl)) problems.push(`${where}.baseUrl must be an https URL`);
     const scopes = api.scopes;
     if (
@@ -133,8 +135,74 @@ function downstreamApiProblems(apis: unknown): string[] {
     ) {
       problems.push(`${where}: an app-token API needs exactly one scope ending in /.default`);
     }
-  }
+  });
   return problems;
+}
+
+/** Narrows an object from the API server to an AgentIdentityBlueprint, listing every problem found. */
+export function validateBlueprint(value: unknown): BlueprintValidation {
+  const problems: string[] = [];
+  if (!isRecord(value)) return { ok: false, problems: ["not an object"] };
+  if (value.apiVersion !== undefined && value.apiVersion !== API_VERSION)
+    problems.push(`apiVersion must be ${API_VERSION}`);
+  if (value.kind !== undefined && value.kind !== BLUEPRINT_KIND)
+    problems.push(`kind must be ${BLUEPRINT_KIND}`);
+  const meta = value.metadata;
+  if (!isRecord(meta) || typeof meta.name !== "string") problems.push("metadata.name is required");
+  const spec = value.spec;
+  if (!isRecord(spec)) return { ok: false, problems: [...problems, "spec is required"] };
+  if (!isGuid(spec.tenantId)) problems.push("spec.tenantId must be a GUID");
+  if (!isGuid(spec.clientId)) problems.push("spec.clientId must be a GUID");
+  const cloud = spec.cloud ?? "AzurePublic";
+  if (typeof cloud !== "string" || !CLOUDS.includes(cloud))
+    problems.push(`spec.cloud must be one of ${CLOUDS.join(", ")}`);
+  if (cloud === "Custom" && !isHttpsUrl(spec.authorityHost))
+    problems.push("spec.authorityHost must be an https URL with cloud Custom");
+  if (cloud !== "Custom" && spec.authorityHost !== undefined)
+    problems.push("spec.authorityHost is only allowed with cloud Custom");
+  const credential = spec.credential;
+  if (credential !== undefined) {
+    if (!isRecord(credential)) problems.push("spec.credential must be an object");
+    else {
+      const set = ["workloadIdentity", "managedIdentity"].filter((k) => credential[k] !== undefined);
+      if (set.length !== 1)
+        problems.push("spec.credential must set exactly one of workloadIdentity or managedIdentity");
+      const wi = credential.workloadIdentity;
+      if (isRecord(wi) && wi.issuer !== undefined && !isHttpsUrl(wi.issuer))
+        problems.push("spec.credential.workloadIdentity.issuer must be an https URL");
+      const mi = credential.managedIdentity;
+      if (isRecord(mi) && mi.clientId !== undefined && !isGuid(mi.clientId))
+        problems.push("spec.credential.managedIdentity.clientId must be a GUID");
+    }
+  }
+  const federation = spec.federation;
+  if (isRecord(federation) && federation.management !== undefined) {
+    if (federation.management !== "Manual" && federation.management !== "Graph")
+      problems.push("spec.federation.management must be Manual or Graph");
+    if (federation.management === "Graph" && isRecord(credential) && credential.managedIdentity !== undefined)
+      problems.push("spec.federation.management Graph needs credential.workloadIdentity");
+  }
+  const admits = spec.admits;
+  if (admits !== undefined && !isRecord(admits)) problems.push("spec.admits must be an object");
+  if (isRecord(admits)) {
+    const agents = admits.agents;
+    if (isRecord(agents) && agents.allowed !== undefined) {
+      if (!Array.isArray(agents.allowed) || !agents.allowed.every(isGuid))
+        problems.push("spec.admits.agents.allowed must list GUIDs");
+      else if (
+        typeof spec.clientId === "string" &&
+        agents.allowed.some((a) => a.toLowerCase() === (spec.clientId as string).toLowerCase())
+      )
+        problems.push("spec.admits.agents.allowed cannot contain the blueprint's own clientId");
+    }
+    if (
+      admits.namespaces !== undefined &&
+      (!Array.isArray(admits.namespaces) || !admits.namespaces.every((n) => typeof n === "string"))
+    )
+      problems.push("spec.admits.namespaces must list namespace names");
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, blueprint: value as unknown as AgentIdentityBlueprint };
 }
 
 /** The minimal shape of a Secret the reference check needs (never the values). */
@@ -147,7 +215,7 @@ export type SecretCheck =
   | { ok: true }
   | { ok: false; reason: "SecretNotFound" | "SecretKeyNotFound"; message: string };
 
-/** Whether the Secret a clientSecret credential references exists and has a non-empty value under its key. */
+/** Whether the Secret spec.clientSecretRef references exists and has a non-empty value under its key. */
 export function checkSecretReference(
   secret: SecretKeys | undefined,
   ref: { name: string; key: string },
@@ -156,7 +224,7 @@ export function checkSecretReference(
     return {
       ok: false,
       reason: "SecretNotFound",
-      message: `Secret ${ref.name} (blueprint.credential.clientSecret.secretRef) does not exist in this namespace`,
+      message: `Secret ${ref.name} (spec.clientSecretRef) does not exist in this namespace`,
     };
   }
   const value = secret.data?.[ref.key] ?? secret.stringData?.[ref.key];
@@ -169,24 +237,4 @@ export function checkSecretReference(
     };
   }
   return { ok: true };
-}
-
-/**
- * The other live AgentIdentities of the same namespace that bind the same ServiceAccount, by name. A
- * ServiceAccount can carry one identity only, so every one of them gets a Conflict reason.
- */
-export function findBindingConflicts(
-  identity: AgentIdentity,
-  sameNamespace: readonly AgentIdentity[],
-): string[] {
-  return sameNamespace
-    .filter(
-      (other) =>
-        other.metadata.name !== identity.metadata.name &&
-        other.metadata.namespace === identity.metadata.namespace &&
-        !other.metadata.deletionTimestamp &&
-        other.spec.serviceAccountName === identity.spec.serviceAccountName,
-    )
-    .map((other) => other.metadata.name)
-    .sort();
 }

@@ -51,6 +51,7 @@ function lowercaseIds(t: TenantSpec): void {
     a.appId = a.appId.toLowerCase();
     a.objectId = lower(a.objectId);
     a.servicePrincipalId = lower(a.servicePrincipalId);
+    if (a.owners) a.owners = a.owners.map((o) => o.toLowerCase());
   }
   for (const r of t.resources ?? []) {
     r.appId = r.appId.toLowerCase();
@@ -102,6 +103,8 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
       problems.push(`${p}.kind: must be 'application', 'agentIdentityBlueprint' or 'managedIdentity'`);
     }
     checkResourceFields(app, p, problems);
+    if (app.owners !== undefined && (!isStringList(app.owners) || !app.owners.every(isGuid)))
+      problems.push(`${p}.owners: must be a list of application ids (GUIDs)`);
     checkInheritablePermissions(t, app, p, problems);
     app.objectId ??= derivedGuid(`app:${t.id}:${app.appId}`);
     app.servicePrincipalId ??= derivedGuid(`sp:${t.id}:${app.appId}`);

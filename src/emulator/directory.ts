@@ -89,6 +89,11 @@ export interface ApplicationSpec extends ResourceFields {
   federatedIdentityCredentials?: FederatedCredentialSpec[];
   /** Certificates whose private keys may sign the app's client assertions (Graph's keyCredentials). */
   keyCredentials?: KeyCredentialSpec[];
+  /**
+   * App ids of the applications that own this one (Graph's owners): a caller with only
+   * Application.ReadWrite.OwnedBy may change the applications it owns and no other.
+   */
+  owners?: string[];
   /** Blueprints only: the permissions their agent identities inherit, per resource. */
   inheritablePermissions?: InheritablePermissionSpec[];
 }
@@ -100,6 +105,8 @@ export interface AgentIdentitySpec {
   displayName?: string;
   /** The parent agent identity blueprint's app id. */
   blueprintAppId: string;
+  /** The app that created it through Graph (createdByAppId), when it was created that way. */
+  createdByAppId?: string;
 }
 
 export interface UserSpec {

@@ -66,12 +66,26 @@ export class FaultQueue {
 export interface CounterSnapshot {
   total: number;
   byClient: Record<string, Record<string, number>>;
+  /**
+   * Every request to the emulated Entra and Graph (not the admin API), by "METHOD /path" without the
+   * query: proves that a component made no outbound call at all.
+   */
+  requests: { total: number; byRoute: Record<string, number> };
 }
 
 /** Token requests per client and grant, so tests can prove caching and coalescing. */
 export class RequestCounters {
   #total = 0;
   #byClient = new Map<string, Map<string, number>>();
+  #requests = 0;
+  #byRoute = new Map<string, number>();
+
+  /** Any request to an emulated endpoint (token, metadata, Graph). */
+  recordRequest(method: string, path: string): void {
+    this.#requests += 1;
+    const key = `${method} ${path}`;
+    this.#byRoute.set(key, (this.#byRoute.get(key) ?? 0) + 1);
+  }
 
   record(clientId: string, key: string): void {
     this.#total += 1;
@@ -83,11 +97,17 @@ export class RequestCounters {
   reset(): void {
     this.#total = 0;
     this.#byClient.clear();
+    this.#requests = 0;
+    this.#byRoute.clear();
   }
 
   snapshot(): CounterSnapshot {
     const byClient: Record<string, Record<string, number>> = {};
     for (const [client, counts] of this.#byClient) byClient[client] = Object.fromEntries(counts);
-    return { total: this.#total, byClient };
+    return {
+      total: this.#total,
+      byClient,
+      requests: { total: this.#requests, byRoute: Object.fromEntries(this.#byRoute) },
+    };
   }
 }

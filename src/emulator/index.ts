@@ -13,6 +13,7 @@ import { KeyStore } from "./keys.ts";
 import { RefreshTokenStore } from "./refresh-tokens.ts";
 import { problem, registerAdminRoutes } from "./routes/admin.ts";
 import { registerGraphRoutes } from "./routes/graph.ts";
+import { registerGraphAgentRoutes } from "./routes/graph-agents.ts";
 import { registerMetadataRoutes } from "./routes/metadata.ts";
 import { registerV1MetadataRoutes } from "./routes/metadata-v1.ts";
 import { registerTokenRoute } from "./routes/token.ts";
@@ -111,11 +112,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     problem(reply, 404, "Not Found", `no route ${request.method} ${request.url.split("?")[0]}`),
   );
 
+  app.addHook("onRequest", async (request) => {
+    const path = request.url.split("?")[0] ?? "";
+    if (!path.startsWith("/_emulator/")) counters.recordRequest(request.method, path);
+  });
   registerMetadataRoutes(app, ctx);
   registerV1MetadataRoutes(app, ctx);
   registerTokenRoute(app, ctx, faults, counters);
   registerAdminRoutes(app, ctx, faults, counters);
   registerGraphRoutes(app, ctx);
+  registerGraphAgentRoutes(app, ctx);
 
   await app.listen({ host, port: options.port ?? 9443 });
   const port = (app.server.address() as AddressInfo).port;

@@ -245,6 +245,20 @@ export class DirectoryStore {
     return f;
   }
 
+  /** Removes an agent identity by its service principal (object) id or app id; false when there was none. */
+  removeAgentIdentity(tenantId: string, id: string): boolean {
+    const key = id.toLowerCase();
+    let removed = false;
+    this.#mutate(tenantId, (t) => {
+      const before = t.agentIdentities ?? [];
+      t.agentIdentities = before.filter(
+        (a) => a.servicePrincipalId?.toLowerCase() !== key && a.appId.toLowerCase() !== key,
+      );
+      removed = t.agentIdentities.length !== before.length;
+    });
+    return removed;
+  }
+
   /** Removes by name or id; false when there was none. */
   removeFederatedCredential(tenantId: string, appIdOrObjectId: string, nameOrId: string): boolean {
     let removed = false;

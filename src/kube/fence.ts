@@ -1,4 +1,10 @@
-import { isNotFound, type KubeClient, PATCH_CONTENT_TYPES, type RequestOptions } from "./client.ts";
+import {
+  isNotFound,
+  type KubeClient,
+  type KubeMethod,
+  PATCH_CONTENT_TYPES,
+  type RequestOptions,
+} from "./client.ts";
 
 /**
  * A view of a client whose requests belong to a term, e.g. one leadership term: once the term's signal
@@ -19,11 +25,8 @@ export function fenceClient(client: KubeClient, currentTerm: () => AbortSignal):
     if (term.aborted) throw new FencedError();
     return term;
   }
-  const request = <T>(
-    method: Parameters<KubeClient["request"]>[0],
-    path: string,
-    opts: RequestOptions = {},
-  ) => {
+  // async: a fenced call rejects (never throws synchronously), like every other client call.
+  const request = async <T>(method: KubeMethod, path: string, opts: RequestOptions = {}): Promise<T> => {
     const term = termSignal();
     return client.request<T>(method, path, {
       ...opts,
@@ -47,7 +50,8 @@ export function fenceClient(client: KubeClient, currentTerm: () => AbortSignal):
     patch: (path, type, patch, query) =>
       request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
     delete: (path, body, query) => request("DELETE", path, { body, query }),
-    stream: (path, query, signal) => client.stream(path, query, AbortSignal.any([signal, termSignal()])),
+    stream: async (path, query, signal) =>
+      client.stream(path, query, AbortSignal.any([signal, termSignal()])),
     // The underlying client belongs to whoever made the fence.
     close: async () => {},
   };

@@ -3,6 +3,7 @@ import { loadKubeConfig } from "../kube/kubeconfig.ts";
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
 import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "../operator/https.ts";
+import { WEBHOOK_OPTIONS, webhookSettingsFrom } from "../webhook/flags.ts";
 import { isLoopback, parseBindAddress } from "./bind-address.ts";
 import { ensureManagerHeapFlags } from "./v8-flags.ts";
 
@@ -34,13 +35,17 @@ function listOption(values: OptionValues, name: string): string[] {
 
 export const managerCommand: Command = {
   name: "manager",
-  summary: "Run the AgentIdentity operator (leader-elected; health, readiness and metrics over HTTP).",
+  summary:
+    "Run the AgentIdentity operator and, with --sidecar-image, the admission webhook (leader-elected; health, readiness and metrics over HTTP).",
   description: [
-    "Reconciles AgentIdentities: ensures and marks their ServiceAccounts, computes (or in Graph mode creates)",
-    "the federated identity credential, and proves it against Entra. Uses the in-cluster configuration, or",
+    "Reconciles AgentIdentityBlueprints and AgentIdentities: checks that a blueprint admits each identity, ensures",
+    "its ServiceAccount, computes (or in Graph mode writes) the federated identity credential, creates agent",
+    "identities on request, and proves it all against Entra. Uses the in-cluster configuration, or",
     "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
     "It re-executes itself once with --max-semi-space-size=8 (bounded young generation, see docs/operator.md)",
     "unless NODE_OPTIONS or a node flag sets --max-semi-space-size.",
+    "With --sidecar-image it also serves the mutating admission webhook on --webhook-port (HTTPS) on every",
+    "replica, and the leader keeps its serving certificate and the caBundle (docs/webhook.md).",
   ].join("\n"),
   options: {
     kubeconfig: {
@@ -105,6 +110,12 @@ export const managerCommand: Command = {
       help: "Extra CA bundle (PEM) trusted for Entra and Graph, e.g. a local emulator's CA; repeatable.",
       env: "AGENTID_CA_FILE",
     },
+    "allowed-authority-hosts": {
+      type: "string",
+      multiple: true,
+      help: "Authority hosts (https URLs) an AgentIdentityBlueprint with cloud Custom may name, e.g. a local emulator; comma-separated or repeated. None by default.",
+      env: "AGENTID_ALLOWED_AUTHORITY_HOSTS",
+    },
     "graph-client-id": {
       type: "string",
       help: "Client id of the manager's own app for Graph mode.",
@@ -133,6 +144,8 @@ export const managerCommand: Command = {
       env: "AGENTID_GRAPH_URL",
     },
     concurrency: { type: "string", help: "Parallel reconciles.", default: "8" },
+    // The admission webhook (docs/webhook.md): on when --sidecar-image is given.
+    ...WEBHOOK_OPTIONS,
   },
   async run(values) {
     const level = stringOption(values, "log-level") ?? "info";
@@ -169,6 +182,19 @@ export const managerCommand: Command = {
       );
     }
     const caPems = readCaFiles(listOption(values, "ca-file"));
+    const allowedAuthorityHosts = listOption(values, "allowed-authority-hosts");
+    for (const host of allowedAuthorityHosts) {
+      let url: URL | undefined;
+      try {
+        url = new URL(host);
+      } catch {
+        url = undefined;
+      }
+      if (url?.protocol !== "https:" || url.search || url.username)
+        throw new UsageError(`--allowed-authority-hosts takes https URLs without a query, got '${host}'`);
+    }
+    // Checked now; the namespace (the manager's own, where the webhook's Secret lives) is known below.
+    const webhookSettings = webhookSettingsFrom(values, "", allowedAuthorityHosts);
     // Every flag is valid: from here on the process runs the manager, so fix its heap first.
     ensureManagerHeapFlags();
     const file = stringOption(values, "kubeconfig");
@@ -176,25 +202,40 @@ export const managerCommand: Command = {
     const kubeConfig = await loadKubeConfig(file ? { kubeconfig: file } : {});
     const logger = createLogger({ name: "agentid-manager", level });
     // @azure/identity is loaded only for Graph mode: it costs about 20 MB of memory.
-    const graph = graphClientId
-      ? {
-          baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
-          credentialFor: (await import("../operator/graph-credential.ts")).createGraphCredentialFactory({
-            clientId: graphClientId,
-            ...(tokenFile ? { tokenFile } : {}),
-            ...(secretFile ? { clientSecretFile: secretFile } : {}),
-            authorityHost: stringOption(values, "authority-host") ?? "https://login.microsoftonline.com",
-            caPems,
-          }),
-        }
-      : undefined;
+    const credentials = graphClientId ? await import("../operator/graph-credential.ts") : undefined;
+    const graph =
+      graphClientId && credentials
+        ? {
+            baseUrl: stringOption(values, "graph-url") ?? "https://graph.microsoft.com",
+            credentialFor: credentials.createGraphCredentialFactory({
+              clientId: graphClientId,
+              ...(tokenFile ? { tokenFile } : {}),
+              ...(secretFile ? { clientSecretFile: secretFile } : {}),
+              authorityHost: stringOption(values, "authority-host") ?? "https://login.microsoftonline.com",
+              caPems,
+            }),
+            // Signing in as a blueprint (agentCreation.credential Blueprint) needs the manager's own token.
+            ...(tokenFile
+              ? {
+                  blueprintCredentialFor: credentials.createBlueprintCredentialFactory({ tokenFile, caPems }),
+                }
+              : {}),
+          }
+        : undefined;
     const namespace = stringOption(values, "namespace");
     const { startManager } = await import("./manager.ts");
+    const leaseNamespace = leaseNamespaceFrom(stringOption(values, "lease-namespace"), kubeConfig.namespace);
+    const webhook = webhookSettings
+      ? (await import("../webhook/component.ts")).webhookComponents({
+          ...webhookSettings,
+          certificates: { ...webhookSettings.certificates, namespace: leaseNamespace },
+        })
+      : [];
     const manager = await startManager({
       kubeConfig,
       logger,
       ...(namespace ? { namespace } : {}),
-      leaseNamespace: leaseNamespaceFrom(stringOption(values, "lease-namespace"), kubeConfig.namespace),
+      leaseNamespace,
       leaseName: stringOption(values, "lease-name") ?? "agentid-manager",
       health,
       ...(metricsListen
@@ -219,8 +260,10 @@ export const managerCommand: Command = {
       verificationPolicy,
       ...(issuer ? { issuer } : {}),
       caPems,
+      allowedAuthorityHosts,
       ...(graph ? { graph } : {}),
       concurrency,
+      components: webhook,
     });
     logger.info(
       { url: manager.url, metrics: manager.metricsUrl, identity: manager.identity },

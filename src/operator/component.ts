@@ -1,17 +1,22 @@
 import { API_VERSION, PLURAL } from "../api/constants.ts";
-import type { AgentIdentity } from "../api/types.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import { createWorkQueue, type WorkQueue } from "../kube/queue.ts";
-import { keyOf } from "../kube/store.ts";
+import { type KubeObject, keyOf } from "../kube/store.ts";
 import { scrubTokens } from "../lib/log.ts";
 import type { ComponentFactory, ManagerComponent } from "../manager/component.ts";
+import { blueprintPath, createBlueprintReconciler } from "./blueprint-reconciler.ts";
 import { createEventSink } from "./events.ts";
-import { createGraphFederation, type GraphOptions } from "./graph.ts";
+import { createGraphClient, type GraphOptions } from "./graph.ts";
 import { outboundDispatcher } from "./https.ts";
 import { createIssuerSource } from "./issuer.ts";
 import { createOperatorMetrics } from "./metrics.ts";
-import { createReconciler } from "./reconciler.ts";
+import { createReconciler, type NamespaceObject } from "./reconciler.ts";
 import { DEFAULT_VERIFICATION_POLICY, type VerificationPolicy } from "./schedule.ts";
-import { type ServiceAccountObject, serviceAccountPath } from "./service-account.ts";
+import {
+  SERVICE_ACCOUNT_SELECTOR,
+  type ServiceAccountObject,
+  serviceAccountPath,
+} from "./service-account.ts";
 import { createVerifier } from "./verify.ts";
 
 /** The operator's settings (the manager's flags that concern reconciling). */
@@ -24,10 +29,14 @@ export interface OperatorOptions {
   issuer?: string;
   /** Extra CAs trusted for Entra and Graph (e.g. a local emulator's). */
   caPems?: string[];
+  /** Authority hosts a blueprint with cloud Custom may name (--allowed-authority-hosts); none by default. */
+  allowedAuthorityHosts?: string[];
   /** Graph mode; off when absent. */
   graph?: Omit<GraphOptions, "dispatcher">;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
   graphPropagationMs?: number;
+  /** Re-check Graph-mode credentials this often, so one deleted in Entra is recreated (default 10 min). */
+  graphRecheckMs?: number;
   concurrency?: number;
 }
 
@@ -42,6 +51,29 @@ export function identitiesCache(namespace?: string) {
   return { path: identitiesPath(namespace), resource: "agentidentities" };
 }
 
+/** The cache of AgentIdentityBlueprints (cluster-scoped), shared with the webhook. */
+export function blueprintsCache() {
+  return { path: blueprintPath(), resource: "agentidentityblueprints" };
+}
+
+/** Namespace labels, for the blueprints' namespace selectors; shared with the webhook. */
+export function namespacesCache(namespace?: string) {
+  return {
+    path: "/api/v1/namespaces",
+    resource: "namespaces",
+    ...(namespace ? { fieldSelector: `metadata.name=${namespace}` } : {}),
+  };
+}
+
+/** Only ServiceAccounts labelled for an AgentIdentity (created by the operator or opted in). */
+export function serviceAccountsCache(namespace?: string) {
+  return {
+    path: namespace ? serviceAccountPath(namespace) : "/api/v1/serviceaccounts",
+    resource: "serviceaccounts",
+    labelSelector: SERVICE_ACCOUNT_SELECTOR,
+  };
+}
+
 /**
  * The AgentIdentity operator as a leader-only manager component: it registers its watches on the shared
  * caches when built, and runs its work queue only while this replica leads. Every write goes through the
@@ -52,10 +84,11 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const log = ctx.logger;
     let queue: WorkQueue | undefined;
     const identities = ctx.caches.informer<AgentIdentity>(identitiesCache(options.namespace));
-    const serviceAccounts = ctx.caches.informer<ServiceAccountObject>({
-      path: options.namespace ? serviceAccountPath(options.namespace) : "/api/v1/serviceaccounts",
-      resource: "serviceaccounts",
-    });
+    const serviceAccounts = ctx.caches.informer<ServiceAccountObject>(
+      serviceAccountsCache(options.namespace),
+    );
+    const blueprints = ctx.caches.informer<AgentIdentityBlueprint & KubeObject>(blueprintsCache());
+    const namespaces = ctx.caches.informer<NamespaceObject>(namespacesCache(options.namespace));
     const metrics = createOperatorMetrics(ctx.registry, {
       queueDepth: () => queue?.length() ?? 0,
       identities: () => identities.list(),
@@ -64,19 +97,42 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const dispatcher = outboundDispatcher(options.caPems ?? []);
     const ownWrites = new Map<string, string>();
     const events = createEventSink(ctx.kubeConfig, kube, log, ctx.replica);
-    const reconcile = createReconciler({
+    const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
+    const allowedAuthorityHosts = options.allowedAuthorityHosts ?? [];
+    const credentialCounts = new Map<string, number>();
+    const reconcileIdentity = createReconciler({
       kube,
       identities,
+      blueprints,
+      namespaces,
       serviceAccounts,
-      issuer: createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) }),
+      issuer,
+      allowedAuthorityHosts,
       ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
-      ...(options.graph ? { graph: createGraphFederation({ ...options.graph, dispatcher }) } : {}),
+      ...(options.graph ? { graph: createGraphClient({ ...options.graph, dispatcher }) } : {}),
       events,
       policy: options.verificationPolicy ?? DEFAULT_VERIFICATION_POLICY,
       logger: log,
       onStatusWritten: (key, rv) => ownWrites.set(key, rv),
+      onCredentialCount: (name, count) => {
+        if (credentialCounts.get(name) !== count) {
+          credentialCounts.set(name, count);
+          enqueue(name);
+        }
+      },
       ...(options.graphPropagationMs !== undefined ? { graphPropagationMs: options.graphPropagationMs } : {}),
+      ...(options.graphRecheckMs !== undefined ? { graphRecheckMs: options.graphRecheckMs } : {}),
     });
+    const reconcileBlueprint = createBlueprintReconciler({
+      kube,
+      blueprints,
+      identities,
+      issuer,
+      allowedAuthorityHosts,
+      credentialCount: (name) => credentialCounts.get(name),
+    });
+    // One queue: namespaced keys are AgentIdentities, cluster-scoped keys (no "/") blueprints.
+    const reconcile = (key: string) => (key.includes("/") ? reconcileIdentity(key) : reconcileBlueprint(key));
 
     const enqueue = (key: string) => queue?.add(key);
     /** Identities of a namespace that bind a ServiceAccount: a change to one concerns all (conflicts). */
@@ -85,9 +141,16 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         .list(namespace)
         .filter((i) => i.spec.serviceAccountName === sa)
         .map(keyOf);
+    /** Identities that use a blueprint: a change to it (admission, cloud, federation) concerns them all. */
+    const usersOf = (blueprint: string) =>
+      identities
+        .list()
+        .filter((i) => i.spec.blueprintRef?.name === blueprint)
+        .map(keyOf);
     identities.onAdd((obj) => {
       enqueue(keyOf(obj));
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
+      if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
     });
     identities.onUpdate((obj, old) => {
       const key = keyOf(obj);
@@ -96,6 +159,11 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         return;
       }
       enqueue(key);
+      if (
+        Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp) &&
+        obj.spec.blueprintRef?.name
+      )
+        enqueue(obj.spec.blueprintRef.name);
       if (
         old.spec.serviceAccountName !== obj.spec.serviceAccountName ||
         Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp)
@@ -110,7 +178,29 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     identities.onDelete((obj) => {
       ownWrites.delete(keyOf(obj));
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
+      if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
     });
+    const onBlueprint = (bp: AgentIdentityBlueprint) => {
+      enqueue(bp.metadata.name);
+      for (const k of usersOf(bp.metadata.name)) enqueue(k);
+    };
+    blueprints.onAdd(onBlueprint);
+    blueprints.onUpdate((bp, old) => {
+      // The operator's own status writes change neither spec nor deletion: only the blueprint reacts.
+      if (
+        bp.metadata.generation === old.metadata.generation &&
+        bp.metadata.deletionTimestamp === old.metadata.deletionTimestamp
+      )
+        return;
+      onBlueprint(bp);
+    });
+    blueprints.onDelete(onBlueprint);
+    const onNamespace = (ns: NamespaceObject, old?: NamespaceObject) => {
+      if (old && sameLabels(old.metadata.labels, ns.metadata.labels)) return;
+      for (const i of identities.list(ns.metadata.name)) enqueue(keyOf(i));
+    };
+    namespaces.onAdd((ns) => onNamespace(ns));
+    namespaces.onUpdate((ns, old) => onNamespace(ns, old));
     const onServiceAccount = (sa: ServiceAccountObject) => {
       for (const k of bindersOf(sa.metadata.namespace, sa.metadata.name)) enqueue(k);
     };
@@ -129,6 +219,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         });
         queue = q;
         for (const identity of identities.list()) q.add(keyOf(identity));
+        for (const blueprint of blueprints.list()) q.add(blueprint.metadata.name);
         q.run(async (key) => {
           const end = metrics.reconcileDuration.startTimer();
           try {
@@ -152,11 +243,20 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         await q?.shutdown();
         await events.flush();
       },
-      ready: () => identities.hasSynced() && serviceAccounts.hasSynced(),
+      ready: () =>
+        identities.hasSynced() &&
+        serviceAccounts.hasSynced() &&
+        blueprints.hasSynced() &&
+        namespaces.hasSynced(),
       async close() {
         await dispatcher.close();
       },
     };
     return component;
   };
+}
+
+function sameLabels(a: Record<string, string> = {}, b: Record<string, string> = {}): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }

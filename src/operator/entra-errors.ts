@@ -47,12 +47,15 @@ const KNOWN: Record<number, Known> = {
   700016: {
     reason: "BlueprintNotFound",
     hint: (c) =>
-      `Check spec.blueprint.clientId (${c.blueprintClientId}) and spec.tenantId (${c.tenantId})${c.agentId ? `, and that spec.agentId (${c.agentId}) is an agent identity of this blueprint` : ""}.`,
+      `Check the AgentIdentityBlueprint's clientId (${c.blueprintClientId}) and tenantId (${c.tenantId})${c.agentId ? `, and that agent ${c.agentId} is an agent identity of this blueprint` : ""}.`,
   },
-  90002: { reason: "TenantNotFound", hint: (c) => `Check spec.tenantId (${c.tenantId}) and spec.instance.` },
+  90002: {
+    reason: "TenantNotFound",
+    hint: (c) => `Check the AgentIdentityBlueprint's tenantId (${c.tenantId}) and cloud.`,
+  },
   7000215: {
     reason: "InvalidClientSecret",
-    hint: () => "The Secret holds a wrong client secret for the blueprint.",
+    hint: () => "The Secret named by spec.clientSecretRef holds a wrong client secret for the blueprint.",
   },
   7000222: {
     reason: "ClientSecretExpired",
@@ -88,8 +91,7 @@ const KNOWN: Record<number, Known> = {
   // No public source shows Entra answering 500011 for an unknown fmi_path; the emulator answers 700016.
   500011: {
     reason: "AgentIdentityNotFound",
-    hint: (c) =>
-      `Check spec.agentId (${c.agentId ?? "unset"}): it must be an agent identity of this blueprint.`,
+    hint: (c) => `Check the agent (${c.agentId ?? "unset"}): it must be an agent identity of this blueprint.`,
   },
 };
 

@@ -1,26 +1,42 @@
-import { type AgentIdentity, credentialKind, federationMode } from "../api/types.ts";
+import {
+  type AgentIdentity,
+  type AgentIdentityBlueprint,
+  credentialKind,
+  federationMode,
+} from "../api/types.ts";
 import { scrubTokens } from "../lib/log.ts";
-import { desiredFederatedCredential, federatedCredentialStatus } from "./federation.ts";
+import {
+  desiredFederatedCredential,
+  federatedCredentialStatus,
+  serviceAccountSubject,
+} from "./federation.ts";
 import type { GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
 import type { Observations } from "./status.ts";
 
+/** The issuer a blueprint's credentials trust: its own setting, else the manager's (flag or discovered). */
+export async function issuerFor(blueprint: AgentIdentityBlueprint, source: IssuerSource): Promise<string> {
+  return blueprint.spec.credential?.workloadIdentity?.issuer ?? (await source.get());
+}
+
 /**
- * The federation step of a reconcile: which issuer, which credential, and in Graph mode making it so.
- * `fresh` tells that Graph was just written, so verification should wait for Entra to catch up.
+ * The federation step of a reconcile, from the blueprint's configuration only: which issuer, which
+ * credential, and in Graph mode making it so. `fresh` tells that Graph was just written, so verification
+ * should wait for Entra to catch up; `count` is how many credentials the blueprint holds (Graph mode).
  */
 export async function observeFederation(
   identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
   deps: { issuer: IssuerSource; graph?: GraphFederation },
-): Promise<{ obs: Observations["federation"]; issuer?: string; fresh: boolean }> {
-  const kind = credentialKind(identity.spec);
+): Promise<{ obs: Observations["federation"]; issuer?: string; fresh: boolean; count?: number }> {
+  const kind = credentialKind(identity, blueprint);
   if (kind !== "workloadIdentity") {
     return {
       obs: {
         state: "notRequired",
         message:
           kind === "clientSecret"
-            ? "The blueprint uses a client secret; no federated credential is needed."
+            ? "The identity uses a development client secret; no federated credential is needed."
             : "The blueprint uses a managed identity; its federated credential trusts the managed identity, not this cluster.",
       },
       fresh: false,
@@ -28,7 +44,7 @@ export async function observeFederation(
   }
   let issuer: string;
   try {
-    issuer = identity.spec.federation?.issuer ?? (await deps.issuer.get());
+    issuer = await issuerFor(blueprint, deps.issuer);
   } catch (error) {
     return {
       obs: {
@@ -38,13 +54,12 @@ export async function observeFederation(
       fresh: false,
     };
   }
-  const desired = desiredFederatedCredential(
-    identity.metadata.namespace,
-    identity.spec.serviceAccountName,
-    issuer,
-  );
-  const credential = federatedCredentialStatus(identity.spec.blueprint.clientId, desired);
-  if (federationMode(identity.spec) !== "Graph")
+  const { namespace } = identity.metadata;
+  const desired = desiredFederatedCredential(namespace, identity.spec.serviceAccountName, issuer);
+  const tenantId = blueprint.spec.tenantId;
+  const appId = blueprint.spec.clientId;
+  const credential = federatedCredentialStatus(appId, desired);
+  if (federationMode(blueprint) !== "Graph")
     return { obs: { state: "manual", credential }, issuer, fresh: false };
   if (!deps.graph) {
     return {
@@ -53,27 +68,55 @@ export async function observeFederation(
         credential,
         reason: "GraphNotConfigured",
         message:
-          "federation.mode is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
+          "The blueprint's federation.management is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
+        retry: false,
       },
       issuer,
       fresh: false,
     };
   }
-  const previous = identity.status?.federatedCredential?.name;
-  const outcome = await deps.graph.ensure(identity.spec.tenantId, identity.spec.blueprint.clientId, desired);
+  const outcome = await deps.graph.ensure(tenantId, appId, desired);
   if (!outcome.ok)
     return {
-      obs: { state: "graphFailed", credential, reason: outcome.reason, message: outcome.message },
+      obs: {
+        state: "graphFailed",
+        credential,
+        reason: outcome.reason,
+        message: outcome.message,
+        retry: outcome.retry,
+      },
       issuer,
       fresh: false,
     };
-  if (previous && previous !== desired.name) {
+  const previous = identity.status?.federatedCredential;
+  if (previous?.name && previous.name !== desired.name) {
     // Issuer or ServiceAccount changed: the old credential trusts something this identity no longer uses.
-    await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, previous);
+    // Checked, not ignored: until it is gone the identity is not Ready. Only a credential for a subject of
+    // this namespace is ever removed, whatever status says.
+    const removed = await deps.graph.remove(
+      tenantId,
+      appId,
+      previous.name,
+      `${serviceAccountSubject(namespace, "")}`,
+    );
+    if (!removed.ok) {
+      return {
+        obs: {
+          state: "graphFailed",
+          credential: previous,
+          reason: "OutdatedCredentialNotRemoved",
+          message: `Cannot remove the outdated federated credential ${previous.name}: ${removed.message}`,
+          retry: removed.retry,
+        },
+        issuer,
+        fresh: false,
+      };
+    }
   }
   return {
     obs: { state: "graph", credential, reason: outcome.reason, message: outcome.message },
     issuer,
     fresh: outcome.reason === "CredentialCreated" || outcome.reason === "CredentialUpdated",
+    count: outcome.count,
   };
 }

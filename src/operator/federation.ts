@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
+import { authorityHostOf } from "../api/cloud.ts";
 import { TOKEN_AUDIENCE } from "../api/constants.ts";
-import { normalizeInstance } from "../api/render.ts";
-import { type AgentIdentity, credentialKind, type FederatedCredentialStatus } from "../api/types.ts";
+import {
+  type AgentIdentity,
+  type AgentIdentityBlueprint,
+  credentialKind,
+  type FederatedCredentialStatus,
+} from "../api/types.ts";
 
 /** The federated identity credential a blueprint needs so that one ServiceAccount's tokens are accepted. */
 export interface FederatedCredential {
@@ -22,7 +27,8 @@ function shortHash(text: string, length: number): string {
 /**
  * Graph credential names are immutable, unique per application, at most 120 characters and URL friendly.
  * The name is derived from issuer and subject only, so every replica and every cluster computes the same
- * one, two clusters sharing a blueprint never collide, and a changed issuer gives a new credential.
+ * one, two clusters sharing a blueprint never collide, a changed issuer gives a new credential, and a
+ * finalizer can recompute it instead of trusting what status says.
  */
 export function federatedCredentialName(issuer: string, subject: string): string {
   const readable = subject
@@ -82,23 +88,28 @@ export function sameTrust(
 }
 
 /**
- * Everything a verification depends on: the spec's generation (any spec change re-verifies) and what
- * comes from elsewhere (the issuer). A change re-verifies at once; otherwise only periodically.
+ * Everything a verification depends on: both generations (any spec change re-verifies) and what comes
+ * from elsewhere (issuer, the created agent). A change re-verifies at once; otherwise only periodically.
  */
-export function verificationFingerprint(identity: AgentIdentity, issuer: string | undefined): string {
-  const spec = identity.spec;
-  const secretRef = spec.blueprint.credential?.clientSecret?.secretRef;
+export function verificationFingerprint(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
+  agentClientId: string,
+  issuer: string | undefined,
+): string {
+  const secretRef = identity.spec.clientSecretRef;
   return shortHash(
     JSON.stringify([
       identity.metadata.generation ?? 0,
-      spec.tenantId.toLowerCase(),
-      normalizeInstance(spec.instance),
-      spec.blueprint.clientId.toLowerCase(),
-      spec.agentId?.toLowerCase() ?? "",
-      credentialKind(spec),
+      blueprint.metadata.generation ?? 0,
+      blueprint.spec.tenantId.toLowerCase(),
+      authorityHostOf(blueprint),
+      blueprint.spec.clientId.toLowerCase(),
+      agentClientId.toLowerCase(),
+      credentialKind(identity, blueprint),
       secretRef ? `${secretRef.name}/${secretRef.key}` : "",
       issuer ?? "",
-      serviceAccountSubject(identity.metadata.namespace, spec.serviceAccountName),
+      serviceAccountSubject(identity.metadata.namespace, identity.spec.serviceAccountName),
     ]),
     16,
   );

@@ -62,3 +62,37 @@ export function createGraphCredentialFactory(
     return credential;
   };
 }
+
+/**
+ * Signs in as a blueprint (agentCreation.credential Blueprint, for AgentIdentity.CreateAsManager) with the
+ * manager's own projected token as the client assertion: the blueprint needs a federated credential that
+ * trusts the manager's ServiceAccount. The authority host is the blueprint's (already checked against
+ * --allowed-authority-hosts by the caller).
+ */
+export function createBlueprintCredentialFactory(options: {
+  tokenFile: string;
+  caPems?: readonly string[];
+}): (tenantId: string, clientId: string, authorityHost: string) => TokenCredential {
+  const cache = new Map<string, TokenCredential>();
+  return (tenantId, clientId, authorityHost) => {
+    const key = `${tenantId}\n${clientId}\n${authorityHost}`;
+    let credential = cache.get(key);
+    if (!credential) {
+      const file = options.tokenFile;
+      credential = new ClientAssertionCredential(
+        tenantId,
+        clientId,
+        async () => (await readFile(file, "utf8")).trim(),
+        {
+          authorityHost,
+          disableInstanceDiscovery: true,
+          ...(options.caPems && options.caPems.length > 0
+            ? { tlsOptions: { ca: [...rootCertificates, ...options.caPems] } }
+            : {}),
+        },
+      );
+      cache.set(key, credential);
+    }
+    return credential;
+  };
+}

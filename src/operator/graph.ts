@@ -5,38 +5,72 @@ import { scrubTokens } from "../lib/log.ts";
 import { type FederatedCredential, sameTrust } from "./federation.ts";
 
 /**
- * Graph mode: the operator manages the blueprint's federated identity credential itself, authenticated
- * by its own credential (@azure/identity: workload identity in a cluster, a secret for development).
- * Failures come back as values with a condition reason, never as crashes.
+ * Graph mode: the operator manages a blueprint's federated identity credentials and creates and deletes
+ * agent identities, authenticated by its own credential (@azure/identity: workload identity in a cluster,
+ * a secret for development) or, for agent creation where the blueprint says so, as the blueprint itself.
+ * Failures come back as values with a condition reason and whether retrying can help, never as crashes.
  */
 
 export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
+
+export type GraphFailure = { ok: false; reason: string; message: string; retry: boolean };
 
 export type GraphOutcome =
   | {
       ok: true;
       reason: "CredentialCreated" | "CredentialUpToDate" | "CredentialUpdated" | "EquivalentCredentialExists";
       message: string;
+      /** How many federated credentials the blueprint holds after this call. */
+      count: number;
     }
-  | { ok: false; reason: string; message: string; retry: boolean };
+  | GraphFailure;
+
+export type RemoveOutcome = { ok: true; reason: "CredentialRemoved"; message: string } | GraphFailure;
 
 export interface GraphFederation {
   ensure(tenantId: string, blueprintClientId: string, desired: FederatedCredential): Promise<GraphOutcome>;
-  /** Removes the credential by name; absent is fine. */
+  /**
+   * Removes the credential by name; absent is fine. With `subjectPrefix`, only a credential whose subject
+   * starts with it is removed (an operator never removes what another namespace relies on).
+   */
   remove(
     tenantId: string,
     blueprintClientId: string,
     name: string,
-  ): Promise<GraphOutcome | { ok: true; reason: "CredentialRemoved"; message: string }>;
+    subjectPrefix?: string,
+  ): Promise<RemoveOutcome>;
+}
+
+/** Who signs in to Graph for a call: the manager's own application, or the blueprint (CreateAsManager). */
+export type GraphActor = { as: "Manager" } | { as: "Blueprint"; clientId: string; authorityHost: string };
+
+export type AgentCreated = { ok: true; clientId: string; objectId: string };
+export type AgentRemoved = { ok: true; reason: "AgentDeleted" | "AgentAlreadyGone"; message: string };
+
+export interface GraphAgents {
+  /** POST /beta/servicePrincipals/microsoft.graph.agentIdentity under the blueprint. */
+  create(
+    tenantId: string,
+    blueprintClientId: string,
+    displayName: string,
+    actor: GraphActor,
+  ): Promise<AgentCreated | GraphFailure>;
+  /** DELETE /beta/servicePrincipals/{objectId}; absent is fine. */
+  remove(tenantId: string, objectId: string, actor: GraphActor): Promise<AgentRemoved | GraphFailure>;
 }
 
 export interface GraphOptions {
   /** Graph's base URL, default https://graph.microsoft.com. */
   baseUrl?: string;
-  /** API version segment; blueprints are documented under beta. */
+  /** API version segment; blueprints and agent identities are documented under beta. */
   version?: string;
   /** The operator's own credential for a tenant. */
   credentialFor(tenantId: string): TokenCredential;
+  /**
+   * The blueprint's credential, signed in with the manager's own workload-identity token (agentCreation
+   * credential Blueprint); absent when the manager has no token file.
+   */
+  blueprintCredentialFor?(tenantId: string, clientId: string, authorityHost: string): TokenCredential;
   dispatcher: Dispatcher;
 }
 
@@ -58,23 +92,23 @@ class GraphCallError extends Error {
   }
 }
 
-function failure(error: unknown): GraphOutcome {
+function failure(error: unknown, permissionHint: string): GraphFailure {
   if (error instanceof GraphCallError) {
     const reason =
       error.status === 401 || error.status === 403
         ? "GraphAccessDenied"
         : error.status === 404
           ? "BlueprintNotFoundInGraph"
-          : "GraphError";
-    const hint =
-      reason === "GraphAccessDenied"
-        ? " The manager's identity needs the Graph app role AgentIdentityBlueprint.AddRemoveCreds.All (or Application.ReadWrite.All)."
-        : "";
+          : error.status === 400
+            ? "GraphRequestRejected"
+            : "GraphError";
+    const hint = reason === "GraphAccessDenied" ? ` ${permissionHint}` : "";
     return {
       ok: false,
       reason,
       message: `Microsoft Graph answered HTTP ${error.status} ${error.code}: ${scrubTokens(error.message)}${hint}`,
-      retry: error.status >= 500 || error.status === 429,
+      // A refusal stays a refusal until someone changes a permission or the spec; only outages are retried.
+      retry: error.status >= 500 || error.status === 429 || error.code === "CredentialUnavailable",
     };
   }
   return {
@@ -85,21 +119,42 @@ function failure(error: unknown): GraphOutcome {
   };
 }
 
-export function createGraphFederation(options: GraphOptions): GraphFederation {
+const FIC_HINT =
+  "The manager's application needs Application.ReadWrite.OwnedBy and to be an owner of the blueprint (or AgentIdentityBlueprint.AddRemoveCreds.All).";
+const AGENT_HINT =
+  "Agent identities are created with AgentIdentity.Create.All and deleted with AgentIdentity.DeleteRestore.All (the manager's application), or both with the blueprint's own AgentIdentity.CreateAsManager (agentCreation.credential Blueprint).";
+
+export function createGraphClient(options: GraphOptions): {
+  federation: GraphFederation;
+  agents: GraphAgents;
+} {
   const base = `${(options.baseUrl ?? "https://graph.microsoft.com").replace(/\/+$/, "")}/${options.version ?? "beta"}`;
+
+  function credential(tenantId: string, actor: GraphActor): TokenCredential {
+    if (actor.as === "Manager") return options.credentialFor(tenantId);
+    if (!options.blueprintCredentialFor)
+      throw new GraphCallError(
+        401,
+        "CredentialUnavailable",
+        "agentCreation.credential is Blueprint, but the manager has no workload-identity token file (--graph-token-file) to sign in as the blueprint",
+      );
+    return options.blueprintCredentialFor(tenantId, actor.clientId, actor.authorityHost);
+  }
 
   async function call<T>(
     tenantId: string,
     method: "GET" | "POST" | "DELETE",
     path: string,
     body?: unknown,
+    actor: GraphActor = { as: "Manager" },
   ): Promise<T | undefined> {
     let token: string;
     try {
-      const answer = await options.credentialFor(tenantId).getToken(GRAPH_SCOPE);
+      const answer = await credential(tenantId, actor).getToken(GRAPH_SCOPE);
       if (!answer) throw new Error("no token");
       token = answer.token;
     } catch (error) {
+      if (error instanceof GraphCallError) throw error;
       // @azure/identity errors carry Entra's AADSTS text, never the assertion; scrub anyway.
       throw new GraphCallError(
         401,
@@ -141,7 +196,7 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
     return answer?.value ?? [];
   }
 
-  return {
+  const federation: GraphFederation = {
     async ensure(tenantId, appId, desired) {
       try {
         const existing = await list(tenantId, appId);
@@ -151,6 +206,7 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
             ok: true,
             reason: "CredentialUpToDate",
             message: `Federated credential ${desired.name} is on the blueprint.`,
+            count: existing.length,
           };
         const equivalent = existing.find((c) => c.name !== desired.name && sameTrust(c, desired));
         if (!mine && equivalent) {
@@ -158,6 +214,7 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
             ok: true,
             reason: "EquivalentCredentialExists",
             message: `The blueprint already trusts this ServiceAccount through credential ${equivalent.name} (not managed by the operator).`,
+            count: existing.length,
           };
         }
         if (mine) {
@@ -168,7 +225,7 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
           return {
             ok: false,
             reason: "CredentialLimitReached",
-            message: `The blueprint already has ${existing.length} federated credentials, Graph's limit of ${MAX_FEDERATED_CREDENTIALS}; remove one it no longer needs.`,
+            message: `The blueprint already has ${existing.length} federated credentials, Entra's limit of ${MAX_FEDERATED_CREDENTIALS}; remove one it no longer needs, then change this AgentIdentity (or its blueprint) to try again.`,
             retry: false,
           };
         }
@@ -177,27 +234,33 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
           issuer: desired.issuer,
           subject: desired.subject,
           audiences: desired.audiences,
-          description: "Managed by the agentid operator (AgentIdentity federation.mode Graph).",
+          description:
+            "Managed by the agentid operator (AgentIdentityBlueprint federation.management Graph).",
         });
+        const count = mine ? existing.length : existing.length + 1;
         return mine
           ? {
               ok: true,
               reason: "CredentialUpdated",
               message: `Federated credential ${desired.name} was replaced on the blueprint.`,
+              count,
             }
           : {
               ok: true,
               reason: "CredentialCreated",
               message: `Federated credential ${desired.name} was added to the blueprint.`,
+              count,
             };
       } catch (error) {
-        return failure(error);
+        return failure(error, FIC_HINT);
       }
     },
-    async remove(tenantId, appId, name) {
+    async remove(tenantId, appId, name, subjectPrefix) {
       try {
         const existing = await list(tenantId, appId);
-        const mine = existing.find((c) => c.name === name);
+        const mine = existing.find(
+          (c) => c.name === name && (subjectPrefix === undefined || c.subject.startsWith(subjectPrefix)),
+        );
         if (mine)
           await call(tenantId, "DELETE", `${collection(appId)}/${encodeURIComponent(mine.id ?? mine.name)}`);
         return {
@@ -213,8 +276,58 @@ export function createGraphFederation(options: GraphOptions): GraphFederation {
             message: `The blueprint no longer exists; nothing to remove.`,
           };
         }
-        return failure(error);
+        return failure(error, FIC_HINT);
       }
     },
   };
+
+  const agents: GraphAgents = {
+    async create(tenantId, blueprintClientId, displayName, actor) {
+      try {
+        const created = await call<{ id?: unknown; appId?: unknown }>(
+          tenantId,
+          "POST",
+          "/servicePrincipals/microsoft.graph.agentIdentity",
+          { displayName, agentIdentityBlueprintId: blueprintClientId },
+          actor,
+        );
+        if (typeof created?.appId !== "string" || typeof created.id !== "string")
+          throw new GraphCallError(502, "BadResponse", "Graph's answer has no appId or id");
+        return { ok: true, clientId: created.appId, objectId: created.id };
+      } catch (error) {
+        return failure(error, AGENT_HINT);
+      }
+    },
+    async remove(tenantId, objectId, actor) {
+      try {
+        await call(
+          tenantId,
+          "DELETE",
+          `/servicePrincipals/${encodeURIComponent(objectId)}`,
+          undefined,
+          actor,
+        );
+        return {
+          ok: true,
+          reason: "AgentDeleted",
+          message: `Agent identity ${objectId} was deleted from Entra.`,
+        };
+      } catch (error) {
+        if (error instanceof GraphCallError && error.status === 404)
+          return {
+            ok: true,
+            reason: "AgentAlreadyGone",
+            message: `Agent identity ${objectId} no longer exists.`,
+          };
+        return failure(error, AGENT_HINT);
+      }
+    },
+  };
+
+  return { federation, agents };
+}
+
+/** The federation half alone (kept for callers that need only it). */
+export function createGraphFederation(options: GraphOptions): GraphFederation {
+  return createGraphClient(options).federation;
 }

@@ -1,16 +1,25 @@
-import { API_VERSION, FINALIZER_FEDERATED_CREDENTIAL, PLURAL } from "../api/constants.ts";
-import { type AgentIdentity, credentialKind, federationMode } from "../api/types.ts";
-import { findBindingConflicts, validateAgentIdentity } from "../api/validate.ts";
+import { blueprintAdmitsIdentity } from "../api/admit.ts";
+import { authorityAllowed } from "../api/cloud.ts";
+import { API_VERSION, FINALIZER, PLURAL } from "../api/constants.ts";
+import { serviceAccountHolder } from "../api/select.ts";
+import {
+  type AgentIdentity,
+  type AgentIdentityBlueprint,
+  credentialKind,
+  federationMode,
+} from "../api/types.ts";
+import { validateAgentIdentity, validateBlueprint } from "../api/validate.ts";
 import { isApiError, type KubeClient } from "../kube/client.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { WorkResult } from "../kube/queue.ts";
-import { splitKey } from "../kube/store.ts";
+import { type KubeObject, splitKey } from "../kube/store.ts";
 import type { Logger } from "../lib/log.ts";
+import { observeAgent, removeCreatedAgent } from "./agent.ts";
 import { conditionTransitions } from "./conditions.ts";
 import type { EventSink } from "./events.ts";
-import { verificationFingerprint } from "./federation.ts";
-import { observeFederation } from "./federation-step.ts";
-import type { GraphFederation } from "./graph.ts";
+import { desiredFederatedCredential, serviceAccountSubject, verificationFingerprint } from "./federation.ts";
+import { issuerFor, observeFederation } from "./federation-step.ts";
+import type { GraphAgents, GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
 import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
 import { readReferencedSecret } from "./secret.ts";
@@ -19,34 +28,104 @@ import {
   releaseStaleServiceAccounts,
   type ServiceAccountObject,
 } from "./service-account.ts";
-import { desiredStatus, jsonEqual, type Observations } from "./status.ts";
+import { desiredStatus, initialObservations, jsonEqual, type Observations } from "./status.ts";
 import type { Verifier } from "./verify.ts";
+
+export interface NamespaceObject extends KubeObject {
+  metadata: KubeObject["metadata"] & { labels?: Record<string, string> };
+}
 
 export interface ReconcilerDeps {
   kube: KubeClient;
   identities: Informer<AgentIdentity>;
+  blueprints: Informer<AgentIdentityBlueprint>;
+  /** Namespace labels, for the blueprints' namespace selectors. */
+  namespaces: Informer<NamespaceObject>;
+  /** Only ServiceAccounts labelled agentid.io/agentidentity (created by the operator or opted in). */
   serviceAccounts: Informer<ServiceAccountObject>;
   issuer: IssuerSource;
-  /** Absent when verification is turned off. */
+  /** Absent when verification is turned off: then no TokenRequest is ever made. */
   verifier?: Verifier;
   /** Absent when the manager has no Graph credential. */
-  graph?: GraphFederation;
+  graph?: { federation: GraphFederation; agents: GraphAgents };
+  /** The manager's --allowed-authority-hosts (for blueprints with cloud Custom). */
+  allowedAuthorityHosts: readonly string[];
   events: EventSink;
   policy: VerificationPolicy;
   logger: Logger;
   now?: () => Date;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
   graphPropagationMs?: number;
+  /** Re-check a Graph-mode credential this often, so one deleted in Entra is recreated (default 10 min). */
+  graphRecheckMs?: number;
   /** Called with the resourceVersion of every status the reconciler wrote, so its own echo can be ignored. */
   onStatusWritten?: (key: string, resourceVersion: string) => void;
+  /** Called with how many federated credentials a Graph-mode blueprint holds, whenever Graph told. */
+  onCredentialCount?: (blueprint: string, count: number) => void;
 }
 
 /** After a new Graph credential, give Entra a moment before proving it (real Entra propagates in seconds). */
 const GRAPH_PROPAGATION_MS = 15_000;
+const GRAPH_RECHECK_MS = 10 * 60_000;
 
 export function identityPath(namespace: string, name?: string): string {
   const base = `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}`;
   return name ? `${base}/${encodeURIComponent(name)}` : base;
+}
+
+/**
+ * Whether the identity may use its blueprint, from the caches only (no request): the blueprint exists, is
+ * valid and usable by this manager (a Custom authority host must be allow-listed), admits the namespace
+ * and the agent, and the identity holds its ServiceAccount. Pure given its inputs.
+ */
+export function refusal(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint | undefined,
+  namespaceLabels: Record<string, string> | undefined,
+  sameNamespace: readonly AgentIdentity[],
+  allowedAuthorityHosts: readonly string[],
+): Observations["refused"] {
+  const ref = identity.spec.blueprintRef.name;
+  if (!blueprint)
+    return {
+      reason: "BlueprintNotFound",
+      message: `AgentIdentityBlueprint ${ref} does not exist; ask the platform team which blueprints this namespace may use.`,
+    };
+  const valid = validateBlueprint(blueprint);
+  if (!valid.ok)
+    return {
+      reason: "BlueprintNotReady",
+      message: `AgentIdentityBlueprint ${ref} is invalid: ${valid.problems.join("; ")}.`,
+    };
+  if (!authorityAllowed(blueprint, allowedAuthorityHosts))
+    return {
+      reason: "AuthorityHostNotAllowed",
+      message: `AgentIdentityBlueprint ${ref} names authority host ${blueprint.spec.authorityHost ?? ""}, which the manager's --allowed-authority-hosts does not list.`,
+    };
+  const admission = blueprintAdmitsIdentity(
+    blueprint,
+    { name: identity.metadata.namespace, ...(namespaceLabels ? { labels: namespaceLabels } : {}) },
+    identity,
+  );
+  if (!admission.allowed) return { reason: admission.reason, message: admission.message };
+  const holder = serviceAccountHolder(
+    sameNamespace,
+    identity.metadata.namespace,
+    identity.spec.serviceAccountName,
+  );
+  if (holder && holder.metadata.name !== identity.metadata.name)
+    return {
+      reason: "ServiceAccountTaken",
+      message: `ServiceAccount ${identity.spec.serviceAccountName} is held by the older AgentIdentity ${holder.metadata.name}; a ServiceAccount carries one identity. Choose another serviceAccountName.`,
+    };
+  return undefined;
+}
+
+/** Whether anything in Entra is written for this identity, so that a finalizer must guard its deletion. */
+function needsCleanup(identity: AgentIdentity, blueprint: AgentIdentityBlueprint): boolean {
+  const graphCredential =
+    federationMode(blueprint) === "Graph" && credentialKind(identity, blueprint) === "workloadIdentity";
+  return graphCredential || identity.spec.agent.create !== undefined;
 }
 
 export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise<WorkResult | undefined> {
@@ -56,66 +135,142 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
    * write, the cache still holds the replaced version; reconciling from it would only end in a 409.
    */
   const recent = new Map<string, { over: string; written: AgentIdentity }>();
+  /**
+   * Permanent refusals (Graph said no, the limit is reached), by identity, with the generations they were
+   * met at: not retried until the identity's or the blueprint's spec changes.
+   */
+  const permanent = new Map<
+    string,
+    { at: string; agent?: Observations["agent"]; federation?: Observations["federation"] }
+  >();
+
+  const blueprintOf = (identity: AgentIdentity) =>
+    deps.blueprints.get(undefined, identity.spec.blueprintRef.name);
 
   async function removeFinalizer(identity: AgentIdentity): Promise<void> {
     const finalizers = identity.metadata.finalizers ?? [];
-    const index = finalizers.indexOf(FINALIZER_FEDERATED_CREDENTIAL);
+    const index = finalizers.indexOf(FINALIZER);
     if (index < 0) return;
     // test+remove: fails with 422 instead of removing someone else's finalizer if the list moved.
     await deps.kube.patch(identityPath(identity.metadata.namespace, identity.metadata.name), "json", [
-      { op: "test", path: `/metadata/finalizers/${index}`, value: FINALIZER_FEDERATED_CREDENTIAL },
+      { op: "test", path: `/metadata/finalizers/${index}`, value: FINALIZER },
       { op: "remove", path: `/metadata/finalizers/${index}` },
     ]);
   }
 
+  async function warn(identity: AgentIdentity, reason: string, message: string): Promise<void> {
+    await deps.events.emit({ ...ref(identity), type: "Warning", reason, message });
+  }
+
   async function finalize(identity: AgentIdentity): Promise<WorkResult | undefined> {
-    if (!identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL)) return undefined;
-    const name = identity.status?.federatedCredential?.name;
-    // Another live identity of this ServiceAccount and blueprint now relies on the same credential.
-    const heir = deps.identities
-      .list(identity.metadata.namespace)
-      .find(
-        (other) =>
-          other.metadata.name !== identity.metadata.name &&
-          !other.metadata.deletionTimestamp &&
-          other.spec.serviceAccountName === identity.spec.serviceAccountName &&
-          other.spec.blueprint.clientId.toLowerCase() === identity.spec.blueprint.clientId.toLowerCase(),
-      );
-    if (name && deps.graph && !heir) {
-      const outcome = await deps.graph.remove(identity.spec.tenantId, identity.spec.blueprint.clientId, name);
-      if (!outcome.ok) {
+    if (!identity.metadata.finalizers?.includes(FINALIZER)) return undefined;
+    const blueprint = blueprintOf(identity);
+    const { namespace } = identity.metadata;
+    const subject = serviceAccountSubject(namespace, identity.spec.serviceAccountName);
+    if (
+      blueprint &&
+      federationMode(blueprint) === "Graph" &&
+      credentialKind(identity, blueprint) === "workloadIdentity"
+    ) {
+      // Another live identity of this ServiceAccount and blueprint now relies on the same credential.
+      const heir = deps.identities
+        .list(namespace)
+        .some(
+          (other) =>
+            other.metadata.name !== identity.metadata.name &&
+            !other.metadata.deletionTimestamp &&
+            other.spec.serviceAccountName === identity.spec.serviceAccountName &&
+            other.spec.blueprintRef.name === identity.spec.blueprintRef.name,
+        );
+      if (!heir && deps.graph) {
+        // The deterministic name, recomputed; the one status recorded too, but only for exactly this subject.
+        const names = new Set<string>();
+        try {
+          names.add(
+            desiredFederatedCredential(
+              namespace,
+              identity.spec.serviceAccountName,
+              await issuerFor(blueprint, deps.issuer),
+            ).name,
+          );
+        } catch {
+          // Issuer unknown right now: status's name below still covers the usual case.
+        }
+        const recorded = identity.status?.federatedCredential;
+        if (recorded?.name && recorded.subject === subject) names.add(recorded.name);
+        for (const name of names) {
+          const outcome = await deps.graph.federation.remove(
+            blueprint.spec.tenantId,
+            blueprint.spec.clientId,
+            name,
+            subject,
+          );
+          if (!outcome.ok) {
+            await warn(
+              identity,
+              outcome.reason,
+              `Cannot remove the federated credential yet: ${outcome.message}`,
+            );
+            return { requeue: true };
+          }
+          await deps.events.emit({
+            ...ref(identity),
+            type: "Normal",
+            reason: outcome.reason,
+            message: outcome.message,
+          });
+        }
+      } else if (!heir) {
+        await warn(
+          identity,
+          "CredentialLeftInPlace",
+          `The manager has no Graph credential, so the federated credential for ${subject} stays on blueprint ${blueprint.spec.clientId}; remove it by hand if no longer needed.`,
+        );
+      }
+    }
+    const agent = identity.status?.agent;
+    if (agent?.created && agent.objectId) {
+      if (identity.spec.agent.deletionPolicy === "Retain") {
         await deps.events.emit({
           ...ref(identity),
-          type: "Warning",
-          reason: outcome.reason,
-          message: `Cannot remove the federated credential yet: ${outcome.message}`,
+          type: "Normal",
+          reason: "AgentRetained",
+          message: `Agent identity ${agent.clientId} stays in Entra (deletionPolicy Retain).`,
         });
-        return { requeue: true };
+      } else if (!blueprint || !deps.graph) {
+        await warn(
+          identity,
+          "AgentLeftInPlace",
+          `Agent identity ${agent.clientId} cannot be deleted (${blueprint ? "the manager has no Graph credential" : `blueprint ${identity.spec.blueprintRef.name} is gone`}); delete it in Entra by hand.`,
+        );
+      } else {
+        const outcome = await removeCreatedAgent(deps.graph.agents, blueprint, agent.objectId);
+        if (!outcome.ok) {
+          await warn(
+            identity,
+            outcome.reason,
+            `Cannot delete agent identity ${agent.clientId} yet: ${outcome.message}`,
+          );
+          return { requeue: true };
+        }
+        await deps.events.emit({
+          ...ref(identity),
+          type: "Normal",
+          reason: outcome.reason,
+          message: outcome.message,
+        });
       }
-      await deps.events.emit({
-        ...ref(identity),
-        type: "Normal",
-        reason: outcome.reason,
-        message: outcome.message,
-      });
-    }
-    if (name && !deps.graph && !heir) {
-      await deps.events.emit({
-        ...ref(identity),
-        type: "Warning",
-        reason: "CredentialLeftInPlace",
-        message: `The manager has no Graph credential, so federated credential ${name} stays on blueprint ${identity.spec.blueprint.clientId}; remove it by hand if no longer needed.`,
-      });
     }
     await removeFinalizer(identity);
+    permanent.delete(keyOfIdentity(identity));
     return undefined;
   }
 
   /** Writes the status the observations call for, unless the object already says exactly that. */
-  async function writeStatus(identity: AgentIdentity, obs: Observations): Promise<undefined> {
+  async function writeStatus(identity: AgentIdentity, obs: Observations): Promise<AgentIdentity> {
     const { namespace, name } = identity.metadata;
     const status = desiredStatus(identity, obs, now());
-    if (jsonEqual(status, identity.status ?? {})) return undefined;
+    if (jsonEqual(status, identity.status ?? {})) return identity;
     const written = await deps.kube.replace<AgentIdentity>(`${identityPath(namespace, name)}/status`, {
       ...identity,
       status,
@@ -136,70 +291,117 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
         message: `${t.type} is ${t.to}: ${t.message}`,
       });
     }
-    return undefined;
+    return written ?? identity;
   }
 
   async function reconcileOnce(identity: AgentIdentity): Promise<WorkResult | undefined> {
     const { namespace, name } = identity.metadata;
+    const key = keyOfIdentity(identity);
     if (identity.metadata.deletionTimestamp) return finalize(identity);
     const validation = validateAgentIdentity(identity);
-    if (!validation.ok)
-      return writeStatus(identity, { ...blockedObservations(), invalid: validation.problems });
-    const graphMode =
-      federationMode(identity.spec) === "Graph" && credentialKind(identity.spec) === "workloadIdentity";
-    const hasFinalizer = identity.metadata.finalizers?.includes(FINALIZER_FEDERATED_CREDENTIAL) ?? false;
-    if (graphMode && !hasFinalizer) {
-      // Before creating anything in Graph, so that a deletion can never skip the clean-up.
-      const finalizers = [...(identity.metadata.finalizers ?? []), FINALIZER_FEDERATED_CREDENTIAL];
+    const obs = initialObservations();
+    if (!validation.ok) {
+      await writeStatus(identity, { ...obs, invalid: validation.problems });
+      return undefined;
+    }
+    const blueprint = blueprintOf(identity);
+    // Everything up to here comes from the caches: a refused identity costs no request outside the cluster.
+    obs.refused = refusal(
+      identity,
+      blueprint,
+      deps.namespaces.get(undefined, namespace)?.metadata.labels,
+      deps.identities.list(namespace),
+      deps.allowedAuthorityHosts,
+    );
+    if (obs.refused || !blueprint) {
+      await writeStatus(identity, obs);
+      return undefined;
+    }
+    obs.credential = credentialKind(identity, blueprint);
+    const hasFinalizer = identity.metadata.finalizers?.includes(FINALIZER) ?? false;
+    if (needsCleanup(identity, blueprint) && !hasFinalizer) {
+      // Before writing anything to Entra, so that a deletion can never skip the clean-up.
+      const finalizers = [...(identity.metadata.finalizers ?? []), FINALIZER];
       identity = await deps.kube.patch<AgentIdentity>(identityPath(namespace, name), "merge", {
         metadata: { finalizers, resourceVersion: identity.metadata.resourceVersion },
       });
-    } else if (!graphMode && hasFinalizer) {
-      // Switching to Manual hands the credential over to the user: keep it, stop owning it.
+    } else if (!needsCleanup(identity, blueprint) && hasFinalizer && !identity.status?.agent?.created) {
+      // Manual mode and a named agent: nothing in Entra is the operator's to remove.
       await removeFinalizer(identity);
       return { requeueAfterMs: 0 };
     }
 
-    const obs: Observations = {
-      ...blockedObservations(),
-      conflicts: findBindingConflicts(identity, deps.identities.list(namespace)),
-    };
-    let secretValue: string | undefined;
-    if (obs.conflicts.length === 0) {
-      obs.serviceAccount = await ensureServiceAccount(
-        deps.kube,
-        identity,
-        deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName),
-      );
-      if (obs.serviceAccount.state === "ready") {
-        await releaseStaleServiceAccounts(deps.kube, identity, deps.serviceAccounts.list(namespace));
-      }
-      const secret = await readReferencedSecret(deps.kube, identity);
-      obs.secret = secret.observation;
-      secretValue = secret.value;
+    const live = new Set(
+      deps.identities
+        .list(namespace)
+        .filter((i) => !i.metadata.deletionTimestamp && i.metadata.uid)
+        .map((i) => i.metadata.uid as string),
+    );
+    obs.serviceAccount = await ensureServiceAccount(
+      deps.kube,
+      identity,
+      deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName),
+      live,
+    );
+    if (obs.serviceAccount.state === "ready") {
+      await releaseStaleServiceAccounts(deps.kube, identity, deps.serviceAccounts.list(namespace));
     }
-    // A conflicting identity must not touch Graph: the other one may own the same credential.
-    const federation =
-      obs.conflicts.length > 0
-        ? {
-            obs: {
-              state: "skipped" as const,
-              message: "Waiting for the ServiceAccount conflict to be resolved.",
-            },
-            fresh: false,
-          }
-        : await observeFederation(identity, deps);
-    obs.federation = federation.obs;
+    let secretValue: string | undefined;
+    if (identity.spec.clientSecretRef) {
+      if (deps.verifier) {
+        const secret = await readReferencedSecret(deps.kube, identity);
+        obs.secret = secret.observation;
+        secretValue = secret.value;
+      } else obs.secret = { state: "notChecked" };
+    }
+
+    const at = `${identity.metadata.generation ?? 0}/${blueprint.metadata.generation ?? 0}`;
+    const stuck = permanent.get(key);
+    if (stuck && stuck.at !== at) permanent.delete(key);
+    const remembered = stuck?.at === at ? stuck : undefined;
+
+    const saReady = obs.serviceAccount.state === "ready";
+    obs.agent =
+      remembered?.agent ??
+      (saReady ? await observeAgent(identity, blueprint, deps.graph?.agents) : { state: "skipped" });
+    if (obs.agent.state === "failed" && !obs.agent.retry) permanent.set(key, { at, agent: obs.agent });
+    if (obs.agent.state === "known" && obs.agent.status.created && !identity.status?.agent?.created) {
+      // Record a new agent at once: a crash before this write would create a second one.
+      identity = await writeStatus(identity, obs);
+    }
+
+    let fresh = false;
+    let issuer: string | undefined;
+    if (!saReady || obs.agent.state !== "known" || obs.secret.state === "problem") {
+      obs.federation = {
+        state: "skipped",
+        message: "Waiting for the ServiceAccount and the agent identity.",
+      };
+    } else if (remembered?.federation) {
+      obs.federation = remembered.federation;
+    } else {
+      const federation = await observeFederation(identity, blueprint, {
+        issuer: deps.issuer,
+        ...(deps.graph ? { graph: deps.graph.federation } : {}),
+      });
+      obs.federation = federation.obs;
+      fresh = federation.fresh;
+      issuer = federation.issuer;
+      if (federation.count !== undefined) deps.onCredentialCount?.(blueprint.metadata.name, federation.count);
+      if (obs.federation.state === "graphFailed" && !obs.federation.retry)
+        permanent.set(key, { at, federation: obs.federation });
+    }
 
     let requeueAfterMs: number | undefined;
     const blocked =
-      obs.conflicts.length > 0 ||
       obs.serviceAccount.state !== "ready" ||
       obs.secret.state === "problem" ||
+      obs.agent.state !== "known" ||
+      obs.federation.state === "skipped" ||
       obs.federation.state === "issuerUnknown" ||
       obs.federation.state === "graphFailed";
-    if (!blocked) {
-      const kind = credentialKind(identity.spec);
+    if (!blocked && obs.agent.state === "known" && obs.serviceAccount.state === "ready") {
+      const kind = obs.credential;
       if (!deps.verifier) obs.verification = { state: "disabled" };
       else if (kind === "managedIdentity") {
         obs.verification = {
@@ -207,29 +409,36 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
           message:
             "A managed identity's token exists only on Azure compute; the sidecar proves it at run time.",
         };
-      } else if (federation.fresh) {
+      } else if (fresh) {
         obs.verification = {
           state: "pending",
           message: "The federated credential was just written; verifying shortly.",
         };
         requeueAfterMs = deps.graphPropagationMs ?? GRAPH_PROPAGATION_MS;
       } else {
-        const fingerprint = verificationFingerprint(
-          identity,
-          "issuer" in federation ? federation.issuer : undefined,
-        );
+        const agentClientId = obs.agent.status.clientId ?? "";
+        const fingerprint = verificationFingerprint(identity, blueprint, agentClientId, issuer);
         const dueAt = verificationDueAt(identity, fingerprint, deps.policy);
-        const at = now().getTime();
-        if (dueAt <= at) {
+        const t = now().getTime();
+        if (dueAt <= t) {
+          const sa =
+            obs.serviceAccount.object ??
+            deps.serviceAccounts.get(namespace, identity.spec.serviceAccountName);
           const result = await deps.verifier.verify(
-            identity,
+            { identity, blueprint, agentClientId },
             kind === "clientSecret"
               ? { kind: "clientSecret", secret: secretValue ?? "" }
-              : { kind: "serviceAccountToken" },
+              : {
+                  kind: "serviceAccountToken",
+                  serviceAccount: {
+                    name: identity.spec.serviceAccountName,
+                    ...(sa?.metadata.labels ? { labels: sa.metadata.labels } : {}),
+                  },
+                },
             {
-              tenantId: identity.spec.tenantId,
-              blueprintClientId: identity.spec.blueprint.clientId,
-              ...(identity.spec.agentId ? { agentId: identity.spec.agentId } : {}),
+              tenantId: blueprint.spec.tenantId,
+              blueprintClientId: blueprint.spec.clientId,
+              agentId: agentClientId,
               ...(obs.federation.state === "manual" || obs.federation.state === "graph"
                 ? { azCommand: obs.federation.credential.azCommand }
                 : {}),
@@ -239,23 +448,27 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
           requeueAfterMs = result.state === "verified" ? deps.policy.intervalMs : deps.policy.retryMs;
         } else {
           obs.verification = { state: "unchanged" };
-          requeueAfterMs = dueAt - at;
+          requeueAfterMs = dueAt - t;
         }
       }
     }
     secretValue = undefined;
+    if (obs.federation.state === "graph")
+      requeueAfterMs = Math.min(
+        requeueAfterMs ?? Number.POSITIVE_INFINITY,
+        deps.graphRecheckMs ?? GRAPH_RECHECK_MS,
+      );
 
     await writeStatus(identity, obs);
-    if (
-      obs.federation.state === "graphFailed" ||
+    const retry =
+      (obs.federation.state === "graphFailed" && obs.federation.retry) ||
+      (obs.agent.state === "failed" && obs.agent.retry) ||
       obs.federation.state === "issuerUnknown" ||
       obs.serviceAccount.state === "error" ||
       // Secrets are not watched (least privilege: no list/watch on Secrets), so a missing or incomplete
       // one is looked at again with the queue's backoff (0.5 s doubling to 5 min) until it is in order.
-      obs.secret.state === "problem"
-    ) {
-      return { requeue: true };
-    }
+      obs.secret.state === "problem";
+    if (retry) return { requeue: true };
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(requeueAfterMs, 100) } : undefined;
   }
 
@@ -279,18 +492,8 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
   };
 }
 
-/** The starting point of a reconcile: nothing checked yet, verification waiting. */
-function blockedObservations(): Observations {
-  return {
-    conflicts: [],
-    serviceAccount: { state: "skipped" },
-    secret: { state: "notRequired" },
-    federation: { state: "notRequired", message: "Not checked yet." },
-    verification: {
-      state: "pending",
-      message: "Waiting until the ServiceAccount, Secret and federated credential are in order.",
-    },
-  };
+function keyOfIdentity(identity: AgentIdentity): string {
+  return `${identity.metadata.namespace}/${identity.metadata.name}`;
 }
 
 function ref(identity: AgentIdentity) {

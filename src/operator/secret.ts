@@ -4,7 +4,7 @@ import { isApiError, type KubeClient } from "../kube/client.ts";
 import type { Observations } from "./status.ts";
 
 /**
- * Reads the one Secret a clientSecret credential names, by name, when a reconcile needs it: no list, no
+ * Reads the one Secret spec.clientSecretRef names, by name, in the identity's own namespace, when a reconcile needs it: no list, no
  * watch, no cache, so the manager never holds other Secrets. The value is returned for the verification
  * only and must not be kept.
  */
@@ -12,7 +12,7 @@ export async function readReferencedSecret(
   kube: KubeClient,
   identity: AgentIdentity,
 ): Promise<{ observation: Observations["secret"]; value?: string }> {
-  const ref = identity.spec.blueprint.credential?.clientSecret?.secretRef;
+  const ref = identity.spec.clientSecretRef;
   if (!ref) return { observation: { state: "notRequired" } };
   const path = `/api/v1/namespaces/${encodeURIComponent(identity.metadata.namespace)}/secrets/${encodeURIComponent(ref.name)}`;
   let secret: SecretKeys | undefined;

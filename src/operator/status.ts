@@ -1,27 +1,55 @@
 import { CONDITION_FEDERATION, CONDITION_READY, CONDITION_VERIFIED } from "../api/constants.ts";
-import type { AgentIdentity, AgentIdentityStatus, FederatedCredentialStatus } from "../api/types.ts";
+import type {
+  AgentIdentity,
+  AgentIdentityStatus,
+  AgentStatus,
+  CredentialKind,
+  FederatedCredentialStatus,
+} from "../api/types.ts";
 import { type ConditionDecision, findCondition, mergeConditions } from "./conditions.ts";
 import type { VerificationFailure } from "./entra-errors.ts";
+import type { ServiceAccountObject } from "./service-account.ts";
 
 /** What one reconcile found out; the status follows from it without I/O. */
 export interface Observations {
   /** Problems of an object the installed CRD let through (an older schema); nothing else is done then. */
   invalid?: string[];
-  conflicts: string[];
+  /**
+   * The identity may not use its blueprint (missing, unusable, not admitting it) or its ServiceAccount is
+   * held by an older identity: nothing else is done, nothing is called outside the cluster.
+   */
+  refused?: { reason: string; message: string };
+  /** How the sidecar proves itself; decides which evidence makes Ready true. */
+  credential?: CredentialKind;
   serviceAccount:
-    | { state: "ready"; created: boolean }
-    | { state: "missing" }
+    | { state: "ready"; created: boolean; object?: ServiceAccountObject }
+    | { state: "notOptedIn"; message: string }
     | { state: "skipped" }
     | { state: "error"; message: string };
-  secret: { state: "notRequired" } | { state: "ok" } | { state: "problem"; reason: string; message: string };
+  secret:
+    | { state: "notRequired" }
+    | { state: "notChecked" }
+    | { state: "ok" }
+    | { state: "problem"; reason: string; message: string };
+  agent:
+    | { state: "skipped" }
+    | { state: "known"; status: AgentStatus }
+    | { state: "pending"; message: string }
+    | { state: "failed"; reason: string; message: string; retry: boolean };
   federation:
     | { state: "notRequired"; message: string }
-    /** Not looked at because of an earlier problem (e.g. a conflict): nothing was written to Graph. */
+    /** Not looked at because of an earlier problem: nothing was written to Graph. */
     | { state: "skipped"; message: string }
     | { state: "issuerUnknown"; message: string }
     | { state: "manual"; credential: FederatedCredentialStatus }
     | { state: "graph"; credential: FederatedCredentialStatus; reason: string; message: string }
-    | { state: "graphFailed"; credential?: FederatedCredentialStatus; reason: string; message: string };
+    | {
+        state: "graphFailed";
+        credential?: FederatedCredentialStatus;
+        reason: string;
+        message: string;
+        retry: boolean;
+      };
   verification:
     | { state: "disabled" }
     | { state: "notVerifiable"; message: string }
@@ -33,14 +61,29 @@ export interface Observations {
     | { state: "unreachable"; fingerprint: string; message: string };
 }
 
+/** The starting point of a reconcile: nothing checked yet, verification waiting. */
+export function initialObservations(): Observations {
+  return {
+    serviceAccount: { state: "skipped" },
+    secret: { state: "notRequired" },
+    agent: { state: "skipped" },
+    federation: { state: "skipped", message: "Not checked yet." },
+    verification: {
+      state: "pending",
+      message:
+        "Waiting until the blueprint admits this identity and the ServiceAccount, agent and federated credential are in order.",
+    },
+  };
+}
+
+type Decide = (status: ConditionDecision["status"], reason: string, message: string) => ConditionDecision;
+const decider =
+  (type: string): Decide =>
+  (status, reason, message) => ({ type, status, reason, message });
+
 function verifiedDecision(identity: AgentIdentity, obs: Observations): ConditionDecision {
   const v = obs.verification;
-  const d = (status: ConditionDecision["status"], reason: string, message: string) => ({
-    type: CONDITION_VERIFIED,
-    status,
-    reason,
-    message,
-  });
+  const d = decider(CONDITION_VERIFIED);
   switch (v.state) {
     case "disabled":
       return d(
@@ -52,14 +95,14 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
       return d("Unknown", "NotVerifiable", v.message);
     case "pending":
       return d("Unknown", "Pending", v.message);
-    case "verified":
+    case "verified": {
+      const agent = obs.agent.state === "known" ? obs.agent.status.clientId : undefined;
       return d(
         "True",
         "TokenIssued",
-        identity.spec.agentId
-          ? `Entra issued the blueprint's exchange token for agent ${identity.spec.agentId}.`
-          : "Entra issued the blueprint's exchange token.",
+        `Entra issued the blueprint's exchange token${agent ? ` for agent ${agent}` : ""}.`,
       );
+    }
     case "failed":
       return d("False", v.failure.reason, v.failure.message);
     case "unreachable":
@@ -73,12 +116,7 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
 
 function federationDecision(obs: Observations, verified: ConditionDecision): ConditionDecision {
   const f = obs.federation;
-  const d = (status: ConditionDecision["status"], reason: string, message: string) => ({
-    type: CONDITION_FEDERATION,
-    status,
-    reason,
-    message,
-  });
+  const d = decider(CONDITION_FEDERATION);
   switch (f.state) {
     case "notRequired":
       return d("True", "NotRequired", f.message);
@@ -109,18 +147,18 @@ function federationDecision(obs: Observations, verified: ConditionDecision): Con
   }
 }
 
+/**
+ * Ready=True only when pods can really get tokens: admitted, ServiceAccount held and opted in, agent
+ * known, and the federation in place (written by the operator, or proven by a real exchange; a managed
+ * identity's is the platform's and cannot be observed here). Unknown, with a reason, while not known.
+ */
 function readyDecision(
   identity: AgentIdentity,
   obs: Observations,
   federation: ConditionDecision,
   verified: ConditionDecision,
 ): ConditionDecision {
-  const d = (status: ConditionDecision["status"], reason: string, message: string) => ({
-    type: CONDITION_READY,
-    status,
-    reason,
-    message,
-  });
+  const d = decider(CONDITION_READY);
   const sa = identity.spec.serviceAccountName;
   if (obs.invalid && obs.invalid.length > 0) {
     return d(
@@ -129,27 +167,55 @@ function readyDecision(
       `The AgentIdentity is invalid (is the installed CRD out of date?): ${obs.invalid.join("; ")}.`,
     );
   }
-  if (obs.conflicts.length > 0) {
-    return d(
-      "False",
-      "Conflict",
-      `ServiceAccount ${sa} is also bound by AgentIdentity ${obs.conflicts.join(", ")} in this namespace; a ServiceAccount can carry one identity only.`,
-    );
-  }
-  if (obs.serviceAccount.state === "missing") {
-    return d(
-      "False",
-      "ServiceAccountNotFound",
-      `ServiceAccount ${sa} does not exist and createServiceAccount is false.`,
-    );
-  }
+  if (obs.refused) return d("False", obs.refused.reason, obs.refused.message);
+  if (obs.serviceAccount.state === "notOptedIn")
+    return d("False", "ServiceAccountNotOptedIn", obs.serviceAccount.message);
   if (obs.serviceAccount.state === "error")
     return d("False", "ServiceAccountError", obs.serviceAccount.message);
   if (obs.secret.state === "problem") return d("False", obs.secret.reason, obs.secret.message);
+  if (obs.agent.state === "failed") return d("False", obs.agent.reason, obs.agent.message);
+  if (obs.agent.state === "pending") return d("Unknown", "AgentPending", obs.agent.message);
   if (federation.status === "False") return d("False", federation.reason, federation.message);
   if (verified.status === "False") return d("False", "VerificationFailed", verified.message);
-  const note = verified.status === "True" ? "verified against Entra" : `not verified (${verified.reason})`;
-  return d("True", "Ready", `ServiceAccount ${sa} is bound to this identity; ${note}.`);
+  if (obs.serviceAccount.state !== "ready" || obs.agent.state !== "known")
+    return d("Unknown", "Pending", "Not checked yet.");
+  const proven = verified.status === "True";
+  switch (obs.credential) {
+    case "managedIdentity":
+      return d(
+        "True",
+        "Ready",
+        `ServiceAccount ${sa} is bound; the blueprint uses a managed identity, whose token the sidecar gets at run time.`,
+      );
+    case "clientSecret":
+      if (proven)
+        return d(
+          "True",
+          "Ready",
+          `ServiceAccount ${sa} is bound; the development secret was verified against Entra.`,
+        );
+      return d(
+        "Unknown",
+        "SecretUnverified",
+        `ServiceAccount ${sa} is bound; the development secret is not verified yet (${verified.reason}).`,
+      );
+    default:
+      if (federation.status === "True" && (proven || obs.federation.state === "graph")) {
+        const note = proven
+          ? "verified against Entra"
+          : `written by the operator, not verified (${verified.reason})`;
+        return d(
+          "True",
+          "Ready",
+          `ServiceAccount ${sa} is bound and its federated credential is in place, ${note}.`,
+        );
+      }
+      return d(
+        "Unknown",
+        "ManualSetupUnverified",
+        `The federated credential cannot be confirmed yet (${verified.reason}): ${federation.message}`,
+      );
+  }
 }
 
 export function decideConditions(identity: AgentIdentity, obs: Observations): ConditionDecision[] {
@@ -158,12 +224,7 @@ export function decideConditions(identity: AgentIdentity, obs: Observations): Co
   return [readyDecision(identity, obs, federation, verified), verified, federation];
 }
 
-export interface VerificationRecord {
-  time: string;
-  fingerprint: string;
-}
-
-/** The whole desired status; `verifiedAt` is the time a verification ran in this reconcile, if one did. */
+/** The whole desired status. */
 export function desiredStatus(identity: AgentIdentity, obs: Observations, now: Date): AgentIdentityStatus {
   const generation = identity.metadata.generation ?? 0;
   const status: AgentIdentityStatus = {
@@ -176,9 +237,16 @@ export function desiredStatus(identity: AgentIdentity, obs: Observations, now: D
     ),
   };
   if (obs.serviceAccount.state === "ready") status.serviceAccount = identity.spec.serviceAccountName;
+  if (obs.agent.state === "known") status.agent = obs.agent.status;
+  else if (identity.status?.agent?.created) {
+    // Never forget an agent the operator created: the finalizer deletes it from this record.
+    status.agent = identity.status.agent;
+  } else if (identity.spec.agent.clientId) status.agent = { clientId: identity.spec.agent.clientId };
   const f = obs.federation;
   if ((f.state === "manual" || f.state === "graph" || f.state === "graphFailed") && f.credential)
     status.federatedCredential = f.credential;
+  else if (f.state === "skipped" && identity.status?.federatedCredential)
+    status.federatedCredential = identity.status.federatedCredential;
   const v = obs.verification;
   if (v.state === "verified" || v.state === "failed" || v.state === "unreachable") {
     status.lastVerification = {

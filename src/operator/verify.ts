@@ -1,7 +1,12 @@
 import { type Dispatcher, request } from "undici";
-import { CLIENT_ASSERTION_TYPE, EXCHANGE_SCOPE, TOKEN_AUDIENCE } from "../api/constants.ts";
-import { normalizeInstance } from "../api/render.ts";
-import type { AgentIdentity } from "../api/types.ts";
+import { authorityHostOf } from "../api/cloud.ts";
+import {
+  CLIENT_ASSERTION_TYPE,
+  EXCHANGE_SCOPE,
+  LABEL_SERVICE_ACCOUNT_BINDING,
+  TOKEN_AUDIENCE,
+} from "../api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { scrubTokens } from "../lib/log.ts";
 import {
@@ -14,8 +19,10 @@ import {
 /**
  * Proves the federation instead of assuming it: a short-lived token for the ServiceAccount (TokenRequest,
  * audience api://AzureADTokenExchange) is the blueprint's client assertion in leg 1 against Entra, with
- * fmi_path when an agent is named. The token and any secret live only in this function's frame: they are
- * never logged, stored, returned or put in an error.
+ * fmi_path = the identity's agent. The token and any secret live only in this function's frame: they are
+ * never logged, stored, returned or put in an error. A token is minted only for a ServiceAccount that is
+ * labelled for this identity (created by the operator, or opted in by its owners), and sent only to the
+ * blueprint's authority, which the caller has checked against --allowed-authority-hosts.
  */
 
 export type VerificationResult =
@@ -24,15 +31,32 @@ export type VerificationResult =
   | { state: "unreachable"; message: string };
 
 export type BlueprintCredentialInput =
-  | { kind: "serviceAccountToken" }
+  | { kind: "serviceAccountToken"; serviceAccount: { name: string; labels?: Record<string, string> } }
   | { kind: "clientSecret"; secret: string };
+
+export interface VerificationTarget {
+  identity: AgentIdentity;
+  blueprint: AgentIdentityBlueprint;
+  agentClientId: string;
+}
 
 export interface Verifier {
   verify(
-    identity: AgentIdentity,
+    target: VerificationTarget,
     credential: BlueprintCredentialInput,
     hint: HintContext,
   ): Promise<VerificationResult>;
+}
+
+/** Whether the operator may mint a token for this ServiceAccount on behalf of this identity. */
+export function mayMintToken(
+  identity: AgentIdentity,
+  serviceAccount: { name: string; labels?: Record<string, string> },
+): boolean {
+  return (
+    serviceAccount.name === identity.spec.serviceAccountName &&
+    serviceAccount.labels?.[LABEL_SERVICE_ACCOUNT_BINDING] === identity.metadata.name
+  );
 }
 
 export interface VerifierOptions {
@@ -60,8 +84,8 @@ export async function requestServiceAccountToken(
   return token;
 }
 
-export function tokenEndpoint(identity: AgentIdentity): string {
-  return `${normalizeInstance(identity.spec.instance)}${encodeURIComponent(identity.spec.tenantId)}/oauth2/v2.0/token`;
+export function tokenEndpoint(blueprint: AgentIdentityBlueprint): string {
+  return `${authorityHostOf(blueprint)}${encodeURIComponent(blueprint.spec.tenantId)}/oauth2/v2.0/token`;
 }
 
 /** Removes every occurrence of the given sensitive values from a text (Entra may echo what it was sent). */
@@ -84,29 +108,33 @@ function redactResult(result: VerificationResult, values: readonly string[]): Ve
 export function createVerifier(options: VerifierOptions): Verifier {
   const lifetime = options.tokenLifetimeSeconds ?? 600;
   return {
-    async verify(identity, credential, hint) {
+    async verify(target, credential, hint) {
       const sensitive: string[] = [];
-      const result = await attempt(identity, credential, hint, sensitive);
+      const result = await attempt(target, credential, hint, sensitive);
       return redactResult(result, sensitive);
     },
   };
 
   async function attempt(
-    identity: AgentIdentity,
+    { identity, blueprint, agentClientId }: VerificationTarget,
     credential: BlueprintCredentialInput,
     hint: HintContext,
     sensitive: string[],
   ): Promise<VerificationResult> {
     const form = new URLSearchParams({
-      client_id: identity.spec.blueprint.clientId,
+      client_id: blueprint.spec.clientId,
       scope: EXCHANGE_SCOPE,
       grant_type: "client_credentials",
+      fmi_path: agentClientId,
     });
-    if (identity.spec.agentId) form.set("fmi_path", identity.spec.agentId);
     if (credential.kind === "clientSecret") {
       sensitive.push(credential.secret);
       form.set("client_secret", credential.secret);
     } else {
+      if (!mayMintToken(identity, credential.serviceAccount))
+        throw new Error(
+          `ServiceAccount ${credential.serviceAccount.name} is not labelled for AgentIdentity ${identity.metadata.name}; no token is minted for it`,
+        );
       const token = await requestServiceAccountToken(
         options.kube,
         identity.metadata.namespace,
@@ -120,7 +148,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     let status: number;
     let text: string;
     try {
-      const response = await request(tokenEndpoint(identity), {
+      const response = await request(tokenEndpoint(blueprint), {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
         body: form.toString(),
@@ -131,7 +159,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     } catch (error) {
       return {
         state: "unreachable",
-        message: `Cannot reach Entra at ${tokenEndpoint(identity)}: ${scrubTokens((error as Error).message)}`,
+        message: `Cannot reach Entra at ${tokenEndpoint(blueprint)}: ${scrubTokens((error as Error).message)}`,
       };
     }
     if (status === 200) return { state: "verified" };
@@ -144,7 +172,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (status >= 500 || status === 429 || (!body.error && !body.error_codes)) {
       return {
         state: "unreachable",
-        message: `Entra answered HTTP ${status} at ${tokenEndpoint(identity)}; will retry later.`,
+        message: `Entra answered HTTP ${status} at ${tokenEndpoint(blueprint)}; will retry later.`,
       };
     }
     return { state: "failed", failure: classifyEntraError(status, body, hint) };

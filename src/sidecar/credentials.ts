@@ -61,8 +61,55 @@ export class AssertionFile {
   }
 }
 
-function loadCertificate(path: string): ClientCredential {
-  const pem = readFileSync(path, "utf8");
+/**
+ * The certificates and the private key of a PKCS#12 (PFX) file, as PEM. node-forge reads every
+ * encryption such files use (PBES2 with AES, the legacy 3DES and RC2 of Windows exports), which Node's
+ * crypto cannot; it is loaded only for these credentials. A wrong password is reported as such.
+ */
+export function pfxToPem(der: Buffer, password: string | undefined, source: string): string {
+  const forge = process.getBuiltinModule("node:module").createRequire(import.meta.url)(
+    "node-forge",
+  ) as typeof import("node-forge");
+  let p12: import("node-forge").pkcs12.Pkcs12Pfx;
+  try {
+    const asn1 = forge.asn1.fromDer(forge.util.createBuffer(der.toString("binary")));
+    p12 = forge.pkcs12.pkcs12FromAsn1(asn1, password ?? "");
+  } catch (error) {
+    const message = (error as Error).message ?? "";
+    throw new Error(
+      /mac|password|invalid/i.test(message)
+        ? `${source}: the PFX cannot be opened: wrong or missing CertificatePassword`
+        : `${source}: not a PFX (PKCS#12) or PEM certificate`,
+    );
+  }
+  // PKCS#12 bag types (RFC 7292): certBag, pkcs8ShroudedKeyBag, keyBag.
+  const oids = {
+    cert: "1.2.840.113549.1.12.10.1.3",
+    shrouded: "1.2.840.113549.1.12.10.1.2",
+    key: "1.2.840.113549.1.12.10.1.1",
+  };
+  const bags = (type: string) => p12.getBags({ bagType: type })[type] ?? [];
+  const pems: string[] = [];
+  for (const bag of bags(oids.cert)) if (bag.cert) pems.push(forge.pki.certificateToPem(bag.cert));
+  const keyBags = [...bags(oids.shrouded), ...bags(oids.key)];
+  const key = keyBags.find((b) => b.key)?.key;
+  if (!key) throw new Error(`${source}: the PFX holds no private key (export the certificate with its key)`);
+  pems.push(forge.pki.privateKeyToPem(key));
+  return pems.join("\n");
+}
+
+/** PEM text, or a PFX turned into PEM (a PEM file is text that holds a PEM armour). */
+function certificateText(bytes: Buffer, password: string | undefined, source: string): string {
+  const text = bytes.toString("utf8");
+  if (text.includes("-----BEGIN ")) return text;
+  return pfxToPem(bytes, password, source);
+}
+
+function loadCertificate(path: string, password?: string): ClientCredential {
+  return certificateFromPem(certificateText(readFileSync(path), password, path), path);
+}
+
+function certificateFromPem(pem: string, path: string): ClientCredential {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new Error(`${path} holds no PEM certificate`);
   const key = createPrivateKey(pem);
@@ -125,7 +172,15 @@ export function loadCredential(spec: CredentialSpec, networkClient: INetworkModu
       case "SignedAssertionFromManagedIdentity":
         return { label, credential: managedIdentity(spec, networkClient) };
       case "Path":
-        return { label, credential: loadCertificate(spec.certificatePath) };
+        return { label, credential: loadCertificate(spec.certificatePath, spec.password) };
+      case "Base64Encoded": {
+        const source = "Base64EncodedValue";
+        const bytes = Buffer.from(spec.value.replace(/\s+/g, ""), "base64");
+        return {
+          label,
+          credential: certificateFromPem(certificateText(bytes, spec.password, source), source),
+        };
+      }
     }
   } catch (error) {
     const reason =

@@ -59,6 +59,26 @@ export interface OutboundOptions {
   /** Extra CA certificates (PEM) trusted in addition to the system roots, e.g. a local Entra emulator's. */
   extraCaPem?: string;
   maxSockets?: number;
+  /**
+   * `HTTPS_PROXY`/`https_proxy`, `HTTP_PROXY`/`http_proxy`, `NO_PROXY`/`no_proxy` (the lower-case form
+   * wins), as .NET's HttpClient honours them: Node's built-in proxy support of its agents (`proxyEnv`),
+   * which tunnels HTTPS through the proxy with CONNECT and sends plain HTTP to it in absolute form.
+   */
+  proxyEnv?: Readonly<Record<string, string | undefined>>;
+}
+
+const PROXY_VARIABLES = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+
+/** Only the proxy variables of an environment, or undefined when none is set (pure). */
+export function proxyVariables(
+  env: Readonly<Record<string, string | undefined>>,
+): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const name of PROXY_VARIABLES) {
+    const value = env[name];
+    if (value !== undefined && value !== "") out[name] = value;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 export interface Outbound {
@@ -70,7 +90,13 @@ export interface Outbound {
 const FREE_SOCKET_TIMEOUT_MS = 30_000;
 
 export function createOutbound(options: OutboundOptions = {}): Outbound {
-  const common = { keepAlive: true, maxSockets: options.maxSockets ?? 64, timeout: FREE_SOCKET_TIMEOUT_MS };
+  const proxyEnv = options.proxyEnv ? proxyVariables(options.proxyEnv) : undefined;
+  const common = {
+    keepAlive: true,
+    maxSockets: options.maxSockets ?? 64,
+    timeout: FREE_SOCKET_TIMEOUT_MS,
+    ...(proxyEnv ? { proxyEnv } : {}),
+  };
   // One TLS context for every connection: otherwise each tls.connect builds a context of its own (given
   // `ca`, parsing the ~150 system roots again: about 0.8 MB of native memory and a millisecond each).
   const httpsAgent = new https.Agent({

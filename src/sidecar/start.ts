@@ -13,10 +13,11 @@ import { createDownstreamClient } from "./downstream.ts";
 import { HostFilter } from "./hosts.ts";
 import { InboundValidator } from "./inbound.ts";
 import type { MetricsSink, PromMetrics } from "./metrics.ts";
-import { createOutbound } from "./outbound.ts";
+import { createOutbound, proxyVariables } from "./outbound.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { buildServer, NO_SCHEMA_COMPILERS } from "./server.ts";
 import { TokenCache } from "./tokens/cache.ts";
+import { SessionStore } from "./tokens/sessions.ts";
 
 export interface StartOptions {
   env: NodeJS.ProcessEnv;
@@ -64,7 +65,29 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   if (config.logLevel && !options.logger) logger.level = config.logLevel;
   for (const w of warnings) logger.warn(w);
 
-  const outbound = createOutbound(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {});
+  const outbound = createOutbound({
+    ...(options.extraCaPem ? { extraCaPem: options.extraCaPem } : {}),
+    proxyEnv: options.env,
+  });
+  const proxies = proxyVariables(options.env);
+  if (proxies) {
+    // The proxy's URL may carry a user and password: log the variables' names and the hosts only.
+    const hostOf = (v: string | undefined) => {
+      try {
+        return v ? new URL(v).host : undefined;
+      } catch {
+        return "(not a URL)";
+      }
+    };
+    logger.info(
+      {
+        https: hostOf(proxies.https_proxy ?? proxies.HTTPS_PROXY),
+        http: hostOf(proxies.http_proxy ?? proxies.HTTP_PROXY),
+        noProxy: proxies.no_proxy ?? proxies.NO_PROXY,
+      },
+      "outbound requests go through the configured proxy",
+    );
+  }
   // prom-client is loaded only when metrics are asked for.
   let prom: PromMetrics | undefined;
   if (options.metricsPort !== undefined)
@@ -78,7 +101,8 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       : {}),
   });
   const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
-  if (loaded.length === 0) {
+  // No credential configured at all is a /Validate-only deployment; configured ones that all fail are not.
+  if (loaded.length === 0 && config.credentials.length > 0) {
     outbound.close();
     throw new SidecarConfigError(
       credentialProblems.length > 0 ? credentialProblems : ["no usable client credential"],
@@ -106,7 +130,11 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
         "background token refresh failed; serving the cached token",
       ),
   });
+  const sessions = new SessionStore(config.longRunningObo);
+  const sessionSweep = setInterval(() => sessions.sweep(), 60_000);
+  sessionSweep.unref();
   const tokens = new TokenService({
+    sessions,
     instance: config.instance,
     clientId: config.clientId,
     credentials: loaded,
@@ -201,6 +229,7 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
         clearInterval(sweeper);
       }
       await metricsApp?.close();
+      clearInterval(sessionSweep);
       cache.close();
       outbound.close();
     },

@@ -1,33 +1,33 @@
 import { describe, expect, it } from "vitest";
 import { TOKEN_FILE } from "../../src/api/constants.ts";
-import { type EnvVar, renderSidecarSettings } from "../../src/api/render.ts";
-import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
-
-const TENANT = "11111111-1111-1111-1111-111111111111";
-const BLUEPRINT = "22222222-2222-2222-2222-222222222222";
-const AGENT = "33333333-3333-3333-3333-333333333333";
-
-function identity(spec: Partial<AgentIdentitySpec>): AgentIdentity {
-  return {
-    metadata: { name: "agent", namespace: "ns" },
-    spec: { tenantId: TENANT, blueprint: { clientId: BLUEPRINT }, serviceAccountName: "agent", ...spec },
-  };
-}
+import {
+  type EnvVar,
+  type RenderResult,
+  renderSidecarSettings,
+  type SidecarSettings,
+} from "../../src/api/render.ts";
+import type { AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
+import { AGENT, BLUEPRINT, blueprint, identity, OTHER_AGENT, TENANT } from "../support/api-fixtures.ts";
 
 function asMap(env: EnvVar[]): Record<string, unknown> {
   return Object.fromEntries(env.map((e) => [e.name, "value" in e ? e.value : e.valueFrom]));
 }
 
+function ok(result: RenderResult): SidecarSettings {
+  if (!result.ok) throw new Error(`render failed: ${result.reason} ${result.message}`);
+  return result.settings;
+}
+
 describe("renderSidecarSettings", () => {
   const cases: Array<{
     name: string;
-    spec: Partial<AgentIdentitySpec>;
+    spec?: Partial<AgentIdentitySpec>;
+    bp?: Partial<AgentIdentityBlueprintSpec>;
     expected: Record<string, unknown>;
     absent?: string[];
   }> = [
     {
-      name: "workload identity (the default) reads the projected token file",
-      spec: {},
+      name: "workload identity (the default) reads the projected token file; tenant and client id from the blueprint",
       expected: {
         AzureAd__Instance: "https://login.microsoftonline.com/",
         AzureAd__TenantId: TENANT,
@@ -35,42 +35,49 @@ describe("renderSidecarSettings", () => {
         AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFilePath",
         AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath: TOKEN_FILE,
         Kestrel__Endpoints__Http__Url: "http://127.0.0.1:5000",
+        Sidecar__AgentIdentity: AGENT,
       },
+      absent: ["Sidecar__AllowBlueprintToken", "Sidecar__AllowFmiPathOverride"],
     },
     {
-      name: "a client secret comes from the Secret by reference, never by value",
-      spec: {
-        blueprint: {
-          clientId: BLUEPRINT,
-          credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
-        },
-      },
+      name: "a development secret comes from the identity's Secret by reference, never by value",
+      spec: { clientSecretRef: { name: "bp", key: "secret" } },
+      bp: { admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true } },
       expected: {
         AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
         AzureAd__ClientCredentials__0__ClientSecret: { secretKeyRef: { name: "bp", key: "secret" } },
       },
+      absent: ["AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath"],
     },
     {
       name: "a user-assigned managed identity",
-      spec: { blueprint: { clientId: BLUEPRINT, credential: { managedIdentity: { clientId: AGENT } } } },
+      bp: { credential: { managedIdentity: { clientId: OTHER_AGENT } } },
       expected: {
         AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFromManagedIdentity",
-        AzureAd__ClientCredentials__0__ManagedIdentityClientId: AGENT,
+        AzureAd__ClientCredentials__0__ManagedIdentityClientId: OTHER_AGENT,
       },
     },
     {
-      name: "an instance without a trailing slash, a custom port, overrides and log level",
+      name: "a sovereign cloud's authority host",
+      bp: { cloud: "AzureUSGovernment" },
+      expected: { AzureAd__Instance: "https://login.microsoftonline.us/" },
+    },
+    {
+      name: "the two widening flags only when the identity asks, a custom port, overrides and log level",
       spec: {
-        instance: "https://127.0.0.1:9443",
         sidecar: {
           port: 6000,
           logLevel: "Debug",
+          allowBlueprintToken: true,
+          allowFmiPathOverride: true,
           allowOverrides: { getAuthorizationHeaderUnauthenticated: true, callDownstreamApi: false },
         },
       },
       expected: {
-        AzureAd__Instance: "https://127.0.0.1:9443/",
         Kestrel__Endpoints__Http__Url: "http://127.0.0.1:6000",
+        Sidecar__AgentIdentity: AGENT,
+        Sidecar__AllowBlueprintToken: "true",
+        Sidecar__AllowFmiPathOverride: "true",
         Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
         Sidecar__AllowOverrides__CallDownstreamApi: "false",
         Logging__LogLevel__Default: "Debug",
@@ -81,15 +88,17 @@ describe("renderSidecarSettings", () => {
       ],
     },
     {
+      name: "flags set to false render nothing (the sidecar's default is off)",
+      spec: { sidecar: { allowBlueprintToken: false, allowFmiPathOverride: false } },
+      expected: { Sidecar__AgentIdentity: AGENT },
+      absent: ["Sidecar__AllowBlueprintToken", "Sidecar__AllowFmiPathOverride"],
+    },
+    {
       name: "downstream APIs with indexed scopes, headers and query parameters",
       spec: {
-        downstreamApis: {
-          "graph-app": {
-            baseUrl: "https://graph.microsoft.com/v1.0/",
-            scopes: ["https://graph.microsoft.com/.default"],
-            requestAppToken: true,
-          },
-          me: {
+        downstreamApis: [
+          {
+            name: "me",
             baseUrl: "https://graph.microsoft.com/v1.0/",
             scopes: ["User.Read", "Mail.Read"],
             relativePath: "me",
@@ -99,7 +108,13 @@ describe("renderSidecarSettings", () => {
             extraHeaders: { "x-b": "2", "x-a": "1" },
             extraQueryParameters: { q: "v" },
           },
-        },
+          {
+            name: "graph-app",
+            baseUrl: "https://graph.microsoft.com/v1.0/",
+            scopes: ["https://graph.microsoft.com/.default"],
+            requestAppToken: true,
+          },
+        ],
       },
       expected: {
         "DownstreamApis__graph-app__BaseUrl": "https://graph.microsoft.com/v1.0/",
@@ -120,41 +135,86 @@ describe("renderSidecarSettings", () => {
 
   for (const c of cases) {
     it(c.name, () => {
-      const env = asMap(renderSidecarSettings(identity(c.spec)).sidecarEnv);
+      const env = asMap(ok(renderSidecarSettings(identity(c.spec), blueprint(c.bp))).sidecarEnv);
       expect(env).toMatchObject(c.expected);
       for (const name of c.absent ?? []) expect(env).not.toHaveProperty(name);
     });
   }
 
-  it("gives app containers SIDECAR_URL and the agent id, and no credential", () => {
-    const settings = renderSidecarSettings(
-      identity({
-        agentId: AGENT,
-        sidecar: { port: 5100 },
-        blueprint: {
-          clientId: BLUEPRINT,
-          credential: { clientSecret: { secretRef: { name: "s", key: "k" } } },
-        },
-      }),
+  it("locks the sidecar to the agent the operator created and recorded", () => {
+    const i = identity({ agent: { create: { displayName: "x" } } });
+    expect(renderSidecarSettings(i, blueprint())).toMatchObject({ ok: false, reason: "AgentNotReady" });
+    i.status = { agent: { clientId: OTHER_AGENT, created: true } };
+    const settings = ok(renderSidecarSettings(i, blueprint()));
+    expect(asMap(settings.sidecarEnv).Sidecar__AgentIdentity).toBe(OTHER_AGENT);
+    expect(settings.agentClientId).toBe(OTHER_AGENT);
+  });
+
+  it("refuses a development secret the blueprint does not allow", () => {
+    const i = identity({ clientSecretRef: { name: "s", key: "k" } });
+    expect(renderSidecarSettings(i, blueprint())).toMatchObject({
+      ok: false,
+      reason: "DevelopmentSecretsNotAllowed",
+    });
+  });
+
+  it("refuses a Custom authority host the manager does not allow, and renders an allowed one", () => {
+    const bp = blueprint({ cloud: "Custom", authorityHost: "https://login.test" });
+    expect(renderSidecarSettings(identity(), bp)).toMatchObject({
+      ok: false,
+      reason: "AuthorityHostNotAllowed",
+    });
+    const settings = ok(
+      renderSidecarSettings(identity(), bp, { allowedAuthorityHosts: ["https://login.test/"] }),
     );
+    expect(asMap(settings.sidecarEnv).AzureAd__Instance).toBe("https://login.test/");
+  });
+
+  it("returns what the webhook needs besides the env: port, credential, token lifetime, Secret reference, resources", () => {
+    const resources = { requests: { cpu: "10m" } };
+    const settings = ok(
+      renderSidecarSettings(
+        identity({ sidecar: { port: 5100, tokenExpirationSeconds: 7200, resources } }),
+        blueprint(),
+      ),
+    );
+    expect(settings).toMatchObject({
+      port: 5100,
+      credential: "workloadIdentity",
+      tokenExpirationSeconds: 7200,
+      resources,
+    });
+    expect(settings.secretRef).toBeUndefined();
     expect(settings.appEnv).toEqual([
       { name: "SIDECAR_URL", value: "http://127.0.0.1:5100" },
       { name: "AGENTID_AGENT_ID", value: AGENT },
     ]);
-    expect(settings.port).toBe(5100);
+    const dev = ok(
+      renderSidecarSettings(
+        identity({ clientSecretRef: { name: "s", key: "k" } }),
+        blueprint({ admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true } }),
+      ),
+    );
+    expect(dev).toMatchObject({
+      credential: "clientSecret",
+      secretRef: { name: "s", key: "k" },
+      tokenExpirationSeconds: 3600,
+    });
   });
 
   it("renders the same list for the same identity (stable order)", () => {
     const spec = {
-      downstreamApis: {
-        b: { baseUrl: "https://b/", scopes: ["s"] },
-        a: { baseUrl: "https://a/", scopes: ["s"] },
-      },
+      downstreamApis: [
+        { name: "b", baseUrl: "https://b/", scopes: ["s"] },
+        { name: "a", baseUrl: "https://a/", scopes: ["s"] },
+      ],
     };
-    const names = renderSidecarSettings(identity(spec)).sidecarEnv.map((e) => e.name);
+    const names = ok(renderSidecarSettings(identity(spec), blueprint())).sidecarEnv.map((e) => e.name);
     expect(names.indexOf("DownstreamApis__a__BaseUrl")).toBeLessThan(
       names.indexOf("DownstreamApis__b__BaseUrl"),
     );
-    expect(renderSidecarSettings(identity(spec))).toEqual(renderSidecarSettings(identity(spec)));
+    expect(renderSidecarSettings(identity(spec), blueprint())).toEqual(
+      renderSidecarSettings(identity(spec), blueprint()),
+    );
   });
 });

@@ -1,22 +1,42 @@
 import { describe, expect, it } from "vitest";
-import { selectIdentityForPod } from "../../src/api/select.ts";
+import { selectIdentityForPod, serviceAccountHolder } from "../../src/api/select.ts";
 import type { AgentIdentity } from "../../src/api/types.ts";
+import { identity } from "../support/api-fixtures.ts";
 
-function identity(name: string, sa: string, namespace = "ns", deleting = false): AgentIdentity {
-  return {
-    metadata: { name, namespace, ...(deleting ? { deletionTimestamp: "2026-01-01T00:00:00Z" } : {}) },
-    spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: sa },
-  };
+function make(name: string, sa: string, created: string, namespace = "ns", deleting = false): AgentIdentity {
+  const i = identity({ serviceAccountName: sa }, name, namespace);
+  i.metadata.creationTimestamp = created;
+  if (deleting) i.metadata.deletionTimestamp = "2026-01-02T00:00:00Z";
+  return i;
 }
 
+const T0 = "2026-01-01T00:00:00Z";
+const T1 = "2026-01-01T00:00:01Z";
 const all = [
-  identity("a", "sa-a"),
-  identity("b", "sa-b"),
-  identity("b2", "sa-b"),
-  identity("x", "sa-x", "other"),
-  identity("gone", "sa-g", "ns", true),
-  identity("d", "default"),
+  make("a", "sa-a", T0),
+  make("b-new", "sa-b", T1),
+  make("b-old", "sa-b", T0),
+  make("x", "sa-x", T0, "other"),
+  make("gone", "sa-g", T0, "ns", true),
+  make("d", "default", T0),
+  make("same-z", "sa-s", T0),
+  make("same-a", "sa-s", T0),
 ];
+
+describe("serviceAccountHolder", () => {
+  it("is the oldest live identity, then the first by name", () => {
+    expect(serviceAccountHolder(all, "ns", "sa-b")?.metadata.name).toBe("b-old");
+    expect(serviceAccountHolder(all, "ns", "sa-s")?.metadata.name).toBe("same-a");
+    expect(serviceAccountHolder(all, "ns", "sa-g")).toBeUndefined();
+    expect(serviceAccountHolder(all, "ns", "sa-x")).toBeUndefined();
+  });
+  it("passes to the next one when the holder is being deleted", () => {
+    const deleting = all.map((i) =>
+      i.metadata.name === "b-old" ? { ...i, metadata: { ...i.metadata, deletionTimestamp: T1 } } : i,
+    );
+    expect(serviceAccountHolder(deleting, "ns", "sa-b")?.metadata.name).toBe("b-new");
+  });
+});
 
 describe("selectIdentityForPod", () => {
   it.each([
@@ -25,13 +45,9 @@ describe("selectIdentityForPod", () => {
       { annotations: { "agentid.io/identity": "a" }, serviceAccountName: "sa-a" },
       "a",
     ],
-    ["the only identity binding the ServiceAccount", { serviceAccountName: "sa-a" }, "a"],
+    ["the identity binding the ServiceAccount", { serviceAccountName: "sa-a" }, "a"],
     ["the default ServiceAccount when none is set", {}, "d"],
-    [
-      "the annotation settles an ambiguity",
-      { annotations: { "agentid.io/identity": "b2" }, serviceAccountName: "sa-b" },
-      "b2",
-    ],
+    ["the oldest of two identities for one ServiceAccount", { serviceAccountName: "sa-b" }, "b-old"],
   ])("picks %s", (_n, pod, expected) => {
     const result = selectIdentityForPod({ namespace: "ns", ...pod }, all);
     expect(result.ok && result.identity.metadata.name).toBe(expected);
@@ -48,7 +64,11 @@ describe("selectIdentityForPod", () => {
       { annotations: { "agentid.io/identity": "a" }, serviceAccountName: "sa-b" },
       "ServiceAccountMismatch",
     ],
-    ["two identities for one ServiceAccount", { serviceAccountName: "sa-b" }, "Ambiguous"],
+    [
+      "the newer identity of a taken ServiceAccount",
+      { annotations: { "agentid.io/identity": "b-new" }, serviceAccountName: "sa-b" },
+      "ServiceAccountTaken",
+    ],
     ["no identity for the ServiceAccount", { serviceAccountName: "nobody" }, "NotFound"],
     [
       "an identity being deleted",

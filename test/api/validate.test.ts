@@ -1,70 +1,69 @@
 import { describe, expect, it } from "vitest";
-import type { AgentIdentity } from "../../src/api/types.ts";
-import { checkSecretReference, findBindingConflicts, validateAgentIdentity } from "../../src/api/validate.ts";
+import { checkSecretReference, validateAgentIdentity, validateBlueprint } from "../../src/api/validate.ts";
+import { AGENT, BLUEPRINT, blueprint, identity, TENANT } from "../support/api-fixtures.ts";
 
-const TENANT = "11111111-1111-1111-1111-111111111111";
-const BLUEPRINT = "22222222-2222-2222-2222-222222222222";
-
-const good = {
-  apiVersion: "agentid.io/v1alpha1",
-  kind: "AgentIdentity",
-  metadata: { name: "a", namespace: "ns" },
-  spec: {
-    tenantId: TENANT,
-    blueprint: { clientId: BLUEPRINT, credential: { workloadIdentity: {} } },
-    serviceAccountName: "a",
-  },
-};
-
+const good = identity();
 function withSpec(patch: Record<string, unknown>): unknown {
   return { ...good, spec: { ...good.spec, ...patch } };
 }
 
 describe("validateAgentIdentity", () => {
-  it("accepts a minimal identity", () => {
+  it("accepts a minimal identity, and one that asks for a new agent", () => {
     expect(validateAgentIdentity(good)).toMatchObject({ ok: true });
+    expect(validateAgentIdentity(withSpec({ agent: { create: { displayName: "A" } } }))).toMatchObject({
+      ok: true,
+    });
   });
 
   const bad: Array<[string, unknown, string]> = [
     ["a non-object", "x", "not an object"],
+    ["no blueprint", withSpec({ blueprintRef: undefined }), "spec.blueprintRef.name"],
     [
-      "a tenant that is not a GUID",
-      withSpec({ tenantId: "contoso.onmicrosoft.com" }),
-      "spec.tenantId must be a GUID",
-    ],
-    ["an http instance", withSpec({ instance: "http://login" }), "spec.instance must be an https URL"],
-    [
-      "two credentials",
-      withSpec({
-        blueprint: { clientId: BLUEPRINT, credential: { workloadIdentity: {}, managedIdentity: {} } },
-      }),
+      "both agent forms",
+      withSpec({ agent: { clientId: AGENT, create: { displayName: "A" } } }),
       "exactly one of",
     ],
+    ["no agent form", withSpec({ agent: {} }), "exactly one of"],
     [
-      "no credential member",
-      withSpec({ blueprint: { clientId: BLUEPRINT, credential: {} } }),
-      "exactly one of",
+      "an agent that is not a GUID",
+      withSpec({ agent: { clientId: "x" } }),
+      "spec.agent.clientId must be a GUID",
     ],
-    ["agentId equal to the blueprint", withSpec({ agentId: BLUEPRINT }), "cannot equal"],
     ["an upper-case ServiceAccount", withSpec({ serviceAccountName: "Agent" }), "serviceAccountName"],
+    ["a map of APIs (the old shape)", withSpec({ downstreamApis: { g: {} } }), "must be a list"],
     [
       "an http API",
-      withSpec({ downstreamApis: { g: { baseUrl: "http://g/", scopes: ["s"] } } }),
+      withSpec({ downstreamApis: [{ name: "g", baseUrl: "http://g/", scopes: ["s"] }] }),
       "baseUrl must be an https URL",
     ],
     [
       "an app-token API with a delegated scope",
       withSpec({
-        downstreamApis: { g: { baseUrl: "https://g/", scopes: ["User.Read"], requestAppToken: true } },
+        downstreamApis: [{ name: "g", baseUrl: "https://g/", scopes: ["User.Read"], requestAppToken: true }],
       }),
       "exactly one scope ending in /.default",
     ],
     [
       "an API name with __",
-      withSpec({ downstreamApis: { a__b: { baseUrl: "https://g/", scopes: ["s"] } } }),
+      withSpec({ downstreamApis: [{ name: "a__b", baseUrl: "https://g/", scopes: ["s"] }] }),
       "invalid API name",
     ],
-    ["an unknown federation mode", withSpec({ federation: { mode: "Auto" } }), "Manual or Graph"],
+    [
+      "two APIs with one name",
+      withSpec({
+        downstreamApis: [
+          { name: "a", baseUrl: "https://g/", scopes: ["s"] },
+          { name: "a", baseUrl: "https://h/", scopes: ["s"] },
+        ],
+      }),
+      "duplicate API name",
+    ],
+    [
+      "a token lifetime under 600 s",
+      withSpec({ sidecar: { tokenExpirationSeconds: 60 } }),
+      "tokenExpirationSeconds",
+    ],
+    ["a clientSecretRef without key", withSpec({ clientSecretRef: { name: "s" } }), "clientSecretRef"],
   ];
   for (const [name, value, problem] of bad) {
     it(`refuses ${name}`, () => {
@@ -73,6 +72,49 @@ describe("validateAgentIdentity", () => {
       if (!result.ok) expect(result.problems.join("; ")).toContain(problem);
     });
   }
+});
+
+describe("validateBlueprint", () => {
+  const bp = blueprint();
+  const withBp = (patch: Record<string, unknown>) => ({ ...bp, spec: { ...bp.spec, ...patch } });
+  it("accepts a blueprint", () => {
+    expect(validateBlueprint(bp)).toMatchObject({ ok: true });
+    expect(
+      validateBlueprint(withBp({ cloud: "Custom", authorityHost: "https://login.test/" })),
+    ).toMatchObject({ ok: true });
+  });
+  it.each([
+    ["a tenant that is not a GUID", withBp({ tenantId: "contoso" }), "spec.tenantId"],
+    ["Custom without a host", withBp({ cloud: "Custom" }), "spec.authorityHost must be an https URL"],
+    [
+      "a host with a named cloud",
+      withBp({ authorityHost: "https://login.test/" }),
+      "only allowed with cloud Custom",
+    ],
+    ["an unknown cloud", withBp({ cloud: "Mars" }), "spec.cloud"],
+    [
+      "two credentials",
+      withBp({ credential: { workloadIdentity: {}, managedIdentity: {} } }),
+      "exactly one of",
+    ],
+    [
+      "Graph with a managed identity",
+      withBp({ credential: { managedIdentity: {} }, federation: { management: "Graph" } }),
+      "needs credential.workloadIdentity",
+    ],
+    [
+      "its own client id as an agent",
+      withBp({ admits: { agents: { allowed: [BLUEPRINT] } } }),
+      "own clientId",
+    ],
+  ])("refuses %s", (_name, value, problem) => {
+    const result = validateBlueprint(value);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems.join("; ")).toContain(problem);
+  });
+  it("keeps TENANT a GUID in the fixture", () => {
+    expect(validateBlueprint(withBp({ tenantId: TENANT }))).toMatchObject({ ok: true });
+  });
 });
 
 describe("checkSecretReference", () => {
@@ -88,24 +130,5 @@ describe("checkSecretReference", () => {
     expect(checkSecretReference({ data: { secret: "c2VjcmV0" } }, ref)).toEqual({ ok: true });
     const result = checkSecretReference({ data: { other: "dmFsdWU=" } }, ref);
     expect(JSON.stringify(result)).not.toContain("dmFsdWU=");
-  });
-});
-
-describe("findBindingConflicts", () => {
-  const make = (name: string, sa: string, extra: Partial<AgentIdentity["metadata"]> = {}): AgentIdentity => ({
-    metadata: { name, namespace: "ns", ...extra },
-    spec: { tenantId: TENANT, blueprint: { clientId: BLUEPRINT }, serviceAccountName: sa },
-  });
-  it("names the other identities binding the same ServiceAccount, ignoring deleted ones and other accounts", () => {
-    const a = make("a", "sa");
-    const all = [
-      a,
-      make("c", "sa"),
-      make("b", "sa"),
-      make("d", "other"),
-      make("e", "sa", { deletionTimestamp: "2026-01-01T00:00:00Z" }),
-    ];
-    expect(findBindingConflicts(a, all)).toEqual(["b", "c"]);
-    expect(findBindingConflicts(make("d", "other"), all)).toEqual([]);
   });
 });

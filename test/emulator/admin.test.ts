@@ -188,6 +188,7 @@ describe("faults and counters", () => {
         [IDS.app]: { client_credentials: 2 },
         [IDS.blueprint]: { "client_credentials+fmi_path": 1 },
       },
+      requests: { total: 3, byRoute: { [`POST /${IDS.tenant}/oauth2/v2.0/token`]: 3 } },
     });
   });
 });

@@ -16,6 +16,14 @@ export const OPERATOR_APP = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
 export const BLUEPRINT_SECRET = "blueprint-secret-for-tests-only";
 /** A second blueprint that already has Graph's maximum of 20 federated credentials. */
 export const FULL_BLUEPRINT = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
+/** A blueprint the operator's application does not own: Application.ReadWrite.OwnedBy does not reach it. */
+export const FOREIGN_BLUEPRINT = "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a";
+/** The operator's Graph permissions: owner-scoped credential management, agent creation and deletion. */
+export const OPERATOR_ROLES = [
+  "Application.ReadWrite.OwnedBy",
+  "AgentIdentity.Create.All",
+  "AgentIdentity.DeleteRestore.All",
+];
 const OPERATOR_SECRET = "operator-secret-for-tests-only";
 
 export async function startTestEmulator(cp: ConnectedControlPlane): Promise<RunningEmulator> {
@@ -34,6 +42,12 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               kind: "agentIdentityBlueprint",
               displayName: "Test blueprint",
               clientSecrets: [{ value: BLUEPRINT_SECRET }],
+              owners: [OPERATOR_APP],
+            },
+            {
+              appId: FOREIGN_BLUEPRINT,
+              kind: "agentIdentityBlueprint",
+              displayName: "A blueprint the operator does not own",
             },
             {
               appId: OPERATOR_APP,
@@ -44,6 +58,7 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               appId: FULL_BLUEPRINT,
               kind: "agentIdentityBlueprint",
               displayName: "Blueprint at the limit",
+              owners: [OPERATOR_APP],
               federatedIdentityCredentials: Array.from({ length: 20 }, (_, i) => ({
                 name: `existing-${i}`,
                 issuer: "https://issuer.example/",
@@ -58,7 +73,7 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               appId: "00000003-0000-0000-c000-000000000000",
               identifierUris: ["https://graph.microsoft.com"],
               audience: "https://graph.microsoft.com",
-              appRoles: ["Application.ReadWrite.All"],
+              appRoles: OPERATOR_ROLES,
             },
           ],
           grants: [
@@ -66,7 +81,7 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               type: "application",
               clientAppId: OPERATOR_APP,
               resource: "https://graph.microsoft.com",
-              roles: ["Application.ReadWrite.All"],
+              roles: OPERATOR_ROLES,
             },
           ],
         },
@@ -103,6 +118,38 @@ export async function emulatorAdmin<T>(
   } finally {
     await agent.close();
   }
+}
+
+/** A blueprint spec on the emulator's cloud (Custom, allow-listed by startTestManager). */
+export function onEmulator(emu: RunningEmulator): { cloud: "Custom"; authorityHost: string } {
+  return { cloud: "Custom", authorityHost: `${emu.url}/` };
+}
+
+/** Every request the emulator served (token, metadata, Graph), for "no outbound call" proofs. */
+export async function emulatorRequests(emu: RunningEmulator): Promise<number> {
+  const counters = await emulatorAdmin<{ requests: { total: number } }>(emu, "GET", "/_emulator/counters");
+  return counters.requests.total;
+}
+
+/** The agent identities the emulator's directory holds for a blueprint. */
+export async function agentsOf(
+  emu: RunningEmulator,
+  blueprint = BLUEPRINT,
+): Promise<Array<{ appId: string; servicePrincipalId: string; displayName?: string }>> {
+  const directory = await emulatorAdmin<{
+    tenants: Array<{
+      id: string;
+      agentIdentities?: Array<{
+        appId: string;
+        servicePrincipalId: string;
+        displayName?: string;
+        blueprintAppId: string;
+      }>;
+    }>;
+  }>(emu, "GET", "/_emulator/directory");
+  return (directory.tenants.find((t) => t.id === TENANT)?.agentIdentities ?? []).filter(
+    (a) => a.blueprintAppId === blueprint,
+  );
 }
 
 export async function blueprintCredentials(
@@ -165,6 +212,7 @@ export async function startTestManager(
     health: { host: "127.0.0.1", port: 0 },
     metrics: { host: "127.0.0.1", port: 0 },
     caPems: [emu.caPem],
+    allowedAuthorityHosts: [emu.url],
     verificationPolicy: { intervalMs: 3_600_000, retryMs: 3_600_000 },
     graphPropagationMs: 200,
     graph: {

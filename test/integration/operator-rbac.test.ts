@@ -9,8 +9,15 @@ import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ChartObject, RBAC_KINDS, renderChart } from "../support/chart.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { BLUEPRINT, condition, createIdentity, ensureCrd, identityBody } from "./operator-support.ts";
+import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import {
+  AGENT,
+  condition,
+  createBlueprint,
+  createIdentity,
+  ensureCrd,
+  identityBody,
+} from "./operator-support.ts";
 
 /**
  * The chart's RBAC is enough for the manager and no more: the manager runs as the chart's ServiceAccount
@@ -212,14 +219,13 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
       leaseNamespace: release,
       metrics: { host: "127.0.0.1", port: 0, secure: true },
     });
-    await createIdentity(admin, ns, "workload", { instance: `${emu.url}/`, federation: { mode: "Graph" } });
-    await createIdentity(admin, ns, "secretive", {
-      instance: `${emu.url}/`,
-      blueprint: {
-        clientId: BLUEPRINT,
-        credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
-      },
+    await createBlueprint(admin, ns, {
+      ...onEmulator(emu),
+      federation: { management: "Graph" },
+      admits: { namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true },
     });
+    await createIdentity(admin, ns, "workload");
+    await createIdentity(admin, ns, "secretive", { clientSecretRef: { name: "bp", key: "secret" } });
     const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
     const reason = async (name: string) => condition(await read(name), "Ready")?.reason;
     await expect
@@ -233,7 +239,7 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     expect(await can(manager, "get", "secrets", { namespace: ns, name: "bp" })).toBe(true);
     expect(await can(manager, "list", "secrets", { namespace: ns })).toBe(false);
     await admin.patch(identityPath(ns, "secretive"), "merge", {
-      spec: { agentId: "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d" },
+      spec: { sidecar: { port: 5001 } },
     });
     await expect.poll(() => reason("secretive"), { timeout: 30_000 }).toBe("SecretNotFound");
 

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ANNOTATION_IDENTITY, FINALIZER_FEDERATED_CREDENTIAL } from "../../src/api/constants.ts";
-import type { AgentIdentity } from "../../src/api/types.ts";
+import { FINALIZER, LABEL_SERVICE_ACCOUNT_BINDING } from "../../src/api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
@@ -11,9 +11,11 @@ import {
   BLUEPRINT_SECRET,
   blueprintCredentials,
   emulatorAdmin,
+  emulatorRequests,
+  FOREIGN_BLUEPRINT,
   FULL_BLUEPRINT,
-  graphCredentialAs,
   LogCapture,
+  onEmulator,
   startTestEmulator,
   startTestManager,
 } from "./operator-fixture.ts";
@@ -21,6 +23,7 @@ import {
   AGENT,
   BLUEPRINT,
   condition,
+  createBlueprint,
   createIdentity,
   ensureCrd,
   eventsFor,
@@ -56,6 +59,12 @@ async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Prom
   return m;
 }
 
+/** The test's blueprint (named after its namespace), on the emulator's cloud. */
+const blueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
+  createBlueprint(kube, cp.namespace, { ...onEmulator(emu), ...spec });
+/** A blueprint on a managed identity: Ready without any call to Entra (the sidecar proves it at run time). */
+const managedIdentityBlueprint = () => blueprint({ credential: { managedIdentity: {} } });
+
 const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
 async function until(name: string, type: string, status: string, reason?: string): Promise<AgentIdentity> {
   let identity: AgentIdentity | undefined;
@@ -75,6 +84,12 @@ async function until(name: string, type: string, status: string, reason?: string
     .toBe(true);
   if (!identity) throw new Error(`${name} disappeared`);
   return identity;
+}
+
+/** How many reconciles the manager ran: with a short resync, a clock made of events, not of sleeps. */
+async function reconcilesOf(m: RunningManager): Promise<number> {
+  const metric = await m.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get();
+  return metric?.values.reduce((n, v) => n + v.value, 0) ?? 0;
 }
 
 async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
@@ -101,12 +116,18 @@ async function expectNoTokenLeak(name: string): Promise<void> {
 }
 
 describe("the operator against a real API server and the Entra emulator", () => {
-  it("makes an identity Ready and Verified through a real TokenRequest token, then False with the AADSTS code once the credential is gone", async () => {
+  it("Manual mode: Ready only once a real TokenRequest token is exchanged; False with the AADSTS code once the credential is gone", async () => {
     const subject = `system:serviceaccount:${cp.namespace}:agent-a`;
     const ficName = `test-${cp.namespace}`;
-    await addCredentialForIssuer(ficName, subject);
+    await blueprint();
     await manager({ verificationPolicy: { intervalMs: 1500, retryMs: 1500 } });
-    await createIdentity(kube, cp.namespace, "agent-a", { instance: `${emu.url}/`, agentId: AGENT });
+    await createIdentity(kube, cp.namespace, "agent-a");
+    // Not added yet: Entra refuses, so the identity is not Ready.
+    const missing = await until("agent-a", "Ready", "False", "CredentialMissing");
+    expect(condition(missing, "FederationConfigured")?.message).toContain(
+      "az ad app federated-credential create",
+    );
+    await addCredentialForIssuer(ficName, subject);
 
     const ready = await until("agent-a", "Ready", "True");
     expect(condition(ready, "Verified")).toMatchObject({
@@ -115,33 +136,27 @@ describe("the operator against a real API server and the Entra emulator", () => 
       observedGeneration: 1,
     });
     expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True", reason: "Verified" });
-    expect(ready.status?.serviceAccount).toBe("agent-a");
-    expect(ready.status?.observedGeneration).toBe(1);
-    expect(ready.status?.federatedCredential).toMatchObject({
-      issuer: cp.issuerUrl,
-      subject,
-      audiences: ["api://AzureADTokenExchange"],
+    expect(ready.status).toMatchObject({
+      serviceAccount: "agent-a",
+      observedGeneration: 1,
+      agent: { clientId: AGENT },
+      federatedCredential: { issuer: cp.issuerUrl, subject, audiences: ["api://AzureADTokenExchange"] },
     });
-    expect(ready.status?.federatedCredential?.azCommand).toContain(
-      `az ad app federated-credential create --id ${BLUEPRINT}`,
-    );
+    // Manual mode and a named agent: nothing in Entra is the operator's, so no finalizer.
+    expect(ready.metadata.finalizers ?? []).not.toContain(FINALIZER);
 
     const sa = await kube.get<{
       metadata: {
+        labels?: Record<string, string>;
         annotations?: Record<string, string>;
         ownerReferences?: Array<{ kind: string; name: string; uid: string }>;
       };
     }>(serviceAccountPath(cp.namespace, "agent-a"));
-    expect(sa.metadata.annotations?.[ANNOTATION_IDENTITY]).toBe("agent-a");
+    expect(sa.metadata.labels?.[LABEL_SERVICE_ACCOUNT_BINDING]).toBe("agent-a");
+    expect(sa.metadata.annotations ?? {}).toEqual({});
     expect(sa.metadata.ownerReferences).toEqual([
       expect.objectContaining({ kind: "AgentIdentity", name: "agent-a", uid: ready.metadata.uid }),
     ]);
-    const counters = await emulatorAdmin<{ byClient: Record<string, Record<string, number>> }>(
-      emu,
-      "GET",
-      "/_emulator/counters",
-    );
-    expect(counters.byClient[BLUEPRINT]?.["client_credentials+fmi_path"]).toBeGreaterThan(0);
 
     await emulatorAdmin(
       emu,
@@ -149,91 +164,90 @@ describe("the operator against a real API server and the Entra emulator", () => 
       `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${ficName}`,
     );
     const failed = await until("agent-a", "Verified", "False");
-    const verified = condition(failed, "Verified");
-    expect(verified?.message).toMatch(/AADSTS7002(1|11|13)/);
-    expect(verified?.message).toContain("az ad app federated-credential create");
-    expect(condition(failed, "Ready")).toMatchObject({ status: "False" });
+    expect(condition(failed, "Verified")?.message).toMatch(/AADSTS7002(1|11|13)/);
+    expect(condition(failed, "Ready")).toMatchObject({ status: "False", reason: "CredentialMissing" });
     const events = await eventsFor(kube, cp.namespace, "agent-a");
     expect(events.map((e) => e.reason)).toEqual(expect.arrayContaining(["Ready", "TokenIssued"]));
     expect(events.some((e) => e.type === "Warning" && /AADSTS/.test(e.message ?? ""))).toBe(true);
     await expectNoTokenLeak("agent-a");
   });
 
-  it("reports a missing Secret, then verifies with the blueprint's secret once it exists", async () => {
+  it("Manual mode without verification is Unknown, not Ready: nobody has proven the credential", async () => {
+    await blueprint();
+    await manager({ verify: false });
+    await createIdentity(kube, cp.namespace, "unproven");
+    const unknown = await until("unproven", "Ready", "Unknown", "ManualSetupUnverified");
+    expect(condition(unknown, "Verified")).toMatchObject({
+      status: "Unknown",
+      reason: "VerificationDisabled",
+    });
+  });
+
+  it("a development secret, where the blueprint allows it: SecretNotFound, then Ready once it exists", async () => {
+    await blueprint({
+      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT] }, developmentSecrets: true },
+    });
     await manager();
     await createIdentity(kube, cp.namespace, "with-secret", {
-      instance: `${emu.url}/`,
-      blueprint: {
-        clientId: BLUEPRINT,
-        credential: { clientSecret: { secretRef: { name: "bp", key: "secret" } } },
-      },
+      clientSecretRef: { name: "bp", key: "secret" },
     });
     const missing = await until("with-secret", "Ready", "False", "SecretNotFound");
     expect(condition(missing, "Ready")?.message).toContain("Secret bp");
-    await expect
-      .poll(async () =>
-        (await eventsFor(kube, cp.namespace, "with-secret")).some(
-          (e) => e.reason === "SecretNotFound" && e.type === "Warning",
-        ),
-      )
-      .toBe(true);
     await kube.create(`/api/v1/namespaces/${cp.namespace}/secrets`, {
       apiVersion: "v1",
       kind: "Secret",
       metadata: { name: "bp" },
       stringData: { secret: BLUEPRINT_SECRET },
     });
-    // Nothing watches Secrets (least privilege): the identity is retried with backoff until the Secret
-    // exists, with no change to the AgentIdentity.
+    // Nothing watches Secrets (least privilege): the identity is retried with backoff until it exists.
     const ok = await until("with-secret", "Ready", "True");
     expect(condition(ok, "Verified")).toMatchObject({ status: "True" });
     expect(condition(ok, "FederationConfigured")).toMatchObject({ status: "True", reason: "NotRequired" });
     await expectNoTokenLeak("with-secret");
   });
 
-  it("gives both identities that bind one ServiceAccount a Conflict, and clears it when one goes", async () => {
+  it("two identities for one ServiceAccount: the older keeps it and stays Ready, the newer is ServiceAccountTaken until the older goes", async () => {
+    await managedIdentityBlueprint();
     await manager({ verify: false });
     await createIdentity(kube, cp.namespace, "first", { serviceAccountName: "shared" });
+    await until("first", "Ready", "True");
     await createIdentity(kube, cp.namespace, "second", { serviceAccountName: "shared" });
-    await until("first", "Ready", "False", "Conflict");
-    const second = await until("second", "Ready", "False", "Conflict");
+    const second = await until("second", "Ready", "False", "ServiceAccountTaken");
     expect(condition(second, "Ready")?.message).toContain("AgentIdentity first");
-    await expect
-      .poll(async () => (await eventsFor(kube, cp.namespace, "second")).some((e) => e.reason === "Conflict"))
-      .toBe(true);
-    await kube.delete(identityPath(cp.namespace, "second"));
-    const first = await until("first", "Ready", "True");
-    expect(condition(first, "Verified")).toMatchObject({ status: "Unknown", reason: "VerificationDisabled" });
+    expect(condition(await read("first"), "Ready")).toMatchObject({ status: "True" });
+    await kube.delete(identityPath(cp.namespace, "first"));
+    await until("second", "Ready", "True");
   });
 
-  it("requires an existing ServiceAccount when createServiceAccount is false", async () => {
-    await manager({ verify: false });
-    await createIdentity(kube, cp.namespace, "byo", { createServiceAccount: false });
-    await until("byo", "Ready", "False", "ServiceAccountNotFound");
+  it("uses an existing ServiceAccount only once it opts in with the label", async () => {
+    await managedIdentityBlueprint();
     await kube.create(serviceAccountPath(cp.namespace), {
       apiVersion: "v1",
       kind: "ServiceAccount",
       metadata: { name: "byo" },
     });
+    await manager({ verify: false });
+    await createIdentity(kube, cp.namespace, "byo");
+    const refused = await until("byo", "Ready", "False", "ServiceAccountNotOptedIn");
+    expect(condition(refused, "Ready")?.message).toContain(`${LABEL_SERVICE_ACCOUNT_BINDING}=byo`);
+    await kube.patch(serviceAccountPath(cp.namespace, "byo"), "merge", {
+      metadata: { labels: { [LABEL_SERVICE_ACCOUNT_BINDING]: "byo" } },
+    });
     await until("byo", "Ready", "True");
-    const sa = await kube.get<{
-      metadata: { annotations?: Record<string, string>; ownerReferences?: unknown[] };
-    }>(serviceAccountPath(cp.namespace, "byo"));
-    expect(sa.metadata.annotations?.[ANNOTATION_IDENTITY]).toBe("byo");
+    const sa = await kube.get<{ metadata: { ownerReferences?: unknown[] } }>(
+      serviceAccountPath(cp.namespace, "byo"),
+    );
     expect(sa.metadata.ownerReferences).toBeUndefined();
   });
 
-  it("in Graph mode creates the federated credential, verifies through it, and removes it on deletion", async () => {
-    await manager();
-    await createIdentity(kube, cp.namespace, "graph", {
-      instance: `${emu.url}/`,
-      federation: { mode: "Graph" },
-    });
+  it("Graph mode writes exactly issuer + subject, verifies through it, recreates it when deleted in Entra, and removes it on deletion", async () => {
+    await blueprint({ federation: { management: "Graph" } });
+    await manager({ graphRecheckMs: 500 });
+    await createIdentity(kube, cp.namespace, "graph");
     const ready = await until("graph", "Verified", "True");
-    expect(ready.metadata.finalizers).toContain(FINALIZER_FEDERATED_CREDENTIAL);
-    expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True" });
-    const name = ready.status?.federatedCredential?.name;
-    expect(name).toBeDefined();
+    expect(condition(ready, "Ready")).toMatchObject({ status: "True" });
+    expect(ready.metadata.finalizers).toContain(FINALIZER);
+    const name = ready.status?.federatedCredential?.name ?? "";
     const created = (await blueprintCredentials(emu)).find((c) => c.name === name);
     expect(created).toMatchObject({
       issuer: cp.issuerUrl,
@@ -241,44 +255,60 @@ describe("the operator against a real API server and the Entra emulator", () => 
       audiences: ["api://AzureADTokenExchange"],
     });
 
+    await emulatorAdmin(
+      emu,
+      "DELETE",
+      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${name}`,
+    );
+    await expect
+      .poll(async () => (await blueprintCredentials(emu)).some((c) => c.name === name), {
+        message: "the credential to be recreated",
+      })
+      .toBe(true);
+
     await kube.delete(identityPath(cp.namespace, "graph"));
     await expect.poll(() => read("graph"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
     expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
   });
 
-  it("turns Graph's 20-credential limit and a Graph refusal into conditions, not crashes", async () => {
-    await manager();
-    await createIdentity(kube, cp.namespace, "full", {
-      instance: `${emu.url}/`,
-      blueprint: { clientId: FULL_BLUEPRINT },
-      federation: { mode: "Graph" },
-    });
-    const full = await until("full", "FederationConfigured", "False", "CredentialLimitReached");
+  it("Graph's 20-credential limit and an application the operator does not own become conditions, and are not retried", async () => {
+    await blueprint({ clientId: FULL_BLUEPRINT, federation: { management: "Graph" } });
+    // A resync every second replays every identity to the reconciler: the clock of this test.
+    const m = await manager({ resyncIntervalMs: 1000 });
+    await createIdentity(kube, cp.namespace, "full");
+    const full = await until("full", "Ready", "False", "CredentialLimitReached");
     expect(condition(full, "FederationConfigured")?.message).toContain("20");
-    expect(condition(full, "Ready")).toMatchObject({ status: "False", reason: "CredentialLimitReached" });
     expect(await blueprintCredentials(emu, FULL_BLUEPRINT)).toHaveLength(20);
+    // A permanent refusal is not retried until the spec changes: through an update that is not a spec
+    // change and two resyncs, the emulator sees nothing more.
+    const before = await emulatorRequests(emu);
+    await kube.patch(identityPath(cp.namespace, "full"), "merge", {
+      metadata: { annotations: { nudge: "1" } },
+    });
+    const start = await reconcilesOf(m);
+    await expect.poll(() => reconcilesOf(m), { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
+    expect(await emulatorRequests(emu)).toBe(before);
+    // A spec change tries again (and meets the same limit).
+    await kube.patch(identityPath(cp.namespace, "full"), "merge", { spec: { sidecar: { port: 5001 } } });
+    await expect.poll(() => emulatorRequests(emu)).toBeGreaterThan(before);
+  });
 
-    // A manager whose own app has no Graph permission.
-    await Promise.all(managers.splice(0).map((m) => m.stop()));
-    await manager({
-      graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, BLUEPRINT, BLUEPRINT_SECRET) },
-    });
-    await createIdentity(kube, cp.namespace, "denied", {
-      instance: `${emu.url}/`,
-      federation: { mode: "Graph" },
-    });
-    const denied = await until("denied", "FederationConfigured", "False", "GraphAccessDenied");
-    expect(condition(denied, "FederationConfigured")?.message).toContain(
-      "AgentIdentityBlueprint.AddRemoveCreds.All",
-    );
+  it("Application.ReadWrite.OwnedBy does not reach a blueprint the operator does not own", async () => {
+    await blueprint({ clientId: FOREIGN_BLUEPRINT, federation: { management: "Graph" } });
+    await manager();
+    await createIdentity(kube, cp.namespace, "denied");
+    const denied = await until("denied", "Ready", "False", "GraphAccessDenied");
+    expect(condition(denied, "Ready")?.message).toContain("Application.ReadWrite.OwnedBy");
     await expect
       .poll(async () =>
         (await eventsFor(kube, cp.namespace, "denied")).some((e) => e.reason === "GraphAccessDenied"),
       )
       .toBe(true);
+    expect(await blueprintCredentials(emu, FOREIGN_BLUEPRINT)).toEqual([]);
   });
 
   it("writes nothing while idle, across resyncs", async () => {
+    await managedIdentityBlueprint();
     // A resync every second (10 minutes by default): each replays the cache, so every identity is
     // reconciled again, and that must write nothing and ask the API server nothing.
     const m = await manager({ verify: false, resyncIntervalMs: 1000 });
@@ -301,6 +331,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
         .filter(([k]) => !k.endsWith(" leases"))
         .reduce((n, [, v]) => n + v, 0);
     const before = m.requestCounts();
+    const emulated = await emulatorRequests(emu);
     const versions = await Promise.all(
       ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
     );
@@ -309,6 +340,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 9);
     const after = m.requestCounts();
     expect(writes(before)).toBeGreaterThan(0);
+    expect(await emulatorRequests(emu)).toBe(emulated);
     expect(writes(after)).toBe(writes(before));
     // No relist either: a resync replays the cache from memory.
     expect(nonLease(after)).toBe(nonLease(before));
@@ -320,6 +352,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
   });
 
   it("runs one leader among two managers and fails over when the leader stops", async () => {
+    await managedIdentityBlueprint();
     const a = await manager({ verify: false, identity: "replica-a" });
     const b = await manager({ verify: false, identity: "replica-b" });
     await expect.poll(() => a.isLeader() !== b.isLeader(), { message: "exactly one leader" }).toBe(true);
@@ -338,6 +371,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
   });
 
   it("serves /healthz, /readyz and /metrics", async () => {
+    await managedIdentityBlueprint();
     const m = await manager({ verify: false });
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");

@@ -12,8 +12,8 @@ describe("classifyEntraError", () => {
   it.each([
     [70021, "NoMatchingFederatedCredential", "az ad app federated-credential create"],
     [700211, "IssuerNotTrusted", "az ad app federated-credential create"],
-    [700016, "BlueprintNotFound", "spec.blueprint.clientId"],
-    [90002, "TenantNotFound", "spec.tenantId"],
+    [700016, "BlueprintNotFound", "AgentIdentityBlueprint's clientId"],
+    [90002, "TenantNotFound", "AgentIdentityBlueprint's tenantId"],
     [7000215, "InvalidClientSecret", "wrong client secret"],
     [123456, "TokenRequestRejected", "AADSTS123456"],
   ])("maps AADSTS%s to %s with a hint", (code, reason, hint) => {

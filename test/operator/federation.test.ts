@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AgentIdentity } from "../../src/api/types.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import {
   azCommand,
   desiredFederatedCredential,
@@ -7,16 +7,11 @@ import {
   sameTrust,
   verificationFingerprint,
 } from "../../src/operator/federation.ts";
+import { AGENT, blueprint, identity } from "../support/api-fixtures.ts";
 
 const ISSUER = "https://127.0.0.1:6443";
-const base: AgentIdentity = {
-  metadata: { name: "a", namespace: "team-a" },
-  spec: {
-    tenantId: "11111111-1111-1111-1111-111111111111",
-    blueprint: { clientId: "22222222-2222-2222-2222-222222222222" },
-    serviceAccountName: "agent",
-  },
-};
+const base: AgentIdentity = identity({ serviceAccountName: "agent" }, "a", "team-a");
+const bp: AgentIdentityBlueprint = blueprint();
 
 describe("desiredFederatedCredential", () => {
   it("trusts the issuer, the ServiceAccount subject and the token-exchange audience", () => {
@@ -80,33 +75,39 @@ describe("sameTrust", () => {
 });
 
 describe("verificationFingerprint", () => {
-  const fp = (patch: Partial<AgentIdentity["spec"]>, issuer = ISSUER) =>
-    verificationFingerprint({ ...base, spec: { ...base.spec, ...patch } }, issuer);
+  const fp = (
+    patch: Partial<AgentIdentity["spec"]> = {},
+    bpPatch: Partial<AgentIdentityBlueprint["spec"]> = {},
+    issuer = ISSUER,
+    agent = AGENT,
+  ) =>
+    verificationFingerprint(
+      { ...base, spec: { ...base.spec, ...patch } },
+      { ...bp, spec: { ...bp.spec, ...bpPatch } },
+      agent,
+      issuer,
+    );
   it.each([
-    ["tenant", { tenantId: "33333333-3333-3333-3333-333333333333" }],
-    ["agent", { agentId: "44444444-4444-4444-4444-444444444444" }],
-    ["service account", { serviceAccountName: "other" }],
-    ["instance", { instance: "https://login.example/" }],
-    [
-      "credential",
-      {
-        blueprint: {
-          clientId: base.spec.blueprint.clientId,
-          credential: { clientSecret: { secretRef: { name: "s", key: "k" } } },
-        },
-      },
-    ],
-  ])("changes with the %s", (_n, patch) => {
-    expect(fp(patch)).not.toBe(fp({}));
+    ["tenant", {}, { tenantId: "33333333-3333-3333-3333-333333333333" }],
+    ["blueprint client id", {}, { clientId: "55555555-5555-5555-5555-555555555555" }],
+    ["cloud", {}, { cloud: "AzureChina" as const }],
+    ["service account", { serviceAccountName: "other" }, {}],
+    ["development secret", { clientSecretRef: { name: "s", key: "k" } }, {}],
+  ])("changes with the %s", (_n, patch, bpPatch) => {
+    expect(fp(patch, bpPatch)).not.toBe(fp());
   });
-  it("changes with the generation (any spec change)", () => {
+  it("changes with the agent, the issuer and both generations (any spec change)", () => {
+    expect(fp({}, {}, ISSUER, "44444444-4444-4444-4444-444444444444")).not.toBe(fp());
+    expect(fp({}, {}, "https://other")).not.toBe(fp());
     expect(
-      verificationFingerprint({ ...base, metadata: { ...base.metadata, generation: 2 } }, ISSUER),
-    ).not.toBe(fp({}));
+      verificationFingerprint({ ...base, metadata: { ...base.metadata, generation: 2 } }, bp, AGENT, ISSUER),
+    ).not.toBe(fp());
+    expect(
+      verificationFingerprint(base, { ...bp, metadata: { ...bp.metadata, generation: 2 } }, AGENT, ISSUER),
+    ).not.toBe(fp());
   });
-  it("changes with the issuer and ignores case of GUIDs", () => {
-    expect(fp({}, "https://other")).not.toBe(fp({}));
-    expect(fp({ downstreamApis: { g: { baseUrl: "https://g/", scopes: ["s"] } } })).toBe(fp({}));
-    expect(fp({ tenantId: base.spec.tenantId.toUpperCase() })).toBe(fp({}));
+  it("ignores what does not touch the token request, and the case of GUIDs", () => {
+    expect(fp({ downstreamApis: [{ name: "g", baseUrl: "https://g/", scopes: ["s"] }] })).toBe(fp());
+    expect(fp({}, { tenantId: bp.spec.tenantId.toUpperCase() })).toBe(fp());
   });
 });

@@ -55,7 +55,7 @@ describe("operator metrics", () => {
     const identities = [
       {
         metadata: { name: "a", namespace: "n" },
-        spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: "a" },
+        spec: { blueprintRef: { name: "bp" }, agent: { clientId: "c" }, serviceAccountName: "a" },
         status: {
           conditions: [
             { type: "Ready", status: "True" as const, reason: "Ready", message: "", lastTransitionTime: "" },
@@ -64,7 +64,7 @@ describe("operator metrics", () => {
       },
       {
         metadata: { name: "b", namespace: "n" },
-        spec: { tenantId: "t", blueprint: { clientId: "b" }, serviceAccountName: "b" },
+        spec: { blueprintRef: { name: "bp" }, agent: { clientId: "c" }, serviceAccountName: "b" },
       },
     ];
     const registry = new Registry();

@@ -15,16 +15,19 @@ const credential = {
 const identity: AgentIdentity = {
   metadata: { name: "agent", namespace: "ns", generation: 3 },
   spec: {
-    tenantId: "11111111-1111-1111-1111-111111111111",
-    blueprint: { clientId: "22222222-2222-2222-2222-222222222222" },
+    blueprintRef: { name: "bp" },
+    agent: { clientId: "33333333-3333-3333-3333-333333333333" },
     serviceAccountName: "agent",
   },
 };
 
+const agent = { state: "known" as const, status: { clientId: "33333333-3333-3333-3333-333333333333" } };
+
 const healthy: Observations = {
-  conflicts: [],
+  credential: "workloadIdentity",
   serviceAccount: { state: "ready", created: true },
   secret: { state: "notRequired" },
+  agent,
   federation: { state: "manual", credential },
   verification: { state: "verified", fingerprint: "f" },
 };
@@ -44,31 +47,46 @@ describe("decideConditions", () => {
     ],
     [
       "an invalid object (old CRD) wins over everything",
-      { invalid: ["spec.tenantId must be a GUID"], conflicts: ["other"] },
+      {
+        invalid: ["spec.agent must set exactly one of clientId or create"],
+        refused: { reason: "NamespaceNotAdmitted", message: "m" },
+      },
       { Ready: ["False", "InvalidSpec"] },
     ],
     [
-      "conflict wins over the rest, and federation waits",
+      "a refusal (blueprint, admission, taken ServiceAccount) wins over the rest, and federation waits",
       {
-        conflicts: ["other"],
+        refused: { reason: "ServiceAccountTaken", message: "m" },
+        serviceAccount: { state: "skipped" },
+        agent: { state: "skipped" },
         federation: { state: "skipped", message: "m" },
         verification: { state: "pending", message: "m" },
       },
       {
-        Ready: ["False", "Conflict"],
+        Ready: ["False", "ServiceAccountTaken"],
         FederationConfigured: ["Unknown", "Pending"],
         Verified: ["Unknown", "Pending"],
       },
     ],
     [
-      "missing ServiceAccount",
-      { serviceAccount: { state: "missing" } },
-      { Ready: ["False", "ServiceAccountNotFound"] },
+      "an existing ServiceAccount that did not opt in",
+      { serviceAccount: { state: "notOptedIn", message: "m" } },
+      { Ready: ["False", "ServiceAccountNotOptedIn"] },
     ],
     [
       "missing Secret",
       { secret: { state: "problem", reason: "SecretNotFound", message: "m" } },
       { Ready: ["False", "SecretNotFound"] },
+    ],
+    [
+      "an agent being created",
+      { agent: { state: "pending", message: "m" } },
+      { Ready: ["Unknown", "AgentPending"] },
+    ],
+    [
+      "an agent Graph refused to create",
+      { agent: { state: "failed", reason: "AgentCreationAccessDenied", message: "m", retry: false } },
+      { Ready: ["False", "AgentCreationAccessDenied"] },
     ],
     [
       "issuer unknown",
@@ -106,27 +124,69 @@ describe("decideConditions", () => {
       { Ready: ["False", "VerificationFailed"], FederationConfigured: ["Unknown", "ManualSetupRequired"] },
     ],
     [
-      "Entra unreachable keeps Ready",
+      "Manual mode with Entra unreachable is not Ready, it is unknown",
       { verification: { state: "unreachable", fingerprint: "f", message: "m" } },
-      { Ready: ["True", "Ready"], Verified: ["Unknown", "EntraUnreachable"] },
+      { Ready: ["Unknown", "ManualSetupUnverified"], Verified: ["Unknown", "EntraUnreachable"] },
     ],
     [
-      "verification off",
+      "Manual mode with verification off is not Ready, it is unknown",
       { verification: { state: "disabled" } },
-      { Ready: ["True", "Ready"], Verified: ["Unknown", "VerificationDisabled"] },
+      { Ready: ["Unknown", "ManualSetupUnverified"], Verified: ["Unknown", "VerificationDisabled"] },
     ],
     [
-      "Graph mode created the credential",
-      { federation: { state: "graph", credential, reason: "CredentialCreated", message: "m" } },
-      { FederationConfigured: ["True", "CredentialCreated"] },
+      "Graph mode wrote the credential: Ready even while unverified",
+      {
+        federation: { state: "graph", credential, reason: "CredentialCreated", message: "m" },
+        verification: { state: "pending", message: "m" },
+      },
+      { Ready: ["True", "Ready"], FederationConfigured: ["True", "CredentialCreated"] },
+    ],
+    [
+      "Graph mode wrote it but Entra refuses it",
+      {
+        federation: { state: "graph", credential, reason: "CredentialUpToDate", message: "m" },
+        verification: {
+          state: "failed",
+          fingerprint: "f",
+          failure: { reason: "IssuerUnreachable", message: "m" },
+        },
+      },
+      { Ready: ["False", "VerificationFailed"] },
     ],
     [
       "Graph limit reached",
-      { federation: { state: "graphFailed", credential, reason: "CredentialLimitReached", message: "m" } },
+      {
+        federation: {
+          state: "graphFailed",
+          credential,
+          reason: "CredentialLimitReached",
+          message: "m",
+          retry: false,
+        },
+      },
       {
         Ready: ["False", "CredentialLimitReached"],
         FederationConfigured: ["False", "CredentialLimitReached"],
       },
+    ],
+    [
+      "a managed identity: the platform's federation, Ready",
+      {
+        credential: "managedIdentity",
+        federation: { state: "notRequired", message: "m" },
+        verification: { state: "notVerifiable", message: "m" },
+      },
+      { Ready: ["True", "Ready"], FederationConfigured: ["True", "NotRequired"] },
+    ],
+    [
+      "a development secret not verified (verification off)",
+      {
+        credential: "clientSecret",
+        secret: { state: "notChecked" },
+        federation: { state: "notRequired", message: "m" },
+        verification: { state: "disabled" },
+      },
+      { Ready: ["Unknown", "SecretUnverified"] },
     ],
   ];
   for (const [name, patch, expected] of rows) {
@@ -174,15 +234,31 @@ describe("desiredStatus", () => {
     expect(jsonEqual(first, again)).toBe(true);
   });
 
-  it("publishes observedGeneration, the ServiceAccount and the federated credential", () => {
+  it("publishes observedGeneration, the ServiceAccount, the agent and the federated credential", () => {
     const status = desiredStatus(identity, healthy, t1);
     expect(status).toMatchObject({
       observedGeneration: 3,
       serviceAccount: "agent",
+      agent: { clientId: "33333333-3333-3333-3333-333333333333" },
       federatedCredential: credential,
       lastVerification: { fingerprint: "f" },
     });
     expect(status.conditions?.every((c) => c.observedGeneration === 3)).toBe(true);
+  });
+
+  it("never forgets an agent the operator created, even while the identity is refused", () => {
+    const created = { clientId: "44444444-4444-4444-4444-444444444444", objectId: "o", created: true };
+    const withAgent: AgentIdentity = {
+      ...identity,
+      spec: { ...identity.spec, agent: { create: { displayName: "x" } } },
+      status: { agent: created },
+    };
+    const refused = desiredStatus(
+      withAgent,
+      { ...healthy, refused: { reason: "NamespaceNotAdmitted", message: "m" }, agent: { state: "skipped" } },
+      t1,
+    );
+    expect(refused.agent).toEqual(created);
   });
 });
 

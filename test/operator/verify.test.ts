@@ -1,11 +1,11 @@
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgentIdentity } from "../../src/api/types.ts";
 import type { KubeClient } from "../../src/kube/client.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 import { outboundDispatcher } from "../../src/operator/https.ts";
-import { createVerifier } from "../../src/operator/verify.ts";
+import { createVerifier, type VerificationTarget } from "../../src/operator/verify.ts";
+import { blueprint, identity } from "../support/api-fixtures.ts";
 
 /**
  * The verification's token never leaves the operator: a hostile token endpoint that echoes the client
@@ -60,19 +60,19 @@ const kube = {
   create: async () => ({ status: { token: TOKEN } }),
 } as unknown as KubeClient;
 
-function identity(): AgentIdentity {
+function target(): VerificationTarget {
   const port = (server.address() as AddressInfo).port;
   return {
-    metadata: { name: "a", namespace: "ns" },
-    spec: {
-      tenantId: "11111111-1111-1111-1111-111111111111",
-      instance: `https://127.0.0.1:${port}`,
-      blueprint: { clientId: "22222222-2222-2222-2222-222222222222" },
-      agentId: "33333333-3333-3333-3333-333333333333",
-      serviceAccountName: "sa",
-    },
+    identity: identity({ serviceAccountName: "sa" }, "a"),
+    blueprint: blueprint({ cloud: "Custom", authorityHost: `https://127.0.0.1:${port}` }),
+    agentClientId: "33333333-3333-3333-3333-333333333333",
   };
 }
+/** The ServiceAccount as the operator created it: labelled for identity "a". */
+const labelled = {
+  kind: "serviceAccountToken" as const,
+  serviceAccount: { name: "sa", labels: { "agentid.io/agentidentity": "a" } },
+};
 
 const hint = { tenantId: "t", blueprintClientId: "b" };
 
@@ -80,7 +80,7 @@ describe("createVerifier", () => {
   it("sends the blueprint leg with the ServiceAccount token as client assertion and fmi_path", async () => {
     mode = "ok";
     const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
-    expect(await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint)).toEqual({
+    expect(await verifier.verify(target(), labelled, hint)).toEqual({
       state: "verified",
     });
     const form = received.at(-1);
@@ -96,7 +96,7 @@ describe("createVerifier", () => {
     async (m) => {
       mode = m;
       const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
-      const result = await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint);
+      const result = await verifier.verify(target(), labelled, hint);
       expect(result.state).not.toBe("verified");
       expect(JSON.stringify(result)).not.toContain(TOKEN);
       if (m === "echo-400")
@@ -110,16 +110,40 @@ describe("createVerifier", () => {
   it("keeps a client secret out of the result", async () => {
     mode = "echo-400";
     const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
-    const result = await verifier.verify(identity(), { kind: "clientSecret", secret: SECRET }, hint);
+    const result = await verifier.verify(target(), { kind: "clientSecret", secret: SECRET }, hint);
     expect(received.at(-1)?.get("client_secret")).toBe(SECRET);
     expect(result.state).toBe("failed");
     expect(JSON.stringify(result)).not.toContain(SECRET);
   });
 
+  it("mints no token for a ServiceAccount that is not labelled for this identity", async () => {
+    mode = "ok";
+    let minted = 0;
+    const counting = {
+      create: async () => {
+        minted++;
+        return { status: { token: TOKEN } };
+      },
+    } as unknown as KubeClient;
+    const verifier = createVerifier({ kube: counting, dispatcher: outboundDispatcher([caPem]) });
+    const before = received.length;
+    for (const labels of [undefined, { "agentid.io/agentidentity": "other" }]) {
+      await expect(
+        verifier.verify(
+          target(),
+          { kind: "serviceAccountToken", serviceAccount: { name: "sa", ...(labels ? { labels } : {}) } },
+          hint,
+        ),
+      ).rejects.toThrow(/not labelled/);
+    }
+    expect(minted).toBe(0);
+    expect(received.length).toBe(before);
+  });
+
   it("does not trust the endpoint without its CA", async () => {
     mode = "ok";
     const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([]) });
-    expect(await verifier.verify(identity(), { kind: "serviceAccountToken" }, hint)).toMatchObject({
+    expect(await verifier.verify(target(), labelled, hint)).toMatchObject({
       state: "unreachable",
     });
   });

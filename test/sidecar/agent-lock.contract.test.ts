@@ -76,20 +76,21 @@ describe("a sidecar locked to one agent (Sidecar__AgentIdentity)", () => {
     const app = await call(
       `${locked.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent.toUpperCase()}`,
     );
-    expect(claimsOf(app)).toMatchObject({ azp: IDS.agent, idtyp: "app" });
+    // Graph's tokens are v1: the client is `appid` (azp is v2's).
+    expect(claimsOf(app)).toMatchObject({ appid: IDS.agent, idtyp: "app" });
     const obo = await call(`${locked.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: bearer,
     });
-    expect(claimsOf(obo)).toMatchObject({ azp: IDS.agent, oid: IDS.user });
+    expect(claimsOf(obo)).toMatchObject({ appid: IDS.agent, oid: IDS.user });
     const agentUser = await call(
       `${locked.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`,
     );
-    expect(claimsOf(agentUser)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser });
+    expect(claimsOf(agentUser)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
     const viaUpn = await call(
       `${locked.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}&AgentUsername=${IDS.agentUserUpn}`,
       { headers: bearer },
     );
-    expect(claimsOf(viaUpn)).toMatchObject({ azp: IDS.agent, oid: IDS.agentUser });
+    expect(claimsOf(viaUpn)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
     const down = await call(`${locked.url}/DownstreamApiUnauthenticated/weather?AgentIdentity=${IDS.agent}`, {
       method: "POST",
     });
@@ -147,7 +148,7 @@ describe("a sidecar locked to one agent (Sidecar__AgentIdentity)", () => {
     );
     expect((await emu.counters()).total).toBe(0);
     const app = await call(`${lenient.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    expect(claimsOf(app)).toMatchObject({ azp: IDS.blueprint });
+    expect(claimsOf(app)).toMatchObject({ appid: IDS.blueprint });
     const obo = await call(`${lenient.url}/AuthorizationHeader/weather-user`, { headers: bearer });
     expect(claimsOf(obo)).toMatchObject({ azp: IDS.blueprint, oid: IDS.user });
   });

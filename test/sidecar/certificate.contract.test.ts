@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt } from "jose";
+import forge from "node-forge";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type TestCertificate,
@@ -158,5 +159,106 @@ describe("Path (certificate from disk)", () => {
         key: registered.certPem,
       });
     }
+  });
+});
+
+/** A PKCS#12 file of the certificate and its key, as Windows or `openssl pkcs12 -export` writes one. */
+function pfx(cert: TestCertificate, password: string, algorithm: "aes256" | "3des"): Buffer {
+  const key = forge.pki.privateKeyFromPem(cert.keyPem);
+  const asn1 = forge.pkcs12.toPkcs12Asn1(key, [forge.pki.certificateFromPem(cert.certPem)], password, {
+    algorithm,
+  });
+  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), "binary");
+}
+
+function pfxEnv(extra: Record<string, string>): Record<string, string> {
+  return { ...baseEnv(emu, API), AzureAd__ClientCredentials__0__ClientSecret: "", ...extra };
+}
+
+describe("PFX files, Base64Encoded, certificate stores, and no credential", () => {
+  it("gets tokens with a password-protected PFX (AES and the legacy 3DES of Windows exports)", async () => {
+    for (const algorithm of ["aes256", "3des"] as const) {
+      const path = join(dir, `blueprint-${algorithm}.pfx`);
+      writeFileSync(path, pfx(registered, "p@ss word", algorithm), { mode: 0o600 });
+      const s = await startTestSidecar(
+        emu,
+        pfxEnv({
+          AzureAd__ClientCredentials__0__SourceType: "Path",
+          AzureAd__ClientCredentials__0__CertificateDiskPath: path,
+          AzureAd__ClientCredentials__0__CertificatePassword: "p@ss word",
+        }),
+      );
+      sidecars.push(s);
+      const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+      expect(claimsOf(r), algorithm).toMatchObject({ azp: IDS.blueprint, azpacr: "2" });
+      expect(s.logs.join("")).not.toContain("p@ss word");
+    }
+  });
+
+  it("refuses to start with a wrong PFX password, saying so and never echoing it", async () => {
+    const path = join(dir, "wrong-password.pfx");
+    writeFileSync(path, pfx(registered, "right", "aes256"), { mode: 0o600 });
+    const start = startTestSidecar(
+      emu,
+      pfxEnv({
+        AzureAd__ClientCredentials__0__SourceType: "Path",
+        AzureAd__ClientCredentials__0__CertificateDiskPath: path,
+        AzureAd__ClientCredentials__0__CertificatePassword: "wrong-guess",
+      }),
+    );
+    await expect(start).rejects.toThrow(
+      /ClientCredentials:0 \(Path\): .*wrong or missing CertificatePassword/,
+    );
+    await expect(start).rejects.not.toThrow(/wrong-guess|right/);
+  });
+
+  it("Base64Encoded: a PFX (Microsoft's form) or a PEM, base64-encoded in the configuration", async () => {
+    for (const value of [
+      pfx(registered, "", "aes256").toString("base64"),
+      Buffer.from(`${registered.certPem}\n${registered.keyPem}`).toString("base64"),
+    ]) {
+      const s = await startTestSidecar(
+        emu,
+        pfxEnv({
+          AzureAd__ClientCredentials__0__SourceType: "Base64Encoded",
+          AzureAd__ClientCredentials__0__Base64EncodedValue: value,
+        }),
+      );
+      sidecars.push(s);
+      const r = await call(
+        `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
+      );
+      expect(claimsOf(r)).toMatchObject({ azp: IDS.agent, xms_par_app_azp: IDS.blueprint });
+    }
+  });
+
+  it("refuses a certificate store source with a start-up error saying stores are Windows-only", async () => {
+    await expect(
+      startTestSidecar(
+        emu,
+        pfxEnv({
+          AzureAd__ClientCredentials__0__SourceType: "StoreWithThumbprint",
+          AzureAd__ClientCredentials__0__CertificateStorePath: "CurrentUser/My",
+          AzureAd__ClientCredentials__0__CertificateThumbprint: registered.sha1,
+        }),
+      ),
+    ).rejects.toThrow(
+      /'StoreWithThumbprint': certificate stores exist on Windows only.*Path .*Base64Encoded/,
+    );
+  });
+
+  it("starts without any credential for a /Validate-only deployment; token routes say why they cannot", async () => {
+    const env = baseEnv(emu, API);
+    delete env.AzureAd__ClientCredentials__0__SourceType;
+    delete env.AzureAd__ClientCredentials__0__ClientSecret;
+    const s = await startTestSidecar(emu, env);
+    sidecars.push(s);
+    const user = await emu.userToken();
+    const validated = await call(`${s.url}/Validate`, { headers: { authorization: `Bearer ${user}` } });
+    expect(validated.status, validated.text).toBe(200);
+    const token = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(token.status).toBe(500);
+    expect(String(token.json.detail)).toMatch(/No client credential is configured.*\/Validate/);
+    expect(s.logs.join("")).toMatch(/AzureAd:ClientCredentials is empty: only \/Validate/);
   });
 });

@@ -70,9 +70,8 @@ describe("configuration binding", () => {
       AzureAd__ClientId: "abc",
       AzureAd__ClientCredentials__0__SourceType: "StoreWithThumbprint",
       AzureAd__ClientCredentials__1__SourceType: "ClientSecret",
-      AzureAd__ClientCredentials__2__SourceType: "Path",
-      AzureAd__ClientCredentials__2__CertificateDiskPath: "/c.pfx",
-      AzureAd__ClientCredentials__2__CertificatePassword: "pw",
+      AzureAd__ClientCredentials__2__SourceType: "Base64Encoded",
+      AzureAd__ClientCredentials__2__Base64EncodedValue: "not base64!",
       DownstreamApis__x__Scopes__0: "User.Read",
       DownstreamApis__x__RequestAppToken: "true",
       DownstreamApis__x__BaseUrl: "not a url",
@@ -88,9 +87,9 @@ describe("configuration binding", () => {
       /Instance .* must be an https URL/,
       /TenantId 'consumers': personal Microsoft accounts/,
       /ClientId 'abc' is not a GUID/,
-      /'StoreWithThumbprint' is not supported/,
+      /'StoreWithThumbprint': certificate stores exist on Windows only/,
       /ClientCredentials:1:ClientSecret is missing/,
-      /CertificatePassword/,
+      /Base64EncodedValue is not base64/,
       /RequestAppToken needs a scope ending in '\/.default'/,
       /BaseUrl 'not a url'/,
       /'Cookie' is a reserved header/,
@@ -131,11 +130,13 @@ describe("configuration binding", () => {
     expect(none.problems.join()).toMatch(/AZURE_FEDERATED_TOKEN_FILE/);
   });
 
-  it("skips credentials marked Skip and requires at least one", () => {
-    const { problems } = bind({ AzureAd__TenantId: TENANT, AzureAd__ClientId: CLIENT });
-    expect(problems).toEqual([expect.stringMatching(/ClientCredentials is empty/)]);
+  it("skips credentials marked Skip; with none left it serves /Validate only, and says so", () => {
+    const none = bind({ AzureAd__TenantId: TENANT, AzureAd__ClientId: CLIENT });
+    expect(none.problems).toEqual([]);
+    expect(none.warnings).toEqual([expect.stringMatching(/ClientCredentials is empty: only \/Validate/)]);
     const skipped = bind({ ...VALID, AzureAd__ClientCredentials__0__Skip: "true" });
     expect(skipped.config?.credentials).toEqual([]);
+    expect(skipped.warnings).toEqual([expect.stringMatching(/ClientCredentials is empty/)]);
   });
 
   it("reads the listen address as ASP.NET Core does", () => {

@@ -20,7 +20,9 @@ const netnsProblem = (() => {
     encoding: "utf8",
   });
   if (tried.error) return `unshare or ip is not installed (${tried.error.message})`;
-  return tried.status === 0 ? undefined : `unshare -rn ... ip addr add failed: ${tried.stderr.trim()}`;
+  if (tried.status !== 0) return `unshare -rn ... ip addr add failed: ${tried.stderr.trim()}`;
+  const nsenter = spawnSync("nsenter", ["--version"], { encoding: "utf8" });
+  return nsenter.error ? `nsenter is not installed (${nsenter.error.message})` : undefined;
 })();
 
 /** Runs `node -e script` inside the network namespace of process `pid`; answers its stdout. */

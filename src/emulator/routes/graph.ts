@@ -2,24 +2,56 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { JWTPayload } from "jose";
 import type { TokenContext } from "../context.ts";
-import { DirectoryError, type TenantSpec } from "../directory.ts";
+import { type ApplicationSpec, DirectoryError, type TenantSpec } from "../directory.ts";
 import { audiences, decodeUntrusted, ownIssuerTenant, ownSignatureValid } from "../own-tokens.ts";
 import { findApp } from "../store.ts";
 
 export const GRAPH_AUDIENCES = ["https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000"];
-const WRITE_ROLES = [
-  "Application.ReadWrite.All",
-  "Application.ReadWrite.OwnedBy",
-  "AgentIdentityBlueprint.AddRemoveCreds.All",
-];
-const READ_ROLES = [...WRITE_ROLES, "Application.Read.All"];
+
+/**
+ * Whether a caller with these app roles may read or change an application's federated credentials, as
+ * Graph decides it: Application.ReadWrite.All any application; AgentIdentityBlueprint.AddRemoveCreds.All
+ * any agent identity blueprint; Application.ReadWrite.OwnedBy only the applications the caller owns;
+ * Application.Read.All reads only.
+ */
+export function mayManageCredentials(
+  method: string,
+  roles: readonly string[],
+  application: ApplicationSpec,
+  callerAppId: string | undefined,
+): boolean {
+  const write = method !== "GET";
+  if (roles.includes("Application.ReadWrite.All")) return true;
+  if (
+    roles.includes("AgentIdentityBlueprint.AddRemoveCreds.All") &&
+    application.kind === "agentIdentityBlueprint"
+  )
+    return true;
+  if (
+    roles.includes("Application.ReadWrite.OwnedBy") &&
+    callerAppId !== undefined &&
+    (application.owners ?? []).includes(callerAppId.toLowerCase())
+  )
+    return true;
+  return !write && roles.includes("Application.Read.All");
+}
+
+/** The calling application of an app-only Graph token (azp in v2 tokens, appid in v1). */
+export function callerAppId(payload: JWTPayload): string | undefined {
+  const id = payload.azp ?? payload.appid;
+  return typeof id === "string" ? id.toLowerCase() : undefined;
+}
+
+export function rolesOf(payload: JWTPayload): string[] {
+  return Array.isArray(payload.roles) ? (payload.roles as string[]) : [];
+}
 
 /** `applications/{objectId}` or `applications(appId='{appId}')`, then the FIC collection and an optional item. */
 const PATH =
   /^\/(v1\.0|beta)\/applications(?:\/([0-9a-fA-F-]{36})|\(appId='([0-9a-fA-F-]{36})'\))\/federatedIdentityCredentials(?:\/([^/?]+))?\/?(?:\?.*)?$/;
 
 /** Graph's error body. */
-function graphError(reply: FastifyReply, status: number, code: string, message: string) {
+export function graphError(reply: FastifyReply, status: number, code: string, message: string) {
   return reply.code(status).send({
     error: {
       code,
@@ -33,7 +65,10 @@ function graphError(reply: FastifyReply, status: number, code: string, message: 
   });
 }
 
-/** The Graph subset the operator uses: list, create, get and delete an application's federated identity credentials. */
+/**
+ * The Graph subset the operator uses: list, create, get and delete an application's federated identity
+ * credentials (agent identities are in graph-agents.ts). Authorization as Graph's: see mayManageCredentials.
+ */
 export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     // Clients differ in what they percent-encode (`'`, `(`, `)`); match on the decoded path.
@@ -48,16 +83,7 @@ export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): vo
     const [, version, objectId, appId, item] = match;
     const auth = await authenticate(ctx, request);
     if ("error" in auth) return graphError(reply, auth.status, auth.code, auth.error);
-    const roles = Array.isArray(auth.payload.roles) ? (auth.payload.roles as string[]) : [];
-    const needed = request.method === "GET" ? READ_ROLES : WRITE_ROLES;
-    if (!roles.some((r) => needed.includes(r))) {
-      return graphError(
-        reply,
-        403,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-      );
-    }
+    const roles = rolesOf(auth.payload);
     const t = auth.tenant;
     const key = objectId ?? appId ?? "";
     let application: ReturnType<typeof findApp>;
@@ -74,6 +100,14 @@ export function registerGraphRoutes(app: FastifyInstance, ctx: TokenContext): vo
         404,
         "Request_ResourceNotFound",
         `Resource '${key}' does not exist or one of its queried reference-property objects are not present.`,
+      );
+    }
+    if (!mayManageCredentials(request.method, roles, application, callerAppId(auth.payload))) {
+      return graphError(
+        reply,
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
       );
     }
     const context = `${ctx.baseUrl}/${version}/$metadata#applications('${application.objectId}')/federatedIdentityCredentials`;
@@ -167,7 +201,7 @@ type GraphAuth =
   | { payload: JWTPayload; tenant: TenantSpec }
   | { status: number; code: string; error: string };
 
-async function authenticate(ctx: TokenContext, request: FastifyRequest): Promise<GraphAuth> {
+export async function authenticate(ctx: TokenContext, request: FastifyRequest): Promise<GraphAuth> {
   const header = request.headers.authorization ?? "";
   const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
   const invalid = (why: string): GraphAuth => ({

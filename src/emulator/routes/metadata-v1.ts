@@ -1,6 +1,9 @@
 import type { FastifyInstance } from "fastify";
-import type { TokenContext } from "../context.ts";
+import { type TokenContext, v1IssuerOf } from "../context.ts";
 import { errorBody, errors } from "../errors.ts";
+
+/** Multi-tenant aliases: their documents carry a `{tenantid}` issuer. */
+const MULTI_TENANT_ALIASES = new Set(["common", "organizations"]);
 
 const TENANT_PARAMS = {
   type: "object",
@@ -14,13 +17,6 @@ const TENANT_PARAMS = {
  * the global cloud (another host in sovereign clouds): a resource that accepts v1 tokens reads it here
  * rather than hard-coding it. The signing keys are Entra's shared set (served by metadata.ts).
  */
-export function v1IssuerOf(tenantId: string): string {
-  return `https://sts.windows.net/${tenantId}/`;
-}
-
-/** Multi-tenant aliases whose documents carry a `{tenantid}` issuer and whose keys are every tenant's. */
-const ALIASES = new Set(["common", "organizations"]);
-
 export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext): void {
   app.get<{ Params: { tenant: string } }>(
     "/:tenant/.well-known/openid-configuration",
@@ -28,7 +24,7 @@ export function registerV1MetadataRoutes(app: FastifyInstance, ctx: TokenContext
     async (request, reply) => {
       const name = request.params.tenant;
       const tenant = ctx.store.tenant(name);
-      if (!tenant && !ALIASES.has(name.toLowerCase()))
+      if (!tenant && !MULTI_TENANT_ALIASES.has(name.toLowerCase()))
         return reply.code(400).send(errorBody(errors.tenantNotFound(name, "invalid_tenant"), ctx.baseUrl));
       const base = `${ctx.baseUrl}/${tenant ? tenant.id : name}`;
       return {

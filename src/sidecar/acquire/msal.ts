@@ -59,7 +59,14 @@ export function entraRefusal(error: unknown): string | undefined {
   return undefined;
 }
 
-/** msal-node could not reach the network (outside our own network client). */
+/**
+ * msal-node could not reach the network (outside our own network client), or could not load the
+ * authority's OpenID configuration, which it reports as `endpoints_resolution_error` (Entra or the
+ * outbound proxy unreachable on a sidecar's first token request).
+ */
 export function isMsalNetworkError(error: unknown): boolean {
-  return isMsalError(error) && error.errorCode === "network_error";
+  return (
+    isMsalError(error) &&
+    (error.errorCode === "network_error" || error.errorCode === "endpoints_resolution_error")
+  );
 }

@@ -1,8 +1,10 @@
 import { TOKEN_EXCHANGE_AUDIENCE } from "../config/types.ts";
 import type { LoadedCredential } from "../credentials.ts";
 import type { MetricsSink } from "../metrics.ts";
+import { ProblemError } from "../routes/problem.ts";
 import type { AcquiredToken, CachedToken, GetOptions, TokenCache } from "../tokens/cache.ts";
 import { cacheKey, type TokenRequest } from "../tokens/keys.ts";
+import { type SessionStore, sessionId } from "../tokens/sessions.ts";
 import { type ClientFactoryOptions, createClient } from "./clients.ts";
 import type { AuthenticationResult, ConfidentialClientApplication } from "./msal.ts";
 import { entraRefusal, loadMsal, type Msal } from "./msal.ts";
@@ -18,10 +20,17 @@ const EXCHANGE_SCOPE = `${TOKEN_EXCHANGE_AUDIENCE}/.default`;
 const CREDENTIAL_ERRORS =
   /AADSTS(7000215|7000222|700024|700027|70021|50012|7000214|1000502|7000274|7000277)\b/;
 
+const NO_CREDENTIAL = new ProblemError(
+  500,
+  "No client credential is configured (AzureAd:ClientCredentials): this sidecar only validates tokens (/Validate).",
+);
+
 export interface TokenServiceOptions extends ClientFactoryOptions {
   clientId: string;
   credentials: LoadedCredential[];
   cache: TokenCache;
+  /** Long-running OBO sessions (refresh tokens under the callers' session keys). */
+  sessions?: SessionStore;
   metrics?: MetricsSink;
   retry?: RetryPolicy;
 }
@@ -61,7 +70,6 @@ export class TokenService {
   #credentialIndex = 0;
 
   constructor(options: TokenServiceOptions) {
-    if (options.credentials.length === 0) throw new Error("no usable client credential");
     this.#o = options;
   }
 
@@ -77,10 +85,16 @@ export class TokenService {
    * inbound assertion's expiry (Entra would refuse it: AADSTS500133).
    */
   async acquire(request: TokenRequest, key = cacheKey(request)): Promise<CachedToken> {
-    const { claims, forceRefresh, correlationId, ...neutral } = request;
+    const { claims, forceRefresh, correlationId, ...rest } = request;
+    // A long-running session's entry refreshes with the session's refresh token, never the assertion.
+    const { assertion, ...withoutAssertion } = rest;
+    const neutral = request.sessionKey !== undefined ? withoutAssertion : rest;
+    void assertion;
     const load = () => this.#load(neutral);
-    const mine = claims !== undefined || correlationId !== undefined ? () => this.#load(request) : undefined;
-    const refreshUntil = request.assertion ? assertionExpiry(request.assertion) : undefined;
+    const ownRun = claims !== undefined || correlationId !== undefined || neutral !== rest;
+    const mine = ownRun ? () => this.#load(request) : undefined;
+    const refreshUntil =
+      request.assertion && request.sessionKey === undefined ? assertionExpiry(request.assertion) : undefined;
     const options: GetOptions = {
       ...(forceRefresh ? { force: true } : {}),
       ...(claims !== undefined && mine ? { own: { id: claims, load: mine } } : mine ? { run: mine } : {}),
@@ -94,6 +108,13 @@ export class TokenService {
       this.#o.metrics?.tokenRequest(request.flow, "error");
       throw error;
     }
+  }
+
+  /** Ends a long-running session: its refresh token and its cached tokens go. False when unknown. */
+  endSession(sessionKey: string): boolean {
+    const id = sessionId(sessionKey);
+    this.#o.cache.deleteMatching(`session:${id}`);
+    return this.#o.sessions?.delete(id) ?? false;
   }
 
   #authority(request: TokenRequest): string {
@@ -138,6 +159,8 @@ export class TokenService {
   }
 
   async #load(request: TokenRequest): Promise<AcquiredToken> {
+    // Every flow starts from the blueprint's credential (agent flows through its exchange token).
+    if (this.#o.credentials.length === 0) throw NO_CREDENTIAL;
     for (;;) {
       const index = this.#credentialIndex;
       try {
@@ -197,12 +220,17 @@ export class TokenService {
           request.flow === "obo"
             ? this.#blueprint(msal, request.tenant)
             : this.#agent(msal, request.tenant, request.agentId!);
+        if (request.sessionKey !== undefined && request.assertion === undefined) {
+          result = await this.#continueSession(client, request, common);
+          break;
+        }
         result = await client.acquireTokenOnBehalfOf({
           ...common,
           scopes: request.scopes,
           oboAssertion: request.assertion!,
           skipCache: true,
         });
+        if (request.sessionKey !== undefined) this.#keepSession(client, request);
         break;
       case "agent-user": {
         const t2 = await this.#agentExchangeToken(request.tenant, request.agentId!);
@@ -220,5 +248,67 @@ export class TokenService {
     // Our cache is the only one: msal-node's would otherwise grow with every user and assertion.
     client.clearCache();
     return toAcquired(result);
+  }
+
+  /** The refresh token msal-node just cached (Entra returns one with OBO tokens: offline_access). */
+  #refreshTokenOf(client: ConfidentialClientApplication): string | undefined {
+    const cache = JSON.parse(client.getTokenCache().serialize()) as {
+      RefreshToken?: Record<string, { secret?: string }>;
+    };
+    return Object.values(cache.RefreshToken ?? {}).find((t) => t.secret)?.secret;
+  }
+
+  #keepSession(client: ConfidentialClientApplication, request: TokenRequest): void {
+    const refreshToken = this.#refreshTokenOf(client);
+    if (!refreshToken || !this.#o.sessions) return;
+    this.#o.sessions.set(sessionId(request.sessionKey!), {
+      refreshToken,
+      flow: request.flow as "obo" | "agent-obo",
+      tenant: request.tenant.toLowerCase(),
+      ...(request.agentId ? { agentId: request.agentId.toLowerCase() } : {}),
+    });
+  }
+
+  async #continueSession(
+    client: ConfidentialClientApplication,
+    request: TokenRequest,
+    common: { authority: string; claims?: string; correlationId?: string },
+  ): Promise<AuthenticationResult | null> {
+    const id = sessionId(request.sessionKey!);
+    const session = this.#o.sessions?.get(id);
+    if (!session)
+      throw new ProblemError(
+        401,
+        "No long-running session for this LongRunningWebApiSessionKey: start it with the user's bearer token and the same key (it may have been removed, idle too long, or evicted).",
+      );
+    if (
+      session.flow !== request.flow ||
+      session.tenant !== request.tenant.toLowerCase() ||
+      session.agentId !== request.agentId?.toLowerCase()
+    )
+      throw new ProblemError(
+        403,
+        "This long-running session was started for another agent identity or tenant.",
+      );
+    try {
+      const result = await client.acquireTokenByRefreshToken({
+        ...common,
+        scopes: request.scopes,
+        refreshToken: session.refreshToken,
+      });
+      // Entra may rotate the refresh token: keep the newest.
+      const rotated = this.#refreshTokenOf(client);
+      if (rotated) session.refreshToken = rotated;
+      return result;
+    } catch (error) {
+      // The refresh token is expired or revoked (invalid_grant): the session is over.
+      if (
+        /invalid_grant|AADSTS(700082|70043|50173|70008)\b/.test(
+          `${entraRefusal(error) ?? ""} ${(error as { errorCode?: string }).errorCode ?? ""}`,
+        )
+      )
+        this.#o.sessions?.delete(id);
+      throw error;
+    }
   }
 }

@@ -6,10 +6,6 @@ import { isGuid, isMetaTenant, isTenant, parseBool } from "./values.ts";
 const UNSUPPORTED_SOURCES = [
   "Certificate",
   "KeyVault",
-  "Base64Encoded",
-  "StoreWithThumbprint",
-  "StoreWithDistinguishedName",
-  "StoreWithSubjectName",
   "SignedAssertionFromVault",
   "AutoDecryptKeys",
   "CustomSignedAssertion",
@@ -20,7 +16,10 @@ const SUPPORTED_SOURCES = [
   "SignedAssertionFilePath",
   "SignedAssertionFromManagedIdentity",
   "Path",
+  "Base64Encoded",
 ];
+/** Windows certificate stores: nothing to read on Linux, where the sidecar runs. */
+const STORE_SOURCES = ["StoreWithThumbprint", "StoreWithDistinguishedName", "StoreWithSubjectName"];
 
 export interface Environment {
   AZURE_FEDERATED_TOKEN_FILE?: string;
@@ -52,6 +51,13 @@ function bindCredential(
     return undefined;
   }
   const sourceType = SUPPORTED_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
+  const store = STORE_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
+  if (store) {
+    problems.push(
+      `${p}:SourceType '${store}': certificate stores exist on Windows only, and the sidecar runs on Linux; export the certificate with its private key and use SourceType Path (a PEM or PFX file, with CertificatePassword) or Base64Encoded`,
+    );
+    return undefined;
+  }
   if (!sourceType) {
     const unsupported = UNSUPPORTED_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
     problems.push(
@@ -104,13 +110,21 @@ function bindCredential(
         problems.push(`${p}:CertificateDiskPath is missing for SourceType Path`);
         return undefined;
       }
-      if (get(flat, `${p}:CertificatePassword`)) {
-        problems.push(
-          `${p}:CertificatePassword: password-protected (PKCS#12) certificates are not supported; use a PEM file`,
-        );
+      const password = get(flat, `${p}:CertificatePassword`);
+      return { index, sourceType, certificatePath, ...(password ? { password } : {}) };
+    }
+    case "Base64Encoded": {
+      const value = get(flat, `${p}:Base64EncodedValue`)?.trim();
+      if (!value) {
+        problems.push(`${p}:Base64EncodedValue is missing for SourceType Base64Encoded`);
         return undefined;
       }
-      return { index, sourceType, certificatePath };
+      if (!/^[A-Za-z0-9+/=\s]+$/.test(value)) {
+        problems.push(`${p}:Base64EncodedValue is not base64`);
+        return undefined;
+      }
+      const password = get(flat, `${p}:CertificatePassword`);
+      return { index, sourceType, value, ...(password ? { password } : {}) };
     }
     default:
       return undefined;
@@ -222,9 +236,9 @@ export function bindAzureAd(
   if (indices.length === 0 && legacySecret) {
     credentials.push({ index: 0, sourceType: "ClientSecret", clientSecret: legacySecret });
   }
-  if (indices.length === 0 && !legacySecret) {
-    problems.push(
-      "AzureAd:ClientCredentials is empty: configure at least one credential (e.g. SignedAssertionFilePath)",
+  if (credentials.length === 0 && !problems.some((p) => p.startsWith("AzureAd:ClientCredentials"))) {
+    warnings.push(
+      "AzureAd:ClientCredentials is empty: only /Validate can answer (a validation-only deployment); every token request gets a 500 problem saying so",
     );
   }
   const validateScopes = get(flat, "AzureAd:Scopes")?.trim();

@@ -127,6 +127,19 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
   const agentLock = bindAgentLock(flat, apis, problems, warnings);
   const allowNonLoopbackCallers = bindBool(flat, "Sidecar:AllowNonLoopbackCallers", false, problems);
   const allowedHosts = bindAllowedHosts(flat, problems, warnings);
+  const positive = (key: string, fallback: number): number => {
+    const raw = get(flat, key);
+    if (raw === undefined || raw.trim() === "") return fallback;
+    if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) {
+      problems.push(`${key} must be a positive whole number, got '${raw}'`);
+      return fallback;
+    }
+    return Number(raw);
+  };
+  const longRunningObo = {
+    maxSessions: positive("Sidecar:LongRunningObo:MaxSessions", 1000),
+    idleMs: positive("Sidecar:LongRunningObo:IdleTimeoutSeconds", 24 * 3600) * 1000,
+  };
   if (env.ASPNETCORE_ENVIRONMENT?.toLowerCase() === "development")
     warnings.push(
       "ASPNETCORE_ENVIRONMENT=Development has no effect here: unlike Microsoft's sidecar, it does not open the sidecar to non-loopback callers; set Sidecar__AllowNonLoopbackCallers=true (and AllowedHosts) to do that (docs/compatibility.md)",
@@ -159,6 +172,7 @@ export function bindConfig(flat: FlatConfig, env: BindEnvironment): ConfigResult
       ...(agentLock ? { agentLock } : {}),
       allowNonLoopbackCallers,
       allowedHosts,
+      longRunningObo,
       listen,
       ...(logLevel ? { logLevel } : {}),
     },

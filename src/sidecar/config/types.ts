@@ -10,8 +10,8 @@ export type CredentialSpec =
       /** Audience of the managed-identity token; `/.default` is appended for the request. */
       tokenExchangeUrl: string;
     }
-  | { index: number; sourceType: "Path"; certificatePath: string };
-
+  | { index: number; sourceType: "Path"; certificatePath: string; password?: string }
+  | { index: number; sourceType: "Base64Encoded"; value: string; password?: string };
 /** `AcquireTokenOptions` as configured or overridden (Microsoft.Identity.Abstractions names). */
 export interface AcquireTokenOptions {
   tenant?: string;
@@ -77,6 +77,8 @@ export interface SidecarConfig {
   allowNonLoopbackCallers: boolean;
   /** Host names accepted besides localhost and loopback addresses (`AllowedHosts`), lower-cased. */
   allowedHosts: string[];
+  /** Bounds of the long-running OBO sessions (`Sidecar:LongRunningObo:*`, our addition). */
+  longRunningObo: { maxSessions: number; idleMs: number };
   /** Set when the sidecar is locked to one agent identity. */
   agentLock?: AgentLock;
   listen: ListenAddress;

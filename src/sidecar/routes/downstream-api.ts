@@ -66,6 +66,15 @@ export function registerDownstreamApiRoutes(app: FastifyInstance, ctx: RouteCont
   app.post("/DownstreamApi/:apiName", { preHandler: authenticate(ctx) }, (request: Req, reply) =>
     handle("CallDownstreamApi", request, reply),
   );
+  // Our addition: ends a long-running OBO session (its refresh token and cached tokens go). The key
+  // travels in the path, as the caller chose it; 204 when it existed, 404 when it did not.
+  app.delete<{ Params: { sessionKey: string } }>(
+    "/LongRunningSessions/:sessionKey",
+    async (request, reply) =>
+      ctx.tokens.endSession(request.params.sessionKey)
+        ? reply.code(204).send()
+        : sendProblem(reply, 404, "No long-running session with this key."),
+  );
   // POST only, as Microsoft's code maps them (its docs list more methods): ASP.NET routing's 405.
   for (const url of ["/DownstreamApiUnauthenticated/:apiName", "/DownstreamApi/:apiName"])
     app.route({

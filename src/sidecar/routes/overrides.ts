@@ -45,7 +45,6 @@ const PREFIX = "optionsoverride.";
 const UNSUPPORTED = new Set([
   "acquiretokenoptions.poppublickey",
   "acquiretokenoptions.popclaim",
-  "acquiretokenoptions.longrunningwebapisessionkey",
   "acquiretokenoptions.managedidentity.userassignedclientid",
 ]);
 
@@ -131,6 +130,16 @@ export function parseQuery(query: Record<string, QueryValue>): ParsedQuery | { p
     } else if (name === "acquiretokenoptions.correlationid") {
       // Microsoft ignores a correlation id that is not a GUID; so do we.
       if (isGuid(v)) o.acquireTokenOptions.correlationId = v;
+    } else if (name === "acquiretokenoptions.longrunningwebapisessionkey") {
+      if (v.toLowerCase() === "allocateforme")
+        problems.push(
+          "optionsOverride.AcquireTokenOptions.LongRunningWebApiSessionKey=AllocateForMe is not supported: Microsoft's answer has no place for the allocated key; choose your own (a random string kept by your app)",
+        );
+      else if (v.length < 8 || v.length > 256 || !isHeaderValue(v))
+        problems.push(
+          "optionsOverride.AcquireTokenOptions.LongRunningWebApiSessionKey must be 8 to 256 characters",
+        );
+      else o.acquireTokenOptions.longRunningWebApiSessionKey = v;
     } else if (name === "acquiretokenoptions.fmipath") {
       if (v !== "") o.acquireTokenOptions.fmiPath = v;
     } else if (UNSUPPORTED.has(name)) {

@@ -67,6 +67,7 @@ export function planToken(
 ): TokenRequest {
   const ato = api.acquireTokenOptions;
   const inboundToken = inbound?.token;
+  const sessionKey = ato.longRunningWebApiSessionKey;
   const forUser = !(agent?.user && agent.agentIdentity) && !api.requestAppToken;
   const base = {
     tenant: tenantFor(config, api, inbound, forUser),
@@ -85,6 +86,12 @@ export function planToken(
     }
     if (agentId) return { ...base, flow: "agent-app", agentId, scopes: [scope] };
     return { ...base, flow: "app", scopes: [scope], ...(ato.fmiPath ? { fmiPath: ato.fmiPath } : {}) };
+  }
+  if (sessionKey !== undefined) {
+    // A long-running session: started (or renewed) with the inbound token, continued without one.
+    const session = { sessionKey, ...(inboundToken ? { assertion: inboundToken } : {}) };
+    if (agentId) return { ...base, flow: "agent-obo", agentId, scopes: api.scopes, ...session };
+    return { ...base, flow: "obo", scopes: api.scopes, ...session };
   }
   if (!inboundToken) {
     throw new ProblemError(

@@ -212,6 +212,11 @@ export class TokenCache {
     this.#entries.delete(key);
   }
 
+  /** Drops every entry whose key contains `part` (a removed session's tokens). */
+  deleteMatching(part: string): void {
+    for (const key of this.#entries.keys()) if (key.includes(part)) this.#entries.delete(key);
+  }
+
   clear(): void {
     this.#entries.clear();
   }

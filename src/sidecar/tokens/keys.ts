@@ -14,6 +14,11 @@ export interface TokenRequest {
   user?: AgentUser;
   /** The inbound user token (OBO). Hashed into the key, never stored in it. */
   assertion?: string;
+  /**
+   * A long-running OBO session key (OBO flows only): the entry is the session's, whatever inbound
+   * token started or renewed it; hashed into the key, never stored in it.
+   */
+  sessionKey?: string;
   fmiPath?: string;
   claims?: string;
   correlationId?: string;
@@ -40,6 +45,10 @@ export function cacheKey(request: TokenRequest, assertionHash?: string): string 
     user,
     scopes.join(" "),
     request.fmiPath ?? "",
-    request.assertion ? (assertionHash ?? hashAssertion(request.assertion)) : "",
+    request.sessionKey !== undefined
+      ? `session:${hashAssertion(request.sessionKey)}`
+      : request.assertion
+        ? (assertionHash ?? hashAssertion(request.assertion))
+        : "",
   ].join(SEP);
 }

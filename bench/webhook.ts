@@ -1,0 +1,245 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { request } from "node:https";
+import autocannon from "autocannon";
+import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
+
+/**
+ * bench/webhook: AdmissionReviews of a typical three-container pod (an app, a worker and the user's own
+ * native log shipper) over HTTPS against the webhook's admission server, and the same body against a
+ * bare fastify HTTPS route that echoes it, in the same run, each server in a process of its own
+ * (bench/webhook-server.ts). Rounds alternate the order (ABBA) so drifting load favours neither; the
+ * medians are printed with the targets of issue 11: ratio ≥ 0.7, and the webhook's p99 no worse than the
+ * bare route's p99 + 1 ms at 50 connections. Figures are printed, never asserted.
+ *
+ *   npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4]
+ */
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
+  return value;
+}
+
+const CONNECTIONS = flag("connections", 50);
+const DURATION = flag("duration", 3);
+const ROUNDS = flag("rounds", 4);
+const log = (line: string) => process.stdout.write(`[bench:webhook] ${line}\n`);
+
+/** A typical opted-in pod as the API server sends it in an AdmissionReview (CREATE, no name yet). */
+export function typicalReview(): string {
+  const container = (name: string, image: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    image,
+    env: [
+      { name: "LOG_LEVEL", value: "info" },
+      { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    ],
+    resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "256Mi" } },
+    volumeMounts: [
+      { name: "data", mountPath: "/data" },
+      {
+        name: "kube-api-access-x7k2p",
+        mountPath: "/var/run/secrets/kubernetes.io/serviceaccount",
+        readOnly: true,
+      },
+    ],
+    terminationMessagePath: "/dev/termination-log",
+    terminationMessagePolicy: "File",
+    imagePullPolicy: "IfNotPresent",
+    ...extra,
+  });
+  return JSON.stringify({
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    request: {
+      uid: "7b9f7f2e-5f0c-4a37-9c43-2c3f0f7f3b21",
+      kind: { group: "", version: "v1", kind: "Pod" },
+      resource: { group: "", version: "v1", resource: "pods" },
+      requestKind: { group: "", version: "v1", kind: "Pod" },
+      requestResource: { group: "", version: "v1", resource: "pods" },
+      namespace: "research",
+      operation: "CREATE",
+      userInfo: {
+        username: "system:serviceaccount:kube-system:replicaset-controller",
+        groups: ["system:serviceaccounts"],
+      },
+      object: {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: {
+          generateName: "research-7c9f8d6b5-",
+          namespace: "research",
+          labels: { app: "research", "agentid.io/inject": "true", "pod-template-hash": "7c9f8d6b5" },
+          ownerReferences: [
+            {
+              apiVersion: "apps/v1",
+              kind: "ReplicaSet",
+              name: "research-7c9f8d6b5",
+              uid: "0b7e6f3e-1c41-4b8e-9d1c-8c4b0a6f2d11",
+              controller: true,
+              blockOwnerDeletion: true,
+            },
+          ],
+        },
+        spec: {
+          serviceAccountName: "research-agent",
+          initContainers: [
+            container("log-shipper", "ghcr.io/contoso/shipper:2", { restartPolicy: "Always" }),
+          ],
+          containers: [
+            container("app", "ghcr.io/contoso/research:1.4", {
+              ports: [{ containerPort: 8080, name: "http", protocol: "TCP" }],
+            }),
+            container("worker", "ghcr.io/contoso/worker:1.4"),
+          ],
+          volumes: [
+            { name: "data", emptyDir: {} },
+            {
+              name: "kube-api-access-x7k2p",
+              projected: {
+                defaultMode: 420,
+                sources: [
+                  { serviceAccountToken: { expirationSeconds: 3607, path: "token" } },
+                  { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+                ],
+              },
+            },
+          ],
+          restartPolicy: "Always",
+          terminationGracePeriodSeconds: 30,
+          dnsPolicy: "ClusterFirst",
+          securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+          schedulerName: "default-scheduler",
+          enableServiceLinks: true,
+          preemptionPolicy: "PreemptLowerPriority",
+          priority: 0,
+        },
+      },
+      oldObject: null,
+      dryRun: false,
+      options: { apiVersion: "meta.k8s.io/v1", kind: "CreateOptions" },
+    },
+  });
+}
+
+async function startServer(
+  kind: "webhook" | "echo",
+  cert: string,
+  key: string,
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [new URL("./webhook-server.ts", import.meta.url).pathname, kind], {
+    env: { ...process.env, BENCH_CERT: cert, BENCH_KEY: key },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`${kind} server exited with ${code}`)));
+  });
+  return { child, port };
+}
+
+function post(port: number, body: string, caPem: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/mutate-v1-pod",
+        method: "POST",
+        ca: caPem,
+        headers: { "content-type": "application/json" },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => {
+          text += c.toString();
+        });
+        res.on("end", () => resolve(text));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+interface Result {
+  rps: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function drive(port: number, body: string, seconds: number): Promise<Result> {
+  const r = await autocannon({
+    url: `https://127.0.0.1:${port}/mutate-v1-pod`,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    connections: CONNECTIONS,
+    duration: seconds,
+    pipelining: 1,
+  });
+  return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+};
+
+async function main() {
+  const ca = await createCertificateAuthority("bench-ca");
+  const leaf = await issueCertificate(ca, {
+    commonName: "127.0.0.1",
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+  });
+  const body = typicalReview();
+  log(
+    `AdmissionReview of a 3-container pod: ${body.length} bytes; ${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION} s each`,
+  );
+  const webhook = await startServer("webhook", leaf.certPem, leaf.keyPem);
+  const echo = await startServer("echo", leaf.certPem, leaf.keyPem);
+  try {
+    // The webhook must really inject (a refusal would be a cheaper answer and flatter the figures).
+    const answer = JSON.parse(await post(webhook.port, body, ca.certPem)) as {
+      response?: { allowed?: boolean; patch?: string };
+    };
+    const patch = Buffer.from(answer.response?.patch ?? "", "base64").toString();
+    if (answer.response?.allowed !== true || !patch.includes("agentid-sidecar")) {
+      throw new Error(`the webhook did not inject the typical pod: ${JSON.stringify(answer).slice(0, 300)}`);
+    }
+    log(`the webhook injects it (patch of ${patch.length} bytes)`);
+    // Warm both (JIT, TLS session set-up) before measuring.
+    await drive(webhook.port, body, 1);
+    await drive(echo.port, body, 1);
+    const w: Result[] = [];
+    const e: Result[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? (["webhook", "echo"] as const) : (["echo", "webhook"] as const);
+      for (const which of order) {
+        const result = await drive(which === "webhook" ? webhook.port : echo.port, body, DURATION);
+        (which === "webhook" ? w : e).push(result);
+        log(
+          `round ${round + 1} ${which.padEnd(7)} ${result.rps.toFixed(0)} reviews/s, p99 ${result.p99} ms, errors ${result.errors}, non-2xx ${result.non2xx}`,
+        );
+      }
+    }
+    const wRps = median(w.map((r) => r.rps));
+    const eRps = median(e.map((r) => r.rps));
+    const wP99 = median(w.map((r) => r.p99));
+    const eP99 = median(e.map((r) => r.p99));
+    log(`webhook: ${wRps.toFixed(0)} reviews/s, p99 ${wP99} ms (medians)`);
+    log(`bare fastify HTTPS echo: ${eRps.toFixed(0)} requests/s, p99 ${eP99} ms (medians)`);
+    log(
+      `ratio ${(wRps / eRps).toFixed(2)} (target ≥ 0.7); p99 ${wP99} ms vs ${eP99} + 1 ms (target: no more)`,
+    );
+  } finally {
+    webhook.child.kill();
+    echo.child.kill();
+  }
+}
+
+await main();

@@ -1,0 +1,141 @@
+import type { Registry } from "prom-client";
+import { API_VERSION, BLUEPRINT_PLURAL, KIND, PLURAL } from "../api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
+import type { KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { Informer } from "../kube/informer.ts";
+import type { Logger } from "../lib/log.ts";
+import type { SecretObject } from "./certificate-manager.ts";
+import { createReviewer } from "./review.ts";
+import type { IdentitySource } from "./select.ts";
+import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
+import {
+  detectNativeSidecars,
+  type NativeSidecarMode,
+  type SidecarFlags,
+  sidecarSettings,
+} from "./settings.ts";
+import { resolveTarget } from "./target.ts";
+import type { SidecarSettings } from "./types.ts";
+
+/**
+ * The admission webhook as a component with an explicit interface: the manager (or a test) hands it the
+ * shared informers, a kube client, an event recorder, a logger and a metrics registry, and runs
+ * `start` on every replica and `runLeader` on the leader.
+ */
+
+export interface WebhookOptions {
+  kube: KubeClient;
+  identities: Informer<AgentIdentity>;
+  blueprints: Informer<AgentIdentityBlueprint>;
+  namespaces: Informer<NamespaceObject>;
+  /** The manager's --allowed-authority-hosts (a Custom cloud's host must be listed). */
+  allowedAuthorityHosts?: readonly string[];
+  /** The informer on the serving-certificate Secret (`secretCache` in serving.ts). */
+  secrets: Informer<SecretObject>;
+  events?: EventRecorder;
+  logger: Logger;
+  registry: Registry;
+  listen: { host: string; port: number };
+  sidecar: Omit<SidecarFlags, "native"> & { native: NativeSidecarMode };
+  certificates: CertificateSettings;
+  /** Extra readiness, e.g. the manager's caches have synced. */
+  ready?: () => boolean;
+}
+
+export interface Webhook
+  extends Pick<Serving, "runLeader" | "ready" | "port" | "close" | "certificates" | "metrics"> {
+  start(): Promise<void>;
+  settings(): SidecarSettings | undefined;
+}
+
+export interface NamespaceObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; labels?: Record<string, string> };
+}
+
+/** Cache specs of what the webhook reads, for the manager's shared caches (same specs as the operator's share one informer). */
+export const WEBHOOK_CACHES = {
+  identities: { path: `/apis/${API_VERSION}/${PLURAL}`, resource: "agentidentities" },
+  blueprints: { path: `/apis/${API_VERSION}/${BLUEPRINT_PLURAL}`, resource: "agentidentityblueprints" },
+  namespaces: { path: "/api/v1/namespaces", resource: "namespaces" },
+} as const;
+
+export function identityPathOf(namespace: string, name?: string): string {
+  return `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}${name ? `/${encodeURIComponent(name)}` : ""}`;
+}
+
+export function createWebhook(options: WebhookOptions): Webhook {
+  const { kube, identities, logger } = options;
+  let settings: SidecarSettings | undefined;
+  const source: IdentitySource = {
+    cached: (ns, name) => identities.get(ns, name),
+    cachedList: (ns) => identities.list(ns),
+    read: (ns, name) => kube.getOptional<AgentIdentity>(identityPathOf(ns, name)),
+    list: async (ns) => (await kube.get<{ items?: AgentIdentity[] }>(identityPathOf(ns))).items ?? [],
+  };
+  // Cache first; a miss reads the API server (a blueprint or namespace made a moment ago).
+  const blueprintOf = async (name: string) =>
+    options.blueprints.get(undefined, name) ??
+    (await kube.getOptional<AgentIdentityBlueprint>(
+      `${WEBHOOK_CACHES.blueprints.path}/${encodeURIComponent(name)}`,
+    ));
+  const namespaceOf = async (name: string) =>
+    options.namespaces.get(undefined, name) ??
+    (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
+  const reviewer = createReviewer({
+    identities: source,
+    async resolve(identity, namespace) {
+      const [blueprint, ns] = await Promise.all([
+        blueprintOf(identity.spec.blueprintRef.name),
+        namespaceOf(namespace),
+      ]);
+      return resolveTarget({
+        identity,
+        blueprint,
+        namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
+        allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
+      });
+    },
+    settings: () => {
+      if (!settings) throw new Error("the webhook answered before its settings were resolved");
+      return settings;
+    },
+    logger,
+    recordRefusal(identity, refusals) {
+      options.events?.record(
+        { apiVersion: API_VERSION, kind: KIND, metadata: identity.metadata },
+        "Warning",
+        "PodRefused",
+        `a pod was refused: ${refusals.map((r) => r.message).join("; ")}`,
+      );
+    },
+  });
+  const serving = createServing({
+    host: options.listen.host,
+    port: options.listen.port,
+    reviewer,
+    certificates: options.certificates,
+    secrets: options.secrets,
+    logger,
+    registry: options.registry,
+    ready: () => settings !== undefined && (options.ready?.() ?? true),
+  });
+  return {
+    metrics: serving.metrics,
+    certificates: serving.certificates,
+    async start() {
+      const native = await detectNativeSidecars(kube, options.sidecar.native);
+      settings = sidecarSettings({ ...options.sidecar, native });
+      logger.info({ native, image: settings.image }, "webhook settings");
+      await serving.start();
+      logger.info({ port: serving.port() }, "admission server listening");
+    },
+    settings: () => settings,
+    runLeader: (k, signal) => serving.runLeader(k, signal),
+    ready: () => serving.ready(),
+    port: () => serving.port(),
+    close: () => serving.close(),
+  };
+}

@@ -1,0 +1,43 @@
+import { Counter, Histogram, type Registry } from "prom-client";
+
+/** The webhook's metrics, registered on the manager's registry (or a test's). */
+export interface WebhookMetrics {
+  /** Reviews by outcome (injected, allowed, refused, invalid, error) and reason (a RefusalReason or ""). */
+  reviews: Counter<"outcome" | "reason">;
+  duration: Histogram<"outcome">;
+  /** Serving-certificate loads by result (loaded, invalid) and renewals by kind (leaf, ca). */
+  certificateLoads: Counter<"result">;
+  certificateRenewals: Counter<"kind">;
+}
+
+export function createWebhookMetrics(registry: Registry): WebhookMetrics {
+  const existing = registry.getSingleMetric("agentid_webhook_reviews_total");
+  if (existing) throw new Error("webhook metrics are registered on this registry already");
+  return {
+    reviews: new Counter({
+      name: "agentid_webhook_reviews_total",
+      help: "AdmissionReviews answered, by outcome (injected, allowed, refused, invalid, error) and refusal reason.",
+      labelNames: ["outcome", "reason"],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: "agentid_webhook_review_duration_seconds",
+      help: "Time from a parsed AdmissionReview to its answer, by outcome.",
+      labelNames: ["outcome"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    certificateLoads: new Counter({
+      name: "agentid_webhook_certificate_loads_total",
+      help: "Serving certificates loaded into the HTTPS server (loaded) or rejected (invalid).",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
+    certificateRenewals: new Counter({
+      name: "agentid_webhook_certificate_renewals_total",
+      help: "Serving certificates issued by the leader, by kind (leaf, ca).",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,208 @@
+import {
+  ANNOTATION_INJECTED,
+  SIDECAR_CONTAINER,
+  TOKEN_AUDIENCE,
+  TOKEN_FILE,
+  TOKEN_MOUNT_PATH,
+  TOKEN_VOLUME,
+} from "../api/constants.ts";
+import { parseInitContainerNames, resolveResources } from "./annotations.ts";
+import { addMember, append, type JsonPatchOperation, prepend } from "./patch.ts";
+import {
+  annotationsOf,
+  arrayAt,
+  type ContainerView,
+  containersOf,
+  envNames,
+  objectAt,
+  stringAt,
+} from "./raw.ts";
+import { podRefusals, type Refusal } from "./refusals.ts";
+import type { InjectionTarget, Resources, SidecarSettings } from "./types.ts";
+
+/**
+ * The mutation (pure): a raw pod, the AgentIdentity it gets (already rendered into an InjectionTarget)
+ * and the manager's sidecar settings → JSON-Patch operations, or the refusals. Operations address the
+ * original JSON; the pod is never decoded into models and re-encoded, so every field we do not touch,
+ * known to us or not, is kept byte for byte.
+ */
+
+export const SIDECAR_URL = "SIDECAR_URL";
+/** File name of the projected token inside TOKEN_MOUNT_PATH. */
+export const TOKEN_PATH = TOKEN_FILE.slice(TOKEN_MOUNT_PATH.length + 1);
+
+export interface MutationInput {
+  pod: unknown;
+  target: InjectionTarget;
+  settings: SidecarSettings;
+}
+
+export type Mutation =
+  | {
+      allowed: true;
+      patch: JsonPatchOperation[];
+      /** False when the pod carried our sidecar already (reinvocation, or a copy of an injected pod). */
+      injectedNow: boolean;
+      /** The value of `agentid.io/injected`. */
+      injected: string;
+    }
+  | { allowed: false; refusals: Refusal[] };
+
+export function injectedValue(target: InjectionTarget): string {
+  return `${target.identity.name}@${target.identity.generation}`;
+}
+
+export function sidecarUrl(port: number): string {
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Our sidecar in the pod, if it is there (in either place it may have been injected). */
+export function findSidecar(pod: unknown): ContainerView | undefined {
+  return [...containersOf(pod, "initContainers"), ...containersOf(pod, "containers")].find(
+    (c) => c.name === SIDECAR_CONTAINER,
+  );
+}
+
+export function mutatePod(input: MutationInput): Mutation {
+  const { pod, target, settings } = input;
+  const annotations = annotationsOf(pod);
+  const existing = findSidecar(pod);
+  // Ours only when we also left our mark; a container that merely borrows the name is refused below.
+  const injected = existing !== undefined && annotations[ANNOTATION_INJECTED] !== undefined;
+  const refusals = podRefusals({ pod, port: target.port, secretNames: target.secretNames, injected });
+  if (injected && stringAt(existing.raw, "image") !== settings.image) {
+    refusals.push({
+      reason: "ReservedName",
+      message: `container ${SIDECAR_CONTAINER} runs image '${stringAt(existing.raw, "image") ?? ""}', not the agentid sidecar image; remove the container and the ${ANNOTATION_INJECTED} annotation and let agentid inject it`,
+    });
+  }
+  const resources = resolveResources(settings.defaultResources, target.resources, annotations);
+  if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
+  const initNames = containersOf(pod, "initContainers")
+    .map((c) => c.name)
+    .filter((n) => n !== SIDECAR_CONTAINER);
+  const initWanted = parseInitContainerNames(annotations, initNames);
+  if (!initWanted.ok) refusals.push({ reason: "BadAnnotation", message: initWanted.message });
+  const sidecarIsNative = injected ? existing.field === "initContainers" : settings.native;
+  if (initWanted.ok && initWanted.value.size > 0 && !sidecarIsNative) {
+    refusals.push({
+      reason: "BadAnnotation",
+      message:
+        "init containers cannot reach the sidecar on this cluster (no native sidecars: init containers run before it); remove the init container names from the annotation agentid.io/sidecar-url-init-containers",
+    });
+  }
+  if (refusals.length > 0 || !resources.ok || !initWanted.ok) return { allowed: false, refusals };
+
+  const patch: JsonPatchOperation[] = [];
+  // Environment first, at the original indices: the sidecar's insertion below shifts them.
+  const url = sidecarUrl(target.port);
+  const receivers = [
+    ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
+    ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),
+  ];
+  for (const c of receivers) {
+    if (envNames(c.raw).has(SIDECAR_URL)) continue;
+    const hasEnv = arrayAt(c.raw, "env") !== undefined;
+    patch.push(append(["spec", c.field, c.index, "env"], hasEnv, { name: SIDECAR_URL, value: url }));
+  }
+  const value = injected
+    ? (annotations[ANNOTATION_INJECTED] ?? injectedValue(target))
+    : injectedValue(target);
+  if (!injected) {
+    const spec = objectAt(pod, "spec");
+    if (target.projectedToken) {
+      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, tokenVolume(target)));
+    }
+    const sidecar = sidecarContainer(target, settings, resources.value);
+    if (settings.native) {
+      patch.push(prepend(["spec", "initContainers"], arrayAt(spec, "initContainers") !== undefined, sidecar));
+    } else {
+      patch.push(prepend(["spec", "containers"], arrayAt(spec, "containers") !== undefined, sidecar));
+    }
+    const hasAnnotations = objectAt(objectAt(pod, "metadata"), "annotations") !== undefined;
+    patch.push(addMember(["metadata", "annotations"], hasAnnotations, ANNOTATION_INJECTED, value));
+  }
+  return { allowed: true, patch, injectedNow: !injected, injected: value };
+}
+
+export function tokenVolume(target: InjectionTarget): Record<string, unknown> {
+  return {
+    name: TOKEN_VOLUME,
+    projected: {
+      sources: [
+        {
+          serviceAccountToken: {
+            audience: TOKEN_AUDIENCE,
+            expirationSeconds: target.tokenExpirationSeconds,
+            path: TOKEN_PATH,
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The command that starts the sidecar tuned (no re-execution), and the probe command for the same image. */
+export function sidecarCommand(settings: SidecarSettings): string[] {
+  return [settings.node, ...settings.nodeFlags, settings.entrypoint, "sidecar"];
+}
+
+export function probeCommand(settings: SidecarSettings, timeoutSeconds: number): string[] {
+  return [
+    settings.node,
+    settings.entrypoint,
+    "sidecar",
+    "--probe",
+    "--probe-timeout",
+    String(timeoutSeconds),
+  ];
+}
+
+export function sidecarContainer(
+  target: InjectionTarget,
+  settings: SidecarSettings,
+  resources: Resources,
+): Record<string, unknown> {
+  const container: Record<string, unknown> = {
+    name: SIDECAR_CONTAINER,
+    image: settings.image,
+  };
+  if (settings.imagePullPolicy) container.imagePullPolicy = settings.imagePullPolicy;
+  container.command = sidecarCommand(settings);
+  container.env = [
+    ...Object.entries(settings.nodeEnv).map(([name, value]) => ({ name, value })),
+    ...target.env,
+  ];
+  container.resources = resources;
+  container.securityContext = {
+    runAsNonRoot: true,
+    runAsUser: settings.runAsUser,
+    runAsGroup: settings.runAsUser,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+  if (target.projectedToken) {
+    container.volumeMounts = [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }];
+  }
+  // The kubelet probes from the node, which cannot reach 127.0.0.1 inside the pod: the probe runs in
+  // the container (`agentid sidecar --probe` polls the sidecar's /readyz on its own listen address).
+  if (settings.native) {
+    container.restartPolicy = "Always";
+    container.startupProbe = {
+      exec: { command: probeCommand(settings, 1) },
+      periodSeconds: 1,
+      timeoutSeconds: 5,
+      failureThreshold: 120,
+    };
+  } else {
+    // First in `containers`: the kubelet starts the next container only after this hook returns.
+    container.lifecycle = { postStart: { exec: { command: probeCommand(settings, 60) } } };
+  }
+  container.terminationMessagePolicy = "FallbackToLogsOnError";
+  return container;
+}
+
+/** Names of the things injection adds, for readers of a pod (e.g. tests, `kubectl`). */
+export const INJECTED_NAMES = { container: SIDECAR_CONTAINER, volume: TOKEN_VOLUME } as const;

@@ -1,0 +1,38 @@
+import type { JsonPatchOperation } from "../kube/client.ts";
+import { jsonPointerSegment } from "../kube/client.ts";
+
+export type { JsonPatchOperation } from "../kube/client.ts";
+
+/**
+ * JSON Pointer paths (RFC 6901) built from segments, each escaped (`~` → `~0`, `/` → `~1`), so an
+ * annotation key such as `agentid.io/injected` addresses one member and not a nested path.
+ */
+export function pointer(...segments: Array<string | number>): string {
+  return segments.map((s) => `/${typeof s === "number" ? String(s) : jsonPointerSegment(s)}`).join("");
+}
+
+/** Adds `value` under `key` of the object at `parentPath`, creating the object when it does not exist. */
+export function addMember(
+  parentPath: string[],
+  parentExists: boolean,
+  key: string,
+  value: unknown,
+): JsonPatchOperation {
+  return parentExists
+    ? { op: "add", path: pointer(...parentPath, key), value }
+    : { op: "add", path: pointer(...parentPath), value: { [key]: value } };
+}
+
+/** Appends to the array at `path`, creating the array when it does not exist. */
+export function append(path: Array<string | number>, exists: boolean, value: unknown): JsonPatchOperation {
+  return exists
+    ? { op: "add", path: `${pointer(...path)}/-`, value }
+    : { op: "add", path: pointer(...path), value: [value] };
+}
+
+/** Inserts at the front of the array at `path`, creating the array when it does not exist. */
+export function prepend(path: Array<string | number>, exists: boolean, value: unknown): JsonPatchOperation {
+  return exists
+    ? { op: "add", path: `${pointer(...path)}/0`, value }
+    : { op: "add", path: pointer(...path), value: [value] };
+}

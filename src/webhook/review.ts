@@ -1,0 +1,115 @@
+import { ANNOTATION_INJECTED } from "../api/constants.ts";
+import type { AgentIdentity } from "../api/types.ts";
+import type { Logger } from "../lib/log.ts";
+import { type AdmissionRequest, type AdmissionResponse, allow, deny } from "./admission.ts";
+import { mutatePod } from "./mutate.ts";
+import { annotationsOf, displayName } from "./raw.ts";
+import { ephemeralRefusals, type Refusal } from "./refusals.ts";
+import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
+import type { InjectionTarget, SidecarSettings } from "./types.ts";
+
+/**
+ * One admission review, end to end: which pod, which identity, what target, what patch. The decisions
+ * are the pure functions of this directory; this function only sequences them and reports.
+ */
+
+export type Resolved = { ok: true; target: InjectionTarget } | { ok: false; refusal: Refusal };
+
+export interface ReviewDeps {
+  identities: IdentitySource;
+  /** The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal. */
+  resolve(identity: AgentIdentity, namespace: string): Promise<Resolved>;
+  settings: () => SidecarSettings;
+  logger: Logger;
+  /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
+  recordRefusal?(identity: AgentIdentity, refusals: readonly Refusal[]): void;
+}
+
+export interface ReviewResult {
+  response: AdmissionResponse;
+  outcome: "injected" | "allowed" | "skipped" | "refused";
+  reason: string;
+}
+
+export function createReviewer(deps: ReviewDeps) {
+  const { logger } = deps;
+
+  function refuse(
+    request: AdmissionRequest,
+    refusals: readonly Refusal[],
+    identity?: AgentIdentity,
+  ): ReviewResult {
+    const reason = refusals[0]?.reason ?? "Refused";
+    // The log line a platform team greps for; messages never carry a secret (they name objects only).
+    logger.warn(
+      {
+        uid: request.uid,
+        namespace: request.namespace,
+        pod: displayName(request.object),
+        identity: identity?.metadata.name,
+        user: request.user,
+        reasons: refusals.map((r) => r.reason),
+        message: refusals.map((r) => r.message).join("; "),
+      },
+      "pod refused",
+    );
+    if (identity && !request.dryRun) deps.recordRefusal?.(identity, refusals);
+    return { response: deny(request.uid, refusals), outcome: "refused", reason };
+  }
+
+  async function ephemeral(request: AdmissionRequest): Promise<ReviewResult> {
+    const pod = request.object;
+    const injected = annotationsOf(pod)[ANNOTATION_INJECTED];
+    let port = 0;
+    let secretNames: string[] = [];
+    let identity: AgentIdentity | undefined;
+    if (injected) {
+      const name = injected.slice(0, injected.lastIndexOf("@") > 0 ? injected.lastIndexOf("@") : undefined);
+      identity =
+        deps.identities.cached(request.namespace, name) ??
+        (await deps.identities.read(request.namespace, name));
+      if (identity) {
+        const resolved = await deps.resolve(identity, request.namespace);
+        if (resolved.ok) {
+          port = resolved.target.port;
+          secretNames = resolved.target.secretNames;
+        }
+      }
+    }
+    const refusals = ephemeralRefusals(pod, request.oldObject, port, secretNames);
+    if (refusals.length > 0) return refuse(request, refusals, identity);
+    return { response: allow(request.uid, []), outcome: "allowed", reason: "" };
+  }
+
+  return async function review(request: AdmissionRequest): Promise<ReviewResult> {
+    if (request.operation === "UPDATE" && request.subResource === "ephemeralcontainers")
+      return ephemeral(request);
+    if (request.operation !== "CREATE" || request.subResource !== "") {
+      return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+    }
+    const pod = request.object;
+    if (!wantsInjection(pod)) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+    const selected = await selectIdentity(pod, request.namespace, deps.identities);
+    if (!selected.ok) return refuse(request, [selected.refusal]);
+    const resolved = await deps.resolve(selected.identity, request.namespace);
+    if (!resolved.ok) return refuse(request, [resolved.refusal], selected.identity);
+    const mutation = mutatePod({ pod, target: resolved.target, settings: deps.settings() });
+    if (!mutation.allowed) return refuse(request, mutation.refusals, selected.identity);
+    if (mutation.injectedNow) {
+      logger.info(
+        {
+          uid: request.uid,
+          namespace: request.namespace,
+          pod: displayName(pod),
+          identity: mutation.injected,
+        },
+        "sidecar injected",
+      );
+    }
+    return {
+      response: allow(request.uid, mutation.patch, { injected: mutation.injected }),
+      outcome: mutation.injectedNow ? "injected" : "allowed",
+      reason: "",
+    };
+  };
+}

@@ -1,0 +1,119 @@
+import type { Server } from "node:https";
+import Fastify, { type FastifyInstance } from "fastify";
+import { WEBHOOK_PATH } from "../api/constants.ts";
+import type { Logger } from "../lib/log.ts";
+import {
+  type AdmissionRequest,
+  type AdmissionResponse,
+  deny,
+  parseReview,
+  reviewEnvelope,
+} from "./admission.ts";
+import type { WebhookMetrics } from "./metrics.ts";
+
+/**
+ * The admission HTTPS server. It listens at once but completes no TLS handshake until a serving
+ * certificate is loaded (`setCertificate`), and every later certificate replaces the server's default
+ * secure context in place: new connections get it, open ones finish on the old one, no restart.
+ */
+
+/** AdmissionReviews carry the pod twice (object and oldObject); the API server caps an object near 3 MiB. */
+export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
+
+export type Reviewer = (
+  request: AdmissionRequest,
+) => Promise<{ response: AdmissionResponse; outcome: string; reason: string }>;
+
+export interface AdmissionServerOptions {
+  host: string;
+  port: number;
+  review: Reviewer;
+  logger: Logger;
+  metrics: WebhookMetrics;
+  /** Extra readiness (caches synced); the server adds "a certificate is loaded". */
+  ready?: () => boolean;
+}
+
+export interface AdmissionServer {
+  app: FastifyInstance;
+  port(): number;
+  setCertificate(certPem: string, keyPem: string): void;
+  hasCertificate(): boolean;
+  ready(): boolean;
+  close(): Promise<void>;
+}
+
+export async function startAdmissionServer(options: AdmissionServerOptions): Promise<AdmissionServer> {
+  const { logger, metrics } = options;
+  let loaded = false;
+  const app = Fastify({
+    https: {},
+    logger: false,
+    bodyLimit: MAX_REVIEW_BYTES,
+    // A stuck client must not hold a socket: the API server's own timeout is at most 30 s.
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+  });
+  app.setErrorHandler((err, _request, reply) => {
+    const error = err as { statusCode?: number; message?: string };
+    const status = typeof error.statusCode === "number" && error.statusCode >= 400 ? error.statusCode : 500;
+    // fastify's errors for a body that is too large or not JSON; nothing else gets here but bugs.
+    const message = status === 500 ? "internal error" : String(error.message);
+    if (status === 500) logger.error({ err: error.message }, "admission request failed");
+    metrics.reviews.inc({ outcome: "invalid", reason: String(status) });
+    return reply.code(status).type("application/problem+json").send({ title: message, status });
+  });
+  app.get("/readyz", async (_req, reply) => {
+    const ok = loaded && (options.ready?.() ?? true);
+    return reply.code(ok ? 200 : 503).send(ok ? "ok" : "not ready");
+  });
+  app.get("/healthz", async () => "ok");
+  app.post(WEBHOOK_PATH, async (request, reply) => {
+    const started = process.hrtime.bigint();
+    const parsed = parseReview(request.body);
+    if (!parsed.ok) {
+      metrics.reviews.inc({ outcome: "invalid", reason: "" });
+      logger.warn({ message: parsed.message }, "invalid AdmissionReview");
+      if ("uid" in parsed) return reply.send(reviewEnvelope(deny(parsed.uid, parsed.message, 400)));
+      return reply
+        .code(parsed.httpStatus)
+        .type("application/problem+json")
+        .send({ title: parsed.message, status: parsed.httpStatus });
+    }
+    let result: Awaited<ReturnType<Reviewer>>;
+    try {
+      result = await options.review(parsed.request);
+    } catch (error) {
+      // Fail closed with a reason; the API server shows it to the client.
+      logger.error({ err: (error as Error).message, uid: parsed.request.uid }, "admission review failed");
+      result = {
+        response: deny(
+          parsed.request.uid,
+          "the webhook could not judge this pod (internal error); try again",
+          500,
+        ),
+        outcome: "error",
+        reason: "",
+      };
+    }
+    metrics.reviews.inc({ outcome: result.outcome, reason: result.reason });
+    metrics.duration.observe({ outcome: result.outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    return reply.send(reviewEnvelope(result.response));
+  });
+  await app.listen({ host: options.host, port: options.port });
+  const server = app.server as Server;
+  return {
+    app,
+    port() {
+      const address = server.address();
+      return typeof address === "object" && address ? address.port : options.port;
+    },
+    setCertificate(certPem, keyPem) {
+      server.setSecureContext({ cert: certPem, key: keyPem });
+      loaded = true;
+    },
+    hasCertificate: () => loaded,
+    ready: () => loaded && (options.ready?.() ?? true),
+    close: () => app.close(),
+  };
+}

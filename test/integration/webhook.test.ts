@@ -1,0 +1,277 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { isApiError } from "../../src/kube/client.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import { ensureCrd, eventsFor } from "./operator-support.ts";
+import {
+  createReadyIdentity,
+  createTestBlueprint,
+  newRun,
+  type RunningWebhook,
+  startTestWebhook,
+  waitUntilServed,
+} from "./webhook-support.ts";
+
+/**
+ * The real kube-apiserver calls the webhook (the chart's configuration, pointed at this process) and
+ * stores what it answers: injected pods, pods it never sees, and refusals with our message.
+ */
+
+interface Container {
+  name: string;
+  env?: Array<{ name: string; value?: string }>;
+  volumeMounts?: Array<{ name: string }>;
+  restartPolicy?: string;
+}
+interface Pod {
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec: { initContainers?: Container[]; containers: Container[]; volumes?: Array<{ name: string }> };
+}
+
+const run = newRun();
+const cp = useControlPlane({ namespacePrefix: "webhook", namespaceLabels: { "agentid-test-run": run } });
+let hook: RunningWebhook;
+
+beforeAll(async () => {
+  await ensureCrd(cp.kubeConfig);
+  hook = await startTestWebhook(cp, { run });
+});
+afterAll(async () => {
+  await hook?.stop();
+});
+
+const podsPath = (ns: string) => `/api/v1/namespaces/${ns}/pods`;
+
+function appPod(overrides: { metadata?: Record<string, unknown>; spec?: Record<string, unknown> } = {}) {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { generateName: "agent-", labels: { "agentid.io/inject": "true" }, ...overrides.metadata },
+    spec: {
+      serviceAccountName: "research-agent",
+      containers: [{ name: "app", image: "ghcr.io/contoso/research:1.4" }],
+      ...overrides.spec,
+    },
+  };
+}
+
+async function create(body: unknown, ns = cp.namespace): Promise<Pod> {
+  return hook.kube.create<Pod>(podsPath(ns), body);
+}
+
+/** The message the API server sends the client (what kubectl prints after "Error from server"). */
+async function refusal(body: unknown, ns = cp.namespace): Promise<string> {
+  try {
+    await create(body, ns);
+  } catch (error) {
+    if (isApiError(error)) return error.message;
+    throw error;
+  }
+  throw new Error("the pod was admitted");
+}
+
+function expectInjected(pod: Pod) {
+  const sidecar = pod.spec.initContainers?.[0];
+  expect(sidecar?.name).toBe("agentid-sidecar");
+  expect(sidecar?.restartPolicy).toBe("Always"); // v1.34: native sidecar
+  expect(sidecar?.volumeMounts?.map((m) => m.name)).toEqual(["agentid-token"]);
+  expect(pod.spec.volumes?.map((v) => v.name)).toContain("agentid-token");
+  expect(pod.metadata.annotations?.["agentid.io/injected"]).toMatch(/^research-agent@\d+$/);
+  for (const c of pod.spec.containers) {
+    expect(c.env).toContainEqual({ name: "SIDECAR_URL", value: "http://127.0.0.1:5000" });
+    expect(c.volumeMounts?.map((m) => m.name) ?? []).not.toContain("agentid-token");
+  }
+}
+
+describe("webhook against the API server", () => {
+  beforeEach(async () => {
+    await createTestBlueprint(hook.kube, cp.namespace);
+    await createReadyIdentity(hook.kube, cp.namespace, "research-agent");
+    await waitUntilServed(hook.kube, cp.namespace, "research-agent");
+  });
+
+  it("injects a Deployment-style pod that has only generateName, and a labelled pod with a name", async () => {
+    const generated = await create(appPod());
+    expect(generated.metadata.name).toMatch(/^agent-/);
+    expectInjected(generated);
+    const named = await create(
+      appPod({ metadata: { name: "research", labels: { "agentid.io/inject": "true" } } }),
+    );
+    expectInjected(named);
+    // What the API server stored is what it returned.
+    expectInjected(await hook.kube.get<Pod>(`${podsPath(cp.namespace)}/research`));
+  });
+
+  it("injects an annotated pod of a namespace labelled agentid.io/injection=enabled, and leaves its other pods alone", async () => {
+    await hook.kube.patch(`/api/v1/namespaces/${cp.namespace}`, "merge", {
+      metadata: { labels: { "agentid.io/injection": "enabled" } },
+    });
+    const annotated = appPod({
+      metadata: { annotations: { "agentid.io/identity": "research-agent" }, labels: {} },
+    });
+    await expect
+      .poll(async () => {
+        const pod = await hook.kube.request<Pod>("POST", podsPath(cp.namespace), {
+          query: { dryRun: "All" },
+          body: annotated,
+        });
+        return pod.spec.initContainers?.[0]?.name;
+      })
+      .toBe("agentid-sidecar");
+    expectInjected(await create(annotated));
+    const plain = await create(appPod({ metadata: { labels: {} } }));
+    expect(plain.spec.initContainers).toBeUndefined();
+    expect(plain.metadata.annotations?.["agentid.io/injected"]).toBeUndefined();
+  });
+
+  it("is never sent an unlabelled pod", async () => {
+    const before = await hook.registry.getSingleMetricAsString("agentid_webhook_reviews_total");
+    const plain = await create(appPod({ metadata: { labels: { app: "research" } } }));
+    expect(plain.spec.initContainers).toBeUndefined();
+    expect(plain.metadata.annotations).toBeUndefined();
+    // A labelled pod after it is reviewed; the counters moved by exactly that one review.
+    expectInjected(await create(appPod()));
+    const after = await hook.registry.getSingleMetricAsString("agentid_webhook_reviews_total");
+    const injected = (text: string) => Number(/outcome="injected",reason=""\} (\d+)/.exec(text)?.[1] ?? 0);
+    const skipped = (text: string) => Number(/outcome="skipped",reason=""\} (\d+)/.exec(text)?.[1] ?? 0);
+    expect(injected(after) - injected(before)).toBe(1);
+    expect(skipped(after)).toBe(skipped(before));
+  });
+
+  it("is admitted in a namespace that enforces Pod Security restricted", async () => {
+    await hook.kube.patch(`/api/v1/namespaces/${cp.namespace}`, "merge", {
+      metadata: { labels: { "pod-security.kubernetes.io/enforce": "restricted" } },
+    });
+    const restricted = {
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    };
+    const pod = await create(
+      appPod({
+        spec: {
+          containers: [{ name: "app", image: "ghcr.io/contoso/research:1.4", securityContext: restricted }],
+        },
+      }),
+    );
+    expectInjected(pod);
+    // The same namespace refuses a pod that is not restricted: the label is enforced.
+    const message = await refusal(appPod({ metadata: { labels: {} } }));
+    expect(message).toContain("violates PodSecurity");
+  });
+
+  it("refuses each unsafe pod with our message, and records an Event on the AgentIdentity", async () => {
+    const cases: Array<[string, ReturnType<typeof appPod>, string]> = [
+      ["hostNetwork", appPod({ spec: { hostNetwork: true } }), "the pod sets hostNetwork: true"],
+      [
+        "hostPort",
+        appPod({
+          spec: { containers: [{ name: "app", image: "a", ports: [{ containerPort: 80, hostPort: 8080 }] }] },
+        }),
+        "container 'app' asks for hostPort 8080",
+      ],
+      [
+        "shareProcessNamespace",
+        appPod({ spec: { shareProcessNamespace: true } }),
+        "shareProcessNamespace: true",
+      ],
+      [
+        "exchange token",
+        appPod({
+          spec: {
+            volumes: [
+              {
+                name: "t",
+                projected: {
+                  sources: [{ serviceAccountToken: { audience: "api://AzureADTokenExchange", path: "t" } }],
+                },
+              },
+            ],
+          },
+        }),
+        "volume 't' projects a service-account token for the audience api://AzureADTokenExchange",
+      ],
+      [
+        "port in use",
+        appPod({ spec: { containers: [{ name: "app", image: "a", ports: [{ containerPort: 5000 }] }] } }),
+        "container 'app' uses port 5000",
+      ],
+      [
+        "bad annotation",
+        appPod({ metadata: { annotations: { "agentid.io/sidecar-memory-limit": "lots" } } }),
+        "annotation agentid.io/sidecar-memory-limit: 'lots' is not a Kubernetes quantity",
+      ],
+      [
+        "ServiceAccount mismatch",
+        appPod({
+          metadata: { annotations: { "agentid.io/identity": "research-agent" } },
+          spec: { serviceAccountName: "default" },
+        }),
+        "AgentIdentity research-agent binds ServiceAccount research-agent, but the pod runs as default",
+      ],
+      [
+        "missing identity",
+        appPod({ metadata: { annotations: { "agentid.io/identity": "writer" } } }),
+        "AgentIdentity writer does not exist in namespace",
+      ],
+    ];
+    for (const [what, body, expected] of cases) {
+      const message = await refusal(body);
+      expect(message, what).toContain("denied the request: agentid: ");
+      expect(message, what).toContain(expected);
+    }
+    await createTestBlueprint(hook.kube, `${cp.namespace}-closed`, { admits: { namespaces: ["elsewhere"] } });
+    await createReadyIdentity(hook.kube, cp.namespace, "closed", {
+      blueprintRef: { name: `${cp.namespace}-closed` },
+    });
+    const closed = await refusal(appPod({ spec: { serviceAccountName: "closed" } }));
+    expect(closed).toContain(
+      `AgentIdentityBlueprint ${cp.namespace}-closed does not admit namespace ${cp.namespace}`,
+    );
+    await createReadyIdentity(hook.kube, cp.namespace, "not-ready", {}, false);
+    const notReady = await refusal(appPod({ spec: { serviceAccountName: "not-ready" } }));
+    expect(notReady).toContain(
+      "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
+    );
+    await expect
+      .poll(
+        async () =>
+          (await eventsFor(hook.kube, cp.namespace, "research-agent")).find((e) => e.reason === "PodRefused")
+            ?.type,
+      )
+      .toBe("Warning");
+    const refusals = hook.logs.filter((l) => l.includes('"pod refused"') && l.includes(cp.namespace));
+    expect(refusals.length).toBeGreaterThanOrEqual(cases.length + 1);
+    expect(refusals.some((l) => l.includes('"reasons":["HostNetwork"]'))).toBe(true);
+  });
+
+  it("refuses an ephemeral container that mounts the token or targets the sidecar, allows a plain one", async () => {
+    const pod = await create(
+      appPod({ metadata: { name: "debugme", labels: { "agentid.io/inject": "true" } } }),
+    );
+    expectInjected(pod);
+    const path = `${podsPath(cp.namespace)}/debugme/ephemeralcontainers`;
+    const add = (container: Record<string, unknown>) =>
+      hook.kube.patch(path, "strategic", {
+        spec: { ephemeralContainers: [{ image: "busybox:1.37", ...container }] },
+      });
+    const mounted = await add({
+      name: "steal",
+      volumeMounts: [{ name: "agentid-token", mountPath: "/t" }],
+    }).then(
+      () => "admitted",
+      (e: Error) => e.message,
+    );
+    expect(mounted).toContain("ephemeral container 'steal' mounts the volume agentid-token");
+    const targeted = await add({ name: "peek", targetContainerName: "agentid-sidecar" }).then(
+      () => "admitted",
+      (e: Error) => e.message,
+    );
+    expect(targeted).toContain("targets agentid-sidecar");
+    await add({ name: "debug", targetContainerName: "app" });
+    const after = await hook.kube.get<{ spec: { ephemeralContainers?: Array<{ name: string }> } }>(
+      `${podsPath(cp.namespace)}/debugme`,
+    );
+    expect(after.spec.ephemeralContainers?.map((c) => c.name)).toEqual(["debug"]);
+  });
+});

@@ -1,0 +1,41 @@
+import { DEFAULT_RESOURCES, sidecarSettings } from "../../src/webhook/settings.ts";
+import type { InjectionTarget, SidecarSettings } from "../../src/webhook/types.ts";
+
+/** A rendered AgentIdentity as the mutation sees it (the API rendering is tested in src/api). */
+export function target(overrides: Partial<InjectionTarget> = {}): InjectionTarget {
+  return {
+    identity: {
+      name: "research-agent",
+      namespace: "research",
+      generation: 3,
+      serviceAccountName: "research-agent",
+    },
+    port: 5000,
+    env: [
+      { name: "AzureAd__Instance", value: "https://login.microsoftonline.com/" },
+      { name: "AzureAd__TenantId", value: "415a225c-58fe-4f1a-b44d-e994a7645ffc" },
+      { name: "AzureAd__ClientId", value: "635df336-7566-4df6-891b-db8a571aea8e" },
+      { name: "AzureAd__ClientCredentials__0__SourceType", value: "SignedAssertionFilePath" },
+      {
+        name: "AzureAd__ClientCredentials__0__SignedAssertionFileDiskPath",
+        value: "/var/run/secrets/agentid/token/azure-identity-token",
+      },
+      { name: "Kestrel__Endpoints__Http__Url", value: "http://127.0.0.1:5000" },
+    ],
+    projectedToken: true,
+    tokenExpirationSeconds: 3600,
+    secretNames: [],
+    ...overrides,
+  };
+}
+
+export function settings(overrides: Partial<SidecarSettings> = {}): SidecarSettings {
+  return {
+    ...sidecarSettings({
+      image: "ghcr.io/agentid/sidecar:test",
+      native: true,
+      defaultResources: DEFAULT_RESOURCES,
+    }),
+    ...overrides,
+  };
+}
