@@ -32,6 +32,7 @@ describe("containerd configuration", () => {
     expect(config).toContain("restrict_oom_score_adj = true");
     expect(config).toContain(`sandbox_image = "${PAUSE_IMAGE}"`);
     expect(config).toContain("SystemdCgroup = false");
+    expect(config).toContain("netns_mounts_under_state_dir = true");
   });
 });
 
