@@ -5,7 +5,7 @@ import { Agent, request } from "undici";
 import type { TestProject } from "vitest/node";
 import { type Cluster, startCluster } from "../../src/dev/cluster.ts";
 import { CLUSTER_NETWORK } from "../../src/dev/cluster-config.ts";
-import { buildProjectImages } from "../../src/dev/cluster-images.ts";
+import { buildImageTrustingCa, buildProjectImages } from "../../src/dev/cluster-images.ts";
 import { machineFacts, missingRequirements } from "../../src/dev/cluster-packages.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { EMULATOR_CA_CONFIGMAP } from "./support/pods.ts";
@@ -26,6 +26,7 @@ export const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
 export const SECOND_AGENT = "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b";
 export const AGENT_NAMESPACE = "e2e-agents";
 export const AGENT_SERVICE_ACCOUNT = "research-agent";
+export const WEBHOOK_SERVICE_ACCOUNT = "webhook-agent";
 
 const log = (line: string) => process.stderr.write(`[e2e] ${line}\n`);
 
@@ -48,6 +49,13 @@ export function emulatorDirectory(issuer: string): string {
                 name: "e2e-agents",
                 issuer,
                 subject: `system:serviceaccount:${AGENT_NAMESPACE}:${AGENT_SERVICE_ACCOUNT}`,
+                audiences: ["api://AzureADTokenExchange"],
+              },
+              // The ServiceAccount the operator creates for the webhook scenario's AgentIdentity.
+              {
+                name: "e2e-webhook-agent",
+                issuer,
+                subject: `system:serviceaccount:${AGENT_NAMESPACE}:${WEBHOOK_SERVICE_ACCOUNT}`,
                 audiences: ["api://AzureADTokenExchange"],
               },
             ],
@@ -155,6 +163,9 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   try {
     for (const image of images) await cluster.importImage(image.archive);
     const { caPem } = await startEmulator(cluster);
+    const sidecarImage = images.find((i) => i.target === "sidecar")?.name ?? "";
+    const trusting = await buildImageTrustingCa(sidecarImage, caPem, log);
+    await cluster.importImage(trusting.archive);
     const client = createKubeClient(cluster.kubeConfig);
     try {
       await client.create("/api/v1/namespaces", {
@@ -180,7 +191,11 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     const target: E2eTarget = {
       cluster: "local",
       kubeconfigPath: cluster.kubeconfigPath,
-      images: { sidecar: byTarget.sidecar ?? "", manager: byTarget.manager ?? "" },
+      images: {
+        sidecar: byTarget.sidecar ?? "",
+        manager: byTarget.manager ?? "",
+        sidecarTrustingEmulator: trusting.name,
+      },
       emulator: {
         instance: `https://${CLUSTER_NETWORK.gateway}:${EMULATOR_PORT}/`,
         caPem,

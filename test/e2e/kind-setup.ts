@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,8 +48,12 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const images = { sidecar: "localhost/agentid/sidecar:e2e", manager: "localhost/agentid/manager:e2e" };
-    for (const [target, name] of Object.entries(images)) {
+    const images = {
+      sidecar: "localhost/agentid/sidecar:e2e",
+      manager: "localhost/agentid/manager:e2e",
+      sidecarTrustingEmulator: "localhost/agentid/sidecar-trusting:e2e",
+    };
+    for (const [target, name] of Object.entries({ sidecar: images.sidecar, manager: images.manager })) {
       await run("docker", ["build", "--target", target, "--tag", name, ROOT], { maxBuffer: 64 << 20 });
       await run("kind", ["load", "docker-image", "--name", CLUSTER, name]);
     }
@@ -83,6 +87,16 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     warmup.kill("SIGTERM");
     await new Promise((resolve) => warmup.on("exit", resolve));
     const caPem = await readFile(join(state, "ca.pem"), "utf8");
+    // The sidecar image with the emulator's CA, for the webhook to inject (as global-setup.ts does with buildah).
+    const trusting = join(dir, "trusting");
+    await mkdir(trusting);
+    await writeFile(join(trusting, "ca.pem"), caPem);
+    await writeFile(
+      join(trusting, "Dockerfile"),
+      `FROM ${images.sidecar}\nCOPY ca.pem /etc/agentid/extra-ca.pem\nENV NODE_EXTRA_CA_CERTS=/etc/agentid/extra-ca.pem\n`,
+    );
+    await run("docker", ["build", "--tag", images.sidecarTrustingEmulator, trusting]);
+    await run("kind", ["load", "docker-image", "--name", CLUSTER, images.sidecarTrustingEmulator]);
     const client = createKubeClient(kc);
     try {
       const apply = (path: string, body: unknown) => client.create(path, body);

@@ -10,7 +10,12 @@ import { createKubeClient, type KubeClient } from "../../../src/kube/client.ts";
 export interface E2eTarget {
   cluster: "local" | "kind";
   kubeconfigPath: string;
-  images: { sidecar: string; manager: string };
+  images: {
+    sidecar: string;
+    manager: string;
+    /** The sidecar image plus the emulator's CA (NODE_EXTRA_CA_CERTS), for the webhook to inject. */
+    sidecarTrustingEmulator: string;
+  };
   emulator: {
     /** AzureAd__Instance as pods see it, e.g. https://198.51.100.1:9443/ */
     instance: string;
