@@ -224,8 +224,9 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
               "/usr/local/bin/node",
               "--input-type=module",
               "-e",
-              // The sidecar is locked to the identity's agent: no AgentIdentity parameter.
-              appScript({ agentAppId: "", stay: true }).replace("?AgentIdentity=", ""),
+              // The sidecar is locked to the identity's agent; the request names it (without it, it would ask
+              // for the blueprint's own token, which a locked sidecar refuses).
+              appScript({ agentAppId: target.emulator.agentAppId, stay: true }),
             ],
             securityContext: {
               runAsNonRoot: true,
