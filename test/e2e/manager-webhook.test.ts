@@ -184,6 +184,9 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
             requestAppToken: true,
           },
         ],
+        // A locked sidecar refuses a request without AgentIdentity (that would be the blueprint's own token), and
+        // naming it is an agent parameter, which this route allows only with the flag.
+        sidecar: { allowOverrides: { getAuthorizationHeaderUnauthenticated: true } },
       },
     });
     // The operator (in the same manager pod) ensures the ServiceAccount and proves the federated credential
