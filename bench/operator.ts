@@ -7,7 +7,6 @@ import { startControlPlane } from "../src/dev/controlplane.ts";
 import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../src/kube/client.ts";
 import { MANAGER_SEMI_SPACE_FLAG } from "../src/manager/v8-flags.ts";
-import { blueprintPath } from "../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
 import { startManagerProcess } from "./manager-process.ts";
 import { setUpBlueprints, VERIFIED_SAMPLE } from "./operator-fixtures.ts";
