@@ -7,8 +7,9 @@ import { startControlPlane } from "../src/dev/controlplane.ts";
 import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../src/kube/client.ts";
 import { MANAGER_SEMI_SPACE_FLAG } from "../src/manager/v8-flags.ts";
+import { blueprintPath } from "../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
-import { identityBody } from "../test/integration/operator-support.ts";
+import { blueprintBody, identityBody } from "../test/integration/operator-support.ts";
 import { startManagerProcess } from "./manager-process.ts";
 
 /**
@@ -141,11 +142,16 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
   log(`starting the local control plane (first run builds it; see npm run controlplane:build)`);
   const cp = await startControlPlane({ progress: (l) => log(l) });
   const kube = createKubeClient(cp.kubeConfig);
-  const crd = parse(
-    readFileSync(new URL("../crds/agentid.io_agentidentities.yaml", import.meta.url), "utf8"),
-  ) as RawObject;
-  await applyCrd(cp.kubeConfig, crd);
-  for (const ns of namespaces) await createNamespace(cp.kubeConfig, ns);
+  for (const file of ["agentid.io_agentidentityblueprints.yaml", "agentid.io_agentidentities.yaml"]) {
+    const crd = parse(readFileSync(new URL(`../crds/${file}`, import.meta.url), "utf8")) as RawObject;
+    await applyCrd(cp.kubeConfig, crd);
+  }
+  for (const ns of namespaces) {
+    await createNamespace(cp.kubeConfig, ns);
+    // One blueprint per namespace (identityBody references the one named after it). A managed identity's
+    // federation is the platform's, so these identities are Ready without a call to Entra.
+    await kube.create(blueprintPath(), blueprintBody(ns, { credential: { managedIdentity: {} } }));
+  }
 
   const { child: manager, mode } = await startManagerProcess(
     cp,
