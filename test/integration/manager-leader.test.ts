@@ -84,6 +84,8 @@ function probe(timeline: string[]): ComponentFactory {
 
 describe("the manager losing its lease", () => {
   it("stops and drains its workers, writes nothing while not leading, and leads again later", async () => {
+    // A blueprint on a managed identity: identities are Ready without any call to Entra.
+    await createBlueprint(admin, cp.namespace, { credential: { managedIdentity: {} } });
     const { host, port } = apiServerAddress(cp.kubeConfig);
     proxy = await startTcpProxy(host, port);
     const timeline: string[] = [];

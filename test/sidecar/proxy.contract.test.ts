@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   baseEnv,
   call,
-  claimsOf,
   clientOf,
   type Downstream,
   type Emu,
