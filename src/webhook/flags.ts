@@ -38,12 +38,12 @@ export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
     help: "Address the admission HTTPS server listens on.",
     default: "0.0.0.0",
   },
-  // No environment variable: the kubelet's service links for the Service agentid-webhook set
-  // AGENTID_WEBHOOK_PORT=tcp://<ip>:443 in the manager's own pod.
   "webhook-port": {
     type: "string",
     help: "Port of the admission HTTPS server (the Service's targetPort).",
     default: "9443",
+    // Not AGENTID_WEBHOOK_PORT: the kubelet sets that (a service link of the Service agentid-webhook).
+    env: "AGENTID_WEBHOOK_LISTEN_PORT",
   },
   "webhook-cert-mode": {
     type: "string",

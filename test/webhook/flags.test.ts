@@ -46,14 +46,3 @@ describe("webhook flags", () => {
     expect(() => webhookSettingsFrom({ ...base, "webhook-port": "99999" }, "ns")).toThrow(/--webhook-port/);
   });
 });
-
-describe("webhook flags and the kubelet's service links", () => {
-  it("read no variable a Service named agentid-webhook (or agentid-sidecar) defines in the manager's pod", async () => {
-    const { WEBHOOK_OPTIONS } = await import("../../src/webhook/flags.ts");
-    // <SERVICE>_PORT, _PORT_*, _SERVICE_HOST, _SERVICE_PORT, _SERVICE_PORT_*: what the kubelet sets per Service.
-    const serviceLink = /^(AGENTID_WEBHOOK|AGENTID_SIDECAR)_(PORT|SERVICE_HOST|SERVICE_PORT)(_|$)/;
-    const envs = Object.values(WEBHOOK_OPTIONS).flatMap((o) => (o.env ? [o.env] : []));
-    expect(envs.length).toBeGreaterThan(0);
-    expect(envs.filter((e) => serviceLink.test(e))).toEqual([]);
-  });
-});
