@@ -9,7 +9,7 @@ import { useControlPlane } from "../support/controlplane.ts";
 import { apiServerAddress, viaPort } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { condition, createIdentity, createManagedIdentityBlueprint, ensureCrd } from "./operator-support.ts";
 
 /**
  * Losing the lease stops and drains every leader-only worker before the manager campaigns again, and a
@@ -100,6 +100,7 @@ describe("the manager losing its lease", () => {
     );
     managers.push(a);
     await expect.poll(() => a.isLeader(), { timeout: 15_000 }).toBe(true);
+    await createManagedIdentityBlueprint(admin, cp.namespace);
     await createIdentity(admin, cp.namespace, "one");
     await expect.poll(() => readyOf("one"), { timeout: 15_000 }).toBe("True");
     expect(timeline).toEqual(["probe started"]);
@@ -118,6 +119,7 @@ describe("the manager losing its lease", () => {
     const b = await startTestManager(cp, emu, cp.namespace, logs, { verify: false, identity: "replica-b" });
     managers.push(b);
     await expect.poll(() => b.isLeader(), { timeout: 15_000 }).toBe(true);
+    await createManagedIdentityBlueprint(admin, cp.namespace);
     await createIdentity(admin, cp.namespace, "two");
     await expect.poll(() => readyOf("two"), { timeout: 15_000 }).toBe("True");
 
@@ -145,6 +147,7 @@ describe("the manager losing its lease", () => {
     managers.splice(managers.indexOf(b), 1);
     await expect.poll(() => a.isLeader(), { timeout: 15_000 }).toBe(true);
     expect(timeline.filter((t) => t === "probe started")).toHaveLength(2);
+    await createManagedIdentityBlueprint(admin, cp.namespace);
     await createIdentity(admin, cp.namespace, "three");
     await expect.poll(() => readyOf("three"), { timeout: 15_000 }).toBe("True");
     expect(await reconciles(a)).toBeGreaterThan(reconcilesWhenDemoted);

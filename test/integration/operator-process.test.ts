@@ -4,7 +4,7 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { condition, createIdentity, createManagedIdentityBlueprint, ensureCrd } from "./operator-support.ts";
 
 /** `agentid manager` as a real process: it reconciles, and on SIGTERM releases its Lease and exits 0. */
 const cp = useControlPlane({ namespacePrefix: "opproc" });
@@ -55,6 +55,7 @@ describe("agentid manager process", () => {
       const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
       await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
       const holder = await holderOf();
+      await createManagedIdentityBlueprint(kube, ns);
       await createIdentity(kube, ns, "proc");
       await expect
         .poll(
