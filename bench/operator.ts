@@ -7,10 +7,9 @@ import { startControlPlane } from "../src/dev/controlplane.ts";
 import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../src/kube/client.ts";
 import { MANAGER_SEMI_SPACE_FLAG } from "../src/manager/v8-flags.ts";
-import { blueprintPath } from "../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
-import { blueprintBody, identityBody } from "../test/integration/operator-support.ts";
 import { startManagerProcess } from "./manager-process.ts";
+import { setUpBlueprints, VERIFIED_SAMPLE } from "./operator-fixtures.ts";
 
 /**
  * bench/operator: reconcile AgentIdentities to Ready against the local control plane with the manager
@@ -22,6 +21,11 @@ import { startManagerProcess } from "./manager-process.ts";
  *
  *   small  1,000 identities in one namespace     (targets: <= 60 s, <= 200 MB peak RSS, 0 requests idle)
  *   large  10,000 identities across 100 namespaces (targets: <= 120 s, <= 250 MB, 0 requests idle)
+ *
+ * Verification is on. Twenty identities of each run (one blueprint trusts at most 20 federated
+ * credentials) use a workload-identity blueprint in Manual mode and are Ready only once the manager has
+ * exchanged a real TokenRequest token at the Entra emulator; the others use a managed-identity blueprint,
+ * Ready without a call to Entra (bench/operator-fixtures.ts). Entra requests count as requests too.
  *
  *   npm run bench:operator [-- --scenario small|large|both --idle-seconds 15 --no-build]
  *
@@ -146,19 +150,16 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
     const crd = parse(readFileSync(new URL(`../crds/${file}`, import.meta.url), "utf8")) as RawObject;
     await applyCrd(cp.kubeConfig, crd);
   }
-  for (const ns of namespaces) {
-    await createNamespace(cp.kubeConfig, ns);
-    // One blueprint per namespace (identityBody references the one named after it). A managed identity's
-    // federation is the platform's, so these identities are Ready without a call to Entra.
-    await kube.create(blueprintPath(), blueprintBody(ns, { credential: { managedIdentity: {} } }));
-  }
+  const sampleNamespace = namespaces[0] ?? "bench";
+  const fixture = await setUpBlueprints(kube, cp, sampleNamespace);
+  for (const ns of namespaces) await createNamespace(cp.kubeConfig, ns, fixture.namespaceLabels);
 
   const { child: manager, mode } = await startManagerProcess(
     cp,
     cli,
     [
       ...(namespaces.length === 1 ? ["--namespace", namespaces[0] ?? ""] : []),
-      "--no-verify",
+      ...fixture.managerArgs,
       "--health-host",
       "127.0.0.1",
       "--health-port",
@@ -181,14 +182,17 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
     log(
       `manager pid ${pid} up (${NODE_OPTIONS ? `NODE_OPTIONS=${NODE_OPTIONS}` : "no NODE_OPTIONS"}); creating ${COUNT} AgentIdentities`,
     );
+    const entraBefore = await fixture.emulatorRequests();
     const started = performance.now();
     let next = 0;
     await Promise.all(
       Array.from({ length: 16 }, async () => {
         while (next < COUNT) {
           const i = next++;
-          const ns = namespaces[i % namespaces.length] ?? "bench";
-          await kube.create(identityPath(ns), identityBody(ns, `agent-${String(i).padStart(5, "0")}`));
+          // The verified sample first (in the first namespace), then the rest round-robin.
+          const verified = i < VERIFIED_SAMPLE;
+          const ns = verified ? sampleNamespace : (namespaces[i % namespaces.length] ?? sampleNamespace);
+          await kube.create(identityPath(ns), fixture.identity(ns, i, verified).body);
         }
       }),
     );
@@ -209,9 +213,11 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
     // Let the echoes of the last writes settle before measuring the idle window.
     await new Promise((r) => setTimeout(r, 2000));
     const busy = (await scrape())?.requests ?? new Map();
+    const entraBusy = await fixture.emulatorRequests();
     log(`idle for ${IDLE_SECONDS} s`);
     await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
     const idleScrape = await scrape();
+    const entraIdle = (await fixture.emulatorRequests()) - entraBusy;
     const idle = idleScrape?.requests ?? new Map();
     const work = new Map([...busy].map(([k, v]) => [k, v - (baseline.get(k) ?? 0)]));
     const idleDelta = new Map([...idle].map(([k, v]) => [k, v - (busy.get(k) ?? 0)]));
@@ -219,7 +225,7 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
 
     const seconds = (allReady - started) / 1000;
     const peak = peakRssMb(pid);
-    const idleRequests = total(idleDelta, notLease);
+    const idleRequests = total(idleDelta, notLease) + entraIdle;
     const [load1, load5] = loadavg();
 
     console.log("");
@@ -245,9 +251,12 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
       `requests per identity          ${(total(work, notLease) / COUNT).toFixed(2)} (excluding leader-election renewals)`,
     );
     for (const [k, v] of [...work].filter(([k, v]) => notLease(k) && v > 0).sort())
-      console.log(`  ${k.padEnd(32)}${v}`);
+      console.log(`  ${k.padEnd(36)}${v}`);
     console.log(
-      `requests while idle (${IDLE_SECONDS} s)    ${idleRequests} (target 0: ${verdict(idleRequests === TARGETS.idleRequests)}), plus ${total(idleDelta, (k) => !notLease(k))} Lease renewals`,
+      `verified sample                ${VERIFIED_SAMPLE} identities proven by a token exchange at the Entra emulator: ${entraBusy - entraBefore} Entra requests (${((entraBusy - entraBefore) / VERIFIED_SAMPLE).toFixed(2)} per verified identity); the other ${COUNT - VERIFIED_SAMPLE} use a managed-identity blueprint (no Entra call)`,
+    );
+    console.log(
+      `requests while idle (${IDLE_SECONDS} s)    ${idleRequests} to the API server and Entra (target 0: ${verdict(idleRequests === TARGETS.idleRequests)}), plus ${total(idleDelta, (k) => !notLease(k))} Lease renewals`,
     );
     console.log("");
     return seconds <= TARGETS.seconds && peak <= TARGETS.peakRssMb && idleRequests <= TARGETS.idleRequests;
@@ -255,6 +264,7 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
     manager.kill("SIGTERM");
     await new Promise((r) => manager.once("exit", r));
     await kube.close();
+    await fixture.close();
     await cp.stop();
   }
 }

@@ -24,7 +24,7 @@ export type { KubeObject, ObjectMeta } from "./store.ts";
 /** Why a watch was re-opened: `closed` (server ended it normally), `gone` (410, relist), `error`, `stall`. */
 export type WatchRestartReason = "closed" | "gone" | "error" | "stall";
 
-export interface InformerOptions {
+export interface InformerOptions<T extends KubeObject = KubeObject> {
   kubeConfig: KubeConfigLike;
   /** Share one client (connection pool, request counter) between informers; made from kubeConfig if absent. */
   client?: KubeClient;
@@ -47,6 +47,11 @@ export interface InformerOptions {
   /** Retry backoff after errors (default 800 ms doubling to 30 s, ±50% jitter). */
   backoff?: BackoffPolicy;
   logger: Logger;
+  /**
+   * Applied to every object before it enters the cache and reaches the handlers, e.g. to drop fields no
+   * handler reads (controller-runtime's cache transforms). Must not change identity fields.
+   */
+  transform?: (obj: T) => T;
   onWatchRestart?: (reason: WatchRestartReason) => void;
   random?: Random;
 }
@@ -106,7 +111,19 @@ function describe(error: unknown): string {
   return scrubTokens(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }
 
-export function createInformer<T extends KubeObject>(options: InformerOptions): Informer<T> {
+/**
+ * Drops `metadata.managedFields` (server-side apply bookkeeping, often a third of an object's size): no
+ * handler reads it, and an update without it leaves the server's copy as it is.
+ */
+export function stripManagedFields<T extends KubeObject>(obj: T): T {
+  if (!("managedFields" in obj.metadata)) return obj;
+  const { managedFields: _dropped, ...metadata } = obj.metadata as T["metadata"] & {
+    managedFields?: unknown;
+  };
+  return { ...obj, metadata } as T;
+}
+
+export function createInformer<T extends KubeObject>(options: InformerOptions<T>): Informer<T> {
   const { path, logger } = options;
   const log = logger.child({ informer: path });
   const random = options.random ?? Math.random;
@@ -118,6 +135,7 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
   const pageSize = options.pageSize ?? 500;
   const backoff = createBackoff(options.backoff ?? DEFAULT_BACKOFF, random);
   const store = new ObjectStore<T>();
+  const transform = options.transform ?? ((obj: T) => obj);
   const addHandlers: Array<(obj: T) => void> = [];
   const updateHandlers: Array<(obj: T, old: T) => void> = [];
   const deleteHandlers: Array<(obj: T) => void> = [];
@@ -182,11 +200,13 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
       const kind = page.kind?.endsWith("List") ? page.kind.slice(0, -4) : undefined;
       for (const item of page.items ?? []) {
         if (!isKubeObject(item)) throw new Error(`list of ${path} returned an item without metadata.name`);
-        items.push({
-          ...(page.apiVersion ? { apiVersion: page.apiVersion } : {}),
-          ...(kind ? { kind } : {}),
-          ...item,
-        } as T);
+        items.push(
+          transform({
+            ...(page.apiVersion ? { apiVersion: page.apiVersion } : {}),
+            ...(kind ? { kind } : {}),
+            ...item,
+          } as T),
+        );
       }
       listRv = page.metadata?.resourceVersion ?? listRv;
       continueToken = page.metadata?.continue || undefined;
@@ -242,7 +262,7 @@ export function createInformer<T extends KubeObject>(options: InformerOptions): 
             continue;
           }
           const objectRv = event.object.metadata.resourceVersion;
-          dispatch(store.apply(event.type, event.object));
+          dispatch(store.apply(event.type, transform(event.object)));
           if (objectRv) rv = objectRv;
           // A handler may have stopped the informer: deliver nothing more.
           if (stopController.signal.aborted) return outcome("stopped");

@@ -1,5 +1,11 @@
 import type { KubeClient } from "../kube/client.ts";
-import { createInformer, type Informer, type KubeObject, type WatchRestartReason } from "../kube/informer.ts";
+import {
+  createInformer,
+  type Informer,
+  type KubeObject,
+  stripManagedFields,
+  type WatchRestartReason,
+} from "../kube/informer.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 import type { CacheSpec, SharedCaches } from "./component.ts";
@@ -40,6 +46,8 @@ export function createSharedCaches(options: CacheOptions): ManagedCaches {
         ...(spec.labelSelector ? { labelSelector: spec.labelSelector } : {}),
         ...(spec.fieldSelector ? { fieldSelector: spec.fieldSelector } : {}),
         logger: options.logger.child({ informer: spec.resource }),
+        // Nothing in the manager reads managedFields; keeping them would cost memory for every object.
+        transform: stripManagedFields,
         ...(options.resyncIntervalMs !== undefined ? { resyncIntervalMs: options.resyncIntervalMs } : {}),
         onWatchRestart: (reason) => options.onWatchRestart?.(spec.resource, reason),
       });

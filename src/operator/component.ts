@@ -156,6 +156,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       const key = keyOf(obj);
       if (ownWrites.get(key) === obj.metadata.resourceVersion) {
         ownWrites.delete(key); // the echo of our own status write: nothing new to decide
+        reconcileIdentity.forgetWrite(key);
         return;
       }
       enqueue(key);
@@ -177,6 +178,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     });
     identities.onDelete((obj) => {
       ownWrites.delete(keyOf(obj));
+      reconcileIdentity.forgetWrite(keyOf(obj));
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
       if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
     });

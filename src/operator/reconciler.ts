@@ -128,7 +128,17 @@ function needsCleanup(identity: AgentIdentity, blueprint: AgentIdentityBlueprint
   return graphCredential || identity.spec.agent.create !== undefined;
 }
 
-export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise<WorkResult | undefined> {
+export interface IdentityReconciler {
+  (key: string): Promise<WorkResult | undefined>;
+  /**
+   * The watch delivered this identity's own status write: the cache is current again, so the object the
+   * write returned is no longer needed (without this, one extra copy of every identity stays in memory
+   * until its next reconcile).
+   */
+  forgetWrite(key: string): void;
+}
+
+export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
   const now = deps.now ?? (() => new Date());
   /**
    * The object each status write returned, with the version it replaced. Until the watch delivers the
@@ -472,7 +482,7 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
     return requeueAfterMs !== undefined ? { requeueAfterMs: Math.max(requeueAfterMs, 100) } : undefined;
   }
 
-  return async function reconcile(key: string): Promise<WorkResult | undefined> {
+  async function reconcile(key: string): Promise<WorkResult | undefined> {
     const { namespace, name } = splitKey(key);
     if (!namespace) return undefined;
     let identity = deps.identities.get(namespace, name);
@@ -489,7 +499,8 @@ export function createReconciler(deps: ReconcilerDeps): (key: string) => Promise
       }
     }
     return identity ? { requeue: true } : undefined;
-  };
+  }
+  return Object.assign(reconcile, { forgetWrite: (key: string) => void recent.delete(key) });
 }
 
 function keyOfIdentity(identity: AgentIdentity): string {

@@ -14,6 +14,7 @@ import {
   type ContainerView,
   containersOf,
   envNames,
+  type JsonObject,
   objectAt,
   stringAt,
 } from "./raw.ts";
@@ -63,19 +64,28 @@ export function findSidecar(pod: unknown): ContainerView | undefined {
   );
 }
 
+/** The port of an injected sidecar's listen address (Kestrel__Endpoints__Http__Url), if it has one. */
+export function listenPortOf(sidecar: JsonObject): number | undefined {
+  for (const e of arrayAt(sidecar, "env") ?? []) {
+    if (stringAt(e, "name") !== "Kestrel__Endpoints__Http__Url") continue;
+    const match = /:(\d+)\/?$/.exec(stringAt(e, "value") ?? "");
+    return match ? Number(match[1]) : undefined;
+  }
+  return undefined;
+}
+
 export function mutatePod(input: MutationInput): Mutation {
   const { pod, target, settings } = input;
   const annotations = annotationsOf(pod);
   const existing = findSidecar(pod);
   // Ours only when we also left our mark; a container that merely borrows the name is refused below.
   const injected = existing !== undefined && annotations[ANNOTATION_INJECTED] !== undefined;
-  const refusals = podRefusals({ pod, port: target.port, secretNames: target.secretNames, injected });
-  if (injected && stringAt(existing.raw, "image") !== settings.image) {
-    refusals.push({
-      reason: "ReservedName",
-      message: `container ${SIDECAR_CONTAINER} runs image '${stringAt(existing.raw, "image") ?? ""}', not the agentid sidecar image; remove the container and the ${ANNOTATION_INJECTED} annotation and let agentid inject it`,
-    });
-  }
+  // Its image is not compared with ours: during a manager upgrade a reinvocation may reach a replica with
+  // a newer image than the one that injected, and that must not refuse the pod. Who may run what with the
+  // ServiceAccount is the namespace's RBAC (docs/webhook.md).
+  // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
+  const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
+  const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
   const resources = resolveResources(settings.defaultResources, target.resources, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initNames = containersOf(pod, "initContainers")
@@ -95,7 +105,7 @@ export function mutatePod(input: MutationInput): Mutation {
 
   const patch: JsonPatchOperation[] = [];
   // Environment first, at the original indices: the sidecar's insertion below shifts them.
-  const url = sidecarUrl(target.port);
+  const url = sidecarUrl(port);
   const receivers = [
     ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
     ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),

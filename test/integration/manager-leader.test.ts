@@ -8,8 +8,8 @@ import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { apiServerAddress, viaPort } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, createManagedIdentityBlueprint, ensureCrd } from "./operator-support.ts";
+import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * Losing the lease stops and drains every leader-only worker before the manager campaigns again, and a
@@ -84,6 +84,8 @@ function probe(timeline: string[]): ComponentFactory {
 
 describe("the manager losing its lease", () => {
   it("stops and drains its workers, writes nothing while not leading, and leads again later", async () => {
+    // A blueprint on a managed identity: identities are Ready without any call to Entra.
+    await createBlueprint(admin, cp.namespace, { credential: { managedIdentity: {} } });
     const { host, port } = apiServerAddress(cp.kubeConfig);
     proxy = await startTcpProxy(host, port);
     const timeline: string[] = [];
@@ -100,7 +102,8 @@ describe("the manager losing its lease", () => {
     );
     managers.push(a);
     await expect.poll(() => a.isLeader(), { timeout: 15_000 }).toBe(true);
-    await createManagedIdentityBlueprint(admin, cp.namespace);
+    // The identities' blueprint (named after the namespace), on a managed identity: Ready without Entra.
+    await createBlueprint(admin, cp.namespace, { ...onEmulator(emu), credential: { managedIdentity: {} } });
     await createIdentity(admin, cp.namespace, "one");
     await expect.poll(() => readyOf("one"), { timeout: 15_000 }).toBe("True");
     expect(timeline).toEqual(["probe started"]);
@@ -119,7 +122,6 @@ describe("the manager losing its lease", () => {
     const b = await startTestManager(cp, emu, cp.namespace, logs, { verify: false, identity: "replica-b" });
     managers.push(b);
     await expect.poll(() => b.isLeader(), { timeout: 15_000 }).toBe(true);
-    await createManagedIdentityBlueprint(admin, cp.namespace);
     await createIdentity(admin, cp.namespace, "two");
     await expect.poll(() => readyOf("two"), { timeout: 15_000 }).toBe("True");
 
@@ -147,7 +149,6 @@ describe("the manager losing its lease", () => {
     managers.splice(managers.indexOf(b), 1);
     await expect.poll(() => a.isLeader(), { timeout: 15_000 }).toBe(true);
     expect(timeline.filter((t) => t === "probe started")).toHaveLength(2);
-    await createManagedIdentityBlueprint(admin, cp.namespace);
     await createIdentity(admin, cp.namespace, "three");
     await expect.poll(() => readyOf("three"), { timeout: 15_000 }).toBe("True");
     expect(await reconciles(a)).toBeGreaterThan(reconcilesWhenDemoted);

@@ -136,6 +136,9 @@ describe("the operator against a real API server and the Entra emulator", () => 
       observedGeneration: 1,
     });
     expect(condition(ready, "FederationConfigured")).toMatchObject({ status: "True", reason: "Verified" });
+    // The manager's cache drops managedFields; its status writes leave the server's bookkeeping intact.
+    const managers = (ready.metadata as { managedFields?: Array<{ subresource?: string }> }).managedFields;
+    expect(managers?.some((m) => m.subresource === "status")).toBe(true);
     expect(ready.status).toMatchObject({
       serviceAccount: "agent-a",
       observedGeneration: 1,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { planRestart } from "../../src/kube/informer.ts";
+import { planRestart, stripManagedFields } from "../../src/kube/informer.ts";
 
 describe("planRestart", () => {
   it.each([
@@ -17,4 +17,24 @@ describe("planRestart", () => {
       expect(planRestart(reason, healthy)).toEqual({ relist, resetBackoff, wait });
     },
   );
+});
+
+describe("stripManagedFields", () => {
+  it("drops managedFields and keeps everything else, without touching the original", () => {
+    const obj = {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "a", namespace: "n", resourceVersion: "7", managedFields: [{ manager: "kubectl" }] },
+      data: { k: "v" },
+    };
+    expect(stripManagedFields(obj)).toEqual({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "a", namespace: "n", resourceVersion: "7" },
+      data: { k: "v" },
+    });
+    expect(obj.metadata.managedFields).toHaveLength(1);
+    const bare = { metadata: { name: "b" } };
+    expect(stripManagedFields(bare)).toBe(bare);
+  });
 });
