@@ -78,19 +78,6 @@ export function blueprintBody(
   };
 }
 
-/**
- * The blueprint `createIdentity` references (named after the namespace), on a managed identity: its
- * federation is the platform's, so identities are Ready without any call to Entra (tests of the manager's
- * machinery rather than of the trust model).
- */
-export async function createManagedIdentityBlueprint(kube: KubeClient, name: string): Promise<void> {
-  try {
-    await createBlueprint(kube, name, { credential: { managedIdentity: {} } });
-  } catch (error) {
-    if (!isApiError(error, 409)) throw error;
-  }
-}
-
 export async function createBlueprint(
   kube: KubeClient,
   name: string,
