@@ -1,6 +1,6 @@
+import { sidecarWideningNotAllowed } from "./admit.ts";
 import { authorityAllowed, authorityHostOf } from "./cloud.ts";
 import { DEFAULT_SIDECAR_PORT, DEFAULT_TOKEN_EXPIRATION_SECONDS, TOKEN_FILE } from "./constants.ts";
-import { sidecarWideningNotAllowed } from "./admit.ts";
 import { agentClientIdOf } from "./ready.ts";
 import {
   type AgentIdentity,

@@ -118,7 +118,9 @@ describe("blueprintAdmitsIdentity", () => {
     const widened = identity({ sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true } });
     const refused = blueprintAdmitsIdentity(blueprint(), ns, widened);
     expect(refused).toMatchObject({ allowed: false, reason: "SidecarWideningNotAllowed" });
-    expect(refused.allowed === false && refused.message).toMatch(/allowBlueprintToken .*allowFmiPathOverride/);
+    expect(refused.allowed === false && refused.message).toMatch(
+      /allowBlueprintToken .*allowFmiPathOverride/,
+    );
     // Allowing one widening does not allow the other.
     const tokenOnly = blueprint({
       admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, sidecar: { allowBlueprintToken: true } },
