@@ -86,10 +86,9 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
           metadata: { labels },
           spec: {
             serviceAccountName: "agentid-manager",
-            // The kubelet's service-link variables for the Service agentid-webhook include
-            // AGENTID_WEBHOOK_PORT=tcp://<ip>:443, which is also the environment name of --webhook-port: the
-            // manager exits ("--webhook-port must be a port number"). Found by this test; the Deployment must
-            // turn service links off until the variable is renamed.
+            // The manager needs no service-link variables. They once clashed with --webhook-port's variable
+            // (AGENTID_WEBHOOK_PORT=tcp://<ip>:443, found by this test); test/manager/service-links.test.ts
+            // now keeps the manager's variables apart from them.
             enableServiceLinks: false,
             containers: [
               {

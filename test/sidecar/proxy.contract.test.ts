@@ -101,6 +101,16 @@ describe("HTTPS_PROXY / HTTP_PROXY / NO_PROXY", () => {
     expect(carried).toEqual([`CONNECT ${emulatorHost()}`]);
   });
 
+  it("never logs the user and password of a proxy URL", async () => {
+    const withCredentials = proxyUrl.replace("http://", "http://egress-user:pr0xy-s3cret@");
+    const s = await sidecar({ HTTPS_PROXY: withCredentials });
+    const token = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(token.status, token.text).toBe(200);
+    const logs = s.logs.join("");
+    expect(logs).toMatch(/outbound requests go through the configured proxy/);
+    expect(logs).not.toMatch(/pr0xy-s3cret|egress-user/);
+  });
+
   it("answers 500 naming Entra's host when the proxy cannot be reached", async () => {
     const s = await sidecar({ HTTPS_PROXY: "http://127.0.0.1:9" });
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
