@@ -8,7 +8,7 @@ import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { apiServerAddress, viaPort } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
-import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
 import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
@@ -102,8 +102,6 @@ describe("the manager losing its lease", () => {
     );
     managers.push(a);
     await expect.poll(() => a.isLeader(), { timeout: 15_000 }).toBe(true);
-    // The identities' blueprint (named after the namespace), on a managed identity: Ready without Entra.
-    await createBlueprint(admin, cp.namespace, { ...onEmulator(emu), credential: { managedIdentity: {} } });
     await createIdentity(admin, cp.namespace, "one");
     await expect.poll(() => readyOf("one"), { timeout: 15_000 }).toBe("True");
     expect(timeline).toEqual(["probe started"]);
