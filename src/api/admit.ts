@@ -15,7 +15,8 @@ export type Admission =
         | "NamespaceNotAdmitted"
         | "AgentNotAllowed"
         | "AgentCreationNotAllowed"
-        | "DevelopmentSecretsNotAllowed";
+        | "DevelopmentSecretsNotAllowed"
+        | "SidecarWideningNotAllowed";
       message: string;
     };
 
@@ -126,5 +127,28 @@ export function blueprintAdmitsIdentity(
       message: `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow development client secrets (spec.admits.developmentSecrets is not true); remove spec.clientSecretRef.`,
     };
   }
+  const widening = sidecarWideningNotAllowed(blueprint, identity);
+  if (widening) return { allowed: false, reason: "SidecarWideningNotAllowed", message: widening };
   return admission;
+}
+
+/**
+ * The agent lock is the blueprint owner's: `spec.sidecar.allowBlueprintToken` hands the pod the blueprint's
+ * own token and `allowFmiPathOverride` every agent of the blueprint (a T1 for any fmi_path), so an
+ * AgentIdentity may ask for either only where the blueprint's spec.admits.sidecar allows it. Returns the
+ * refusal's message, or undefined when nothing is widened beyond what the blueprint allows.
+ */
+export function sidecarWideningNotAllowed(
+  blueprint: AgentIdentityBlueprint,
+  identity: AgentIdentity,
+): string | undefined {
+  const asked = identity.spec.sidecar ?? {};
+  const allowed = blueprint.spec.admits?.sidecar ?? {};
+  const refused: string[] = [];
+  if (asked.allowBlueprintToken === true && allowed.allowBlueprintToken !== true)
+    refused.push("spec.sidecar.allowBlueprintToken (the blueprint's own token)");
+  if (asked.allowFmiPathOverride === true && allowed.allowFmiPathOverride !== true)
+    refused.push("spec.sidecar.allowFmiPathOverride (any agent of the blueprint)");
+  if (refused.length === 0) return undefined;
+  return `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow ${refused.join(" or ")}: its spec.admits.sidecar keeps the sidecar locked to this identity's agent; remove the field or ask the blueprint's owner.`;
 }

@@ -1,3 +1,4 @@
+import { sidecarWideningNotAllowed } from "./admit.ts";
 import { authorityAllowed, authorityHostOf } from "./cloud.ts";
 import { DEFAULT_SIDECAR_PORT, DEFAULT_TOKEN_EXPIRATION_SECONDS, TOKEN_FILE } from "./constants.ts";
 import { agentClientIdOf } from "./ready.ts";
@@ -45,7 +46,11 @@ export type RenderResult =
   | { ok: true; settings: SidecarSettings }
   | {
       ok: false;
-      reason: "AgentNotReady" | "DevelopmentSecretsNotAllowed" | "AuthorityHostNotAllowed";
+      reason:
+        | "AgentNotReady"
+        | "DevelopmentSecretsNotAllowed"
+        | "AuthorityHostNotAllowed"
+        | "SidecarWideningNotAllowed";
       message: string;
     };
 
@@ -97,6 +102,10 @@ export function renderSidecarSettings(
       message: `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow development client secrets (spec.admits.developmentSecrets).`,
     };
   }
+  // Checked here too, not only by the operator: the webhook renders from its cache and must never widen
+  // the lock on an identity whose Ready status predates a change of the blueprint.
+  const widening = sidecarWideningNotAllowed(blueprint, identity);
+  if (widening) return { ok: false, reason: "SidecarWideningNotAllowed", message: widening };
   const port = spec.sidecar?.port ?? DEFAULT_SIDECAR_PORT;
   const env: EnvVar[] = [
     { name: "AzureAd__Instance", value: authorityHostOf(blueprint) },
@@ -109,7 +118,7 @@ export function renderSidecarSettings(
     a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
   );
   for (const api of apis) env.push(...downstreamApiEnv(api));
-  // The agent lock: the sidecar acts as this agent only, unless the identity explicitly widens it.
+  // The agent lock: the sidecar acts as this agent only, unless the identity widens it where the blueprint allows.
   env.push({ name: "Sidecar__AgentIdentity", value: agentClientId });
   if (spec.sidecar?.allowBlueprintToken === true)
     env.push({ name: "Sidecar__AllowBlueprintToken", value: "true" });

@@ -118,6 +118,21 @@ export interface AgentIdentityBlueprintSpec {
      * Default (applied by the API server): false.
      */
     developmentSecrets?: boolean;
+    /**
+     * How far an admitted AgentIdentity may widen its sidecar's agent lock. By default the injected sidecar acts as the identity's one agent and refuses everything else; each field here lets AgentIdentities of admitted namespaces ask for more (spec.sidecar).
+     */
+    sidecar?: {
+      /**
+       * Whether an AgentIdentity may set spec.sidecar.allowBlueprintToken, so that its pods get the blueprint's own token (requests without an agent). That token is not limited to one agent: grant it only to namespaces you trust with the whole blueprint.
+       * Default (applied by the API server): false.
+       */
+      allowBlueprintToken?: boolean;
+      /**
+       * Whether an AgentIdentity may set spec.sidecar.allowFmiPathOverride, so that its pods may name an fmi_path. With it a pod can get an exchange token (T1) for any agent of the blueprint, beyond admits.agents: grant it only to namespaces you trust with every agent.
+       * Default (applied by the API server): false.
+       */
+      allowFmiPathOverride?: boolean;
+    };
   };
 }
 
@@ -290,12 +305,12 @@ export interface AgentIdentitySpec {
      */
     tokenExpirationSeconds?: number;
     /**
-     * Whether the sidecar may hand out tokens of the blueprint itself (a request without an agent). Off by default: the blueprint's token is not this identity's (Sidecar__AllowBlueprintToken).
+     * Whether the sidecar may hand out tokens of the blueprint itself (a request without an agent). Off by default: the blueprint's token is not this identity's (Sidecar__AllowBlueprintToken). Only where the blueprint's spec.admits.sidecar.allowBlueprintToken is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
      * Default (applied by the API server): false.
      */
     allowBlueprintToken?: boolean;
     /**
-     * Whether callers may override the FMI path per request (Sidecar__AllowFmiPathOverride). Off by default: the sidecar acts as this identity's agent only.
+     * Whether callers may override the FMI path per request (Sidecar__AllowFmiPathOverride). Off by default: the sidecar acts as this identity's agent only. Only where the blueprint's spec.admits.sidecar.allowFmiPathOverride is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
      * Default (applied by the API server): false.
      */
     allowFmiPathOverride?: boolean;

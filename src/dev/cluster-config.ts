@@ -112,6 +112,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   # writing /proc/self/oom_score_adj ("can't get final child's PID from pipe: EOF").
   restrict_oom_score_adj = true
   enable_selinux = false
+  # Pods' network namespaces are pinned under the state directory, not in /run/netns, so teardown finds them.
+  netns_mounts_under_state_dir = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"

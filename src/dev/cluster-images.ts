@@ -168,7 +168,8 @@ export async function buildNodeBaseImage(progress: (line: string) => void): Prom
   progress(
     `building the base image ${image} from Debian packages (${versions.replace(/\n/g, ", ")}), node ${nodeVersion} and npm ${npmVersion}`,
   );
-  const rootfs = join(cache, `node-base-${key}.rootfs`);
+  // Per process: two test runs may build the base at once (buildah's own storage has its own locks).
+  const rootfs = join(cache, `node-base-${key}.rootfs-${process.pid}`);
   await rm(rootfs, { recursive: true, force: true });
   // Debian 12's merged /usr: /bin, /lib, /lib64 and /sbin are links into /usr.
   for (const dir of [
@@ -260,12 +261,15 @@ async function contextFiles(): Promise<string[]> {
     "Dockerfile",
     ".dockerignore",
   ]);
-  return listed
-    .split("\n")
-    .filter((f) => f && !f.endsWith(".test.ts"))
-    .sort()
-    .map((f) => join(REPO_ROOT, f))
-    .filter((f) => existsSync(f));
+  return (
+    listed
+      .split("\n")
+      // As .dockerignore: no tests, and not the local cluster's own code (src/dev/), which the CLI does not import.
+      .filter((f) => f && !f.endsWith(".test.ts") && !f.startsWith("src/dev/"))
+      .sort()
+      .map((f) => join(REPO_ROOT, f))
+      .filter((f) => existsSync(f))
+  );
 }
 
 export type ImageTarget = "sidecar" | "manager";
@@ -342,4 +346,38 @@ async function imageSize(archive: string): Promise<number> {
     if (name && !name.endsWith(".json") && name !== "manifest.json" && size) total += Number(size);
   }
   return total;
+}
+
+/**
+ * A layer on top of an image that makes Node trust one more CA (NODE_EXTRA_CA_CERTS), as a company's base image
+ * carries its private CA. The e2e tests put the emulator's CA into the sidecar image this way, because an injected
+ * sidecar has no other way to trust a private authority host. Cached by the base image and the CA.
+ */
+export async function buildImageTrustingCa(
+  image: string,
+  caPem: string,
+  progress: (line: string) => void,
+): Promise<{ name: string; archive: string }> {
+  const cache = imagesCacheDir();
+  const key = createHash("sha256").update(`trust-1\n${image}\n${caPem}`).digest("hex").slice(0, 16);
+  const name = `${image.replace(/:[^:/]+$/, "")}-trusting:${key}`;
+  const archive = join(cache, `trusting-${key}.tar`);
+  if (existsSync(archive)) return { name, archive };
+  progress(`adding a CA to ${image} as ${name}`);
+  const caFile = join(cache, `trusting-${key}.pem`);
+  await writeFile(caFile, caPem);
+  const container = await buildah(["from", "--quiet", "--pull-never", image], cache);
+  try {
+    await buildah(
+      ["copy", "--quiet", "--chmod", "0444", container, caFile, "/etc/agentid/extra-ca.pem"],
+      cache,
+    );
+    await buildah(["config", "--env", "NODE_EXTRA_CA_CERTS=/etc/agentid/extra-ca.pem", container], cache);
+    await buildah(["commit", "--quiet", container, name], cache);
+  } finally {
+    await buildah(["rm", container], cache).catch(() => undefined);
+    await rm(caFile, { force: true });
+  }
+  await exportImage(name, archive, cache);
+  return { name, archive };
 }

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { CLUSTER_NETWORK, KUBELET_SYSCTLS } from "./cluster-config.ts";
 import { isAlive, pidsMentioning } from "./controlplane-process.ts";
@@ -213,6 +213,33 @@ export function restoreSysctls(values: Record<string, string>): void {
   }
 }
 
+/**
+ * Records of the other clusters alive beside `dir` (their owner runs). Several clusters may run at once (test
+ * runs of different worktrees): machine-wide settings are restored only by the last one to stop, and a new one
+ * takes the kernel settings as they were before the first one changed them.
+ */
+export function otherLiveClusters(dir: string): ClusterRecord[] {
+  const root = dirname(dir);
+  const prefix = basename(dir).replace(/[^-]*$/, "");
+  const records: ClusterRecord[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(root).filter((e) => e.startsWith(prefix) && join(root, e) !== dir);
+  } catch {
+    return records;
+  }
+  for (const entry of entries) {
+    const record = readRecord(join(root, entry));
+    if (record && isAlive(record.pid)) records.push(record);
+  }
+  return records;
+}
+
+/** Kernel settings as they were before any cluster changed them. */
+export function originalSysctls(dir: string): Record<string, string> {
+  return otherLiveClusters(dir)[0]?.sysctls ?? readSysctls();
+}
+
 /** Undoes everything a cluster made, in an order that never leaves a busy mount or cgroup behind. Synchronous, so
  * it also runs from a process-exit hook. */
 export function teardown(dir: string, record: ClusterRecord): void {
@@ -229,9 +256,12 @@ export function teardown(dir: string, record: ClusterRecord): void {
   } catch {
     // Not made yet, or already gone.
   }
-  restoreSysctls(record.sysctls);
-  rmSync("/var/lib/kubelet/device-plugins/kubelet.sock", { force: true });
-  if (!record.varLibKubeletExisted) rmSync("/var/lib/kubelet", { recursive: true, force: true });
+  // Machine-wide state is shared with any other cluster still running: the last one restores it.
+  if (otherLiveClusters(dir).length === 0) {
+    restoreSysctls(record.sysctls);
+    rmSync("/var/lib/kubelet/device-plugins/kubelet.sock", { force: true });
+    if (!record.varLibKubeletExisted) rmSync("/var/lib/kubelet", { recursive: true, force: true });
+  }
   // containerd's shims keep their sockets in /run/containerd/s whatever its state directory is.
   for (const path of ["/run/containerd/s", "/run/containerd"]) {
     try {

@@ -33,7 +33,8 @@ import {
   createCgroups,
   createNetns,
   inNetns,
-  readSysctls,
+  originalSysctls,
+  otherLiveClusters,
   reapStaleClusters,
   teardown,
   writeRecord,
@@ -168,8 +169,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
     pid: process.pid,
     netns: netnsNameFor(id),
     cgroupRoot: cgroupRootFor(id),
-    sysctls: readSysctls(),
-    varLibKubeletExisted: existsSync("/var/lib/kubelet"),
+    sysctls: originalSysctls(dir),
+    varLibKubeletExisted:
+      existsSync("/var/lib/kubelet") && otherLiveClusters(dir).every((r) => r.varLibKubeletExisted),
   };
   // Recorded before anything is made, so that whatever happens next can be undone.
   writeRecord(dir, record);

@@ -10,6 +10,7 @@ import { EntraError, errorBody } from "./errors.ts";
 import { FaultQueue, RequestCounters } from "./faults.ts";
 import { FederationVerifier } from "./federation.ts";
 import { KeyStore } from "./keys.ts";
+import { registerKeyVaultRoutes } from "./keyvault.ts";
 import { RefreshTokenStore } from "./refresh-tokens.ts";
 import { problem, registerAdminRoutes } from "./routes/admin.ts";
 import { registerGraphRoutes } from "./routes/graph.ts";
@@ -118,6 +119,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   });
   registerMetadataRoutes(app, ctx);
   registerV1MetadataRoutes(app, ctx);
+  registerKeyVaultRoutes(app, ctx);
   registerTokenRoute(app, ctx, faults, counters);
   registerAdminRoutes(app, ctx, faults, counters);
   registerGraphRoutes(app, ctx);

@@ -121,7 +121,12 @@ export function createBlueprintReconciler(
         : subjects.size;
     const status = desiredBlueprintStatus(blueprint, obs, now());
     if (jsonEqual(status, blueprint.status ?? {})) return undefined;
-    await deps.kube.replace(`${blueprintPath(name)}/status`, { ...blueprint, status });
+    // A merge patch of the whole derived status: last writer wins, which is right for a status computed
+    // from the caches alone, and no 409 while the cache still holds the previous write.
+    // Fields the status no longer has are removed explicitly (null), as a merge patch keeps what it omits.
+    await deps.kube.patch(`${blueprintPath(name)}/status`, "merge", {
+      status: { ...status, authorityHost: status.authorityHost ?? null, issuer: status.issuer ?? null },
+    });
     return obs.issuer && !obs.issuer.ok ? { requeue: true } : undefined;
   };
 }

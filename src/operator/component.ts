@@ -182,8 +182,14 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
       if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
     });
+    /**
+     * A manager that watches one namespace (--namespace) sees only that namespace's identities, so it
+     * reports the status of the blueprints they use and leaves every other blueprint alone (several such
+     * managers must not fight over one blueprint's status); a cluster-wide manager reports them all.
+     */
+    const mine = (blueprint: string) => !options.namespace || usersOf(blueprint).length > 0;
     const onBlueprint = (bp: AgentIdentityBlueprint) => {
-      enqueue(bp.metadata.name);
+      if (mine(bp.metadata.name)) enqueue(bp.metadata.name);
       for (const k of usersOf(bp.metadata.name)) enqueue(k);
     };
     blueprints.onAdd(onBlueprint);
@@ -221,7 +227,8 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         });
         queue = q;
         for (const identity of identities.list()) q.add(keyOf(identity));
-        for (const blueprint of blueprints.list()) q.add(blueprint.metadata.name);
+        for (const blueprint of blueprints.list())
+          if (mine(blueprint.metadata.name)) q.add(blueprint.metadata.name);
         q.run(async (key) => {
           const end = metrics.reconcileDuration.startTimer();
           try {

@@ -133,9 +133,10 @@ export function createGraphClient(options: GraphOptions): {
   function credential(tenantId: string, actor: GraphActor): TokenCredential {
     if (actor.as === "Manager") return options.credentialFor(tenantId);
     if (!options.blueprintCredentialFor)
+      // A configuration gap, not an outage: not retried until something changes.
       throw new GraphCallError(
         401,
-        "CredentialUnavailable",
+        "NoBlueprintCredential",
         "agentCreation.credential is Blueprint, but the manager has no workload-identity token file (--graph-token-file) to sign in as the blueprint",
       );
     return options.blueprintCredentialFor(tenantId, actor.clientId, actor.authorityHost);

@@ -1,7 +1,11 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import type { Logger } from "pino";
+import { createClient } from "./acquire/clients.ts";
 import type { INetworkModule, ManagedIdentityApplication } from "./acquire/msal.ts";
 import { loadMsal } from "./acquire/msal.ts";
 import type { CredentialSpec } from "./config/types.ts";
+import { readVaultSecret, type VaultTokenSource } from "./keyvault.ts";
+import type { Outbound } from "./outbound.ts";
 
 // The CommonJS view of node:fs: its ESM namespace loads the promises API too (see server.ts).
 const { readFileSync, statSync } = process.getBuiltinModule("node:fs");
@@ -72,8 +76,16 @@ export function pfxToPem(der: Buffer, password: string | undefined, source: stri
   ) as typeof import("node-forge");
   let p12: import("node-forge").pkcs12.Pkcs12Pfx;
   try {
-    const asn1 = forge.asn1.fromDer(forge.util.createBuffer(der.toString("binary")));
-    p12 = forge.pkcs12.pkcs12FromAsn1(asn1, password ?? "");
+    const asn1 = () => forge.asn1.fromDer(forge.util.createBuffer(der.toString("binary")));
+    if (password !== undefined) p12 = forge.pkcs12.pkcs12FromAsn1(asn1(), password);
+    else {
+      // No password configured: a PFX exported without one (Key Vault's), else one with an empty password.
+      try {
+        p12 = forge.pkcs12.pkcs12FromAsn1(asn1());
+      } catch {
+        p12 = forge.pkcs12.pkcs12FromAsn1(asn1(), "");
+      }
+    }
   } catch (error) {
     const message = (error as Error).message ?? "";
     throw new Error(
@@ -154,11 +166,93 @@ function managedIdentity(
   };
 }
 
+/** What a `KeyVault` credential needs to reach the vault (start.ts gives it; tests may leave it out). */
+export interface VaultContext {
+  outbound: Outbound;
+  /** Authority host with a trailing slash (`AZURE_AUTHORITY_HOST` wins for workload identity). */
+  instance: string;
+  /** The sidecar's tenant, when Key Vault's challenge names none. */
+  tenantId: string;
+  env: Readonly<Record<string, string | undefined>>;
+  logger: Logger;
+}
+
+/**
+ * A token for Key Vault with the pod's own identity, as Azure SDKs' default chain finds it: workload
+ * identity when `AZURE_FEDERATED_TOKEN_FILE` and `AZURE_CLIENT_ID` are set (the projected token as the
+ * assertion of that app), else the managed identity (user-assigned by `ManagedIdentityClientId`).
+ */
+function vaultTokens(
+  spec: Extract<CredentialSpec, { sourceType: "KeyVault" }>,
+  vault: VaultContext,
+  networkClient: INetworkModule,
+): VaultTokenSource {
+  return async (resource, challengeTenant) => {
+    const msal = await loadMsal();
+    const env = vault.env;
+    const file = env.AZURE_FEDERATED_TOKEN_FILE;
+    if (file && env.AZURE_CLIENT_ID && !spec.managedIdentityClientId) {
+      const tenant = challengeTenant ?? env.AZURE_TENANT_ID ?? vault.tenantId;
+      const host = env.AZURE_AUTHORITY_HOST
+        ? `${env.AZURE_AUTHORITY_HOST.replace(/\/+$/, "")}/`
+        : vault.instance;
+      const assertion = new AssertionFile(file);
+      const client = createClient(
+        msal,
+        { instance: host, networkClient, logger: vault.logger },
+        env.AZURE_CLIENT_ID,
+        tenant,
+        {
+          kind: "assertion",
+          getAssertion: async () => assertion.read(),
+        },
+      );
+      const result = await client.acquireTokenByClientCredential({
+        scopes: [`${resource}/.default`],
+        skipCache: true,
+      });
+      if (!result?.accessToken) throw new Error("Entra returned no token for Key Vault");
+      return result.accessToken;
+    }
+    const app = new msal.ManagedIdentityApplication({
+      ...(spec.managedIdentityClientId
+        ? { managedIdentityIdParams: { userAssignedClientId: spec.managedIdentityClientId } }
+        : {}),
+      system: { networkClient },
+    });
+    return (await app.acquireToken({ resource })).accessToken;
+  };
+}
+
+async function keyVaultCertificate(
+  spec: Extract<CredentialSpec, { sourceType: "KeyVault" }>,
+  vault: VaultContext | undefined,
+  networkClient: INetworkModule,
+): Promise<ClientCredential> {
+  if (!vault) throw new Error("Key Vault cannot be reached from here");
+  const source = `${spec.vaultUrl} certificate '${spec.certificateName}'`;
+  const secret = await readVaultSecret(
+    vault.outbound,
+    spec.vaultUrl,
+    spec.certificateName,
+    vaultTokens(spec, vault, networkClient),
+  );
+  // application/x-pkcs12 (the default): the PFX, base64, without a password; application/x-pem-file: PEM.
+  const bytes = /pem/i.test(secret.contentType ?? "")
+    ? Buffer.from(secret.value, "utf8")
+    : Buffer.from(secret.value, "base64");
+  return certificateFromPem(certificateText(bytes, undefined, source), source);
+}
+
 /**
  * Loads one configured credential. Throws with a message naming the credential and the reason
  * (never its value) when it cannot be used.
  */
-export function loadCredential(spec: CredentialSpec, networkClient: INetworkModule): LoadedCredential {
+export async function loadCredential(
+  spec: CredentialSpec,
+  networkClient: INetworkModule,
+  vault?: VaultContext,
+): Promise<LoadedCredential> {
   const label = `AzureAd:ClientCredentials:${spec.index} (${spec.sourceType})`;
   try {
     switch (spec.sourceType) {
@@ -181,6 +275,8 @@ export function loadCredential(spec: CredentialSpec, networkClient: INetworkModu
           credential: certificateFromPem(certificateText(bytes, spec.password, source), source),
         };
       }
+      case "KeyVault":
+        return { label, credential: await keyVaultCertificate(spec, vault, networkClient) };
     }
   } catch (error) {
     const reason =
@@ -192,15 +288,16 @@ export function loadCredential(spec: CredentialSpec, networkClient: INetworkModu
 }
 
 /** Loads every credential in index order; the caller uses the first that loaded and reports the rest. */
-export function loadCredentials(
+export async function loadCredentials(
   specs: CredentialSpec[],
   networkClient: INetworkModule,
-): { loaded: LoadedCredential[]; problems: string[] } {
+  vault?: VaultContext,
+): Promise<{ loaded: LoadedCredential[]; problems: string[] }> {
   const loaded: LoadedCredential[] = [];
   const problems: string[] = [];
   for (const spec of specs) {
     try {
-      loaded.push(loadCredential(spec, networkClient));
+      loaded.push(await loadCredential(spec, networkClient, vault));
     } catch (error) {
       problems.push((error as Error).message);
     }

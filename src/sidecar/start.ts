@@ -100,7 +100,13 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
       ? { observe: (_url: string, status: number, seconds: number) => metrics.entraRequest(status, seconds) }
       : {}),
   });
-  const { loaded, problems: credentialProblems } = loadCredentials(config.credentials, networkClient);
+  const { loaded, problems: credentialProblems } = await loadCredentials(config.credentials, networkClient, {
+    outbound,
+    instance: config.instance,
+    tenantId: config.tenantId,
+    env: options.env,
+    logger,
+  });
   // No credential configured at all is a /Validate-only deployment; configured ones that all fail are not.
   if (loaded.length === 0 && config.credentials.length > 0) {
     outbound.close();

@@ -42,7 +42,8 @@ export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "Port of the admission HTTPS server (the Service's targetPort).",
     default: "9443",
-    env: "AGENTID_WEBHOOK_PORT",
+    // Not AGENTID_WEBHOOK_PORT: the kubelet sets that (a service link of the Service agentid-webhook).
+    env: "AGENTID_WEBHOOK_LISTEN_PORT",
   },
   "webhook-cert-mode": {
     type: "string",

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import {
   ANNOTATION_INJECTED,
   SIDECAR_CONTAINER,
@@ -14,6 +15,7 @@ import {
   type ContainerView,
   containersOf,
   envNames,
+  type JsonObject,
   objectAt,
   stringAt,
 } from "./raw.ts";
@@ -63,19 +65,82 @@ export function findSidecar(pod: unknown): ContainerView | undefined {
   );
 }
 
+/** The repository of an image reference, without its tag or digest. */
+function imageRepository(image: string): string {
+  const at = image.indexOf("@");
+  const name = at >= 0 ? image.slice(0, at) : image;
+  const slash = name.lastIndexOf("/");
+  const colon = name.lastIndexOf(":");
+  return colon > slash ? name.slice(0, colon) : name;
+}
+
+// Key order is not compared: the API server re-encodes the pod in its own field order between invocations.
+const sameJson = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
+
+/**
+ * Why a pod that carries `agentid.io/injected` and a container named agentid-sidecar is not what this
+ * webhook injects, or undefined when it is. Compared: what decides what the sidecar does and who can read
+ * its token (image repository, command, arguments, environment, mounts, the token volume's source), not
+ * the fields the API server defaults after a mutation. The image's tag is not compared: a reinvocation
+ * during a manager upgrade may reach a replica with a newer tag of the same image.
+ */
+export function forgedInjection(
+  pod: unknown,
+  sidecar: JsonObject,
+  target: InjectionTarget,
+  settings: SidecarSettings,
+): string | undefined {
+  const wrong: string[] = [];
+  if (imageRepository(stringAt(sidecar, "image") ?? "") !== imageRepository(settings.image))
+    wrong.push("image");
+  if (!sameJson(sidecar.command, sidecarCommand(settings))) wrong.push("command");
+  if (sidecar.args !== undefined) wrong.push("args");
+  if (sidecar.envFrom !== undefined) wrong.push("envFrom");
+  const env = [...Object.entries(settings.nodeEnv).map(([name, value]) => ({ name, value })), ...target.env];
+  if (!sameJson(sidecar.env, env)) wrong.push("env");
+  const mounts = target.projectedToken
+    ? [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }]
+    : undefined;
+  if (!sameJson(sidecar.volumeMounts, mounts)) wrong.push("volumeMounts");
+  if (target.projectedToken) {
+    const volume = (arrayAt(objectAt(pod, "spec"), "volumes") ?? []).find(
+      (v) => stringAt(v, "name") === TOKEN_VOLUME,
+    );
+    const expected = tokenVolume(target).projected as JsonObject;
+    if (!sameJson(objectAt(volume, "projected")?.sources, expected.sources))
+      wrong.push(`volume ${TOKEN_VOLUME}`);
+  }
+  if (wrong.length === 0) return undefined;
+  return `the pod carries the annotation ${ANNOTATION_INJECTED} and a container named ${SIDECAR_CONTAINER} that this webhook did not inject (its ${wrong.join(", ")} differ from what AgentIdentity ${target.identity.name} renders now; if the AgentIdentity changed while the pod was admitted, create the pod again); remove both and let the webhook inject the sidecar`;
+}
+
+/** The port of an injected sidecar's listen address (Kestrel__Endpoints__Http__Url), if it has one. */
+export function listenPortOf(sidecar: JsonObject): number | undefined {
+  for (const e of arrayAt(sidecar, "env") ?? []) {
+    if (stringAt(e, "name") !== "Kestrel__Endpoints__Http__Url") continue;
+    const match = /:(\d+)\/?$/.exec(stringAt(e, "value") ?? "");
+    return match ? Number(match[1]) : undefined;
+  }
+  return undefined;
+}
+
 export function mutatePod(input: MutationInput): Mutation {
   const { pod, target, settings } = input;
   const annotations = annotationsOf(pod);
   const existing = findSidecar(pod);
   // Ours only when we also left our mark; a container that merely borrows the name is refused below.
-  const injected = existing !== undefined && annotations[ANNOTATION_INJECTED] !== undefined;
-  const refusals = podRefusals({ pod, port: target.port, secretNames: target.secretNames, injected });
-  if (injected && stringAt(existing.raw, "image") !== settings.image) {
-    refusals.push({
-      reason: "ReservedName",
-      message: `container ${SIDECAR_CONTAINER} runs image '${stringAt(existing.raw, "image") ?? ""}', not the agentid sidecar image; remove the container and the ${ANNOTATION_INJECTED} annotation and let agentid inject it`,
-    });
-  }
+  const marked = existing !== undefined && annotations[ANNOTATION_INJECTED] !== undefined;
+  // The mark is the pod author's to write too: a pod that arrives with it must carry exactly the sidecar
+  // and token volume this webhook renders (as on reinvocation), or it is refused, never trusted.
+  const forged = marked ? forgedInjection(pod, existing.raw, target, settings) : undefined;
+  if (forged) return { allowed: false, refusals: [{ reason: "ReservedName", message: forged }] };
+  const injected = marked;
+  // Its image is not compared with ours: during a manager upgrade a reinvocation may reach a replica with
+  // a newer image than the one that injected, and that must not refuse the pod. Who may run what with the
+  // ServiceAccount is the namespace's RBAC (docs/webhook.md).
+  // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
+  const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
+  const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
   const resources = resolveResources(settings.defaultResources, target.resources, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initNames = containersOf(pod, "initContainers")
@@ -95,7 +160,7 @@ export function mutatePod(input: MutationInput): Mutation {
 
   const patch: JsonPatchOperation[] = [];
   // Environment first, at the original indices: the sidecar's insertion below shifts them.
-  const url = sidecarUrl(target.port);
+  const url = sidecarUrl(port);
   const receivers = [
     ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
     ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),

@@ -114,6 +114,30 @@ describe("blueprintAdmitsIdentity", () => {
     expect(blueprintAdmitsIdentity(bp, ns, withSecret)).toEqual({ allowed: true });
   });
 
+  it("refuses widening the sidecar's agent lock unless the blueprint allows exactly that widening", () => {
+    const widened = identity({ sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true } });
+    const refused = blueprintAdmitsIdentity(blueprint(), ns, widened);
+    expect(refused).toMatchObject({ allowed: false, reason: "SidecarWideningNotAllowed" });
+    expect(refused.allowed === false && refused.message).toMatch(
+      /allowBlueprintToken .*allowFmiPathOverride/,
+    );
+    // Allowing one widening does not allow the other.
+    const tokenOnly = blueprint({
+      admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, sidecar: { allowBlueprintToken: true } },
+    });
+    const stillRefused = blueprintAdmitsIdentity(tokenOnly, ns, widened);
+    expect(stillRefused).toMatchObject({ allowed: false, reason: "SidecarWideningNotAllowed" });
+    expect(stillRefused.allowed === false && stillRefused.message).not.toMatch(/allowBlueprintToken/);
+    const both = blueprint({
+      admits: {
+        namespaces: ["ns"],
+        agents: { allowed: [AGENT] },
+        sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
+      },
+    });
+    expect(blueprintAdmitsIdentity(both, ns, widened)).toEqual({ allowed: true });
+  });
+
   it("checks a created agent against the create permission, not the allow-list", () => {
     const created = identity({ agent: { create: { displayName: "x" } } });
     created.status = { agent: { clientId: OTHER_AGENT, created: true } };

@@ -63,7 +63,14 @@ describe("renderSidecarSettings", () => {
       expected: { AzureAd__Instance: "https://login.microsoftonline.us/" },
     },
     {
-      name: "the two widening flags only when the identity asks, a custom port, overrides and log level",
+      name: "the two widening flags only when the identity asks and the blueprint allows, a custom port, overrides and log level",
+      bp: {
+        admits: {
+          namespaces: ["ns"],
+          agents: { allowed: [AGENT] },
+          sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
+        },
+      },
       spec: {
         sidecar: {
           port: 6000,
@@ -148,6 +155,15 @@ describe("renderSidecarSettings", () => {
     const settings = ok(renderSidecarSettings(i, blueprint()));
     expect(asMap(settings.sidecarEnv).Sidecar__AgentIdentity).toBe(OTHER_AGENT);
     expect(settings.agentClientId).toBe(OTHER_AGENT);
+  });
+
+  it("refuses to widen the agent lock where the blueprint does not allow it (never renders the flags)", () => {
+    for (const sidecar of [{ allowBlueprintToken: true }, { allowFmiPathOverride: true }]) {
+      expect(renderSidecarSettings(identity({ sidecar }), blueprint())).toMatchObject({
+        ok: false,
+        reason: "SidecarWideningNotAllowed",
+      });
+    }
   });
 
   it("refuses a development secret the blueprint does not allow", () => {

@@ -5,7 +5,7 @@ import { Agent, request } from "undici";
 import type { TestProject } from "vitest/node";
 import { type Cluster, startCluster } from "../../src/dev/cluster.ts";
 import { CLUSTER_NETWORK } from "../../src/dev/cluster-config.ts";
-import { buildProjectImages } from "../../src/dev/cluster-images.ts";
+import { buildImageTrustingCa, buildProjectImages } from "../../src/dev/cluster-images.ts";
 import { machineFacts, missingRequirements } from "../../src/dev/cluster-packages.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { EMULATOR_CA_CONFIGMAP } from "./support/pods.ts";
@@ -19,15 +19,19 @@ import type { E2eTarget } from "./support/target.ts";
 
 const CLI = fileURLToPath(new URL("../../bin/agentid.js", import.meta.url));
 const EMULATOR_PORT = 9443;
-const TENANT = "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
-const BLUEPRINT = "0b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
-const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
+export const TENANT = "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+export const BLUEPRINT = "0b6f4e2a-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
+export const AGENT = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a";
+/** Asked for only after the kubelet rotated the projected token (token-rotation.test.ts). */
+export const SECOND_AGENT = "9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b";
 export const AGENT_NAMESPACE = "e2e-agents";
 export const AGENT_SERVICE_ACCOUNT = "research-agent";
+export const WEBHOOK_SERVICE_ACCOUNT = "webhook-agent";
 
 const log = (line: string) => process.stderr.write(`[e2e] ${line}\n`);
 
-function emulatorDirectory(issuer: string): string {
+/** The emulator's directory: one tenant, a blueprint whose federated credential names the cluster's issuer. */
+export function emulatorDirectory(issuer: string): string {
   return JSON.stringify({
     tenants: [
       {
@@ -47,10 +51,20 @@ function emulatorDirectory(issuer: string): string {
                 subject: `system:serviceaccount:${AGENT_NAMESPACE}:${AGENT_SERVICE_ACCOUNT}`,
                 audiences: ["api://AzureADTokenExchange"],
               },
+              // The ServiceAccount the operator creates for the webhook scenario's AgentIdentity.
+              {
+                name: "e2e-webhook-agent",
+                issuer,
+                subject: `system:serviceaccount:${AGENT_NAMESPACE}:${WEBHOOK_SERVICE_ACCOUNT}`,
+                audiences: ["api://AzureADTokenExchange"],
+              },
             ],
           },
         ],
-        agentIdentities: [{ appId: AGENT, displayName: "e2e agent", blueprintAppId: BLUEPRINT }],
+        agentIdentities: [
+          { appId: AGENT, displayName: "e2e agent", blueprintAppId: BLUEPRINT },
+          { appId: SECOND_AGENT, displayName: "e2e second agent", blueprintAppId: BLUEPRINT },
+        ],
         resources: [
           {
             appId: "00000003-0000-0000-c000-000000000000",
@@ -111,8 +125,21 @@ async function startEmulator(cluster: Cluster): Promise<{ caPem: string }> {
         dispatcher,
       });
       await res.body.text();
+      if (res.statusCode === 200) {
+        // Each projected token may be used once per exchange, as a strict Entra would: a sidecar that kept
+        // sending the same kubelet token after a rotation is refused (token-rotation.test.ts relies on it).
+        const settings = await request(`https://127.0.0.1:${port}/_emulator/settings`, {
+          dispatcher,
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ rejectReplayedAssertions: true }),
+        });
+        await settings.body.text();
+        await dispatcher.close();
+        if (settings.statusCode !== 200) throw new Error(`emulator settings: ${settings.statusCode}`);
+        return { caPem };
+      }
       await dispatcher.close();
-      if (res.statusCode === 200) return { caPem };
       last = String(res.statusCode);
     } catch (error) {
       last = (error as Error).message;
@@ -136,6 +163,9 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   try {
     for (const image of images) await cluster.importImage(image.archive);
     const { caPem } = await startEmulator(cluster);
+    const sidecarImage = images.find((i) => i.target === "sidecar")?.name ?? "";
+    const trusting = await buildImageTrustingCa(sidecarImage, caPem, log);
+    await cluster.importImage(trusting.archive);
     const client = createKubeClient(cluster.kubeConfig);
     try {
       await client.create("/api/v1/namespaces", {
@@ -161,13 +191,18 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     const target: E2eTarget = {
       cluster: "local",
       kubeconfigPath: cluster.kubeconfigPath,
-      images: { sidecar: byTarget.sidecar ?? "", manager: byTarget.manager ?? "" },
+      images: {
+        sidecar: byTarget.sidecar ?? "",
+        manager: byTarget.manager ?? "",
+        sidecarTrustingEmulator: trusting.name,
+      },
       emulator: {
         instance: `https://${CLUSTER_NETWORK.gateway}:${EMULATOR_PORT}/`,
         caPem,
         tenantId: TENANT,
         blueprintAppId: BLUEPRINT,
         agentAppId: AGENT,
+        secondAgentAppId: SECOND_AGENT,
       },
       agentNamespace: AGENT_NAMESPACE,
       agentServiceAccount: AGENT_SERVICE_ACCOUNT,

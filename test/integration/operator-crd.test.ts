@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
 import type { AgentIdentity, AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
 import { createKubeClient, isApiError } from "../../src/kube/client.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
@@ -340,3 +342,32 @@ describe("the AgentIdentity CRD on a real API server", () => {
     expect(t.rows[0]?.cells.slice(1, 2)).toEqual([cp.namespace]);
   });
 });
+
+describe("the examples", () => {
+  const load = (file: string) =>
+    parseAllDocuments(readFileSync(new URL(`../../examples/${file}`, import.meta.url), "utf8")).map(
+      (d) => d.toJSON() as { metadata: { name: string; namespace?: string }; spec: Record<string, unknown> },
+    );
+
+  it("are accepted by the API server as they are (names moved into the test's namespace)", async () => {
+    for (const bp of load("agentidentityblueprint.yaml")) {
+      const created = await admin(blueprintPath(), {
+        ...bp,
+        metadata: { name: `${bp.metadata.name}-${cp.namespace}` },
+      });
+      expect(created.metadata.name).toBe(`${bp.metadata.name}-${cp.namespace}`);
+    }
+    const identities = load("agentidentity.yaml");
+    expect(identities.length).toBeGreaterThanOrEqual(2);
+    for (const identity of identities) {
+      await admin(identityPath(cp.namespace), {
+        ...identity,
+        metadata: { ...identity.metadata, namespace: cp.namespace },
+      });
+    }
+  });
+});
+
+async function admin(path: string, body: unknown): Promise<{ metadata: { name: string } }> {
+  return kube.create<{ metadata: { name: string } }>(path, body);
+}

@@ -73,7 +73,7 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               appId: "00000003-0000-0000-c000-000000000000",
               identifierUris: ["https://graph.microsoft.com"],
               audience: "https://graph.microsoft.com",
-              appRoles: OPERATOR_ROLES,
+              appRoles: [...OPERATOR_ROLES, "AgentIdentity.CreateAsManager"],
             },
           ],
           grants: [
@@ -82,6 +82,13 @@ export async function startTestEmulator(cp: ConnectedControlPlane): Promise<Runn
               clientAppId: OPERATOR_APP,
               resource: "https://graph.microsoft.com",
               roles: OPERATOR_ROLES,
+            },
+            {
+              // The blueprint may create its own agents (agentCreation.credential Blueprint).
+              type: "application",
+              clientAppId: BLUEPRINT,
+              resource: "https://graph.microsoft.com",
+              roles: ["AgentIdentity.CreateAsManager"],
             },
           ],
         },

@@ -4,7 +4,7 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /** `agentid manager` as a real process: it reconciles, and on SIGTERM releases its Lease and exits 0. */
 const cp = useControlPlane({ namespacePrefix: "opproc" });
@@ -36,6 +36,9 @@ describe("agentid manager process", () => {
         "127.0.0.1",
         "--health-port",
         "0",
+        // A port of its own: test files run in parallel on a shared machine, so no fixed port (8080).
+        "--metrics-bind-address",
+        "127.0.0.1:0",
         "--log-level",
         "info",
       ],
@@ -55,6 +58,8 @@ describe("agentid manager process", () => {
       const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
       await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
       const holder = await holderOf();
+      // The identity's blueprint (named after the namespace), on a managed identity: Ready without Entra.
+      await createBlueprint(kube, ns, { credential: { managedIdentity: {} } });
       await createIdentity(kube, ns, "proc");
       await expect
         .poll(
@@ -65,7 +70,7 @@ describe("agentid manager process", () => {
         .toBe("True");
 
       child.kill("SIGTERM");
-      expect(await exited).toBe(0);
+      expect(await exited, stderr).toBe(0);
       const lease = await kube.get<Lease>(leasePath);
       expect(lease.spec?.holderIdentity ?? "").not.toBe(holder);
       // pino JSON lines on stdout, including the hand-over.

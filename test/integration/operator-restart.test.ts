@@ -7,8 +7,8 @@ import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ApiServerRestarter, apiServerRestarter } from "./kube-support.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /**
  * A running manager survives a kube-apiserver restart (on a private control plane, so other test files
@@ -57,6 +57,8 @@ describe("the operator across an API server restart", () => {
           { message: `${name} Ready with ServiceAccount ${sa}`, timeout: 90_000 },
         )
         .toBe(true);
+    // The identities' blueprint (named after the namespace), on a managed identity: Ready without Entra.
+    await createBlueprint(admin, NS, { ...onEmulator(emu), credential: { managedIdentity: {} } });
     await createIdentity(admin, NS, "before");
     await ready("before", "before");
 

@@ -7,8 +7,8 @@ import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createIdentity, ensureCrd } from "./operator-support.ts";
+import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /** The manager reaches the API server through a TCP relay that drops every connection on demand. */
 const cp = useControlPlane({ namespacePrefix: "opwatch" });
@@ -44,6 +44,8 @@ describe("the operator's watches", () => {
     manager = await startTestManager({ ...cp, kubeConfig: viaProxy }, emu, cp.namespace, new LogCapture(), {
       verify: false,
     });
+    // The identities' blueprint (named after the namespace), on a managed identity: Ready without Entra.
+    await createBlueprint(admin, cp.namespace, { ...onEmulator(emu), credential: { managedIdentity: {} } });
     await createIdentity(admin, cp.namespace, "early");
     const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
     const ready = (name: string) =>

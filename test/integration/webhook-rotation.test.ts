@@ -21,12 +21,16 @@ import {
 const run = newRun();
 const cp = useControlPlane({ namespacePrefix: "rotation", namespaceLabels: { "agentid-test-run": run } });
 let hook: RunningWebhook;
+/** A second replica: never the leader, it only loads what the leader writes into the Secret. */
+let follower: RunningWebhook;
 
 beforeAll(async () => {
   await ensureCrd(cp.kubeConfig);
   hook = await startTestWebhook(cp, { run, caPropagationMs: 1500 });
+  follower = await startTestWebhook(cp, { run, follower: true });
 });
 afterAll(async () => {
+  await follower?.stop();
   await hook?.stop();
 });
 
@@ -49,7 +53,7 @@ interface SecretData {
 }
 const decode = (s: SecretData, key: string) => Buffer.from(s.data[key] ?? "", "base64").toString();
 
-it("rotates the leaf and then the CA without a failed admission", async () => {
+it("rotates the leaf and then the CA without a failed admission; every replica reloads", async () => {
   const ns = cp.namespace;
   await createTestBlueprint(hook.kube, ns);
   await createReadyIdentity(hook.kube, ns, "research-agent");
@@ -98,6 +102,10 @@ it("rotates the leaf and then the CA without a failed admission", async () => {
     await hook.webhook.certificates.ensure(hook.kube, { force: "leaf" });
     const second = await servedCertificate(hook.webhook.port());
     expect(second.fingerprint256).not.toBe(first.fingerprint256);
+    // The other replica reloads it from the Secret, without a restart.
+    await expect
+      .poll(async () => (await servedCertificate(follower.webhook.port())).fingerprint256)
+      .toBe(second.fingerprint256);
     expect(second.checkIssued(new X509Certificate(firstCa))).toBe(true);
     const mark = admitted;
     await expect.poll(() => admitted, { timeout: 30_000 }).toBeGreaterThan(mark + 20);
@@ -124,6 +132,9 @@ it("rotates the leaf and then the CA without a failed admission", async () => {
       .toBe(true);
     const third = await servedCertificate(hook.webhook.port());
     expect(third.fingerprint256).not.toBe(second.fingerprint256);
+    await expect
+      .poll(async () => (await servedCertificate(follower.webhook.port())).fingerprint256)
+      .toBe(third.fingerprint256);
     expect((await secret()).metadata.annotations?.[ANNOTATION_CA_PUBLISHED]).toBeDefined();
     const mark2 = admitted;
     await expect.poll(() => admitted, { timeout: 30_000 }).toBeGreaterThan(mark2 + 20);

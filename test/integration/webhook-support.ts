@@ -11,6 +11,7 @@ import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { createEventRecorder } from "../../src/kube/events.ts";
 import { createInformer } from "../../src/kube/informer.ts";
+import type { KubeConfigLike } from "../../src/kube/kubeconfig.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { MWC_PATH, type SecretObject } from "../../src/webhook/certificate-manager.ts";
 import {
@@ -94,50 +95,65 @@ export function captureLogger(lines: string[]): Logger {
 
 export async function startTestWebhook(
   cp: ConnectedControlPlane,
-  options: { run?: string; caPropagationMs?: number } = {},
+  options: {
+    run?: string;
+    caPropagationMs?: number;
+    /** Who the webhook runs as (default: cluster-admin); set-up and clean-up stay cluster-admin. */
+    as?: KubeConfigLike;
+    /**
+     * Another replica of a run that is started already: no configuration of its own, never the leader; it
+     * only loads the certificate the leader keeps in the Secret.
+     */
+    follower?: boolean;
+  } = {},
 ): Promise<RunningWebhook> {
   const run = options.run ?? newRun();
   const kube = createKubeClient(cp.kubeConfig);
-  const managerNamespace = `agentid-system-${run}`;
-  await createNamespace(cp.kubeConfig, managerNamespace);
-  const configurationName = `agentid-webhook-${run}`;
+  const { managerNamespace, configurationName } = namesOf(run);
+  if (!options.follower) {
+    await createNamespace(cp.kubeConfig, managerNamespace).catch((error: unknown) => {
+      if (!isApiError(error, 409)) throw error;
+    });
+  }
+  const asConfig = options.as ?? cp.kubeConfig;
+  const hookKube = options.as ? createKubeClient(options.as) : kube;
   const logs: string[] = [];
   const logger = captureLogger(logs);
   const registry = new Registry();
   const identities = createInformer<AgentIdentity>({
-    kubeConfig: cp.kubeConfig,
-    client: kube,
+    kubeConfig: asConfig,
+    client: hookKube,
     path: "/apis/agentid.io/v1alpha1/agentidentities",
     logger,
   });
   const blueprints = createInformer<AgentIdentityBlueprint>({
-    kubeConfig: cp.kubeConfig,
-    client: kube,
+    kubeConfig: asConfig,
+    client: hookKube,
     path: WEBHOOK_CACHES.blueprints.path,
     logger,
   });
   const namespaces = createInformer<NamespaceObject>({
-    kubeConfig: cp.kubeConfig,
-    client: kube,
+    kubeConfig: asConfig,
+    client: hookKube,
     path: WEBHOOK_CACHES.namespaces.path,
     logger,
   });
   const spec = secretCache(managerNamespace, "agentid-webhook-tls");
   const secrets = createInformer<SecretObject>({
-    kubeConfig: cp.kubeConfig,
-    client: kube,
+    kubeConfig: asConfig,
+    client: hookKube,
     path: spec.path,
     fieldSelector: spec.fieldSelector,
     logger,
   });
   const events = createEventRecorder({
-    kubeConfig: cp.kubeConfig,
-    client: kube,
+    kubeConfig: asConfig,
+    client: hookKube,
     component: "agentid-webhook",
     logger,
   });
   const webhook = createWebhook({
-    kube,
+    kube: hookKube,
     identities,
     blueprints,
     namespaces,
@@ -160,12 +176,14 @@ export async function startTestWebhook(
   const informers = [identities, blueprints, namespaces, secrets];
   await Promise.all(informers.map((i) => i.start()));
   await webhook.start();
-  await kube.create(
-    MWC_PATH,
-    renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
-  );
+  if (!options.follower) {
+    await kube.create(
+      MWC_PATH,
+      renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
+    );
+  }
   const leader = new AbortController();
-  const leading = webhook.runLeader(kube, leader.signal);
+  const leading = options.follower ? Promise.resolve() : webhook.runLeader(hookKube, leader.signal);
   await pollUntil("the webhook to load its certificate", () => webhook.ready());
   return {
     webhook,
@@ -178,17 +196,25 @@ export async function startTestWebhook(
     async stop() {
       leader.abort();
       await leading;
-      try {
-        await kube.delete(`${MWC_PATH}/${configurationName}`);
-      } catch (error) {
-        if (!isApiError(error, 404)) throw error;
+      if (!options.follower) {
+        try {
+          await kube.delete(`${MWC_PATH}/${configurationName}`);
+        } catch (error) {
+          if (!isApiError(error, 404)) throw error;
+        }
       }
       for (const informer of informers) informer.stop();
       await events.flush();
       await webhook.close();
       await kube.close();
+      if (hookKube !== kube) await hookKube.close();
     },
   };
+}
+
+/** The manager namespace and configuration name a run uses. */
+export function namesOf(run: string): { managerNamespace: string; configurationName: string } {
+  return { managerNamespace: `agentid-system-${run}`, configurationName: `agentid-webhook-${run}` };
 }
 
 export function newRun(): string {

@@ -5,6 +5,7 @@ import {
   baseEnv,
   call,
   claimsOf,
+  clientOf,
   type Downstream,
   type Emu,
   IDS,
@@ -76,21 +77,24 @@ describe("a sidecar locked to one agent (Sidecar__AgentIdentity)", () => {
     const app = await call(
       `${locked.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent.toUpperCase()}`,
     );
-    // Graph's tokens are v1: the client is `appid` (azp is v2's).
-    expect(claimsOf(app)).toMatchObject({ appid: IDS.agent, idtyp: "app" });
+    expect(clientOf(app)).toBe(IDS.agent);
+    expect(claimsOf(app)).toMatchObject({ idtyp: "app" });
     const obo = await call(`${locked.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: bearer,
     });
-    expect(claimsOf(obo)).toMatchObject({ appid: IDS.agent, oid: IDS.user });
+    expect(clientOf(obo)).toBe(IDS.agent);
+    expect(claimsOf(obo)).toMatchObject({ oid: IDS.user });
     const agentUser = await call(
       `${locked.url}/AuthorizationHeaderUnauthenticated/graph?AgentIdentity=${IDS.agent}&AgentUserId=${IDS.agentUser}`,
     );
-    expect(claimsOf(agentUser)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
+    expect(clientOf(agentUser)).toBe(IDS.agent);
+    expect(claimsOf(agentUser)).toMatchObject({ oid: IDS.agentUser });
     const viaUpn = await call(
       `${locked.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}&AgentUsername=${IDS.agentUserUpn}`,
       { headers: bearer },
     );
-    expect(claimsOf(viaUpn)).toMatchObject({ appid: IDS.agent, oid: IDS.agentUser });
+    expect(clientOf(viaUpn)).toBe(IDS.agent);
+    expect(claimsOf(viaUpn)).toMatchObject({ oid: IDS.agentUser });
     const down = await call(`${locked.url}/DownstreamApiUnauthenticated/weather?AgentIdentity=${IDS.agent}`, {
       method: "POST",
     });
@@ -148,9 +152,10 @@ describe("a sidecar locked to one agent (Sidecar__AgentIdentity)", () => {
     );
     expect((await emu.counters()).total).toBe(0);
     const app = await call(`${lenient.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    expect(claimsOf(app)).toMatchObject({ appid: IDS.blueprint });
+    expect(clientOf(app)).toBe(IDS.blueprint);
     const obo = await call(`${lenient.url}/AuthorizationHeader/weather-user`, { headers: bearer });
-    expect(claimsOf(obo)).toMatchObject({ azp: IDS.blueprint, oid: IDS.user });
+    expect(clientOf(obo)).toBe(IDS.blueprint);
+    expect(claimsOf(obo)).toMatchObject({ oid: IDS.user });
   });
 
   it("refuses an FmiPath override (the blueprint's exchange token for any agent) unless Sidecar__AllowFmiPathOverride", async () => {
@@ -167,7 +172,7 @@ describe("a sidecar locked to one agent (Sidecar__AgentIdentity)", () => {
     );
     const own = fmi.replace(IDS.otherAgent, IDS.agent);
     const allowed = await call(`${lenient.url}/AuthorizationHeaderUnauthenticated/graph-app?${own}`);
-    expect(claimsOf(allowed)).toMatchObject({ azp: IDS.blueprint });
+    expect(clientOf(allowed)).toBe(IDS.blueprint);
   });
 
   it("refuses to start with a lock that is not a GUID, or with a configured FmiPath under the lock", async () => {

@@ -6,6 +6,7 @@ import {
   baseEnv,
   call,
   claimsOf,
+  clientOf,
   type Emu,
   freePort,
   IDS,
@@ -71,8 +72,8 @@ describe("configuration a migrating user brings", () => {
     );
     expect(s.url).toBe(`http://127.0.0.1:${port}`);
     const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    // Graph's tokens are v1: the client is `appid` (azp is v2's).
-    expect(claimsOf(r)).toMatchObject({ appid: IDS.blueprint, tid: IDS.tenant });
+    expect(clientOf(r)).toBe(IDS.blueprint);
+    expect(claimsOf(r)).toMatchObject({ tid: IDS.tenant });
     // Every key it does not act on is named at start-up, with the doc section.
     const w = warnings(s);
     for (const key of [
@@ -123,7 +124,8 @@ describe("configuration a migrating user brings", () => {
     const obo = await call(`${s.url}/AuthorizationHeader/graph?AgentIdentity=${IDS.agent}`, {
       headers: bearer,
     });
-    expect(claimsOf(obo)).toMatchObject({ appid: IDS.agent, oid: IDS.user, tid: IDS.tenant });
+    expect(clientOf(obo)).toBe(IDS.agent);
+    expect(claimsOf(obo)).toMatchObject({ oid: IDS.user, tid: IDS.tenant });
     const validated = await call(`${s.url}/Validate`, { headers: bearer });
     expect(validated.status, validated.text).toBe(200);
     const app = await call(
@@ -134,7 +136,8 @@ describe("configuration a migrating user brings", () => {
     const pinned = await call(
       `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}&optionsOverride.AcquireTokenOptions.Tenant=${IDS.tenant}`,
     );
-    expect(claimsOf(pinned)).toMatchObject({ appid: IDS.agent, tid: IDS.tenant });
+    expect(clientOf(pinned)).toBe(IDS.agent);
+    expect(claimsOf(pinned)).toMatchObject({ tid: IDS.tenant });
   });
 
   it("refuses TenantId=consumers: personal accounts have no agent identities", async () => {

@@ -5,9 +5,11 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from "jose";
+import forge from "node-forge";
 import { fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import { testCertificate } from "../support/emulator/testing-certificates.ts";
 import {
   baseEnv,
   call,
@@ -251,5 +253,73 @@ describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
       delete process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST;
       imds.close();
     }
+  });
+});
+
+describe("KeyVault (a certificate read from the emulator's Key Vault with the pod's workload identity)", () => {
+  const VAULT_APP = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093";
+  const vaultUrl = () => `${emu.emulator.url}/keyvault/agents-vault/`;
+
+  it("reads the blueprint's certificate from Key Vault and authenticates with it; names Key Vault's refusals", async () => {
+    await emu.admin("POST", `tenants/${IDS.tenant}/resources`, {
+      appId: VAULT_APP,
+      displayName: "Azure Key Vault",
+      identifierUris: ["https://vault.azure.net"],
+      audience: "https://vault.azure.net",
+    });
+    const cert = await testCertificate("blueprint in key vault");
+    await emu.admin("POST", `tenants/${IDS.tenant}/applications/${IDS.blueprint}/keyCredentials`, {
+      key: cert.certPem,
+    });
+    const key = forge.pki.privateKeyFromPem(cert.keyPem);
+    const pfx = forge.asn1
+      .toDer(
+        forge.pkcs12.toPkcs12Asn1(key, [forge.pki.certificateFromPem(cert.certPem)], null, {
+          algorithm: "aes256",
+        }),
+      )
+      .getBytes();
+    // The reader is the blueprint's service principal: the workload identity below is the blueprint's.
+    const probe = await startTestSidecar(emu, baseEnv(emu, API));
+    sidecars.push(probe);
+    const blueprintOid = String(
+      claimsOf(await call(`${probe.url}/AuthorizationHeaderUnauthenticated/graph-app`)).oid,
+    );
+    const put = (name: string, readers: string[]) =>
+      emu.admin("PUT", `keyvault/agents-vault/secrets/${name}`, {
+        tenant: IDS.tenant,
+        value: Buffer.from(pfx, "binary").toString("base64"),
+        contentType: "application/x-pkcs12",
+        readers,
+      });
+    await put("blueprint-cert", [blueprintOid]);
+    await put("not-for-you", ["00000000-0000-0000-0000-000000000001"]);
+
+    const file = join(dir, "kv-workload-token");
+    writeAtomically(file, await signSaToken());
+    const env = (name: string) => ({
+      ...baseEnv(emu, API),
+      AzureAd__ClientCredentials__0__SourceType: "KeyVault",
+      AzureAd__ClientCredentials__0__KeyVaultUrl: vaultUrl(),
+      AzureAd__ClientCredentials__0__KeyVaultCertificateName: name,
+      AzureAd__ClientCredentials__0__ClientSecret: "",
+      AZURE_FEDERATED_TOKEN_FILE: file,
+      AZURE_CLIENT_ID: IDS.blueprint,
+      AZURE_TENANT_ID: IDS.tenant,
+    });
+    const s = await startTestSidecar(emu, env("blueprint-cert"));
+    sidecars.push(s);
+    const r = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`);
+    expect(r.status, r.text).toBe(200);
+    const claims = claimsOf(r);
+    expect(claims.xms_par_app_azp).toBe(IDS.blueprint);
+    expect(s.logs.join("")).not.toContain("PRIVATE KEY");
+
+    await expect(startTestSidecar(emu, env("not-for-you"))).rejects.toThrow(
+      /ClientCredentials:0 \(KeyVault\): Key Vault 127\.0\.0\.1:\d+ answered 403 Forbidden for 'not-for-you'/,
+    );
+    await expect(startTestSidecar(emu, env("missing"))).rejects.toThrow(
+      /answered 404 SecretNotFound for 'missing'/,
+    );
   });
 });

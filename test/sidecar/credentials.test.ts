@@ -20,7 +20,7 @@ describe("credential sources", () => {
     const leaf = await issueCertificate(ca, { commonName: "blueprint", usage: "client" });
     const path = join(dir, "blueprint.pem");
     writeFileSync(path, `${leaf.certPem}\n${leaf.keyPem}`);
-    const { loaded, problems } = loadCredentials(
+    const { loaded, problems } = await loadCredentials(
       [{ index: 0, sourceType: "Path", certificatePath: path }],
       noNetwork,
     );
@@ -38,7 +38,7 @@ describe("credential sources", () => {
     const b = await issueCertificate(ca, { commonName: "b", usage: "client" });
     const path = join(dir, "mismatch.pem");
     writeFileSync(path, `${a.certPem}\n${b.keyPem}`);
-    const { loaded, problems } = loadCredentials(
+    const { loaded, problems } = await loadCredentials(
       [
         { index: 0, sourceType: "Path", certificatePath: path },
         { index: 1, sourceType: "SignedAssertionFilePath", path: join(dir, "nope") },

@@ -136,6 +136,12 @@ export function claimsOf(answer: Answer): JWTPayload & Record<string, unknown> {
   return decodeJwt(header.slice(7));
 }
 
+/** The client a token was issued to: `azp` in v2 tokens, `appid` in v1 ones (Graph's, as Entra issues them). */
+export function clientOf(answer: Answer): unknown {
+  const claims = claimsOf(answer);
+  return claims.azp ?? claims.appid;
+}
+
 export function tokenOf(answer: Answer): string {
   return String(answer.json.authorizationHeader ?? "").slice(7);
 }

@@ -1,4 +1,5 @@
 import { execFile, spawn, spawnSync } from "node:child_process";
+import { readlinkSync } from "node:fs";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseEnv, type Emu, startEmu, startTestSidecar, type TestSidecar } from "./harness.ts";
@@ -138,6 +139,14 @@ async function fromOutside(
       console.log(JSON.stringify(out));
     })().catch((e) => { console.error(e); process.exit(1); });`;
   try {
+    // nsenter must join the sidecar's own namespace, not ours: wait until unshare has made it (before
+    // that, the child's namespace is this one, where something else may listen on the port).
+    const own = readlinkSync("/proc/self/ns/net");
+    for (let i = 0; readlinkSync(`/proc/${child.pid}/ns/net`) === own; i++) {
+      if (i > 500)
+        throw new Error(`the sidecar did not enter a network namespace of its own\n${output.join("")}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const stdout = await new Promise<string>((resolve, reject) =>
       execFile(
         "nsenter",

@@ -99,7 +99,7 @@ describe("start-up validation", () => {
   it("lists every configuration problem in one message and exits 1", async () => {
     const child = run(["sidecar"], {
       AzureAd__ClientId: "not-a-guid",
-      AzureAd__ClientCredentials__0__SourceType: "KeyVault",
+      AzureAd__ClientCredentials__0__SourceType: "SignedAssertionFromVault",
       AzureAd__ClientCredentials__1__SourceType: "Sparkles",
       "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/User.Read",
       "DownstreamApis__graph-app__RequestAppToken": "true",
@@ -111,7 +111,7 @@ describe("start-up validation", () => {
     for (const expected of [
       /AzureAd:TenantId is missing/,
       /AzureAd:ClientId 'not-a-guid' is not a GUID/,
-      /SourceType 'KeyVault' is not supported/,
+      /SourceType 'SignedAssertionFromVault' is not supported/,
       /SourceType 'Sparkles' is unknown/,
       /graph-app: RequestAppToken needs a scope ending in '\/.default'/,
       /Sidecar:AllowOverrides:CallDownstreamApi must be true or false/,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   baseEnv,
   call,
-  claimsOf,
+  clientOf,
   type Downstream,
   type Emu,
   IDS,
@@ -74,7 +74,7 @@ describe("HTTPS_PROXY / HTTP_PROXY / NO_PROXY", () => {
     carried.length = 0;
     const s = await sidecar({ HTTPS_PROXY: proxyUrl, HTTP_PROXY: proxyUrl });
     const token = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
-    expect(claimsOf(token)).toMatchObject({ azp: IDS.blueprint });
+    expect(clientOf(token)).toBe(IDS.blueprint);
     const down = await call(`${s.url}/DownstreamApiUnauthenticated/weather`, { method: "POST" });
     expect(down.json.statusCode, down.text).toBe(200);
     expect(carried).toContain(`CONNECT ${emulatorHost()}`);
@@ -99,6 +99,16 @@ describe("HTTPS_PROXY / HTTP_PROXY / NO_PROXY", () => {
     const down = await call(`${s.url}/DownstreamApiUnauthenticated/weather`, { method: "POST" });
     expect(down.json.statusCode, down.text).toBe(200);
     expect(carried).toEqual([`CONNECT ${emulatorHost()}`]);
+  });
+
+  it("never logs the user and password of a proxy URL", async () => {
+    const withCredentials = proxyUrl.replace("http://", "http://egress-user:pr0xy-s3cret@");
+    const s = await sidecar({ HTTPS_PROXY: withCredentials });
+    const token = await call(`${s.url}/AuthorizationHeaderUnauthenticated/graph-app`);
+    expect(token.status, token.text).toBe(200);
+    const logs = s.logs.join("");
+    expect(logs).toMatch(/outbound requests go through the configured proxy/);
+    expect(logs).not.toMatch(/pr0xy-s3cret|egress-user/);
   });
 
   it("answers 500 naming Entra's host when the proxy cannot be reached", async () => {

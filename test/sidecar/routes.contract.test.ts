@@ -4,6 +4,7 @@ import {
   baseEnv,
   call,
   claimsOf,
+  clientOf,
   type Downstream,
   type Emu,
   IDS,
@@ -418,7 +419,8 @@ describe("a bearer token on the …Unauthenticated routes (as ASP.NET's authenti
   it("ignores an invalid token: the request goes on anonymous (no 401 challenge)", async () => {
     const bad = { authorization: "Bearer not.a.token" };
     const app = await call(`${open.url}/AuthorizationHeaderUnauthenticated/graph-app`, { headers: bad });
-    expect(claimsOf(app)).toMatchObject({ appid: IDS.blueprint, idtyp: "app" });
+    expect(clientOf(app)).toBe(IDS.blueprint);
+    expect(claimsOf(app)).toMatchObject({ idtyp: "app" });
     expect(app.headers.get("www-authenticate")).toBeNull();
     const user = await call(`${open.url}/AuthorizationHeaderUnauthenticated/weather-user`, { headers: bad });
     expect(user.status).toBe(401);

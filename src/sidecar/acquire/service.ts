@@ -260,7 +260,14 @@ export class TokenService {
 
   #keepSession(client: ConfidentialClientApplication, request: TokenRequest): void {
     const refreshToken = this.#refreshTokenOf(client);
-    if (!refreshToken || !this.#o.sessions) return;
+    if (!this.#o.sessions) return;
+    if (!refreshToken) {
+      // Without one the session cannot go on past the user's token (Entra gives one with offline_access).
+      this.#o.logger.warn(
+        "Entra returned no refresh token with the OBO token: the long-running session was not kept",
+      );
+      return;
+    }
     this.#o.sessions.set(sessionId(request.sessionKey!), {
       refreshToken,
       flow: request.flow as "obo" | "agent-obo",

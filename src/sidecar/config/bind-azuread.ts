@@ -5,7 +5,6 @@ import { isGuid, isMetaTenant, isTenant, parseBool } from "./values.ts";
 /** Microsoft's `CredentialSource` values that this sidecar does not implement (start-up error names them). */
 const UNSUPPORTED_SOURCES = [
   "Certificate",
-  "KeyVault",
   "SignedAssertionFromVault",
   "AutoDecryptKeys",
   "CustomSignedAssertion",
@@ -17,6 +16,7 @@ const SUPPORTED_SOURCES = [
   "SignedAssertionFromManagedIdentity",
   "Path",
   "Base64Encoded",
+  "KeyVault",
 ];
 /** Windows certificate stores: nothing to read on Linux, where the sidecar runs. */
 const STORE_SOURCES = ["StoreWithThumbprint", "StoreWithDistinguishedName", "StoreWithSubjectName"];
@@ -54,7 +54,7 @@ function bindCredential(
   const store = STORE_SOURCES.find((s) => s.toLowerCase() === raw.trim().toLowerCase());
   if (store) {
     problems.push(
-      `${p}:SourceType '${store}': certificate stores exist on Windows only, and the sidecar runs on Linux; export the certificate with its private key and use SourceType Path (a PEM or PFX file, with CertificatePassword) or Base64Encoded`,
+      `${p}:SourceType '${store}': certificate stores exist on Windows only, and the sidecar runs on Linux; export the certificate with its private key and use SourceType Path (a PEM or PFX file, with CertificatePassword), Base64Encoded or KeyVault`,
     );
     return undefined;
   }
@@ -125,6 +125,38 @@ function bindCredential(
       }
       const password = get(flat, `${p}:CertificatePassword`);
       return { index, sourceType, value, ...(password ? { password } : {}) };
+    }
+    case "KeyVault": {
+      const vaultUrl = get(flat, `${p}:KeyVaultUrl`)?.trim() ?? "";
+      const certificateName = get(flat, `${p}:KeyVaultCertificateName`)?.trim() ?? "";
+      let ok = true;
+      try {
+        if (new URL(vaultUrl).protocol !== "https:") throw new Error("not https");
+      } catch {
+        problems.push(
+          `${p}:KeyVaultUrl '${vaultUrl}' must be an https URL like https://<vault>.vault.azure.net/`,
+        );
+        ok = false;
+      }
+      if (!/^[0-9A-Za-z-]{1,127}$/.test(certificateName)) {
+        problems.push(
+          `${p}:KeyVaultCertificateName '${certificateName}' is not a Key Vault certificate name`,
+        );
+        ok = false;
+      }
+      const id = get(flat, `${p}:ManagedIdentityClientId`);
+      if (id && !isGuid(id)) {
+        problems.push(`${p}:ManagedIdentityClientId '${id}' is not a GUID`);
+        ok = false;
+      }
+      if (!ok) return undefined;
+      return {
+        index,
+        sourceType,
+        vaultUrl: vaultUrl.endsWith("/") ? vaultUrl : `${vaultUrl}/`,
+        certificateName,
+        ...(id ? { managedIdentityClientId: id } : {}),
+      };
     }
     default:
       return undefined;

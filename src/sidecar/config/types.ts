@@ -11,7 +11,15 @@ export type CredentialSpec =
       tokenExchangeUrl: string;
     }
   | { index: number; sourceType: "Path"; certificatePath: string; password?: string }
-  | { index: number; sourceType: "Base64Encoded"; value: string; password?: string };
+  | { index: number; sourceType: "Base64Encoded"; value: string; password?: string }
+  | {
+      index: number;
+      sourceType: "KeyVault";
+      vaultUrl: string;
+      certificateName: string;
+      /** A user-assigned managed identity to reach the vault with (else workload identity, else system-assigned). */
+      managedIdentityClientId?: string;
+    };
 /** `AcquireTokenOptions` as configured or overridden (Microsoft.Identity.Abstractions names). */
 export interface AcquireTokenOptions {
   tenant?: string;

@@ -69,21 +69,48 @@ export function sidecarEnv(target: E2eTarget): { name: string; value: string }[]
   return Object.entries(env).map(([name, value]) => ({ name, value }));
 }
 
-/** The native sidecar as the webhook injects it (src/webhook/mutate.ts on the webhook branch). */
-export function sidecarContainer(target: E2eTarget): Record<string, unknown> {
+/**
+ * How the kubelet learns that the sidecar is ready before it starts the app:
+ * - "startupProbe": as the webhook injects it (src/webhook/mutate.ts on the webhook branch): an exec probe
+ *   every second, each attempt a Node process that polls /readyz for up to one second;
+ * - "postStart": one exec hook that polls /readyz until it answers. The kubelet starts the next container only
+ *   after a restartable init container's postStart hook returned, and the hook starts at once (no probe period).
+ */
+export type SidecarReadiness = "startupProbe" | "postStart";
+
+const PROBE = (timeout: number) => [
+  NODE,
+  "/app/dist/cli.js",
+  "sidecar",
+  "--probe",
+  "--probe-timeout",
+  String(timeout),
+];
+
+/** The native sidecar as the webhook injects it. */
+export function sidecarContainer(
+  target: E2eTarget,
+  readiness: SidecarReadiness = "startupProbe",
+): Record<string, unknown> {
+  const wait =
+    readiness === "startupProbe"
+      ? // The kubelet probes from the node, which cannot reach the sidecar's 127.0.0.1: the probe runs inside.
+        {
+          startupProbe: {
+            exec: { command: PROBE(1) },
+            periodSeconds: 1,
+            timeoutSeconds: 5,
+            failureThreshold: 120,
+          },
+        }
+      : { lifecycle: { postStart: { exec: { command: PROBE(60) } } } };
   return {
     name: "agentid-sidecar",
     image: target.images.sidecar,
     imagePullPolicy: "IfNotPresent",
     restartPolicy: "Always",
     env: sidecarEnv(target),
-    // The kubelet probes from the node, which cannot reach the sidecar's 127.0.0.1: the probe runs inside.
-    startupProbe: {
-      exec: { command: [NODE, "/app/dist/cli.js", "sidecar", "--probe", "--probe-timeout", "1"] },
-      periodSeconds: 1,
-      timeoutSeconds: 5,
-      failureThreshold: 120,
-    },
+    ...wait,
     volumeMounts: [
       { name: "agentid-token", mountPath: TOKEN_DIR, readOnly: true },
       { name: "agentid-emulator-ca", mountPath: "/etc/agentid/emulator-ca", readOnly: true },
@@ -136,6 +163,7 @@ export interface AgentPodOptions {
   /** "hand": the native sidecar written here; "webhook": labelled for injection; "none": no sidecar at all. */
   injection?: "hand" | "webhook" | "none";
   tokenExpirationSeconds?: number;
+  readiness?: SidecarReadiness;
 }
 
 export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<string, unknown> {
@@ -167,7 +195,7 @@ export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<st
       automountServiceAccountToken: false,
       restartPolicy: options.restartPolicy ?? "Always",
       terminationGracePeriodSeconds: 5,
-      ...(injection === "hand" ? { initContainers: [sidecarContainer(target)] } : {}),
+      ...(injection === "hand" ? { initContainers: [sidecarContainer(target, options.readiness)] } : {}),
       containers: [app],
       volumes: injection === "hand" ? TOKEN_VOLUMES(options.tokenExpirationSeconds ?? 3600) : [],
     },

@@ -10,7 +10,12 @@ import { createKubeClient, type KubeClient } from "../../../src/kube/client.ts";
 export interface E2eTarget {
   cluster: "local" | "kind";
   kubeconfigPath: string;
-  images: { sidecar: string; manager: string };
+  images: {
+    sidecar: string;
+    manager: string;
+    /** The sidecar image plus the emulator's CA (NODE_EXTRA_CA_CERTS), for the webhook to inject. */
+    sidecarTrustingEmulator: string;
+  };
   emulator: {
     /** AzureAd__Instance as pods see it, e.g. https://198.51.100.1:9443/ */
     instance: string;
@@ -19,6 +24,8 @@ export interface E2eTarget {
     tenantId: string;
     blueprintAppId: string;
     agentAppId: string;
+    /** Another agent of the same blueprint, asked for only in the rotation scenario. */
+    secondAgentAppId: string;
   };
   /** The namespace and ServiceAccount the emulator's federated credential names. */
   agentNamespace: string;

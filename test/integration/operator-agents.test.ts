@@ -1,0 +1,235 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FINALIZER } from "../../src/api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
+import type { RunningEmulator } from "../../src/emulator/index.ts";
+import { createKubeClient } from "../../src/kube/client.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
+import {
+  createBlueprintCredentialFactory,
+  createGraphCredentialFactory,
+} from "../../src/operator/graph-credential.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import {
+  agentsOf,
+  BLUEPRINT_SECRET,
+  blueprintCredentials,
+  emulatorAdmin,
+  emulatorRequests,
+  FOREIGN_BLUEPRINT,
+  graphCredentialAs,
+  LogCapture,
+  OPERATOR_APP,
+  onEmulator,
+  startTestEmulator,
+  startTestManager,
+} from "./operator-fixture.ts";
+import {
+  AGENT,
+  BLUEPRINT,
+  condition,
+  createBlueprint,
+  createIdentity,
+  ensureCrd,
+  eventsFor,
+  TENANT,
+} from "./operator-support.ts";
+
+/**
+ * The agent identity lifecycle against the emulator's Graph: `agent.create` makes the operator create the
+ * agent identity under its blueprint, record it in status, lock verification to it, and delete it with the
+ * AgentIdentity (deletionPolicy Delete) or leave it (Retain).
+ */
+const cp = useControlPlane({ namespacePrefix: "agents" });
+const kube = createKubeClient(cp.kubeConfig);
+let emu: RunningEmulator;
+let running: RunningManager | undefined;
+let logs = new LogCapture();
+
+beforeAll(async () => {
+  await ensureCrd(cp.kubeConfig);
+  emu = await startTestEmulator(cp);
+});
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+  expect(logs.text()).not.toMatch(/eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\./);
+  expect(logs.text()).not.toContain(BLUEPRINT_SECRET);
+  logs = new LogCapture();
+});
+afterAll(async () => {
+  await emu?.close();
+  await kube.close();
+});
+
+const creatingBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
+  createBlueprint(kube, cp.namespace, {
+    ...onEmulator(emu),
+    federation: { management: "Graph" },
+    admits: { namespaces: [cp.namespace], agents: { create: true } },
+    ...spec,
+  });
+
+const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
+async function until(
+  name: string,
+  check: (i: AgentIdentity | undefined) => boolean,
+  what: string,
+): Promise<AgentIdentity> {
+  let identity: AgentIdentity | undefined;
+  await expect
+    .poll(
+      async () => {
+        identity = await read(name);
+        return check(identity)
+          ? true
+          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
+              []);
+      },
+      { message: `${name}: ${what}` },
+    )
+    .toBe(true);
+  if (!identity) throw new Error(`${name} disappeared`);
+  return identity;
+}
+const ready = (i: AgentIdentity | undefined) => condition(i, "Ready")?.status === "True";
+const verified = (i: AgentIdentity | undefined) => condition(i, "Verified")?.status === "True";
+
+describe("agent identities the operator creates", () => {
+  it("creates the agent under the blueprint, records it, verifies as it, and deletes it with the AgentIdentity", async () => {
+    await creatingBlueprint();
+    running = await startTestManager(cp, emu, cp.namespace, logs);
+    const before = (await agentsOf(emu)).length;
+    await createIdentity(kube, cp.namespace, "made", {
+      agent: { create: { displayName: "Made by the operator" } },
+    });
+    const done = await until("made", (i) => ready(i) && verified(i), "Ready and Verified");
+    const agent = done.status?.agent;
+    expect(agent).toMatchObject({ created: true, clientId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    expect(agent?.clientId).not.toBe(AGENT);
+    expect(done.metadata.finalizers).toContain(FINALIZER);
+    expect(condition(done, "Verified")?.message).toContain(agent?.clientId);
+    const inEntra = (await agentsOf(emu)).find((a) => a.appId === agent?.clientId);
+    expect(inEntra).toMatchObject({
+      displayName: "Made by the operator",
+      servicePrincipalId: agent?.objectId,
+    });
+    expect(await agentsOf(emu)).toHaveLength(before + 1);
+    // Exactly one agent, however often it is reconciled.
+    await kube.patch(identityPath(cp.namespace, "made"), "merge", {
+      metadata: { annotations: { nudge: "1" } },
+    });
+    await until("made", ready, "still Ready");
+    expect(await agentsOf(emu)).toHaveLength(before + 1);
+
+    await kube.delete(identityPath(cp.namespace, "made"));
+    await expect.poll(() => read("made"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
+    expect((await agentsOf(emu)).find((a) => a.appId === agent?.clientId)).toBeUndefined();
+    expect((await blueprintCredentials(emu)).map((c) => c.subject)).not.toContain(
+      `system:serviceaccount:${cp.namespace}:made`,
+    );
+  });
+
+  it("keeps the agent in Entra with deletionPolicy Retain", async () => {
+    await creatingBlueprint();
+    running = await startTestManager(cp, emu, cp.namespace, logs);
+    await createIdentity(kube, cp.namespace, "kept", {
+      agent: { create: { displayName: "Kept" }, deletionPolicy: "Retain" },
+    });
+    const done = await until("kept", ready, "Ready");
+    const clientId = done.status?.agent?.clientId;
+    await kube.delete(identityPath(cp.namespace, "kept"));
+    await expect.poll(() => read("kept")).toBeUndefined();
+    expect((await agentsOf(emu)).find((a) => a.appId === clientId)).toBeDefined();
+    expect((await eventsFor(kube, cp.namespace, "kept")).map((e) => e.reason)).toContain("AgentRetained");
+  });
+
+  it("signs in as the blueprint for AgentIdentity.CreateAsManager (agentCreation.credential Blueprint)", async () => {
+    await creatingBlueprint({ agentCreation: { credential: "Blueprint" } });
+    // The manager's own ServiceAccount token, trusted by the blueprint through a federated credential.
+    await kube.create(serviceAccountPath(cp.namespace), {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "agentid-manager" },
+    });
+    const token = await kube.create<{ status: { token: string } }>(
+      `${serviceAccountPath(cp.namespace, "agentid-manager")}/token`,
+      {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { audiences: ["api://AzureADTokenExchange"], expirationSeconds: 3600 },
+      },
+    );
+    const tokenFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "token");
+    writeFileSync(tokenFile, token.status.token);
+    await emulatorAdmin(
+      emu,
+      "POST",
+      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
+      {
+        name: `manager-${cp.namespace}`,
+        issuer: cp.issuerUrl,
+        subject: `system:serviceaccount:${cp.namespace}:agentid-manager`,
+        audiences: ["api://AzureADTokenExchange"],
+      },
+    );
+    const secretFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "secret");
+    writeFileSync(secretFile, "operator-secret-for-tests-only");
+    running = await startTestManager(cp, emu, cp.namespace, logs, {
+      graph: {
+        baseUrl: emu.url,
+        credentialFor: createGraphCredentialFactory({
+          clientId: OPERATOR_APP,
+          clientSecretFile: secretFile,
+          authorityHost: emu.url,
+          caPems: [emu.caPem],
+        }),
+        blueprintCredentialFor: createBlueprintCredentialFactory({ tokenFile, caPems: [emu.caPem] }),
+      },
+    });
+    await createIdentity(kube, cp.namespace, "self-made", {
+      agent: { create: { displayName: "Self made" } },
+    });
+    const done = await until("self-made", (i) => Boolean(i?.status?.agent?.created), "an agent recorded");
+    const created = (await agentsOf(emu)).find((a) => a.appId === done.status?.agent?.clientId);
+    expect(created).toBeDefined();
+    const directory = await emulatorAdmin<{
+      tenants: Array<{ id: string; agentIdentities?: Array<{ appId: string; createdByAppId?: string }> }>;
+    }>(emu, "GET", "/_emulator/directory");
+    const record = directory.tenants
+      .find((t) => t.id === TENANT)
+      ?.agentIdentities?.find((a) => a.appId === created?.appId);
+    expect(record?.createdByAppId).toBe(BLUEPRINT);
+  });
+
+  it("a Graph refusal to create becomes a condition and is not retried until the spec changes", async () => {
+    // The "manager" here signs in as an application whose only permission is CreateAsManager for its own
+    // blueprint, and this blueprint is another one: Graph answers 403.
+    await creatingBlueprint({ clientId: FOREIGN_BLUEPRINT });
+    running = await startTestManager(cp, emu, cp.namespace, logs, {
+      resyncIntervalMs: 1000,
+      graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, BLUEPRINT, BLUEPRINT_SECRET) },
+    });
+    const before = await emulatorRequests(emu);
+    await createIdentity(kube, cp.namespace, "refused", { agent: { create: { displayName: "Refused" } } });
+    const refused = await until("refused", (i) => condition(i, "Ready")?.status === "False", "Ready=False");
+    expect(condition(refused, "Ready")).toMatchObject({ reason: "AgentCreationAccessDenied" });
+    expect(condition(refused, "Ready")?.message).toContain("AgentIdentity.Create.All");
+    expect(refused.status?.agent).toBeUndefined();
+    const afterRefusal = await emulatorRequests(emu);
+    expect(afterRefusal).toBeGreaterThan(before);
+    const reconciles = async () =>
+      (await running?.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get())?.values.reduce(
+        (n, v) => n + v.value,
+        0,
+      ) ?? 0;
+    const start = await reconciles();
+    await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
+    expect(await emulatorRequests(emu)).toBe(afterRefusal);
+    expect(await agentsOf(emu, FOREIGN_BLUEPRINT)).toEqual([]);
+  });
+});
