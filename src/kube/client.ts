@@ -116,6 +116,29 @@ async function connectionOptions(
   return { tls, headers };
 }
 
+type Verbs = Pick<KubeClient, "request" | "get" | "getOptional" | "create" | "replace" | "patch" | "delete">;
+
+/** The client's verbs, each one request through `request` (shared by the client and its fenced view). */
+export function verbsOver(request: KubeClient["request"]): Verbs {
+  return {
+    request,
+    get: (path, query) => request("GET", path, { query }),
+    async getOptional(path, query) {
+      try {
+        return await request("GET", path, { query });
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    },
+    create: (path, body, query) => request("POST", path, { body, query }),
+    replace: (path, body, query) => request("PUT", path, { body, query }),
+    patch: (path, type, patch, query) =>
+      request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
+    delete: (path, body, query) => request("DELETE", path, { body, query }),
+  };
+}
+
 export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClientOptions = {}): KubeClient {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
@@ -194,21 +217,7 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
 
   return {
     server,
-    request,
-    get: (path, query) => request("GET", path, { query }),
-    async getOptional(path, query) {
-      try {
-        return await request("GET", path, { query });
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      }
-    },
-    create: (path, body, query) => request("POST", path, { body, query }),
-    replace: (path, body, query) => request("PUT", path, { body, query }),
-    patch: (path, type, patch, query) =>
-      request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
-    delete: (path, body, query) => request("DELETE", path, { body, query }),
+    ...verbsOver(request),
     async stream(path, query, signal) {
       const response = await send("GET", path, { query, signal }, true);
       options.onRequest?.({ method: "GET", path, status: response.statusCode, watch: true });

@@ -1,10 +1,4 @@
-import {
-  isNotFound,
-  type KubeClient,
-  type KubeMethod,
-  PATCH_CONTENT_TYPES,
-  type RequestOptions,
-} from "./client.ts";
+import { type KubeClient, type KubeMethod, type RequestOptions, verbsOver } from "./client.ts";
 
 /**
  * A view of a client whose requests belong to a term, e.g. one leadership term: once the term's signal
@@ -35,21 +29,7 @@ export function fenceClient(client: KubeClient, currentTerm: () => AbortSignal):
   };
   return {
     server: client.server,
-    request,
-    get: (path, query) => request("GET", path, { query }),
-    async getOptional(path, query) {
-      try {
-        return await request("GET", path, { query });
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        throw error;
-      }
-    },
-    create: (path, body, query) => request("POST", path, { body, query }),
-    replace: (path, body, query) => request("PUT", path, { body, query }),
-    patch: (path, type, patch, query) =>
-      request("PATCH", path, { body: patch, contentType: PATCH_CONTENT_TYPES[type], query }),
-    delete: (path, body, query) => request("DELETE", path, { body, query }),
+    ...verbsOver(request),
     stream: async (path, query, signal) =>
       client.stream(path, query, AbortSignal.any([signal, termSignal()])),
     // The underlying client belongs to whoever made the fence.

@@ -36,6 +36,8 @@ export interface SecretObject {
 }
 
 export const MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+/** How soon the leader looks again for a webhook configuration that did not exist yet. */
+export const PENDING_BUNDLE_RETRY_MS = 2_000;
 /** On the Secret: when its current CA was first written to the caBundle (RFC 3339). */
 export const ANNOTATION_CA_PUBLISHED = "agentid.io/ca-published-at";
 
@@ -170,6 +172,8 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
   }
 
   let chain: Promise<unknown> = Promise.resolve();
+  /** The configuration did not exist at the last round: its caBundle is still to be written. */
+  let bundlePending = false;
 
   async function ensureNow(kube: KubeClient, ensureOptions: { force?: "leaf" | "ca" }): Promise<Plan> {
     const path = secretPath(options.namespace, options.secretName);
@@ -201,6 +205,7 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
     }
     load(existing);
     const inBundle = await patchCaBundle(kube, caBundle(data, now()));
+    bundlePending = !inBundle;
     if (inBundle && existing && !annotations[ANNOTATION_CA_PUBLISHED]) {
       annotations = { ...annotations, [ANNOTATION_CA_PUBLISHED]: new Date(now()).toISOString() };
       await writeSecret(kube, existing, data, annotations);
@@ -251,6 +256,9 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
         try {
           const plan = await manager.ensure(kube);
           if (plan.action === "keep") wait = Math.max(1_000, Math.min(intervalMs, plan.nextCheckAt - now()));
+          // The chart may create the configuration after the manager starts: until it exists (and has our
+          // caBundle) opted-in pods are refused, so look again soon rather than at the next renewal.
+          if (bundlePending) wait = Math.min(wait, PENDING_BUNDLE_RETRY_MS);
         } catch (error) {
           wait = Math.min(intervalMs, 5_000);
           logger.warn({ err: (error as Error).message }, "serving certificate upkeep failed; retrying");

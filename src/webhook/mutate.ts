@@ -8,7 +8,7 @@ import {
   TOKEN_VOLUME,
 } from "../api/constants.ts";
 import { parseInitContainerNames, resolveResources } from "./annotations.ts";
-import { addMember, append, type JsonPatchOperation, prepend } from "./patch.ts";
+import { addMember, append, type JsonPatchOperation, pointer, prepend } from "./patch.ts";
 import {
   annotationsOf,
   arrayAt,
@@ -165,10 +165,15 @@ export function mutatePod(input: MutationInput): Mutation {
     ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
     ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),
   ];
+  const appEnv = [{ name: SIDECAR_URL, value: url }, ...target.appEnv.filter((e) => e.name !== SIDECAR_URL)];
   for (const c of receivers) {
-    if (envNames(c.raw).has(SIDECAR_URL)) continue;
-    const hasEnv = arrayAt(c.raw, "env") !== undefined;
-    patch.push(append(["spec", c.field, c.index, "env"], hasEnv, { name: SIDECAR_URL, value: url }));
+    const present = envNames(c.raw);
+    const missing = appEnv.filter((e) => !present.has(e.name));
+    if (missing.length === 0) continue;
+    const path = ["spec", c.field, c.index, "env"];
+    if (arrayAt(c.raw, "env") === undefined)
+      patch.push({ op: "add", path: pointer(...path), value: missing });
+    else for (const e of missing) patch.push(append(path, true, e));
   }
   const value = injected
     ? (annotations[ANNOTATION_INJECTED] ?? injectedValue(target))

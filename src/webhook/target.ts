@@ -79,6 +79,7 @@ export function resolveTarget(input: TargetInput): Resolved {
       },
       port: s.port,
       env: s.sidecarEnv,
+      appEnv: s.appEnv.flatMap((e) => ("value" in e ? [{ name: e.name, value: e.value }] : [])),
       projectedToken: s.credential === "workloadIdentity",
       tokenExpirationSeconds: s.tokenExpirationSeconds,
       ...(own ? { resources: own } : {}),

@@ -27,6 +27,11 @@ export interface InjectionTarget {
   port: number;
   /** The sidecar's rendered environment (Microsoft's names; the listen address on 127.0.0.1). */
   env: EnvVar[];
+  /**
+   * Environment for the app containers besides SIDECAR_URL (which the mutation sets from the port), e.g.
+   * AGENTID_AGENT_ID, the agent the sidecar acts as (for `?AgentIdentity=`). Literal values only.
+   */
+  appEnv: Array<{ name: string; value: string }>;
   /** Mount the projected service-account token (workload identity) into the sidecar. */
   projectedToken: boolean;
   tokenExpirationSeconds: number;

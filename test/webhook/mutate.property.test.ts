@@ -17,6 +17,8 @@ import { settings, target } from "./support.ts";
  */
 
 const SECRET = "agent-client-secret";
+/** What injection adds to app containers (test/webhook/support.ts's target). */
+const INJECTED_APP_ENV = [SIDECAR_URL, "AGENTID_AGENT_ID"];
 const names = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/);
 // Keys a user's tooling may add that our models do not know, including '/' and '~' that must be escaped.
 const unknownKey = fc.stringMatching(/^x-[a-z~/.]{1,8}$/);
@@ -136,11 +138,9 @@ function strip(mutated: JsonObject, original: JsonObject): JsonObject {
       const before = origList[i];
       const env = c.env as JsonObject[] | undefined;
       if (!env || !before) return;
-      const hadUrl = ((before.env as JsonObject[] | undefined) ?? []).some((e) => e.name === SIDECAR_URL);
-      if (!hadUrl) {
-        c.env = env.filter((e) => e.name !== SIDECAR_URL);
-        if (before.env === undefined) delete c.env;
-      }
+      const had = new Set(((before.env as JsonObject[] | undefined) ?? []).map((e) => e.name));
+      c.env = env.filter((e) => had.has(e.name) || !INJECTED_APP_ENV.includes(String(e.name)));
+      if (before.env === undefined) delete c.env;
     });
     if (kept.length === 0 && o.spec[field] === undefined) delete out.spec[field];
     else out.spec[field] = kept;

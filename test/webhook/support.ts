@@ -22,6 +22,10 @@ export function target(overrides: Partial<InjectionTarget> = {}): InjectionTarge
       },
       { name: "Kestrel__Endpoints__Http__Url", value: "http://127.0.0.1:5000" },
     ],
+    appEnv: [
+      { name: "SIDECAR_URL", value: "http://127.0.0.1:5000" },
+      { name: "AGENTID_AGENT_ID", value: "81c1b0a3-5f1f-4ddc-ac16-58eb49066eab" },
+    ],
     projectedToken: true,
     tokenExpirationSeconds: 3600,
     secretNames: [],
