@@ -93,10 +93,13 @@ export async function observeFederation(
   // Recorded with the application it is written to, so that a later move or refusal removes it from there.
   const credential = { ...federatedCredentialStatus(appId, desired), blueprint: blueprintRecord(blueprint) };
   if (!deps.graph) {
+    // Nothing is written without Graph: keep the record of one written earlier (so that it is still
+    // removed once Graph is back), else show the credential without claiming it was written.
+    const written = identity.status?.federatedCredential;
     return {
       obs: {
         state: "graphFailed",
-        credential,
+        credential: written?.blueprint ? written : federatedCredentialStatus(appId, desired),
         reason: "GraphNotConfigured",
         message:
           "The blueprint's federation.management is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
