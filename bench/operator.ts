@@ -81,7 +81,10 @@ interface Scrape {
 
 async function scrape(): Promise<Scrape | undefined> {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+    // A scrape that does not answer within 10 s counts as none (and says the manager is stuck).
+    const text = await (
+      await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`, { signal: AbortSignal.timeout(10_000) })
+    ).text();
     const ready = Number(/agentid_identities\{condition="Ready",status="True"\} (\d+)/.exec(text)?.[1] ?? 0);
     const requests = new Map<string, number>();
     for (const m of text.matchAll(
@@ -207,7 +210,8 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
         last = s.ready;
       }
       if (last >= COUNT) break;
-      await new Promise((r) => setTimeout(r, 100));
+      // Twice a second: each scrape walks the identity cache for agentid_identities.
+      await new Promise((r) => setTimeout(r, 500));
     }
     const allReady = performance.now();
     // Let the echoes of the last writes settle before measuring the idle window.

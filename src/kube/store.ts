@@ -67,6 +67,31 @@ function sameVersion(a: KubeObject, b: KubeObject): boolean {
 
 export class ObjectStore<T extends KubeObject> {
   readonly #objects = new Map<string, T>();
+  /**
+   * The same objects by namespace, so that `list(namespace)` costs what that namespace holds rather than
+   * the whole cache: handlers ask for a namespace's objects on every event, and with 10,000 objects a
+   * full scan each time made a sync quadratic.
+   */
+  readonly #byNamespace = new Map<string, Map<string, T>>();
+
+  #set(key: string, obj: T): void {
+    this.#objects.set(key, obj);
+    const ns = obj.metadata.namespace ?? "";
+    let bucket = this.#byNamespace.get(ns);
+    if (!bucket) {
+      bucket = new Map();
+      this.#byNamespace.set(ns, bucket);
+    }
+    bucket.set(key, obj);
+  }
+
+  #delete(key: string, obj: T): void {
+    this.#objects.delete(key);
+    const ns = obj.metadata.namespace ?? "";
+    const bucket = this.#byNamespace.get(ns);
+    bucket?.delete(key);
+    if (bucket?.size === 0) this.#byNamespace.delete(ns);
+  }
 
   get(namespace: string | undefined, name: string): T | undefined {
     return this.#objects.get(objectKey(namespace, name));
@@ -77,8 +102,8 @@ export class ObjectStore<T extends KubeObject> {
   }
 
   list(namespace?: string): T[] {
-    const all = [...this.#objects.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
+    if (namespace === undefined) return [...this.#objects.values()];
+    return [...(this.#byNamespace.get(namespace)?.values() ?? [])];
   }
 
   keys(): string[] {
@@ -95,7 +120,7 @@ export class ObjectStore<T extends KubeObject> {
     const old = this.#objects.get(key);
     if (type === "DELETED") {
       if (!old) return [];
-      this.#objects.delete(key);
+      this.#delete(key, old);
       return [{ type: "delete", obj }];
     }
     return this.#upsert(key, obj, old);
@@ -112,7 +137,7 @@ export class ObjectStore<T extends KubeObject> {
     for (const item of items) fresh.set(keyOf(item), item);
     for (const [key, old] of this.#objects) {
       if (!fresh.has(key)) {
-        this.#objects.delete(key);
+        this.#delete(key, old);
         events.push({ type: "delete", obj: old });
       }
     }
@@ -121,7 +146,7 @@ export class ObjectStore<T extends KubeObject> {
   }
 
   #upsert(key: string, obj: T, old: T | undefined): StoreEvent<T>[] {
-    this.#objects.set(key, obj);
+    this.#set(key, obj);
     if (!old) return [{ type: "add", obj }];
     if (sameVersion(old, obj)) return [];
     // Re-created under the same name while we were away: handlers see the old one go and the new one come.

@@ -1,9 +1,17 @@
-import { ANNOTATION_INJECTED } from "../api/constants.ts";
+import { ANNOTATION_INJECTED, TOKEN_VOLUME } from "../api/constants.ts";
 import type { AgentIdentity } from "../api/types.ts";
 import type { Logger } from "../lib/log.ts";
 import { type AdmissionRequest, type AdmissionResponse, allow, deny } from "./admission.ts";
-import { mutatePod } from "./mutate.ts";
-import { annotationsOf, displayName } from "./raw.ts";
+import { findSidecar, listenPortOf, mutatePod } from "./mutate.ts";
+import {
+  annotationsOf,
+  arrayAt,
+  displayName,
+  type JsonObject,
+  objectAt,
+  stringAt,
+  volumesOf,
+} from "./raw.ts";
 import { ephemeralRefusals, type Refusal } from "./refusals.ts";
 import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
@@ -60,8 +68,18 @@ export function createReviewer(deps: ReviewDeps) {
   async function ephemeral(request: AdmissionRequest): Promise<ReviewResult> {
     const pod = request.object;
     const injected = annotationsOf(pod)[ANNOTATION_INJECTED];
-    let port = 0;
-    let secretNames: string[] = [];
+    // Every pod's ephemeral containers come here (the entry has no opt-in selector: labels and annotations
+    // are the pod author's to change). A pod without our sidecar, token volume or mark is none of ours.
+    const sidecar = findSidecar(pod);
+    const ours =
+      sidecar !== undefined ||
+      injected !== undefined ||
+      volumesOf(pod).some((v) => stringAt(v, "name") === TOKEN_VOLUME);
+    if (!ours) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+    // What the sidecar itself was given counts even when its identity cannot be resolved any more (the
+    // mark removed, the identity deleted or not Ready): its port and the Secrets it reads.
+    let port = sidecar ? (listenPortOf(sidecar.raw) ?? 0) : 0;
+    let secretNames: string[] = sidecar ? secretsReadBy(sidecar.raw) : [];
     let identity: AgentIdentity | undefined;
     if (injected) {
       const name = injected.slice(0, injected.lastIndexOf("@") > 0 ? injected.lastIndexOf("@") : undefined);
@@ -71,8 +89,8 @@ export function createReviewer(deps: ReviewDeps) {
       if (identity) {
         const resolved = await deps.resolve(identity, request.namespace);
         if (resolved.ok) {
-          port = resolved.target.port;
-          secretNames = resolved.target.secretNames;
+          port ||= resolved.target.port;
+          secretNames = [...new Set([...secretNames, ...resolved.target.secretNames])];
         }
       }
     }
@@ -112,4 +130,13 @@ export function createReviewer(deps: ReviewDeps) {
       reason: "",
     };
   };
+}
+
+/** The Secrets a container reads through its environment (secretKeyRef): the sidecar's client secret. */
+function secretsReadBy(container: JsonObject): string[] {
+  const names = (arrayAt(container, "env") ?? []).flatMap((e) => {
+    const name = stringAt(objectAt(objectAt(e, "valueFrom"), "secretKeyRef"), "name");
+    return name ? [name] : [];
+  });
+  return [...new Set(names)];
 }

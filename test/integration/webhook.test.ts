@@ -274,4 +274,34 @@ describe("webhook against the API server", () => {
     );
     expect(after.spec.ephemeralContainers?.map((c) => c.name)).toEqual(["debug"]);
   });
+
+  it("still refuses an ephemeral container on an injected pod whose author removed its opt-in label and mark", async () => {
+    const pod = await create(
+      appPod({ metadata: { name: "relabelled", labels: { "agentid.io/inject": "true" } } }),
+    );
+    expectInjected(pod);
+    const podPath = `${podsPath(cp.namespace)}/relabelled`;
+    // A pod UPDATE of metadata only: the webhook does not review it.
+    await hook.kube.patch(podPath, "json", [
+      { op: "remove", path: "/metadata/labels/agentid.io~1inject" },
+      { op: "remove", path: "/metadata/annotations/agentid.io~1injected" },
+    ]);
+    const stolen = await hook.kube
+      .patch(`${podPath}/ephemeralcontainers`, "strategic", {
+        spec: {
+          ephemeralContainers: [
+            {
+              name: "steal",
+              image: "busybox:1.37",
+              volumeMounts: [{ name: "agentid-token", mountPath: "/t" }],
+            },
+          ],
+        },
+      })
+      .then(
+        () => "admitted",
+        (e: Error) => e.message,
+      );
+    expect(stolen).toContain("ephemeral container 'steal' mounts the volume agentid-token");
+  });
 });

@@ -84,6 +84,25 @@ describe("ObjectStore.replace (relist diff)", () => {
     expect(store.get("ns", "a")?.metadata.name).toBe("a");
     expect(store.get("x", "a")).toBeUndefined();
   });
+
+  it("keeps the per-namespace lists right through updates, deletes and a relist", () => {
+    const store = new ObjectStore<KubeObject>();
+    store.apply("ADDED", obj("a", "1", { ns: "x" }));
+    store.apply("ADDED", obj("b", "1", { ns: "x" }));
+    store.apply("ADDED", obj("c", "1", { ns: "y" }));
+    store.apply("MODIFIED", obj("a", "2", { ns: "x" }));
+    const names = (ns: string) =>
+      store.list(ns).map((o) => `${o.metadata.name}@${o.metadata.resourceVersion}`);
+    expect(names("x").sort()).toEqual(["a@2", "b@1"]);
+    store.apply("DELETED", obj("b", "3", { ns: "x" }));
+    expect(names("x")).toEqual(["a@2"]);
+    // A relist that no longer has x/a or y/c: both namespaces empty, z filled.
+    store.replace([obj("d", "5", { ns: "z" })]);
+    expect(names("x")).toEqual([]);
+    expect(names("y")).toEqual([]);
+    expect(names("z")).toEqual(["d@5"]);
+    expect(store.list()).toHaveLength(1);
+  });
 });
 
 describe("createLineSplitter", () => {
