@@ -408,6 +408,23 @@ export interface AgentIdentityStatus {
      * Azure CLI command that adds this credential to the blueprint.
      */
     azCommand?: string;
+    /**
+     * The blueprint application the operator wrote this credential to (Graph mode only), so that it is removed from there when the identity is refused, deleted or moved to another blueprint.
+     */
+    blueprint?: {
+      /**
+       * Name of the AgentIdentityBlueprint at the time of writing.
+       */
+      name?: string;
+      /**
+       * Tenant of the blueprint application.
+       */
+      tenantId?: string;
+      /**
+       * Client (application) id of the blueprint application.
+       */
+      clientId?: string;
+    };
   };
   /**
    * When and for which inputs the operator last tried the blueprint's token request against Entra.

@@ -12,6 +12,7 @@ import {
 } from "./federation.ts";
 import type { GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
+import { blueprintRecord, movedCredential, namespaceSubjectPrefix } from "./revoke.ts";
 import type { Observations } from "./status.ts";
 
 /** The issuer a blueprint's credentials trust: its own setting, else the manager's (flag or discovered). */
@@ -29,6 +30,31 @@ export async function observeFederation(
   blueprint: AgentIdentityBlueprint,
   deps: { issuer: IssuerSource; graph?: GraphFederation },
 ): Promise<{ obs: Observations["federation"]; issuer?: string; fresh: boolean; count?: number }> {
+  const moved = movedCredential(identity, blueprint);
+  if (moved && deps.graph) {
+    // The identity moved to another blueprint (application): the one it left must stop trusting the
+    // ServiceAccount before the new one is written. Checked: until it is gone the identity is not Ready,
+    // and status keeps pointing at the old application so that the removal is retried (or done on deletion).
+    const removed = await deps.graph.remove(
+      moved.blueprint.tenantId,
+      moved.blueprint.clientId,
+      moved.name,
+      namespaceSubjectPrefix(identity.metadata.namespace),
+    );
+    if (!removed.ok) {
+      const previous = identity.status?.federatedCredential;
+      return {
+        obs: {
+          state: "graphFailed",
+          ...(previous ? { credential: previous } : {}),
+          reason: "PreviousCredentialNotRemoved",
+          message: `Cannot remove federated credential ${moved.name} from the previous blueprint ${moved.blueprint.name} (application ${moved.blueprint.clientId}): ${removed.message}`,
+          retry: removed.retry,
+        },
+        fresh: false,
+      };
+    }
+  }
   const kind = credentialKind(identity, blueprint);
   if (kind !== "workloadIdentity") {
     return {
@@ -58,14 +84,22 @@ export async function observeFederation(
   const desired = desiredFederatedCredential(namespace, identity.spec.serviceAccountName, issuer);
   const tenantId = blueprint.spec.tenantId;
   const appId = blueprint.spec.clientId;
-  const credential = federatedCredentialStatus(appId, desired);
   if (federationMode(blueprint) !== "Graph")
-    return { obs: { state: "manual", credential }, issuer, fresh: false };
+    return {
+      obs: { state: "manual", credential: federatedCredentialStatus(appId, desired) },
+      issuer,
+      fresh: false,
+    };
+  // Recorded with the application it is written to, so that a later move or refusal removes it from there.
+  const credential = { ...federatedCredentialStatus(appId, desired), blueprint: blueprintRecord(blueprint) };
   if (!deps.graph) {
+    // Nothing is written without Graph: keep the record of one written earlier (so that it is still
+    // removed once Graph is back), else show the credential without claiming it was written.
+    const written = identity.status?.federatedCredential;
     return {
       obs: {
         state: "graphFailed",
-        credential,
+        credential: written?.blueprint ? written : federatedCredentialStatus(appId, desired),
         reason: "GraphNotConfigured",
         message:
           "The blueprint's federation.management is Graph but the manager has no Graph credential (--graph-client-id and a token or secret file).",
@@ -89,7 +123,7 @@ export async function observeFederation(
       fresh: false,
     };
   const previous = identity.status?.federatedCredential;
-  if (previous?.name && previous.name !== desired.name) {
+  if (previous?.name && previous.name !== desired.name && !moved) {
     // Issuer or ServiceAccount changed: the old credential trusts something this identity no longer uses.
     // Checked, not ignored: until it is gone the identity is not Ready. Only a credential for a subject of
     // this namespace is ever removed, whatever status says.

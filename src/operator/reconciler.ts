@@ -21,6 +21,14 @@ import { desiredFederatedCredential, serviceAccountSubject, verificationFingerpr
 import { issuerFor, observeFederation } from "./federation-step.ts";
 import type { GraphAgents, GraphFederation } from "./graph.ts";
 import type { IssuerSource } from "./issuer.ts";
+import {
+  blueprintRecord,
+  credentialHeir,
+  namespaceSubjectPrefix,
+  sameApplication,
+  type WrittenCredential,
+  writtenCredential,
+} from "./revoke.ts";
 import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
 import { readReferencedSecret } from "./secret.ts";
 import {
@@ -172,71 +180,105 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
     await deps.events.emit({ ...ref(identity), type: "Warning", reason, message });
   }
 
+  /** Whether another identity still relies on the credential on `blueprintName` (see credentialHeir). */
+  function heirOf(identity: AgentIdentity, blueprintName: string): AgentIdentity | undefined {
+    const { namespace } = identity.metadata;
+    return credentialHeir(
+      identity,
+      deps.identities.list(namespace),
+      blueprintName,
+      deps.blueprints.get(undefined, blueprintName),
+      deps.namespaces.get(undefined, namespace)?.metadata.labels,
+    );
+  }
+
+  /**
+   * Removes credentials by name from one blueprint application, checked, with an event per removal.
+   * Only credentials for a ServiceAccount of the identity's namespace are touched, whatever status says.
+   */
+  async function removeCredentials(
+    identity: AgentIdentity,
+    graph: GraphFederation,
+    target: WrittenCredential["blueprint"],
+    names: Iterable<string>,
+  ): Promise<{ ok: true; message: string } | { ok: false; reason: string; message: string; retry: boolean }> {
+    const messages: string[] = [];
+    for (const name of names) {
+      const outcome = await graph.remove(
+        target.tenantId,
+        target.clientId,
+        name,
+        namespaceSubjectPrefix(identity.metadata.namespace),
+      );
+      if (!outcome.ok) {
+        await warn(
+          identity,
+          outcome.reason,
+          `Cannot remove the federated credential yet: ${outcome.message}`,
+        );
+        return { ok: false, reason: outcome.reason, message: outcome.message, retry: outcome.retry };
+      }
+      messages.push(outcome.message);
+      await deps.events.emit({
+        ...ref(identity),
+        type: "Normal",
+        reason: outcome.reason,
+        message: `${outcome.message} (blueprint ${target.name}, application ${target.clientId})`,
+      });
+    }
+    return { ok: true, message: messages.join(" ") };
+  }
+
   async function finalize(identity: AgentIdentity): Promise<WorkResult | undefined> {
     if (!identity.metadata.finalizers?.includes(FINALIZER)) return undefined;
     const blueprint = blueprintOf(identity);
     const { namespace } = identity.metadata;
     const subject = serviceAccountSubject(namespace, identity.spec.serviceAccountName);
+    const written = writtenCredential(identity, blueprint);
+    // Each application the credential may be on: the current blueprint's and the one status recorded.
+    const targets: { blueprint: WrittenCredential["blueprint"]; names: Set<string> }[] = [];
     if (
       blueprint &&
       federationMode(blueprint) === "Graph" &&
       credentialKind(identity, blueprint) === "workloadIdentity"
     ) {
-      // Another live identity of this ServiceAccount and blueprint now relies on the same credential.
-      const heir = deps.identities
-        .list(namespace)
-        .some(
-          (other) =>
-            other.metadata.name !== identity.metadata.name &&
-            !other.metadata.deletionTimestamp &&
-            other.spec.serviceAccountName === identity.spec.serviceAccountName &&
-            other.spec.blueprintRef.name === identity.spec.blueprintRef.name,
+      // The deterministic name, recomputed; the one status recorded too, but only for exactly this subject.
+      const names = new Set<string>();
+      try {
+        names.add(
+          desiredFederatedCredential(
+            namespace,
+            identity.spec.serviceAccountName,
+            await issuerFor(blueprint, deps.issuer),
+          ).name,
         );
-      if (!heir && deps.graph) {
-        // The deterministic name, recomputed; the one status recorded too, but only for exactly this subject.
-        const names = new Set<string>();
-        try {
-          names.add(
-            desiredFederatedCredential(
-              namespace,
-              identity.spec.serviceAccountName,
-              await issuerFor(blueprint, deps.issuer),
-            ).name,
-          );
-        } catch {
-          // Issuer unknown right now: status's name below still covers the usual case.
-        }
-        const recorded = identity.status?.federatedCredential;
-        if (recorded?.name && recorded.subject === subject) names.add(recorded.name);
-        for (const name of names) {
-          const outcome = await deps.graph.federation.remove(
-            blueprint.spec.tenantId,
-            blueprint.spec.clientId,
-            name,
-            subject,
-          );
-          if (!outcome.ok) {
-            await warn(
-              identity,
-              outcome.reason,
-              `Cannot remove the federated credential yet: ${outcome.message}`,
-            );
-            return { requeue: true };
-          }
-          await deps.events.emit({
-            ...ref(identity),
-            type: "Normal",
-            reason: outcome.reason,
-            message: outcome.message,
-          });
-        }
-      } else if (!heir) {
+      } catch {
+        // Issuer unknown right now: status's name below still covers the usual case.
+      }
+      const recorded = identity.status?.federatedCredential;
+      if (recorded?.name && recorded.subject === subject) names.add(recorded.name);
+      targets.push({ blueprint: blueprintRecord(blueprint), names });
+    }
+    if (written && !targets.some((t) => sameApplication(t.blueprint, written.blueprint)))
+      targets.push({ blueprint: written.blueprint, names: new Set([written.name]) });
+    for (const target of targets) {
+      // Another live, admitted identity of this ServiceAccount and blueprint now relies on the same credential.
+      if (heirOf(identity, target.blueprint.name)) continue;
+      if (!deps.graph) {
         await warn(
           identity,
           "CredentialLeftInPlace",
-          `The manager has no Graph credential, so the federated credential for ${subject} stays on blueprint ${blueprint.spec.clientId}; remove it by hand if no longer needed.`,
+          `The manager has no Graph credential, so the federated credential for ${subject} stays on blueprint ${target.blueprint.clientId}; remove it by hand if no longer needed.`,
         );
+        continue;
       }
+      const removed = await removeCredentials(
+        identity,
+        deps.graph.federation,
+        target.blueprint,
+        target.names,
+      );
+      if (!removed.ok) return { requeue: true };
     }
     const agent = identity.status?.agent;
     if (agent?.created && agent.objectId) {
@@ -273,6 +315,61 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
     }
     await removeFinalizer(identity);
     permanent.delete(keyOfIdentity(identity));
+    return undefined;
+  }
+
+  /**
+   * A refused identity that the operator wrote a credential for: the blueprint must stop trusting its
+   * ServiceAccount now, not on deletion. Status alone says where the credential is (no issuer discovery,
+   * no other call outside the cluster); the agent the operator created stays until the identity is deleted,
+   * and so does the finalizer then. Re-admission writes the credential (and the finalizer) again.
+   */
+  async function revoke(
+    identity: AgentIdentity,
+    blueprint: AgentIdentityBlueprint | undefined,
+    obs: Observations,
+  ): Promise<WorkResult | undefined> {
+    const written = writtenCredential(identity, blueprint);
+    if (written) {
+      const subject = serviceAccountSubject(identity.metadata.namespace, identity.spec.serviceAccountName);
+      const heir = heirOf(identity, written.blueprint.name);
+      if (heir) {
+        obs.federation = {
+          state: "revoked",
+          reason: "CredentialKeptForHeir",
+          message: `The federated credential for ${subject} stays on blueprint ${written.blueprint.name}: AgentIdentity ${heir.metadata.name} relies on it.`,
+        };
+      } else if (!deps.graph) {
+        const message = `The manager has no Graph credential, so the federated credential for ${subject} stays on blueprint ${written.blueprint.clientId}; remove it by hand.`;
+        await warn(identity, "CredentialLeftInPlace", message);
+        obs.federation = { state: "revoked", reason: "CredentialLeftInPlace", message };
+      } else {
+        const removed = await removeCredentials(identity, deps.graph.federation, written.blueprint, [
+          written.name,
+        ]);
+        if (!removed.ok) {
+          // Status keeps the record (graphFailed carries it), so the removal is retried with backoff.
+          const recorded = identity.status?.federatedCredential;
+          obs.federation = {
+            state: "graphFailed",
+            ...(recorded ? { credential: recorded } : {}),
+            reason: "CredentialNotRevoked",
+            message: `Cannot remove the federated credential ${written.name} from blueprint ${written.blueprint.name} yet: ${removed.message}`,
+            retry: removed.retry,
+          };
+          await writeStatus(identity, obs);
+          return { requeue: true };
+        }
+        obs.federation = {
+          state: "revoked",
+          reason: "CredentialRemoved",
+          message: `The federated credential for ${subject} was removed from blueprint ${written.blueprint.name}.`,
+        };
+      }
+    }
+    identity = await writeStatus(identity, obs);
+    // A created agent is still to be deleted when the identity goes: the finalizer stays for it.
+    if (!identity.status?.agent?.created) await removeFinalizer(identity);
     return undefined;
   }
 
@@ -324,6 +421,7 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       deps.allowedAuthorityHosts,
     );
     if (obs.refused || !blueprint) {
+      if (identity.metadata.finalizers?.includes(FINALIZER)) return revoke(identity, blueprint, obs);
       await writeStatus(identity, obs);
       return undefined;
     }

@@ -43,6 +43,11 @@ export interface Observations {
     | { state: "issuerUnknown"; message: string }
     | { state: "manual"; credential: FederatedCredentialStatus }
     | { state: "graph"; credential: FederatedCredentialStatus; reason: string; message: string }
+    /**
+     * The identity is refused and the credential the operator had written for it is dealt with (removed,
+     * kept for an heir, or left for lack of a Graph credential): status no longer records it.
+     */
+    | { state: "revoked"; reason: string; message: string }
     | {
         state: "graphFailed";
         credential?: FederatedCredentialStatus;
@@ -114,14 +119,32 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
   }
 }
 
-function federationDecision(obs: Observations, verified: ConditionDecision): ConditionDecision {
+/** FederationConfigured reasons of a revocation; they stay while the identity remains refused. */
+export const REVOCATION_REASONS: ReadonlySet<string> = new Set([
+  "CredentialRemoved",
+  "CredentialKeptForHeir",
+  "CredentialLeftInPlace",
+]);
+
+function federationDecision(
+  identity: AgentIdentity,
+  obs: Observations,
+  verified: ConditionDecision,
+): ConditionDecision {
   const f = obs.federation;
   const d = decider(CONDITION_FEDERATION);
   switch (f.state) {
     case "notRequired":
       return d("True", "NotRequired", f.message);
-    case "skipped":
+    case "skipped": {
+      // The revocation already happened: say so for as long as the refusal lasts, not just once.
+      const old = findCondition(identity.status?.conditions, CONDITION_FEDERATION);
+      if (obs.refused && old && REVOCATION_REASONS.has(old.reason))
+        return d(old.status, old.reason, old.message);
       return d("Unknown", "Pending", f.message);
+    }
+    case "revoked":
+      return d("False", f.reason, f.message);
     case "issuerUnknown":
       return d("False", "IssuerUnknown", f.message);
     case "graph":
@@ -167,7 +190,10 @@ function readyDecision(
       `The AgentIdentity is invalid (is the installed CRD out of date?): ${obs.invalid.join("; ")}.`,
     );
   }
-  if (obs.refused) return d("False", obs.refused.reason, obs.refused.message);
+  if (obs.refused) {
+    const revoked = REVOCATION_REASONS.has(federation.reason) ? ` ${federation.message}` : "";
+    return d("False", obs.refused.reason, `${obs.refused.message}${revoked}`);
+  }
   if (obs.serviceAccount.state === "notOptedIn")
     return d("False", "ServiceAccountNotOptedIn", obs.serviceAccount.message);
   if (obs.serviceAccount.state === "error")
@@ -220,7 +246,7 @@ function readyDecision(
 
 export function decideConditions(identity: AgentIdentity, obs: Observations): ConditionDecision[] {
   const verified = verifiedDecision(identity, obs);
-  const federation = federationDecision(obs, verified);
+  const federation = federationDecision(identity, obs, verified);
   return [readyDecision(identity, obs, federation, verified), verified, federation];
 }
 

@@ -1,0 +1,318 @@
+import { randomUUID } from "node:crypto";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FINALIZER } from "../../src/api/constants.ts";
+import type { AgentIdentity, AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
+import type { RunningEmulator } from "../../src/emulator/index.ts";
+import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import type { RunningManager } from "../../src/manager/manager.ts";
+import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
+import { identityPath } from "../../src/operator/reconciler.ts";
+import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { renderChart } from "../support/chart.ts";
+import { useControlPlane } from "../support/controlplane.ts";
+import {
+  agentsOf,
+  blueprintCredentials,
+  emulatorAdmin,
+  emulatorRequests,
+  LogCapture,
+  OPERATOR_APP,
+  onEmulator,
+  startTestEmulator,
+  startTestManager,
+} from "./operator-fixture.ts";
+import {
+  AGENT,
+  BLUEPRINT,
+  condition,
+  createBlueprint,
+  ensureCrd,
+  eventsFor,
+  identityBody,
+  TENANT,
+} from "./operator-support.ts";
+
+/**
+ * Revocation in Graph mode: the operator writes a blueprint credential only for identities the blueprint
+ * admits, so when the platform team stops admitting one (namespace, agent) or the blueprint moves to
+ * another application or goes away, the credential the operator wrote goes too, at once, not on deletion.
+ * Identities are written as a namespace user (edit + agentid-identity-editor), blueprints as the platform
+ * admin; the emulator is the only Graph there is, and what it holds is read back from its directory.
+ */
+const cp = useControlPlane({ namespacePrefix: "revoke" });
+const admin = createKubeClient(cp.kubeConfig);
+const rbac = "/apis/rbac.authorization.k8s.io/v1";
+let emu: RunningEmulator;
+let running: RunningManager | undefined;
+let user: KubeClient | undefined;
+let logs = new LogCapture();
+
+beforeAll(async () => {
+  await ensureCrd(cp.kubeConfig);
+  emu = await startTestEmulator(cp);
+  const editor = renderChart({ name: "agentid", namespace: "agentid-system" }).find(
+    (o) => o.kind === "ClusterRole" && o.metadata.name === "agentid-identity-editor",
+  );
+  if (!editor) throw new Error("the chart has no agentid-identity-editor role");
+  try {
+    await admin.create(`${rbac}/clusterroles`, editor);
+  } catch (error) {
+    if (!isApiError(error, 409)) throw error;
+  }
+});
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+  await user?.close();
+  user = undefined;
+  // No token or secret ever reaches the logs, revocation included.
+  expect(logs.text()).not.toMatch(/eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\./);
+  logs = new LogCapture();
+});
+afterAll(async () => {
+  await emu?.close();
+  await admin.close();
+});
+
+/** A namespace user: edit (as the bootstrap roles it aggregates) plus agentid-identity-editor, in one namespace. */
+async function namespaceUser(namespace: string): Promise<KubeClient> {
+  await admin.create(serviceAccountPath(namespace), {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: "alice" },
+  });
+  for (const role of ["system:aggregate-to-edit", "system:aggregate-to-view", "agentid-identity-editor"]) {
+    await admin.create(`${rbac}/namespaces/${namespace}/rolebindings`, {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: `alice-${role.replaceAll(":", "-")}` },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
+      subjects: [{ kind: "ServiceAccount", name: "alice", namespace }],
+    });
+  }
+  const answer = await admin.create<{ status: { token: string } }>(
+    `${serviceAccountPath(namespace, "alice")}/token`,
+    { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
+  );
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [
+      {
+        name: "c",
+        server: cp.server,
+        caData: Buffer.from(cp.caPem).toString("base64"),
+        skipTLSVerify: false,
+      },
+    ],
+    users: [{ name: "alice", token: answer.status.token }],
+    contexts: [{ name: "c", cluster: "c", user: "alice" }],
+    currentContext: "c",
+  });
+  user = createKubeClient(kc);
+  return user;
+}
+
+const graphBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
+  createBlueprint(admin, cp.namespace, { ...onEmulator(emu), federation: { management: "Graph" }, ...spec });
+
+const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
+
+async function until(
+  name: string,
+  check: (i: AgentIdentity | undefined) => boolean,
+  what: string,
+): Promise<AgentIdentity> {
+  let identity: AgentIdentity | undefined;
+  await expect
+    .poll(
+      async () => {
+        identity = await read(name);
+        return check(identity)
+          ? true
+          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
+              []);
+      },
+      { message: `${name}: ${what}` },
+    )
+    .toBe(true);
+  if (!identity) throw new Error(`${name} disappeared`);
+  return identity;
+}
+const ready = (i: AgentIdentity | undefined) => condition(i, "Ready")?.status === "True";
+const refusedWith = (reason: string) => (i: AgentIdentity | undefined) =>
+  condition(i, "Ready")?.status === "False" && condition(i, "Ready")?.reason === reason;
+
+/** The credentials an application holds for one ServiceAccount of the test's namespace. */
+async function trusting(serviceAccount: string, app = BLUEPRINT) {
+  const subject = `system:serviceaccount:${cp.namespace}:${serviceAccount}`;
+  return (await blueprintCredentials(emu, app)).filter((c) => c.subject === subject);
+}
+
+async function create(as: KubeClient, name: string, spec: Partial<AgentIdentitySpec> = {}) {
+  return as.create<AgentIdentity>(identityPath(cp.namespace), identityBody(cp.namespace, name, spec));
+}
+
+describe("revoking the credentials of identities a blueprint no longer admits", () => {
+  it("un-admitting the namespace removes the credential at once; the refused identity calls nothing else; re-admission writes it again", async () => {
+    await graphBlueprint();
+    const alice = await namespaceUser(cp.namespace);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    await create(alice, "agent");
+    const admitted = await until("agent", ready, "Ready");
+    expect(await trusting("agent")).toHaveLength(1);
+    expect(admitted.metadata.finalizers).toContain(FINALIZER);
+    expect(admitted.status?.federatedCredential?.blueprint).toEqual({
+      name: cp.namespace,
+      tenantId: TENANT,
+      clientId: BLUEPRINT,
+    });
+
+    await admin.patch(blueprintPath(cp.namespace), "merge", {
+      spec: { admits: { namespaces: ["someone-else"] } },
+    });
+    const refused = await until("agent", refusedWith("NamespaceNotAdmitted"), "refused");
+    expect(await trusting("agent")).toEqual([]);
+    expect(condition(refused, "Ready")?.message).toContain(`does not admit namespace ${cp.namespace}`);
+    expect(condition(refused, "Ready")?.message).toContain("was removed from blueprint");
+    expect(condition(refused, "FederationConfigured")).toMatchObject({
+      status: "False",
+      reason: "CredentialRemoved",
+    });
+    expect(refused.status?.federatedCredential).toBeUndefined();
+    // Nothing is left in Entra for it (no created agent): the finalizer has nothing to guard.
+    await expect
+      .poll(async () => (await read("agent"))?.metadata.finalizers ?? [], { message: "finalizer removed" })
+      .not.toContain(FINALIZER);
+    await expect
+      .poll(async () => (await eventsFor(admin, cp.namespace, "agent")).map((e) => `${e.type}/${e.reason}`))
+      .toContain("Normal/CredentialRemoved");
+
+    // Still refused, the identity makes no call outside the cluster, whatever its owner changes.
+    const before = await emulatorRequests(emu);
+    const changed = await alice.patch<AgentIdentity>(identityPath(cp.namespace, "agent"), "merge", {
+      spec: { serviceAccountName: "renamed" },
+    });
+    await until(
+      "agent",
+      (i) =>
+        i?.status?.observedGeneration === changed.metadata.generation &&
+        refusedWith("NamespaceNotAdmitted")(i),
+      "the change observed, still refused",
+    );
+    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await trusting("renamed")).toEqual([]);
+
+    // Admitted again: the operator writes the credential (and its finalizer) again.
+    await admin.patch(blueprintPath(cp.namespace), "merge", {
+      spec: { admits: { namespaces: [cp.namespace] } },
+    });
+    const back = await until("agent", ready, "Ready again");
+    expect(await trusting("renamed")).toHaveLength(1);
+    expect(back.metadata.finalizers).toContain(FINALIZER);
+  });
+
+  it("an agent taken off admits.agents.allowed loses its credential; a created agent keeps the finalizer until deletion", async () => {
+    await graphBlueprint({
+      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT], create: true } },
+    });
+    const alice = await namespaceUser(cp.namespace);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    await create(alice, "named");
+    await create(alice, "made", { agent: { create: { displayName: "Made for revocation" } } });
+    await until("named", ready, "Ready");
+    const made = await until("made", ready, "Ready");
+    const createdAgent = made.status?.agent?.clientId;
+    expect(made.status?.agent?.created).toBe(true);
+    expect(await trusting("named")).toHaveLength(1);
+    expect(await trusting("made")).toHaveLength(1);
+
+    // The platform team stops allowing AGENT: only the identity acting as it loses its credential.
+    await admin.patch(blueprintPath(cp.namespace), "merge", {
+      spec: { admits: { agents: { allowed: [] } } },
+    });
+    await until("named", refusedWith("AgentNotAllowed"), "refused");
+    expect(await trusting("named")).toEqual([]);
+    await expect.poll(async () => (await read("named"))?.metadata.finalizers ?? []).not.toContain(FINALIZER);
+    expect(await until("made", ready, "still Ready")).toBeDefined();
+    expect(await trusting("made")).toHaveLength(1);
+
+    // Then the namespace: the created agent's credential goes, the agent and the finalizer stay.
+    await admin.patch(blueprintPath(cp.namespace), "merge", {
+      spec: { admits: { namespaces: ["someone-else"] } },
+    });
+    const refused = await until("made", refusedWith("NamespaceNotAdmitted"), "refused");
+    expect(await trusting("made")).toEqual([]);
+    expect(refused.metadata.finalizers).toContain(FINALIZER);
+    expect(refused.status?.agent).toMatchObject({ created: true, clientId: createdAgent });
+    expect((await agentsOf(emu)).map((a) => a.appId)).toContain(createdAgent);
+
+    // Deleting it still deletes the agent it created.
+    await alice.delete(identityPath(cp.namespace, "made"));
+    await expect.poll(() => read("made"), { message: "made to be gone" }).toBeUndefined();
+    expect((await agentsOf(emu)).map((a) => a.appId)).not.toContain(createdAgent);
+  });
+
+  it("blueprintRef cannot be switched by a namespace user; a blueprint moved to another application leaves nothing trusting the ServiceAccount", async () => {
+    const otherApp = randomUUID();
+    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/applications`, {
+      appId: otherApp,
+      kind: "agentIdentityBlueprint",
+      displayName: "The blueprint's new application",
+      owners: [OPERATOR_APP],
+    });
+    await graphBlueprint();
+    await createBlueprint(admin, `${cp.namespace}-other`, {
+      ...onEmulator(emu),
+      federation: { management: "Graph" },
+      clientId: otherApp,
+      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT] } },
+    });
+    const alice = await namespaceUser(cp.namespace);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    await create(alice, "mover");
+    await until("mover", ready, "Ready");
+    expect(await trusting("mover")).toHaveLength(1);
+
+    await expect(
+      alice.patch(identityPath(cp.namespace, "mover"), "merge", {
+        spec: { blueprintRef: { name: `${cp.namespace}-other` } },
+      }),
+    ).rejects.toMatchObject({ status: 422 });
+
+    // The platform team points the blueprint at another application: the old one stops trusting it.
+    await admin.patch(blueprintPath(cp.namespace), "merge", { spec: { clientId: otherApp } });
+    const moved = await until(
+      "mover",
+      (i) => ready(i) && i?.status?.federatedCredential?.blueprint?.clientId === otherApp,
+      "Ready on the new application",
+    );
+    expect(moved.status?.federatedCredential?.blueprint).toEqual({
+      name: cp.namespace,
+      tenantId: TENANT,
+      clientId: otherApp,
+    });
+    expect(await trusting("mover", BLUEPRINT)).toEqual([]);
+    expect(await trusting("mover", otherApp)).toHaveLength(1);
+
+    await alice.delete(identityPath(cp.namespace, "mover"));
+    await expect.poll(() => read("mover"), { message: "mover to be gone" }).toBeUndefined();
+    expect(await trusting("mover", otherApp)).toEqual([]);
+    expect(await trusting("mover", BLUEPRINT)).toEqual([]);
+  });
+
+  it("a deleted blueprint: the credential goes from the application status recorded", async () => {
+    await graphBlueprint();
+    const alice = await namespaceUser(cp.namespace);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    await create(alice, "orphan");
+    await until("orphan", ready, "Ready");
+    expect(await trusting("orphan")).toHaveLength(1);
+
+    await admin.delete(blueprintPath(cp.namespace));
+    const refused = await until("orphan", refusedWith("BlueprintNotFound"), "refused");
+    expect(await trusting("orphan")).toEqual([]);
+    expect(condition(refused, "FederationConfigured")?.reason).toBe("CredentialRemoved");
+    await expect.poll(async () => (await read("orphan"))?.metadata.finalizers ?? []).not.toContain(FINALIZER);
+  });
+});
