@@ -120,10 +120,15 @@ async function can(verb: string, resource: string, attrs: Record<string, string>
 describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
   it("is enough to issue the certificate, keep the caBundle and inject", async () => {
     if (!hook) throw new Error("no webhook");
-    const secret = await admin.get<{ metadata: { annotations?: Record<string, string> } }>(
-      secretPath(managerNamespace, "agentid-webhook-tls"),
-    );
-    expect(secret.metadata.annotations?.["agentid.io/ca-published-at"]).toBeDefined();
+    // The webhook serves once the leaf is loaded; the leader records the CA's publication just after it
+    // patched the caBundle, so wait for that record rather than read it once.
+    const published = async () =>
+      (
+        await admin.get<{ metadata: { annotations?: Record<string, string> } }>(
+          secretPath(managerNamespace, "agentid-webhook-tls"),
+        )
+      ).metadata.annotations?.["agentid.io/ca-published-at"];
+    await expect.poll(published).toBeDefined();
     await createTestBlueprint(admin, cp.namespace);
     await createReadyIdentity(admin, cp.namespace, "research-agent");
     await waitUntilServed(admin, cp.namespace, "research-agent");
