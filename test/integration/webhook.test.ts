@@ -229,10 +229,13 @@ describe("webhook against the API server", () => {
       `AgentIdentityBlueprint ${cp.namespace}-closed does not admit namespace ${cp.namespace}`,
     );
     await createReadyIdentity(hook.kube, cp.namespace, "not-ready", {}, false);
-    const notReady = await refusal(appPod({ spec: { serviceAccountName: "not-ready" } }));
-    expect(notReady).toContain(
-      "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
-    );
+    // Refused either way; the reason appears once the webhook's cache holds the status written just after
+    // the object (before that it says the operator has not reported yet).
+    await expect
+      .poll(() => refusal(appPod({ spec: { serviceAccountName: "not-ready" } })))
+      .toContain(
+        "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
+      );
     await expect
       .poll(
         async () =>
