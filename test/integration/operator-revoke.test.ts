@@ -1,16 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FINALIZER } from "../../src/api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
-import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { renderChart } from "../support/chart.ts";
 import { useControlPlane } from "../support/controlplane.ts";
+import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import {
   agentsOf,
   blueprintCredentials,
@@ -42,7 +40,7 @@ import {
  */
 const cp = useControlPlane({ namespacePrefix: "revoke" });
 const admin = createKubeClient(cp.kubeConfig);
-const rbac = "/apis/rbac.authorization.k8s.io/v1";
+const _rbac = "/apis/rbac.authorization.k8s.io/v1";
 let emu: RunningEmulator;
 let running: RunningManager | undefined;
 let user: KubeClient | undefined;
@@ -51,15 +49,8 @@ let logs = new LogCapture();
 beforeAll(async () => {
   await ensureCrd(cp.kubeConfig);
   emu = await startTestEmulator(cp);
-  const editor = renderChart({ name: "agentid", namespace: "agentid-system" }).find(
-    (o) => o.kind === "ClusterRole" && o.metadata.name === "agentid-identity-editor",
-  );
-  if (!editor) throw new Error("the chart has no agentid-identity-editor role");
-  try {
-    await admin.create(`${rbac}/clusterroles`, editor);
-  } catch (error) {
-    if (!isApiError(error, 409)) throw error;
-  }
+  // The chart's opt-in role for namespace users (create AgentIdentities, read their status, nothing more).
+  await ensureIdentityEditorRole(admin);
 });
 afterEach(async () => {
   await running?.stop();
@@ -75,41 +66,9 @@ afterAll(async () => {
   await admin.close();
 });
 
-/** A namespace user: edit (as the bootstrap roles it aggregates) plus agentid-identity-editor, in one namespace. */
+/** A namespace user (test/integration/namespace-user.ts), closed after each test. */
 async function namespaceUser(namespace: string): Promise<KubeClient> {
-  await admin.create(serviceAccountPath(namespace), {
-    apiVersion: "v1",
-    kind: "ServiceAccount",
-    metadata: { name: "alice" },
-  });
-  for (const role of ["system:aggregate-to-edit", "system:aggregate-to-view", "agentid-identity-editor"]) {
-    await admin.create(`${rbac}/namespaces/${namespace}/rolebindings`, {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: `alice-${role.replaceAll(":", "-")}` },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role },
-      subjects: [{ kind: "ServiceAccount", name: "alice", namespace }],
-    });
-  }
-  const answer = await admin.create<{ status: { token: string } }>(
-    `${serviceAccountPath(namespace, "alice")}/token`,
-    { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
-  );
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [
-      {
-        name: "c",
-        server: cp.server,
-        caData: Buffer.from(cp.caPem).toString("base64"),
-        skipTLSVerify: false,
-      },
-    ],
-    users: [{ name: "alice", token: answer.status.token }],
-    contexts: [{ name: "c", cluster: "c", user: "alice" }],
-    currentContext: "c",
-  });
-  user = createKubeClient(kc);
+  user = await namespaceUserClient(admin, cp, namespace);
   return user;
 }
 
