@@ -272,4 +272,16 @@ describe("attacks by a namespace user", () => {
     expect(await emulatorRequests(emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });
+
+  it("unlocking the sidecar (the blueprint's own token, any fmi_path) where the blueprint does not allow it: refused, no outbound call", async () => {
+    await createBlueprint(admin, cp.namespace, onEmulator(emu));
+    const alice = await namespaceUser(cp.namespace);
+    const m = await manager();
+    const before = await emulatorRequests(emu);
+    await attempt(alice, "unlocked", { sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true } });
+    const refused = await until("unlocked", "SidecarWideningNotAllowed");
+    expect(condition(refused, "Ready")?.message).toContain("spec.admits.sidecar");
+    expect(await emulatorRequests(emu)).toBe(before);
+    expect(sensitiveRequests(m)).toEqual({});
+  });
 });
