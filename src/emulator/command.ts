@@ -57,7 +57,7 @@ export const emulatorCommand: Command = {
     },
     "fic-propagation-seconds": {
       type: "string",
-      help: "Seconds a federated credential added at run time answers AADSTS70021 before it works, as Entra's do for minutes (0 = off; the playground uses 5).",
+      help: "Seconds a federated credential added at run time answers AADSTS70021 before it works, as Entra's do for minutes (0 = off; npm start uses 5).",
       default: "0",
       env: "AGENTID_EMULATOR_FIC_PROPAGATION_SECONDS",
     },

@@ -33,11 +33,9 @@ export type RefusalReason =
   | "EphemeralTargetsSidecar"
   | "ServiceAccountMismatch"
   | "IdentityNotFound"
-  | "IdentityAmbiguous"
   | "IdentityNotReady"
   | "BlueprintNotFound"
-  | "BlueprintRefused"
-  | "InvalidIdentity";
+  | "BlueprintRefused";
 
 export interface Refusal {
   reason: RefusalReason;
