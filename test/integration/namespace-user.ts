@@ -44,8 +44,18 @@ export async function namespaceUserClient(
       subjects: [{ kind: "ServiceAccount", name: "alice", namespace }],
     });
   }
+  return createKubeClient(await kubeConfigAs(admin, cp, namespace, "alice"));
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount, with a TokenRequest token (one hour). */
+export async function kubeConfigAs(
+  admin: KubeClient,
+  cp: ConnectedControlPlane,
+  namespace: string,
+  serviceAccount: string,
+): Promise<KubeConfig> {
   const answer = await admin.create<{ status: { token: string } }>(
-    `${serviceAccountPath(namespace, "alice")}/token`,
+    `${serviceAccountPath(namespace, serviceAccount)}/token`,
     { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
   );
   const kc = new KubeConfig();
@@ -58,9 +68,9 @@ export async function namespaceUserClient(
         skipTLSVerify: false,
       },
     ],
-    users: [{ name: "alice", token: answer.status.token }],
-    contexts: [{ name: "c", cluster: "c", user: "alice" }],
+    users: [{ name: serviceAccount, token: answer.status.token }],
+    contexts: [{ name: "c", cluster: "c", user: serviceAccount }],
     currentContext: "c",
   });
-  return createKubeClient(kc);
+  return kc;
 }

@@ -1,4 +1,3 @@
-import { KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
@@ -9,6 +8,7 @@ import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ChartObject, RBAC_KINDS, renderChart } from "../support/chart.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
+import { kubeConfigAs as kubeConfigOf } from "./namespace-user.ts";
 import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
 import {
   AGENT,
@@ -70,28 +70,9 @@ async function apply(object: ChartObject): Promise<void> {
   }
 }
 
-/** A kubeconfig that authenticates as a ServiceAccount with a TokenRequest token. */
-async function kubeConfigAs(namespace: string, serviceAccount: string): Promise<KubeConfig> {
-  const answer = await admin.create<{ status: { token: string } }>(
-    `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`,
-    { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
-  );
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [
-      {
-        name: "c",
-        server: cp.server,
-        caData: Buffer.from(cp.caPem).toString("base64"),
-        skipTLSVerify: false,
-      },
-    ],
-    users: [{ name: "u", token: answer.status.token }],
-    contexts: [{ name: "c", cluster: "c", user: "u" }],
-    currentContext: "c",
-  });
-  return kc;
-}
+/** A kubeconfig as a ServiceAccount (test/integration/namespace-user.ts). */
+const kubeConfigAs = (namespace: string, serviceAccount: string) =>
+  kubeConfigOf(admin, cp, namespace, serviceAccount);
 
 async function serviceAccount(namespace: string, name: string): Promise<void> {
   await admin.create(`/api/v1/namespaces/${namespace}/serviceaccounts`, {

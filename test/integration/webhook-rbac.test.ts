@@ -1,10 +1,10 @@
-import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { MWC_PATH, secretPath } from "../../src/webhook/certificate-manager.ts";
 import { type ChartObject, renderChart } from "../support/chart.ts";
 import { useControlPlane } from "../support/controlplane.ts";
+import { kubeConfigAs as kubeConfigOf } from "./namespace-user.ts";
 import { ensureCrd } from "./operator-support.ts";
 import {
   createReadyIdentity,
@@ -57,27 +57,9 @@ function webhookRbac(): ChartObject[] {
   return objects;
 }
 
-async function kubeConfigAs(namespace: string, serviceAccount: string): Promise<KubeConfig> {
-  const answer = await admin.create<{ status: { token: string } }>(
-    `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`,
-    { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
-  );
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [
-      {
-        name: "c",
-        server: cp.server,
-        caData: Buffer.from(cp.caPem).toString("base64"),
-        skipTLSVerify: false,
-      },
-    ],
-    users: [{ name: "u", token: answer.status.token }],
-    contexts: [{ name: "c", cluster: "c", user: "u" }],
-    currentContext: "c",
-  });
-  return kc;
-}
+/** A kubeconfig as a ServiceAccount (test/integration/namespace-user.ts). */
+const kubeConfigAs = (namespace: string, serviceAccount: string) =>
+  kubeConfigOf(admin, cp, namespace, serviceAccount);
 
 beforeAll(async () => {
   await ensureCrd(cp.kubeConfig);
