@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import Fastify from "fastify";
 import { Registry } from "prom-client";
@@ -8,7 +9,7 @@ import { createWebhookMetrics } from "../src/webhook/metrics.ts";
 import { createReviewer } from "../src/webhook/review.ts";
 import { startAdmissionServer } from "../src/webhook/server.ts";
 import { DEFAULT_RESOURCES, sidecarSettings } from "../src/webhook/settings.ts";
-import { resolveTarget } from "../src/webhook/target.ts";
+import { createTargetCache } from "../src/webhook/target.ts";
 
 /**
  * One server of bench/webhook, in a process of its own: `webhook` (the admission server with the whole
@@ -28,9 +29,14 @@ if (kind === "echo") {
   const address = app.server.address();
   process.stdout.write(`${typeof address === "object" && address ? address.port : 0}\n`);
 } else if (kind === "webhook") {
+  // As the informer cache holds them: every object from the API server has a uid and a resourceVersion.
   const docs = parseAllDocuments(
     readFileSync(new URL("../test/fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-  ).map((d) => d.toJSON());
+  ).map((d, i) => {
+    const doc = d.toJSON();
+    doc.metadata = { uid: randomUUID(), resourceVersion: String(1000 + i), ...doc.metadata };
+    return doc;
+  });
   const identities = new Map<string, AgentIdentity>(
     docs
       .filter((d) => d.kind === "AgentIdentity")
@@ -47,6 +53,7 @@ if (kind === "echo") {
     native: true,
     defaultResources: DEFAULT_RESOURCES,
   });
+  const resolveTarget = createTargetCache();
   const review = createReviewer({
     identities: {
       cached: (ns, name) => identities.get(`${ns}/${name}`),

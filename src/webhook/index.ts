@@ -15,7 +15,7 @@ import {
   type SidecarFlags,
   sidecarSettings,
 } from "./settings.ts";
-import { resolveTarget } from "./target.ts";
+import { createTargetCache } from "./target.ts";
 import type { SidecarSettings } from "./types.ts";
 
 /**
@@ -84,6 +84,8 @@ export function createWebhook(options: WebhookOptions): Webhook {
   const namespaceOf = async (name: string) =>
     options.namespaces.get(undefined, name) ??
     (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
+  // Rendering per identity version, once (the checks that depend on the namespace run for every pod).
+  const resolveTarget = createTargetCache();
   const reviewer = createReviewer({
     identities: source,
     async resolve(identity, namespace) {

@@ -7,7 +7,8 @@ import {
   TOKEN_MOUNT_PATH,
   TOKEN_VOLUME,
 } from "../api/constants.ts";
-import { parseInitContainerNames, resolveResources } from "./annotations.ts";
+import { parseInitContainerNames } from "./annotations.ts";
+import { sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
 import { addMember, append, type JsonPatchOperation, pointer, prepend } from "./patch.ts";
 import {
   annotationsOf,
@@ -141,7 +142,7 @@ export function mutatePod(input: MutationInput): Mutation {
   // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
   const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
   const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
-  const resources = resolveResources(settings.defaultResources, target.resources, annotations);
+  const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initNames = containersOf(pod, "initContainers")
     .map((c) => c.name)
@@ -181,9 +182,12 @@ export function mutatePod(input: MutationInput): Mutation {
   if (!injected) {
     const spec = objectAt(pod, "spec");
     if (target.projectedToken) {
-      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, tokenVolume(target)));
+      const volume = tokenVolumeFor(target, () => tokenVolume(target));
+      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, volume));
     }
-    const sidecar = sidecarContainer(target, settings, resources.value);
+    const sidecar = sidecarFor(target, settings, resources.value, () =>
+      sidecarContainer(target, settings, resources.value),
+    );
     if (settings.native) {
       patch.push(prepend(["spec", "initContainers"], arrayAt(spec, "initContainers") !== undefined, sidecar));
     } else {

@@ -2,6 +2,8 @@ import { blueprintAdmitsIdentity, type NamespaceInfo } from "../api/admit.ts";
 import { isIdentityReady, readyCondition } from "../api/ready.ts";
 import { renderSidecarSettings } from "../api/render.ts";
 import type { AgentIdentity, AgentIdentityBlueprint, SidecarResources } from "../api/types.ts";
+import { deepFrozen } from "./json-text.ts";
+import type { Refusal } from "./refusals.ts";
 import type { Resolved } from "./review.ts";
 import type { Resources } from "./types.ts";
 
@@ -32,6 +34,11 @@ function resources(r: SidecarResources | undefined): Resources | undefined {
 }
 
 export function resolveTarget(input: TargetInput): Resolved {
+  return checkTarget(input) ?? renderTarget(input.identity, input.blueprint as AgentIdentityBlueprint, input);
+}
+
+/** What refuses the identity in this namespace before anything is rendered (readiness, blueprint, admission). */
+function checkTarget(input: TargetInput): { ok: false; refusal: Refusal } | undefined {
   const { identity, blueprint, namespace } = input;
   const name = identity.metadata.name;
   const blueprintName = identity.spec.blueprintRef.name;
@@ -62,6 +69,15 @@ export function resolveTarget(input: TargetInput): Resolved {
   const admission = blueprintAdmitsIdentity(blueprint, namespace, identity);
   if (!admission.allowed)
     return { ok: false, refusal: { reason: "BlueprintRefused", message: admission.message } };
+  return undefined;
+}
+
+/** The rendering: the identity and its blueprint only (not the namespace or the pod). */
+function renderTarget(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
+  input: Pick<TargetInput, "allowedAuthorityHosts">,
+): Resolved {
   const rendered = renderSidecarSettings(identity, blueprint, {
     allowedAuthorityHosts: input.allowedAuthorityHosts,
   });
@@ -72,7 +88,7 @@ export function resolveTarget(input: TargetInput): Resolved {
     ok: true,
     target: {
       identity: {
-        name,
+        name: identity.metadata.name,
         namespace: identity.metadata.namespace,
         generation: identity.metadata.generation ?? 0,
         serviceAccountName: identity.spec.serviceAccountName,
@@ -86,4 +102,45 @@ export function resolveTarget(input: TargetInput): Resolved {
       secretNames: s.secretRef ? [s.secretRef.name] : [],
     },
   };
+}
+
+/**
+ * resolveTarget with the rendering memoised per version of the identity and its blueprint (uid and
+ * resourceVersion of each: any change to either, status included, is a new version) and the authority
+ * hosts. The checks that depend on the namespace run for every pod. A memoised target is deep-frozen:
+ * the mutation then renders its sidecar once too (memo.ts). Objects without a uid or resourceVersion
+ * (not from the API server) are rendered every time. At most `limit` versions are kept, oldest dropped.
+ */
+export function createTargetCache(limit = 1024): (input: TargetInput) => Resolved {
+  const rendered = new Map<string, Resolved>();
+  // The informer hands out the same object until the next change: found by the object first, by key after.
+  const byObject = new WeakMap<
+    AgentIdentity,
+    { blueprint: AgentIdentityBlueprint; hosts: readonly string[]; result: Resolved }
+  >();
+  return (input) => {
+    const refused = checkTarget(input);
+    if (refused) return refused;
+    const { identity, allowedAuthorityHosts: hosts } = input;
+    const blueprint = input.blueprint as AgentIdentityBlueprint;
+    const hit = byObject.get(identity);
+    if (hit && hit.blueprint === blueprint && sameList(hit.hosts, hosts)) return hit.result;
+    const i = identity.metadata;
+    const b = blueprint.metadata;
+    if (!i.uid || !i.resourceVersion || !b.uid || !b.resourceVersion)
+      return renderTarget(identity, blueprint, input);
+    const key = `${i.uid}/${i.resourceVersion}|${b.uid}/${b.resourceVersion}|${hosts.join(",")}`;
+    let result = rendered.get(key);
+    if (!result) {
+      result = deepFrozen(renderTarget(identity, blueprint, input));
+      if (rendered.size >= limit) rendered.delete(rendered.keys().next().value as string);
+      rendered.set(key, result);
+    }
+    byObject.set(identity, { blueprint, hosts: [...hosts], result });
+    return result;
+  };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
