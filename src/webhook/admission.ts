@@ -98,8 +98,11 @@ export function parseReview(body: unknown): Parsed {
   };
 }
 
-/** The patch `allow` encoded into each response: base64, so it goes into the JSON text as it is. */
-const base64Patches = new WeakMap<AdmissionResponse, string>();
+/**
+ * The last patch `allow` encoded: base64. A response whose patch has this content needs no escaping;
+ * any other takes the general path (correct either way; nothing is remembered per response).
+ */
+let lastBase64: string | undefined;
 
 export function allow(
   uid: string,
@@ -110,7 +113,7 @@ export function allow(
   if (patch.length > 0) {
     response.patchType = "JSONPatch";
     response.patch = patchBase64(patch);
-    base64Patches.set(response, response.patch);
+    lastBase64 = response.patch;
   }
   if (auditAnnotations && Object.keys(auditAnnotations).length > 0)
     response.auditAnnotations = auditAnnotations;
@@ -137,7 +140,7 @@ const ENVELOPE_HEAD = `{"apiVersion":${JSON.stringify(ADMISSION_API_VERSION)},"k
  */
 export function encodeReview(response: AdmissionResponse): string {
   const { patch, ...rest } = response;
-  if (patch === undefined || base64Patches.get(response) !== patch)
+  if (patch === undefined || patch !== lastBase64)
     return `${ENVELOPE_HEAD}${JSON.stringify(response)}}`;
   const head = JSON.stringify(rest);
   return `${ENVELOPE_HEAD}${head.slice(0, -1)},"patch":"${patch}"}}`;
