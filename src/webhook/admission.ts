@@ -139,11 +139,10 @@ const ENVELOPE_HEAD = `{"apiVersion":${JSON.stringify(ADMISSION_API_VERSION)},"k
  * escape, since base64 has none. Built once; the server sends it as it is.
  */
 export function encodeReview(response: AdmissionResponse): string {
-  const { patch, ...rest } = response;
-  if (patch === undefined || patch !== lastBase64)
+  if (response.patch === undefined || response.patch !== lastBase64)
     return `${ENVELOPE_HEAD}${JSON.stringify(response)}}`;
-  const head = JSON.stringify(rest);
-  return `${ENVELOPE_HEAD}${head.slice(0, -1)},"patch":"${patch}"}}`;
+  const { patch, ...rest } = response;
+  return `${ENVELOPE_HEAD}${JSON.stringify(rest).slice(0, -1)},"patch":"${patch}"}}`;
 }
 
 export function reviewEnvelope(response: AdmissionResponse): {
