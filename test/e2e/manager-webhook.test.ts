@@ -176,7 +176,7 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
         clientId: target.emulator.blueprintAppId,
         credential: { workloadIdentity: {} },
         federation: { management: "Manual" },
-        admits: { namespaces: [ns], agents: { allowed: [target.emulator.agentAppId] } },
+        admits: [{ namespaces: [ns], agents: { allowed: [target.emulator.agentAppId] } }],
       },
     });
     await client.create(`/apis/agentid.io/v1alpha1/namespaces/${ns}/agentidentities`, {

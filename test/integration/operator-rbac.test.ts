@@ -204,7 +204,7 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     await createBlueprint(admin, ns, {
       ...onEmulator(emu),
       federation: { management: "Graph" },
-      admits: { namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true },
+      admits: [{ namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
     await createIdentity(admin, ns, "workload");
     await createIdentity(admin, ns, "secretive", { clientSecretRef: { name: "bp", key: "secret" } });
