@@ -61,6 +61,7 @@ export async function observeAgent(
   return {
     state: "known",
     status: { clientId: outcome.clientId, objectId: outcome.objectId, created: true },
+    ...(outcome.adopted ? { adopted: true } : {}),
   };
 }
 

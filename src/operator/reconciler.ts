@@ -476,8 +476,15 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       (saReady ? await observeAgent(identity, blueprint, deps.graph?.agents) : { state: "skipped" });
     if (obs.agent.state === "failed" && !obs.agent.retry) permanent.set(key, { at, agent: obs.agent });
     if (obs.agent.state === "known" && obs.agent.status.created && !identity.status?.agent?.created) {
-      // Record a new agent at once: a crash before this write would create a second one.
+      // Record a new agent at once (a crash before this write is covered by the marker tag's lookup).
       identity = await writeStatus(identity, obs);
+      if (obs.agent.adopted)
+        await deps.events.emit({
+          ...ref(identity),
+          type: "Normal",
+          reason: "AgentAdopted",
+          message: `Agent identity ${obs.agent.status.clientId} carries this AgentIdentity's marker tag (created before the manager could record it): adopted, not created again.`,
+        });
     }
 
     let fresh = false;

@@ -33,7 +33,8 @@ export interface Observations {
     | { state: "problem"; reason: string; message: string };
   agent:
     | { state: "skipped" }
-    | { state: "known"; status: AgentStatus }
+    /** `adopted`: an agent this identity's marker tag found in Entra (created before a crash), just now. */
+    | { state: "known"; status: AgentStatus; adopted?: boolean }
     | { state: "pending"; message: string }
     | { state: "failed"; reason: string; message: string; retry: boolean };
   federation:

@@ -166,6 +166,7 @@ describe("agent identities the operator creates", () => {
     const done = await until("crashed", ready, "Ready");
     expect(done.status?.agent).toMatchObject({ clientId: orphan, objectId: orphan, created: true });
     expect(await agentsOf(emu)).toHaveLength(before);
+    expect((await eventsFor(kube, cp.namespace, "crashed")).map((e) => e.reason)).toContain("AgentAdopted");
 
     // It is the identity's own agent now: deleting the identity deletes it.
     await kube.delete(identityPath(cp.namespace, "crashed"));
