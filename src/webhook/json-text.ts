@@ -43,8 +43,8 @@ function rememberedText(value: unknown, outline: boolean): string | undefined {
 }
 
 /**
- * JSON.stringify(patch) with the remembered values' text reused, or (outline) with each remembered value
- * replaced by `#<its number>`: not JSON, but it determines the JSON text exactly, in a few hundred bytes.
+ * JSON.stringify(patch) with the remembered values' text reused, or (outline) a short text that tells
+ * patches apart: each remembered value as `#<its number>`, the rest as JSON (never starts with `#`).
  */
 function encode(patch: readonly JsonPatchOperation[], outline: boolean): string {
   let out = "[";
@@ -56,9 +56,15 @@ function encode(patch: readonly JsonPatchOperation[], outline: boolean): string 
       out += JSON.stringify(op);
       continue;
     }
+    const keys = Object.keys(op);
+    if (outline && keys.length === 3 && keys[0] === "op" && keys[1] === "path" && keys[2] === "value") {
+      // The common operation (op, path, value): its outline needs no key names.
+      out += `(${JSON.stringify(op.op)}${JSON.stringify(op.path)}${text})`;
+      continue;
+    }
     // The keys JSON.stringify(op) would write, in the same order, with `value` replaced by its text.
     let body = "";
-    for (const key of Object.keys(op)) {
+    for (const key of keys) {
       const v = op[key];
       if (v === undefined || typeof v === "function" || typeof v === "symbol") continue;
       body += `${body ? "," : ""}${JSON.stringify(key)}:${key === "value" ? text : JSON.stringify(v)}`;

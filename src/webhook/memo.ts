@@ -1,5 +1,5 @@
 import { ANNOTATION_PREFIX, type Parsed, RESOURCE_ANNOTATIONS, resolveResources } from "./annotations.ts";
-import { remembered } from "./json-text.ts";
+import { deepFrozen, remembered } from "./json-text.ts";
 import type { InjectionTarget, Resources, SidecarSettings } from "./types.ts";
 
 /**
@@ -20,6 +20,7 @@ const containerMemo = new WeakMap<
   { target: InjectionTarget; settings: SidecarSettings; container: Record<string, unknown> }
 >();
 const volumeMemo = new WeakMap<InjectionTarget, Record<string, unknown>>();
+const appEnvMemo = new WeakMap<InjectionTarget, ReadonlyArray<{ name: string; value: string }>>();
 
 const memoisable = (target: InjectionTarget, settings?: SidecarSettings) =>
   Object.isFrozen(target) && (settings === undefined || Object.isFrozen(settings));
@@ -76,4 +77,23 @@ export function tokenVolumeFor(
     volumeMemo.set(target, volume);
   }
   return volume;
+}
+
+/**
+ * The variables every app container gets (SIDECAR_URL first), once per frozen target while the sidecar
+ * listens on the target's port (a reinvoked pod keeps the port it was injected with: rendered afresh).
+ * Each entry's JSON text is remembered.
+ */
+export function appEnvFor(
+  target: InjectionTarget,
+  port: number,
+  render: () => Array<{ name: string; value: string }>,
+): ReadonlyArray<{ name: string; value: string }> {
+  if (!memoisable(target) || port !== target.port) return render();
+  let env = appEnvMemo.get(target);
+  if (!env) {
+    env = deepFrozen(render().map((e) => remembered(e)));
+    appEnvMemo.set(target, env);
+  }
+  return env;
 }

@@ -8,7 +8,7 @@ import {
   TOKEN_VOLUME,
 } from "../api/constants.ts";
 import { parseInitContainerNames } from "./annotations.ts";
-import { sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
+import { appEnvFor, sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
 import { addMember, append, type JsonPatchOperation, pointer, prepend } from "./patch.ts";
 import {
   annotationsOf,
@@ -166,7 +166,10 @@ export function mutatePod(input: MutationInput): Mutation {
     ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
     ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),
   ];
-  const appEnv = [{ name: SIDECAR_URL, value: url }, ...target.appEnv.filter((e) => e.name !== SIDECAR_URL)];
+  const appEnv = appEnvFor(target, port, () => [
+    { name: SIDECAR_URL, value: url },
+    ...target.appEnv.filter((e) => e.name !== SIDECAR_URL),
+  ]);
   for (const c of receivers) {
     const present = envNames(c.raw);
     const missing = appEnv.filter((e) => !present.has(e.name));

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import jsonpatch, { type Operation } from "fast-json-patch";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
@@ -11,6 +12,7 @@ import {
   reviewEnvelope,
 } from "../../src/webhook/admission.ts";
 import { deepFrozen, encodePatch, patchBase64, remembered } from "../../src/webhook/json-text.ts";
+import { appEnvFor } from "../../src/webhook/memo.ts";
 import { mutatePod } from "../../src/webhook/mutate.ts";
 import type { JsonPatchOperation } from "../../src/webhook/patch.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
@@ -173,6 +175,18 @@ describe("memoised sidecar rendering", () => {
     expect(limits(plain.patch)).toBe(DEFAULT_RESOURCES.limits?.memory);
   });
 
+  it("keeps the app variables per target only while the sidecar listens on the target's port", () => {
+    const target = frozenTarget();
+    const render = () => [{ name: "SIDECAR_URL", value: "x" }];
+    const a = appEnvFor(target, target.port, render);
+    expect(appEnvFor(target, target.port, render)).toBe(a);
+    expect(Object.isFrozen(a) && Object.isFrozen(a[0])).toBe(true);
+    // A reinvoked pod whose sidecar was injected on another port: rendered for it, not memoised.
+    const other = appEnvFor(target, target.port + 1, render);
+    expect(other).not.toBe(a);
+    expect(appEnvFor(target, target.port + 1, render)).not.toBe(other);
+  });
+
   it("settings from sidecarSettings are frozen copies (the shared defaults stay writable)", () => {
     const settings = frozenSettings();
     expect(Object.isFrozen(settings) && Object.isFrozen(settings.defaultResources.requests)).toBe(true);
@@ -250,12 +264,22 @@ describe("golden fixtures through the caches", () => {
     "users-native-sidecar",
     "no-native-sidecars",
     "resource-overrides",
+    "reinvocation",
+    "idempotence",
   ]) {
     it(`${name}: the same patch twice, as patch.json says`, async () => {
       const fixture = parse(readFileSync(new URL(`${name}/input.yaml`, ROOT), "utf8")) as {
-        pod: JsonObject;
+        pod?: JsonObject;
+        base?: string;
+        change?: Operation[];
         settings?: Parameters<typeof testSettings>[0];
       };
+      const before = fixture.base
+        ? (parse(readFileSync(new URL(`${fixture.base}/pod.yaml`, ROOT), "utf8")) as JsonObject)
+        : (fixture.pod as JsonObject);
+      const object = fixture.change
+        ? jsonpatch.applyPatch(structuredClone(before), fixture.change, true, false).newDocument
+        : before;
       const settings = deepFrozen(testSettings(fixture.settings ?? {}));
       const reviewer = review(settings);
       const expected = JSON.parse(readFileSync(new URL(`${name}/patch.json`, ROOT), "utf8"));
@@ -266,14 +290,14 @@ describe("golden fixtures through the caches", () => {
           namespace: "research",
           resource: "pods",
           subResource: "",
-          object: structuredClone(fixture.pod),
+          object: structuredClone(object),
           oldObject: undefined,
           dryRun: false,
           user: "alice@contoso.com",
         };
         const { response } = await reviewer(request);
         expect(response.allowed).toBe(true);
-        expect(decode(response.patch)).toEqual(expected);
+        expect(response.patch ? decode(response.patch) : []).toEqual(expected);
         expect(JSON.parse(encodeReview(response)).response).toEqual(JSON.parse(JSON.stringify(response)));
       }
     });
