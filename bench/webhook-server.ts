@@ -15,10 +15,17 @@ import { createTargetCache } from "../src/webhook/target.ts";
  * One server of bench/webhook, in a process of its own: `webhook` (the admission server with the whole
  * review: selection, blueprint and namespace checks, rendering, mutation; objects from the golden
  * fixtures, in memory as the informer cache holds them) or `echo` (a bare fastify HTTPS route that
- * answers the body it was sent). Reads the certificate from the environment, prints its port.
+ * answers the body it was sent). Reads the certificate from the environment, prints its port, and
+ * answers any IPC message with its main thread's CPU time.
  */
 
 const kind = process.argv[2];
+// bench/webhook asks for this process's main-thread CPU time before and after each round (per-request
+// CPU moves far less with the machine's load than requests per second do).
+process.on("message", () => {
+  const cpu = process.threadCpuUsage();
+  process.send?.({ cpuMicros: cpu.user + cpu.system });
+});
 const cert = process.env.BENCH_CERT ?? "";
 const key = process.env.BENCH_KEY ?? "";
 
