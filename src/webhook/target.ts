@@ -107,39 +107,66 @@ function renderTarget(
 /**
  * resolveTarget with the rendering memoised per version of the identity and its blueprint (uid and
  * resourceVersion of each: any change to either, status included, is a new version) and the authority
- * hosts. The checks that depend on the namespace run for every pod. A memoised target is deep-frozen:
+ * hosts. The checks (readiness, blueprint, namespace admission) are redone whenever the identity,
+ * blueprint or namespace-labels object differs from the last one seen for that identity object (the
+ * informer replaces an object when it changes; nobody mutates one). A memoised target is deep-frozen:
  * the mutation then renders its sidecar once too (memo.ts). Objects without a uid or resourceVersion
  * (not from the API server) are rendered every time. At most `limit` versions are kept, oldest dropped.
  */
 export function createTargetCache(limit = 1024): (input: TargetInput) => Resolved {
   const rendered = new Map<string, Resolved>();
-  // The informer hands out the same object until the next change: found by the object first, by key after.
+  // The informer hands out the same objects until the next change: the whole answer (checks included)
+  // is kept per identity object, for the blueprint and namespace-labels objects it was given with.
   const byObject = new WeakMap<
     AgentIdentity,
-    { blueprint: AgentIdentityBlueprint; hosts: readonly string[]; result: Resolved }
+    {
+      blueprint: AgentIdentityBlueprint | undefined;
+      namespace: string;
+      labels: Record<string, string> | undefined;
+      hosts: readonly string[];
+      result: Resolved;
+    }
   >();
-  return (input) => {
-    const refused = checkTarget(input);
-    if (refused) return refused;
-    const { identity, allowedAuthorityHosts: hosts } = input;
-    const blueprint = input.blueprint as AgentIdentityBlueprint;
-    const hit = byObject.get(identity);
-    if (hit && hit.blueprint === blueprint && sameList(hit.hosts, hosts)) return hit.result;
+  const render = (identity: AgentIdentity, blueprint: AgentIdentityBlueprint, input: TargetInput) => {
     const i = identity.metadata;
     const b = blueprint.metadata;
     if (!i.uid || !i.resourceVersion || !b.uid || !b.resourceVersion)
       return renderTarget(identity, blueprint, input);
-    const key = `${i.uid}/${i.resourceVersion}|${b.uid}/${b.resourceVersion}|${hosts.join(",")}`;
+    const key = `${i.uid}/${i.resourceVersion}|${b.uid}/${b.resourceVersion}|${input.allowedAuthorityHosts.join(",")}`;
     let result = rendered.get(key);
     if (!result) {
       result = deepFrozen(renderTarget(identity, blueprint, input));
       if (rendered.size >= limit) rendered.delete(rendered.keys().next().value as string);
       rendered.set(key, result);
     }
-    byObject.set(identity, { blueprint, hosts: [...hosts], result });
+    return result;
+  };
+  return (input) => {
+    const { identity, blueprint, namespace, allowedAuthorityHosts: hosts } = input;
+    const hit = byObject.get(identity);
+    if (
+      hit &&
+      hit.blueprint === blueprint &&
+      hit.namespace === namespace.name &&
+      hit.labels === namespace.labels &&
+      sameList(hit.hosts, hosts)
+    )
+      return hit.result;
+    const result = checkTarget(input) ?? render(identity, blueprint as AgentIdentityBlueprint, input);
+    // Only objects from the API server (what the rendering cache keeps too); others are judged each time.
+    if (fromServer(identity.metadata) && (!blueprint || fromServer(blueprint.metadata)))
+      byObject.set(identity, {
+        blueprint,
+        namespace: namespace.name,
+        labels: namespace.labels,
+        hosts: [...hosts],
+        result,
+      });
     return result;
   };
 }
+
+const fromServer = (m: { uid?: string; resourceVersion?: string }) => Boolean(m.uid && m.resourceVersion);
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);

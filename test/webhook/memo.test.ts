@@ -110,6 +110,20 @@ describe("target cache", () => {
     expect(other).toMatchObject({ ok: false, refusal: { reason: "BlueprintRefused" } });
   });
 
+  it("judges a new version of the identity again (no longer Ready → refused)", () => {
+    const o = objects();
+    const cached = createTargetCache();
+    const same = input(o);
+    expect(cached(same)).toBe(cached(same));
+    const identity = structuredClone(o.identity);
+    identity.metadata.resourceVersion = "2";
+    for (const c of identity.status?.conditions ?? []) if (c.type === "Ready") c.status = "False";
+    expect(cached(input(o, { identity }))).toMatchObject({
+      ok: false,
+      refusal: { reason: "IdentityNotReady" },
+    });
+  });
+
   it("renders objects without a uid or resourceVersion every time, unfrozen", () => {
     const o = objects();
     delete o.identity.metadata.uid;
