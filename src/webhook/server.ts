@@ -32,6 +32,8 @@ export interface AdmissionServerOptions {
   metrics: WebhookMetrics;
   /** Extra readiness (caches synced); the server adds "a certificate is loaded". */
   ready?: () => boolean;
+  /** More routes on the same server (the guard's, guard-route.ts), registered before it listens. */
+  routes?: ReadonlyArray<(app: FastifyInstance) => void>;
 }
 
 export interface AdmissionServer {
@@ -100,6 +102,7 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
     metrics.duration.observe({ outcome: result.outcome }, Number(process.hrtime.bigint() - started) / 1e9);
     return reply.send(reviewEnvelope(result.response));
   });
+  for (const route of options.routes ?? []) route(app);
   await app.listen({ host: options.host, port: options.port });
   const server = app.server as Server;
   return {

@@ -49,7 +49,7 @@ function webhookRbac(): ChartObject[] {
     if (o.kind === "ClusterRoleBinding") (o.roleRef as { name: string }).name = `agentid-webhook-${run}`;
     if (o.kind === "ClusterRole") {
       for (const rule of o.rules as Array<{ resources: string[]; resourceNames?: string[] }>) {
-        if (rule.resources.includes("mutatingwebhookconfigurations"))
+        if (rule.resources.some((r) => r.endsWith("webhookconfigurations")))
           rule.resourceNames = [configurationName];
       }
     }
