@@ -32,6 +32,7 @@ function collection(object: ChartObject): string {
     Role: `${rbac}/namespaces/${ns}/roles`,
     RoleBinding: `${rbac}/namespaces/${ns}/rolebindings`,
     MutatingWebhookConfiguration: "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+    ValidatingWebhookConfiguration: "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
   };
   const path = paths[object.kind];
   if (!path) throw new Error(`no collection for ${object.kind}`);

@@ -7,6 +7,7 @@ import { connectControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, kubeConfigAs, namespaceUserClient } from "./namespace-user.ts";
 import { ensureCrd, eventsFor } from "./operator-support.ts";
 import {
+  CONFIGURATION_PATHS,
   createReadyIdentity,
   createTestBlueprint,
   newRun,
@@ -308,6 +309,39 @@ describe("the guard against the API server, as a namespace user", () => {
     );
     expect(message).toMatch(/agentid: .*agentid-token/);
     await ephemeral(hook.kube, { name: "debugger", targetContainerName: "app" });
+  });
+
+  it("is sent only what could yield the token (the chart's matchConditions, evaluated by the API server)", async () => {
+    const count = async (kind: string) => {
+      const metric = await hook.registry.getSingleMetric("agentid_webhook_guard_reviews_total")?.get();
+      return (metric?.values ?? []).filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
+    };
+    const before = {
+      token: await count("token"),
+      pod: await count("pod"),
+      update: await count("pod-update"),
+    };
+    // A label on an injected pod, a pod without a token, a token for another audience: not sent.
+    await alice.patch(`${podsPath()}/research`, "merge", { metadata: { labels: { tier: "gold" } } });
+    await alice.create(podsPath(), appPod("plain-2", {}, {} as { "agentid.io/inject": "true" }));
+    await alice.create(tokenPath("research-agent"), tokenRequest(["vault"]));
+    expect({
+      token: await count("token"),
+      pod: await count("pod"),
+      update: await count("pod-update"),
+    }).toEqual(before);
+    // The leader wrote the serving CA into the guard's configuration as into the mutating one.
+    const bundles = await Promise.all(
+      Object.values(CONFIGURATION_PATHS).map(async (path) =>
+        (
+          await hook.kube.get<{ webhooks: Array<{ clientConfig: { caBundle?: string } }> }>(
+            `${path}/${hook.configurationName}`,
+          )
+        ).webhooks.map((w) => w.clientConfig.caBundle),
+      ),
+    );
+    expect(new Set(bundles.flat()).size).toBe(1);
+    expect(bundles.flat()[0]).toBeTruthy();
   });
 
   it("records each refusal: a log line with the user and reason, an Event on the AgentIdentity, no token", async () => {
