@@ -147,7 +147,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
       const native = await detectNativeSidecars(kube, options.sidecar.native);
       settings = sidecarSettings({ ...options.sidecar, native });
       self = await whoAmI(kube, logger);
-      logger.info({ native, image: settings.image }, "webhook settings");
+      logger.info({ native, image: settings.image, self: self[0] }, "webhook settings");
       await serving.start();
       logger.info({ port: serving.port() }, "admission server listening");
     },

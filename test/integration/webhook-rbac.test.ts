@@ -116,6 +116,11 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
     await waitUntilServed(admin, cp.namespace, "research-agent");
   });
 
+  it("learns its own user (SelfSubjectReview needs no rule of its own), whom the guard lets mint a verification token", () => {
+    const settings = hook?.logs.find((l) => l.includes('"msg":"webhook settings"'));
+    expect(settings).toContain(`"self":"system:serviceaccount:${managerNamespace}:agentid-manager"`);
+  });
+
   it("reaches no other Secret and no other webhook configuration", async () => {
     for (const verb of ["get", "update"])
       expect(await can(verb, "secrets", { namespace: managerNamespace, name: "other" })).toBe(false);
