@@ -69,6 +69,12 @@ const tokenRequest = (audiences: string[]) => ({
   spec: { audiences, expirationSeconds: 3600 },
 });
 
+/** How many reviews of a kind reached the guard (the API server's matchConditions filter before that). */
+async function guardReviews(kind: string): Promise<number> {
+  const metric = await hook.registry.getSingleMetric("agentid_webhook_guard_reviews_total")?.get();
+  return (metric?.values ?? []).filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
+}
+
 /** The message the API server sends the client (what kubectl prints after "Error from server"). */
 async function refusal(attempt: Promise<unknown>): Promise<string> {
   try {
@@ -197,11 +203,13 @@ describe("the guard against the API server, as a namespace user", () => {
 
   it("issues the token to the manager (its own user, and the chart's agentid-manager ServiceAccount) and to a kubelet", async () => {
     // The webhook of this test runs as the cluster admin: the manager learnt that user at start.
+    const sent = await guardReviews("token");
     const own = await hook.kube.create<{ status: { token: string } }>(
       tokenPath("research-agent"),
       tokenRequest([EXCHANGE]),
     );
     expect(own.status.token).toMatch(/^eyJ/);
+    expect(await guardReviews("token")).toBe(sent + 1); // sent, and let through by the manager
     // The chart's manager ServiceAccount is exempted by a matchCondition, before the webhook is called.
     const admin = hook.kube;
     await admin.create(serviceAccountPath(hook.managerNamespace), {
@@ -232,6 +240,7 @@ describe("the guard against the API server, as a namespace user", () => {
         tokenRequest([EXCHANGE]),
       );
       expect(minted.status.token).toMatch(/^eyJ/);
+      expect(await guardReviews("token")).toBe(sent + 1); // never sent
     } finally {
       await manager.close();
     }
@@ -241,6 +250,7 @@ describe("the guard against the API server, as a namespace user", () => {
       groups: ["system:nodes"],
     });
     expect(asNode.status, asNode.body).toBe(201);
+    expect(await guardReviews("token")).toBe(sent + 1); // never sent
     // The same user name without the group is no kubelet.
     const fake = await impersonated("POST", tokenPath("research-agent"), tokenRequest([EXCHANGE]), {
       user: "system:node:guard-node",
@@ -312,10 +322,7 @@ describe("the guard against the API server, as a namespace user", () => {
   });
 
   it("is sent only what could yield the token (the chart's matchConditions, evaluated by the API server)", async () => {
-    const count = async (kind: string) => {
-      const metric = await hook.registry.getSingleMetric("agentid_webhook_guard_reviews_total")?.get();
-      return (metric?.values ?? []).filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
-    };
+    const count = guardReviews;
     const before = {
       token: await count("token"),
       pod: await count("pod"),
