@@ -85,10 +85,12 @@ function mounts(container: JsonObject): string[] {
 }
 
 /**
- * The sidecar fields that decide what code runs next to the token and who can read it. Fields the API
- * server defaults (terminationMessagePath, imagePullPolicy, resources, probe thresholds) are not listed:
- * they change nothing of that. An absent field must be absent (a `lifecycle` hook or a probe added to the
- * sidecar would run the author's command in the container that holds the token).
+ * The sidecar fields that decide what code runs in the container that holds the token, and what else it
+ * can read or reach: an absent field must be absent (a `lifecycle` hook or an exec probe added to the
+ * sidecar would run the author's command there; `NODE_OPTIONS` in `env` would load the author's code; a
+ * mount would hand the container their files). Fields that change none of that are not compared, so that
+ * the API server's defaults (terminationMessagePath, imagePullPolicy, resources, probe thresholds) and other
+ * mutating webhooks' additions (a policy tightening securityContext) do not refuse an injected pod.
  */
 const COMPARED_FIELDS = [
   "image",
@@ -102,10 +104,6 @@ const COMPARED_FIELDS = [
   "lifecycle",
   "livenessProbe",
   "readinessProbe",
-  "securityContext",
-  "restartPolicy",
-  "stdin",
-  "tty",
 ] as const;
 
 /** What differs between the pod's sidecar and the one the mutating webhook renders for this target. */
@@ -118,10 +116,9 @@ export function sidecarDifferences(
   const resources = resolveResources(settings.defaultResources, target.resources, annotationsOf(pod));
   const rendered = sidecarContainer(target, settings, resources.ok ? resources.value : {}) as JsonObject;
   const wrong: string[] = COMPARED_FIELDS.filter((f) => !isDeepStrictEqual(sidecar[f], rendered[f]));
+  // The API server defaults a probe's thresholds; what runs in the container is its exec command.
   const probe = (c: JsonObject) => objectAt(objectAt(c, "startupProbe"), "exec");
   if (!isDeepStrictEqual(probe(sidecar), probe(rendered))) wrong.push("startupProbe");
-  const where = settings.native ? "initContainers" : "containers";
-  if (!containersOf(pod, where).some((c) => c.name === SIDECAR_CONTAINER)) wrong.push(`place (${where})`);
   return wrong;
 }
 

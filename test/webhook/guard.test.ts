@@ -136,6 +136,16 @@ describe("pod CREATE", () => {
     },
   );
 
+  it("an injected pod passes when another webhook tightened the sidecar's securityContext or the API server defaulted fields", async () => {
+    const pod = (await inject(appPod(), native)) as { spec: { initContainers: JsonObject[] } };
+    const sidecar = pod.spec.initContainers[0] as JsonObject;
+    sidecar.securityContext = { ...(sidecar.securityContext as JsonObject), privileged: false };
+    sidecar.imagePullPolicy = "IfNotPresent";
+    sidecar.terminationMessagePath = "/dev/termination-log";
+    (sidecar.startupProbe as JsonObject).successThreshold = 1;
+    expect((await guard(request("pod", pod as unknown as JsonObject))).outcome).toBe("allowed");
+  });
+
   it("a pod without an exchange-token volume is not looked at", async () => {
     expect((await guard(request("pod", appPod()))).outcome).toBe("skipped");
   });
