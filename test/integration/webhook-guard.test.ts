@@ -136,7 +136,14 @@ describe("the guard against the API server, as a namespace user", () => {
 
   it("admits the injected pod alice created (the guard saw it after the mutation) and a pod without a token", async () => {
     expect(injected.spec.volumes?.map((v) => v.name)).toContain("agentid-token");
+    // The pod alice sends has no token volume: the API server sends it to the guard only because the
+    // mutating webhook, which runs first, added one; the guard then admits what was injected.
+    const sent = await guardReviews("pod");
+    const second = await alice.create<Pod>(podsPath(), appPod("research-2"));
+    expect(sidecarOf(second).name).toBe("agentid-sidecar");
+    expect(await guardReviews("pod")).toBe(sent + 1);
     await alice.create(podsPath(), appPod("plain", {}, {} as { "agentid.io/inject": "true" }));
+    expect(await guardReviews("pod")).toBe(sent + 1);
   });
 
   it("refuses a pod of her own, not selected for injection, that projects the token for the bound ServiceAccount", async () => {
