@@ -136,6 +136,20 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
     expect(
       await can("create", "mutatingwebhookconfigurations", { group: "admissionregistration.k8s.io" }),
     ).toBe(false);
+    // The guard's ValidatingWebhookConfiguration: its own caBundle, nothing else.
+    expect(
+      await can("patch", "validatingwebhookconfigurations", {
+        group: "admissionregistration.k8s.io",
+        name: configurationName,
+      }),
+    ).toBe(true);
+    for (const verb of ["patch", "delete"])
+      expect(
+        await can(verb, "validatingwebhookconfigurations", {
+          group: "admissionregistration.k8s.io",
+          name: "someone-elses",
+        }),
+      ).toBe(false);
     expect(await can("create", "pods", { namespace: cp.namespace })).toBe(false);
     await expect(asManager.get(`${MWC_PATH}/someone-elses`)).rejects.toSatisfy((e: unknown) =>
       isApiError(e, 403),
