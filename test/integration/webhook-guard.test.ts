@@ -268,12 +268,17 @@ describe("the guard against the API server, as a namespace user", () => {
   });
 
   it("refuses exec and attach into the sidecar before any node is involved, and lets exec into the app through", async () => {
-    const connect = (sub: string, container: string) =>
-      alice.request("POST", `${podsPath()}/research/${sub}`, {
+    // POST is SPDY's verb (kubectl before 1.30, kubectl cp), GET the WebSocket one (kubectl 1.30+).
+    const connect = (sub: string, container: string, method: "POST" | "GET" = "POST") =>
+      alice.request(method, `${podsPath()}/research/${sub}`, {
         query: { container, command: "cat", stdout: "true", stderr: "true" },
       });
-    for (const sub of ["exec", "attach"]) {
-      const message = await refusal(connect(sub, "agentid-sidecar"));
+    for (const [sub, method] of [
+      ["exec", "POST"],
+      ["exec", "GET"],
+      ["attach", "POST"],
+    ] as const) {
+      const message = await refusal(connect(sub, "agentid-sidecar", method));
       expect(message).toContain('admission webhook "exec.guard.agentid.io" denied the request: agentid:');
       expect(message).toContain("the container agentid-sidecar is refused");
     }
