@@ -80,13 +80,15 @@ export function sidecarEnv(target: E2eTarget): { name: string; value: string }[]
  * - "injected": exactly what the webhook renders (src/webhook/mutate.ts): a postStart hook that polls /readyz
  *   (`agentid sidecar --probe`); the kubelet starts the next container only after it returned;
  * - "startupProbe": what the webhook injected before (kept to measure against in the same run): an exec
- *   startup probe every second, each attempt a Node process that polls /readyz for up to one second.
+ *   startup probe every second, each attempt a Node process that polls /readyz for up to one second;
+ * - "none": no wait at all (the app may start before the sidecar is ready): only to measure what a native
+ *   sidecar costs by itself, whatever waits for it.
  */
-export type SidecarReadiness = "injected" | "startupProbe";
+export type SidecarReadiness = "injected" | "startupProbe" | "none";
 
 /** The webhook's sidecar settings for the e2e image (its defaults: tuned command, resources, user). */
-export function e2eSidecarSettings(target: E2eTarget): SidecarSettings {
-  return sidecarSettings({ image: target.images.sidecar, imagePullPolicy: "IfNotPresent", native: true });
+export function e2eSidecarSettings(target: E2eTarget, native = true): SidecarSettings {
+  return sidecarSettings({ image: target.images.sidecar, imagePullPolicy: "IfNotPresent", native });
 }
 
 /**
@@ -96,8 +98,9 @@ export function e2eSidecarSettings(target: E2eTarget): SidecarSettings {
 export function sidecarContainer(
   target: E2eTarget,
   readiness: SidecarReadiness = "injected",
+  native = true,
 ): Record<string, unknown> {
-  const settings = e2eSidecarSettings(target);
+  const settings = e2eSidecarSettings(target, native);
   const injection: InjectionTarget = {
     identity: {
       name: "e2e",
@@ -117,6 +120,7 @@ export function sidecarContainer(
     ...((container.volumeMounts as unknown[] | undefined) ?? []),
     { name: "agentid-emulator-ca", mountPath: "/etc/agentid/emulator-ca", readOnly: true },
   ];
+  if (readiness === "none") delete container.lifecycle;
   if (readiness === "startupProbe") {
     delete container.lifecycle;
     container.startupProbe = {
@@ -173,10 +177,16 @@ export interface AgentPodOptions {
   injection?: "hand" | "webhook" | "none";
   tokenExpirationSeconds?: number;
   readiness?: SidecarReadiness;
+  /**
+   * False: the sidecar as the webhook injects it with `--native-sidecar off` (first in `containers`, same
+   * postStart wait); a Job-style pod then never completes, so only the start-time measurement uses it.
+   */
+  native?: boolean;
 }
 
 export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<string, unknown> {
   const injection = options.injection ?? "hand";
+  const native = options.native ?? true;
   const app = {
     name: "app",
     image: target.images.sidecar,
@@ -204,8 +214,11 @@ export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<st
       automountServiceAccountToken: false,
       restartPolicy: options.restartPolicy ?? "Always",
       terminationGracePeriodSeconds: 5,
-      ...(injection === "hand" ? { initContainers: [sidecarContainer(target, options.readiness)] } : {}),
-      containers: [app],
+      ...(injection === "hand" && native
+        ? { initContainers: [sidecarContainer(target, options.readiness, native)] }
+        : {}),
+      containers:
+        injection === "hand" && !native ? [sidecarContainer(target, options.readiness, native), app] : [app],
       volumes: injection === "hand" ? TOKEN_VOLUMES(options.tokenExpirationSeconds ?? 3600) : [],
     },
   };
