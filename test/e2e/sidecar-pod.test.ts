@@ -97,26 +97,36 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
   it("measures the extra start time of an injected pod against the same pod without the sidecar", async () => {
     if (!target || !client) return;
     const idle = ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"];
-    const withoutCpuLimit = (pod: Record<string, unknown>) => {
+    const cpuLimit = (pod: Record<string, unknown>, cpu: string | undefined) => {
       const spec = pod.spec as { initContainers: { resources: { limits?: Record<string, string> } }[] };
-      for (const c of spec.initContainers) delete c.resources.limits?.cpu;
+      for (const c of spec.initContainers) {
+        const limits = c.resources.limits ?? {};
+        if (cpu === undefined) delete limits.cpu;
+        else limits.cpu = cpu;
+        c.resources.limits = limits;
+      }
       return pod;
     };
     // nativeNoWait: the native sidecar with nothing waiting for it (what the kubelet's extra sync costs);
     // injected: as the webhook renders it now; startupProbe: as it rendered it before (exec startup probe);
-    // injectedNoCpuLimit: the same without the default CPU limit of 500m, which throttles the sidecar's start;
+    // injectedCpuLimit1, injectedNoCpuLimit: the same with a CPU limit of one core, or none, instead of the
+    // default 500m, which throttles the sidecar's start;
     // nonNative: as injected with `--native-sidecar off` (first regular container, the same postStart wait).
     const variants: Record<string, (name: string) => Record<string, unknown>> = {
       plain: (name) => agentPod(target, { name, appCommand: idle, injection: "none" }),
       nativeNoWait: (name) => agentPod(target, { name, appCommand: idle, readiness: "none" }),
       startupProbe: (name) => agentPod(target, { name, appCommand: idle, readiness: "startupProbe" }),
       injected: (name) => agentPod(target, { name, appCommand: idle }),
-      injectedNoCpuLimit: (name) => withoutCpuLimit(agentPod(target, { name, appCommand: idle })),
+      injectedCpuLimit1: (name) => cpuLimit(agentPod(target, { name, appCommand: idle }), "1"),
+      injectedNoCpuLimit: (name) => cpuLimit(agentPod(target, { name, appCommand: idle }), undefined),
       nonNative: (name) => agentPod(target, { name, appCommand: idle, native: false }),
     };
     const rounds = Number(process.env.AGENTID_E2E_START_ROUNDS ?? 5);
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((v) => [v, []]));
     const loads: number[] = [];
+    const readyAfter: Record<string, number[]> = Object.fromEntries(
+      Object.keys(variants).map((v) => [v, []]),
+    );
     for (let round = 0; round < rounds; round++) {
       // A different order each round, so that no variant always follows the same one.
       const entries = Object.entries(variants);
@@ -132,8 +142,18 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
           expect(steps.sidecarRunning ?? Number.POSITIVE_INFINITY).toBeLessThanOrEqual(steps.appRunning ?? 0);
         }
         times[variant]?.push(ms);
+        // The sidecar's own start to ready, from its "sidecar ready" log line.
+        const ready =
+          variant === "plain"
+            ? undefined
+            : /"readyAfterMs":(\d+)/.exec(
+                await podLog(target, target.agentNamespace, name, "agentid-sidecar").catch(() => ""),
+              )?.[1];
+        if (ready) readyAfter[variant]?.push(Number(ready));
         loads.push(loadavg()[0] ?? 0);
-        console.log(`round ${round} ${variant}: ${JSON.stringify(steps)} load ${loadavg()[0]?.toFixed(2)}`);
+        console.log(
+          `round ${round} ${variant}: ${JSON.stringify(steps)} sidecar ready after ${ready ?? "-"} ms, load ${loadavg()[0]?.toFixed(2)}`,
+        );
         await client.delete(`/api/v1/namespaces/${target.agentNamespace}/pods/${name}`);
       }
     }
@@ -141,7 +161,10 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
     const plain = median(times.plain);
     const line = Object.keys(variants)
       .filter((v) => v !== "plain")
-      .map((v) => `${v} ${median(times[v])} ms (+${median(times[v]) - plain})`)
+      .map(
+        (v) =>
+          `${v} ${median(times[v])} ms (+${median(times[v]) - plain}; sidecar ready ${median(readyAfter[v])} ms after its start)`,
+      )
       .join("; ");
     console.log(
       `measured: pod create → app running, median of ${rounds}: plain ${plain} ms; ${line}; load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}; all: ${JSON.stringify(times)}`,

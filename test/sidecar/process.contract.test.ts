@@ -253,6 +253,8 @@ describe("Microsoft's sample configuration, as a real process", () => {
     }
     const logs = sidecar.output.join("");
     expect(logs).toMatch(/sidecar ready/);
+    // How long the sidecar took from its process start to ready (a pod's start depends on it).
+    expect(logs).toMatch(/"readyAfterMs":\d+/);
     expect(logs).toMatch(/draining in-flight requests/);
     for (const secret of secrets.filter((s) => s.length > 0)) {
       expect(logs.includes(secret), "a token or secret reached the logs").toBe(false);
