@@ -135,6 +135,11 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
         ...entries.slice(0, round % entries.length),
       ]) {
         const name = `${variant.toLowerCase()}-${round}`;
+        // The previous pod was seen running just after one of the kubelet's once-a-second relists, so a pod
+        // created at once would always meet the relist grid at the same point. Waiting (round + ½) / rounds
+        // of a second first gives every variant the same spread of points on that grid, as pods created at
+        // arbitrary times have.
+        await new Promise((resolve) => setTimeout(resolve, Math.round(((round + 0.5) / rounds) * 1000)));
         const { pod, ms, steps } = await createAndTimeToAppRunning(client, make(name));
         if (variant !== "plain" && variant !== "nativeNoWait") {
           // Ordering held: the sidecar was started (and, with the hook, ready) before the app ran.
