@@ -109,15 +109,15 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
     };
     // nativeNoWait: the native sidecar with nothing waiting for it (what the kubelet's extra sync costs);
     // injected: as the webhook renders it now; startupProbe: as it rendered it before (exec startup probe);
-    // injectedCpuLimit1, injectedNoCpuLimit: the same with a CPU limit of one core, or none, instead of the
-    // default 500m, which throttles the sidecar's start;
+    // injectedCpuLimit500m, injectedNoCpuLimit: the same with the CPU limit of half a core (the default before),
+    // or none, instead of the default one core;
     // nonNative: as injected with `--native-sidecar off` (first regular container, the same postStart wait).
     const variants: Record<string, (name: string) => Record<string, unknown>> = {
       plain: (name) => agentPod(target, { name, appCommand: idle, injection: "none" }),
       nativeNoWait: (name) => agentPod(target, { name, appCommand: idle, readiness: "none" }),
       startupProbe: (name) => agentPod(target, { name, appCommand: idle, readiness: "startupProbe" }),
       injected: (name) => agentPod(target, { name, appCommand: idle }),
-      injectedCpuLimit1: (name) => cpuLimit(agentPod(target, { name, appCommand: idle }), "1"),
+      injectedCpuLimit500m: (name) => cpuLimit(agentPod(target, { name, appCommand: idle }), "500m"),
       injectedNoCpuLimit: (name) => cpuLimit(agentPod(target, { name, appCommand: idle }), undefined),
       nonNative: (name) => agentPod(target, { name, appCommand: idle, native: false }),
     };
