@@ -175,6 +175,8 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
       "16",
     ],
     NODE_OPTIONS,
+    // The verified sample's namespace lets the manager request tokens; the others need not.
+    [sampleNamespace],
   );
   const pid = manager.pid ?? 0;
   try {
