@@ -266,9 +266,9 @@ export function sidecarContainer(
   // reach 127.0.0.1 inside the pod, so the wait runs in the container: a postStart hook (`agentid sidecar
   // --probe` polls /readyz) that returns once the sidecar is ready. The kubelet starts the next container
   // only after the previous one's postStart hook returned, for a native sidecar (an init container with
-  // restartPolicy Always) as for the first regular container. A startupProbe was measured slower: its exec
-  // attempts wait for the probe period and the kubelet's status updates (docs/cluster.md, "Start-up and
-  // pod start times").
+  // restartPolicy Always) as for the first regular container. An exec startupProbe was slower in most runs
+  // on the test node: its attempts wait for the probe period after the kubelet's status update
+  // (docs/cluster.md, "Start-up and pod start times").
   if (settings.native) container.restartPolicy = "Always";
   container.lifecycle = { postStart: { exec: { command: probeCommand(settings, POST_START_WAIT_SECONDS) } } };
   container.terminationMessagePolicy = "FallbackToLogsOnError";

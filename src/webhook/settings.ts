@@ -7,8 +7,8 @@ import type { Resources, SidecarSettings } from "./types.ts";
  * idles near 50 MB and peaked at 77–78 MB under load (docs/sidecar.md), so 96Mi requested and 160Mi as a
  * limit leave room without reserving much. CPU is requested low and limited at one core: the sidecar
  * needs about 0.2 s of CPU from its start to ready, which the app's start waits for, and a quota of half
- * a core stretched that to 0.54–0.92 s against 0.23–0.40 s with one core (docs/cluster.md, "Start-up and
- * pod start times"). Once started, it uses little CPU.
+ * a core stretched that to 0.54–0.92 s against a median of 0.33 s with one core (docs/cluster.md,
+ * "Start-up and pod start times"). Once started, it uses little CPU.
  */
 
 export const DEFAULT_RESOURCES: Resources = {
