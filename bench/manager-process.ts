@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControlPlane } from "../src/dev/controlplane.ts";
@@ -81,6 +81,8 @@ export async function startManagerProcess(
     AGENTID_BENCH_SA: dir,
   };
   const inPod = process.getuid?.() === 0;
+  // The manager logs JSON on stdout; MANAGER_LOG=<file> keeps it (and anything --trace-gc prints).
+  const stdout = process.env.MANAGER_LOG ? openSync(process.env.MANAGER_LOG, "a") : "ignore";
   const child = inPod
     ? spawn(
         "unshare",
@@ -98,7 +100,7 @@ export async function startManagerProcess(
           ...args,
         ],
         {
-          stdio: ["ignore", "ignore", "inherit"],
+          stdio: ["ignore", stdout, "inherit"],
           env,
         },
       )
@@ -106,7 +108,7 @@ export async function startManagerProcess(
         process.execPath,
         [cli, "manager", "--kubeconfig", cp.kubeconfigPath, "--lease-namespace", RELEASE, ...args],
         {
-          stdio: ["ignore", "ignore", "inherit"],
+          stdio: ["ignore", stdout, "inherit"],
           env: { ...env, KUBERNETES_SERVICE_HOST: "" },
         },
       );

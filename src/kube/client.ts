@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, ProxyAgent, request as undiciRequest } from "undici";
+import { requestDeadline } from "./deadline.ts";
 import { apiErrorFrom, isNotFound } from "./errors.ts";
 import type { HttpsOptionsTarget, KubeConfigLike } from "./kubeconfig.ts";
 
@@ -50,7 +51,16 @@ export interface KubeClientOptions {
   onRequest?: (info: RequestInfo) => void;
   /** Whole-request timeout for ordinary requests; default 30 s. Watch streams use their own stall timer. */
   requestTimeoutMs?: number;
+  /**
+   * Most connections that ordinary requests use at once (default 16); more requests wait for a free one.
+   * Without a bound every concurrent request opens a TLS connection of its own: a burst of writes then
+   * holds dozens of connections, each with its TLS buffers and its request's objects alive long enough
+   * to reach V8's old space (docs/benchmarks.md, 10,000 identities). Watches are not counted.
+   */
+  maxConnections?: number;
 }
+
+const DEFAULT_MAX_CONNECTIONS = 16;
 
 export interface KubeClient {
   /** The API server's base URL (without a trailing slash). */
@@ -147,21 +157,38 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   const basePath = serverUrl.pathname.replace(/\/+$/, "");
   const origin = serverUrl.origin;
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
-  let dispatcher: Dispatcher | undefined;
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  let requests: Dispatcher | undefined;
+  let watches: Dispatcher | undefined;
 
-  function dispatcherFor(tls: TlsMaterial): Dispatcher {
-    if (dispatcher) return dispatcher;
+  function makeDispatcher(tls: TlsMaterial, connections: number | undefined): Dispatcher {
     // HTTP/1.1 on purpose: each watch gets its own connection, so a stalled or dropped stream is
     // detected and replaced on its own instead of taking every multiplexed watch down with it.
-    const common = { allowH2: false, keepAliveTimeout: 30_000, headersTimeout: requestTimeoutMs };
+    const common = {
+      allowH2: false,
+      keepAliveTimeout: 30_000,
+      headersTimeout: requestTimeoutMs,
+      ...(connections ? { connections } : {}),
+    };
     if (cluster?.proxyUrl) {
       if (cluster.proxyUrl.startsWith("socks"))
         throw new Error("SOCKS proxies in the kubeconfig are not supported");
-      dispatcher = new ProxyAgent({ uri: cluster.proxyUrl, requestTls: tls, ...common });
-    } else {
-      dispatcher = new Agent({ connect: tls, ...common });
+      return new ProxyAgent({ uri: cluster.proxyUrl, requestTls: tls, ...common });
     }
-    return dispatcher;
+    return new Agent({ connect: tls, ...common });
+  }
+
+  /**
+   * Ordinary requests share a bounded pool; watches get connections of their own (each holds one for
+   * minutes, so in the pool they could starve requests). See KubeClientOptions.maxConnections.
+   */
+  function dispatcherFor(tls: TlsMaterial, watch: boolean): Dispatcher {
+    if (watch) {
+      watches ??= makeDispatcher(tls, undefined);
+      return watches;
+    }
+    requests ??= makeDispatcher(tls, maxConnections);
+    return requests;
   }
 
   async function send(method: KubeMethod, path: string, opts: RequestOptions, watch: boolean) {
@@ -170,17 +197,14 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const requestHeaders: Record<string, string> = { ...headers, Accept: "application/json" };
     if (body !== undefined) requestHeaders["Content-Type"] = opts.contentType ?? "application/json";
-    const signals = [opts.signal, watch ? undefined : AbortSignal.timeout(requestTimeoutMs)].filter(
-      (s): s is AbortSignal => s !== undefined,
-    );
     let status = 0;
     try {
       const response = await undiciRequest(`${origin}${urlPath}`, {
         method,
         headers: requestHeaders,
         body: body ?? null,
-        dispatcher: dispatcherFor(tls),
-        signal: signals.length > 0 ? AbortSignal.any(signals) : null,
+        dispatcher: dispatcherFor(tls, watch),
+        signal: opts.signal ?? null,
         // Watches are idle for long stretches; the informer's stall timer decides when one is dead.
         bodyTimeout: watch ? 0 : requestTimeoutMs,
       });
@@ -203,15 +227,21 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   }
 
   async function request<T>(method: KubeMethod, path: string, opts: RequestOptions = {}): Promise<T> {
-    const response = await send(method, path, opts, false);
-    const text = await response.body.text();
-    if (!text) return undefined as T;
+    // The timeout covers the whole request, reading the body included; released as soon as it ends.
+    const deadline = requestDeadline(opts.signal, requestTimeoutMs);
     try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new Error(
-        `${method} ${path}: the API server answered ${response.statusCode} with a body that is not JSON`,
-      );
+      const response = await send(method, path, { ...opts, signal: deadline.signal }, false);
+      const text = await response.body.text();
+      if (!text) return undefined as T;
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        throw new Error(
+          `${method} ${path}: the API server answered ${response.statusCode} with a body that is not JSON`,
+        );
+      }
+    } finally {
+      deadline.done();
     }
   }
 
@@ -224,9 +254,10 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
       return response.body;
     },
     async close() {
-      const d = dispatcher;
-      dispatcher = undefined;
-      await d?.close();
+      const open = [requests, watches];
+      requests = undefined;
+      watches = undefined;
+      await Promise.all(open.map((d) => d?.close()));
     },
   };
 }
