@@ -7,7 +7,7 @@ import { createKubeClient, isApiError } from "../src/kube/client.ts";
 import { RBAC_KINDS, renderChart } from "../test/support/chart.ts";
 
 /**
- * Starts `node dist/cli.js manager` as production runs it: in a pod, as the chart's ServiceAccount with
+ * Starts `node <flags> dist/cli.js manager` as production runs it (the image's ENTRYPOINT flags): in a pod, as the chart's ServiceAccount with
  * exactly the chart's RBAC, reading its credentials from /var/run/secrets/kubernetes.io/serviceaccount.
  * The process gets those files in a mount namespace of its own (a tmpfs over /var/run, visible to it
  * alone; needs root, as the local cluster does). Without root it falls back to --kubeconfig, which also
@@ -65,6 +65,7 @@ export async function startManagerProcess(
   cli: string,
   args: string[],
   nodeOptions: string,
+  nodeFlags: readonly string[],
 ): Promise<ManagerProcess> {
   const token = await installChartRbac(cp);
   const url = new URL(cp.server);
@@ -95,6 +96,7 @@ export async function startManagerProcess(
           IN_POD,
           "sh",
           process.execPath,
+          ...nodeFlags,
           cli,
           "manager",
           ...args,
@@ -106,7 +108,16 @@ export async function startManagerProcess(
       )
     : spawn(
         process.execPath,
-        [cli, "manager", "--kubeconfig", cp.kubeconfigPath, "--lease-namespace", RELEASE, ...args],
+        [
+          ...nodeFlags,
+          cli,
+          "manager",
+          "--kubeconfig",
+          cp.kubeconfigPath,
+          "--lease-namespace",
+          RELEASE,
+          ...args,
+        ],
         {
           stdio: ["ignore", stdout, "inherit"],
           env: { ...env, KUBERNETES_SERVICE_HOST: "" },

@@ -51,16 +51,7 @@ export interface KubeClientOptions {
   onRequest?: (info: RequestInfo) => void;
   /** Whole-request timeout for ordinary requests; default 30 s. Watch streams use their own stall timer. */
   requestTimeoutMs?: number;
-  /**
-   * Most connections that ordinary requests use at once (default 16); more requests wait for a free one.
-   * Without a bound every concurrent request opens a TLS connection of its own: a burst of writes then
-   * holds dozens of connections, each with its TLS buffers and its request's objects alive long enough
-   * to reach V8's old space (docs/benchmarks.md, 10,000 identities). Watches are not counted.
-   */
-  maxConnections?: number;
 }
-
-const DEFAULT_MAX_CONNECTIONS = 16;
 
 export interface KubeClient {
   /** The API server's base URL (without a trailing slash). */
@@ -157,38 +148,21 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   const basePath = serverUrl.pathname.replace(/\/+$/, "");
   const origin = serverUrl.origin;
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
-  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  let requests: Dispatcher | undefined;
-  let watches: Dispatcher | undefined;
+  let dispatcher: Dispatcher | undefined;
 
-  function makeDispatcher(tls: TlsMaterial, connections: number | undefined): Dispatcher {
+  function dispatcherFor(tls: TlsMaterial): Dispatcher {
+    if (dispatcher) return dispatcher;
     // HTTP/1.1 on purpose: each watch gets its own connection, so a stalled or dropped stream is
     // detected and replaced on its own instead of taking every multiplexed watch down with it.
-    const common = {
-      allowH2: false,
-      keepAliveTimeout: 30_000,
-      headersTimeout: requestTimeoutMs,
-      ...(connections ? { connections } : {}),
-    };
+    const common = { allowH2: false, keepAliveTimeout: 30_000, headersTimeout: requestTimeoutMs };
     if (cluster?.proxyUrl) {
       if (cluster.proxyUrl.startsWith("socks"))
         throw new Error("SOCKS proxies in the kubeconfig are not supported");
-      return new ProxyAgent({ uri: cluster.proxyUrl, requestTls: tls, ...common });
+      dispatcher = new ProxyAgent({ uri: cluster.proxyUrl, requestTls: tls, ...common });
+    } else {
+      dispatcher = new Agent({ connect: tls, ...common });
     }
-    return new Agent({ connect: tls, ...common });
-  }
-
-  /**
-   * Ordinary requests share a bounded pool; watches get connections of their own (each holds one for
-   * minutes, so in the pool they could starve requests). See KubeClientOptions.maxConnections.
-   */
-  function dispatcherFor(tls: TlsMaterial, watch: boolean): Dispatcher {
-    if (watch) {
-      watches ??= makeDispatcher(tls, undefined);
-      return watches;
-    }
-    requests ??= makeDispatcher(tls, maxConnections);
-    return requests;
+    return dispatcher;
   }
 
   async function send(method: KubeMethod, path: string, opts: RequestOptions, watch: boolean) {
@@ -203,7 +177,7 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
         method,
         headers: requestHeaders,
         body: body ?? null,
-        dispatcher: dispatcherFor(tls, watch),
+        dispatcher: dispatcherFor(tls),
         signal: opts.signal ?? null,
         // Watches are idle for long stretches; the informer's stall timer decides when one is dead.
         bodyTimeout: watch ? 0 : requestTimeoutMs,
@@ -254,10 +228,9 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
       return response.body;
     },
     async close() {
-      const open = [requests, watches];
-      requests = undefined;
-      watches = undefined;
-      await Promise.all(open.map((d) => d?.close()));
+      const d = dispatcher;
+      dispatcher = undefined;
+      await d?.close();
     },
   };
 }
