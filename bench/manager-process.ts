@@ -28,8 +28,12 @@ const COLLECTIONS: Record<string, string> = {
   RoleBinding: "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
 };
 
-/** The chart's ServiceAccount and RBAC in the release namespace, and a token for it. */
-async function installChartRbac(cp: ControlPlane): Promise<string> {
+/**
+ * The chart's ServiceAccount and RBAC in the release namespace, and a token for it. The namespaces in
+ * `verifying` bind agentid-token-requester to the manager, as a namespace that verifies does (the chart
+ * binds it nowhere).
+ */
+async function installChartRbac(cp: ControlPlane, verifying: readonly string[]): Promise<string> {
   const kube = createKubeClient(cp.kubeConfig);
   try {
     await kube
@@ -41,6 +45,19 @@ async function installChartRbac(cp: ControlPlane): Promise<string> {
       if (!RBAC_KINDS.includes(object.kind)) continue;
       const path = (COLLECTIONS[object.kind] ?? "").replace("{ns}", object.metadata.namespace ?? "");
       await kube.create(path, object);
+    }
+    for (const namespace of verifying) {
+      await kube.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name: "agentid-token-requester" },
+        roleRef: {
+          apiGroup: "rbac.authorization.k8s.io",
+          kind: "ClusterRole",
+          name: "agentid-token-requester",
+        },
+        subjects: [{ kind: "ServiceAccount", name: "agentid-manager", namespace: RELEASE }],
+      });
     }
     const answer = await kube.create<{ status: { token: string } }>(
       `/api/v1/namespaces/${RELEASE}/serviceaccounts/agentid-manager/token`,
@@ -66,8 +83,9 @@ export async function startManagerProcess(
   args: string[],
   nodeOptions: string,
   nodeFlags: readonly string[],
+  verifying: readonly string[],
 ): Promise<ManagerProcess> {
-  const token = await installChartRbac(cp);
+  const token = await installChartRbac(cp, verifying);
   const url = new URL(cp.server);
   const dir = mkdtempSync(join(tmpdir(), "agentid-bench-sa-"));
   writeFileSync(join(dir, "token"), token);

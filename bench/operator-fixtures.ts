@@ -89,7 +89,9 @@ export async function setUpBlueprints(
       tenantId: TENANT,
       clientId: BULK_BLUEPRINT_APP,
       credential: { managedIdentity: {} },
-      admits: { namespaceSelector: { matchLabels: { [BENCH_LABEL]: "true" } }, agents: { allowed: [AGENT] } },
+      admits: [
+        { namespaceSelector: { matchLabels: { [BENCH_LABEL]: "true" } }, agents: { allowed: [AGENT] } },
+      ],
     },
   });
   await kube.create(BLUEPRINTS, {
@@ -103,7 +105,7 @@ export async function setUpBlueprints(
       clientId: VERIFIED_BLUEPRINT_APP,
       credential: { workloadIdentity: {} },
       federation: { management: "Manual" },
-      admits: { namespaces: [sampleNamespace], agents: { allowed: [AGENT] } },
+      admits: [{ namespaces: [sampleNamespace], agents: { allowed: [AGENT] } }],
     },
   });
   return {

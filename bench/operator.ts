@@ -188,6 +188,8 @@ async function runScenario(cli: string, scenario: Scenario): Promise<boolean> {
     ],
     NODE_OPTIONS,
     NODE_FLAGS,
+    // The verified sample's namespace lets the manager request tokens; the others need not.
+    [sampleNamespace],
   );
   const pid = manager.pid ?? 0;
   try {

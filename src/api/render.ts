@@ -1,4 +1,4 @@
-import { sidecarWideningNotAllowed } from "./admit.ts";
+import { developmentSecretsAllowed, sidecarWideningNotAllowed } from "./admit.ts";
 import { authorityAllowed, authorityHostOf } from "./cloud.ts";
 import { DEFAULT_SIDECAR_PORT, DEFAULT_TOKEN_EXPIRATION_SECONDS, TOKEN_FILE } from "./constants.ts";
 import { agentClientIdOf } from "./ready.ts";
@@ -95,11 +95,13 @@ export function renderSidecarSettings(
     };
   }
   const credential = credentialKind(identity, blueprint);
-  if (credential === "clientSecret" && blueprint.spec.admits?.developmentSecrets !== true) {
+  // Without the namespace: whether any spec.admits rule allows it (the caller asked blueprintAdmitsIdentity
+  // with the namespace first; this only keeps a renderer on its own from widening).
+  if (credential === "clientSecret" && !developmentSecretsAllowed(blueprint)) {
     return {
       ok: false,
       reason: "DevelopmentSecretsNotAllowed",
-      message: `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow development client secrets (spec.admits.developmentSecrets).`,
+      message: `AgentIdentityBlueprint ${blueprint.metadata.name} does not allow development client secrets (no spec.admits rule sets developmentSecrets).`,
     };
   }
   // Checked here too, not only by the operator: the webhook renders from its cache and must never widen

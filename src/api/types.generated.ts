@@ -56,7 +56,7 @@ export interface AgentIdentityBlueprintSpec {
     management?: "Manual" | "Graph";
   };
   /**
-   * How the operator creates agent identities under this blueprint for AgentIdentities with spec.agent.create (only when admits.agents.create is true).
+   * How the operator creates agent identities under this blueprint for AgentIdentities with spec.agent.create (only where an admits rule sets agents.create).
    */
   agentCreation?: {
     /**
@@ -66,9 +66,9 @@ export interface AgentIdentityBlueprintSpec {
     credential?: "Manager" | "Blueprint";
   };
   /**
-   * Who may use this blueprint. A namespace is admitted when its name is in namespaces or its labels match namespaceSelector; with neither set, no namespace is. An admitted namespace may act as the agent identities in agents.allowed and, when agents.create is true, ask the operator to create new ones.
+   * Who may use this blueprint, as a list of rules. A rule admits a namespace when its name is in the rule's namespaces or its labels match the rule's namespaceSelector (with neither, the rule admits none). A namespace is admitted when any rule admits it; it may then act as the union of the agents those rules allow, ask for new agents, use development secrets or widen the sidecar when any of them says so, and hold as many identities of this blueprint as the largest maxIdentities among them allows. One rule per team ties each namespace to its own agents. Empty or absent: no namespace is admitted.
    */
-  admits?: {
+  admits?: Array<{
     /**
      * Label selector over namespaces (only cluster administrators can label namespaces). An empty selector ({}) admits every namespace.
      */
@@ -128,12 +128,16 @@ export interface AgentIdentityBlueprintSpec {
        */
       allowBlueprintToken?: boolean;
       /**
-       * Whether an AgentIdentity may set spec.sidecar.allowFmiPathOverride, so that its pods may name an fmi_path. With it a pod can get an exchange token (T1) for any agent of the blueprint, beyond admits.agents: grant it only to namespaces you trust with every agent.
+       * Whether an AgentIdentity may set spec.sidecar.allowFmiPathOverride, so that its pods may name an fmi_path. With it a pod can get an exchange token (T1) for any agent of the blueprint, beyond agents.allowed: grant it only to namespaces you trust with every agent.
        * Default (applied by the API server): false.
        */
       allowFmiPathOverride?: boolean;
     };
-  };
+    /**
+     * At most this many AgentIdentities of one namespace admitted by this rule may use the blueprint (oldest by creation time, then name, keep theirs; the others are Ready=False, reason NamespaceLimitReached, and get no credential). Each workload identity takes one of the blueprint's federated credentials, of which Entra allows 20 per application, so a cap keeps one namespace from starving the others. Absent: no cap.
+     */
+    maxIdentities?: number;
+  }>;
 }
 
 /**
@@ -209,11 +213,11 @@ export interface AgentIdentitySpec {
    */
   agent: {
     /**
-     * Client id of an existing agent identity of the blueprint, as a GUID. The blueprint must list it in admits.agents.allowed.
+     * Client id of an existing agent identity of the blueprint, as a GUID. The blueprint must list it in admits[].agents.allowed.
      */
     clientId?: string;
     /**
-     * Ask the operator to create a new agent identity under the blueprint through Microsoft Graph (the blueprint must set admits.agents.create). Its client id is recorded in status.agent.clientId.
+     * Ask the operator to create a new agent identity under the blueprint through Microsoft Graph (the blueprint must set admits[].agents.create). Its client id is recorded in status.agent.clientId.
      */
     create?: {
       /**
@@ -305,12 +309,12 @@ export interface AgentIdentitySpec {
      */
     tokenExpirationSeconds?: number;
     /**
-     * Whether the sidecar may hand out tokens of the blueprint itself (a request without an agent). Off by default: the blueprint's token is not this identity's (Sidecar__AllowBlueprintToken). Only where the blueprint's spec.admits.sidecar.allowBlueprintToken is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
+     * Whether the sidecar may hand out tokens of the blueprint itself (a request without an agent). Off by default: the blueprint's token is not this identity's (Sidecar__AllowBlueprintToken). Only where the blueprint's spec.admits[].sidecar.allowBlueprintToken is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
      * Default (applied by the API server): false.
      */
     allowBlueprintToken?: boolean;
     /**
-     * Whether callers may override the FMI path per request (Sidecar__AllowFmiPathOverride). Off by default: the sidecar acts as this identity's agent only. Only where the blueprint's spec.admits.sidecar.allowFmiPathOverride is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
+     * Whether callers may override the FMI path per request (Sidecar__AllowFmiPathOverride). Off by default: the sidecar acts as this identity's agent only. Only where the blueprint's spec.admits[].sidecar.allowFmiPathOverride is true; otherwise the identity is not Ready (reason SidecarWideningNotAllowed).
      * Default (applied by the API server): false.
      */
     allowFmiPathOverride?: boolean;
@@ -341,7 +345,7 @@ export interface AgentIdentitySpec {
     logLevel?: "Trace" | "Debug" | "Information" | "Warning" | "Error" | "Critical" | "None";
   };
   /**
-   * Development only, and only where the blueprint sets admits.developmentSecrets: a client secret of the blueprint, from a Secret in this AgentIdentity's own namespace, used by the sidecar instead of the blueprint's credential. Whoever can read that Secret already holds the credential, so nothing is escalated; a secret can leak, a federated credential cannot.
+   * Development only, and only where the blueprint sets admits[].developmentSecrets: a client secret of the blueprint, from a Secret in this AgentIdentity's own namespace, used by the sidecar instead of the blueprint's credential. Whoever can read that Secret already holds the credential, so nothing is escalated; a secret can leak, a federated credential cannot.
    */
   clientSecretRef?: {
     /**

@@ -25,7 +25,9 @@ export type ConditionStatus = Condition["status"];
 export type Cloud = NonNullable<AgentIdentityBlueprintSpec["cloud"]>;
 export type BlueprintCredential = NonNullable<AgentIdentityBlueprintSpec["credential"]>;
 export type BlueprintAdmits = NonNullable<AgentIdentityBlueprintSpec["admits"]>;
-export type LabelSelector = NonNullable<BlueprintAdmits["namespaceSelector"]>;
+/** One entry of spec.admits: some namespaces and what they may do with the blueprint. */
+export type AdmitRule = BlueprintAdmits[number];
+export type LabelSelector = NonNullable<AdmitRule["namespaceSelector"]>;
 export type FederationMode = NonNullable<NonNullable<AgentIdentityBlueprintSpec["federation"]>["management"]>;
 export type AgentCreationCredential = NonNullable<
   NonNullable<AgentIdentityBlueprintSpec["agentCreation"]>["credential"]

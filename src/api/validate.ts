@@ -183,23 +183,38 @@ export function validateBlueprint(value: unknown): BlueprintValidation {
       problems.push("spec.federation.management Graph needs credential.workloadIdentity");
   }
   const admits = spec.admits;
-  if (admits !== undefined && !isRecord(admits)) problems.push("spec.admits must be an object");
-  if (isRecord(admits)) {
-    const agents = admits.agents;
-    if (isRecord(agents) && agents.allowed !== undefined) {
-      if (!Array.isArray(agents.allowed) || !agents.allowed.every(isGuid))
-        problems.push("spec.admits.agents.allowed must list GUIDs");
-      else if (
-        typeof spec.clientId === "string" &&
-        agents.allowed.some((a) => a.toLowerCase() === (spec.clientId as string).toLowerCase())
+  if (admits !== undefined && !Array.isArray(admits))
+    problems.push("spec.admits must be a list of rules (agentid.io/v1alpha1 changed it from one object)");
+  if (Array.isArray(admits)) {
+    admits.forEach((rule: unknown, i) => {
+      const at = `spec.admits[${i}]`;
+      if (!isRecord(rule)) {
+        problems.push(`${at} must be an object`);
+        return;
+      }
+      const agents = rule.agents;
+      if (isRecord(agents) && agents.allowed !== undefined) {
+        if (!Array.isArray(agents.allowed) || !agents.allowed.every(isGuid))
+          problems.push(`${at}.agents.allowed must list GUIDs`);
+        else if (
+          typeof spec.clientId === "string" &&
+          agents.allowed.some((a) => a.toLowerCase() === (spec.clientId as string).toLowerCase())
+        )
+          problems.push(`${at}.agents.allowed cannot contain the blueprint's own clientId`);
+      }
+      if (
+        rule.namespaces !== undefined &&
+        (!Array.isArray(rule.namespaces) || !rule.namespaces.every((n) => typeof n === "string"))
       )
-        problems.push("spec.admits.agents.allowed cannot contain the blueprint's own clientId");
-    }
-    if (
-      admits.namespaces !== undefined &&
-      (!Array.isArray(admits.namespaces) || !admits.namespaces.every((n) => typeof n === "string"))
-    )
-      problems.push("spec.admits.namespaces must list namespace names");
+        problems.push(`${at}.namespaces must list namespace names`);
+      if (
+        rule.maxIdentities !== undefined &&
+        (typeof rule.maxIdentities !== "number" ||
+          !Number.isInteger(rule.maxIdentities) ||
+          rule.maxIdentities < 0)
+      )
+        problems.push(`${at}.maxIdentities must be a whole number, 0 or more`);
+    });
   }
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, blueprint: value as unknown as AgentIdentityBlueprint };

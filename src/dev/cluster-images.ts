@@ -1,7 +1,19 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { chmod, lstat, mkdir, readFile, realpath, rename, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -327,6 +339,12 @@ export async function buildProjectImages(
       );
       await exportImage(name, archive, cache);
       built = Date.now() - started;
+      await pruneOldImages(
+        cache,
+        target,
+        (oldKey) => buildah(["rmi", `localhost/agentid/${target}:${oldKey}`], cache),
+        progress,
+      );
     }
     const sizeBytes = await imageSize(archive);
     progress(
@@ -335,6 +353,38 @@ export async function buildProjectImages(
     results.push({ target, name, archive, sizeBytes, built });
   }
   return results;
+}
+
+/** How many builds of each image the cache keeps (a few, so that runs of other checkouts beside this one keep theirs). */
+export const IMAGES_KEPT = 3;
+
+/**
+ * Each change to the image's context is a new build (about 270 MB archived for the manager): without pruning the
+ * cache grows by gigabytes a day. Removes all but the newest IMAGES_KEPT archives named `<prefix>-<key>.tar`, with
+ * their tags in buildah's storage (shared layers stay for the next build).
+ */
+export async function pruneOldImages(
+  cache: string,
+  prefix: string,
+  removeImage: (key: string) => Promise<unknown>,
+  progress: (line: string) => void,
+): Promise<string[]> {
+  const pattern = new RegExp(`^${prefix}-([0-9a-f]{16})\\.tar$`);
+  const archives: Array<{ file: string; key: string; mtimeMs: number }> = [];
+  for (const file of await readdir(cache)) {
+    const key = pattern.exec(file)?.[1];
+    if (key)
+      archives.push({ file: join(cache, file), key, mtimeMs: (await stat(join(cache, file))).mtimeMs });
+  }
+  const old = archives.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(IMAGES_KEPT);
+  if (old.length === 0) return [];
+  progress(`removing ${old.length} older ${prefix} image build(s) from ${cache}`);
+  for (const { file, key } of old) {
+    await rm(file, { force: true });
+    // Already gone (removed by hand, another checkout's run) is fine.
+    await removeImage(key).catch(() => undefined);
+  }
+  return old.map(({ key }) => key);
 }
 
 /** Sum of the layer sizes in a docker-archive (each layer is an uncompressed tar inside it). */
@@ -379,5 +429,11 @@ export async function buildImageTrustingCa(
     await rm(caFile, { force: true });
   }
   await exportImage(name, archive, cache);
+  await pruneOldImages(
+    cache,
+    "trusting",
+    (oldKey) => buildah(["rmi", `${image.replace(/:[^:/]+$/, "")}-trusting:${oldKey}`], cache),
+    progress,
+  );
   return { name, archive };
 }

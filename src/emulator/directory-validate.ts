@@ -165,6 +165,8 @@ function checkTenant(t: TenantSpec, at: string, problems: string[]): void {
       problems.push(
         `${p}.inheritDelegatedPermissions: no longer supported; list the resource in the blueprint's inheritablePermissions (as Entra does)`,
       );
+    if (a.tags !== undefined && (!Array.isArray(a.tags) || !a.tags.every((x) => typeof x === "string")))
+      problems.push(`${p}.tags: must be a list of strings`);
     a.displayName ??= `agent ${a.appId}`;
   });
   const userIds = new Set<string>();

@@ -107,6 +107,8 @@ export interface AgentIdentitySpec {
   blueprintAppId: string;
   /** The app that created it through Graph (createdByAppId), when it was created that way. */
   createdByAppId?: string;
+  /** Graph's servicePrincipal `tags`: free strings, e.g. the marker of the controller that created it. */
+  tags?: string[];
 }
 
 export interface UserSpec {

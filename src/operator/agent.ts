@@ -16,6 +16,18 @@ export function agentActor(blueprint: AgentIdentityBlueprint): GraphActor {
     : { as: "Manager" };
 }
 
+/**
+ * The tag that marks an agent the operator created for this AgentIdentity: its uid, which no other object
+ * ever has (a recreated AgentIdentity of the same name gets a new one). Before creating, the operator looks
+ * for an agent with this tag and adopts it, so a crash between Graph's answer and the status write does
+ * not create a second agent.
+ */
+export function agentMarker(identity: AgentIdentity): string {
+  const uid = identity.metadata.uid;
+  if (!uid) throw new Error(`AgentIdentity ${identity.metadata.name} has no uid`);
+  return `agentid.io/agentidentity-uid:${uid}`;
+}
+
 export async function observeAgent(
   identity: AgentIdentity,
   blueprint: AgentIdentityBlueprint,
@@ -42,12 +54,14 @@ export async function observeAgent(
     blueprint.spec.clientId,
     create.displayName,
     agentActor(blueprint),
+    agentMarker(identity),
   );
   if (!outcome.ok)
     return { ...outcome, state: "failed", reason: `AgentCreation${outcome.reason.replace(/^Graph/, "")}` };
   return {
     state: "known",
     status: { clientId: outcome.clientId, objectId: outcome.objectId, created: true },
+    ...(outcome.adopted ? { adopted: true } : {}),
   };
 }
 

@@ -147,6 +147,19 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         .list()
         .filter((i) => i.spec.blueprintRef?.name === blueprint)
         .map(keyOf);
+    /**
+     * Identities of a namespace that use a blueprint with a per-namespace cap (admits[].maxIdentities):
+     * when one of them goes or changes, the next in line may get its place.
+     */
+    const cappedPeersOf = (obj: AgentIdentity) => {
+      const name = obj.spec.blueprintRef?.name;
+      const bp = name ? blueprints.get(undefined, name) : undefined;
+      if (!bp?.spec.admits?.some((rule) => rule.maxIdentities !== undefined)) return [];
+      return identities
+        .list(obj.metadata.namespace)
+        .filter((i) => i.spec.blueprintRef?.name === name)
+        .map(keyOf);
+    };
     identities.onAdd((obj) => {
       enqueue(keyOf(obj));
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
@@ -175,11 +188,17 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
         ])
           enqueue(k);
       }
+      if (
+        old.metadata.generation !== obj.metadata.generation ||
+        Boolean(old.metadata.deletionTimestamp) !== Boolean(obj.metadata.deletionTimestamp)
+      )
+        for (const k of [...cappedPeersOf(old), ...cappedPeersOf(obj)]) enqueue(k);
     });
     identities.onDelete((obj) => {
       ownWrites.delete(keyOf(obj));
       reconcileIdentity.forgetWrite(keyOf(obj));
       for (const k of bindersOf(obj.metadata.namespace, obj.spec.serviceAccountName)) enqueue(k);
+      for (const k of cappedPeersOf(obj)) enqueue(k);
       if (obj.spec.blueprintRef?.name) enqueue(obj.spec.blueprintRef.name);
     });
     /**

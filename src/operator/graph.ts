@@ -44,16 +44,23 @@ export interface GraphFederation {
 /** Who signs in to Graph for a call: the manager's own application, or the blueprint (CreateAsManager). */
 export type GraphActor = { as: "Manager" } | { as: "Blueprint"; clientId: string; authorityHost: string };
 
-export type AgentCreated = { ok: true; clientId: string; objectId: string };
+/** `adopted`: found by its marker tag (created before a crash lost the status write), not created now. */
+export type AgentCreated = { ok: true; clientId: string; objectId: string; adopted: boolean };
 export type AgentRemoved = { ok: true; reason: "AgentDeleted" | "AgentAlreadyGone"; message: string };
 
 export interface GraphAgents {
-  /** POST /beta/servicePrincipals/microsoft.graph.agentIdentity under the blueprint. */
+  /**
+   * Idempotent creation under the blueprint, the way cloud controllers make it: first the agent that
+   * carries `marker` in its tags (GET /beta/servicePrincipals/microsoft.graph.agentIdentity with
+   * $filter=tags/any(t:t eq '<marker>')) is looked up and adopted; only when there is none is one created
+   * (POST, with the marker in its tags).
+   */
   create(
     tenantId: string,
     blueprintClientId: string,
     displayName: string,
     actor: GraphActor,
+    marker: string,
   ): Promise<AgentCreated | GraphFailure>;
   /** DELETE /beta/servicePrincipals/{objectId}; absent is fine. */
   remove(tenantId: string, objectId: string, actor: GraphActor): Promise<AgentRemoved | GraphFailure>;
@@ -80,6 +87,12 @@ interface GraphCredential {
   issuer: string;
   subject: string;
   audiences: string[];
+}
+
+interface AgentEntity {
+  id?: unknown;
+  appId?: unknown;
+  agentIdentityBlueprintId?: unknown;
 }
 
 class GraphCallError extends Error {
@@ -122,7 +135,7 @@ function failure(error: unknown, permissionHint: string): GraphFailure {
 const FIC_HINT =
   "The manager's application needs Application.ReadWrite.OwnedBy and to be an owner of the blueprint (or AgentIdentityBlueprint.AddRemoveCreds.All).";
 const AGENT_HINT =
-  "Agent identities are created with AgentIdentity.Create.All and deleted with AgentIdentity.DeleteRestore.All (the manager's application), or both with the blueprint's own AgentIdentity.CreateAsManager (agentCreation.credential Blueprint).";
+  "Agent identities are looked up with AgentIdentity.Read.All, created with AgentIdentity.Create.All and deleted with AgentIdentity.DeleteRestore.All (the manager's application), or all three with the blueprint's own AgentIdentity.CreateAsManager (agentCreation.credential Blueprint).";
 
 export function createGraphClient(options: GraphOptions): {
   federation: GraphFederation;
@@ -283,18 +296,37 @@ export function createGraphClient(options: GraphOptions): {
   };
 
   const agents: GraphAgents = {
-    async create(tenantId, blueprintClientId, displayName, actor) {
+    async create(tenantId, blueprintClientId, displayName, actor, marker) {
       try {
-        const created = await call<{ id?: unknown; appId?: unknown }>(
+        // OData string literal: a quote is doubled.
+        const filter = `tags/any(t:t eq '${marker.replaceAll("'", "''")}')`;
+        const found = await call<{ value?: AgentEntity[] }>(
+          tenantId,
+          "GET",
+          `/servicePrincipals/microsoft.graph.agentIdentity?$filter=${encodeURIComponent(filter)}`,
+          undefined,
+          actor,
+        );
+        const mine = (found?.value ?? []).find(
+          (a) =>
+            typeof a.agentIdentityBlueprintId === "string" &&
+            a.agentIdentityBlueprintId.toLowerCase() === blueprintClientId.toLowerCase(),
+        );
+        if (mine) {
+          if (typeof mine.appId !== "string" || typeof mine.id !== "string")
+            throw new GraphCallError(502, "BadResponse", "Graph's answer has no appId or id");
+          return { ok: true, clientId: mine.appId, objectId: mine.id, adopted: true };
+        }
+        const created = await call<AgentEntity>(
           tenantId,
           "POST",
           "/servicePrincipals/microsoft.graph.agentIdentity",
-          { displayName, agentIdentityBlueprintId: blueprintClientId },
+          { displayName, agentIdentityBlueprintId: blueprintClientId, tags: [marker] },
           actor,
         );
         if (typeof created?.appId !== "string" || typeof created.id !== "string")
           throw new GraphCallError(502, "BadResponse", "Graph's answer has no appId or id");
-        return { ok: true, clientId: created.appId, objectId: created.id };
+        return { ok: true, clientId: created.appId, objectId: created.id, adopted: false };
       } catch (error) {
         return failure(error, AGENT_HINT);
       }

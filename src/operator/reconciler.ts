@@ -1,4 +1,4 @@
-import { blueprintAdmitsIdentity } from "../api/admit.ts";
+import { blueprintAdmitsIdentity, namespaceLimitReached } from "../api/admit.ts";
 import { authorityAllowed } from "../api/cloud.ts";
 import { API_VERSION, FINALIZER, PLURAL } from "../api/constants.ts";
 import { serviceAccountHolder } from "../api/select.ts";
@@ -84,7 +84,8 @@ export function identityPath(namespace: string, name?: string): string {
 /**
  * Whether the identity may use its blueprint, from the caches only (no request): the blueprint exists, is
  * valid and usable by this manager (a Custom authority host must be allow-listed), admits the namespace
- * and the agent, and the identity holds its ServiceAccount. Pure given its inputs.
+ * and the agent, the identity holds its ServiceAccount, and it is within the namespace's cap
+ * (admits[].maxIdentities). Pure given its inputs.
  */
 export function refusal(
   identity: AgentIdentity,
@@ -110,11 +111,11 @@ export function refusal(
       reason: "AuthorityHostNotAllowed",
       message: `AgentIdentityBlueprint ${ref} names authority host ${blueprint.spec.authorityHost ?? ""}, which the manager's --allowed-authority-hosts does not list.`,
     };
-  const admission = blueprintAdmitsIdentity(
-    blueprint,
-    { name: identity.metadata.namespace, ...(namespaceLabels ? { labels: namespaceLabels } : {}) },
-    identity,
-  );
+  const namespace = {
+    name: identity.metadata.namespace,
+    ...(namespaceLabels ? { labels: namespaceLabels } : {}),
+  };
+  const admission = blueprintAdmitsIdentity(blueprint, namespace, identity);
   if (!admission.allowed) return { reason: admission.reason, message: admission.message };
   const holder = serviceAccountHolder(
     sameNamespace,
@@ -126,7 +127,8 @@ export function refusal(
       reason: "ServiceAccountTaken",
       message: `ServiceAccount ${identity.spec.serviceAccountName} is held by the older AgentIdentity ${holder.metadata.name}; a ServiceAccount carries one identity. Choose another serviceAccountName.`,
     };
-  return undefined;
+  // Last: only identities that pass everything above count towards the namespace's cap.
+  return namespaceLimitReached(blueprint, namespace, identity, sameNamespace);
 }
 
 /** Whether anything in Entra is written for this identity, so that a finalizer must guard its deletion. */
@@ -474,8 +476,15 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       (saReady ? await observeAgent(identity, blueprint, deps.graph?.agents) : { state: "skipped" });
     if (obs.agent.state === "failed" && !obs.agent.retry) permanent.set(key, { at, agent: obs.agent });
     if (obs.agent.state === "known" && obs.agent.status.created && !identity.status?.agent?.created) {
-      // Record a new agent at once: a crash before this write would create a second one.
+      // Record a new agent at once (a crash before this write is covered by the marker tag's lookup).
       identity = await writeStatus(identity, obs);
+      if (obs.agent.adopted)
+        await deps.events.emit({
+          ...ref(identity),
+          type: "Normal",
+          reason: "AgentAdopted",
+          message: `Agent identity ${obs.agent.status.clientId} carries this AgentIdentity's marker tag (created before the manager could record it): adopted, not created again.`,
+        });
     }
 
     let fresh = false;

@@ -33,7 +33,8 @@ export interface Observations {
     | { state: "problem"; reason: string; message: string };
   agent:
     | { state: "skipped" }
-    | { state: "known"; status: AgentStatus }
+    /** `adopted`: an agent this identity's marker tag found in Entra (created before a crash), just now. */
+    | { state: "known"; status: AgentStatus; adopted?: boolean }
     | { state: "pending"; message: string }
     | { state: "failed"; reason: string; message: string; retry: boolean };
   federation:
@@ -63,7 +64,9 @@ export interface Observations {
     | { state: "unchanged" }
     | { state: "verified"; fingerprint: string }
     | { state: "failed"; fingerprint: string; failure: VerificationFailure }
-    | { state: "unreachable"; fingerprint: string; message: string };
+    | { state: "unreachable"; fingerprint: string; message: string }
+    /** The manager may not request a token in this namespace (no agentid-token-requester RoleBinding). */
+    | { state: "tokenForbidden"; fingerprint: string; message: string };
 }
 
 /** The starting point of a reconcile: nothing checked yet, verification waiting. */
@@ -112,12 +115,17 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
       return d("False", v.failure.reason, v.failure.message);
     case "unreachable":
       return d("Unknown", "EntraUnreachable", v.message);
+    case "tokenForbidden":
+      return d("Unknown", TOKEN_REQUEST_FORBIDDEN, v.message);
     case "unchanged": {
       const old = findCondition(identity.status?.conditions, CONDITION_VERIFIED);
       return old ? d(old.status, old.reason, old.message) : d("Unknown", "Pending", "Not verified yet.");
     }
   }
 }
+
+/** Verified's and Ready's reason when the namespace has not bound agentid-token-requester to the manager. */
+export const TOKEN_REQUEST_FORBIDDEN = "TokenRequestForbidden";
 
 /** FederationConfigured reasons of a revocation; they stay while the identity remains refused. */
 export const REVOCATION_REASONS: ReadonlySet<string> = new Set([
@@ -205,6 +213,10 @@ function readyDecision(
   if (verified.status === "False") return d("False", "VerificationFailed", verified.message);
   if (obs.serviceAccount.state !== "ready" || obs.agent.state !== "known")
     return d("Unknown", "Pending", "Not checked yet.");
+  // Verification is on but this namespace does not let the manager request a token: say what to bind,
+  // even where the operator wrote the credential (the cluster admin asked for proof, and gets none).
+  if (verified.reason === TOKEN_REQUEST_FORBIDDEN)
+    return d("Unknown", TOKEN_REQUEST_FORBIDDEN, verified.message);
   const proven = verified.status === "True";
   switch (obs.credential) {
     case "managedIdentity":
@@ -274,7 +286,12 @@ export function desiredStatus(identity: AgentIdentity, obs: Observations, now: D
   else if (f.state === "skipped" && identity.status?.federatedCredential)
     status.federatedCredential = identity.status.federatedCredential;
   const v = obs.verification;
-  if (v.state === "verified" || v.state === "failed" || v.state === "unreachable") {
+  if (
+    v.state === "verified" ||
+    v.state === "failed" ||
+    v.state === "unreachable" ||
+    v.state === "tokenForbidden"
+  ) {
     status.lastVerification = {
       time: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
       fingerprint: v.fingerprint,

@@ -7,7 +7,7 @@ import {
   TOKEN_AUDIENCE,
 } from "../api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
-import type { KubeClient } from "../kube/client.ts";
+import { isApiError, type KubeClient } from "../kube/client.ts";
 import { scrubTokens } from "../lib/log.ts";
 import {
   classifyEntraError,
@@ -28,7 +28,32 @@ import {
 export type VerificationResult =
   | { state: "verified" }
   | { state: "failed"; failure: VerificationFailure }
-  | { state: "unreachable"; message: string };
+  | { state: "unreachable"; message: string }
+  /**
+   * The API server refused the TokenRequest (403): the namespace has not bound agentid-token-requester to
+   * the manager. Nothing was sent to Entra; retried after the verification policy's retryMs or a spec change.
+   */
+  | { state: "tokenForbidden"; message: string };
+
+/** The role a namespace binds to the manager to let it verify (charts/agentid/templates/rbac.yaml). */
+export const TOKEN_REQUESTER_ROLE = "agentid-token-requester";
+
+/**
+ * The message for a refused TokenRequest, with the RoleBinding to create. The manager's own ServiceAccount
+ * is read from the API server's refusal ('User "system:serviceaccount:<ns>:<name>" cannot create ...');
+ * when it is not there (the manager runs as a user), the command names a placeholder.
+ */
+export function tokenForbiddenMessage(namespace: string, serviceAccount: string, refusal: string): string {
+  const user = /User "system:serviceaccount:([^:"\s]+):([^:"\s]+)"/.exec(refusal);
+  const subject = user ? `${user[1]}:${user[2]}` : "<manager-namespace>:agentid-manager";
+  return (
+    `The API server refused the manager a TokenRequest for ServiceAccount ${serviceAccount} (403), so the ` +
+    `federated credential cannot be verified. A namespace that verifies a workload-identity blueprint binds ` +
+    `the ClusterRole ${TOKEN_REQUESTER_ROLE} to the manager: kubectl create rolebinding ${TOKEN_REQUESTER_ROLE} ` +
+    `--clusterrole ${TOKEN_REQUESTER_ROLE} --serviceaccount ${subject} -n ${namespace}. ` +
+    `Retried after the manager's --verify-retry or when the AgentIdentity changes.`
+  );
+}
 
 export type BlueprintCredentialInput =
   | { kind: "serviceAccountToken"; serviceAccount: { name: string; labels?: Record<string, string> } }
@@ -101,7 +126,8 @@ function redactResult(result: VerificationResult, values: readonly string[]): Ve
       ...result,
       failure: { ...result.failure, message: redactValues(result.failure.message, values) },
     };
-  if (result.state === "unreachable") return { ...result, message: redactValues(result.message, values) };
+  if (result.state === "unreachable" || result.state === "tokenForbidden")
+    return { ...result, message: redactValues(result.message, values) };
   return result;
 }
 
@@ -135,12 +161,26 @@ export function createVerifier(options: VerifierOptions): Verifier {
         throw new Error(
           `ServiceAccount ${credential.serviceAccount.name} is not labelled for AgentIdentity ${identity.metadata.name}; no token is minted for it`,
         );
-      const token = await requestServiceAccountToken(
-        options.kube,
-        identity.metadata.namespace,
-        identity.spec.serviceAccountName,
-        lifetime,
-      );
+      let token: string;
+      try {
+        token = await requestServiceAccountToken(
+          options.kube,
+          identity.metadata.namespace,
+          identity.spec.serviceAccountName,
+          lifetime,
+        );
+      } catch (error) {
+        // Not bound in this namespace: a condition that says what to bind, not a retry storm.
+        if (!isApiError(error, 403)) throw error;
+        return {
+          state: "tokenForbidden",
+          message: tokenForbiddenMessage(
+            identity.metadata.namespace,
+            identity.spec.serviceAccountName,
+            error.message,
+          ),
+        };
+      }
       sensitive.push(token);
       form.set("client_assertion_type", CLIENT_ASSERTION_TYPE);
       form.set("client_assertion", token);

@@ -57,7 +57,7 @@ describe("blueprintAdmits", () => {
 
   it("admits a namespace by selector", () => {
     const bp = blueprint({
-      admits: { namespaceSelector: { matchLabels: { team: "research" } }, agents: { allowed: [AGENT] } },
+      admits: [{ namespaceSelector: { matchLabels: { team: "research" } }, agents: { allowed: [AGENT] } }],
     });
     expect(blueprintAdmits(bp, ns, AGENT)).toEqual({ allowed: true });
     expect(blueprintAdmits(bp, { name: "ns", labels: { team: "other" } }, AGENT)).toMatchObject({
@@ -67,12 +67,12 @@ describe("blueprintAdmits", () => {
   });
 
   it("admits no namespace when the blueprint names none", () => {
-    expect(blueprintAdmits(blueprint({ admits: { agents: { allowed: [AGENT] } } }), ns, AGENT)).toMatchObject(
-      {
-        allowed: false,
-        reason: "NamespaceNotAdmitted",
-      },
-    );
+    expect(
+      blueprintAdmits(blueprint({ admits: [{ agents: { allowed: [AGENT] } }] }), ns, AGENT),
+    ).toMatchObject({
+      allowed: false,
+      reason: "NamespaceNotAdmitted",
+    });
     expect(blueprintAdmits(blueprint({ admits: undefined }), ns, AGENT)).toMatchObject({ allowed: false });
   });
 
@@ -87,7 +87,7 @@ describe("blueprintAdmits", () => {
       allowed: false,
       reason: "AgentCreationNotAllowed",
     });
-    const bp = blueprint({ admits: { namespaces: ["ns"], agents: { create: true } } });
+    const bp = blueprint({ admits: [{ namespaces: ["ns"], agents: { create: true } }] });
     expect(blueprintAdmits(bp, ns, undefined)).toEqual({ allowed: true });
     // Creation does not open the allow-list.
     expect(blueprintAdmits(bp, ns, AGENT)).toMatchObject({ allowed: false, reason: "AgentNotAllowed" });
@@ -109,7 +109,7 @@ describe("blueprintAdmitsIdentity", () => {
       reason: "DevelopmentSecretsNotAllowed",
     });
     const bp = blueprint({
-      admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true },
+      admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
     expect(blueprintAdmitsIdentity(bp, ns, withSecret)).toEqual({ allowed: true });
   });
@@ -123,17 +123,19 @@ describe("blueprintAdmitsIdentity", () => {
     );
     // Allowing one widening does not allow the other.
     const tokenOnly = blueprint({
-      admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, sidecar: { allowBlueprintToken: true } },
+      admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] }, sidecar: { allowBlueprintToken: true } }],
     });
     const stillRefused = blueprintAdmitsIdentity(tokenOnly, ns, widened);
     expect(stillRefused).toMatchObject({ allowed: false, reason: "SidecarWideningNotAllowed" });
     expect(stillRefused.allowed === false && stillRefused.message).not.toMatch(/allowBlueprintToken/);
     const both = blueprint({
-      admits: {
-        namespaces: ["ns"],
-        agents: { allowed: [AGENT] },
-        sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
-      },
+      admits: [
+        {
+          namespaces: ["ns"],
+          agents: { allowed: [AGENT] },
+          sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
+        },
+      ],
     });
     expect(blueprintAdmitsIdentity(both, ns, widened)).toEqual({ allowed: true });
   });

@@ -32,6 +32,23 @@ describe("examples/", () => {
     }
   });
 
+  it("tie each team's namespace to its own agents", () => {
+    const named = identities.find((i) => i.spec.agent.clientId);
+    if (!named) throw new Error("no identity with a named agent");
+    expect(blueprintAdmitsIdentity(blueprint, { name: "support-bots" }, named)).toMatchObject({
+      allowed: false,
+      reason: "AgentNotAllowed",
+    });
+    const support = {
+      ...named,
+      spec: { ...named.spec, agent: { clientId: "2b9d4e61-7a0c-4f3e-9d85-6c1e0f4a7b32" } },
+    };
+    expect(blueprintAdmitsIdentity(blueprint, { name: "support-bots" }, support)).toEqual({ allowed: true });
+    expect(blueprintAdmitsIdentity(blueprint, labelled, support)).toMatchObject({
+      reason: "AgentNotAllowed",
+    });
+  });
+
   it("render the named agent's sidecar once the manager allows the emulator's host", () => {
     const named = identities.find((i) => i.spec.agent.clientId);
     if (!named) throw new Error("no identity with a named agent");

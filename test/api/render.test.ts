@@ -42,7 +42,7 @@ describe("renderSidecarSettings", () => {
     {
       name: "a development secret comes from the identity's Secret by reference, never by value",
       spec: { clientSecretRef: { name: "bp", key: "secret" } },
-      bp: { admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true } },
+      bp: { admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true }] },
       expected: {
         AzureAd__ClientCredentials__0__SourceType: "ClientSecret",
         AzureAd__ClientCredentials__0__ClientSecret: { secretKeyRef: { name: "bp", key: "secret" } },
@@ -65,11 +65,13 @@ describe("renderSidecarSettings", () => {
     {
       name: "the two widening flags only when the identity asks and the blueprint allows, a custom port, overrides and log level",
       bp: {
-        admits: {
-          namespaces: ["ns"],
-          agents: { allowed: [AGENT] },
-          sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
-        },
+        admits: [
+          {
+            namespaces: ["ns"],
+            agents: { allowed: [AGENT] },
+            sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true },
+          },
+        ],
       },
       spec: {
         sidecar: {
@@ -208,7 +210,9 @@ describe("renderSidecarSettings", () => {
     const dev = ok(
       renderSidecarSettings(
         identity({ clientSecretRef: { name: "s", key: "k" } }),
-        blueprint({ admits: { namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true } }),
+        blueprint({
+          admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] }, developmentSecrets: true }],
+        }),
       ),
     );
     expect(dev).toMatchObject({

@@ -104,7 +104,7 @@ describe("validateBlueprint", () => {
     ],
     [
       "its own client id as an agent",
-      withBp({ admits: { agents: { allowed: [BLUEPRINT] } } }),
+      withBp({ admits: [{ agents: { allowed: [BLUEPRINT] } }] }),
       "own clientId",
     ],
   ])("refuses %s", (_name, value, problem) => {

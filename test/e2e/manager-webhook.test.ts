@@ -153,6 +153,18 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
   it("injects the sidecar into a labelled pod, and the injected sidecar gets the app an agent token", async () => {
     if (!target || !client) return;
     const ns = target.agentNamespace;
+    // This namespace verifies its workload identity: it lets the manager request the ServiceAccount's token.
+    await client.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "agentid-token-requester" },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "agentid-token-requester",
+      },
+      subjects: [{ kind: "ServiceAccount", name: "agentid-manager", namespace: NS }],
+    });
     await client.create("/apis/agentid.io/v1alpha1/agentidentityblueprints", {
       apiVersion: "agentid.io/v1alpha1",
       kind: "AgentIdentityBlueprint",
@@ -164,7 +176,7 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
         clientId: target.emulator.blueprintAppId,
         credential: { workloadIdentity: {} },
         federation: { management: "Manual" },
-        admits: { namespaces: [ns], agents: { allowed: [target.emulator.agentAppId] } },
+        admits: [{ namespaces: [ns], agents: { allowed: [target.emulator.agentAppId] } }],
       },
     });
     await client.create(`/apis/agentid.io/v1alpha1/namespaces/${ns}/agentidentities`, {

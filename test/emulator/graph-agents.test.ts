@@ -15,6 +15,7 @@ const NOT_OWNED = "22bb33cc-44dd-45ee-86ff-77aa88bb99cc";
 const OWNER = "33cc44dd-55ee-46ff-87aa-88bb99cc00dd";
 const CREATOR = "44dd55ee-66ff-47aa-88bb-99cc00dd11ee";
 const NOBODY = "55ee66ff-77aa-48bb-89cc-00dd11ee22ff";
+const READER = "66ff77aa-88bb-49cc-8add-11ee22ff33aa";
 const GRAPH = "https://graph.microsoft.com";
 const SECRET = "secret-for-tests-only";
 
@@ -46,6 +47,7 @@ beforeAll(async () => {
             app(OWNER),
             app(CREATOR),
             app(NOBODY),
+            app(READER),
           ],
           resources: [
             {
@@ -57,6 +59,7 @@ beforeAll(async () => {
                 "AgentIdentity.Create.All",
                 "AgentIdentity.DeleteRestore.All",
                 "AgentIdentity.CreateAsManager",
+                "AgentIdentity.Read.All",
                 "Application.Read.All",
               ],
             },
@@ -66,6 +69,7 @@ beforeAll(async () => {
             grant(CREATOR, ["AgentIdentity.Create.All", "AgentIdentity.DeleteRestore.All"]),
             grant(OWNED, ["AgentIdentity.CreateAsManager"]),
             grant(NOBODY, ["Application.Read.All"]),
+            grant(READER, ["AgentIdentity.Read.All"]),
           ],
         },
       ],
@@ -195,6 +199,66 @@ describe("agent identities", () => {
       agentIdentityBlueprintId: OWNER,
     });
     expect(notBlueprint.status).toBe(400);
+  });
+
+  it("lists agents by a tag with Graph's lambda filter, and refuses other filters with Graph's errors", async () => {
+    const marker = `agentid.io/agentidentity-uid:${crypto.randomUUID()}`;
+    const tagged = await graph("POST", create, CREATOR, {
+      displayName: "Tagged",
+      agentIdentityBlueprintId: NOT_OWNED,
+      tags: [marker],
+    });
+    expect(tagged.status).toBe(201);
+    expect(tagged.json).toMatchObject({ tags: [marker] });
+    await graph("POST", create, CREATOR, { displayName: "Untagged", agentIdentityBlueprintId: NOT_OWNED });
+    const byTag = (tag: string) =>
+      `${create}?$filter=${encodeURIComponent(`tags/any(t:t eq '${tag.replaceAll("'", "''")}')`)}`;
+    const found = await graph("GET", byTag(marker), READER);
+    expect(found.status).toBe(200);
+    expect((found.json.value as Array<{ id: string }>).map((a) => a.id)).toEqual([tagged.json.id]);
+    // Graph compares the value case-insensitively; another value finds nothing.
+    expect((await graph("GET", byTag(marker.toUpperCase()), READER)).json.value).toHaveLength(1);
+    expect((await graph("GET", byTag(`${marker}x`), READER)).json.value).toEqual([]);
+    // Without a filter: every agent the caller may read.
+    expect((await graph("GET", create, READER)).json.value).toEqual(
+      expect.arrayContaining([expect.objectContaining({ id: tagged.json.id })]),
+    );
+
+    // Only AgentIdentity.Read.All (or more) lists every agent; CreateAsManager its own blueprints' only.
+    expect((await graph("GET", byTag(marker), CREATOR)).status).toBe(403);
+    expect((await graph("GET", byTag(marker), OWNER)).json).toMatchObject({
+      error: { code: "Authorization_RequestDenied" },
+    });
+    const asBlueprint = await graph("GET", byTag(marker), OWNED);
+    expect(asBlueprint.status).toBe(200);
+    expect(asBlueprint.json.value).toEqual([]);
+
+    const other = await graph(
+      "GET",
+      `${create}?$filter=${encodeURIComponent("displayName eq 'Tagged'")}`,
+      READER,
+    );
+    expect(other.status).toBe(400);
+    expect(other.json).toMatchObject({
+      error: {
+        code: "Request_UnsupportedQuery",
+        message:
+          "Unsupported or invalid query filter clause specified for property 'displayName' of resource 'ServicePrincipal'.",
+      },
+    });
+    const broken = await graph(
+      "GET",
+      `${create}?$filter=${encodeURIComponent("tags/any(t:t eq 'x'")}`,
+      READER,
+    );
+    expect(broken.status).toBe(400);
+    expect(broken.json).toMatchObject({ error: { code: "BadRequest" } });
+    const badTags = await graph("POST", create, CREATOR, {
+      displayName: "x",
+      agentIdentityBlueprintId: NOT_OWNED,
+      tags: "not-a-list",
+    });
+    expect(badTags.status).toBe(400);
   });
 
   it("counts every emulated request, and only those", async () => {

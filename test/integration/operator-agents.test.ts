@@ -70,7 +70,7 @@ const creatingBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
   createBlueprint(kube, cp.namespace, {
     ...onEmulator(emu),
     federation: { management: "Graph" },
-    admits: { namespaces: [cp.namespace], agents: { create: true } },
+    admits: [{ namespaces: [cp.namespace], agents: { create: true } }],
     ...spec,
   });
 
@@ -132,6 +132,62 @@ describe("agent identities the operator creates", () => {
     expect((await blueprintCredentials(emu)).map((c) => c.subject)).not.toContain(
       `system:serviceaccount:${cp.namespace}:made`,
     );
+  });
+
+  it("adopts the agent a crashed manager created but never recorded, instead of creating a second one", async () => {
+    await creatingBlueprint();
+    // The AgentIdentity exists while no manager runs: its uid is what the marker is derived from.
+    const identity = await createIdentity(kube, cp.namespace, "crashed", {
+      agent: { create: { displayName: "Crashed" } },
+    });
+    const uid = identity.metadata.uid ?? "";
+    expect(uid).not.toBe("");
+    // What a manager that died between Graph's answer and the status write left behind: an agent under
+    // the blueprint, created by the operator's app, tagged with the marker; status records nothing.
+    const orphan = "0a0b0c0d-1111-4222-8333-abcdefabcdef";
+    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
+      appId: orphan,
+      displayName: "Crashed",
+      blueprintAppId: BLUEPRINT,
+      createdByAppId: OPERATOR_APP,
+      tags: [`agentid.io/agentidentity-uid:${uid}`],
+    });
+    // A marker of another AgentIdentity (another uid) is not this one's.
+    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
+      appId: "0a0b0c0d-2222-4222-8333-abcdefabcdef",
+      displayName: "Someone else's",
+      blueprintAppId: BLUEPRINT,
+      tags: ["agentid.io/agentidentity-uid:00000000-0000-4000-8000-000000000000"],
+    });
+    const before = (await agentsOf(emu)).length;
+    expect((await read("crashed"))?.status?.agent).toBeUndefined();
+
+    running = await startTestManager(cp, emu, cp.namespace, logs);
+    const done = await until("crashed", ready, "Ready");
+    expect(done.status?.agent).toMatchObject({ clientId: orphan, objectId: orphan, created: true });
+    expect(await agentsOf(emu)).toHaveLength(before);
+    expect((await eventsFor(kube, cp.namespace, "crashed")).map((e) => e.reason)).toContain("AgentAdopted");
+
+    // It is the identity's own agent now: deleting the identity deletes it.
+    await kube.delete(identityPath(cp.namespace, "crashed"));
+    await expect.poll(() => read("crashed")).toBeUndefined();
+    expect((await agentsOf(emu)).find((a) => a.appId === orphan)).toBeUndefined();
+  });
+
+  it("marks the agents it creates with the AgentIdentity's uid", async () => {
+    await creatingBlueprint();
+    running = await startTestManager(cp, emu, cp.namespace, logs);
+    const identity = await createIdentity(kube, cp.namespace, "marked", {
+      agent: { create: { displayName: "Marked" } },
+    });
+    const done = await until("marked", (i) => Boolean(i?.status?.agent?.created), "an agent recorded");
+    const directory = await emulatorAdmin<{
+      tenants: Array<{ id: string; agentIdentities?: Array<{ appId: string; tags?: string[] }> }>;
+    }>(emu, "GET", "/_emulator/directory");
+    const stored = directory.tenants
+      .find((t) => t.id === TENANT)
+      ?.agentIdentities?.find((a) => a.appId === done.status?.agent?.clientId);
+    expect(stored?.tags).toEqual([`agentid.io/agentidentity-uid:${identity.metadata.uid}`]);
   });
 
   it("keeps the agent in Entra with deletionPolicy Retain", async () => {

@@ -122,7 +122,7 @@ describe("attacks by a namespace user", () => {
     });
     await graphBlueprint();
     await expect(
-      alice.patch(blueprintPath(cp.namespace), "merge", { spec: { admits: { namespaces: ["anything"] } } }),
+      alice.patch(blueprintPath(cp.namespace), "merge", { spec: { admits: [{ namespaces: ["anything"] }] } }),
     ).rejects.toMatchObject({ status: 403 });
     await expect(alice.delete(blueprintPath(cp.namespace))).rejects.toMatchObject({ status: 403 });
     await manager({ verify: false });
@@ -137,7 +137,7 @@ describe("attacks by a namespace user", () => {
   });
 
   it("a blueprint that does not admit the namespace: NamespaceNotAdmitted, no ServiceAccount, no outbound call", async () => {
-    await graphBlueprint({ admits: { namespaces: ["someone-else"], agents: { allowed: [AGENT] } } });
+    await graphBlueprint({ admits: [{ namespaces: ["someone-else"], agents: { allowed: [AGENT] } }] });
     const alice = await namespaceUser(cp.namespace);
     const m = await manager();
     const before = await emulatorRequests(emu);
@@ -280,7 +280,7 @@ describe("attacks by a namespace user", () => {
     const before = await emulatorRequests(emu);
     await attempt(alice, "unlocked", { sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true } });
     const refused = await until("unlocked", "SidecarWideningNotAllowed");
-    expect(condition(refused, "Ready")?.message).toContain("spec.admits.sidecar");
+    expect(condition(refused, "Ready")?.message).toContain("spec.admits rules' sidecar");
     expect(await emulatorRequests(emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });

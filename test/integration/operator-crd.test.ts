@@ -47,7 +47,7 @@ describe("the AgentIdentityBlueprint CRD on a real API server", () => {
     expect(created.spec).toMatchObject({
       cloud: "AzurePublic",
       credential: { workloadIdentity: {} },
-      admits: { agents: { allowed: [AGENT], create: false }, developmentSecrets: false },
+      admits: [{ agents: { allowed: [AGENT], create: false }, developmentSecrets: false }],
     });
   });
 
@@ -58,11 +58,13 @@ describe("the AgentIdentityBlueprint CRD on a real API server", () => {
       credential: { workloadIdentity: { issuer: "https://issuer.example/" } },
       federation: { management: "Graph" },
       agentCreation: { credential: "Blueprint" },
-      admits: {
-        namespaceSelector: { matchExpressions: [{ key: "team", operator: "In", values: ["a", "b"] }] },
-        agents: { create: true },
-        developmentSecrets: true,
-      },
+      admits: [
+        {
+          namespaceSelector: { matchExpressions: [{ key: "team", operator: "In", values: ["a", "b"] }] },
+          agents: { create: true },
+          developmentSecrets: true,
+        },
+      ],
     });
     expect(created.spec.agentCreation?.credential).toBe("Blueprint");
   });
@@ -93,12 +95,28 @@ describe("the AgentIdentityBlueprint CRD on a real API server", () => {
     ],
     [
       "its own client id as an allowed agent",
-      { admits: { agents: { allowed: [BLUEPRINT] } } },
+      { admits: [{ agents: { allowed: [BLUEPRINT] } }] },
       "cannot contain the blueprint's own clientId",
     ],
     [
+      "its own client id as an allowed agent in a later rule",
+      {
+        admits: [
+          { namespaces: ["a"], agents: { allowed: [AGENT] } },
+          { namespaces: ["b"], agents: { allowed: [BLUEPRINT.toUpperCase()] } },
+        ],
+      },
+      "cannot contain the blueprint's own clientId",
+    ],
+    [
+      "admits as one object (the shape before admits became a list of rules)",
+      { admits: { namespaces: ["a"] } as unknown as [] },
+      "spec.admits: Invalid value",
+    ],
+    ["a negative maxIdentities", { admits: [{ namespaces: ["a"], maxIdentities: -1 }] }, "maxIdentities"],
+    [
       "In without values",
-      { admits: { namespaceSelector: { matchExpressions: [{ key: "t", operator: "In" }] } } },
+      { admits: [{ namespaceSelector: { matchExpressions: [{ key: "t", operator: "In" }] } }] },
       "In and NotIn need values",
     ],
   ])("refuses %s with a readable message", async (_name, spec, message) => {

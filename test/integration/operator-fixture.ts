@@ -18,9 +18,13 @@ export const BLUEPRINT_SECRET = "blueprint-secret-for-tests-only";
 export const FULL_BLUEPRINT = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 /** A blueprint the operator's application does not own: Application.ReadWrite.OwnedBy does not reach it. */
 export const FOREIGN_BLUEPRINT = "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a";
-/** The operator's Graph permissions: owner-scoped credential management, agent creation and deletion. */
+/**
+ * The operator's Graph permissions: owner-scoped credential management, agent lookup (by its marker tag,
+ * before creating), creation and deletion.
+ */
 export const OPERATOR_ROLES = [
   "Application.ReadWrite.OwnedBy",
+  "AgentIdentity.Read.All",
   "AgentIdentity.Create.All",
   "AgentIdentity.DeleteRestore.All",
 ];

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
@@ -53,35 +53,36 @@ describe("agentid manager process", () => {
       stderr += c;
     });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    try {
-      const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/agentid-manager`;
-      const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
-      await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
-      const holder = await holderOf();
-      // The identity's blueprint (named after the namespace), on a managed identity: Ready without Entra.
-      await createBlueprint(kube, ns, { credential: { managedIdentity: {} } });
-      await createIdentity(kube, ns, "proc");
-      await expect
-        .poll(
-          async () =>
-            condition(await kube.getOptional<AgentIdentity>(identityPath(ns, "proc")), "Ready")?.status,
-          { message: "proc Ready", timeout: 60_000 },
-        )
-        .toBe("True");
-
-      child.kill("SIGTERM");
-      expect(await exited, stderr).toBe(0);
-      const lease = await kube.get<Lease>(leasePath);
-      expect(lease.spec?.holderIdentity ?? "").not.toBe(holder);
-      // pino JSON lines on stdout, including the hand-over.
-      const lines = stdout
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l) as { msg?: string });
-      expect(lines.some((l) => l.msg === "stopping: releasing the lease")).toBe(true);
-      expect(stderr).toBe("");
-    } finally {
+    // Also when the test times out: vitest then abandons the body, and a `finally` in it would only run
+    // once its pending poll ends, leaving the manager running after the file.
+    onTestFinished(() => {
       if (child.exitCode === null) child.kill("SIGKILL");
-    }
+    });
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/agentid-manager`;
+    const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
+    await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
+    const holder = await holderOf();
+    // The identity's blueprint (named after the namespace), on a managed identity: Ready without Entra.
+    await createBlueprint(kube, ns, { credential: { managedIdentity: {} } });
+    await createIdentity(kube, ns, "proc");
+    await expect
+      .poll(
+        async () =>
+          condition(await kube.getOptional<AgentIdentity>(identityPath(ns, "proc")), "Ready")?.status,
+        { message: "proc Ready", timeout: 60_000 },
+      )
+      .toBe("True");
+
+    child.kill("SIGTERM");
+    expect(await exited, stderr).toBe(0);
+    const lease = await kube.get<Lease>(leasePath);
+    expect(lease.spec?.holderIdentity ?? "").not.toBe(holder);
+    // pino JSON lines on stdout, including the hand-over.
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { msg?: string });
+    expect(lines.some((l) => l.msg === "stopping: releasing the lease")).toBe(true);
+    expect(stderr).toBe("");
   });
 });

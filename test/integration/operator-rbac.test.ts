@@ -164,10 +164,11 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     expect(await can(manager, "create", "leases", { namespace: ns, group: "coordination.k8s.io" })).toBe(
       false,
     );
-    // …and what it needs.
+    // TokenRequest only where a namespace binds agentid-token-requester (below).
     expect(
       await can(manager, "create", "serviceaccounts", { namespace: ns, subresource: "token", name: "x" }),
-    ).toBe(true);
+    ).toBe(false);
+    // …and what it needs.
     expect(
       await can(manager, "update", "leases", {
         namespace: release,
@@ -203,16 +204,31 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     await createBlueprint(admin, ns, {
       ...onEmulator(emu),
       federation: { management: "Graph" },
-      admits: { namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true },
+      admits: [{ namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
     await createIdentity(admin, ns, "workload");
     await createIdentity(admin, ns, "secretive", { clientSecretRef: { name: "bp", key: "secret" } });
     const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(ns, name));
     const reason = async (name: string) => condition(await read(name), "Ready")?.reason;
-    await expect
-      .poll(async () => condition(await read("workload"), "Verified")?.status, { timeout: 30_000 })
-      .toBe("True");
-    expect((await read("workload"))?.status?.serviceAccount).toBe("workload");
+
+    // The namespace has not bound agentid-token-requester: a clear condition naming the RoleBinding, even
+    // though the operator wrote the Graph credential, and no token anywhere.
+    await expect.poll(() => reason("workload"), { timeout: 30_000 }).toBe("TokenRequestForbidden");
+    const refused = await read("workload");
+    expect(condition(refused, "Ready")?.status).toBe("Unknown");
+    expect(condition(refused, "Verified")).toMatchObject({
+      status: "Unknown",
+      reason: "TokenRequestForbidden",
+    });
+    expect(condition(refused, "Ready")?.message).toContain(
+      `kubectl create rolebinding agentid-token-requester --clusterrole agentid-token-requester --serviceaccount ${release}:agentid-manager -n ${ns}`,
+    );
+    expect(JSON.stringify(refused?.status)).not.toMatch(/eyJ[\w-]+\.[\w-]+/);
+    expect(condition(refused, "FederationConfigured")?.status).toBe("True");
+    // A change that is not to the spec reconciles the identity again but does not retry the TokenRequest
+    // before --verify-retry (counted at the end from the manager's metrics).
+    await admin.patch(identityPath(ns, "workload"), "merge", { metadata: { labels: { touched: "yes" } } });
+
     await expect.poll(() => reason("secretive"), { timeout: 30_000 }).toBe("SecretAccessDenied");
 
     // The namespace opts in to Secret reads by name.
@@ -223,6 +239,20 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
       spec: { sidecar: { port: 5001 } },
     });
     await expect.poll(() => reason("secretive"), { timeout: 30_000 }).toBe("SecretNotFound");
+
+    // The namespace opts in to verification: the next attempt (the retry interval, or here a spec change)
+    // verifies with a real TokenRequest.
+    await roleBinding(ns, "agentid-token-requester", "agentid-token-requester", subject);
+    expect(
+      await can(manager, "create", "serviceaccounts", { namespace: ns, subresource: "token", name: "x" }),
+    ).toBe(true);
+    expect(await can(manager, "create", "serviceaccounts", { subresource: "token", name: "x" })).toBe(false);
+    await admin.patch(identityPath(ns, "workload"), "merge", { spec: { sidecar: { port: 5002 } } });
+    await expect
+      .poll(async () => condition(await read("workload"), "Verified")?.status, { timeout: 30_000 })
+      .toBe("True");
+    expect(await reason("workload")).toBe("Ready");
+    expect((await read("workload"))?.status?.serviceAccount).toBe("workload");
 
     // The exposed /metrics works with the metrics-auth role, for the reader only.
     const insecure = new Agent({ connect: { rejectUnauthorized: false } });
@@ -242,7 +272,15 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
       headers: { authorization: `Bearer ${scraperToken}` },
     });
     expect(scrape.statusCode).toBe(200);
-    expect(await scrape.body.text()).toContain("agentid_reconciles_total");
+    const metrics = await scrape.body.text();
+    expect(metrics).toContain("agentid_reconciles_total");
+    // No retry storm: the refused TokenRequest was made once, although the identity was reconciled again
+    // (the label) and the Secret steps took seconds, in which the queue's backoff would have retried often.
+    const forbidden = metrics
+      .split("\n")
+      .find((l) => l.includes('resource="serviceaccounts/token"') && l.includes('code="403"'));
+    expect(forbidden?.split(" ").at(-1)).toBe("1");
+    expect(logs.text()).not.toMatch(/eyJ[\w-]+\.[\w-]+\.[\w-]+/);
 
     await admin.delete(identityPath(ns, "workload"));
     await expect.poll(() => read("workload"), { timeout: 30_000 }).toBeUndefined();

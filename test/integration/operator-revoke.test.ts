@@ -128,7 +128,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     });
 
     await admin.patch(blueprintPath(cp.namespace), "merge", {
-      spec: { admits: { namespaces: ["someone-else"] } },
+      spec: { admits: [{ namespaces: ["someone-else"] }] },
     });
     const refused = await until("agent", refusedWith("NamespaceNotAdmitted"), "refused");
     expect(await trusting("agent")).toEqual([]);
@@ -164,7 +164,8 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 
     // Admitted again: the operator writes the credential (and its finalizer) again.
     await admin.patch(blueprintPath(cp.namespace), "merge", {
-      spec: { admits: { namespaces: [cp.namespace] } },
+      // admits is a list: a merge patch replaces it whole, so the rule names its agents again.
+      spec: { admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] } }] },
     });
     const back = await until("agent", ready, "Ready again");
     expect(await trusting("renamed")).toHaveLength(1);
@@ -173,7 +174,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 
   it("an agent taken off admits.agents.allowed loses its credential; a created agent keeps the finalizer until deletion", async () => {
     await graphBlueprint({
-      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT], create: true } },
+      admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT], create: true } }],
     });
     const alice = await namespaceUser(cp.namespace);
     running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
@@ -188,7 +189,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 
     // The platform team stops allowing AGENT: only the identity acting as it loses its credential.
     await admin.patch(blueprintPath(cp.namespace), "merge", {
-      spec: { admits: { agents: { allowed: [] } } },
+      spec: { admits: [{ namespaces: [cp.namespace], agents: { allowed: [], create: true } }] },
     });
     await until("named", refusedWith("AgentNotAllowed"), "refused");
     expect(await trusting("named")).toEqual([]);
@@ -198,7 +199,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 
     // Then the namespace: the created agent's credential goes, the agent and the finalizer stay.
     await admin.patch(blueprintPath(cp.namespace), "merge", {
-      spec: { admits: { namespaces: ["someone-else"] } },
+      spec: { admits: [{ namespaces: ["someone-else"], agents: { create: true } }] },
     });
     const refused = await until("made", refusedWith("NamespaceNotAdmitted"), "refused");
     expect(await trusting("made")).toEqual([]);
@@ -225,7 +226,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
       ...onEmulator(emu),
       federation: { management: "Graph" },
       clientId: otherApp,
-      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT] } },
+      admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] } }],
     });
     const alice = await namespaceUser(cp.namespace);
     running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });

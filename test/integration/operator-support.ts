@@ -72,7 +72,7 @@ export function blueprintBody(
     spec: {
       tenantId: TENANT,
       clientId: BLUEPRINT,
-      admits: { namespaces: [name], agents: { allowed: [AGENT] } },
+      admits: [{ namespaces: [name], agents: { allowed: [AGENT] } }],
       ...spec,
     },
   };

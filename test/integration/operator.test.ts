@@ -188,7 +188,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("a development secret, where the blueprint allows it: SecretNotFound, then Ready once it exists", async () => {
     await blueprint({
-      admits: { namespaces: [cp.namespace], agents: { allowed: [AGENT] }, developmentSecrets: true },
+      admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
     await manager();
     await createIdentity(kube, cp.namespace, "with-secret", {

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { connect } from "node:tls";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
@@ -40,6 +40,11 @@ function startManagerProcess(args: string[]) {
     out.stderr += c;
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // A test that times out abandons its body (its `finally` waits for the pending call): never leave the
+  // manager running after the test.
+  onTestFinished(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
   return { child, out, exited };
 }
 

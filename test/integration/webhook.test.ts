@@ -220,7 +220,9 @@ describe("webhook against the API server", () => {
       expect(message, what).toContain("denied the request: agentid: ");
       expect(message, what).toContain(expected);
     }
-    await createTestBlueprint(hook.kube, `${cp.namespace}-closed`, { admits: { namespaces: ["elsewhere"] } });
+    await createTestBlueprint(hook.kube, `${cp.namespace}-closed`, {
+      admits: [{ namespaces: ["elsewhere"] }],
+    });
     await createReadyIdentity(hook.kube, cp.namespace, "closed", {
       blueprintRef: { name: `${cp.namespace}-closed` },
     });

@@ -94,11 +94,13 @@ describe("renderSidecarSettings → our sidecar's configuration", () => {
     const result = bind(
       { clientSecretRef: { name: "s", key: "k" } },
       {
-        admits: {
-          namespaces: ["ns"],
-          agents: { allowed: ["33333333-3333-3333-3333-333333333333"] },
-          developmentSecrets: true,
-        },
+        admits: [
+          {
+            namespaces: ["ns"],
+            agents: { allowed: ["33333333-3333-3333-3333-333333333333"] },
+            developmentSecrets: true,
+          },
+        ],
       },
     );
     expect(result.problems).toEqual([]);

@@ -26,7 +26,7 @@ function blueprint(
       tenantId: TENANT,
       clientId,
       federation: { management: "Graph" },
-      admits: { namespaces: ["ns"], agents: { allowed: [AGENT] } },
+      admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] } }],
       ...extra,
     },
   };
@@ -145,7 +145,7 @@ describe("credentialHeir", () => {
       ),
     ).toBeUndefined();
     // Un-admitting the namespace revokes for every identity of it: none of them is an heir.
-    const unadmitting = blueprint("a", APP_A, { admits: { namespaces: ["elsewhere"] } });
+    const unadmitting = blueprint("a", APP_A, { admits: [{ namespaces: ["elsewhere"] }] });
     expect(credentialHeir(me, [me, heir], "a", unadmitting, undefined)).toBeUndefined();
     // An agent the blueprint no longer allows is no heir either.
     expect(

@@ -129,6 +129,23 @@ describe("decideConditions", () => {
       { Ready: ["Unknown", "ManualSetupUnverified"], Verified: ["Unknown", "EntraUnreachable"] },
     ],
     [
+      "a namespace without agentid-token-requester: Unknown with what to bind, in Manual mode",
+      { verification: { state: "tokenForbidden", fingerprint: "f", message: "bind it" } },
+      {
+        Ready: ["Unknown", "TokenRequestForbidden"],
+        Verified: ["Unknown", "TokenRequestForbidden"],
+        FederationConfigured: ["Unknown", "ManualSetupRequired"],
+      },
+    ],
+    [
+      "…and in Graph mode, where the operator wrote the credential but verification cannot prove it",
+      {
+        federation: { state: "graph", credential, reason: "CredentialCreated", message: "m" },
+        verification: { state: "tokenForbidden", fingerprint: "f", message: "bind it" },
+      },
+      { Ready: ["Unknown", "TokenRequestForbidden"], FederationConfigured: ["True", "CredentialCreated"] },
+    ],
+    [
       "Manual mode with verification off is not Ready, it is unknown",
       { verification: { state: "disabled" } },
       { Ready: ["Unknown", "ManualSetupUnverified"], Verified: ["Unknown", "VerificationDisabled"] },

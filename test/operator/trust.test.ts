@@ -29,12 +29,12 @@ describe("refusal", () => {
     ],
     [
       "another namespace's blueprint",
-      blueprint({ admits: { namespaces: ["other"], agents: { allowed: [AGENT] } } }),
+      blueprint({ admits: [{ namespaces: ["other"], agents: { allowed: [AGENT] } }] }),
       "NamespaceNotAdmitted",
     ],
     [
       "an agent not on the list",
-      blueprint({ admits: { namespaces: ["ns"], agents: { allowed: [OTHER_AGENT] } } }),
+      blueprint({ admits: [{ namespaces: ["ns"], agents: { allowed: [OTHER_AGENT] } }] }),
       "AgentNotAllowed",
     ],
   ])("refuses %s", (_name, bp, reason) => {
@@ -48,11 +48,24 @@ describe("refusal", () => {
 
   it("admits by namespace labels when the blueprint selects them", () => {
     const bp = blueprint({
-      admits: { namespaceSelector: { matchLabels: { team: "a" } }, agents: { allowed: [AGENT] } },
+      admits: [{ namespaceSelector: { matchLabels: { team: "a" } }, agents: { allowed: [AGENT] } }],
     });
     expect(refusal(me, bp, { team: "a" }, none, [])).toBeUndefined();
     expect(refusal(me, bp, { team: "b" }, none, [])).toMatchObject({ reason: "NamespaceNotAdmitted" });
     expect(refusal(me, bp, undefined, none, [])).toMatchObject({ reason: "NamespaceNotAdmitted" });
+  });
+
+  it("refuses an identity beyond its namespace's cap, after every other check", () => {
+    const older = identity({}, "older");
+    older.metadata.creationTimestamp = "2026-01-01T00:00:00Z";
+    const bp = blueprint({
+      admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] }, maxIdentities: 1 }],
+    });
+    expect(refusal(older, bp, {}, [older, me], [])).toBeUndefined();
+    expect(refusal(me, bp, {}, [older, me], [])).toMatchObject({ reason: "NamespaceLimitReached" });
+    // An identity refused for another reason is told that reason, not the cap.
+    const stranger = identity({ agent: { clientId: OTHER_AGENT } }, "stranger");
+    expect(refusal(stranger, bp, {}, [older, stranger], [])).toMatchObject({ reason: "AgentNotAllowed" });
   });
 
   it("refuses the newer of two identities for one ServiceAccount, naming the older", () => {

@@ -2,9 +2,10 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KubeClient } from "../../src/kube/client.ts";
+import { ApiError } from "../../src/kube/errors.ts";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 import { outboundDispatcher } from "../../src/operator/https.ts";
-import { createVerifier, type VerificationTarget } from "../../src/operator/verify.ts";
+import { createVerifier, tokenForbiddenMessage, type VerificationTarget } from "../../src/operator/verify.ts";
 import { blueprint, identity } from "../support/api-fixtures.ts";
 
 /**
@@ -138,6 +139,34 @@ describe("createVerifier", () => {
     }
     expect(minted).toBe(0);
     expect(received.length).toBe(before);
+  });
+
+  it("turns the API server's 403 to the TokenRequest into tokenForbidden naming the RoleBinding, and calls nobody", async () => {
+    const forbidding = {
+      create: async (path: string) => {
+        throw new ApiError({
+          status: 403,
+          reason: "Forbidden",
+          message: `serviceaccounts "sa" is forbidden: User "system:serviceaccount:agentid-system:agentid-manager" cannot create resource "serviceaccounts/token" in API group "" in the namespace "ns"`,
+          method: "POST",
+          path,
+        });
+      },
+    } as unknown as KubeClient;
+    const verifier = createVerifier({ kube: forbidding, dispatcher: outboundDispatcher([caPem]) });
+    const before = received.length;
+    const result = await verifier.verify(target(), labelled, hint);
+    expect(result).toMatchObject({ state: "tokenForbidden" });
+    expect(result.state === "tokenForbidden" && result.message).toContain(
+      "kubectl create rolebinding agentid-token-requester --clusterrole agentid-token-requester --serviceaccount agentid-system:agentid-manager -n ",
+    );
+    expect(received.length).toBe(before);
+  });
+
+  it("names a placeholder when the refusal does not name a ServiceAccount", () => {
+    expect(tokenForbiddenMessage("ns", "sa", 'User "alice" cannot create')).toContain(
+      "--serviceaccount <manager-namespace>:agentid-manager -n ns",
+    );
   });
 
   it("does not trust the endpoint without its CA", async () => {

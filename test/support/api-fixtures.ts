@@ -25,7 +25,7 @@ export function blueprint(
       clientId: BLUEPRINT,
       cloud: "AzurePublic",
       credential: { workloadIdentity: {} },
-      admits: { namespaces: ["ns"], agents: { allowed: [AGENT] } },
+      admits: [{ namespaces: ["ns"], agents: { allowed: [AGENT] } }],
       ...spec,
     },
   };

@@ -14,7 +14,11 @@ import { authenticate, callerAppId, graphError, rolesOf } from "./graph.ts";
  * create needs AgentIdentity.Create.All (or AgentIdentity.ReadWrite.All) for any blueprint, or
  * AgentIdentity.CreateAsManager for the caller's own blueprint (the blueprint acting for itself) or one
  * it owns; delete needs AgentIdentity.DeleteRestore.All, or AgentIdentity.CreateAsManager for an agent
- * of such a blueprint.
+ * of such a blueprint. List (`GET /servicePrincipals/microsoft.graph.agentIdentity`) needs
+ * AgentIdentity.Read.All (or ReadWrite.All, or Application.Read.All); with only CreateAsManager it lists the
+ * agents of blueprints the caller manages, as its Get does. `$filter` supports exactly what Graph supports
+ * on `tags` (`tags/any(t:t eq 'value')`); any other property is Graph's 400 Request_UnsupportedQuery, and
+ * a clause that does not parse its 400 BadRequest.
  */
 
 function managesBlueprint(t: TenantSpec, payload: JWTPayload, blueprintAppId: string): boolean {
@@ -57,7 +61,33 @@ function agentEntity(ctx: TokenContext, version: string, agent: AgentIdentitySpe
     servicePrincipalType: "ServiceIdentity",
     accountEnabled: true,
     ...(agent.createdByAppId ? { createdByAppId: agent.createdByAppId } : {}),
+    tags: agent.tags ?? [],
   };
+}
+
+/** A parsed `$filter`: a tag to match, or Graph's refusal (status, code, message). */
+export type TagFilter =
+  | { ok: true; tag?: string }
+  | { ok: false; status: 400; code: "Request_UnsupportedQuery" | "BadRequest"; message: string };
+
+/**
+ * Graph's lambda filter on a string collection, `tags/any(t:t eq 'value')` (any range variable; a quote
+ * inside the value doubled, as OData writes it). Nothing else is supported here.
+ */
+export function parseTagFilter(filter: string | undefined): TagFilter {
+  if (filter === undefined) return { ok: true };
+  const any = /^\s*tags\/any\(\s*(\w+)\s*:\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*\)\s*$/i.exec(filter);
+  if (any && any[1] === any[2]) return { ok: true, tag: (any[3] ?? "").replaceAll("''", "'") };
+  const property = /^\s*([A-Za-z_][\w/]*)\s*(?:\/any\(|\s(?:eq|ne|gt|ge|lt|le|in|startsWith)\b)/.exec(filter);
+  const name = property?.[1]?.split("/")[0];
+  if (name && name.toLowerCase() !== "tags")
+    return {
+      ok: false,
+      status: 400,
+      code: "Request_UnsupportedQuery",
+      message: `Unsupported or invalid query filter clause specified for property '${name}' of resource 'ServicePrincipal'.`,
+    };
+  return { ok: false, status: 400, code: "BadRequest", message: `Invalid filter clause: ${filter}` };
 }
 
 export function registerGraphAgentRoutes(app: FastifyInstance, ctx: TokenContext): void {
@@ -69,7 +99,14 @@ export function registerGraphAgentRoutes(app: FastifyInstance, ctx: TokenContext
         const auth = await authenticate(ctx, request);
         if ("error" in auth) return graphError(reply, auth.status, auth.code, auth.error);
         const body = (request.body ?? {}) as Record<string, unknown>;
-        const { displayName, agentIdentityBlueprintId } = body;
+        const { displayName, agentIdentityBlueprintId, tags } = body;
+        if (tags !== undefined && (!Array.isArray(tags) || !tags.every((x) => typeof x === "string")))
+          return graphError(
+            reply,
+            400,
+            "Request_BadRequest",
+            "Invalid value specified for property 'tags' of resource 'ServicePrincipal'.",
+          );
         if (typeof displayName !== "string" || displayName.trim() === "")
           return graphError(
             reply,
@@ -108,6 +145,7 @@ export function registerGraphAgentRoutes(app: FastifyInstance, ctx: TokenContext
           displayName,
           blueprintAppId: blueprint.appId,
           ...(caller ? { createdByAppId: caller } : {}),
+          ...(tags !== undefined ? { tags: tags as string[] } : {}),
         };
         try {
           ctx.store.add(t.id, "agentIdentities", agent);
@@ -121,6 +159,38 @@ export function registerGraphAgentRoutes(app: FastifyInstance, ctx: TokenContext
           "graph: agent identity created",
         );
         return reply.code(201).send(agentEntity(ctx, version, agent));
+      },
+    );
+
+    app.get<{ Querystring: Record<string, string | undefined> }>(
+      `/${version}/servicePrincipals/microsoft.graph.agentIdentity`,
+      async (request, reply) => {
+        const auth = await authenticate(ctx, request);
+        if ("error" in auth) return graphError(reply, auth.status, auth.code, auth.error);
+        const roles = rolesOf(auth.payload);
+        const readsAll = roles.some((r) =>
+          ["AgentIdentity.Read.All", "Application.Read.All", "AgentIdentity.ReadWrite.All"].includes(r),
+        );
+        if (!readsAll && !roles.includes("AgentIdentity.CreateAsManager"))
+          return graphError(reply, 403, "Authorization_RequestDenied", DENIED);
+        const filter = parseTagFilter(request.query.$filter);
+        if (!filter.ok) return graphError(reply, filter.status, filter.code, filter.message);
+        const value = (auth.tenant.agentIdentities ?? [])
+          .filter((a) => readsAll || managesBlueprint(auth.tenant, auth.payload, a.blueprintAppId))
+          // Graph compares string values in filters case-insensitively.
+          .filter(
+            (a) =>
+              filter.tag === undefined ||
+              (a.tags ?? []).some((t) => t.toLowerCase() === filter.tag?.toLowerCase()),
+          )
+          .map((a) => {
+            const { "@odata.context": _context, ...entity } = agentEntity(ctx, version, a);
+            return entity;
+          });
+        return {
+          "@odata.context": `${ctx.baseUrl}/${version}/$metadata#servicePrincipals/microsoft.graph.agentIdentity`,
+          value,
+        };
       },
     );
 
