@@ -303,5 +303,6 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   console.error(`bench:operator failed: ${(error as Error).message}`);
-  process.exitCode = 1;
+  // Exit now: a failure while setting up leaves the control plane running (its exit hook stops it).
+  process.exit(1);
 });
