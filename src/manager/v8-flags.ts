@@ -1,5 +1,4 @@
-import type { ProcessView, Tuning } from "../lib/reexec.ts";
-import { missingTuning } from "../sidecar/tuning.ts";
+import { missingTuning, type ProcessView, type Tuning } from "../lib/node-tuning.ts";
 
 /**
  * How the manager's Node process is started: the image's ENTRYPOINT (`Dockerfile`, target `manager`) and
@@ -18,7 +17,6 @@ import { missingTuning } from "../sidecar/tuning.ts";
 export const MANAGER_TUNING: Tuning = {
   flags: ["--optimize-for-size"],
   env: {},
-  marker: "AGENTID_MANAGER_TUNING",
 };
 
 /** The start-up warning for a manager started without its flags, or undefined (pure). */
