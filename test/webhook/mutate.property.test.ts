@@ -115,6 +115,32 @@ describe("mutatePod properties", () => {
     );
   });
 
+  it("the sidecar comes first and its postStart hook waits for /readyz, so nothing that calls it starts earlier", () => {
+    fc.assert(
+      fc.property(pod, modes, (p, m) => {
+        const result = mutatePod({
+          pod: p,
+          target: target({ projectedToken: m.projectedToken }),
+          settings: settings({ native: m.native }),
+        });
+        if (!result.allowed) throw new Error("refused");
+        const out = apply(p, result.patch) as {
+          spec: { containers: JsonObject[]; initContainers?: JsonObject[] };
+        };
+        // The kubelet starts containers in this order and the next one only after the hook returned.
+        const list = m.native ? (out.spec.initContainers ?? []) : out.spec.containers;
+        const sidecar = list[0] ?? {};
+        expect(sidecar.name).toBe(SIDECAR_CONTAINER);
+        expect(sidecar.restartPolicy).toBe(m.native ? "Always" : undefined);
+        expect(sidecar.startupProbe).toBeUndefined();
+        const hook = (sidecar.lifecycle as { postStart?: { exec?: { command?: string[] } } } | undefined)
+          ?.postStart?.exec?.command;
+        expect(hook?.slice(-4)).toEqual(["sidecar", "--probe", "--probe-timeout", "60"]);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it("a pod that would give an app container a host port, the exchange token or the secret is refused", () => {
     const attack = fc.constantFrom<
       (p: { spec: { containers: JsonObject[]; volumes?: JsonObject[] } }) => void
