@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControlPlane } from "../src/dev/controlplane.ts";
@@ -7,7 +7,7 @@ import { createKubeClient, isApiError } from "../src/kube/client.ts";
 import { RBAC_KINDS, renderChart } from "../test/support/chart.ts";
 
 /**
- * Starts `node dist/cli.js manager` as production runs it: in a pod, as the chart's ServiceAccount with
+ * Starts `node <flags> dist/cli.js manager` as production runs it (the image's ENTRYPOINT flags): in a pod, as the chart's ServiceAccount with
  * exactly the chart's RBAC, reading its credentials from /var/run/secrets/kubernetes.io/serviceaccount.
  * The process gets those files in a mount namespace of its own (a tmpfs over /var/run, visible to it
  * alone; needs root, as the local cluster does). Without root it falls back to --kubeconfig, which also
@@ -82,6 +82,7 @@ export async function startManagerProcess(
   cli: string,
   args: string[],
   nodeOptions: string,
+  nodeFlags: readonly string[],
   verifying: readonly string[],
 ): Promise<ManagerProcess> {
   const token = await installChartRbac(cp, verifying);
@@ -99,6 +100,8 @@ export async function startManagerProcess(
     AGENTID_BENCH_SA: dir,
   };
   const inPod = process.getuid?.() === 0;
+  // The manager logs JSON on stdout; MANAGER_LOG=<file> keeps it (and anything --trace-gc prints).
+  const stdout = process.env.MANAGER_LOG ? openSync(process.env.MANAGER_LOG, "a") : "ignore";
   const child = inPod
     ? spawn(
         "unshare",
@@ -111,20 +114,30 @@ export async function startManagerProcess(
           IN_POD,
           "sh",
           process.execPath,
+          ...nodeFlags,
           cli,
           "manager",
           ...args,
         ],
         {
-          stdio: ["ignore", "ignore", "inherit"],
+          stdio: ["ignore", stdout, "inherit"],
           env,
         },
       )
     : spawn(
         process.execPath,
-        [cli, "manager", "--kubeconfig", cp.kubeconfigPath, "--lease-namespace", RELEASE, ...args],
+        [
+          ...nodeFlags,
+          cli,
+          "manager",
+          "--kubeconfig",
+          cp.kubeconfigPath,
+          "--lease-namespace",
+          RELEASE,
+          ...args,
+        ],
         {
-          stdio: ["ignore", "ignore", "inherit"],
+          stdio: ["ignore", stdout, "inherit"],
           env: { ...env, KUBERNETES_SERVICE_HOST: "" },
         },
       );

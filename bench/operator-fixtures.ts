@@ -48,6 +48,10 @@ export async function setUpBlueprints(
   const emulator = await startEmulator({
     port: 0,
     trustedCaPems: [cp.caPem],
+    // On the shared machine the loaded kube-apiserver sometimes took over 5 s to serve its discovery
+    // document: the identity then waited 10 minutes (the verification retry) and the run never ended.
+    // Below the manager's own 15 s wait for Entra (src/operator/https.ts).
+    discoveryTimeoutMs: 12_000,
     logger: createLogger({ name: "emulator", level: "silent" }),
     directory: {
       tenants: [

@@ -39,6 +39,11 @@ export interface EmulatorOptions {
    * is trusted here so that tests and the playground can federate with it. Logged at start when set.
    */
   trustedCaPems?: string[];
+  /**
+   * How long fetching a federated issuer's discovery document and JWKS may take (default 5 s). A bench
+   * on a busy shared machine gives a loaded kube-apiserver longer, so a slow answer is not an AADSTS50166.
+   */
+  discoveryTimeoutMs?: number;
   settings?: Partial<Settings>;
   logger?: Logger;
   /** The clock (seconds since the epoch); tests pass their own to step through time-based behaviour. */
@@ -65,7 +70,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const tls = await ensureServingMaterial(stateDir, [publicHost]);
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));
   const store = new DirectoryStore(options.directory, now);
-  const federation = new FederationVerifier(options.trustedCaPems ?? []);
+  const federation = new FederationVerifier(options.trustedCaPems ?? [], options.discoveryTimeoutMs);
   const faults = new FaultQueue();
   const counters = new RequestCounters();
 

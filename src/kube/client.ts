@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, ProxyAgent, request as undiciRequest } from "undici";
+import { requestDeadline } from "./deadline.ts";
 import { apiErrorFrom, isNotFound } from "./errors.ts";
 import type { HttpsOptionsTarget, KubeConfigLike } from "./kubeconfig.ts";
 
@@ -170,9 +171,6 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const requestHeaders: Record<string, string> = { ...headers, Accept: "application/json" };
     if (body !== undefined) requestHeaders["Content-Type"] = opts.contentType ?? "application/json";
-    const signals = [opts.signal, watch ? undefined : AbortSignal.timeout(requestTimeoutMs)].filter(
-      (s): s is AbortSignal => s !== undefined,
-    );
     let status = 0;
     try {
       const response = await undiciRequest(`${origin}${urlPath}`, {
@@ -180,7 +178,7 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
         headers: requestHeaders,
         body: body ?? null,
         dispatcher: dispatcherFor(tls),
-        signal: signals.length > 0 ? AbortSignal.any(signals) : null,
+        signal: opts.signal ?? null,
         // Watches are idle for long stretches; the informer's stall timer decides when one is dead.
         bodyTimeout: watch ? 0 : requestTimeoutMs,
       });
@@ -203,15 +201,21 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   }
 
   async function request<T>(method: KubeMethod, path: string, opts: RequestOptions = {}): Promise<T> {
-    const response = await send(method, path, opts, false);
-    const text = await response.body.text();
-    if (!text) return undefined as T;
+    // The timeout covers the whole request, reading the body included; released as soon as it ends.
+    const deadline = requestDeadline(opts.signal, requestTimeoutMs);
     try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new Error(
-        `${method} ${path}: the API server answered ${response.statusCode} with a body that is not JSON`,
-      );
+      const response = await send(method, path, { ...opts, signal: deadline.signal }, false);
+      const text = await response.body.text();
+      if (!text) return undefined as T;
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        throw new Error(
+          `${method} ${path}: the API server answered ${response.statusCode} with a body that is not JSON`,
+        );
+      }
+    } finally {
+      deadline.done();
     }
   }
 

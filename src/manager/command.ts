@@ -5,7 +5,7 @@ import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "../operator/https.ts";
 import { WEBHOOK_OPTIONS, webhookSettingsFrom } from "../webhook/flags.ts";
 import { isLoopback, parseBindAddress } from "./bind-address.ts";
-import { ensureManagerHeapFlags } from "./v8-flags.ts";
+import { MANAGER_TUNING, managerTuningWarning } from "./v8-flags.ts";
 
 /** "90s", "30m", "6h" or plain milliseconds. */
 export function parseDuration(value: string, flag: string): number {
@@ -42,8 +42,8 @@ export const managerCommand: Command = {
     "its ServiceAccount, computes (or in Graph mode writes) the federated identity credential, creates agent",
     "identities on request, and proves it all against Entra. Uses the in-cluster configuration, or",
     "KUBECONFIG / --kubeconfig outside a cluster. Logs are JSON on stdout; tokens never appear in them.",
-    "It re-executes itself once with --max-semi-space-size=8 (bounded young generation, see docs/operator.md)",
-    "unless NODE_OPTIONS or a node flag sets --max-semi-space-size.",
+    `Start it as \`node ${MANAGER_TUNING.flags.join(" ")} cli.js manager\` (as the image does): V8 then keeps its heap`,
+    'near what is alive (docs/operator.md "Memory"); without the flags it says so and runs on.',
     "With --sidecar-image it also serves the mutating admission webhook on --webhook-port (HTTPS) on every",
     "replica, and the leader keeps its serving certificate and the caBundle (docs/webhook.md).",
   ].join("\n"),
@@ -195,12 +195,12 @@ export const managerCommand: Command = {
     }
     // Checked now; the namespace (the manager's own, where the webhook's Secret lives) is known below.
     const webhookSettings = webhookSettingsFrom(values, "", allowedAuthorityHosts);
-    // Every flag is valid: from here on the process runs the manager, so fix its heap first.
-    ensureManagerHeapFlags();
+    const logger = createLogger({ name: "agentid-manager", level });
+    const untuned = managerTuningWarning(process);
+    if (untuned) logger.warn(untuned);
     const file = stringOption(values, "kubeconfig");
     // Not client-node's KubeConfig: its index loads every generated API model (about 55 MB resident).
     const kubeConfig = await loadKubeConfig(file ? { kubeconfig: file } : {});
-    const logger = createLogger({ name: "agentid-manager", level });
     // @azure/identity is loaded only for Graph mode: it costs about 20 MB of memory.
     const credentials = graphClientId ? await import("../operator/graph-credential.ts") : undefined;
     const graph =

@@ -1,31 +1,27 @@
-import { type ProcessView, reexecPlan, reexecWith, type Tuning } from "../lib/reexec.ts";
+import { missingTuning, type ProcessView, type Tuning } from "../lib/node-tuning.ts";
 
 /**
- * The manager's young generation. With V8's defaults on a 64-bit machine the new space grows to 128 MB
- * while the informers fill their caches (every object survives a scavenge), although the live heap of a
- * manager with 1,000 identities is about 35 MB: the process then peaks near 280 MB resident. Two 8 MB
- * semi-spaces keep it near 165 MB at the same speed (bench/operator.ts, docs/operator.md "Memory").
+ * How the manager's Node process is started: the image's ENTRYPOINT (`Dockerfile`, target `manager`) and
+ * `npm run bench:operator` put these flags on its command line. A manager started without them says so
+ * at start-up and runs on untuned: it never re-executes itself (docs/operator.md "Memory").
  *
- * V8 sizes its heap when the isolate starts, so a flag set later (`v8.setFlagsFromString`) has no effect
- * on the new space. The manager therefore re-executes itself once, in place (src/lib/reexec.ts), unless
- * the flag was given already.
+ * `--optimize-for-size`: V8 then grows the old generation conservatively (at most 1.3 times what a full
+ * GC left alive, instead of up to 4 times on a machine with gigabytes of memory) and keeps the young
+ * generation small. The manager's live heap at 10,000 identities is 50 to 80 MB, but with V8's defaults
+ * the old generation grew to 230 MB between full GCs, the pages it had grown stayed mapped, and the
+ * process reached 390 MB resident (docs/benchmarks.md). Unlike `--max-old-space-size` it sets no ceiling:
+ * the caches grow with the cluster, and a cap would turn a large cluster into an out-of-memory crash loop.
+ *
+ * `--optimize-for-size` cannot be given through NODE_OPTIONS (Node refuses it there).
  */
-export const MANAGER_SEMI_SPACE_FLAG = "--max-semi-space-size=8";
+export const MANAGER_TUNING: Tuning = {
+  flags: ["--optimize-for-size"],
+  env: {},
+};
 
-/** Set in the re-executed process so that it can never loop. */
-export const REEXEC_MARKER = "AGENTID_MANAGER_REEXEC";
-
-const MANAGER_TUNING: Tuning = { flags: [MANAGER_SEMI_SPACE_FLAG], env: {}, marker: REEXEC_MARKER };
-
-/**
- * The argv to re-execute with, or undefined when the young generation is configured already (by
- * NODE_OPTIONS, a node flag, or an earlier re-execution).
- */
-export function reexecArgs(p: ProcessView): string[] | undefined {
-  return reexecPlan(p, MANAGER_TUNING)?.args;
-}
-
-/** Re-executes the process with the manager's heap flag when needed (POSIX only; elsewhere it runs on). */
-export function ensureManagerHeapFlags(): void {
-  reexecWith(MANAGER_TUNING);
+/** The start-up warning for a manager started without its flags, or undefined (pure). */
+export function managerTuningWarning(p: Pick<ProcessView, "execArgv" | "env">): string | undefined {
+  const missing = missingTuning(p, MANAGER_TUNING).flags;
+  if (missing.length === 0) return undefined;
+  return `started without ${missing.join(" ")}: the manager's heap grows further between full GCs (docs/operator.md "Memory"); start it as \`node ${MANAGER_TUNING.flags.join(" ")} …cli.js manager\` (the image does)`;
 }

@@ -1,5 +1,4 @@
 import { type Command, type OptionValues, portOption, stringOption, UsageError } from "../lib/command.ts";
-import { createLogger, isLogLevel } from "../lib/log.ts";
 import { describeTuning, tuningWarning } from "./tuning.ts";
 
 // CommonJS views of the built-ins: their ESM namespaces load modules the sidecar never uses
@@ -87,6 +86,9 @@ export const sidecarCommand: Command = {
       if (!ok) console.error(`agentid sidecar --probe: ${url} did not answer ready in time`);
       return ok ? 0 : 1;
     }
+    // The logger (pino) is loaded only here: the --probe above runs as the pod's postStart hook, and the
+    // app waits for it.
+    const { createLogger, isLogLevel } = await import("../lib/log.ts");
     const level = stringOption(values, "log-level");
     if (level !== undefined && !isLogLevel(level))
       throw new UsageError(`--log-level '${level}' is not a log level`);

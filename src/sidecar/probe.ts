@@ -54,8 +54,11 @@ function statusOf(url: string, timeoutMs: number): Promise<number> {
   });
 }
 
-/** Polls /readyz until it answers 200 or the deadline passes; for a postStart hook. */
-export async function probe(url: string, timeoutMs: number, intervalMs = 100): Promise<boolean> {
+/**
+ * Polls /readyz until it answers 200 or the deadline passes; for a postStart hook. Every 25 ms: the pod's
+ * app starts only when this returns, and a refused connection to loopback costs next to nothing.
+ */
+export async function probe(url: string, timeoutMs: number, intervalMs = 25): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -215,7 +215,14 @@ export async function startSidecar(options: StartOptions): Promise<RunningSideca
   ctx.warmUp = warmUp;
   ctx.state.ready = true;
   logger.info(
-    { url, metrics: metricsUrl, apis: [...config.apis.keys()], credential: loaded[0]?.label },
+    {
+      url,
+      metrics: metricsUrl,
+      apis: [...config.apis.keys()],
+      credential: loaded[0]?.label,
+      // Since the process started: the sidecar's own part of a pod's start (docs/cluster.md).
+      readyAfterMs: Math.round(performance.now()),
+    },
     "sidecar ready",
   );
 

@@ -1,4 +1,4 @@
-import { flagName, type ProcessView, type Tuning } from "../lib/reexec.ts";
+import { missingTuning as missingOf, type ProcessView, type Tuning } from "../lib/node-tuning.ts";
 
 /**
  * How the sidecar's Node process should be started: the injected container's command line and
@@ -25,25 +25,14 @@ import { flagName, type ProcessView, type Tuning } from "../lib/reexec.ts";
 export const SIDECAR_TUNING: Tuning = {
   flags: ["--optimize-for-size", "--no-maglev"],
   env: { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "16384" },
-  marker: "AGENTID_SIDECAR_REEXEC",
 };
 
-/**
- * The flags and variables of the tuning this process was not started with (pure). A flag counts as
- * given in any form (`--no-maglev`, `--maglev`, `--optimize_for_size`, through NODE_OPTIONS), so a
- * user's own choice is respected and not reported; so does a variable set to any value.
- */
+/** The flags and variables of the sidecar's tuning this process was not started with (pure). */
 export function missingTuning(
   p: Pick<ProcessView, "execArgv" | "env">,
   t: Tuning = SIDECAR_TUNING,
 ): { flags: string[]; env: string[] } {
-  const given = new Set(
-    [...p.execArgv, ...(p.env.NODE_OPTIONS ?? "").split(/\s+/)].map(flagName).filter((n) => n !== undefined),
-  );
-  return {
-    flags: t.flags.filter((f) => !given.has(flagName(f) ?? f)),
-    env: Object.keys(t.env).filter((k) => p.env[k] === undefined),
-  };
+  return missingOf(p, t);
 }
 
 /** The start-up warning for a process started without (part of) the tuning, or undefined (pure). */

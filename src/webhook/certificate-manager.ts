@@ -36,6 +36,8 @@ export interface SecretObject {
 }
 
 export const MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+/** The guard's configuration (same name as the mutating one): the leader keeps both caBundles. */
+export const VWC_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
 /** How soon the leader looks again for a webhook configuration that did not exist yet. */
 export const PENDING_BUNDLE_RETRY_MS = 2_000;
 /** On the Secret: when its current CA was first written to the caBundle (RFC 3339). */
@@ -140,16 +142,27 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
       : kube.create<SecretObject>(secretPath(options.namespace), body);
   }
 
-  /** True when the configuration carries the bundle (now or already). */
+  /** True when both configurations (mutating and the guard's validating one) carry the bundle. */
   async function patchCaBundle(kube: KubeClient, bundle: string): Promise<boolean> {
-    const path = `${MWC_PATH}/${encodeURIComponent(options.webhookConfigurationName)}`;
+    const mutating = await patchOneCaBundle(kube, bundle, MWC_PATH, "MutatingWebhookConfiguration");
+    const validating = await patchOneCaBundle(kube, bundle, VWC_PATH, "ValidatingWebhookConfiguration");
+    return mutating && validating;
+  }
+
+  async function patchOneCaBundle(
+    kube: KubeClient,
+    bundle: string,
+    collection: string,
+    kind: string,
+  ): Promise<boolean> {
+    const path = `${collection}/${encodeURIComponent(options.webhookConfigurationName)}`;
     const config = await kube.getOptional<{
       webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }>;
     }>(path);
     if (!config) {
       logger.warn(
         { configuration: options.webhookConfigurationName },
-        "MutatingWebhookConfiguration not found; its caBundle will be set once it exists",
+        `${kind} not found; its caBundle will be set once it exists`,
       );
       return false;
     }
@@ -167,7 +180,7 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
     });
     if (ops.length === 0) return true;
     await kube.patch(path, "json", ops);
-    logger.info({ configuration: options.webhookConfigurationName }, "caBundle updated");
+    logger.info({ configuration: options.webhookConfigurationName, kind }, "caBundle updated");
     return true;
   }
 

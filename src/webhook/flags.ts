@@ -57,7 +57,7 @@ export const WEBHOOK_OPTIONS: Record<string, OptionSpec> = {
   },
   "webhook-configuration": {
     type: "string",
-    help: "Name of the MutatingWebhookConfiguration whose caBundle the leader keeps.",
+    help: "Name of the MutatingWebhookConfiguration and the guard's ValidatingWebhookConfiguration whose caBundles the leader keeps.",
     default: "agentid-webhook",
   },
   "webhook-service": {

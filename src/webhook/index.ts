@@ -6,6 +6,8 @@ import type { EventRecorder } from "../kube/events.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
+import { createGuard } from "./guard-review.ts";
+import type { Refusal } from "./refusals.ts";
 import { createReviewer } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
@@ -84,40 +86,56 @@ export function createWebhook(options: WebhookOptions): Webhook {
   const namespaceOf = async (name: string) =>
     options.namespaces.get(undefined, name) ??
     (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
-  // Rendering per identity version, once (the checks that depend on the namespace run for every pod).
+  // Rendering per identity version, once; the checks again whenever the informer's objects change.
   const resolveTarget = createTargetCache();
+  const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
+    const what = reason === "PodRefused" ? "a pod was refused" : "a request was refused";
+    options.events?.record(
+      { apiVersion: API_VERSION, kind: KIND, metadata: identity.metadata },
+      "Warning",
+      reason,
+      `${what}: ${refusals.map((r) => r.message).join("; ")}`,
+    );
+  };
+  const resolve = async (identity: AgentIdentity, namespace: string) => {
+    const [blueprint, ns] = await Promise.all([
+      blueprintOf(identity.spec.blueprintRef.name),
+      namespaceOf(namespace),
+    ]);
+    return resolveTarget({
+      identity,
+      blueprint,
+      namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
+      allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
+    });
+  };
+  const currentSettings = () => {
+    if (!settings) throw new Error("the webhook answered before its settings were resolved");
+    return settings;
+  };
   const reviewer = createReviewer({
     identities: source,
-    async resolve(identity, namespace) {
-      const [blueprint, ns] = await Promise.all([
-        blueprintOf(identity.spec.blueprintRef.name),
-        namespaceOf(namespace),
-      ]);
-      return resolveTarget({
-        identity,
-        blueprint,
-        namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
-        allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
-      });
-    },
-    settings: () => {
-      if (!settings) throw new Error("the webhook answered before its settings were resolved");
-      return settings;
-    },
+    resolve,
+    settings: currentSettings,
     logger,
-    recordRefusal(identity, refusals) {
-      options.events?.record(
-        { apiVersion: API_VERSION, kind: KIND, metadata: identity.metadata },
-        "Warning",
-        "PodRefused",
-        `a pod was refused: ${refusals.map((r) => r.message).join("; ")}`,
-      );
-    },
+    recordRefusal: (identity, refusals) => recordRefusal(identity, refusals, "PodRefused"),
+  });
+  // The manager's own user, as the API server names it (SelfSubjectReview): its verification
+  // TokenRequest for the exchange audience must pass the guard.
+  let self: string[] = [];
+  const guard = createGuard({
+    identities: source,
+    resolve,
+    settings: currentSettings,
+    trustedUsers: () => self,
+    logger: logger.child({ part: "guard" }),
+    recordRefusal,
   });
   const serving = createServing({
     host: options.listen.host,
     port: options.listen.port,
     reviewer,
+    guard,
     certificates: options.certificates,
     secrets: options.secrets,
     logger,
@@ -130,7 +148,8 @@ export function createWebhook(options: WebhookOptions): Webhook {
     async start() {
       const native = await detectNativeSidecars(kube, options.sidecar.native);
       settings = sidecarSettings({ ...options.sidecar, native });
-      logger.info({ native, image: settings.image }, "webhook settings");
+      self = await whoAmI(kube, logger);
+      logger.info({ native, image: settings.image, self: self[0] }, "webhook settings");
       await serving.start();
       logger.info({ port: serving.port() }, "admission server listening");
     },
@@ -140,4 +159,21 @@ export function createWebhook(options: WebhookOptions): Webhook {
     port: () => serving.port(),
     close: () => serving.close(),
   };
+}
+
+/** The user the API server sees for this client (SelfSubjectReview: every authenticated user may ask). */
+async function whoAmI(kube: KubeClient, logger: Logger): Promise<string[]> {
+  try {
+    const review = await kube.create<{ status?: { userInfo?: { username?: string } } }>(
+      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+      { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+    );
+    const user = review.status?.userInfo?.username;
+    return user ? [user] : [];
+  } catch (error) {
+    // Without it the manager's verification TokenRequest is refused by its own guard unless the chart's
+    // matchCondition exempts the manager's ServiceAccount (it does); a warning, not a failure.
+    logger.warn({ err: (error as Error).message }, "could not learn the manager's own user");
+    return [];
+  }
 }

@@ -5,6 +5,8 @@ export interface WebhookMetrics {
   /** Reviews by outcome (injected, allowed, refused, invalid, error) and reason (a RefusalReason or ""). */
   reviews: Counter<"outcome" | "reason">;
   duration: Histogram<"outcome">;
+  /** The guard's reviews (guard.ts) by request kind (token, pod, pod-update, ephemeral, exec, attach), outcome and reason. */
+  guardReviews: Counter<"kind" | "outcome" | "reason">;
   /** Serving-certificate loads by result (loaded, invalid) and renewals by kind (leaf, ca). */
   certificateLoads: Counter<"result">;
   certificateRenewals: Counter<"kind">;
@@ -25,6 +27,12 @@ export function createWebhookMetrics(registry: Registry): WebhookMetrics {
       help: "Time from a parsed AdmissionReview to its answer, by outcome.",
       labelNames: ["outcome"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    guardReviews: new Counter({
+      name: "agentid_webhook_guard_reviews_total",
+      help: "Guard reviews (the ValidatingWebhookConfiguration) answered, by request kind, outcome (allowed, skipped, refused, invalid, error) and refusal reason.",
+      labelNames: ["kind", "outcome", "reason"],
       registers: [registry],
     }),
     certificateLoads: new Counter({

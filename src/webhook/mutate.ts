@@ -219,10 +219,16 @@ export function tokenVolume(target: InjectionTarget): Record<string, unknown> {
   };
 }
 
-/** The command that starts the sidecar tuned (no re-execution), and the probe command for the same image. */
+/** The command that starts the sidecar tuned (no re-execution), and the readiness wait for the same image. */
 export function sidecarCommand(settings: SidecarSettings): string[] {
   return [settings.node, ...settings.nodeFlags, settings.entrypoint, "sidecar"];
 }
+
+/**
+ * How long the postStart hook waits for /readyz. When it gives up, the kubelet kills the sidecar and
+ * restarts it (restartPolicy Always); the app does not start meanwhile.
+ */
+export const POST_START_WAIT_SECONDS = 60;
 
 export function probeCommand(settings: SidecarSettings, timeoutSeconds: number): string[] {
   return [
@@ -263,20 +269,15 @@ export function sidecarContainer(
   if (target.projectedToken) {
     container.volumeMounts = [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }];
   }
-  // The kubelet probes from the node, which cannot reach 127.0.0.1 inside the pod: the probe runs in
-  // the container (`agentid sidecar --probe` polls the sidecar's /readyz on its own listen address).
-  if (settings.native) {
-    container.restartPolicy = "Always";
-    container.startupProbe = {
-      exec: { command: probeCommand(settings, 1) },
-      periodSeconds: 1,
-      timeoutSeconds: 5,
-      failureThreshold: 120,
-    };
-  } else {
-    // First in `containers`: the kubelet starts the next container only after this hook returns.
-    container.lifecycle = { postStart: { exec: { command: probeCommand(settings, 60) } } };
-  }
+  // The app must start only once the sidecar answers /readyz. The kubelet probes from the node, which cannot
+  // reach 127.0.0.1 inside the pod, so the wait runs in the container: a postStart hook (`agentid sidecar
+  // --probe` polls /readyz) that returns once the sidecar is ready. The kubelet starts the next container
+  // only after the previous one's postStart hook returned, for a native sidecar (an init container with
+  // restartPolicy Always) as for the first regular container. An exec startupProbe was slower in most runs
+  // on the test node: its attempts wait for the probe period after the kubelet's status update
+  // (docs/cluster.md, "Start-up and pod start times").
+  if (settings.native) container.restartPolicy = "Always";
+  container.lifecycle = { postStart: { exec: { command: probeCommand(settings, POST_START_WAIT_SECONDS) } } };
   container.terminationMessagePolicy = "FallbackToLogsOnError";
   return container;
 }

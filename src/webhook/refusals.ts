@@ -35,7 +35,13 @@ export type RefusalReason =
   | "IdentityNotFound"
   | "IdentityNotReady"
   | "BlueprintNotFound"
-  | "BlueprintRefused";
+  | "BlueprintRefused"
+  // The guard's (guard.ts): a raw exchange token, a pod that is not what the webhook injects, a sidecar's
+  // image changed in place, exec or attach into the sidecar.
+  | "ExchangeTokenRequest"
+  | "NotInjected"
+  | "SidecarImageChanged"
+  | "SidecarExec";
 
 export interface Refusal {
   reason: RefusalReason;

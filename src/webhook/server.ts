@@ -1,4 +1,5 @@
 import type { Server } from "node:https";
+import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { WEBHOOK_PATH } from "../api/constants.ts";
 import type { Logger } from "../lib/log.ts";
@@ -33,6 +34,8 @@ export interface AdmissionServerOptions {
   metrics: WebhookMetrics;
   /** Extra readiness (caches synced); the server adds "a certificate is loaded". */
   ready?: () => boolean;
+  /** More routes on the same server (the guard's, guard-route.ts), registered before it listens. */
+  routes?: ReadonlyArray<(app: FastifyInstance) => void>;
 }
 
 export interface AdmissionServer {
@@ -102,8 +105,10 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
     // The answer's text, built once: fastify sends a string as it is, with its Content-Length, in one write.
     return reply.type("application/json; charset=utf-8").send(encodeReview(result.response));
   });
+  for (const route of options.routes ?? []) route(app);
   await app.listen({ host: options.host, port: options.port });
   const server = app.server as Server;
+  const closeConnections = trackConnections(server);
   return {
     app,
     port() {
@@ -116,6 +121,55 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
     },
     hasCertificate: () => loaded,
     ready: () => loaded && (options.ready?.() ?? true),
-    close: () => app.close(),
+    async close() {
+      const closed = app.close();
+      closeConnections();
+      await closed;
+    },
+  };
+}
+
+/**
+ * Lets `close` end keep-alive connections without waiting for the client. The API server's HTTP client
+ * dials a spare connection while a busy one is in use and may never send a request on it; Node's close()
+ * does not see such a connection as idle and waits for the client's own idle timeout (90 s), which held a
+ * replica's shutdown (and a test) that long. Returns the function `close` calls: connections without a
+ * request in flight end at once (a handshake not finished yet: dropped), the others right after their
+ * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets.
+ */
+function trackConnections(server: Server): () => void {
+  interface Connection {
+    tcp: Socket;
+    tls?: Socket;
+    inFlight: number;
+  }
+  const open = new Map<string, Connection>();
+  const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+  let closing = false;
+  server.on("connection", (tcp: Socket) => {
+    const k = key(tcp);
+    open.set(k, { tcp, inFlight: 0 });
+    tcp.once("close", () => open.delete(k));
+  });
+  server.on("secureConnection", (tls: Socket) => {
+    const connection = open.get(key(tls));
+    if (connection) connection.tls = tls;
+  });
+  server.on("request", (request, response) => {
+    const connection = open.get(key(request.socket));
+    if (!connection) return;
+    connection.inFlight += 1;
+    response.once("close", () => {
+      connection.inFlight -= 1;
+      if (closing && connection.inFlight === 0) request.socket.destroySoon();
+    });
+  });
+  return () => {
+    closing = true;
+    for (const connection of open.values()) {
+      if (connection.inFlight > 0) continue;
+      if (connection.tls) connection.tls.destroySoon();
+      else connection.tcp.destroy();
+    }
   };
 }

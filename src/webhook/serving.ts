@@ -8,6 +8,8 @@ import {
   type SecretObject,
 } from "./certificate-manager.ts";
 import { type CertificatePolicy, DEFAULT_POLICY, serviceDnsNames } from "./certificates.ts";
+import type { GuardRequest, GuardResult } from "./guard-review.ts";
+import { guardRoute } from "./guard-route.ts";
 import { createWebhookMetrics, type WebhookMetrics } from "./metrics.ts";
 import { type AdmissionServer, type Reviewer, startAdmissionServer } from "./server.ts";
 
@@ -40,6 +42,8 @@ export interface ServingOptions {
   host: string;
   port: number;
   reviewer: Reviewer;
+  /** The guard's reviewer (guard-review.ts), served at GUARD_PATH beside the mutating route. */
+  guard?: (request: GuardRequest) => Promise<GuardResult>;
   certificates: CertificateSettings;
   /** The informer on the one Secret (see `secretCache`); every replica watches it. */
   secrets: Informer<SecretObject>;
@@ -121,6 +125,7 @@ export function createServing(options: ServingOptions): Serving {
         logger: log,
         metrics,
         ...(options.ready ? { ready: options.ready } : {}),
+        ...(options.guard ? { routes: [guardRoute({ review: options.guard, logger: log, metrics })] } : {}),
       });
       if (pending) server.setCertificate(pending.cert, pending.key);
       pending = undefined;

@@ -6,12 +6,15 @@ import type { Resources, SidecarSettings } from "./types.ts";
 /**
  * The manager's sidecar settings (flags) and the native-sidecar decision. Defaults are small: the sidecar
  * idles near 50 MB and peaked at 77–78 MB under load (docs/sidecar.md), so 96Mi requested and 160Mi as a
- * limit leave room without reserving much; CPU is requested low and limited at half a core.
+ * limit leave room without reserving much. CPU is requested low and limited at one core: the sidecar
+ * needs about 0.2 s of CPU from its start to ready, which the app's start waits for, and a quota of half
+ * a core stretched that to 0.54–0.92 s against a median of 0.33 s with one core (docs/cluster.md,
+ * "Start-up and pod start times"). Once started, it uses little CPU.
  */
 
 export const DEFAULT_RESOURCES: Resources = {
   requests: { cpu: "25m", memory: "96Mi" },
-  limits: { cpu: "500m", memory: "160Mi" },
+  limits: { cpu: "1", memory: "160Mi" },
 };
 
 /**

@@ -171,7 +171,8 @@ export default async function setup(project: TestProject): Promise<(() => Promis
       await client.create("/api/v1/namespaces", {
         apiVersion: "v1",
         kind: "Namespace",
-        metadata: { name: AGENT_NAMESPACE },
+        // Every agent pod, injected or written by hand, must pass Pod Security `restricted` on the node.
+        metadata: { name: AGENT_NAMESPACE, labels: { "pod-security.kubernetes.io/enforce": "restricted" } },
       });
       await client.create(`/api/v1/namespaces/${AGENT_NAMESPACE}/serviceaccounts`, {
         apiVersion: "v1",

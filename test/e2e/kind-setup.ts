@@ -169,7 +169,10 @@ export default async function setup(project: TestProject): Promise<(() => Promis
         metadata: { name: "agentid-emulator" },
         spec: { selector: { app: "agentid-emulator" }, ports: [{ port: 9443, targetPort: 9443 }] },
       });
-      await apply("/api/v1/namespaces", { metadata: { name: "e2e-agents" } });
+      // Every agent pod, injected or written by hand, must pass Pod Security `restricted`.
+      await apply("/api/v1/namespaces", {
+        metadata: { name: "e2e-agents", labels: { "pod-security.kubernetes.io/enforce": "restricted" } },
+      });
       await apply("/api/v1/namespaces/e2e-agents/serviceaccounts", { metadata: { name: "research-agent" } });
       await apply("/api/v1/namespaces/e2e-agents/configmaps", {
         metadata: { name: EMULATOR_CA_CONFIGMAP },

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { applyCrd, type RawObject } from "../../src/dev/controlplane-helpers.ts";
+import { isApiError } from "../../src/kube/client.ts";
 import { type ChartObject, renderChart } from "../support/chart.ts";
 import { WEBHOOK_SERVICE_ACCOUNT } from "./global-setup.ts";
 import {
@@ -32,6 +33,7 @@ function collection(object: ChartObject): string {
     Role: `${rbac}/namespaces/${ns}/roles`,
     RoleBinding: `${rbac}/namespaces/${ns}/rolebindings`,
     MutatingWebhookConfiguration: "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+    ValidatingWebhookConfiguration: "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
   };
   const path = paths[object.kind];
   if (!path) throw new Error(`no collection for ${object.kind}`);
@@ -289,6 +291,24 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
     expect(report).toMatchObject({ status: 200, appid: target.emulator.agentAppId, tokenFileVisible: false });
     console.log(
       `proved: the webhook (manager pod, called through its Service) injected a native sidecar into a labelled pod; the sidecar started first, read the projected token and the app got an agent token through SIDECAR_URL; pod create → app running ${ms} ms`,
+    );
+
+    // The guard, served by the same manager pod: the kubelet's TokenRequest for the sidecar's projected
+    // token passed it (above); anyone else's, even a cluster admin's, for this bound ServiceAccount is refused.
+    const refused = await client
+      .create(`/api/v1/namespaces/${ns}/serviceaccounts/${WEBHOOK_SERVICE_ACCOUNT}/token`, {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { audiences: ["api://AzureADTokenExchange"], expirationSeconds: 600 },
+      })
+      .then(
+        () => "admitted",
+        (error: unknown) => (isApiError(error) ? error.message : String(error)),
+      );
+    expect(refused).toContain('admission webhook "token.guard.agentid.io" denied the request: agentid:');
+    expect(refused).not.toMatch(/eyJ[\w-]+\.[\w-]+/);
+    console.log(
+      "proved: the guard (same manager pod) let the kubelet's TokenRequest for the sidecar's token through and refused a direct one for the bound ServiceAccount",
     );
   });
 });

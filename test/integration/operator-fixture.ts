@@ -142,6 +142,23 @@ export async function emulatorRequests(emu: RunningEmulator): Promise<number> {
   return counters.requests.total;
 }
 
+/**
+ * The emulator's request count once the manager has stopped calling it: an identity that just became
+ * Ready may still be reconciled once more (its ServiceAccount's or its own status's watch event), and
+ * in Graph mode each reconcile reads the blueprint's credentials. Nothing signals "no further call", so
+ * this waits until the count has not moved for `quietMs`.
+ */
+export async function settledEmulatorRequests(emu: RunningEmulator, quietMs = 500): Promise<number> {
+  let last = await emulatorRequests(emu);
+  for (let i = 0; i < 40; i++) {
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    const now = await emulatorRequests(emu);
+    if (now === last) return now;
+    last = now;
+  }
+  throw new Error(`the emulator kept receiving requests for ${(40 * quietMs) / 1000} s`);
+}
+
 /** The agent identities the emulator's directory holds for a blueprint. */
 export async function agentsOf(
   emu: RunningEmulator,

@@ -233,7 +233,8 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
 
     // The namespace opts in to Secret reads by name.
     await roleBinding(ns, "agentid-secret-reader", "agentid-secret-reader", subject);
-    expect(await can(manager, "get", "secrets", { namespace: ns, name: "bp" })).toBe(true);
+    // The API server's authorizer learns of a new RoleBinding through its own watch: wait for it.
+    await expect.poll(() => can(manager, "get", "secrets", { namespace: ns, name: "bp" })).toBe(true);
     expect(await can(manager, "list", "secrets", { namespace: ns })).toBe(false);
     await admin.patch(identityPath(ns, "secretive"), "merge", {
       spec: { sidecar: { port: 5001 } },
@@ -243,9 +244,11 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     // The namespace opts in to verification: the next attempt (the retry interval, or here a spec change)
     // verifies with a real TokenRequest.
     await roleBinding(ns, "agentid-token-requester", "agentid-token-requester", subject);
-    expect(
-      await can(manager, "create", "serviceaccounts", { namespace: ns, subresource: "token", name: "x" }),
-    ).toBe(true);
+    await expect
+      .poll(() =>
+        can(manager, "create", "serviceaccounts", { namespace: ns, subresource: "token", name: "x" }),
+      )
+      .toBe(true);
     expect(await can(manager, "create", "serviceaccounts", { subresource: "token", name: "x" })).toBe(false);
     await admin.patch(identityPath(ns, "workload"), "merge", { spec: { sidecar: { port: 5002 } } });
     await expect
@@ -297,8 +300,8 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     const asDeveloper = createKubeClient(await kubeConfigAs(ns, "developer"));
     cleanup.push(() => asDeveloper.close());
     const body = identityBody(ns, "mine");
+    await expect.poll(() => can(asDeveloper, "create", "configmaps", { namespace: ns })).toBe(true);
     await expect(asDeveloper.create(identityPath(ns), body)).rejects.toMatchObject({ status: 403 });
-    expect(await can(asDeveloper, "create", "configmaps", { namespace: ns })).toBe(true); // edit works otherwise
 
     for (const object of renderChart({ name: "agentid", namespace: "agentid-system" }))
       if (object.metadata.name === "agentid-identity-editor") await apply(object);

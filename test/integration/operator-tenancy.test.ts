@@ -12,6 +12,7 @@ import {
   emulatorRequests,
   LogCapture,
   onEmulator,
+  settledEmulatorRequests,
   startTestEmulator,
   startTestManager,
 } from "./operator-fixture.ts";
@@ -75,7 +76,7 @@ describe("tenancy within one blueprint, as a namespace user", () => {
     running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
     await attempt(user, "own-agent", { agent: { clientId: OTHER_TEAMS_AGENT } });
     await expect.poll(() => ready("own-agent"), { timeout: 30_000 }).toBe("True/Ready");
-    const before = await emulatorRequests(emu);
+    const before = await settledEmulatorRequests(emu);
     await attempt(user, "team-a-agent", { agent: { clientId: AGENT } });
     await expect.poll(() => ready("team-a-agent"), { timeout: 30_000 }).toBe("False/AgentNotAllowed");
     expect(condition(await read("team-a-agent"), "Ready")?.message).toContain(
@@ -101,7 +102,7 @@ describe("tenancy within one blueprint, as a namespace user", () => {
     await attempt(user, "second");
     await expect.poll(() => ready("first"), { timeout: 30_000 }).toBe("True/Ready");
     await expect.poll(() => ready("second"), { timeout: 30_000 }).toBe("True/Ready");
-    const before = await emulatorRequests(emu);
+    const before = await settledEmulatorRequests(emu);
     await attempt(user, "third");
     await expect.poll(() => ready("third"), { timeout: 30_000 }).toBe("False/NamespaceLimitReached");
     expect(condition(await read("third"), "Ready")?.message).toContain("at most 2 AgentIdentities");

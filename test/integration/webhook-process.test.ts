@@ -8,7 +8,14 @@ import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.
 import { MWC_PATH } from "../../src/webhook/certificate-manager.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { ensureCrd } from "./operator-support.ts";
-import { createReadyIdentity, createTestBlueprint, newRun, renderConfiguration } from "./webhook-support.ts";
+import {
+  CONFIGURATION_PATHS,
+  type ConfigurationKind,
+  createReadyIdentity,
+  createTestBlueprint,
+  newRun,
+  renderConfiguration,
+} from "./webhook-support.ts";
 
 /**
  * `agentid manager --sidecar-image …` as a real process: the webhook is wired into the manager (shared
@@ -84,10 +91,18 @@ describe("agentid manager with the webhook", { timeout: 180_000 }, () => {
       await expect
         .poll(port, { timeout: 60_000, message: `the admission server to listen\n${out.stderr}` })
         .toBeGreaterThan(0);
-      await kube.create(
-        MWC_PATH,
-        renderConfiguration(configuration, own, `https://127.0.0.1:${await port()}`, run),
-      );
+      for (const [kind, path] of Object.entries(CONFIGURATION_PATHS)) {
+        await kube.create(
+          path,
+          renderConfiguration(
+            configuration,
+            own,
+            `https://127.0.0.1:${await port()}`,
+            run,
+            kind as ConfigurationKind,
+          ),
+        );
+      }
       const caBundle = async () =>
         (
           await kube.get<{ webhooks: Array<{ clientConfig: { caBundle?: string } }> }>(
@@ -112,7 +127,8 @@ describe("agentid manager with the webhook", { timeout: 180_000 }, () => {
       expect(out.stdout).toContain('"msg":"sidecar injected"');
     } finally {
       child.kill("SIGTERM");
-      await kube.delete(`${MWC_PATH}/${configuration}`).catch(() => undefined);
+      for (const path of Object.values(CONFIGURATION_PATHS))
+        await kube.delete(`${path}/${configuration}`).catch(() => undefined);
     }
     expect(await exited, `exit status; stderr: ${out.stderr.slice(-2000)}`).toBe(0);
     expect(out.stdout).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./); // no token in the logs

@@ -49,7 +49,7 @@ function webhookRbac(): ChartObject[] {
     if (o.kind === "ClusterRoleBinding") (o.roleRef as { name: string }).name = `agentid-webhook-${run}`;
     if (o.kind === "ClusterRole") {
       for (const rule of o.rules as Array<{ resources: string[]; resourceNames?: string[] }>) {
-        if (rule.resources.includes("mutatingwebhookconfigurations"))
+        if (rule.resources.some((r) => r.endsWith("webhookconfigurations")))
           rule.resourceNames = [configurationName];
       }
     }
@@ -116,6 +116,11 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
     await waitUntilServed(admin, cp.namespace, "research-agent");
   });
 
+  it("learns its own user (SelfSubjectReview needs no rule of its own), whom the guard lets mint a verification token", () => {
+    const settings = hook?.logs.find((l) => l.includes('"msg":"webhook settings"'));
+    expect(settings).toContain(`"self":"system:serviceaccount:${managerNamespace}:agentid-manager"`);
+  });
+
   it("reaches no other Secret and no other webhook configuration", async () => {
     for (const verb of ["get", "update"])
       expect(await can(verb, "secrets", { namespace: managerNamespace, name: "other" })).toBe(false);
@@ -131,6 +136,20 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
     expect(
       await can("create", "mutatingwebhookconfigurations", { group: "admissionregistration.k8s.io" }),
     ).toBe(false);
+    // The guard's ValidatingWebhookConfiguration: its own caBundle, nothing else.
+    expect(
+      await can("patch", "validatingwebhookconfigurations", {
+        group: "admissionregistration.k8s.io",
+        name: configurationName,
+      }),
+    ).toBe(true);
+    for (const verb of ["patch", "delete"])
+      expect(
+        await can(verb, "validatingwebhookconfigurations", {
+          group: "admissionregistration.k8s.io",
+          name: "someone-elses",
+        }),
+      ).toBe(false);
     expect(await can("create", "pods", { namespace: cp.namespace })).toBe(false);
     await expect(asManager.get(`${MWC_PATH}/someone-elses`)).rejects.toSatisfy((e: unknown) =>
       isApiError(e, 403),

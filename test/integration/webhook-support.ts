@@ -13,7 +13,7 @@ import { createEventRecorder } from "../../src/kube/events.ts";
 import { createInformer } from "../../src/kube/informer.ts";
 import type { KubeConfigLike } from "../../src/kube/kubeconfig.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
-import { MWC_PATH, type SecretObject } from "../../src/webhook/certificate-manager.ts";
+import { MWC_PATH, type SecretObject, VWC_PATH } from "../../src/webhook/certificate-manager.ts";
 import {
   createWebhook,
   identityPathOf,
@@ -42,17 +42,29 @@ export interface RunningWebhook {
   stop(): Promise<void>;
 }
 
-/** The chart's MutatingWebhookConfiguration, pointed at a loopback URL and limited to this run's namespaces. */
+export type ConfigurationKind = "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration";
+
+/** Where each kind of configuration lives in the API. */
+export const CONFIGURATION_PATHS: Record<ConfigurationKind, string> = {
+  MutatingWebhookConfiguration: MWC_PATH,
+  ValidatingWebhookConfiguration: VWC_PATH,
+};
+
+/**
+ * One of the chart's webhook configurations (the mutating one, or the guard's validating one), pointed at
+ * a loopback URL and limited to this run's namespaces.
+ */
 export function renderConfiguration(
   name: string,
   managerNamespace: string,
   url: string,
   run: string,
+  kind: ConfigurationKind = "MutatingWebhookConfiguration",
 ): Record<string, unknown> {
-  const config = renderChart({ name: "agentid", namespace: managerNamespace }).find(
-    (o) => o.kind === "MutatingWebhookConfiguration",
-  ) as { metadata: { name: string }; webhooks: Array<Record<string, unknown>> } | undefined;
-  if (!config) throw new Error("the chart has no MutatingWebhookConfiguration");
+  const config = renderChart({ name: "agentid", namespace: managerNamespace }).find((o) => o.kind === kind) as
+    | { metadata: { name: string }; webhooks: Array<Record<string, unknown>> }
+    | undefined;
+  if (!config) throw new Error(`the chart has no ${kind}`);
   config.metadata.name = name;
   for (const webhook of config.webhooks) {
     const path = (webhook.clientConfig as { service: { path: string } }).service.path;
@@ -177,10 +189,18 @@ export async function startTestWebhook(
   await Promise.all(informers.map((i) => i.start()));
   await webhook.start();
   if (!options.follower) {
-    await kube.create(
-      MWC_PATH,
-      renderConfiguration(configurationName, managerNamespace, `https://127.0.0.1:${webhook.port()}`, run),
-    );
+    for (const [kind, path] of Object.entries(CONFIGURATION_PATHS)) {
+      await kube.create(
+        path,
+        renderConfiguration(
+          configurationName,
+          managerNamespace,
+          `https://127.0.0.1:${webhook.port()}`,
+          run,
+          kind as ConfigurationKind,
+        ),
+      );
+    }
   }
   const leader = new AbortController();
   const leading = options.follower ? Promise.resolve() : webhook.runLeader(hookKube, leader.signal);
@@ -197,10 +217,12 @@ export async function startTestWebhook(
       leader.abort();
       await leading;
       if (!options.follower) {
-        try {
-          await kube.delete(`${MWC_PATH}/${configurationName}`);
-        } catch (error) {
-          if (!isApiError(error, 404)) throw error;
+        for (const path of Object.values(CONFIGURATION_PATHS)) {
+          try {
+            await kube.delete(`${path}/${configurationName}`);
+          } catch (error) {
+            if (!isApiError(error, 404)) throw error;
+          }
         }
       }
       for (const informer of informers) informer.stop();

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { MANAGER_TUNING } from "../../src/manager/v8-flags.ts";
 
 const run = promisify(execFile);
 const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
@@ -33,7 +34,8 @@ describe("agentid manager (a real process)", () => {
     ]) {
       expect(result.stdout).toContain(option);
     }
-    expect(result.stdout).toContain("--max-semi-space-size"); // the heap rule, docs/operator.md
+    // The start command's node flags, docs/operator.md "Memory".
+    for (const flag of MANAGER_TUNING.flags) expect(result.stdout).toContain(flag);
   });
 
   it.each([

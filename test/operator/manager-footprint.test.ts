@@ -1,36 +1,44 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { MANAGER_SEMI_SPACE_FLAG, REEXEC_MARKER, reexecArgs } from "../../src/manager/v8-flags.ts";
+import { MANAGER_TUNING, managerTuningWarning } from "../../src/manager/v8-flags.ts";
 
 const cli = new URL("../../src/cli.ts", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "manager-footprint-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("reexecArgs", () => {
-  const base = { execPath: "/node", execArgv: [], argv: ["/node", "/app/cli.js", "manager", "--x"], env: {} };
-
-  it("adds the semi-space flag before the script and keeps node flags and arguments", () => {
-    expect(reexecArgs({ ...base, execArgv: ["--enable-source-maps"] })).toEqual([
-      "/node",
-      MANAGER_SEMI_SPACE_FLAG,
-      "--enable-source-maps",
-      "/app/cli.js",
-      "manager",
-      "--x",
-    ]);
+describe("managerTuningWarning", () => {
+  it("names the missing flags and the start command", () => {
+    const warning = managerTuningWarning({ execArgv: [], env: {} });
+    for (const flag of MANAGER_TUNING.flags) expect(warning).toContain(flag);
+    expect(warning).toMatch(/cli\.js manager/);
   });
 
-  it.each([
-    ["a node flag", { execArgv: ["--max-semi-space-size=2"] }],
-    ["a node flag with a separate value", { execArgv: ["--max-semi-space-size", "2"] }],
-    ["NODE_OPTIONS", { env: { NODE_OPTIONS: "--inspect --max_semi_space_size=32" } }],
-    ["an earlier re-execution", { env: { [REEXEC_MARKER]: "1" } }],
-  ])("leaves the process alone when %s sets the young generation", (_, override) => {
-    expect(reexecArgs({ ...base, ...override })).toBeUndefined();
+  it("says nothing when the start command carries the flags, in any spelling", () => {
+    expect(managerTuningWarning({ execArgv: [...MANAGER_TUNING.flags], env: {} })).toBeUndefined();
+    expect(
+      managerTuningWarning({
+        execArgv: MANAGER_TUNING.flags.map((f) => f.replaceAll("-", "_").replace(/^__/, "--")),
+        env: {},
+      }),
+    ).toBeUndefined();
+  });
+});
+
+describe("the manager image", () => {
+  it("starts the manager with its flags (the Dockerfile's manager ENTRYPOINT)", () => {
+    const dockerfile = readFileSync(new URL("../../Dockerfile", import.meta.url), "utf8");
+    const target = dockerfile.slice(dockerfile.indexOf("AS manager"));
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(target)?.[1];
+    expect(entrypoint).toBeDefined();
+    expect(JSON.parse(entrypoint ?? "[]")).toEqual([
+      "/usr/local/bin/node",
+      ...MANAGER_TUNING.flags,
+      "/app/dist/cli.js",
+    ]);
   });
 });
 
@@ -41,7 +49,7 @@ describe("reexecArgs", () => {
 function runManager(
   env: Record<string, string>,
   from: "in-cluster" | "kubeconfig" = "in-cluster",
-): Promise<{ code: number; stderr: string; report: Report }> {
+): Promise<{ code: number; stdout: string; stderr: string; report: Report }> {
   const hooks = join(dir, "hooks.mjs");
   writeFileSync(
     hooks,
@@ -53,7 +61,7 @@ registerHooks({ load(url, context, next) {
   return next(url, context);
 } });
 process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
-  pid: process.pid, execArgv: process.execArgv, reexec: process.env.${REEXEC_MARKER} ?? null, packages: [...packages],
+  pid: process.pid, execArgv: process.execArgv, packages: [...packages],
 }) + "\\n"));
 `,
   );
@@ -79,10 +87,9 @@ process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
           // In a pod: the service's address (not a URL here, so that the manager stops at its first request).
           KUBERNETES_SERVICE_HOST: "127.0.0.1",
           KUBERNETES_SERVICE_PORT: "not-a-port",
-          [REEXEC_MARKER]: "",
         },
       },
-      (error, _stdout, stderr) => {
+      (error, stdout, stderr) => {
         const line = stderr.split("\n").find((l) => l.startsWith("REPORT "));
         // Rejected, not thrown: a throw here would be an uncaught exception, not this test's failure.
         if (!line) {
@@ -91,7 +98,7 @@ process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
         }
         try {
           const report = JSON.parse(line.slice(7)) as Report;
-          resolve({ code: error ? Number(error.code) : 0, stderr, report });
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr, report });
         } catch (parseError) {
           reject(parseError);
         }
@@ -103,18 +110,18 @@ process.on("exit", () => process.stderr.write("REPORT " + JSON.stringify({
 interface Report {
   pid: number;
   execArgv: string[];
-  reexec: string | null;
   packages: string[];
 }
 
 describe("agentid manager process", () => {
-  it("re-executes itself with a bounded young generation and, in a pod, never loads @kubernetes/client-node", async () => {
-    const { code, stderr, report } = await runManager({ NODE_OPTIONS: "" });
+  it("started without its flags, says so and runs on in the same process; in a pod it never loads @kubernetes/client-node", async () => {
+    const { code, stdout, stderr, report } = await runManager({ NODE_OPTIONS: "" });
+    expect(stdout).toContain(`started without ${MANAGER_TUNING.flags.join(" ")}`);
     // No ServiceAccount files on this machine, or (in a pod) an address that is not a URL.
     expect(stderr).toMatch(/no ServiceAccount token|Invalid URL/);
     expect(code).toBe(1);
-    expect(report.execArgv).toContain(MANAGER_SEMI_SPACE_FLAG);
-    expect(report.reexec).toBe("1");
+    // Not re-executed: the process kept the node flags it was started with, and no others.
+    expect(report.execArgv).toEqual(["--import", expect.stringMatching(/hooks\.mjs$/)]);
     // The manager's own dependencies were loaded (so the list is real), the heavy client was not.
     expect(report.packages).toContain("pino");
     expect(report.packages).not.toContain("@kubernetes/client-node");
@@ -125,12 +132,5 @@ describe("agentid manager process", () => {
     expect(stderr).toMatch(/is not a URL: 'not a url'/);
     expect(code).toBe(1);
     expect(report.packages).toContain("@kubernetes/client-node");
-  });
-
-  it("runs as it is when NODE_OPTIONS sets the young generation", async () => {
-    const { code, report } = await runManager({ NODE_OPTIONS: "--max-semi-space-size=4" });
-    expect(code).toBe(1);
-    expect(report.execArgv).not.toContain(MANAGER_SEMI_SPACE_FLAG);
-    expect(report.reexec).toBe("");
   });
 });

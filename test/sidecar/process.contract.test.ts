@@ -145,9 +145,9 @@ describe("Node tuning", () => {
   it("never re-executes itself; started without its tuning, it says what is missing", async () => {
     const child = await startMinimal({});
     try {
+      // A re-executed process would carry the flags on its command line.
       const cmdline = procText(child.process.pid, "cmdline");
       for (const flag of SIDECAR_TUNING.flags) expect(cmdline).not.toContain(flag);
-      expect(procText(child.process.pid, "environ")).not.toContain(`${SIDECAR_TUNING.marker}=1`);
       const text = child.output.join("");
       expect(text).toMatch(
         /started without MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=16384 --optimize-for-size --no-maglev/,
@@ -253,6 +253,8 @@ describe("Microsoft's sample configuration, as a real process", () => {
     }
     const logs = sidecar.output.join("");
     expect(logs).toMatch(/sidecar ready/);
+    // How long the sidecar took from its process start to ready (a pod's start depends on it).
+    expect(logs).toMatch(/"readyAfterMs":\d+/);
     expect(logs).toMatch(/draining in-flight requests/);
     for (const secret of secrets.filter((s) => s.length > 0)) {
       expect(logs.includes(secret), "a token or secret reached the logs").toBe(false);

@@ -3,7 +3,7 @@ import { parseAllDocuments } from "yaml";
 
 /**
  * The chart's templates rendered the way Helm would for the two values they use (release name and
- * namespace). Anything else in `{{ }}` fails loudly, so a template the tests cannot render is noticed.
+ * namespace, quoted or inside a string). Anything else in `{{ }}` fails loudly, so a template the tests cannot render is noticed.
  */
 export interface ChartObject {
   apiVersion: string;
@@ -21,7 +21,9 @@ export function renderChart(release: { name: string; namespace: string }): Chart
     .sort()) {
     const text = readFileSync(new URL(file, TEMPLATES), "utf8")
       .replaceAll("{{ .Release.Name | quote }}", JSON.stringify(release.name))
-      .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(release.namespace));
+      .replaceAll("{{ .Release.Namespace | quote }}", JSON.stringify(release.namespace))
+      // Inside a string (the guard's matchCondition names the manager's ServiceAccount).
+      .replaceAll("{{ .Release.Namespace }}", release.namespace);
     const left = /\{\{.*?\}\}/.exec(text);
     if (left) throw new Error(`charts/agentid/templates/${file}: cannot render ${left[0]} in tests`);
     for (const doc of parseAllDocuments(text)) {

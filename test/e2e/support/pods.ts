@@ -1,9 +1,12 @@
 import type { KubeClient } from "../../../src/kube/client.ts";
+import { probeCommand, sidecarContainer as renderSidecar } from "../../../src/webhook/mutate.ts";
+import { sidecarSettings } from "../../../src/webhook/settings.ts";
+import type { InjectionTarget, SidecarSettings } from "../../../src/webhook/types.ts";
 import type { E2eTarget } from "./target.ts";
 
 /**
- * Pods of the scenarios. `agentPod` writes by hand what the webhook injects (a native sidecar from the sidecar
- * image, the projected token in the sidecar only, SIDECAR_URL in the app); `injection: "webhook"` leaves that out
+ * Pods of the scenarios. `agentPod` adds what the webhook injects (the native sidecar rendered by the webhook's
+ * own code, the projected token in the sidecar only, SIDECAR_URL in the app); `injection: "webhook"` leaves that out
  * and labels the pod instead, for when the webhook runs in the cluster.
  */
 
@@ -11,6 +14,7 @@ export const TOKEN_DIR = "/var/run/secrets/agentid/token";
 export const TOKEN_FILE = `${TOKEN_DIR}/azure-identity-token`;
 export const EMULATOR_CA_CONFIGMAP = "agentid-e2e-emulator-ca";
 const NODE = "/usr/local/bin/node";
+const SIDECAR_PORT = 5000;
 
 export interface Pod {
   metadata: {
@@ -65,59 +69,68 @@ export function sidecarEnv(target: E2eTarget): { name: string; value: string }[]
     Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
     AGENTID_SIDECAR_CA_FILE: "/etc/agentid/emulator-ca/ca.pem",
     AGENTID_SIDECAR_LOG_LEVEL: "debug",
+    // As the AgentIdentity renders it (src/api/render.ts).
+    Kestrel__Endpoints__Http__Url: `http://127.0.0.1:${SIDECAR_PORT}`,
   };
   return Object.entries(env).map(([name, value]) => ({ name, value }));
 }
 
 /**
  * How the kubelet learns that the sidecar is ready before it starts the app:
- * - "startupProbe": as the webhook injects it (src/webhook/mutate.ts on the webhook branch): an exec probe
- *   every second, each attempt a Node process that polls /readyz for up to one second;
- * - "postStart": one exec hook that polls /readyz until it answers. The kubelet starts the next container only
- *   after a restartable init container's postStart hook returned, and the hook starts at once (no probe period).
+ * - "injected": exactly what the webhook renders (src/webhook/mutate.ts): a postStart hook that polls /readyz
+ *   (`agentid sidecar --probe`); the kubelet starts the next container only after it returned;
+ * - "startupProbe": what the webhook injected before (kept to measure against in the same run): an exec
+ *   startup probe every second, each attempt a Node process that polls /readyz for up to one second;
+ * - "none": no wait at all (the app may start before the sidecar is ready): only to measure what a native
+ *   sidecar costs by itself, whatever waits for it.
  */
-export type SidecarReadiness = "startupProbe" | "postStart";
+export type SidecarReadiness = "injected" | "startupProbe" | "none";
 
-const PROBE = (timeout: number) => [
-  NODE,
-  "/app/dist/cli.js",
-  "sidecar",
-  "--probe",
-  "--probe-timeout",
-  String(timeout),
-];
+/** The webhook's sidecar settings for the e2e image (its defaults: tuned command, resources, user). */
+export function e2eSidecarSettings(target: E2eTarget, native = true): SidecarSettings {
+  return sidecarSettings({ image: target.images.sidecar, imagePullPolicy: "IfNotPresent", native });
+}
 
-/** The native sidecar as the webhook injects it. */
+/**
+ * The native sidecar as the webhook injects it, rendered by the webhook's own code, plus the emulator's CA
+ * (a ConfigMap mount the e2e adds: the emulator's certificate is made per run).
+ */
 export function sidecarContainer(
   target: E2eTarget,
-  readiness: SidecarReadiness = "startupProbe",
+  readiness: SidecarReadiness = "injected",
+  native = true,
 ): Record<string, unknown> {
-  const wait =
-    readiness === "startupProbe"
-      ? // The kubelet probes from the node, which cannot reach the sidecar's 127.0.0.1: the probe runs inside.
-        {
-          startupProbe: {
-            exec: { command: PROBE(1) },
-            periodSeconds: 1,
-            timeoutSeconds: 5,
-            failureThreshold: 120,
-          },
-        }
-      : { lifecycle: { postStart: { exec: { command: PROBE(60) } } } };
-  return {
-    name: "agentid-sidecar",
-    image: target.images.sidecar,
-    imagePullPolicy: "IfNotPresent",
-    restartPolicy: "Always",
+  const settings = e2eSidecarSettings(target, native);
+  const injection: InjectionTarget = {
+    identity: {
+      name: "e2e",
+      namespace: target.agentNamespace,
+      generation: 1,
+      serviceAccountName: target.agentServiceAccount,
+    },
+    port: SIDECAR_PORT,
     env: sidecarEnv(target),
-    ...wait,
-    volumeMounts: [
-      { name: "agentid-token", mountPath: TOKEN_DIR, readOnly: true },
-      { name: "agentid-emulator-ca", mountPath: "/etc/agentid/emulator-ca", readOnly: true },
-    ],
-    securityContext: restricted,
-    resources: { requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+    appEnv: [],
+    projectedToken: true,
+    tokenExpirationSeconds: 3600,
+    secretNames: [],
   };
+  const container = renderSidecar(injection, settings, settings.defaultResources);
+  container.volumeMounts = [
+    ...((container.volumeMounts as unknown[] | undefined) ?? []),
+    { name: "agentid-emulator-ca", mountPath: "/etc/agentid/emulator-ca", readOnly: true },
+  ];
+  if (readiness === "none") delete container.lifecycle;
+  if (readiness === "startupProbe") {
+    delete container.lifecycle;
+    container.startupProbe = {
+      exec: { command: probeCommand(settings, 1) },
+      periodSeconds: 1,
+      timeoutSeconds: 5,
+      failureThreshold: 120,
+    };
+  }
+  return container;
 }
 
 export const TOKEN_VOLUMES = (expirationSeconds: number) => [
@@ -164,10 +177,16 @@ export interface AgentPodOptions {
   injection?: "hand" | "webhook" | "none";
   tokenExpirationSeconds?: number;
   readiness?: SidecarReadiness;
+  /**
+   * False: the sidecar as the webhook injects it with `--native-sidecar off` (first in `containers`, same
+   * postStart wait); a Job-style pod then never completes, so only the start-time measurement uses it.
+   */
+  native?: boolean;
 }
 
 export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<string, unknown> {
   const injection = options.injection ?? "hand";
+  const native = options.native ?? true;
   const app = {
     name: "app",
     image: target.images.sidecar,
@@ -178,7 +197,7 @@ export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<st
       "-e",
       appScript({ agentAppId: target.emulator.agentAppId, stay: options.appStays ?? true }),
     ],
-    env: injection === "hand" ? [{ name: "SIDECAR_URL", value: "http://127.0.0.1:5000" }] : [],
+    env: injection === "hand" ? [{ name: "SIDECAR_URL", value: `http://127.0.0.1:${SIDECAR_PORT}` }] : [],
     securityContext: restricted,
     resources: { requests: { cpu: "10m", memory: "32Mi" } },
   };
@@ -195,8 +214,11 @@ export function agentPod(target: E2eTarget, options: AgentPodOptions): Record<st
       automountServiceAccountToken: false,
       restartPolicy: options.restartPolicy ?? "Always",
       terminationGracePeriodSeconds: 5,
-      ...(injection === "hand" ? { initContainers: [sidecarContainer(target, options.readiness)] } : {}),
-      containers: [app],
+      ...(injection === "hand" && native
+        ? { initContainers: [sidecarContainer(target, options.readiness, native)] }
+        : {}),
+      containers:
+        injection === "hand" && !native ? [sidecarContainer(target, options.readiness, native), app] : [app],
       volumes: injection === "hand" ? TOKEN_VOLUMES(options.tokenExpirationSeconds ?? 3600) : [],
     },
   };

@@ -1,0 +1,253 @@
+import { isDeepStrictEqual } from "node:util";
+import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
+import { resolveResources } from "./annotations.ts";
+import { findSidecar, listenPortOf, sidecarContainer, tokenVolume } from "./mutate.ts";
+import {
+  allContainers,
+  annotationsOf,
+  arrayAt,
+  type ContainerView,
+  containersOf,
+  type JsonObject,
+  objectAt,
+  stringAt,
+  volumesOf,
+} from "./raw.ts";
+import { isExchangeAudience, podRefusals, type Refusal } from "./refusals.ts";
+import type { InjectionTarget, SidecarSettings } from "./types.ts";
+
+/**
+ * The guard's decisions (pure). A ServiceAccount token for the exchange audience, of a ServiceAccount an
+ * AgentIdentity binds, acts as the blueprint and so as every agent of it; the only holder meant to have
+ * one is the sidecar the mutating webhook rendered (plus the kubelet that mints it for the pod, and the
+ * manager's own verification). These functions decide the four ways a namespace user could get one
+ * otherwise: a TokenRequest, a pod of their own (or a copy of an injected one) that projects the token, a
+ * pod UPDATE that swaps the sidecar's image, and exec/attach into the sidecar. Who binds what is looked up
+ * by the caller (guard-review.ts); the API server's matchConditions send only these requests
+ * (charts/agentid/templates/webhook.yaml).
+ */
+
+/** Where the API server sends the guard's reviews (the ValidatingWebhookConfiguration). */
+export const GUARD_PATH = "/validate-agentid-guard";
+
+const KUBELET_GROUP = "system:nodes";
+
+export function isKubelet(user: string, groups: readonly string[]): boolean {
+  return groups.includes(KUBELET_GROUP) && user.startsWith("system:node:");
+}
+
+// ---- serviceaccounts/token ----
+
+export interface TokenRequestInput {
+  namespace: string;
+  serviceAccount: string;
+  audiences: readonly string[];
+  user: string;
+  groups: readonly string[];
+  /** Users that may mint the token anyway: the manager itself (verification). */
+  trustedUsers: readonly string[];
+}
+
+/** Whether the request is one the guard must look at (the binding lookup comes after). */
+export function tokenRequestNeedsBinding(input: TokenRequestInput): boolean {
+  if (!input.audiences.some(isExchangeAudience)) return false;
+  if (isKubelet(input.user, input.groups)) return false;
+  return !input.trustedUsers.includes(input.user);
+}
+
+export function tokenRequestRefusal(input: TokenRequestInput, boundBy: string): Refusal {
+  return {
+    reason: "ExchangeTokenRequest",
+    message: `a TokenRequest for ServiceAccount ${input.serviceAccount} with the audience ${TOKEN_AUDIENCE} is refused: AgentIdentity ${boundBy} binds this ServiceAccount, and such a token acts as every agent of its blueprint; only the agentid sidecar may hold it. Run the workload with the label agentid.io/inject=true and ask the sidecar (SIDECAR_URL) for tokens`,
+  };
+}
+
+// ---- pods ----
+
+function exchangeVolumes(pod: unknown): JsonObject[] {
+  return volumesOf(pod).filter((v) =>
+    (arrayAt(objectAt(v, "projected"), "sources") ?? []).some((s) =>
+      isExchangeAudience(stringAt(objectAt(s, "serviceAccountToken"), "audience")),
+    ),
+  );
+}
+
+/** Whether any volume of the pod projects a service-account token for the exchange audience. */
+export function projectsExchangeToken(pod: unknown): boolean {
+  return exchangeVolumes(pod).length > 0;
+}
+
+function mounts(container: JsonObject): string[] {
+  return (arrayAt(container, "volumeMounts") ?? []).flatMap((m) => {
+    const name = stringAt(m, "name");
+    return name === undefined ? [] : [name];
+  });
+}
+
+/**
+ * The sidecar fields that decide what code runs in the container that holds the token, and what else it
+ * can read or reach: an absent field must be absent (a `lifecycle` hook or an exec probe added to the
+ * sidecar would run the author's command there; `NODE_OPTIONS` in `env` would load the author's code; a
+ * mount would hand the container their files). Fields that change none of that are not compared, so that
+ * the API server's defaults (terminationMessagePath, imagePullPolicy, resources, probe thresholds) and other
+ * mutating webhooks' additions (a policy tightening securityContext) do not refuse an injected pod.
+ */
+const COMPARED_FIELDS = [
+  "image",
+  "command",
+  "args",
+  "workingDir",
+  "env",
+  "envFrom",
+  "volumeMounts",
+  "volumeDevices",
+  "lifecycle",
+  "livenessProbe",
+  "readinessProbe",
+] as const;
+
+/** What differs between the pod's sidecar and the one the mutating webhook renders for this target. */
+export function sidecarDifferences(
+  pod: unknown,
+  sidecar: JsonObject,
+  target: InjectionTarget,
+  settings: SidecarSettings,
+): string[] {
+  const resources = resolveResources(settings.defaultResources, target.resources, annotationsOf(pod));
+  const rendered = sidecarContainer(target, settings, resources.ok ? resources.value : {}) as JsonObject;
+  const wrong: string[] = COMPARED_FIELDS.filter((f) => !isDeepStrictEqual(sidecar[f], rendered[f]));
+  // The API server defaults a probe's thresholds; what runs in the container is its exec command.
+  const probe = (c: JsonObject) => objectAt(objectAt(c, "startupProbe"), "exec");
+  if (!isDeepStrictEqual(probe(sidecar), probe(rendered))) wrong.push("startupProbe");
+  return wrong;
+}
+
+export type Expected =
+  | { ok: true; target: InjectionTarget; settings: SidecarSettings }
+  /** The identity that binds the pod's ServiceAccount cannot be injected now (not Ready, not admitted...). */
+  | { ok: false; refusal: Refusal };
+
+/**
+ * A pod CREATE that projects an exchange-audience token for a ServiceAccount `identity` binds: allowed
+ * only when it is exactly what the mutating webhook produces for that identity, i.e. the pod-side checks
+ * of an injected pod pass (no other container mounts the token volume, no other exchange-token volume, no
+ * shared process namespace, no host network...), the token volume is the rendered one, and the sidecar
+ * runs the rendered image and command with the rendered environment and mounts.
+ */
+export function podCreateRefusals(pod: unknown, identity: string, expected: Expected): Refusal[] {
+  const head = `the pod projects a service-account token for ${TOKEN_AUDIENCE} of a ServiceAccount that AgentIdentity ${identity} binds (such a token acts as every agent of its blueprint), but it is not the pod agentid injects`;
+  const fix =
+    "label the pod (template) agentid.io/inject=true and remove your own token volume, sidecar and mounts: the webhook adds them";
+  if (!expected.ok) {
+    return [
+      {
+        reason: "NotInjected",
+        message: `${head}: ${expected.refusal.message}`,
+      },
+    ];
+  }
+  const { target, settings } = expected;
+  if (!target.projectedToken) {
+    return [
+      {
+        reason: "NotInjected",
+        message: `${head}: AgentIdentity ${identity} does not use workload identity, so no pod of it projects that token; remove the volume`,
+      },
+    ];
+  }
+  const sidecar = findSidecar(pod);
+  const volumes = exchangeVolumes(pod);
+  const tokenVol = volumes.find((v) => stringAt(v, "name") === TOKEN_VOLUME);
+  if (!sidecar || !tokenVol) {
+    return [{ reason: "NotInjected", message: `${head}; ${fix}` }];
+  }
+  const port = listenPortOf(sidecar.raw) ?? target.port;
+  // The pod-side checks of the mutating webhook, for a pod that carries our sidecar: they refuse any other
+  // container mounting the token volume, any other exchange-token volume, hostNetwork, hostPID, a shared
+  // process namespace, host ports, the client secret read by an app container.
+  const out = podRefusals({ pod, port, secretNames: target.secretNames, injected: true });
+  const wrong = sidecarDifferences(pod, sidecar.raw, target, settings);
+  const expectedSources = (tokenVolume(target).projected as JsonObject).sources;
+  if (!isDeepStrictEqual(objectAt(tokenVol, "projected")?.sources, expectedSources))
+    wrong.push(`volume ${TOKEN_VOLUME}`);
+  if (wrong.length > 0) {
+    out.push({
+      reason: "NotInjected",
+      message: `${head}: its ${SIDECAR_CONTAINER} differs from what AgentIdentity ${identity} renders (${wrong.join(", ")}); ${fix} (if the AgentIdentity or the manager's sidecar image changed meanwhile, create the pod again)`,
+    });
+  }
+  return out;
+}
+
+/** Containers (any kind) that mount a volume projecting the exchange token, or that are our sidecar. */
+function holdsToken(c: ContainerView, tokenVolumes: ReadonlySet<string>): boolean {
+  return c.name === SIDECAR_CONTAINER || mounts(c.raw).some((m) => tokenVolumes.has(m));
+}
+
+/**
+ * A pod UPDATE (images are the only container field an UPDATE may change): refused when a container that
+ * holds the token (mounts an exchange-token volume, or is the agentid sidecar) gets another image. Other
+ * containers' images may change as before.
+ */
+export function podUpdateRefusals(pod: unknown, oldPod: unknown): Refusal[] {
+  const tokenVolumes = new Set(exchangeVolumes(oldPod).map((v) => stringAt(v, "name") ?? ""));
+  const before = new Map(allContainers(oldPod).map((c) => [c.name, stringAt(c.raw, "image")]));
+  const out: Refusal[] = [];
+  for (const c of allContainers(pod)) {
+    if (!before.has(c.name) || before.get(c.name) === stringAt(c.raw, "image")) continue;
+    if (!holdsToken(c, tokenVolumes)) continue;
+    out.push({
+      reason: "SidecarImageChanged",
+      message: `container '${c.name}' holds the service-account token for ${TOKEN_AUDIENCE} (it acts as every agent of the blueprint); its image cannot change in place. Change the pod template and let the webhook inject a new pod`,
+    });
+  }
+  return out;
+}
+
+/**
+ * An UPDATE of pods/ephemeralcontainers: a new ephemeral container may neither mount an exchange-token
+ * volume nor target (share the processes of) a container that holds the token.
+ */
+export function ephemeralGuardRefusals(pod: unknown, oldPod: unknown): Refusal[] {
+  const tokenVolumes = new Set(exchangeVolumes(pod).map((v) => stringAt(v, "name") ?? ""));
+  const before = new Set(containersOf(oldPod, "ephemeralContainers").map((c) => c.name));
+  const holders = new Set(
+    allContainers(pod)
+      .filter((c) => c.field !== "ephemeralContainers" && holdsToken(c, tokenVolumes))
+      .map((c) => c.name),
+  );
+  const out: Refusal[] = [];
+  for (const c of containersOf(pod, "ephemeralContainers")) {
+    if (before.has(c.name)) continue;
+    if (mounts(c.raw).some((m) => tokenVolumes.has(m))) {
+      out.push({
+        reason: "TokenVolumeMount",
+        message: `ephemeral container '${c.name}' mounts a volume with the service-account token for ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volumeMount`,
+      });
+    }
+    const target = stringAt(c.raw, "targetContainerName");
+    if (target !== undefined && holders.has(target)) {
+      out.push({
+        reason: "EphemeralTargetsSidecar",
+        message: `ephemeral container '${c.name}' targets '${target}', which holds the service-account token for ${TOKEN_AUDIENCE}; target an app container instead`,
+      });
+    }
+  }
+  return out;
+}
+
+/** Whether a pod carries the mark of an injection (its sidecar's image is then protected on UPDATE). */
+export function markedInjected(pod: unknown): boolean {
+  return annotationsOf(pod)[ANNOTATION_INJECTED] !== undefined;
+}
+
+// ---- pods/exec, pods/attach ----
+
+export function connectRefusal(subResource: string, container: string): Refusal | undefined {
+  if (container !== SIDECAR_CONTAINER) return undefined;
+  const verb = subResource === "attach" ? "attach to" : "exec into (and kubectl cp with)";
+  return {
+    reason: "SidecarExec",
+    message: `${verb} the container ${SIDECAR_CONTAINER} is refused: it holds the service-account token that acts as every agent of the blueprint. Exec into your app container and call the sidecar's API (SIDECAR_URL), or use kubectl port-forward`,
+  };
+}

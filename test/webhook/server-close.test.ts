@@ -1,0 +1,92 @@
+import { connect } from "node:tls";
+import { Registry } from "prom-client";
+import { Agent, request } from "undici";
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../../src/lib/log.ts";
+import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
+import { allow } from "../../src/webhook/admission.ts";
+import { createWebhookMetrics } from "../../src/webhook/metrics.ts";
+import { startAdmissionServer } from "../../src/webhook/server.ts";
+
+/**
+ * Closing the admission server does not wait for its clients: a connection the API server opened and
+ * never used (Go's HTTP client dials spares) is ended at once, and a review in flight is answered first.
+ */
+
+async function serverWith(review: () => Promise<void>) {
+  const ca = await createCertificateAuthority("close-ca");
+  const leaf = await issueCertificate(ca, {
+    commonName: "127.0.0.1",
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+  });
+  const server = await startAdmissionServer({
+    host: "127.0.0.1",
+    port: 0,
+    logger: createLogger({ name: "test", level: "silent" }),
+    metrics: createWebhookMetrics(new Registry()),
+    review: async (req) => {
+      await review();
+      return { response: allow(req.uid, []), outcome: "allowed", reason: "" };
+    },
+  });
+  server.setCertificate(leaf.certPem, leaf.keyPem);
+  return { server, ca };
+}
+
+const body = JSON.stringify({
+  apiVersion: "admission.k8s.io/v1",
+  kind: "AdmissionReview",
+  request: {
+    uid: "u-1",
+    operation: "CREATE",
+    namespace: "ns",
+    resource: { group: "", version: "v1", resource: "pods" },
+    object: { metadata: { name: "p" }, spec: { containers: [] } },
+  },
+});
+
+describe("closing the admission server", () => {
+  it("ends a connection that never carried a request instead of waiting for the client", async () => {
+    const { server, ca } = await serverWith(async () => undefined);
+    const socket = connect({ host: "127.0.0.1", port: server.port(), ca: ca.certPem });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    // Without it, close() would wait for this client, which never sends anything nor hangs up.
+    await server.close();
+    await ended;
+  });
+
+  it("answers a review in flight, then ends its keep-alive connection", async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrived: () => void = () => undefined;
+    const reached = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const { server, ca } = await serverWith(async () => {
+      arrived();
+      await gate;
+    });
+    const agent = new Agent({ connect: { ca: ca.certPem }, keepAliveTimeout: 600_000 });
+    const answer = request(`https://127.0.0.1:${server.port()}/mutate-v1-pod`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+      dispatcher: agent,
+    });
+    await reached;
+    const closed = server.close();
+    release();
+    const res = await answer;
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as { response: { allowed: boolean } }).response.allowed).toBe(true);
+    await closed;
+    await agent.close();
+  });
+});
