@@ -232,7 +232,7 @@ export interface AgentIdentitySpec {
     deletionPolicy?: "Delete" | "Retain";
   };
   /**
-   * ServiceAccount (in this namespace) whose pods get this identity. The operator creates it when it does not exist (owned by this AgentIdentity). An existing ServiceAccount is used only when it opts in with the label agentid.io/agentidentity=<this AgentIdentity's name>. When two AgentIdentities bind one ServiceAccount, the older keeps it.
+   * ServiceAccount (in this namespace) whose pods get this identity. The operator creates it when it does not exist (owned by this AgentIdentity). An existing ServiceAccount is used only when it opts in with the label agentid.io/agentidentity=<this AgentIdentity's name>. When two AgentIdentities bind one ServiceAccount, the older keeps it. Immutable: the blueprint trusts this ServiceAccount's name, so create a new AgentIdentity (and delete this one) to use another.
    */
   serviceAccountName: string;
   /**

@@ -125,7 +125,7 @@ export function refusal(
   if (holder && holder.metadata.name !== identity.metadata.name)
     return {
       reason: "ServiceAccountTaken",
-      message: `ServiceAccount ${identity.spec.serviceAccountName} is held by the older AgentIdentity ${holder.metadata.name}; a ServiceAccount carries one identity. Choose another serviceAccountName.`,
+      message: `ServiceAccount ${identity.spec.serviceAccountName} is held by the older AgentIdentity ${holder.metadata.name}; a ServiceAccount carries one identity. Create a new AgentIdentity with another serviceAccountName (it is immutable) and delete this one.`,
     };
   // Last: only identities that pass everything above count towards the namespace's cap.
   return namespaceLimitReached(blueprint, namespace, identity, sameNamespace);

@@ -271,6 +271,31 @@ describe("the AgentIdentity CRD on a real API server", () => {
     ).toContain("agent cannot switch between clientId and create");
   });
 
+  it("keeps serviceAccountName immutable, while updates that leave it as it is still pass", async () => {
+    // A rename would leave the old account's federated credential trusted until a reconcile removed it
+    // (indefinitely when writing the new one fails): a new AgentIdentity is the way to another account.
+    const created = await createIdentity(kube, cp.namespace, "sa-immutable");
+    const path = identityPath(cp.namespace, "sa-immutable");
+    expect(
+      await refused(() =>
+        kube.replace(path, { ...created, spec: { ...created.spec, serviceAccountName: "another" } }),
+      ),
+    ).toContain("serviceAccountName is immutable; create a new AgentIdentity");
+    expect(
+      await refused(() => kube.patch(path, "merge", { spec: { serviceAccountName: "another" } })),
+    ).toContain("serviceAccountName is immutable");
+    // A merge patch that does not mention it keeps it; a replace that repeats it passes the rule.
+    const patched = await kube.patch<AgentIdentity>(path, "merge", {
+      spec: { sidecar: { logLevel: "Debug" } },
+    });
+    expect(patched.spec.serviceAccountName).toBe(created.spec.serviceAccountName);
+    const replaced = await kube.replace<AgentIdentity>(path, {
+      ...patched,
+      spec: { ...patched.spec, sidecar: { logLevel: "Warning" } },
+    });
+    expect(replaced.spec.serviceAccountName).toBe(created.spec.serviceAccountName);
+  });
+
   it("has a status subresource: a spec write cannot change status", async () => {
     const created = await createIdentity(kube, cp.namespace, "status");
     const updated = await kube.replace<AgentIdentity>(identityPath(cp.namespace, "status"), {

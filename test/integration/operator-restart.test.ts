@@ -70,9 +70,10 @@ describe("the operator across an API server restart", () => {
         timeout: 30_000,
       })
       .toBe(true);
-    await admin.patch(identityPath(NS, "before"), "merge", { spec: { serviceAccountName: "before-moved" } });
+    // A spec change after the restart (serviceAccountName is immutable): observed at its new generation.
+    await admin.patch(identityPath(NS, "before"), "merge", { spec: { sidecar: { logLevel: "Debug" } } });
     await ready("after", "after");
-    await ready("before", "before-moved");
+    await ready("before", "before");
     await expect
       .poll(() => manager?.isLeader(), { message: "a leader after the restart", timeout: 30_000 })
       .toBe(true);

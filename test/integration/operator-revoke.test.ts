@@ -150,7 +150,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     // Still refused, the identity makes no call outside the cluster, whatever its owner changes.
     const before = await emulatorRequests(emu);
     const changed = await alice.patch<AgentIdentity>(identityPath(cp.namespace, "agent"), "merge", {
-      spec: { serviceAccountName: "renamed" },
+      spec: { sidecar: { logLevel: "Debug" } },
     });
     await until(
       "agent",
@@ -160,7 +160,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
       "the change observed, still refused",
     );
     expect(await emulatorRequests(emu)).toBe(before);
-    expect(await trusting("renamed")).toEqual([]);
+    expect(await trusting("agent")).toEqual([]);
 
     // Admitted again: the operator writes the credential (and its finalizer) again.
     await admin.patch(blueprintPath(cp.namespace), "merge", {
@@ -168,7 +168,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
       spec: { admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] } }] },
     });
     const back = await until("agent", ready, "Ready again");
-    expect(await trusting("renamed")).toHaveLength(1);
+    expect(await trusting("agent")).toHaveLength(1);
     expect(back.metadata.finalizers).toContain(FINALIZER);
   });
 

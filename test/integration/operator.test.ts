@@ -274,24 +274,6 @@ describe("the operator against a real API server and the Entra emulator", () => 
     expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
   });
 
-  it("Graph mode: a renamed ServiceAccount gets a new credential, the old one is removed from Entra, and the old account deleted", async () => {
-    await blueprint({ federation: { management: "Graph" } });
-    await manager();
-    await createIdentity(kube, cp.namespace, "mover");
-    const first = await until("mover", "Ready", "True");
-    const oldName = first.status?.federatedCredential?.name ?? "";
-    expect((await blueprintCredentials(emu)).map((c) => c.name)).toContain(oldName);
-    await kube.patch(identityPath(cp.namespace, "mover"), "merge", { spec: { serviceAccountName: "moved" } });
-    await expect
-      .poll(async () => (await read("mover"))?.status?.federatedCredential?.subject)
-      .toBe(`system:serviceaccount:${cp.namespace}:moved`);
-    await until("mover", "Ready", "True");
-    const names = (await blueprintCredentials(emu)).map((c) => c.name);
-    expect(names).not.toContain(oldName);
-    expect(names).toContain((await read("mover"))?.status?.federatedCredential?.name);
-    await expect.poll(() => kube.getOptional(serviceAccountPath(cp.namespace, "mover"))).toBeUndefined();
-  });
-
   it("Graph's 20-credential limit and an application the operator does not own become conditions, and are not retried", async () => {
     await blueprint({ clientId: FULL_BLUEPRINT, federation: { management: "Graph" } });
     // A resync every second replays every identity to the reconciler: the clock of this test.
