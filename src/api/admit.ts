@@ -28,6 +28,27 @@ export interface NamespaceInfo {
   labels?: Record<string, string>;
 }
 
+/** Namespaces no blueprint can admit, whatever its rules say (see namespaceExcluded). */
+export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
+
+/**
+ * Whether AgentIdentities in `namespace` are refused before any blueprint is asked: `kube-system` and the
+ * manager's own namespace. The webhooks never see those namespaces (so that a broken webhook cannot stop
+ * the cluster or the manager itself), so neither the sidecar's agent lock nor the guard would hold there,
+ * and a blueprint rule with an empty namespaceSelector would otherwise admit them.
+ */
+export function namespaceExcluded(
+  namespace: string,
+  managerNamespace: string | undefined,
+): { reason: "NamespaceExcluded"; message: string } | undefined {
+  if (!ALWAYS_EXCLUDED_NAMESPACES.includes(namespace) && namespace !== managerNamespace) return undefined;
+  const which = namespace === managerNamespace ? "the agentid manager's own namespace" : namespace;
+  return {
+    reason: "NamespaceExcluded",
+    message: `AgentIdentities in ${which} are never served: the admission webhooks do not see this namespace, so the sidecar's agent lock and the token guard would not hold. Create the AgentIdentity in an application namespace.`,
+  };
+}
+
 /** Kubernetes label-selector semantics (matchLabels AND every matchExpression). */
 export function selectorMatches(selector: LabelSelector, labels: Record<string, string> = {}): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {

@@ -70,7 +70,7 @@ export interface AgentIdentityBlueprintSpec {
    */
   admits?: Array<{
     /**
-     * Label selector over namespaces (only cluster administrators can label namespaces). An empty selector ({}) admits every namespace.
+     * Label selector over namespaces (only cluster administrators can label namespaces). An empty selector ({}) admits every namespace, except kube-system and the manager's own namespace: the webhooks never see those, so the operator refuses every AgentIdentity there (NamespaceExcluded).
      */
     namespaceSelector?: {
       /**

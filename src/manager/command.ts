@@ -261,6 +261,8 @@ export const managerCommand: Command = {
       ...(issuer ? { issuer } : {}),
       caPems,
       allowedAuthorityHosts,
+      // The namespace the webhooks leave out (with kube-system): the operator refuses identities there too.
+      managerNamespace: leaseNamespace,
       ...(graph ? { graph } : {}),
       concurrency,
       components: webhook,

@@ -31,6 +31,11 @@ export interface OperatorOptions {
   caPems?: string[];
   /** Authority hosts a blueprint with cloud Custom may name (--allowed-authority-hosts); none by default. */
   allowedAuthorityHosts?: string[];
+  /**
+   * The manager's own namespace (the chart's release namespace): AgentIdentities there are refused, as in
+   * kube-system, because the webhooks never see it.
+   */
+  managerNamespace?: string;
   /** Graph mode; off when absent. */
   graph?: Omit<GraphOptions, "dispatcher">;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
@@ -108,6 +113,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       serviceAccounts,
       issuer,
       allowedAuthorityHosts,
+      ...(options.managerNamespace ? { managerNamespace: options.managerNamespace } : {}),
       ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
       ...(options.graph ? { graph: createGraphClient({ ...options.graph, dispatcher }) } : {}),
       events,

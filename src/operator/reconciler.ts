@@ -1,4 +1,4 @@
-import { blueprintAdmitsIdentity, namespaceLimitReached } from "../api/admit.ts";
+import { blueprintAdmitsIdentity, namespaceExcluded, namespaceLimitReached } from "../api/admit.ts";
 import { authorityAllowed } from "../api/cloud.ts";
 import { API_VERSION, FINALIZER, PLURAL } from "../api/constants.ts";
 import { serviceAccountHolder } from "../api/select.ts";
@@ -58,6 +58,8 @@ export interface ReconcilerDeps {
   graph?: { federation: GraphFederation; agents: GraphAgents };
   /** The manager's --allowed-authority-hosts (for blueprints with cloud Custom). */
   allowedAuthorityHosts: readonly string[];
+  /** The manager's own namespace: identities there are refused (NamespaceExcluded), as in kube-system. */
+  managerNamespace?: string;
   events: EventSink;
   policy: VerificationPolicy;
   logger: Logger;
@@ -82,7 +84,8 @@ export function identityPath(namespace: string, name?: string): string {
 }
 
 /**
- * Whether the identity may use its blueprint, from the caches only (no request): the blueprint exists, is
+ * Whether the identity may use its blueprint, from the caches only (no request): it is not in an excluded
+ * namespace (kube-system, the manager's own: `managerNamespace`), the blueprint exists, is
  * valid and usable by this manager (a Custom authority host must be allow-listed), admits the namespace
  * and the agent, the identity holds its ServiceAccount, and it is within the namespace's cap
  * (admits[].maxIdentities). Pure given its inputs.
@@ -93,7 +96,10 @@ export function refusal(
   namespaceLabels: Record<string, string> | undefined,
   sameNamespace: readonly AgentIdentity[],
   allowedAuthorityHosts: readonly string[],
+  managerNamespace?: string,
 ): Observations["refused"] {
+  const excluded = namespaceExcluded(identity.metadata.namespace, managerNamespace);
+  if (excluded) return excluded;
   const ref = identity.spec.blueprintRef.name;
   if (!blueprint)
     return {
@@ -421,6 +427,7 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       deps.namespaces.get(undefined, namespace)?.metadata.labels,
       deps.identities.list(namespace),
       deps.allowedAuthorityHosts,
+      deps.managerNamespace,
     );
     if (obs.refused || !blueprint) {
       if (identity.metadata.finalizers?.includes(FINALIZER)) return revoke(identity, blueprint, obs);

@@ -155,6 +155,21 @@ describe("attacks by a namespace user", () => {
     ).rejects.toMatchObject({ status: 403 });
   });
 
+  it("an identity in the manager's own namespace (never seen by the webhooks), even under an empty namespaceSelector: NamespaceExcluded, no ServiceAccount, no outbound call", async () => {
+    // The blueprint admits every namespace; the manager runs in (says it runs in) the test's namespace.
+    await graphBlueprint({ admits: [{ namespaceSelector: {}, agents: { allowed: [AGENT] } }] });
+    const alice = await namespaceUser(cp.namespace);
+    const m = await manager({ managerNamespace: cp.namespace });
+    const before = await emulatorRequests(emu);
+    await attempt(alice, "insider");
+    const refused = await until("insider", "NamespaceExcluded");
+    expect(condition(refused, "Ready")?.message).toContain("the agentid manager's own namespace");
+    expect(refused.metadata.finalizers ?? []).toEqual([]);
+    expect(await admin.getOptional(serviceAccountPath(cp.namespace, "insider"))).toBeUndefined();
+    expect(await emulatorRequests(emu)).toBe(before);
+    expect(sensitiveRequests(m)).toEqual({});
+  });
+
   it("an agent the blueprint does not allow, or a new agent where creation is off: refused, no outbound call", async () => {
     await graphBlueprint();
     const alice = await namespaceUser(cp.namespace);

@@ -41,6 +41,26 @@ describe("refusal", () => {
     expect(refusal(me, bp, {}, none, [])).toMatchObject({ reason });
   });
 
+  it("refuses identities in kube-system and the manager's own namespace, even under an empty namespaceSelector", () => {
+    // An empty selector matches every namespace, including those the webhooks never see.
+    const everyone = blueprint({ admits: [{ namespaceSelector: {}, agents: { allowed: [AGENT] } }] });
+    const at = (namespace: string) => {
+      const i = identity({}, "me");
+      i.metadata.namespace = namespace;
+      return i;
+    };
+    expect(refusal(at("team-a"), everyone, {}, none, [], "agentid-system")).toBeUndefined();
+    for (const ns of ["kube-system", "agentid-system"]) {
+      const refused = refusal(at(ns), everyone, {}, none, [], "agentid-system");
+      expect(refused).toMatchObject({ reason: "NamespaceExcluded" });
+      expect(refused?.message).toContain("Create the AgentIdentity in an application namespace");
+    }
+    // kube-system is refused even when the manager's namespace is not known, and first of all checks.
+    expect(refusal(at("kube-system"), undefined, {}, none, [])).toMatchObject({
+      reason: "NamespaceExcluded",
+    });
+  });
+
   it("lets an allow-listed Custom host through", () => {
     const bp = blueprint({ cloud: "Custom", authorityHost: "https://login.example.test" });
     expect(refusal(me, bp, {}, none, ["https://login.example.test/"])).toBeUndefined();
