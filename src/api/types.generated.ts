@@ -66,7 +66,7 @@ export interface AgentIdentityBlueprintSpec {
     credential?: "Manager" | "Blueprint";
   };
   /**
-   * Who may use this blueprint, as a list of rules. A rule admits a namespace when its name is in the rule's namespaces or its labels match the rule's namespaceSelector (with neither, the rule admits none). A namespace is admitted when any rule admits it; it may then act as the union of the agents those rules allow, ask for new agents, use development secrets or widen the sidecar when any of them says so, and hold as many identities of this blueprint as the largest maxIdentities among them allows. One rule per team ties each namespace to its own agents. Empty or absent: no namespace is admitted.
+   * Who may use this blueprint, as a list of rules. A rule admits a namespace when its name is in the rule's namespaces or its labels match the rule's namespaceSelector (with neither, the rule admits none). A namespace is admitted when any rule admits it; it may then act as the union of the agents those rules allow, ask for new agents, use development secrets or widen the sidecar when any of them says so, and hold as many identities of this blueprint as the most generous of them allows: the largest maxIdentities, and no cap at all when any of them leaves maxIdentities unset. One rule per team ties each namespace to its own agents. Empty or absent: no namespace is admitted.
    */
   admits?: Array<{
     /**
@@ -134,7 +134,7 @@ export interface AgentIdentityBlueprintSpec {
       allowFmiPathOverride?: boolean;
     };
     /**
-     * At most this many AgentIdentities of one namespace admitted by this rule may use the blueprint (oldest by creation time, then name, keep theirs; the others are Ready=False, reason NamespaceLimitReached, and get no credential). Each workload identity takes one of the blueprint's federated credentials, of which Entra allows 20 per application, so a cap keeps one namespace from starving the others. Absent: no cap.
+     * At most this many AgentIdentities of one namespace admitted by this rule may use the blueprint (oldest by creation time, then name, keep theirs; the others are Ready=False, reason NamespaceLimitReached, and get no credential). Each workload identity takes one of the blueprint's federated credentials, of which Entra allows 20 per application, so a cap keeps one namespace from starving the others. Absent: no cap. When several rules admit a namespace the most generous wins: the largest value, and no cap at all if any of them leaves this unset, so one broad rule without a cap (an empty namespaceSelector, say) lifts the cap of every namespace it admits. Give every rule that admits a namespace a cap.
      */
     maxIdentities?: number;
   }>;

@@ -341,7 +341,7 @@ describe("the AgentIdentity CRD on a real API server", () => {
   });
 
   it("publishes the field descriptions kubectl explain reads (OpenAPI v3)", async () => {
-    type Schema = { description?: string; properties?: Record<string, Schema> };
+    type Schema = { description?: string; properties?: Record<string, Schema>; items?: Schema };
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
     let schemas: Record<string, Schema> = {};
     await expect
@@ -366,6 +366,18 @@ describe("the AgentIdentity CRD on a real API server", () => {
       schemas["io.agentid.v1alpha1.AgentIdentityBlueprint"]?.properties?.spec?.properties?.admits
         ?.description,
     ).toContain("Who may use this blueprint");
+    // kubectl explain teaches the cap's union semantics: one rule without a cap lifts every cap.
+    const admits =
+      schemas["io.agentid.v1alpha1.AgentIdentityBlueprint"]?.properties?.spec?.properties?.admits;
+    expect(admits?.description).toContain("no cap at all when any of them leaves maxIdentities unset");
+    expect(admits?.items?.properties?.maxIdentities?.description).toContain(
+      "one broad rule without a cap (an empty namespaceSelector, say) lifts the cap of every namespace it admits",
+    );
+    // And that serviceAccountName cannot change.
+    expect(
+      schemas["io.agentid.v1alpha1.AgentIdentity"]?.properties?.spec?.properties?.serviceAccountName
+        ?.description,
+    ).toContain("Immutable");
   });
 
   it("prints blueprint, agent, ServiceAccount, Ready and its reason, and the message under -o wide", async () => {
