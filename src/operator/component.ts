@@ -10,13 +10,14 @@ import { createGraphClient, type GraphOptions } from "./graph.ts";
 import { outboundDispatcher } from "./https.ts";
 import { createIssuerSource } from "./issuer.ts";
 import { createOperatorMetrics } from "./metrics.ts";
-import { createReconciler, type NamespaceObject } from "./reconciler.ts";
+import { createReconciler, GRAPH_RECHECK_MS, type NamespaceObject } from "./reconciler.ts";
 import { DEFAULT_VERIFICATION_POLICY, type VerificationPolicy } from "./schedule.ts";
 import {
   SERVICE_ACCOUNT_SELECTOR,
   type ServiceAccountObject,
   serviceAccountPath,
 } from "./service-account.ts";
+import { createCredentialObservations } from "./sweep.ts";
 import { createVerifier } from "./verify.ts";
 
 /** The operator's settings (the manager's flags that concern reconciling). */
@@ -105,6 +106,14 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
     const allowedAuthorityHosts = options.allowedAuthorityHosts ?? [];
     const credentialCounts = new Map<string, number>();
+    // Graph mode: every answer about an application's credentials is kept, for the sweep of orphans.
+    const observations = createCredentialObservations();
+    const graphClient = options.graph
+      ? (() => {
+          const client = createGraphClient({ ...options.graph, dispatcher });
+          return { ...client, federation: observations.observe(client.federation) };
+        })()
+      : undefined;
     const reconcileIdentity = createReconciler({
       kube,
       identities,
@@ -115,7 +124,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       allowedAuthorityHosts,
       ...(options.managerNamespace ? { managerNamespace: options.managerNamespace } : {}),
       ...(options.verify === false ? {} : { verifier: createVerifier({ kube, dispatcher }) }),
-      ...(options.graph ? { graph: createGraphClient({ ...options.graph, dispatcher }) } : {}),
+      ...(graphClient ? { graph: graphClient } : {}),
       events,
       policy: options.verificationPolicy ?? DEFAULT_VERIFICATION_POLICY,
       logger: log,
@@ -135,7 +144,27 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       identities,
       issuer,
       allowedAuthorityHosts,
-      credentialCount: (name) => credentialCounts.get(name),
+      credentialCount: (name) => {
+        const bp = blueprints.get(undefined, name);
+        return (
+          (bp && observations.get(bp.spec.tenantId, bp.spec.clientId)?.length) ?? credentialCounts.get(name)
+        );
+      },
+      ...(graphClient
+        ? {
+            sweep: {
+              federation: graphClient.federation,
+              observed: observations.get,
+              ...(options.namespace ? { namespace: options.namespace } : {}),
+              events,
+              logger: log,
+              recheckMs: options.graphRecheckMs ?? GRAPH_RECHECK_MS,
+              onSwept: (name: string) => {
+                for (const k of usersOf(name)) enqueue(k);
+              },
+            },
+          }
+        : {}),
     });
     // One queue: namespaced keys are AgentIdentities, cluster-scoped keys (no "/") blueprints.
     const reconcile = (key: string) => (key.includes("/") ? reconcileIdentity(key) : reconcileBlueprint(key));

@@ -1,4 +1,4 @@
-import { API_VERSION, KIND } from "../api/constants.ts";
+import { API_VERSION, type BLUEPRINT_KIND, KIND } from "../api/constants.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { createEventRecorder, type EventRecorder } from "../kube/events.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
@@ -7,8 +7,11 @@ import type { Logger } from "../lib/log.ts";
 /** Where the reconciler reports transitions; behind an interface so the decisions stay testable. */
 export interface EventSink {
   emit(event: {
+    /** Empty for a cluster-scoped object (an AgentIdentityBlueprint). */
     namespace: string;
     name: string;
+    /** The object's kind; AgentIdentity when absent. */
+    kind?: typeof BLUEPRINT_KIND;
     uid?: string;
     type: "Normal" | "Warning";
     reason: string;
@@ -39,8 +42,12 @@ export function createEventSink(
       recorder.record(
         {
           apiVersion: API_VERSION,
-          kind: KIND,
-          metadata: { name: e.name, namespace: e.namespace, ...(e.uid ? { uid: e.uid } : {}) },
+          kind: e.kind ?? KIND,
+          metadata: {
+            name: e.name,
+            ...(e.namespace ? { namespace: e.namespace } : {}),
+            ...(e.uid ? { uid: e.uid } : {}),
+          },
         },
         e.type,
         e.reason,

@@ -15,6 +15,13 @@ export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
 
 export type GraphFailure = { ok: false; reason: string; message: string; retry: boolean };
 
+/** A federated credential as Graph lists it (what the operator's decisions need of it). */
+export interface ObservedCredential {
+  name: string;
+  issuer: string;
+  subject: string;
+}
+
 export type GraphOutcome =
   | {
       ok: true;
@@ -22,12 +29,19 @@ export type GraphOutcome =
       message: string;
       /** How many federated credentials the blueprint holds after this call. */
       count: number;
+      /** The blueprint's credentials after this call (from the list the call made anyway). */
+      credentials: ObservedCredential[];
     }
   | GraphFailure;
 
 export type RemoveOutcome = { ok: true; reason: "CredentialRemoved"; message: string } | GraphFailure;
 
 export interface GraphFederation {
+  /** Every federated credential of the application (one GET). */
+  list(
+    tenantId: string,
+    blueprintClientId: string,
+  ): Promise<{ ok: true; credentials: ObservedCredential[] } | GraphFailure>;
   ensure(tenantId: string, blueprintClientId: string, desired: FederatedCredential): Promise<GraphOutcome>;
   /**
    * Removes the credential by name; absent is fine. With `subjectPrefix`, only a credential whose subject
@@ -210,7 +224,17 @@ export function createGraphClient(options: GraphOptions): {
     return answer?.value ?? [];
   }
 
+  const observed = (credentials: readonly GraphCredential[]): ObservedCredential[] =>
+    credentials.map((c) => ({ name: c.name, issuer: c.issuer, subject: c.subject }));
+
   const federation: GraphFederation = {
+    async list(tenantId, appId) {
+      try {
+        return { ok: true, credentials: observed(await list(tenantId, appId)) };
+      } catch (error) {
+        return failure(error, FIC_HINT);
+      }
+    },
     async ensure(tenantId, appId, desired) {
       try {
         const existing = await list(tenantId, appId);
@@ -221,6 +245,7 @@ export function createGraphClient(options: GraphOptions): {
             reason: "CredentialUpToDate",
             message: `Federated credential ${desired.name} is on the blueprint.`,
             count: existing.length,
+            credentials: observed(existing),
           };
         const equivalent = existing.find((c) => c.name !== desired.name && sameTrust(c, desired));
         if (!mine && equivalent) {
@@ -229,6 +254,7 @@ export function createGraphClient(options: GraphOptions): {
             reason: "EquivalentCredentialExists",
             message: `The blueprint already trusts this ServiceAccount through credential ${equivalent.name} (not managed by the operator).`,
             count: existing.length,
+            credentials: observed(existing),
           };
         }
         if (mine) {
@@ -252,18 +278,23 @@ export function createGraphClient(options: GraphOptions): {
             "Managed by the agentid operator (AgentIdentityBlueprint federation.management Graph).",
         });
         const count = mine ? existing.length : existing.length + 1;
+        const credentials = [...observed(existing.filter((c) => c.name !== desired.name)), desired].map(
+          (c) => ({ name: c.name, issuer: c.issuer, subject: c.subject }),
+        );
         return mine
           ? {
               ok: true,
               reason: "CredentialUpdated",
               message: `Federated credential ${desired.name} was replaced on the blueprint.`,
               count,
+              credentials,
             }
           : {
               ok: true,
               reason: "CredentialCreated",
               message: `Federated credential ${desired.name} was added to the blueprint.`,
               count,
+              credentials,
             };
       } catch (error) {
         return failure(error, FIC_HINT);

@@ -76,7 +76,7 @@ export interface ReconcilerDeps {
 
 /** After a new Graph credential, give Entra a moment before proving it (real Entra propagates in seconds). */
 const GRAPH_PROPAGATION_MS = 15_000;
-const GRAPH_RECHECK_MS = 10 * 60_000;
+export const GRAPH_RECHECK_MS = 10 * 60_000;
 
 export function identityPath(namespace: string, name?: string): string {
   const base = `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}`;

@@ -4,6 +4,7 @@ import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { useControlPlane } from "../support/controlplane.ts";
+import { createNamespace } from "./kube-support.ts";
 import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
 
 /** `agentid manager` as a real process: it reconciles, and on SIGTERM releases its Lease and exits 0. */
@@ -19,6 +20,8 @@ interface Lease {
 describe("agentid manager process", () => {
   it("reconciles, then releases the Lease and exits 0 on SIGTERM", async () => {
     const ns = cp.namespace;
+    // The manager's own namespace (its Lease's) is not the identities': it refuses identities there.
+    const own = await createNamespace(kube, "opproc-system");
     const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
     const child = spawn(
       process.execPath,
@@ -30,7 +33,7 @@ describe("agentid manager process", () => {
         "--namespace",
         ns,
         "--lease-namespace",
-        ns,
+        own,
         "--no-verify",
         "--health-host",
         "127.0.0.1",
@@ -58,7 +61,7 @@ describe("agentid manager process", () => {
     onTestFinished(() => {
       if (child.exitCode === null) child.kill("SIGKILL");
     });
-    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/agentid-manager`;
+    const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${own}/leases/agentid-manager`;
     const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
     await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
     const holder = await holderOf();

@@ -276,3 +276,79 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     await expect.poll(async () => (await read("orphan"))?.metadata.finalizers ?? []).not.toContain(FINALIZER);
   });
 });
+
+describe("sweeping credentials whose identity was deleted without the operator's clean-up", () => {
+  it("an identity deleted with its finalizer stripped by a namespace user: the sweep removes exactly its credential, never a foreign one", async () => {
+    await graphBlueprint();
+    const alice = await namespaceUser(cp.namespace);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    await create(alice, "stripped");
+    await create(alice, "keeper");
+    const stripped = await until("stripped", ready, "Ready");
+    await until("keeper", ready, "Ready");
+    const written = stripped.status?.federatedCredential?.name ?? "";
+    expect(written).toMatch(/^agentid-/);
+    // A credential the platform team wrote, for a subject no identity records either: not agentid's, so
+    // never touched. (Entra refuses a second credential with the same issuer and subject.)
+    const foreign = `platform-${cp.namespace}`;
+    await emulatorAdmin(
+      emu,
+      "POST",
+      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
+      {
+        name: foreign,
+        issuer: cp.issuerUrl,
+        subject: `system:serviceaccount:${cp.namespace}:unbound`,
+        audiences: ["api://AzureADTokenExchange"],
+      },
+    );
+    const before = (await blueprintCredentials(emu)).map((c) => c.name);
+    expect(before).toEqual(expect.arrayContaining([written, foreign]));
+
+    // The attack: whoever may update an AgentIdentity deletes it and strips the finalizer, so the
+    // operator's clean-up never runs. A running operator would race the attacker (it puts its finalizer
+    // back and cleans up within milliseconds), so the attack is made while no manager runs, as during an
+    // upgrade or a leader change; the next manager finds the orphan.
+    await running.stop();
+    await alice.delete(identityPath(cp.namespace, "stripped"));
+    await alice.patch(identityPath(cp.namespace, "stripped"), "merge", { metadata: { finalizers: null } });
+    await expect.poll(() => read("stripped"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
+    expect((await blueprintCredentials(emu)).map((c) => c.name)).toContain(written);
+    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+
+    await expect
+      .poll(async () => (await blueprintCredentials(emu)).map((c) => c.name), {
+        message: "the orphaned credential to be swept",
+      })
+      .not.toContain(written);
+    const after = await blueprintCredentials(emu);
+    const names = after.map((c) => c.name);
+    expect(names).toContain(foreign);
+    expect(names).toContain((await read("keeper"))?.status?.federatedCredential?.name);
+    // Exactly that one: every other credential there was before is still there.
+    expect(names.sort()).toEqual(before.filter((n) => n !== written).sort());
+    // Named in an Event on the blueprint (cluster-scoped: in the default namespace) and in the log.
+    await expect
+      .poll(async () => {
+        const list = await admin.get<{
+          items: Array<{
+            reason?: string;
+            message?: string;
+            involvedObject?: { kind?: string; name?: string };
+          }>;
+        }>("/api/v1/namespaces/default/events");
+        return list.items
+          .filter(
+            (e) =>
+              e.involvedObject?.kind === "AgentIdentityBlueprint" && e.involvedObject.name === cp.namespace,
+          )
+          .map((e) => `${e.reason}: ${e.message}`)
+          .join("\n");
+      })
+      .toContain(`OrphanedCredentialRemoved: Removed federated credential ${written}`);
+    expect(logs.text()).toContain(written);
+    // The keeper is untouched, and it is reconciled again after the sweep: still Ready.
+    expect(await trusting("keeper")).toHaveLength(1);
+    await until("keeper", ready, "Ready");
+  });
+});
