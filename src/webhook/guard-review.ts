@@ -3,6 +3,7 @@ import type { Logger } from "../lib/log.ts";
 import { ADMISSION_API_VERSION, type AdmissionResponse, allow, deny, type Operation } from "./admission.ts";
 import {
   connectRefusal,
+  connectTarget,
   type Expected,
   ephemeralGuardRefusals,
   markedInjected,
@@ -118,6 +119,11 @@ export interface GuardDeps {
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];
+  /**
+   * The pod an exec or attach without a container name goes to, from the API server (not a cache: the
+   * pod may be a second old); undefined when it does not exist.
+   */
+  readPod(namespace: string, name: string): Promise<JsonObject | undefined>;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
   recordRefusal?(identity: AgentIdentity, refusals: readonly Refusal[], eventReason: string): void;
@@ -242,7 +248,13 @@ export function createGuard(deps: GuardDeps) {
         return update(request);
       case "exec":
       case "attach": {
-        const refusal = connectRefusal(request.kind, stringAt(request.object, "container") ?? "");
+        const requested = stringAt(request.object, "container") ?? "";
+        // No container named: the API server picks the pod's only regular container; read the pod to
+        // know which that is.
+        const pod = requested === "" ? await deps.readPod(request.namespace, request.name) : undefined;
+        const container = connectTarget(requested, pod);
+        const refusal =
+          container === undefined ? undefined : connectRefusal(request.kind, container, requested !== "");
         return refusal ? refuse(request, [refusal]) : pass(request, "skipped");
       }
     }

@@ -7,6 +7,7 @@ import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
+import type { JsonObject } from "./raw.ts";
 import type { Refusal } from "./refusals.ts";
 import { createReviewer } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
@@ -126,6 +127,10 @@ export function createWebhook(options: WebhookOptions): Webhook {
     resolve,
     settings: currentSettings,
     trustedUsers: () => self,
+    readPod: (ns, name) =>
+      kube.getOptional<JsonObject>(
+        `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`,
+      ),
     logger: logger.child({ part: "guard" }),
     recordRefusal,
   });

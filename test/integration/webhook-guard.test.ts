@@ -288,6 +288,49 @@ describe("the guard against the API server, as a namespace user", () => {
     expect(app).toMatch(/host/i);
   });
 
+  it("refuses exec and attach naming no container when the API server would pick agentid-sidecar", async () => {
+    // No container parameter (a raw API client; kubectl always names one): the API server picks the pod's
+    // only regular container. A pod whose only one is named agentid-sidecar (no token: the pod guard had
+    // no reason to look) is the shape the attack needs.
+    const unnamed = (pod: string, sub = "exec", method: "POST" | "GET" = "POST") =>
+      alice.request(method, `${podsPath()}/${pod}/${sub}`, {
+        query: { command: "cat", stdout: "true", stderr: "true" },
+      });
+    await alice.create(podsPath(), {
+      ...appPod("lonely", { containers: [{ name: "agentid-sidecar", image: "busybox" }] }, {} as never),
+    });
+    for (const [sub, method] of [
+      ["exec", "POST"],
+      ["exec", "GET"],
+      ["attach", "POST"],
+    ] as const) {
+      const message = await refusal(unnamed("lonely", sub, method));
+      expect(message).toContain('admission webhook "exec.guard.agentid.io" denied the request: agentid:');
+      expect(message).toContain("names no container");
+    }
+    // The injected pod: its only regular container is the app (the sidecar is a native one), so the guard
+    // lets it through and the API server goes on (and fails: the pod has no node).
+    const app = await refusal(unnamed("research"));
+    expect(app).not.toContain("agentid");
+    expect(app).toMatch(/host/i);
+    // Two regular containers: the API server asks for a name itself.
+    await alice.create(podsPath(), {
+      ...appPod(
+        "two-containers",
+        {
+          containers: [
+            { name: "app", image: "app:1" },
+            { name: "agentid-sidecar", image: "busybox" },
+          ],
+        },
+        {} as never,
+      ),
+    });
+    const two = await refusal(unnamed("two-containers"));
+    expect(two).not.toContain("agentid:");
+    expect(two).toContain("a container name must be specified");
+  });
+
   it("refuses an UPDATE that swaps the sidecar's image, and allows one that changes the app's", async () => {
     const current = await alice.get<Pod>(`${podsPath()}/research`);
     const swapped = structuredClone(current);
@@ -311,6 +354,16 @@ describe("the guard against the API server, as a namespace user", () => {
     const evilEnv = copyOf(injected, "copy-env");
     sidecarOf(evilEnv).env?.push({ name: "NODE_OPTIONS", value: "--require /evil.js" });
     expect(await refusal(alice.create(podsPath(), evilEnv))).toMatch(/renders \(env/);
+    // The sidecar as the copy's only regular container (restartPolicy dropped): an exec naming no
+    // container would reach it. Refused: not where the webhook puts it.
+    const moved = copyOf(injected, "copy-moved");
+    const sidecar = sidecarOf(moved) as Container & { restartPolicy?: string };
+    delete sidecar.restartPolicy;
+    moved.spec.initContainers = moved.spec.initContainers?.filter((c) => c !== sidecar);
+    moved.spec.containers = [sidecar];
+    const placed = await refusal(alice.create(podsPath(), moved));
+    expect(placed).toContain('admission webhook "pods.guard.agentid.io" denied the request: agentid:');
+    expect(placed).toContain("placement");
     // An exact copy runs our sidecar locked to its agent, as the original does: admitted.
     const exact = await alice.create<Pod>(podsPath(), copyOf(injected, "copy-exact"));
     expect(sidecarOf(exact).image).toBe("ghcr.io/agentid/sidecar:test");

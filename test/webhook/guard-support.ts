@@ -52,12 +52,18 @@ const resolve = async (identity: AgentIdentity, namespace: string) =>
 
 const silent = createLogger({ name: "guard-test", level: "silent" });
 
-export function guardFor(settings: SidecarSettings, identities: AgentIdentity[] = IDENTITIES) {
+/** `pods`: what the API server holds, by name (the guard reads a pod for an exec that names no container). */
+export function guardFor(
+  settings: SidecarSettings,
+  identities: AgentIdentity[] = IDENTITIES,
+  pods: Record<string, JsonObject> = {},
+) {
   return createGuard({
     identities: source(identities),
     resolve,
     settings: () => settings,
     trustedUsers: () => [MANAGER_USER],
+    readPod: async (ns, name) => (ns === NS ? pods[name] : undefined),
     logger: silent,
   });
 }

@@ -266,6 +266,71 @@ describe("pod CREATE", () => {
     expect(result.message).toContain(says);
   });
 
+  type Spec = { initContainers?: JsonObject[]; containers: JsonObject[] };
+  const placements: Array<{ case: string; native: boolean; move: (spec: Spec) => void }> = [
+    {
+      // The exec attack: the API server picks the only regular container for an exec naming none.
+      case: "the sidecar moved to be the only regular container, restartPolicy dropped",
+      native: true,
+      move: (spec) => {
+        const sidecar = spec.initContainers?.shift() as JsonObject;
+        delete sidecar.restartPolicy;
+        spec.containers = [sidecar];
+      },
+    },
+    {
+      case: "the sidecar moved in front of the app, restartPolicy dropped",
+      native: true,
+      move: (spec) => {
+        const sidecar = spec.initContainers?.shift() as JsonObject;
+        delete sidecar.restartPolicy;
+        spec.containers.unshift(sidecar);
+      },
+    },
+    {
+      case: "the native sidecar's restartPolicy dropped (a plain init container)",
+      native: true,
+      move: (spec) => {
+        delete (spec.initContainers?.[0] as JsonObject).restartPolicy;
+      },
+    },
+    {
+      case: "the app container removed (the sidecar alone)",
+      native: false,
+      move: (spec) => {
+        spec.containers = spec.containers.slice(0, 1);
+      },
+    },
+    {
+      case: "the sidecar behind the app",
+      native: false,
+      move: (spec) => {
+        spec.containers.reverse();
+      },
+    },
+    {
+      case: "the sidecar moved to the init containers",
+      native: false,
+      move: (spec) => {
+        spec.initContainers = [spec.containers.shift() as JsonObject];
+      },
+    },
+  ];
+
+  it.each(placements)(
+    "refuses a copy of an injected pod with $case (native: $native)",
+    async ({ native: n, move }) => {
+      const s = testSettings({ native: n });
+      const pod = (await inject(appPod(), s)) as unknown as { metadata: JsonObject; spec: Spec };
+      pod.metadata.labels = {};
+      move(pod.spec);
+      const result = await guardFor(s)(request("pod", pod as unknown as JsonObject));
+      expect(result.outcome).toBe("refused");
+      expect(result.reason).toBe("NotInjected");
+      expect(result.response.status?.message).toContain("placement");
+    },
+  );
+
   it("refuses a pod of its own that projects the token for the bound ServiceAccount (no sidecar)", async () => {
     const pod = appPod(
       {
@@ -380,22 +445,42 @@ describe("pod UPDATE and ephemeral containers", () => {
 });
 
 describe("exec and attach", () => {
+  const container = (name: string) => ({ name, image: `${name}:1` });
+  // What the API server holds: a pod whose only regular container is named agentid-sidecar (of a
+  // ServiceAccount nobody binds, so no token volume and the pod guard never looked at it), a pod with two
+  // regular containers, and an injected pod (native: the app is the only regular container).
+  const pods: Record<string, JsonObject> = {
+    lonely: appPod({ containers: [container("agentid-sidecar")] }),
+    two: appPod({ containers: [container("agentid-sidecar"), container("app")] }),
+    none: appPod({ containers: [] }),
+  };
   it.each([
-    { kind: "exec" as const, container: "agentid-sidecar", want: "refused" },
-    { kind: "attach" as const, container: "agentid-sidecar", want: "refused" },
-    { kind: "exec" as const, container: "app", want: "skipped" },
-    { kind: "exec" as const, container: undefined, want: "skipped" },
-  ])("$kind into $container: $want", async ({ kind, container, want }) => {
+    { kind: "exec" as const, pod: "research-1", container: "agentid-sidecar", want: "refused" },
+    { kind: "attach" as const, pod: "research-1", container: "agentid-sidecar", want: "refused" },
+    { kind: "exec" as const, pod: "research-1", container: "app", want: "skipped" },
+    { kind: "exec" as const, pod: "lonely", container: "app", want: "skipped" },
+    { kind: "exec" as const, pod: "lonely", container: undefined, want: "refused" },
+    { kind: "exec" as const, pod: "lonely", container: "", want: "refused" },
+    { kind: "attach" as const, pod: "lonely", container: undefined, want: "refused" },
+    { kind: "exec" as const, pod: "injected", container: undefined, want: "skipped" },
+    // The API server refuses these itself ("a container name must be specified").
+    { kind: "exec" as const, pod: "two", container: undefined, want: "skipped" },
+    { kind: "exec" as const, pod: "none", container: undefined, want: "skipped" },
+    { kind: "exec" as const, pod: "missing", container: undefined, want: "skipped" },
+  ])("$kind into $pod, container $container: $want", async ({ kind, pod, container, want }) => {
     const options: JsonObject = {
       kind: kind === "exec" ? "PodExecOptions" : "PodAttachOptions",
       stdout: true,
     };
-    if (container) options.container = container;
-    const result = await outcome(request(kind, options, { name: "research-1" }));
+    if (container !== undefined) options.container = container;
+    const all = { ...pods, injected: await inject(appPod(), native) };
+    const result = await guardFor(native, IDENTITIES, all)(request(kind, options, { name: pod }));
     expect(result.outcome).toBe(want);
     if (want === "refused") {
+      const message = result.response.status?.message ?? "";
       expect(result.reason).toBe("SidecarExec");
-      expect(result.message).toMatch(/^agentid: .*agentid-sidecar is refused.*port-forward/);
+      expect(message).toMatch(/^agentid: .*agentid-sidecar is refused.*port-forward/);
+      if (!container) expect(message).toContain("names no container");
     }
   });
 });
