@@ -291,7 +291,7 @@ describe("pod CREATE", () => {
       case: "the native sidecar's restartPolicy dropped (a plain init container)",
       native: true,
       move: (spec) => {
-        delete (spec.initContainers?.[0] as JsonObject).restartPolicy;
+        delete ((spec.initContainers ?? [])[0] as JsonObject).restartPolicy;
       },
     },
     {
