@@ -2,6 +2,7 @@ import type { AgentIdentity } from "../api/types.ts";
 import type { Logger } from "../lib/log.ts";
 import { ADMISSION_API_VERSION, type AdmissionResponse, allow, deny, type Operation } from "./admission.ts";
 import {
+  bindsServiceAccount,
   connectRefusal,
   connectTarget,
   type Expected,
@@ -144,14 +145,17 @@ const EVENT_REASONS: Record<GuardKind, string> = {
   attach: "ExecRefused",
 };
 
-/** The AgentIdentity that binds a ServiceAccount (a deleting one too: its federation may still stand). */
+/**
+ * The AgentIdentity that binds a ServiceAccount: names it in its spec, or records it in its status (the
+ * account it held before a rename, its federated credential's subject); a deleting one too, since its
+ * credential may still stand (bindsServiceAccount).
+ */
 async function bindingIdentity(
   source: IdentitySource,
   namespace: string,
   serviceAccount: string,
 ): Promise<AgentIdentity | undefined> {
-  const find = (list: AgentIdentity[]) =>
-    list.find((i) => i.metadata.namespace === namespace && i.spec.serviceAccountName === serviceAccount);
+  const find = (list: AgentIdentity[]) => list.find((i) => bindsServiceAccount(i, namespace, serviceAccount));
   // A miss reads the API server: an identity created a moment ago must not leave its account open.
   return find(source.cachedList(namespace)) ?? find(await source.list(namespace));
 }

@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
+import type { AgentIdentity } from "../api/types.ts";
 import { resolveResources } from "./annotations.ts";
 import { findSidecar, listenPortOf, sidecarContainer, tokenVolume } from "./mutate.ts";
 import {
@@ -34,6 +35,30 @@ const KUBELET_GROUP = "system:nodes";
 
 export function isKubelet(user: string, groups: readonly string[]): boolean {
   return groups.includes(KUBELET_GROUP) && user.startsWith("system:node:");
+}
+
+// ---- which ServiceAccounts an AgentIdentity binds ----
+
+/**
+ * Whether `identity` binds ServiceAccount `serviceAccount` of `namespace`: Entra trusts that account's
+ * tokens while any credential for it stands, which is longer than `spec.serviceAccountName` names it. So
+ * also the account the operator recorded in status (`status.serviceAccount`: after a rename, until the next
+ * reconcile) and the subject of the federated credential it wrote or asked for
+ * (`status.federatedCredential.subject`, `system:serviceaccount:<namespace>:<name>` as
+ * serviceAccountSubject in src/operator/federation.ts writes it; it stays while the credential may still
+ * stand, an identity being deleted included).
+ */
+export function bindsServiceAccount(
+  identity: Pick<AgentIdentity, "metadata" | "spec" | "status">,
+  namespace: string,
+  serviceAccount: string,
+): boolean {
+  if (identity.metadata.namespace !== namespace) return false;
+  return (
+    identity.spec.serviceAccountName === serviceAccount ||
+    identity.status?.serviceAccount === serviceAccount ||
+    identity.status?.federatedCredential?.subject === `system:serviceaccount:${namespace}:${serviceAccount}`
+  );
 }
 
 // ---- serviceaccounts/token ----

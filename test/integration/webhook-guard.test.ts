@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { identityPathOf } from "../../src/webhook/index.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, kubeConfigAs, namespaceUserClient } from "./namespace-user.ts";
 import { ensureCrd, eventsFor } from "./operator-support.ts";
@@ -206,6 +207,45 @@ describe("the guard against the API server, as a namespace user", () => {
       tokenRequest([EXCHANGE]),
     );
     expect(unbound.status.token).toMatch(/^eyJ/);
+  });
+
+  it("refuses the token of a ServiceAccount an AgentIdentity still binds through its status (renamed, or being deleted)", async () => {
+    const admin = hook.kube;
+    for (const sa of ["renamed-old", "leaving-old"])
+      await admin.create(serviceAccountPath(ns), {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: sa },
+      });
+    // Renamed: the spec names the new account, the status still the old one (the operator has not caught
+    // up, or the credential for the old subject stands).
+    const renamed = await createReadyIdentity(admin, ns, "renamed", { serviceAccountName: "renamed-new" });
+    await admin.replace(`${identityPathOf(ns, "renamed")}/status`, {
+      ...renamed,
+      status: { ...renamed.status, serviceAccount: "renamed-old" },
+    });
+    // Being deleted (a finalizer holds it), its federated credential's subject the old account.
+    const leaving = await createReadyIdentity(admin, ns, "leaving", { serviceAccountName: "leaving-new" });
+    await admin.replace(`${identityPathOf(ns, "leaving")}/status`, {
+      ...leaving,
+      status: {
+        ...leaving.status,
+        federatedCredential: { subject: `system:serviceaccount:${ns}:leaving-old` },
+      },
+    });
+    await admin.patch(identityPathOf(ns, "leaving"), "merge", {
+      metadata: { finalizers: ["agentid.io/test-hold"] },
+    });
+    await admin.delete(identityPathOf(ns, "leaving"));
+    try {
+      const old = await refusal(alice.create(tokenPath("renamed-old"), tokenRequest([EXCHANGE])));
+      expect(old).toContain('admission webhook "token.guard.agentid.io" denied the request: agentid:');
+      expect(old).toContain("AgentIdentity renamed binds");
+      const gone = await refusal(alice.create(tokenPath("leaving-old"), tokenRequest([EXCHANGE])));
+      expect(gone).toContain("AgentIdentity leaving binds");
+    } finally {
+      await admin.patch(identityPathOf(ns, "leaving"), "merge", { metadata: { finalizers: null } });
+    }
   });
 
   it("issues the token to the manager (its own user, and the chart's agentid-manager ServiceAccount) and to a kubelet", async () => {

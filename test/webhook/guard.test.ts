@@ -109,6 +109,47 @@ describe("TokenRequests", () => {
     }
   });
 
+  it.each([
+    {
+      case: "the ServiceAccount it held before a rename (status.serviceAccount)",
+      status: { serviceAccount: "old-agent" },
+    },
+    {
+      case: "the subject of its federated credential",
+      status: { federatedCredential: { subject: "system:serviceaccount:research:old-agent" } },
+    },
+    {
+      case: "the subject of its federated credential, while it is being deleted",
+      status: { federatedCredential: { subject: "system:serviceaccount:research:old-agent" } },
+      deleting: true,
+    },
+  ])(
+    "refuses for a ServiceAccount an AgentIdentity no longer names but still binds: $case",
+    async ({ status, deleting }) => {
+      const renamed: AgentIdentity[] = IDENTITIES.map((i) => ({
+        ...i,
+        metadata: { ...i.metadata, ...(deleting ? { deletionTimestamp: "2026-12-06T09:00:00Z" } : {}) },
+        status: { ...i.status, ...status },
+      }));
+      const guardRenamed = guardFor(native, renamed);
+      const token = request("token", tokenRequest(["api://AzureADTokenExchange"]), { name: "old-agent" });
+      expect((await guardRenamed(token)).outcome).toBe("refused");
+      // A pod of the old account that projects the token (not what the webhook injects for anyone).
+      const pod = appPod({
+        serviceAccountName: "old-agent",
+        volumes: [OWN_TOKEN_VOLUME],
+        containers: [{ name: "app", image: "app:1", volumeMounts: [{ name: "my-token", mountPath: "/t" }] }],
+      });
+      expect((await guardRenamed(request("pod", pod))).outcome).toBe("refused");
+      // The subject of another namespace's account binds nothing here.
+      const elsewhere = IDENTITIES.map((i) => ({
+        ...i,
+        status: { federatedCredential: { subject: "system:serviceaccount:other:old-agent" } },
+      }));
+      expect((await guardFor(native, elsewhere)(token)).outcome).toBe("allowed");
+    },
+  );
+
   it("refuses for an AgentIdentity being deleted too (its federated credential may still stand)", async () => {
     const deleting: AgentIdentity[] = IDENTITIES.map((i) => ({
       ...i,
