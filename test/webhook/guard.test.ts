@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { parseGuardReview } from "../../src/webhook/guard-review.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
+import type { IdentitySource } from "../../src/webhook/select.ts";
 import {
   appPod,
   BOUND_SA,
@@ -149,6 +150,42 @@ describe("TokenRequests", () => {
       expect((await guardFor(native, elsewhere)(token)).outcome).toBe("allowed");
     },
   );
+
+  it("lists a namespace once for concurrent cache misses, and takes an unbound account as unbound for a moment", async () => {
+    let lists = 0;
+    let time = 0;
+    let cache: AgentIdentity[] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const source: IdentitySource = {
+      cached: () => undefined,
+      cachedList: () => cache,
+      read: async () => undefined,
+      list: async () => {
+        lists += 1;
+        await gate;
+        return [];
+      },
+    };
+    const g = guardFor(native, IDENTITIES, {}, { identities: source, now: () => time, unboundTtlMs: 2000 });
+    const ask = (sa: string) =>
+      g(request("token", tokenRequest(["api://AzureADTokenExchange"]), { name: sa }));
+    const first = [ask("payments"), ask("orders"), ask("payments")];
+    expect(lists).toBe(1);
+    release();
+    expect((await Promise.all(first)).map((r) => r.outcome)).toEqual(["allowed", "allowed", "allowed"]);
+    time = 1999;
+    expect((await ask("payments")).outcome).toBe("allowed");
+    expect(lists).toBe(1);
+    time = 2001;
+    expect((await ask("payments")).outcome).toBe("allowed");
+    expect(lists).toBe(2);
+    // The shared cache is asked first: an identity it holds binds at once, remembered miss or not.
+    cache = IDENTITIES.map((i) => ({ ...i, spec: { ...i.spec, serviceAccountName: "payments" } }));
+    expect((await ask("payments")).outcome).toBe("refused");
+  });
 
   it("refuses for an AgentIdentity being deleted too (its federated credential may still stand)", async () => {
     const deleting: AgentIdentity[] = IDENTITIES.map((i) => ({
