@@ -163,7 +163,7 @@ async function main() {
       `server main-thread CPU per request, echo/webhook: ${(eCpu / wCpu).toFixed(2)} (steadier under load)`,
     );
     log(
-      `ratio ${(wRps / eRps).toFixed(2)} (target ≥ 0.7); p99 ${wP99} ms vs ${eP99} + 1 ms (target: no more)`,
+      `ratio ${(wRps / eRps).toFixed(2)} (target ≥ 0.7); p99 ${wP99} ms vs ${eP99} + 1 ms (target: no more; at saturation mostly queueing, ${CONNECTIONS} connections / throughput: ${((CONNECTIONS / wRps) * 1000).toFixed(1)} vs ${((CONNECTIONS / eRps) * 1000).toFixed(1)} ms on average)`,
     );
   } finally {
     for (const server of [webhook, echo]) {
