@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:https";
 import autocannon from "autocannon";
 import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
+import { checkBenchArgs, numberFlag } from "./args.ts";
 import { typicalReview } from "./webhook-review.ts";
 
 /**
@@ -17,12 +18,12 @@ import { typicalReview } from "./webhook-review.ts";
  *   npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4]
  */
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
-  return value;
-}
+checkBenchArgs({
+  usage: "npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4]",
+  values: ["connections", "duration", "rounds"],
+  switches: [],
+});
+const flag = numberFlag;
 
 const CONNECTIONS = flag("connections", 50);
 const DURATION = flag("duration", 3);
