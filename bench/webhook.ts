@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:https";
 import autocannon from "autocannon";
 import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
+import { MANAGER_TUNING } from "../src/manager/v8-flags.ts";
 import { checkBenchArgs, numberFlag } from "./args.ts";
 import { typicalReview } from "./webhook-review.ts";
 
@@ -35,7 +36,9 @@ async function startServer(
   cert: string,
   key: string,
 ): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [new URL("./webhook-server.ts", import.meta.url).pathname, kind], {
+  // The webhook runs in the manager's process, so both servers start with the manager's Node flags.
+  const script = new URL("./webhook-server.ts", import.meta.url).pathname;
+  const child = spawn(process.execPath, [...MANAGER_TUNING.flags, script, kind], {
     env: { ...process.env, BENCH_CERT: cert, BENCH_KEY: key },
     stdio: ["ignore", "pipe", "inherit", "ipc"],
   });
