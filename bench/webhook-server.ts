@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import Fastify from "fastify";
 import { Registry } from "prom-client";
@@ -8,16 +9,23 @@ import { createWebhookMetrics } from "../src/webhook/metrics.ts";
 import { createReviewer } from "../src/webhook/review.ts";
 import { startAdmissionServer } from "../src/webhook/server.ts";
 import { DEFAULT_RESOURCES, sidecarSettings } from "../src/webhook/settings.ts";
-import { resolveTarget } from "../src/webhook/target.ts";
+import { createTargetCache } from "../src/webhook/target.ts";
 
 /**
  * One server of bench/webhook, in a process of its own: `webhook` (the admission server with the whole
  * review: selection, blueprint and namespace checks, rendering, mutation; objects from the golden
  * fixtures, in memory as the informer cache holds them) or `echo` (a bare fastify HTTPS route that
- * answers the body it was sent). Reads the certificate from the environment, prints its port.
+ * answers the body it was sent). Reads the certificate from the environment, prints its port, and
+ * answers any IPC message with its main thread's CPU time.
  */
 
 const kind = process.argv[2];
+// bench/webhook asks for this process's main-thread CPU time before and after each round (per-request
+// CPU moves far less with the machine's load than requests per second do).
+process.on("message", () => {
+  const cpu = process.threadCpuUsage();
+  process.send?.({ cpuMicros: cpu.user + cpu.system });
+});
 const cert = process.env.BENCH_CERT ?? "";
 const key = process.env.BENCH_KEY ?? "";
 
@@ -28,9 +36,14 @@ if (kind === "echo") {
   const address = app.server.address();
   process.stdout.write(`${typeof address === "object" && address ? address.port : 0}\n`);
 } else if (kind === "webhook") {
+  // As the informer cache holds them: every object from the API server has a uid and a resourceVersion.
   const docs = parseAllDocuments(
     readFileSync(new URL("../test/fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-  ).map((d) => d.toJSON());
+  ).map((d, i) => {
+    const doc = d.toJSON();
+    doc.metadata = { uid: randomUUID(), resourceVersion: String(1000 + i), ...doc.metadata };
+    return doc;
+  });
   const identities = new Map<string, AgentIdentity>(
     docs
       .filter((d) => d.kind === "AgentIdentity")
@@ -47,6 +60,7 @@ if (kind === "echo") {
     native: true,
     defaultResources: DEFAULT_RESOURCES,
   });
+  const resolveTarget = createTargetCache();
   const review = createReviewer({
     identities: {
       cached: (ns, name) => identities.get(`${ns}/${name}`),

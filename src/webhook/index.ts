@@ -19,7 +19,7 @@ import {
   type SidecarFlags,
   sidecarSettings,
 } from "./settings.ts";
-import { resolveTarget } from "./target.ts";
+import { createTargetCache } from "./target.ts";
 import type { SidecarSettings } from "./types.ts";
 
 /**
@@ -88,6 +88,8 @@ export function createWebhook(options: WebhookOptions): Webhook {
   const namespaceOf = async (name: string) =>
     options.namespaces.get(undefined, name) ??
     (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
+  // Rendering per identity version, once; the checks again whenever the informer's objects change.
+  const resolveTarget = createTargetCache();
   const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
     const what = reason === "PodRefused" ? "a pod was refused" : "a request was refused";
     options.events?.record(

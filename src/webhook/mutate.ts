@@ -7,7 +7,8 @@ import {
   TOKEN_MOUNT_PATH,
   TOKEN_VOLUME,
 } from "../api/constants.ts";
-import { parseInitContainerNames, resolveResources } from "./annotations.ts";
+import { parseInitContainerNames } from "./annotations.ts";
+import { appEnvFor, sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
 import { addMember, append, type JsonPatchOperation, pointer, prepend } from "./patch.ts";
 import {
   annotationsOf,
@@ -141,7 +142,7 @@ export function mutatePod(input: MutationInput): Mutation {
   // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
   const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
   const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
-  const resources = resolveResources(settings.defaultResources, target.resources, annotations);
+  const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initNames = containersOf(pod, "initContainers")
     .map((c) => c.name)
@@ -165,7 +166,10 @@ export function mutatePod(input: MutationInput): Mutation {
     ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
     ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),
   ];
-  const appEnv = [{ name: SIDECAR_URL, value: url }, ...target.appEnv.filter((e) => e.name !== SIDECAR_URL)];
+  const appEnv = appEnvFor(target, port, () => [
+    { name: SIDECAR_URL, value: url },
+    ...target.appEnv.filter((e) => e.name !== SIDECAR_URL),
+  ]);
   for (const c of receivers) {
     const present = envNames(c.raw);
     const missing = appEnv.filter((e) => !present.has(e.name));
@@ -181,9 +185,12 @@ export function mutatePod(input: MutationInput): Mutation {
   if (!injected) {
     const spec = objectAt(pod, "spec");
     if (target.projectedToken) {
-      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, tokenVolume(target)));
+      const volume = tokenVolumeFor(target, () => tokenVolume(target));
+      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, volume));
     }
-    const sidecar = sidecarContainer(target, settings, resources.value);
+    const sidecar = sidecarFor(target, settings, resources.value, () =>
+      sidecarContainer(target, settings, resources.value),
+    );
     if (settings.native) {
       patch.push(prepend(["spec", "initContainers"], arrayAt(spec, "initContainers") !== undefined, sidecar));
     } else {

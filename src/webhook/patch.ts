@@ -8,7 +8,12 @@ export type { JsonPatchOperation } from "../kube/client.ts";
  * annotation key such as `agentid.io/injected` addresses one member and not a nested path.
  */
 export function pointer(...segments: Array<string | number>): string {
-  return segments.map((s) => `/${typeof s === "number" ? String(s) : jsonPointerSegment(s)}`).join("");
+  let out = "";
+  for (const s of segments) {
+    // Most segments (spec, containers, env) have nothing to escape: skip the two replacements for them.
+    out += `/${typeof s === "number" || (!s.includes("~") && !s.includes("/")) ? s : jsonPointerSegment(s)}`;
+  }
+  return out;
 }
 
 /** Adds `value` under `key` of the object at `parentPath`, creating the object when it does not exist. */

@@ -7,6 +7,7 @@ import {
   type AdmissionRequest,
   type AdmissionResponse,
   deny,
+  encodeReview,
   parseReview,
   reviewEnvelope,
 } from "./admission.ts";
@@ -101,7 +102,8 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
     }
     metrics.reviews.inc({ outcome: result.outcome, reason: result.reason });
     metrics.duration.observe({ outcome: result.outcome }, Number(process.hrtime.bigint() - started) / 1e9);
-    return reply.send(reviewEnvelope(result.response));
+    // The answer's text, built once: fastify sends a string as it is, with its Content-Length, in one write.
+    return reply.type("application/json; charset=utf-8").send(encodeReview(result.response));
   });
   for (const route of options.routes ?? []) route(app);
   await app.listen({ host: options.host, port: options.port });

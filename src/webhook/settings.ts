@@ -1,5 +1,6 @@
 import type { KubeClient } from "../kube/client.ts";
 import { SIDECAR_TUNING } from "../sidecar/tuning.ts";
+import { deepFrozen } from "./json-text.ts";
 import type { Resources, SidecarSettings } from "./types.ts";
 
 /**
@@ -58,16 +59,17 @@ export interface SidecarFlags {
   defaultResources?: Resources;
 }
 
+/** Frozen (copies of the shared defaults): the mutation memoises what it renders per settings object (memo.ts). */
 export function sidecarSettings(flags: SidecarFlags): SidecarSettings {
-  return {
+  return deepFrozen({
     image: flags.image,
     ...(flags.imagePullPolicy ? { imagePullPolicy: flags.imagePullPolicy } : {}),
     native: flags.native,
     node: flags.node ?? DEFAULT_NODE,
     entrypoint: flags.entrypoint ?? DEFAULT_ENTRYPOINT,
-    nodeFlags: SIDECAR_TUNING.flags,
-    nodeEnv: SIDECAR_TUNING.env,
-    defaultResources: flags.defaultResources ?? DEFAULT_RESOURCES,
+    nodeFlags: [...SIDECAR_TUNING.flags],
+    nodeEnv: { ...SIDECAR_TUNING.env },
+    defaultResources: structuredClone(flags.defaultResources ?? DEFAULT_RESOURCES),
     runAsUser: DEFAULT_RUN_AS_USER,
-  };
+  });
 }

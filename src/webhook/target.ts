@@ -2,6 +2,8 @@ import { blueprintAdmitsIdentity, type NamespaceInfo } from "../api/admit.ts";
 import { isIdentityReady, readyCondition } from "../api/ready.ts";
 import { renderSidecarSettings } from "../api/render.ts";
 import type { AgentIdentity, AgentIdentityBlueprint, SidecarResources } from "../api/types.ts";
+import { deepFrozen } from "./json-text.ts";
+import type { Refusal } from "./refusals.ts";
 import type { Resolved } from "./review.ts";
 import type { Resources } from "./types.ts";
 
@@ -32,6 +34,11 @@ function resources(r: SidecarResources | undefined): Resources | undefined {
 }
 
 export function resolveTarget(input: TargetInput): Resolved {
+  return checkTarget(input) ?? renderTarget(input.identity, input.blueprint as AgentIdentityBlueprint, input);
+}
+
+/** What refuses the identity in this namespace before anything is rendered (readiness, blueprint, admission). */
+function checkTarget(input: TargetInput): { ok: false; refusal: Refusal } | undefined {
   const { identity, blueprint, namespace } = input;
   const name = identity.metadata.name;
   const blueprintName = identity.spec.blueprintRef.name;
@@ -62,6 +69,15 @@ export function resolveTarget(input: TargetInput): Resolved {
   const admission = blueprintAdmitsIdentity(blueprint, namespace, identity);
   if (!admission.allowed)
     return { ok: false, refusal: { reason: "BlueprintRefused", message: admission.message } };
+  return undefined;
+}
+
+/** The rendering: the identity and its blueprint only (not the namespace or the pod). */
+function renderTarget(
+  identity: AgentIdentity,
+  blueprint: AgentIdentityBlueprint,
+  input: Pick<TargetInput, "allowedAuthorityHosts">,
+): Resolved {
   const rendered = renderSidecarSettings(identity, blueprint, {
     allowedAuthorityHosts: input.allowedAuthorityHosts,
   });
@@ -72,7 +88,7 @@ export function resolveTarget(input: TargetInput): Resolved {
     ok: true,
     target: {
       identity: {
-        name,
+        name: identity.metadata.name,
         namespace: identity.metadata.namespace,
         generation: identity.metadata.generation ?? 0,
         serviceAccountName: identity.spec.serviceAccountName,
@@ -86,4 +102,72 @@ export function resolveTarget(input: TargetInput): Resolved {
       secretNames: s.secretRef ? [s.secretRef.name] : [],
     },
   };
+}
+
+/**
+ * resolveTarget with the rendering memoised per version of the identity and its blueprint (uid and
+ * resourceVersion of each: any change to either, status included, is a new version) and the authority
+ * hosts. The checks (readiness, blueprint, namespace admission) are redone whenever the identity,
+ * blueprint or namespace-labels object differs from the last one seen for that identity object (the
+ * informer replaces an object when it changes; nobody mutates one). A memoised target is deep-frozen:
+ * the mutation then renders its sidecar once too (memo.ts). Objects without a uid or resourceVersion
+ * (not from the API server) are rendered every time. At most `limit` versions are kept, oldest dropped.
+ */
+export function createTargetCache(limit = 1024): (input: TargetInput) => Resolved {
+  const rendered = new Map<string, Resolved>();
+  // The informer hands out the same objects until the next change: the whole answer (checks included)
+  // is kept per identity object, for the blueprint and namespace-labels objects it was given with.
+  const byObject = new WeakMap<
+    AgentIdentity,
+    {
+      blueprint: AgentIdentityBlueprint | undefined;
+      namespace: string;
+      labels: Record<string, string> | undefined;
+      hosts: readonly string[];
+      result: Resolved;
+    }
+  >();
+  const render = (identity: AgentIdentity, blueprint: AgentIdentityBlueprint, input: TargetInput) => {
+    const i = identity.metadata;
+    const b = blueprint.metadata;
+    if (!i.uid || !i.resourceVersion || !b.uid || !b.resourceVersion)
+      return renderTarget(identity, blueprint, input);
+    const key = `${i.uid}/${i.resourceVersion}|${b.uid}/${b.resourceVersion}|${input.allowedAuthorityHosts.join(",")}`;
+    let result = rendered.get(key);
+    if (!result) {
+      result = deepFrozen(renderTarget(identity, blueprint, input));
+      if (rendered.size >= limit) rendered.delete(rendered.keys().next().value as string);
+      rendered.set(key, result);
+    }
+    return result;
+  };
+  return (input) => {
+    const { identity, blueprint, namespace, allowedAuthorityHosts: hosts } = input;
+    const hit = byObject.get(identity);
+    if (
+      hit &&
+      hit.blueprint === blueprint &&
+      hit.namespace === namespace.name &&
+      hit.labels === namespace.labels &&
+      sameList(hit.hosts, hosts)
+    )
+      return hit.result;
+    const result = checkTarget(input) ?? render(identity, blueprint as AgentIdentityBlueprint, input);
+    // Only objects from the API server (what the rendering cache keeps too); others are judged each time.
+    if (fromServer(identity.metadata) && (!blueprint || fromServer(blueprint.metadata)))
+      byObject.set(identity, {
+        blueprint,
+        namespace: namespace.name,
+        labels: namespace.labels,
+        hosts: [...hosts],
+        result,
+      });
+    return result;
+  };
+}
+
+const fromServer = (m: { uid?: string; resourceVersion?: string }) => Boolean(m.uid && m.resourceVersion);
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
