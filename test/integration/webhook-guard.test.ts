@@ -1,8 +1,10 @@
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { createVerifier } from "../../src/operator/verify.ts";
 import { identityPathOf } from "../../src/webhook/index.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, kubeConfigAs, namespaceUserClient } from "./namespace-user.ts";
@@ -245,6 +247,39 @@ describe("the guard against the API server, as a namespace user", () => {
       expect(gone).toContain("AgentIdentity leaving binds");
     } finally {
       await admin.patch(identityPathOf(ns, "leaving"), "merge", { metadata: { finalizers: null } });
+    }
+  });
+
+  it("a verification the guard refuses (a user it does not know as the manager's) reports TokenRequestDenied, not missing RBAC", async () => {
+    // The operator's verifier running as alice: the API server passes RBAC (edit may create tokens), and
+    // the guard refuses. Nothing reaches Entra: the dispatcher is never used.
+    const dispatcher = new Agent();
+    try {
+      const verifier = createVerifier({ kube: alice, dispatcher });
+      const identity = await hook.kube.get<AgentIdentity>(identityPathOf(ns, "research-agent"));
+      const blueprint = await hook.kube.get<AgentIdentityBlueprint>(
+        `/apis/agentid.io/v1alpha1/agentidentityblueprints/${identity.spec.blueprintRef.name}`,
+      );
+      const result = await verifier.verify(
+        { identity, blueprint, agentClientId: "33333333-3333-3333-3333-333333333333" },
+        {
+          kind: "serviceAccountToken",
+          serviceAccount: {
+            name: "research-agent",
+            labels: { "agentid.io/agentidentity": "research-agent" },
+          },
+        },
+        { tenantId: "t", blueprintClientId: "b" },
+      );
+      expect(result).toMatchObject({ state: "tokenForbidden", reason: "TokenRequestDenied" });
+      const message = result.state === "tokenForbidden" ? result.message : "";
+      expect(message).toContain(
+        "The admission webhook token.guard.agentid.io refused the manager a TokenRequest",
+      );
+      expect(message).not.toContain("kubectl create rolebinding");
+      expect(message).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
+    } finally {
+      await dispatcher.close();
     }
   });
 
