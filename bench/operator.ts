@@ -8,6 +8,7 @@ import { applyCrd, createNamespace, type RawObject } from "../src/dev/controlpla
 import { createKubeClient } from "../src/kube/client.ts";
 import { MANAGER_TUNING } from "../src/manager/v8-flags.ts";
 import { identityPath } from "../src/operator/reconciler.ts";
+import { checkBenchArgs, numberFlag } from "./args.ts";
 import { startManagerProcess } from "./manager-process.ts";
 import { setUpBlueprints, VERIFIED_SAMPLE } from "./operator-fixtures.ts";
 
@@ -33,12 +34,12 @@ import { setUpBlueprints, VERIFIED_SAMPLE } from "./operator-fixtures.ts";
  * manager's NODE_OPTIONS for experiments (e.g. --heapsnapshot-signal=SIGUSR2).
  */
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
-  return value;
-}
+checkBenchArgs({
+  usage: "npm run bench:operator [-- --scenario small|large|both --idle-seconds 15 --no-build]",
+  values: ["scenario", "idle-seconds"],
+  switches: ["no-build"],
+});
+const flag = numberFlag;
 
 const IDLE_SECONDS = flag("idle-seconds", 15);
 const HEALTH_PORT = 18000 + Math.floor(Math.random() * 2000);

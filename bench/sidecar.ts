@@ -9,6 +9,7 @@ import { createLogger } from "../src/lib/log.ts";
 import { JSON_OK } from "../src/sidecar/routes/ok.ts";
 import { describeTuning, SIDECAR_TUNING } from "../src/sidecar/tuning.ts";
 import { IDS, testDirectory } from "../test/support/emulator/testing.ts";
+import { checkBenchArgs, numberFlag } from "./args.ts";
 
 /**
  * bench/sidecar: the cached hot path, `GET /AuthorizationHeaderUnauthenticated/{api}?AgentIdentity=…`,
@@ -37,12 +38,13 @@ import { IDS, testDirectory } from "../test/support/emulator/testing.ts";
  * --no-tuning runs both processes with Node's defaults.
  */
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
-  return value;
-}
+checkBenchArgs({
+  usage:
+    "npm run bench:sidecar [-- --connections 50 --duration 3 --rounds 7 --obo-users 1000 --agent-users 100 --from-source --no-tuning]",
+  values: ["connections", "duration", "rounds", "obo-users", "agent-users"],
+  switches: ["from-source", "no-tuning"],
+});
+const flag = numberFlag;
 
 const CONNECTIONS = flag("connections", 50);
 const DURATION = flag("duration", 3);

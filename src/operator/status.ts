@@ -66,7 +66,7 @@ export interface Observations {
     | { state: "failed"; fingerprint: string; failure: VerificationFailure }
     | { state: "unreachable"; fingerprint: string; message: string }
     /** The manager may not request a token in this namespace (no agentid-token-requester RoleBinding). */
-    | { state: "tokenForbidden"; fingerprint: string; message: string };
+    | { state: "tokenForbidden"; fingerprint: string; message: string; reason?: string };
 }
 
 /** The starting point of a reconcile: nothing checked yet, verification waiting. */
@@ -116,7 +116,8 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
     case "unreachable":
       return d("Unknown", "EntraUnreachable", v.message);
     case "tokenForbidden":
-      return d("Unknown", TOKEN_REQUEST_FORBIDDEN, v.message);
+      // TokenRequestDenied (an admission webhook) or TokenRequestForbidden (RBAC).
+      return d("Unknown", v.reason ?? TOKEN_REQUEST_FORBIDDEN, v.message);
     case "unchanged": {
       const old = findCondition(identity.status?.conditions, CONDITION_VERIFIED);
       return old ? d(old.status, old.reason, old.message) : d("Unknown", "Pending", "Not verified yet.");
@@ -126,6 +127,8 @@ function verifiedDecision(identity: AgentIdentity, obs: Observations): Condition
 
 /** Verified's and Ready's reason when the namespace has not bound agentid-token-requester to the manager. */
 export const TOKEN_REQUEST_FORBIDDEN = "TokenRequestForbidden";
+/** The same when an admission webhook refused the TokenRequest (src/operator/verify.ts). */
+export const TOKEN_REQUEST_DENIED = "TokenRequestDenied";
 
 /** FederationConfigured reasons of a revocation; they stay while the identity remains refused. */
 export const REVOCATION_REASONS: ReadonlySet<string> = new Set([
@@ -215,8 +218,8 @@ function readyDecision(
     return d("Unknown", "Pending", "Not checked yet.");
   // Verification is on but this namespace does not let the manager request a token: say what to bind,
   // even where the operator wrote the credential (the cluster admin asked for proof, and gets none).
-  if (verified.reason === TOKEN_REQUEST_FORBIDDEN)
-    return d("Unknown", TOKEN_REQUEST_FORBIDDEN, verified.message);
+  if (verified.reason === TOKEN_REQUEST_FORBIDDEN || verified.reason === TOKEN_REQUEST_DENIED)
+    return d("Unknown", verified.reason, verified.message);
   const proven = verified.status === "True";
   switch (obs.credential) {
     case "managedIdentity":

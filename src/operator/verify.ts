@@ -15,6 +15,7 @@ import {
   type HintContext,
   type VerificationFailure,
 } from "./entra-errors.ts";
+import { TOKEN_REQUEST_DENIED } from "./status.ts";
 
 /**
  * Proves the federation instead of assuming it: a short-lived token for the ServiceAccount (TokenRequest,
@@ -33,7 +34,15 @@ export type VerificationResult =
    * The API server refused the TokenRequest (403): the namespace has not bound agentid-token-requester to
    * the manager. Nothing was sent to Entra; retried after the verification policy's retryMs or a spec change.
    */
-  | { state: "tokenForbidden"; message: string };
+  | {
+      state: "tokenForbidden";
+      message: string;
+      /**
+       * TokenRequestDenied when an admission webhook refused it (not RBAC: binding the role changes
+       * nothing); absent for the RBAC refusal (TokenRequestForbidden).
+       */
+      reason?: typeof TOKEN_REQUEST_DENIED;
+    };
 
 /** The role a namespace binds to the manager to let it verify (charts/agentid/templates/rbac.yaml). */
 export const TOKEN_REQUESTER_ROLE = "agentid-token-requester";
@@ -51,6 +60,29 @@ export function tokenForbiddenMessage(namespace: string, serviceAccount: string,
     `federated credential cannot be verified. A namespace that verifies a workload-identity blueprint binds ` +
     `the ClusterRole ${TOKEN_REQUESTER_ROLE} to the manager: kubectl create rolebinding ${TOKEN_REQUESTER_ROLE} ` +
     `--clusterrole ${TOKEN_REQUESTER_ROLE} --serviceaccount ${subject} -n ${namespace}. ` +
+    `Retried after the manager's --verify-retry or when the AgentIdentity changes.`
+  );
+}
+
+/**
+ * The API server's words for a refusal by an admission webhook (`admission webhook "<name>" denied the
+ * request: <its message>`), also a 403: the webhook's name and message, or undefined for an RBAC refusal.
+ */
+export function admissionDenial(refusal: string): { webhook: string; message: string } | undefined {
+  const match = /admission webhook "([^"]+)" denied the request:?\s*([\s\S]*)$/.exec(refusal);
+  return match ? { webhook: match[1] ?? "", message: (match[2] ?? "").trim() } : undefined;
+}
+
+export function tokenDeniedMessage(
+  serviceAccount: string,
+  denial: { webhook: string; message: string },
+): string {
+  return (
+    `The admission webhook ${denial.webhook} refused the manager a TokenRequest for ServiceAccount ` +
+    `${serviceAccount} (not RBAC: no RoleBinding helps), so the federated credential cannot be verified. ` +
+    `It said: ${denial.message || "(nothing)"}. If it is agentid's guard, the manager's own user was not ` +
+    `recognised (see the manager's "webhook settings" log line, and the chart's matchCondition that exempts ` +
+    `the agentid-manager ServiceAccount); otherwise exempt the manager from that webhook. ` +
     `Retried after the manager's --verify-retry or when the AgentIdentity changes.`
   );
 }
@@ -172,6 +204,14 @@ export function createVerifier(options: VerifierOptions): Verifier {
       } catch (error) {
         // Not bound in this namespace: a condition that says what to bind, not a retry storm.
         if (!isApiError(error, 403)) throw error;
+        // Or refused by an admission webhook (a 403 too): say that, not "bind the role".
+        const denial = admissionDenial(error.message);
+        if (denial)
+          return {
+            state: "tokenForbidden",
+            reason: TOKEN_REQUEST_DENIED,
+            message: tokenDeniedMessage(identity.spec.serviceAccountName, denial),
+          };
         return {
           state: "tokenForbidden",
           message: tokenForbiddenMessage(

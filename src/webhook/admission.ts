@@ -120,13 +120,33 @@ export function allow(
   return response;
 }
 
-export function deny(uid: string, refusals: readonly Refusal[] | string, code = 403): AdmissionResponse {
+/** The metav1 StatusReason that goes with each code deny is given (they must agree: clients read both). */
+const STATUS_REASONS = {
+  400: "BadRequest",
+  403: "Forbidden",
+  500: "InternalError",
+} as const;
+
+/**
+ * `allowed: false`. 403 for a refusal, 400 for a review we cannot read, 500 when our review failed
+ * (the client may try again); the status reason matches the code.
+ */
+export function deny(
+  uid: string,
+  refusals: readonly Refusal[] | string,
+  code: keyof typeof STATUS_REASONS = 403,
+): AdmissionResponse {
   const message = typeof refusals === "string" ? refusals : refusals.map((r) => r.message).join("; ");
-  const reason = typeof refusals === "string" ? "Invalid" : (refusals[0]?.reason ?? "Refused");
+  const reason =
+    typeof refusals === "string"
+      ? code === 500
+        ? "InternalError"
+        : "Invalid"
+      : (refusals[0]?.reason ?? "Refused");
   return {
     uid,
     allowed: false,
-    status: { code, message: `agentid: ${message}`, reason: code === 403 ? "Forbidden" : "BadRequest" },
+    status: { code, message: `agentid: ${message}`, reason: STATUS_REASONS[code] },
     auditAnnotations: { refused: reason },
   };
 }

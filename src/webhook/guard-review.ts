@@ -2,7 +2,9 @@ import type { AgentIdentity } from "../api/types.ts";
 import type { Logger } from "../lib/log.ts";
 import { ADMISSION_API_VERSION, type AdmissionResponse, allow, deny, type Operation } from "./admission.ts";
 import {
+  bindsServiceAccount,
   connectRefusal,
+  connectTarget,
   type Expected,
   ephemeralGuardRefusals,
   markedInjected,
@@ -118,7 +120,16 @@ export interface GuardDeps {
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];
+  /**
+   * The pod an exec or attach without a container name goes to, from the API server (not a cache: the
+   * pod may be a second old); undefined when it does not exist.
+   */
+  readPod(namespace: string, name: string): Promise<JsonObject | undefined>;
   logger: Logger;
+  /** The clock of the unbound-account memory (tests); Date.now by default. */
+  now?: () => number;
+  /** How long an account found unbound stays so without another LIST (UNBOUND_TTL_MS by default). */
+  unboundTtlMs?: number;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
   recordRefusal?(identity: AgentIdentity, refusals: readonly Refusal[], eventReason: string): void;
 }
@@ -138,20 +149,54 @@ const EVENT_REASONS: Record<GuardKind, string> = {
   attach: "ExecRefused",
 };
 
-/** The AgentIdentity that binds a ServiceAccount (a deleting one too: its federation may still stand). */
-async function bindingIdentity(
-  source: IdentitySource,
-  namespace: string,
-  serviceAccount: string,
-): Promise<AgentIdentity | undefined> {
-  const find = (list: AgentIdentity[]) =>
-    list.find((i) => i.metadata.namespace === namespace && i.spec.serviceAccountName === serviceAccount);
-  // A miss reads the API server: an identity created a moment ago must not leave its account open.
-  return find(source.cachedList(namespace)) ?? find(await source.list(namespace));
+/**
+ * How long a ServiceAccount the API server's LIST found unbound is taken as unbound without asking again.
+ * Every TokenRequest and pod of another product using the exchange audience (azure-workload-identity)
+ * misses the cache; without this each cost one LIST of the namespace's AgentIdentities. Binding an account
+ * is not instant protection anyway (a token minted a moment before stays valid, docs/webhook.md "What
+ * remains"), and the shared cache, asked first, sees a new identity within a watch event.
+ */
+export const UNBOUND_TTL_MS = 2000;
+const UNBOUND_MAX_ENTRIES = 10_000;
+
+/**
+ * The AgentIdentity that binds a ServiceAccount: names it in its spec, or records it in its status (the
+ * account it held before a rename, its federated credential's subject); a deleting one too, since its
+ * credential may still stand (bindsServiceAccount). The shared cache first; a miss reads the API server
+ * (an identity created a moment ago must not leave its account open), one LIST per namespace at a time,
+ * and remembers an unbound account for UNBOUND_TTL_MS.
+ */
+function bindingLookup(source: IdentitySource, now: () => number, ttlMs: number) {
+  const unboundUntil = new Map<string, number>();
+  const listing = new Map<string, Promise<AgentIdentity[]>>();
+  const listOnce = (namespace: string): Promise<AgentIdentity[]> => {
+    let pending = listing.get(namespace);
+    if (!pending) {
+      pending = source.list(namespace).finally(() => listing.delete(namespace));
+      listing.set(namespace, pending);
+    }
+    return pending;
+  };
+  return async (namespace: string, serviceAccount: string): Promise<AgentIdentity | undefined> => {
+    const find = (list: AgentIdentity[]) =>
+      list.find((i) => bindsServiceAccount(i, namespace, serviceAccount));
+    const cached = find(source.cachedList(namespace));
+    if (cached) return cached;
+    const key = `${namespace}/${serviceAccount}`;
+    if ((unboundUntil.get(key) ?? 0) > now()) return undefined;
+    const found = find(await listOnce(namespace));
+    if (found) unboundUntil.delete(key);
+    else {
+      if (unboundUntil.size >= UNBOUND_MAX_ENTRIES) unboundUntil.clear();
+      unboundUntil.set(key, now() + ttlMs);
+    }
+    return found;
+  };
 }
 
 export function createGuard(deps: GuardDeps) {
   const { logger } = deps;
+  const lookup = bindingLookup(deps.identities, deps.now ?? Date.now, deps.unboundTtlMs ?? UNBOUND_TTL_MS);
   const pass = (request: GuardRequest, outcome: "allowed" | "skipped" = "allowed"): GuardResult => ({
     response: allow(request.uid, []),
     outcome,
@@ -193,7 +238,7 @@ export function createGuard(deps: GuardDeps) {
       trustedUsers: deps.trustedUsers(),
     };
     if (!tokenRequestNeedsBinding(input)) return pass(request, "skipped");
-    const identity = await bindingIdentity(deps.identities, request.namespace, request.name);
+    const identity = await lookup(request.namespace, request.name);
     if (!identity) return pass(request);
     return refuse(request, [tokenRequestRefusal(input, identity.metadata.name)], identity);
   }
@@ -209,7 +254,7 @@ export function createGuard(deps: GuardDeps) {
   async function pod(request: GuardRequest): Promise<GuardResult> {
     const object = request.object;
     if (!projectsExchangeToken(object)) return pass(request, "skipped");
-    const identity = await bindingIdentity(deps.identities, request.namespace, serviceAccountOf(object));
+    const identity = await lookup(request.namespace, serviceAccountOf(object));
     if (!identity) return pass(request);
     const expected = await expectedFor(object, request.namespace);
     const refusals = podCreateRefusals(object, identity.metadata.name, expected);
@@ -224,7 +269,7 @@ export function createGuard(deps: GuardDeps) {
         ? ephemeralGuardRefusals(request.object, old)
         : podUpdateRefusals(request.object, old);
     if (refusals.length === 0) return pass(request);
-    const identity = await bindingIdentity(deps.identities, request.namespace, serviceAccountOf(old));
+    const identity = await lookup(request.namespace, serviceAccountOf(old));
     // An injected pod's sidecar is ours whoever binds the account now; a pod of another product
     // (azure-workload-identity) with the same audience is none of ours.
     if (!identity && !(request.kind === "pod-update" && markedInjected(old))) return pass(request);
@@ -242,7 +287,13 @@ export function createGuard(deps: GuardDeps) {
         return update(request);
       case "exec":
       case "attach": {
-        const refusal = connectRefusal(request.kind, stringAt(request.object, "container") ?? "");
+        const requested = stringAt(request.object, "container") ?? "";
+        // No container named: the API server picks the pod's only regular container; read the pod to
+        // know which that is.
+        const pod = requested === "" ? await deps.readPod(request.namespace, request.name) : undefined;
+        const container = connectTarget(requested, pod);
+        const refusal =
+          container === undefined ? undefined : connectRefusal(request.kind, container, requested !== "");
         return refusal ? refuse(request, [refusal]) : pass(request, "skipped");
       }
     }

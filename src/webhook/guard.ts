@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
+import type { AgentIdentity } from "../api/types.ts";
 import { resolveResources } from "./annotations.ts";
 import { findSidecar, listenPortOf, sidecarContainer, tokenVolume } from "./mutate.ts";
 import {
@@ -34,6 +35,30 @@ const KUBELET_GROUP = "system:nodes";
 
 export function isKubelet(user: string, groups: readonly string[]): boolean {
   return groups.includes(KUBELET_GROUP) && user.startsWith("system:node:");
+}
+
+// ---- which ServiceAccounts an AgentIdentity binds ----
+
+/**
+ * Whether `identity` binds ServiceAccount `serviceAccount` of `namespace`: Entra trusts that account's
+ * tokens while any credential for it stands, which is longer than `spec.serviceAccountName` names it. So
+ * also the account the operator recorded in status (`status.serviceAccount`: after a rename, until the next
+ * reconcile) and the subject of the federated credential it wrote or asked for
+ * (`status.federatedCredential.subject`, `system:serviceaccount:<namespace>:<name>` as
+ * serviceAccountSubject in src/operator/federation.ts writes it; it stays while the credential may still
+ * stand, an identity being deleted included).
+ */
+export function bindsServiceAccount(
+  identity: Pick<AgentIdentity, "metadata" | "spec" | "status">,
+  namespace: string,
+  serviceAccount: string,
+): boolean {
+  if (identity.metadata.namespace !== namespace) return false;
+  return (
+    identity.spec.serviceAccountName === serviceAccount ||
+    identity.status?.serviceAccount === serviceAccount ||
+    identity.status?.federatedCredential?.subject === `system:serviceaccount:${namespace}:${serviceAccount}`
+  );
 }
 
 // ---- serviceaccounts/token ----
@@ -122,6 +147,28 @@ export function sidecarDifferences(
   return wrong;
 }
 
+/**
+ * Where the sidecar sits, against where the mutating webhook puts it (mutate.ts): with native sidecars an
+ * init container with restartPolicy Always; without, the first regular container beside at least one app
+ * container. Anything else is no pod we inject, and one shape is an attack: the sidecar as the only
+ * regular container is what the API server picks for an exec or attach that names no container.
+ */
+export function placementProblem(pod: unknown, sidecar: ContainerView, native: boolean): string | undefined {
+  const restartPolicy = stringAt(sidecar.raw, "restartPolicy");
+  if (native) {
+    return sidecar.field === "initContainers" && restartPolicy === "Always"
+      ? undefined
+      : "placement: not an init container with restartPolicy Always (a native sidecar)";
+  }
+  const regular = containersOf(pod, "containers");
+  return sidecar.field === "containers" &&
+    sidecar.index === 0 &&
+    regular.length >= 2 &&
+    restartPolicy === undefined
+    ? undefined
+    : "placement: not the first of the pod's containers, beside at least one app container";
+}
+
 export type Expected =
   | { ok: true; target: InjectionTarget; settings: SidecarSettings }
   /** The identity that binds the pod's ServiceAccount cannot be injected now (not Ready, not admitted...). */
@@ -167,6 +214,8 @@ export function podCreateRefusals(pod: unknown, identity: string, expected: Expe
   // process namespace, host ports, the client secret read by an app container.
   const out = podRefusals({ pod, port, secretNames: target.secretNames, injected: true });
   const wrong = sidecarDifferences(pod, sidecar.raw, target, settings);
+  const placement = placementProblem(pod, sidecar, settings.native);
+  if (placement) wrong.push(placement);
   const expectedSources = (tokenVolume(target).projected as JsonObject).sources;
   if (!isDeepStrictEqual(objectAt(tokenVol, "projected")?.sources, expectedSources))
     wrong.push(`volume ${TOKEN_VOLUME}`);
@@ -243,11 +292,28 @@ export function markedInjected(pod: unknown): boolean {
 
 // ---- pods/exec, pods/attach ----
 
-export function connectRefusal(subResource: string, container: string): Refusal | undefined {
+/**
+ * The container an exec or attach reaches, resolved as the API server does (validateContainer in
+ * k8s.io/kubernetes pkg/registry/core/pod/strategy.go): the named one; with no name, the pod's only
+ * regular container, and when there are none or several the API server refuses the request itself
+ * (undefined). The `kubectl.kubernetes.io/default-container` annotation is kubectl's, read on the client,
+ * so it does not count here. `pod` is undefined when it does not exist (the API server answers 404).
+ */
+export function connectTarget(requested: string, pod: unknown): string | undefined {
+  if (requested !== "") return requested;
+  if (pod === undefined) return undefined;
+  const regular = containersOf(pod, "containers");
+  return regular.length === 1 ? regular[0]?.name : undefined;
+}
+
+export function connectRefusal(subResource: string, container: string, named = true): Refusal | undefined {
   if (container !== SIDECAR_CONTAINER) return undefined;
   const verb = subResource === "attach" ? "attach to" : "exec into (and kubectl cp with)";
+  const which = named
+    ? ""
+    : ` (the request names no container, and ${SIDECAR_CONTAINER} is the pod's only regular container, which the API server would pick)`;
   return {
     reason: "SidecarExec",
-    message: `${verb} the container ${SIDECAR_CONTAINER} is refused: it holds the service-account token that acts as every agent of the blueprint. Exec into your app container and call the sidecar's API (SIDECAR_URL), or use kubectl port-forward`,
+    message: `${verb} the container ${SIDECAR_CONTAINER} is refused${which}: it holds the service-account token that acts as every agent of the blueprint. Exec into your app container and call the sidecar's API (SIDECAR_URL), or use kubectl port-forward`,
   };
 }

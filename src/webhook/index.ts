@@ -7,9 +7,11 @@ import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
+import type { JsonObject } from "./raw.ts";
 import type { Refusal } from "./refusals.ts";
 import { createReviewer } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
+import { whoAmI } from "./self.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
 import {
   detectNativeSidecars,
@@ -120,7 +122,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
     logger,
     recordRefusal: (identity, refusals) => recordRefusal(identity, refusals, "PodRefused"),
   });
-  // The manager's own user, as the API server names it (SelfSubjectReview): its verification
+  // The manager's own user, as the API server names it (self.ts): its verification
   // TokenRequest for the exchange audience must pass the guard.
   let self: string[] = [];
   const guard = createGuard({
@@ -128,6 +130,10 @@ export function createWebhook(options: WebhookOptions): Webhook {
     resolve,
     settings: currentSettings,
     trustedUsers: () => self,
+    readPod: (ns, name) =>
+      kube.getOptional<JsonObject>(
+        `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`,
+      ),
     logger: logger.child({ part: "guard" }),
     recordRefusal,
   });
@@ -159,21 +165,4 @@ export function createWebhook(options: WebhookOptions): Webhook {
     port: () => serving.port(),
     close: () => serving.close(),
   };
-}
-
-/** The user the API server sees for this client (SelfSubjectReview: every authenticated user may ask). */
-async function whoAmI(kube: KubeClient, logger: Logger): Promise<string[]> {
-  try {
-    const review = await kube.create<{ status?: { userInfo?: { username?: string } } }>(
-      "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-      { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
-    );
-    const user = review.status?.userInfo?.username;
-    return user ? [user] : [];
-  } catch (error) {
-    // Without it the manager's verification TokenRequest is refused by its own guard unless the chart's
-    // matchCondition exempts the manager's ServiceAccount (it does); a warning, not a failure.
-    logger.warn({ err: (error as Error).message }, "could not learn the manager's own user");
-    return [];
-  }
 }

@@ -1,8 +1,11 @@
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
+import { createVerifier } from "../../src/operator/verify.ts";
+import { identityPathOf } from "../../src/webhook/index.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, kubeConfigAs, namespaceUserClient } from "./namespace-user.ts";
 import { ensureCrd, eventsFor } from "./operator-support.ts";
@@ -208,6 +211,78 @@ describe("the guard against the API server, as a namespace user", () => {
     expect(unbound.status.token).toMatch(/^eyJ/);
   });
 
+  it("refuses the token of a ServiceAccount an AgentIdentity still binds through its status (renamed, or being deleted)", async () => {
+    const admin = hook.kube;
+    for (const sa of ["renamed-old", "leaving-old"])
+      await admin.create(serviceAccountPath(ns), {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: sa },
+      });
+    // Renamed: the spec names the new account, the status still the old one (the operator has not caught
+    // up, or the credential for the old subject stands).
+    const renamed = await createReadyIdentity(admin, ns, "renamed", { serviceAccountName: "renamed-new" });
+    await admin.replace(`${identityPathOf(ns, "renamed")}/status`, {
+      ...renamed,
+      status: { ...renamed.status, serviceAccount: "renamed-old" },
+    });
+    // Being deleted (a finalizer holds it), its federated credential's subject the old account.
+    const leaving = await createReadyIdentity(admin, ns, "leaving", { serviceAccountName: "leaving-new" });
+    await admin.replace(`${identityPathOf(ns, "leaving")}/status`, {
+      ...leaving,
+      status: {
+        ...leaving.status,
+        federatedCredential: { subject: `system:serviceaccount:${ns}:leaving-old` },
+      },
+    });
+    await admin.patch(identityPathOf(ns, "leaving"), "merge", {
+      metadata: { finalizers: ["agentid.io/test-hold"] },
+    });
+    await admin.delete(identityPathOf(ns, "leaving"));
+    try {
+      const old = await refusal(alice.create(tokenPath("renamed-old"), tokenRequest([EXCHANGE])));
+      expect(old).toContain('admission webhook "token.guard.agentid.io" denied the request: agentid:');
+      expect(old).toContain("AgentIdentity renamed binds");
+      const gone = await refusal(alice.create(tokenPath("leaving-old"), tokenRequest([EXCHANGE])));
+      expect(gone).toContain("AgentIdentity leaving binds");
+    } finally {
+      await admin.patch(identityPathOf(ns, "leaving"), "merge", { metadata: { finalizers: null } });
+    }
+  });
+
+  it("a verification the guard refuses (a user it does not know as the manager's) reports TokenRequestDenied, not missing RBAC", async () => {
+    // The operator's verifier running as alice: the API server passes RBAC (edit may create tokens), and
+    // the guard refuses. Nothing reaches Entra: the dispatcher is never used.
+    const dispatcher = new Agent();
+    try {
+      const verifier = createVerifier({ kube: alice, dispatcher });
+      const identity = await hook.kube.get<AgentIdentity>(identityPathOf(ns, "research-agent"));
+      const blueprint = await hook.kube.get<AgentIdentityBlueprint>(
+        `/apis/agentid.io/v1alpha1/agentidentityblueprints/${identity.spec.blueprintRef.name}`,
+      );
+      const result = await verifier.verify(
+        { identity, blueprint, agentClientId: "33333333-3333-3333-3333-333333333333" },
+        {
+          kind: "serviceAccountToken",
+          serviceAccount: {
+            name: "research-agent",
+            labels: { "agentid.io/agentidentity": "research-agent" },
+          },
+        },
+        { tenantId: "t", blueprintClientId: "b" },
+      );
+      expect(result).toMatchObject({ state: "tokenForbidden", reason: "TokenRequestDenied" });
+      const message = result.state === "tokenForbidden" ? result.message : "";
+      expect(message).toContain(
+        "The admission webhook token.guard.agentid.io refused the manager a TokenRequest",
+      );
+      expect(message).not.toContain("kubectl create rolebinding");
+      expect(message).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   it("issues the token to the manager (its own user, and the chart's agentid-manager ServiceAccount) and to a kubelet", async () => {
     // The webhook of this test runs as the cluster admin: the manager learnt that user at start.
     const sent = await guardReviews("token");
@@ -288,6 +363,49 @@ describe("the guard against the API server, as a namespace user", () => {
     expect(app).toMatch(/host/i);
   });
 
+  it("refuses exec and attach naming no container when the API server would pick agentid-sidecar", async () => {
+    // No container parameter (a raw API client; kubectl always names one): the API server picks the pod's
+    // only regular container. A pod whose only one is named agentid-sidecar (no token: the pod guard had
+    // no reason to look) is the shape the attack needs.
+    const unnamed = (pod: string, sub = "exec", method: "POST" | "GET" = "POST") =>
+      alice.request(method, `${podsPath()}/${pod}/${sub}`, {
+        query: { command: "cat", stdout: "true", stderr: "true" },
+      });
+    await alice.create(podsPath(), {
+      ...appPod("lonely", { containers: [{ name: "agentid-sidecar", image: "busybox" }] }, {} as never),
+    });
+    for (const [sub, method] of [
+      ["exec", "POST"],
+      ["exec", "GET"],
+      ["attach", "POST"],
+    ] as const) {
+      const message = await refusal(unnamed("lonely", sub, method));
+      expect(message).toContain('admission webhook "exec.guard.agentid.io" denied the request: agentid:');
+      expect(message).toContain("names no container");
+    }
+    // The injected pod: its only regular container is the app (the sidecar is a native one), so the guard
+    // lets it through and the API server goes on (and fails: the pod has no node).
+    const app = await refusal(unnamed("research"));
+    expect(app).not.toContain("agentid");
+    expect(app).toMatch(/host/i);
+    // Two regular containers: the API server asks for a name itself.
+    await alice.create(podsPath(), {
+      ...appPod(
+        "two-containers",
+        {
+          containers: [
+            { name: "app", image: "app:1" },
+            { name: "agentid-sidecar", image: "busybox" },
+          ],
+        },
+        {} as never,
+      ),
+    });
+    const two = await refusal(unnamed("two-containers"));
+    expect(two).not.toContain("agentid:");
+    expect(two).toContain("a container name must be specified");
+  });
+
   it("refuses an UPDATE that swaps the sidecar's image, and allows one that changes the app's", async () => {
     const current = await alice.get<Pod>(`${podsPath()}/research`);
     const swapped = structuredClone(current);
@@ -311,6 +429,16 @@ describe("the guard against the API server, as a namespace user", () => {
     const evilEnv = copyOf(injected, "copy-env");
     sidecarOf(evilEnv).env?.push({ name: "NODE_OPTIONS", value: "--require /evil.js" });
     expect(await refusal(alice.create(podsPath(), evilEnv))).toMatch(/renders \(env/);
+    // The sidecar as the copy's only regular container (restartPolicy dropped): an exec naming no
+    // container would reach it. Refused: not where the webhook puts it.
+    const moved = copyOf(injected, "copy-moved");
+    const sidecar = sidecarOf(moved) as Container & { restartPolicy?: string };
+    delete sidecar.restartPolicy;
+    moved.spec.initContainers = moved.spec.initContainers?.filter((c) => c !== sidecar);
+    moved.spec.containers = [sidecar];
+    const placed = await refusal(alice.create(podsPath(), moved));
+    expect(placed).toContain('admission webhook "pods.guard.agentid.io" denied the request: agentid:');
+    expect(placed).toContain("placement");
     // An exact copy runs our sidecar locked to its agent, as the original does: admitted.
     const exact = await alice.create<Pod>(podsPath(), copyOf(injected, "copy-exact"));
     expect(sidecarOf(exact).image).toBe("ghcr.io/agentid/sidecar:test");

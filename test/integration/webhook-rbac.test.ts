@@ -121,6 +121,22 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
     expect(settings).toContain(`"self":"system:serviceaccount:${managerNamespace}:agentid-manager"`);
   });
 
+  it("reads the pod of an exec that names no container (pods get), and refuses it when that is the sidecar", async () => {
+    await admin.create(`/api/v1/namespaces/${cp.namespace}/pods`, {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "lonely" },
+      spec: { containers: [{ name: "agentid-sidecar", image: "busybox" }] },
+    });
+    const exec = admin.request("POST", `/api/v1/namespaces/${cp.namespace}/pods/lonely/exec`, {
+      query: { command: "cat", stdout: "true" },
+    });
+    await expect(exec).rejects.toSatisfy(
+      (e: unknown) =>
+        isApiError(e) && e.message.includes("agentid:") && e.message.includes("names no container"),
+    );
+  });
+
   it("reaches no other Secret and no other webhook configuration", async () => {
     for (const verb of ["get", "update"])
       expect(await can(verb, "secrets", { namespace: managerNamespace, name: "other" })).toBe(false);
@@ -151,6 +167,10 @@ describe("the webhook's RBAC (charts/agentid/templates/webhook.yaml)", () => {
         }),
       ).toBe(false);
     expect(await can("create", "pods", { namespace: cp.namespace })).toBe(false);
+    // The guard reads one pod by name (an exec naming no container); it lists and watches none.
+    expect(await can("get", "pods", { namespace: cp.namespace, name: "any" })).toBe(true);
+    for (const verb of ["list", "watch"])
+      expect(await can(verb, "pods", { namespace: cp.namespace })).toBe(false);
     await expect(asManager.get(`${MWC_PATH}/someone-elses`)).rejects.toSatisfy((e: unknown) =>
       isApiError(e, 403),
     );

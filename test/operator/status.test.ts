@@ -146,6 +146,23 @@ describe("decideConditions", () => {
       { Ready: ["Unknown", "TokenRequestForbidden"], FederationConfigured: ["True", "CredentialCreated"] },
     ],
     [
+      "an admission webhook refused the TokenRequest: its own reason, not what to bind, in Graph mode too",
+      {
+        federation: { state: "graph", credential, reason: "CredentialCreated", message: "m" },
+        verification: {
+          state: "tokenForbidden",
+          reason: "TokenRequestDenied",
+          fingerprint: "f",
+          message: "denied",
+        },
+      },
+      {
+        Ready: ["Unknown", "TokenRequestDenied"],
+        Verified: ["Unknown", "TokenRequestDenied"],
+        FederationConfigured: ["True", "CredentialCreated"],
+      },
+    ],
+    [
       "Manual mode with verification off is not Ready, it is unknown",
       { verification: { state: "disabled" } },
       { Ready: ["Unknown", "ManualSetupUnverified"], Verified: ["Unknown", "VerificationDisabled"] },

@@ -163,6 +163,34 @@ describe("createVerifier", () => {
     expect(received.length).toBe(before);
   });
 
+  it("reports an admission webhook's 403 as TokenRequestDenied with the webhook's words, not as missing RBAC", async () => {
+    const denying = {
+      create: async (path: string) => {
+        throw new ApiError({
+          status: 403,
+          reason: "Forbidden",
+          message:
+            'admission webhook "token.guard.agentid.io" denied the request: agentid: a TokenRequest for ServiceAccount sa with the audience api://AzureADTokenExchange is refused: eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln',
+          method: "POST",
+          path,
+        });
+      },
+    } as unknown as KubeClient;
+    const verifier = createVerifier({ kube: denying, dispatcher: outboundDispatcher([caPem]) });
+    const before = received.length;
+    const result = await verifier.verify(target(), labelled, hint);
+    expect(result).toMatchObject({ state: "tokenForbidden", reason: "TokenRequestDenied" });
+    const message = result.state === "tokenForbidden" ? result.message : "";
+    expect(message).toContain(
+      "The admission webhook token.guard.agentid.io refused the manager a TokenRequest",
+    );
+    expect(message).toContain("agentid: a TokenRequest for ServiceAccount sa");
+    expect(message).not.toContain("kubectl create rolebinding");
+    // Whatever the webhook said, no token text reaches the status.
+    expect(message).not.toMatch(/eyJ[A-Za-z0-9_-]+\./);
+    expect(received.length).toBe(before);
+  });
+
   it("names a placeholder when the refusal does not name a ServiceAccount", () => {
     expect(tokenForbiddenMessage("ns", "sa", 'User "alice" cannot create')).toContain(
       "--serviceaccount <manager-namespace>:agentid-manager -n ns",

@@ -102,7 +102,12 @@ describe("the guard's route", () => {
     expect((await post({ apiVersion: "admission.k8s.io/v1", kind: "Pod" })).status).toBe(400);
     failNext = true;
     const failed = await post(execReview("app"));
-    expect(failed.json.response).toMatchObject({ allowed: false, status: { code: 500 } });
+    // Code and reason agree (a 500 is no BadRequest), and the audit annotation says it was ours.
+    expect(failed.json.response).toMatchObject({
+      allowed: false,
+      status: { code: 500, reason: "InternalError" },
+      auditAnnotations: { refused: "InternalError" },
+    });
     expect(JSON.stringify(failed.json)).toContain("try again");
   });
 

@@ -4,7 +4,12 @@ import { parseAllDocuments } from "yaml";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import type { AdmissionRequest } from "../../src/webhook/admission.ts";
-import { createGuard, type GuardKind, type GuardRequest } from "../../src/webhook/guard-review.ts";
+import {
+  createGuard,
+  type GuardDeps,
+  type GuardKind,
+  type GuardRequest,
+} from "../../src/webhook/guard-review.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
@@ -52,12 +57,20 @@ const resolve = async (identity: AgentIdentity, namespace: string) =>
 
 const silent = createLogger({ name: "guard-test", level: "silent" });
 
-export function guardFor(settings: SidecarSettings, identities: AgentIdentity[] = IDENTITIES) {
+/** `pods`: what the API server holds, by name (the guard reads a pod for an exec that names no container). */
+export function guardFor(
+  settings: SidecarSettings,
+  identities: AgentIdentity[] = IDENTITIES,
+  pods: Record<string, JsonObject> = {},
+  extra: Partial<GuardDeps> = {},
+) {
   return createGuard({
     identities: source(identities),
     resolve,
     settings: () => settings,
     trustedUsers: () => [MANAGER_USER],
+    readPod: async (ns, name) => (ns === NS ? pods[name] : undefined),
+    ...extra,
     logger: silent,
   });
 }

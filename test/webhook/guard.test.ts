@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { parseGuardReview } from "../../src/webhook/guard-review.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
+import type { IdentitySource } from "../../src/webhook/select.ts";
 import {
   appPod,
   BOUND_SA,
@@ -107,6 +108,83 @@ describe("TokenRequests", () => {
       expect(result.message).toContain("AgentIdentity research-agent binds");
       expect(result.message).toContain("SIDECAR_URL");
     }
+  });
+
+  it.each([
+    {
+      case: "the ServiceAccount it held before a rename (status.serviceAccount)",
+      status: { serviceAccount: "old-agent" },
+    },
+    {
+      case: "the subject of its federated credential",
+      status: { federatedCredential: { subject: "system:serviceaccount:research:old-agent" } },
+    },
+    {
+      case: "the subject of its federated credential, while it is being deleted",
+      status: { federatedCredential: { subject: "system:serviceaccount:research:old-agent" } },
+      deleting: true,
+    },
+  ])(
+    "refuses for a ServiceAccount an AgentIdentity no longer names but still binds: $case",
+    async ({ status, deleting }) => {
+      const renamed: AgentIdentity[] = IDENTITIES.map((i) => ({
+        ...i,
+        metadata: { ...i.metadata, ...(deleting ? { deletionTimestamp: "2026-12-06T09:00:00Z" } : {}) },
+        status: { ...i.status, ...status },
+      }));
+      const guardRenamed = guardFor(native, renamed);
+      const token = request("token", tokenRequest(["api://AzureADTokenExchange"]), { name: "old-agent" });
+      expect((await guardRenamed(token)).outcome).toBe("refused");
+      // A pod of the old account that projects the token (not what the webhook injects for anyone).
+      const pod = appPod({
+        serviceAccountName: "old-agent",
+        volumes: [OWN_TOKEN_VOLUME],
+        containers: [{ name: "app", image: "app:1", volumeMounts: [{ name: "my-token", mountPath: "/t" }] }],
+      });
+      expect((await guardRenamed(request("pod", pod))).outcome).toBe("refused");
+      // The subject of another namespace's account binds nothing here.
+      const elsewhere = IDENTITIES.map((i) => ({
+        ...i,
+        status: { federatedCredential: { subject: "system:serviceaccount:other:old-agent" } },
+      }));
+      expect((await guardFor(native, elsewhere)(token)).outcome).toBe("allowed");
+    },
+  );
+
+  it("lists a namespace once for concurrent cache misses, and takes an unbound account as unbound for a moment", async () => {
+    let lists = 0;
+    let time = 0;
+    let cache: AgentIdentity[] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const source: IdentitySource = {
+      cached: () => undefined,
+      cachedList: () => cache,
+      read: async () => undefined,
+      list: async () => {
+        lists += 1;
+        await gate;
+        return [];
+      },
+    };
+    const g = guardFor(native, IDENTITIES, {}, { identities: source, now: () => time, unboundTtlMs: 2000 });
+    const ask = (sa: string) =>
+      g(request("token", tokenRequest(["api://AzureADTokenExchange"]), { name: sa }));
+    const first = [ask("payments"), ask("orders"), ask("payments")];
+    expect(lists).toBe(1);
+    release();
+    expect((await Promise.all(first)).map((r) => r.outcome)).toEqual(["allowed", "allowed", "allowed"]);
+    time = 1999;
+    expect((await ask("payments")).outcome).toBe("allowed");
+    expect(lists).toBe(1);
+    time = 2001;
+    expect((await ask("payments")).outcome).toBe("allowed");
+    expect(lists).toBe(2);
+    // The shared cache is asked first: an identity it holds binds at once, remembered miss or not.
+    cache = IDENTITIES.map((i) => ({ ...i, spec: { ...i.spec, serviceAccountName: "payments" } }));
+    expect((await ask("payments")).outcome).toBe("refused");
   });
 
   it("refuses for an AgentIdentity being deleted too (its federated credential may still stand)", async () => {
@@ -266,6 +344,71 @@ describe("pod CREATE", () => {
     expect(result.message).toContain(says);
   });
 
+  type Spec = { initContainers?: JsonObject[]; containers: JsonObject[] };
+  const placements: Array<{ case: string; native: boolean; move: (spec: Spec) => void }> = [
+    {
+      // The exec attack: the API server picks the only regular container for an exec naming none.
+      case: "the sidecar moved to be the only regular container, restartPolicy dropped",
+      native: true,
+      move: (spec) => {
+        const sidecar = spec.initContainers?.shift() as JsonObject;
+        delete sidecar.restartPolicy;
+        spec.containers = [sidecar];
+      },
+    },
+    {
+      case: "the sidecar moved in front of the app, restartPolicy dropped",
+      native: true,
+      move: (spec) => {
+        const sidecar = spec.initContainers?.shift() as JsonObject;
+        delete sidecar.restartPolicy;
+        spec.containers.unshift(sidecar);
+      },
+    },
+    {
+      case: "the native sidecar's restartPolicy dropped (a plain init container)",
+      native: true,
+      move: (spec) => {
+        delete ((spec.initContainers ?? [])[0] as JsonObject).restartPolicy;
+      },
+    },
+    {
+      case: "the app container removed (the sidecar alone)",
+      native: false,
+      move: (spec) => {
+        spec.containers = spec.containers.slice(0, 1);
+      },
+    },
+    {
+      case: "the sidecar behind the app",
+      native: false,
+      move: (spec) => {
+        spec.containers.reverse();
+      },
+    },
+    {
+      case: "the sidecar moved to the init containers",
+      native: false,
+      move: (spec) => {
+        spec.initContainers = [spec.containers.shift() as JsonObject];
+      },
+    },
+  ];
+
+  it.each(placements)(
+    "refuses a copy of an injected pod with $case (native: $native)",
+    async ({ native: n, move }) => {
+      const s = testSettings({ native: n });
+      const pod = (await inject(appPod(), s)) as unknown as { metadata: JsonObject; spec: Spec };
+      pod.metadata.labels = {};
+      move(pod.spec);
+      const result = await guardFor(s)(request("pod", pod as unknown as JsonObject));
+      expect(result.outcome).toBe("refused");
+      expect(result.reason).toBe("NotInjected");
+      expect(result.response.status?.message).toContain("placement");
+    },
+  );
+
   it("refuses a pod of its own that projects the token for the bound ServiceAccount (no sidecar)", async () => {
     const pod = appPod(
       {
@@ -380,22 +523,42 @@ describe("pod UPDATE and ephemeral containers", () => {
 });
 
 describe("exec and attach", () => {
+  const container = (name: string) => ({ name, image: `${name}:1` });
+  // What the API server holds: a pod whose only regular container is named agentid-sidecar (of a
+  // ServiceAccount nobody binds, so no token volume and the pod guard never looked at it), a pod with two
+  // regular containers, and an injected pod (native: the app is the only regular container).
+  const pods: Record<string, JsonObject> = {
+    lonely: appPod({ containers: [container("agentid-sidecar")] }),
+    two: appPod({ containers: [container("agentid-sidecar"), container("app")] }),
+    none: appPod({ containers: [] }),
+  };
   it.each([
-    { kind: "exec" as const, container: "agentid-sidecar", want: "refused" },
-    { kind: "attach" as const, container: "agentid-sidecar", want: "refused" },
-    { kind: "exec" as const, container: "app", want: "skipped" },
-    { kind: "exec" as const, container: undefined, want: "skipped" },
-  ])("$kind into $container: $want", async ({ kind, container, want }) => {
+    { kind: "exec" as const, pod: "research-1", container: "agentid-sidecar", want: "refused" },
+    { kind: "attach" as const, pod: "research-1", container: "agentid-sidecar", want: "refused" },
+    { kind: "exec" as const, pod: "research-1", container: "app", want: "skipped" },
+    { kind: "exec" as const, pod: "lonely", container: "app", want: "skipped" },
+    { kind: "exec" as const, pod: "lonely", container: undefined, want: "refused" },
+    { kind: "exec" as const, pod: "lonely", container: "", want: "refused" },
+    { kind: "attach" as const, pod: "lonely", container: undefined, want: "refused" },
+    { kind: "exec" as const, pod: "injected", container: undefined, want: "skipped" },
+    // The API server refuses these itself ("a container name must be specified").
+    { kind: "exec" as const, pod: "two", container: undefined, want: "skipped" },
+    { kind: "exec" as const, pod: "none", container: undefined, want: "skipped" },
+    { kind: "exec" as const, pod: "missing", container: undefined, want: "skipped" },
+  ])("$kind into $pod, container $container: $want", async ({ kind, pod, container, want }) => {
     const options: JsonObject = {
       kind: kind === "exec" ? "PodExecOptions" : "PodAttachOptions",
       stdout: true,
     };
-    if (container) options.container = container;
-    const result = await outcome(request(kind, options, { name: "research-1" }));
+    if (container !== undefined) options.container = container;
+    const all = { ...pods, injected: await inject(appPod(), native) };
+    const result = await guardFor(native, IDENTITIES, all)(request(kind, options, { name: pod }));
     expect(result.outcome).toBe(want);
     if (want === "refused") {
+      const message = result.response.status?.message ?? "";
       expect(result.reason).toBe("SidecarExec");
-      expect(result.message).toMatch(/^agentid: .*agentid-sidecar is refused.*port-forward/);
+      expect(message).toMatch(/^agentid: .*agentid-sidecar is refused.*port-forward/);
+      if (!container) expect(message).toContain("names no container");
     }
   });
 });
