@@ -202,6 +202,11 @@ export function createBlueprintReconciler(
         };
       }
     }
+    // Before the count below, so that status reports what is left after the sweep.
+    const swept =
+      workloadIdentity && obs.authorityAllowed && obs.issuer?.ok && federationMode(blueprint) === "Graph"
+        ? await sweep(blueprint, obs.issuer.issuer)
+        : undefined;
     const subjects = new Set(
       bound
         .filter((i) => workloadIdentity && !i.spec.clientSecretRef)
@@ -211,10 +216,6 @@ export function createBlueprintReconciler(
       blueprint.spec.federation?.management === "Graph"
         ? (deps.credentialCount(name) ?? subjects.size)
         : subjects.size;
-    const swept =
-      workloadIdentity && obs.issuer?.ok && federationMode(blueprint) === "Graph"
-        ? await sweep(blueprint, obs.issuer.issuer)
-        : undefined;
     const status = desiredBlueprintStatus(blueprint, obs, now());
     if (jsonEqual(status, blueprint.status ?? {})) return swept;
     // A merge patch of the whole derived status: last writer wins, which is right for a status computed
