@@ -97,7 +97,9 @@ describe.skipIf(unavailable !== undefined)("a pod with the token sidecar on a re
   it("measures the extra start time of an injected pod against the same pod without the sidecar", async () => {
     if (!target || !client) return;
     const idle = ["/usr/local/bin/node", "-e", "setInterval(() => {}, 1 << 30)"];
-    const cpuLimit = (pod: Record<string, unknown>, cpu: string | undefined) => {
+    const cpuLimit = (rendered: Record<string, unknown>, cpu: string | undefined) => {
+      // The webhook's rendering shares frozen parts (its memoised settings and resources): change a copy.
+      const pod = structuredClone(rendered);
       const spec = pod.spec as { initContainers: { resources: { limits?: Record<string, string> } }[] };
       for (const c of spec.initContainers) {
         const limits = c.resources.limits ?? {};
