@@ -106,7 +106,7 @@ function renderTarget(
 
 /**
  * resolveTarget with the rendering memoised per version of the identity and its blueprint (uid and
- * resourceVersion of each: any change to either, status included, is a new version) and the authority
+ * resourceVersion of each: every change to either, status included, is a new version) and the authority
  * hosts. The checks (readiness, blueprint, namespace admission) are redone whenever the identity,
  * blueprint or namespace-labels object differs from the last one seen for that identity object (the
  * informer replaces an object when it changes; nobody mutates one). A memoised target is deep-frozen:
