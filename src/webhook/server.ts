@@ -11,7 +11,7 @@ import {
   parseReview,
   reviewEnvelope,
 } from "./admission.ts";
-import type { WebhookMetrics } from "./metrics.ts";
+import { perLabels, type WebhookMetrics } from "./metrics.ts";
 
 /**
  * The admission HTTPS server. It listens at once but completes no TLS handshake until a serving
@@ -49,6 +49,8 @@ export interface AdmissionServer {
 
 export async function startAdmissionServer(options: AdmissionServerOptions): Promise<AdmissionServer> {
   const { logger, metrics } = options;
+  const reviewed = perLabels((outcome, reason) => metrics.reviews.labels(outcome, reason));
+  const timed = perLabels((outcome) => metrics.duration.labels(outcome));
   let loaded = false;
   const app = Fastify({
     https: {},
@@ -73,7 +75,7 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
   });
   app.get("/healthz", async () => "ok");
   app.post(WEBHOOK_PATH, async (request, reply) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const parsed = parseReview(request.body);
     if (!parsed.ok) {
       metrics.reviews.inc({ outcome: "invalid", reason: "" });
@@ -100,8 +102,8 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
         reason: "",
       };
     }
-    metrics.reviews.inc({ outcome: result.outcome, reason: result.reason });
-    metrics.duration.observe({ outcome: result.outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    reviewed(result.outcome, result.reason).inc();
+    timed(result.outcome).observe((performance.now() - started) / 1e3);
     // The answer's text, built once: fastify sends a string as it is, with its Content-Length, in one write.
     return reply.type("application/json; charset=utf-8").send(encodeReview(result.response));
   });
