@@ -137,7 +137,8 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
  * does not see such a connection as idle and waits for the client's own idle timeout (90 s), which held a
  * replica's shutdown (and a test) that long. Returns the function `close` calls: connections without a
  * request in flight end at once (a handshake not finished yet: dropped), the others right after their
- * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets.
+ * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets;
+ * requests find theirs by their TLS socket (no address lookup per request).
  */
 function trackConnections(server: Server): () => void {
   interface Connection {
@@ -146,6 +147,7 @@ function trackConnections(server: Server): () => void {
     inFlight: number;
   }
   const open = new Map<string, Connection>();
+  const byTls = new WeakMap<Socket, Connection>();
   const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
   let closing = false;
   server.on("connection", (tcp: Socket) => {
@@ -155,10 +157,12 @@ function trackConnections(server: Server): () => void {
   });
   server.on("secureConnection", (tls: Socket) => {
     const connection = open.get(key(tls));
-    if (connection) connection.tls = tls;
+    if (!connection) return;
+    connection.tls = tls;
+    byTls.set(tls, connection);
   });
   server.on("request", (request, response) => {
-    const connection = open.get(key(request.socket));
+    const connection = byTls.get(request.socket);
     if (!connection) return;
     connection.inFlight += 1;
     response.once("close", () => {
