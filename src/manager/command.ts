@@ -300,7 +300,10 @@ export const managerCommand: Command = {
         logger.info({ gracePeriod }, "stopping: releasing the lease");
         const deadline = setTimeout(() => {
           logger.error(
-            { gracePeriod, pending: shutdownPending(manager.pendingShutdown(), process.getActiveResourcesInfo()) },
+            {
+              gracePeriod,
+              pending: shutdownPending(manager.pendingShutdown(), process.getActiveResourcesInfo()),
+            },
             `shutdown grace period of ${gracePeriod} ended with work still pending; exiting with code 1`,
           );
           logger.flush();

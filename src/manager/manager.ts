@@ -214,7 +214,8 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       for (const c of everywhere) await during(`stopping ${c.name}`, () => c.stop()).catch(() => {});
       caches.stop();
       for (const c of components)
-        if (c.close) await during(`closing ${c.name}`, () => c.close?.() ?? Promise.resolve()).catch(() => {});
+        if (c.close)
+          await during(`closing ${c.name}`, () => c.close?.() ?? Promise.resolve()).catch(() => {});
       if (server) await during("closing the health server", () => server.close());
       if (metricsServer) await during("closing the metrics server", () => metricsServer.close());
       await during("closing the API client", () => kube.close());
