@@ -182,6 +182,38 @@ describe("agentid manager shutdown", { timeout: 120_000 }, () => {
     expect(await holderOf(own)).toBe(holder);
   });
 
+  it("with the webhook on and the API server silent: the certificate upkeep drains at once, exits 0", async () => {
+    const own = await createNamespace(kube, "shutdown-webhook");
+    const { host, port } = apiServerAddress(cp.kubeConfig);
+    const proxy: TcpProxy = await startTcpProxy(host, port);
+    onTestFinished(() => proxy.close());
+    const manager = startManager(kubeconfigVia(proxy.port), own, [
+      "--sidecar-image",
+      "ghcr.io/agentid/sidecar:shutdown-test",
+      "--webhook-host",
+      "127.0.0.1",
+      "--webhook-port",
+      "0",
+      "--webhook-configuration",
+      `agentid-webhook-${own}`,
+      // The certificate upkeep's retry wait (5 s) used to outlast its step-down when the abort came
+      // during a request: 5 s plus the 2 s release attempt does not fit in 6 s; the release alone does.
+      "--shutdown-grace-period",
+      "6s",
+    ]);
+    await expect.poll(() => holderOf(own), { message: "the manager to lead", timeout: 60_000 }).not.toBe("");
+    await expect
+      .poll(() => manager.lines().some((l) => l.msg === "admission server listening"), {
+        message: "the admission server to listen",
+      })
+      .toBe(true);
+
+    proxy.blackhole();
+    expect(await terminate(manager), manager.stderr()).toBe(0);
+    expect(manager.lines().some(graceEnded)).toBe(false);
+    expect(manager.lines().map((l) => l.msg)).toContain("stopped");
+  });
+
   it("when stopping outlasts the grace period: exits 1 with one line naming what was pending", async () => {
     const own = await createNamespace(kube, "shutdown-grace");
     const { host, port } = apiServerAddress(cp.kubeConfig);
