@@ -38,7 +38,8 @@ export function takeToken(
   // A clock that steps back refills nothing rather than draining the bucket.
   const elapsed = Math.max(0, now - start.at);
   const tokens = Math.min(limit.burst, start.tokens + elapsed / limit.refillMs);
-  if (tokens >= 1) return { allowed: true, bucket: { tokens: tokens - 1, at: now } };
+  // The epsilon keeps refills summed from fractions (0.2 + 0.2 + ...) from falling just short of a token.
+  if (tokens >= 1 - 1e-9) return { allowed: true, bucket: { tokens: Math.max(0, tokens - 1), at: now } };
   return { allowed: false, bucket: { tokens, at: now } };
 }
 
