@@ -190,6 +190,8 @@ interface Write {
   namespace: string;
   name: string;
   body: EventBody;
+  /** The first write of this Event (or repeats joined to it while it waited): create, don't patch. */
+  create: boolean;
 }
 
 interface Observed {
@@ -255,7 +257,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
         lastTimestamp: body.lastTimestamp,
         message: body.message,
       });
-    if (body.count === 1) {
+    if (write.create) {
       try {
         await client.create(base, body);
       } catch (error) {
@@ -352,8 +354,14 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       drop("rate_limited");
       return;
     }
-    const write: Write = { namespace: observed.namespace, name: observed.name, body };
-    if (!waiting.has(key) && waiting.size >= limits.maxQueued) {
+    const joined = waiting.get(key);
+    const write: Write = {
+      namespace: observed.namespace,
+      name: observed.name,
+      body,
+      create: observed.count === 1 || (joined?.create ?? false),
+    };
+    if (!joined && waiting.size >= limits.maxQueued) {
       if (!queueFullReported) {
         log.warn({ maxQueued: limits.maxQueued, reason, object }, "too many events waiting; dropping events");
         queueFullReported = true;

@@ -9,11 +9,12 @@ import type {
 } from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
-import { createEventRecorder } from "../../src/kube/events.ts";
+import type { EventRecorder } from "../../src/kube/events.ts";
 import { createInformer } from "../../src/kube/informer.ts";
 import type { KubeConfigLike } from "../../src/kube/kubeconfig.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { MWC_PATH, type SecretObject, VWC_PATH } from "../../src/webhook/certificate-manager.ts";
+import { createRefusalRecorder } from "../../src/webhook/events.ts";
 import {
   createWebhook,
   identityPathOf,
@@ -38,6 +39,8 @@ export interface RunningWebhook {
   managerNamespace: string;
   configurationName: string;
   registry: Registry;
+  /** The webhook's refusal Event recorder (flush it before reading Events). */
+  events: EventRecorder;
   logs: string[];
   stop(): Promise<void>;
 }
@@ -158,12 +161,8 @@ export async function startTestWebhook(
     fieldSelector: spec.fieldSelector,
     logger,
   });
-  const events = createEventRecorder({
-    kubeConfig: asConfig,
-    client: hookKube,
-    component: "agentid-webhook",
-    logger,
-  });
+  // The refusal recorder the manager builds (src/webhook/component.ts), with its limits.
+  const events = createRefusalRecorder({ kubeConfig: asConfig, client: hookKube, logger, registry });
   const webhook = createWebhook({
     kube: hookKube,
     identities,
@@ -212,6 +211,7 @@ export async function startTestWebhook(
     managerNamespace,
     configurationName,
     registry,
+    events,
     logs,
     async stop() {
       leader.abort();
