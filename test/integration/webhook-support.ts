@@ -120,6 +120,8 @@ export async function startTestWebhook(
      * only loads the certificate the leader keeps in the Secret.
      */
     follower?: boolean;
+    /** The refusal recorder's clock (its budgets refill by it); default the real one. */
+    eventClock?: () => number;
   } = {},
 ): Promise<RunningWebhook> {
   const run = options.run ?? newRun();
@@ -162,7 +164,13 @@ export async function startTestWebhook(
     logger,
   });
   // The refusal recorder the manager builds (src/webhook/component.ts), with its limits.
-  const events = createRefusalRecorder({ kubeConfig: asConfig, client: hookKube, logger, registry });
+  const events = createRefusalRecorder({
+    kubeConfig: asConfig,
+    client: hookKube,
+    logger,
+    registry,
+    ...(options.eventClock ? { now: options.eventClock } : {}),
+  });
   const webhook = createWebhook({
     kube: hookKube,
     identities,
