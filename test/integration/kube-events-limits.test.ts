@@ -2,9 +2,10 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { createEventRecorder, DROPPED_METRIC, type EventRecorder } from "../../src/kube/events.ts";
+import { createLogger } from "../../src/lib/log.ts";
 import { createEventSink } from "../../src/operator/events.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
-import { createNamespace, testLogger } from "./kube-support.ts";
+import { createNamespace, testLogger, viaPort } from "./kube-support.ts";
 
 /**
  * The recorder's limits against kube-apiserver: writes in flight (the operator's burst), the bounded queue,
@@ -178,6 +179,33 @@ describe("event recorder limits", () => {
       expect(stats.writes).toBe(27);
     } finally {
       await real.close();
+    }
+  });
+
+  it("never throws from record when the API server cannot be reached, and flush still resolves", async () => {
+    // Port 1 on loopback: nothing listens, every write fails at once.
+    const unreachable = createKubeClient(viaPort(cp.kubeConfig, 1));
+    const lines: string[] = [];
+    const recorder = createEventRecorder({
+      kubeConfig: cp.kubeConfig,
+      client: unreachable,
+      component: "agentid-manager",
+      logger: createLogger({
+        name: "t",
+        level: "warn",
+        destination: { write: (l: string) => void lines.push(l) },
+      }),
+    });
+    try {
+      for (let i = 0; i < 20; i++) {
+        expect(() =>
+          recorder.record(identity("x", `a${i % 3}`), "Warning", "Failed", `attempt ${i}`),
+        ).not.toThrow();
+      }
+      await recorder.flush();
+      expect(lines.some((l) => l.includes("could not write event"))).toBe(true);
+    } finally {
+      await unreachable.close();
     }
   });
 
