@@ -218,7 +218,9 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
           await during(`closing ${c.name}`, () => c.close?.() ?? Promise.resolve()).catch(() => {});
       if (server) await during("closing the health server", () => server.close());
       if (metricsServer) await during("closing the metrics server", () => metricsServer.close());
-      await during("closing the API client", () => kube.close());
+      // Every component has stopped: what is still in flight (a best-effort event, a metrics
+      // TokenReview) is abandoned after a second instead of waiting for a silent API server's timeout.
+      await during("closing the API client", () => kube.close({ forceAfterMs: 1_000 }));
     },
     pendingShutdown: () => [...pending],
   };
