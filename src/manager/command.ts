@@ -159,7 +159,7 @@ export const managerCommand: Command = {
     "shutdown-grace-period": {
       type: "string",
       help: "After SIGTERM or SIGINT, exit with code 1 if stopping (draining, releasing the Lease, closing) has not finished within this long; keep it below the pod's terminationGracePeriodSeconds.",
-      default: "10s",
+      default: "20s",
       env: "AGENTID_SHUTDOWN_GRACE_PERIOD",
     },
     // The admission webhook (docs/webhook.md): on when --sidecar-image is given.
@@ -179,7 +179,7 @@ export const managerCommand: Command = {
       intervalMs: parseDuration(stringOption(values, "verify-interval") ?? "6h", "verify-interval"),
       retryMs: parseDuration(stringOption(values, "verify-retry") ?? "10m", "verify-retry"),
     };
-    const gracePeriod = stringOption(values, "shutdown-grace-period") ?? "10s";
+    const gracePeriod = stringOption(values, "shutdown-grace-period") ?? "20s";
     const graceMs = parseDuration(gracePeriod, "shutdown-grace-period");
     if (graceMs < 1 || graceMs > 3600_000)
       throw new UsageError(`--shutdown-grace-period must be from 1ms to 1h, got '${gracePeriod}'`);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/dev/controlplane.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
-import { parseDuration } from "../../src/manager/command.ts";
+import { managerCommand, parseDuration } from "../../src/manager/command.ts";
 import { apiServerAddress, createNamespace } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { ensureCrd } from "./operator-support.ts";
@@ -21,7 +21,8 @@ import { ensureCrd } from "./operator-support.ts";
  * margin for a loaded machine, only so that a regression fails instead of hanging.
  */
 
-const GRACE = "10s";
+/** The documented default (`agentid manager --help`), which these managers run with unless a test says. */
+const GRACE = String(managerCommand.options["shutdown-grace-period"]?.default);
 const EXIT_LIMIT_MS = parseDuration(GRACE, "shutdown-grace-period") + 20_000;
 
 let cp: ControlPlane;
@@ -83,8 +84,6 @@ function startManager(kubeconfig: string, leaseNamespace: string, extra: string[
       "0",
       "--metrics-bind-address",
       "0",
-      "--shutdown-grace-period",
-      GRACE,
       ...extra,
     ],
     { stdio: ["pipe", "pipe", "pipe"] },
@@ -158,6 +157,8 @@ describe("agentid manager shutdown", { timeout: 120_000 }, () => {
     expect(messages).toContain("released the lease");
     expect(messages).toContain("stopped");
     expect(manager.lines().some(graceEnded)).toBe(false);
+    // It ran with the documented default.
+    expect(manager.lines().find((l) => l.msg === "stopping: releasing the lease")?.gracePeriod).toBe(GRACE);
   });
 
   it("with the API server reachable but silent: one short release attempt, exits 0 before the grace period", async () => {

@@ -36,7 +36,7 @@ describe("agentid manager (a real process)", () => {
       expect(result.stdout).toContain(option);
     }
     // The grace period's default is listed with it.
-    expect(result.stdout).toMatch(/--shutdown-grace-period[\s\S]*default: 10s/);
+    expect(result.stdout).toMatch(/--shutdown-grace-period[\s\S]*default: 20s/);
     // The start command's node flags, docs/operator.md "Memory".
     for (const flag of MANAGER_TUNING.flags) expect(result.stdout).toContain(flag);
   });
