@@ -1,0 +1,226 @@
+import fc from "fast-check";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  dueCount,
+  intendedTime,
+  microsHistogram,
+  type PhaseRecord,
+  plannedTotal,
+  runFixedRate,
+  type Send,
+  summarizePhase,
+} from "../../bench/fixed-rate.ts";
+
+describe("the fixed-rate schedule", () => {
+  it("makes request i due at i / rate, the first at once", () => {
+    expect(dueCount(-1, 1000, 10)).toBe(0);
+    expect(dueCount(0, 1000, 10)).toBe(1);
+    expect(dueCount(0.999, 1000, 10)).toBe(1);
+    expect(dueCount(1, 1000, 10)).toBe(2);
+    expect(dueCount(2.5, 1000, 10)).toBe(3);
+    expect(dueCount(60_000, 1000, 10)).toBe(10);
+    expect(dueCount(333.3, 3, 3)).toBe(1);
+    expect(dueCount(intendedTime(1, 3), 3, 3)).toBe(2);
+    expect(plannedTotal(2700, 3000)).toBe(8100);
+    expect(plannedTotal(0.1, 1000)).toBe(1);
+  });
+
+  it("agrees with the intended times for any rate and time", () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 1, max: 50_000, noNaN: true }),
+        fc.double({ min: 0, max: 2000, noNaN: true }),
+        (rate, elapsed) => {
+          const total = plannedTotal(rate, 2000);
+          const n = dueCount(elapsed, rate, total);
+          // Every request counted is due, and the next one is not yet.
+          if (n > 0) expect(intendedTime(n - 1, rate)).toBeLessThanOrEqual(elapsed);
+          if (n < total) expect(intendedTime(n, rate)).toBeGreaterThan(elapsed);
+        },
+      ),
+    );
+  });
+
+  it("spreads requests evenly: never more due in a window than its share of the rate, plus one", () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 1, max: 50_000, noNaN: true }),
+        fc.double({ min: 0, max: 1000, noNaN: true }),
+        fc.double({ min: 0, max: 1000, noNaN: true }),
+        (rate, t, window) => {
+          const total = plannedTotal(rate, 3000);
+          const inWindow = dueCount(t + window, rate, total) - dueCount(t, rate, total);
+          expect(inWindow).toBeLessThanOrEqual(Math.floor((window * rate) / 1000) + 1);
+        },
+      ),
+    );
+  });
+});
+
+function record(overrides: Partial<PhaseRecord>, latenciesMs: number[] = []): PhaseRecord {
+  const latency = microsHistogram();
+  for (const l of latenciesMs) latency.recordValue(l * 1000);
+  const dispatchLag = microsHistogram();
+  dispatchLag.recordValue(100);
+  return {
+    rate: 1000,
+    planned: latenciesMs.length,
+    latency,
+    dispatchLag,
+    completed: latenciesMs.length,
+    errors: 0,
+    non2xx: 0,
+    unfinished: 0,
+    lastDispatchMs: latenciesMs.length - 1,
+    lastCompletionMs: latenciesMs.length + 2,
+    ...overrides,
+  };
+}
+
+describe("the summary of a phase", () => {
+  const oneToThousand = Array.from({ length: 1000 }, (_, i) => i + 1);
+
+  it("gives p50, p99, p99.9 and max in ms, and the achieved and dispatched rates", () => {
+    const s = summarizePhase(record({}, oneToThousand));
+    expect(s.p50).toBeCloseTo(500, 0);
+    expect(s.p99).toBeCloseTo(990, 0);
+    expect(s.p999).toBeCloseTo(999, 0);
+    expect(s.max).toBeCloseTo(1000, 0);
+    expect(s.lagP99).toBeCloseTo(0.1, 3);
+    expect(s.offered).toBe(1000);
+    expect(s.dispatched).toBeCloseTo(1000, 6);
+    expect(s.achieved).toBeCloseTo(1000 / 1.002, 3);
+    expect(s.overCapacity).toBe(false);
+    expect(s.problem).toBeUndefined();
+  });
+
+  it("refuses a phase with errors, non-2xx or unanswered requests", () => {
+    expect(summarizePhase(record({ errors: 1 }, oneToThousand)).problem).toMatch(
+      /1 errors, 0 non-2xx, 0 unanswered/,
+    );
+    expect(summarizePhase(record({ non2xx: 2 }, oneToThousand)).problem).toMatch(/2 non-2xx.*not reported/);
+    expect(summarizePhase(record({ unfinished: 3 }, oneToThousand)).problem).toMatch(/3 unanswered of 1000/);
+  });
+
+  it("refuses a phase whose generator fell behind its schedule", () => {
+    // 1000 requests at 1000/s should all be sent by 999 ms; sent by 1100 ms the generator ran at 908/s.
+    const s = summarizePhase(record({ lastDispatchMs: 1100, lastCompletionMs: 1102 }, oneToThousand));
+    expect(s.dispatched).toBeCloseTo(1000 / 1.101, 3);
+    expect(s.problem).toMatch(/could not keep up: it sent 908\/s of 1000\/s/);
+  });
+
+  it("reports a server that answers slower than offered as over capacity, with its figures", () => {
+    const s = summarizePhase(record({ lastCompletionMs: 1250 }, oneToThousand));
+    expect(s.achieved).toBeCloseTo(800, 6);
+    expect(s.overCapacity).toBe(true);
+    expect(s.problem).toBeUndefined();
+  });
+});
+
+describe("runFixedRate (fake clock)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  // The histogram keeps 3 significant digits.
+  const expectMicros = (value: number, expected: number) =>
+    expect(Math.abs(value - expected)).toBeLessThanOrEqual(expected / 1000);
+  const answerIn = <T>(ms: number, value: T) =>
+    new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+
+  it("sends on schedule and measures each answer's time", async () => {
+    const sentAt: number[] = [];
+    const send: Send = () => {
+      sentAt.push(Date.now());
+      return answerIn(2, 200);
+    };
+    const start = Date.now();
+    const run = runFixedRate({ rate: 100, durationMs: 100, send, drainMs: 1000, now: () => Date.now() });
+    await vi.advanceTimersByTimeAsync(200);
+    const r = await run;
+    expect(sentAt.map((t) => t - start)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(r.completed).toBe(10);
+    expect(r.latency.getValueAtPercentile(50)).toBe(2000);
+    expect(r.latency.maxValue).toBe(2000);
+    expect(r.dispatchLag.maxValue).toBe(0);
+    expect(r.lastCompletionMs).toBe(92);
+    expect(summarizePhase(r).problem).toBeUndefined();
+  });
+
+  it("charges the requests queued behind a stalled one their wait (one connection)", async () => {
+    // One connection: each request waits for the one before it, as in a pool with no free connection.
+    // The first answer takes 100 ms, the others 1 ms.
+    let free = Promise.resolve();
+    let n = 0;
+    const send: Send = () => {
+      const service = n++ === 0 ? 100 : 1;
+      const answered = free.then(() => answerIn(service, 200));
+      free = answered.then(() => undefined);
+      return answered;
+    };
+    const run = runFixedRate({ rate: 100, durationMs: 200, send, drainMs: 1000, now: () => Date.now() });
+    await vi.advanceTimersByTimeAsync(400);
+    const r = await run;
+    expect(r.completed).toBe(20);
+    // Requests 1..9 (intended at 10..90 ms) are answered at 101..109 ms: 91, 82, ..., 19 ms each;
+    // request 10 (intended at 100) at 110. A closed-loop client would have sent none of them during the stall.
+    expectMicros(r.latency.maxValue, 100_000);
+    expectMicros(r.latency.getValueAtPercentile(50), 10_000);
+    expectMicros(r.latency.getValueAtPercentile(95), 91_000);
+    expect(r.dispatchLag.maxValue).toBe(0);
+  });
+
+  it("measures from the intended time when the generator itself stalls", async () => {
+    // The generator's clock jumps 50 ms after the third request (its event loop was blocked): the
+    // requests due in between leave late, together, and their latency includes the lateness.
+    let offset = 0;
+    let n = 0;
+    const send: Send = () => {
+      if (++n === 3) offset = 50;
+      return answerIn(1, 200);
+    };
+    const run = runFixedRate({
+      rate: 100,
+      durationMs: 200,
+      send,
+      drainMs: 1000,
+      now: () => Date.now() + offset,
+    });
+    await vi.advanceTimersByTimeAsync(400);
+    const r = await run;
+    expect(r.completed).toBe(20);
+    // Request 2 went at 20 ms, its answer arrived after the jump: 51 ms. The loop's next timer (at least
+    // 1 ms, as in Node) finds requests 3..7 (intended at 30..70 ms) due at 71 ms by the clock: they leave
+    // together, 41..1 ms late, and take 42, 32, 22, 12 and 2 ms. The other 14 take 1 ms.
+    expectMicros(r.dispatchLag.maxValue, 41_000);
+    expectMicros(r.latency.maxValue, 51_000);
+    expectMicros(r.latency.getValueAtPercentile(90), 32_000);
+    expectMicros(r.latency.getValueAtPercentile(70), 1_000);
+    expectMicros(r.latency.getValueAtPercentile(75), 2_000);
+  });
+
+  it("counts errors and non-2xx, and aborts what is unanswered at the drain deadline", async () => {
+    let n = 0;
+    const send: Send = (signal) => {
+      n++;
+      if (n === 1) return Promise.reject(new Error("connection reset"));
+      if (n === 2) return answerIn(1, 503);
+      if (n === 3) return answerIn(1, 200);
+      // The rest never answer until aborted.
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+    };
+    const run = runFixedRate({ rate: 100, durationMs: 50, send, drainMs: 100, now: () => Date.now() });
+    await vi.advanceTimersByTimeAsync(300);
+    const r = await run;
+    expect({ errors: r.errors, non2xx: r.non2xx, completed: r.completed, unfinished: r.unfinished }).toEqual({
+      errors: 1,
+      non2xx: 1,
+      completed: 1,
+      unfinished: 2,
+    });
+    expect(summarizePhase(r).problem).toMatch(/1 errors, 1 non-2xx, 2 unanswered of 5/);
+  });
+});
