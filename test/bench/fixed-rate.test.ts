@@ -1,10 +1,14 @@
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
+  compareAtLoad,
   dueCount,
   intendedTime,
+  loadFigures,
+  median,
   microsHistogram,
   type PhaseRecord,
+  type PhaseSummary,
   plannedTotal,
   runFixedRate,
   type Send,
@@ -57,16 +61,22 @@ describe("the fixed-rate schedule", () => {
   });
 });
 
+const histogramOf = (valuesMs: readonly number[]) => {
+  const h = microsHistogram();
+  for (const v of valuesMs) h.recordValue(v * 1000);
+  return h;
+};
+
+/** A phase of 1000/s whose answers took `latenciesMs`, in the order of their intended times. */
 function record(overrides: Partial<PhaseRecord>, latenciesMs: number[] = []): PhaseRecord {
-  const latency = microsHistogram();
-  for (const l of latenciesMs) latency.recordValue(l * 1000);
-  const dispatchLag = microsHistogram();
-  dispatchLag.recordValue(100);
+  const third = Math.floor(latenciesMs.length / 3);
   return {
     rate: 1000,
     planned: latenciesMs.length,
-    latency,
-    dispatchLag,
+    latency: histogramOf(latenciesMs),
+    early: histogramOf(latenciesMs.slice(0, third)),
+    late: histogramOf(latenciesMs.slice(latenciesMs.length - third)),
+    dispatchLag: histogramOf([0.1]),
     completed: latenciesMs.length,
     errors: 0,
     non2xx: 0,
@@ -96,24 +106,45 @@ describe("the summary of a phase", () => {
 
   it("refuses a phase with errors, non-2xx or unanswered requests", () => {
     expect(summarizePhase(record({ errors: 1 }, oneToThousand)).problem).toMatch(
-      /1 errors, 0 non-2xx, 0 unanswered/,
+      /^1 errors, 0 non-2xx, 0 unanswered of 1000$/,
     );
-    expect(summarizePhase(record({ non2xx: 2 }, oneToThousand)).problem).toMatch(/2 non-2xx.*not reported/);
+    expect(summarizePhase(record({ non2xx: 2 }, oneToThousand)).problem).toMatch(
+      /^0 errors, 2 non-2xx, 0 unanswered/,
+    );
     expect(summarizePhase(record({ unfinished: 3 }, oneToThousand)).problem).toMatch(/3 unanswered of 1000/);
   });
 
-  it("refuses a phase whose generator fell behind its schedule", () => {
+  it("refuses a phase whose generator fell behind its schedule by more than 5%", () => {
     // 1000 requests at 1000/s should all be sent by 999 ms; sent by 1100 ms the generator ran at 908/s.
     const s = summarizePhase(record({ lastDispatchMs: 1100, lastCompletionMs: 1102 }, oneToThousand));
     expect(s.dispatched).toBeCloseTo(1000 / 1.101, 3);
-    expect(s.problem).toMatch(/could not keep up: it sent 908\/s of 1000\/s/);
+    expect(s.problem).toBe("the load generator could not keep up: it sent 908/s of 1000/s offered");
+    // Sent by 1040 ms (961/s): a late stall, kept (its lag is in the latencies).
+    expect(
+      summarizePhase(record({ lastDispatchMs: 1040, lastCompletionMs: 1042 }, oneToThousand)).problem,
+    ).toBe(undefined);
   });
 
-  it("reports a server that answers slower than offered as over capacity, with its figures", () => {
-    const s = summarizePhase(record({ lastCompletionMs: 1250 }, oneToThousand));
+  it("reports a server over capacity when its answers come slower than offered and its queue grows", () => {
+    // Latency growing through the run: 1 ms at the start, 250 ms at the end.
+    const growing = Array.from({ length: 1000 }, (_, i) => 1 + i / 4);
+    const s = summarizePhase(record({ lastCompletionMs: 1250 }, growing));
     expect(s.achieved).toBeCloseTo(800, 6);
+    expect(s.p50Early).toBeCloseTo(42.5, 0);
+    expect(s.p50Late).toBeCloseTo(209, 0);
     expect(s.overCapacity).toBe(true);
     expect(s.problem).toBeUndefined();
+  });
+
+  it("does not call a server over capacity for one late answer at the end, nor for a queue that kept pace", () => {
+    const steady = Array.from({ length: 1000 }, () => 2);
+    // The last answer 250 ms late (a stall at the end): slower overall, but no growing queue.
+    expect(summarizePhase(record({ lastCompletionMs: 1250 }, [...steady.slice(1), 250])).overCapacity).toBe(
+      false,
+    );
+    // Growing latency but answers at the offered rate.
+    const growing = Array.from({ length: 1000 }, (_, i) => 1 + i / 100);
+    expect(summarizePhase(record({ lastCompletionMs: 1005 }, growing)).overCapacity).toBe(false);
   });
 });
 
@@ -221,6 +252,78 @@ describe("runFixedRate (fake clock)", () => {
       completed: 1,
       unfinished: 2,
     });
-    expect(summarizePhase(r).problem).toMatch(/1 errors, 1 non-2xx, 2 unanswered of 5/);
+    expect(summarizePhase(r).problem).toBe("1 errors, 1 non-2xx, 2 unanswered of 5");
+  });
+});
+
+describe("the comparison at one load", () => {
+  const phase = (p99: number, extra: Partial<PhaseSummary> = {}): PhaseSummary => ({
+    offered: 1000,
+    achieved: 998,
+    dispatched: 1000,
+    p50: p99 / 4,
+    p99,
+    p999: p99 * 1.5,
+    max: p99 * 2,
+    p50Early: p99 / 4,
+    p50Late: p99 / 4,
+    lagP99: 0.2,
+    overCapacity: false,
+    ...extra,
+  });
+
+  it("takes medians of rounds", () => {
+    const f = loadFigures("webhook", [phase(3), phase(9), phase(4), phase(5, { overCapacity: true })]);
+    expect(f).toMatchObject({ name: "webhook", p99: 4.5, p50: 1.125, overCapacityRounds: 1, rounds: 4 });
+    expect(f.problem).toBeUndefined();
+    expect(median([])).toBe(0);
+    expect(median([3, 1, 2])).toBe(2);
+  });
+
+  it("meets the target when the candidate's p99 is within the slack of the baseline's", () => {
+    const echo = loadFigures("echo", [phase(2), phase(2.5), phase(3)]);
+    expect(compareAtLoad(loadFigures("webhook", [phase(3.5), phase(3.4), phase(9)]), echo, 1)).toEqual({
+      met: true,
+      notes: [],
+    });
+    expect(compareAtLoad(loadFigures("webhook", [phase(3.6), phase(3.6), phase(3.6)]), echo, 1).met).toBe(
+      false,
+    );
+  });
+
+  it("withholds the verdict when a round of either side was refused", () => {
+    const bad = phase(1, {
+      problem: "the load generator could not keep up: it sent 900/s of 1000/s offered",
+    });
+    const echo = loadFigures("echo", [phase(2), bad]);
+    expect(compareAtLoad(loadFigures("webhook", [phase(2)]), echo, 1)).toEqual({
+      met: undefined,
+      notes: ["echo: the load generator could not keep up: it sent 900/s of 1000/s offered"],
+    });
+  });
+
+  it("fails a candidate over capacity in most rounds whatever its p99, and says why", () => {
+    const over = phase(1.5, { overCapacity: true, achieved: 900, p50Early: 1, p50Late: 80 });
+    const c = compareAtLoad(
+      loadFigures("webhook", [over, over, phase(1)]),
+      loadFigures("echo", [phase(2)]),
+      1,
+    );
+    expect(c.met).toBe(false);
+    expect(c.notes).toEqual([
+      "webhook over capacity in 2 of 3 rounds: 900/s answered, p50 1.0 ms in the first third → 80.0 ms in the last",
+    ]);
+  });
+
+  it("says when the generator's own lag exceeds the slack", () => {
+    const c = compareAtLoad(
+      loadFigures("webhook", [phase(20, { lagP99: 7 })]),
+      loadFigures("echo", [phase(19.5)]),
+      1,
+    );
+    expect(c).toEqual({
+      met: true,
+      notes: ["the generator's own lag p99 (7.0 ms, included in both) exceeds the 1 ms slack"],
+    });
   });
 });
