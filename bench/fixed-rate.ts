@@ -125,7 +125,7 @@ export function summarizePhase(r: PhaseRecord): PhaseSummary {
 }
 
 /** Sends one request; resolves with the status code once the whole answer is read. */
-export type Send = (signal: AbortSignal) => Promise<number>;
+export type Send = () => Promise<number>;
 
 export interface FixedRateOptions {
   rate: number;
@@ -133,6 +133,8 @@ export interface FixedRateOptions {
   send: Send;
   /** After the last intended send, how long unanswered requests may take before they are aborted. */
   drainMs: number;
+  /** Makes every unanswered request fail (called once the drain deadline has passed). */
+  abortAll: () => Promise<void>;
   /** Milliseconds, monotonic (performance.now by default). */
   now?: () => number;
 }
@@ -160,8 +162,11 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
     lastDispatchMs: 0,
     lastCompletionMs: 0,
   };
-  const abort = new AbortController();
+  // No AbortSignal per request: the generator shares the cores with the server, so its own cost per
+  // request is kept small (a signal shared by thousands of requests is worse: each new listener walks
+  // all the others). At the drain deadline `abortAll` fails whatever is left.
   const pending = new Set<Promise<void>>();
+  let timedOut = false;
   const micros = (millis: number) => Math.max(0, Math.round(millis * 1000));
   const start = now();
   let sent = 0;
@@ -173,7 +178,7 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
       const dispatched = now() - start;
       record.dispatchLag.recordValue(micros(dispatched - intended));
       record.lastDispatchMs = dispatched;
-      const answer: Promise<void> = send(abort.signal).then(
+      const answer: Promise<void> = send().then(
         (status) => {
           const done = now() - start;
           record.lastCompletionMs = Math.max(record.lastCompletionMs, done);
@@ -188,7 +193,7 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
           }
         },
         () => {
-          if (abort.signal.aborted) record.unfinished++;
+          if (timedOut) record.unfinished++;
           else record.errors++;
         },
       );
@@ -204,7 +209,8 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
   await Promise.race([Promise.allSettled(pending), deadline]);
   clearTimeout(timer);
   if (pending.size > 0) {
-    abort.abort();
+    timedOut = true;
+    await options.abortAll();
     await Promise.allSettled(pending);
   }
   return record;
@@ -212,17 +218,30 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
 
 const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, millis)));
 
-/** A Send over an undici Pool (its `connections` bound the requests in flight; the rest wait in its queue). */
-export function poolSender(
+/**
+ * A Send over an undici Pool (its `connections` bound the requests in flight; the rest wait in its
+ * queue), through `dispatch` with a handler that keeps only the status: no response stream per request,
+ * the cheapest way undici offers, since the generator shares the cores with the server it measures.
+ * The body is encoded once. Its abortAll destroys the pool (the caller makes a new one).
+ */
+export function poolClient(
   pool: Pool,
   request: { path: string; body: string; headers: Record<string, string> },
-): Send {
-  return async (signal) => {
-    const res = await pool.request({ ...request, method: "POST", signal });
-    // The answers are a few KB; the limit only guards against a runaway body.
-    await res.body.dump({ limit: 1 << 20, signal });
-    return res.statusCode;
-  };
+): { send: Send; abortAll: () => Promise<void> } {
+  const body = Buffer.from(request.body);
+  const options = { path: request.path, method: "POST" as const, headers: request.headers, body };
+  const send: Send = () =>
+    new Promise<number>((resolve, reject) => {
+      let status = 0;
+      pool.dispatch(options, {
+        onResponseStart: (_controller, statusCode) => {
+          status = statusCode;
+        },
+        onResponseEnd: () => resolve(status),
+        onResponseError: (_controller, error) => reject(error),
+      });
+    });
+  return { send, abortAll: () => pool.destroy() };
 }
 
 export const median = (xs: readonly number[]): number => {

@@ -10,7 +10,7 @@ import {
   loadFigures,
   median,
   type PhaseSummary,
-  poolSender,
+  poolClient,
   runFixedRate,
   summarizePhase,
 } from "./fixed-rate.ts";
@@ -142,46 +142,72 @@ async function drive(
   return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx, cpu };
 }
 
-type Server = { child: ChildProcess; port: number };
 const SLACK_MS = 1;
 const f1 = (ms: number) => ms.toFixed(1);
 const f2 = (ms: number) => ms.toFixed(2);
 
-/** An undici pool to one server: at most CONNECTIONS requests in flight, the rest wait in its queue. */
-function poolTo(server: Server, caPem: string): Pool {
-  return new Pool(`https://127.0.0.1:${server.port}`, {
-    connections: CONNECTIONS,
-    pipelining: 1,
-    connect: { ca: caPem },
-    // Idle connections survive the other server's phases, so no TLS handshake lands in a measured phase.
-    keepAliveTimeout: 60_000,
-  });
-}
+/**
+ * The fixed-load client of one server: an undici pool, at most CONNECTIONS requests in flight, the rest
+ * waiting in its queue. A phase that times out destroys the pool (to fail what is left); the next phase
+ * gets a new one.
+ */
+class FixedLoadClient {
+  private pool: Pool;
+  private readonly port: number;
+  private readonly caPem: string;
+  private readonly body: string;
 
-async function fixedLoad(pool: Pool, body: string, rate: number, seconds: number): Promise<PhaseSummary> {
-  const send = poolSender(pool, {
-    path: "/mutate-v1-pod",
-    body,
-    headers: { "content-type": "application/json" },
-  });
-  const record = await runFixedRate({
-    rate,
-    durationMs: seconds * 1000,
-    send,
-    drainMs: Math.max(5000, seconds * 1000),
-  });
-  return summarizePhase(record);
-}
+  constructor(port: number, caPem: string, body: string) {
+    this.port = port;
+    this.caPem = caPem;
+    this.body = body;
+    this.pool = this.newPool();
+  }
 
-/** Opens every connection of the pool at once (so that no TLS handshake lands in a measured phase). */
-async function openConnections(pool: Pool, body: string): Promise<void> {
-  const send = poolSender(pool, {
-    path: "/mutate-v1-pod",
-    body,
-    headers: { "content-type": "application/json" },
-  });
-  const signal = new AbortController().signal;
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => send(signal)));
+  private newPool(): Pool {
+    return new Pool(`https://127.0.0.1:${this.port}`, {
+      connections: CONNECTIONS,
+      pipelining: 1,
+      connect: { ca: this.caPem },
+      // Idle connections survive the other server's phases, so no TLS handshake lands in a measured phase.
+      keepAliveTimeout: 60_000,
+    });
+  }
+
+  private client() {
+    if (this.pool.destroyed) this.pool = this.newPool();
+    return poolClient(this.pool, {
+      path: "/mutate-v1-pod",
+      body: this.body,
+      headers: { "content-type": "application/json" },
+    });
+  }
+
+  /** Opens every connection at once, so that no TLS handshake lands in a measured phase. */
+  async openConnections(): Promise<void> {
+    const { send } = this.client();
+    const statuses = await Promise.all(Array.from({ length: CONNECTIONS }, () => send()));
+    if (statuses.some((status) => status !== 200)) throw new Error(`warm-up answered ${statuses.join(",")}`);
+  }
+
+  /** One phase, with the load generator's own CPU time per request (µs; it shares the cores). */
+  async phase(rate: number, seconds: number): Promise<{ summary: PhaseSummary; generatorCpu: number }> {
+    const { send, abortAll } = this.client();
+    const before = process.cpuUsage();
+    const record = await runFixedRate({
+      rate,
+      durationMs: seconds * 1000,
+      send,
+      abortAll,
+      drainMs: Math.max(5000, seconds * 1000),
+    });
+    const used = process.cpuUsage(before);
+    return { summary: summarizePhase(record), generatorCpu: (used.user + used.system) / record.planned };
+  }
+
+  close(): Promise<void> {
+    return this.pool.destroyed ? Promise.resolve() : this.pool.destroy();
+  }
 }
 
 function phaseLine(s: PhaseSummary): string {
@@ -205,7 +231,7 @@ async function main() {
   );
   const webhook = await startServer("webhook", leaf.certPem, leaf.keyPem);
   const echo = await startServer("echo", leaf.certPem, leaf.keyPem);
-  const pools: Pool[] = [];
+  const clients: FixedLoadClient[] = [];
   try {
     // The webhook must really inject (a refusal would be a cheaper answer and flatter the figures).
     const answer = JSON.parse(await post(webhook.port, body, ca.certPem)) as {
@@ -255,17 +281,17 @@ async function main() {
     log(
       `2. fixed offered loads: ${rates.map((r) => `${r.load} × ${eRps.toFixed(0)} = ${r.rate}/s`).join(", ")}; evenly spaced, latency from each request's intended send time, at most ${CONNECTIONS} in flight`,
     );
-    const webhookPool = poolTo(webhook, ca.certPem);
-    const echoPool = poolTo(echo, ca.certPem);
-    pools.push(webhookPool, echoPool);
+    const webhookClient = new FixedLoadClient(webhook.port, ca.certPem, body);
+    const echoClient = new FixedLoadClient(echo.port, ca.certPem, body);
+    clients.push(webhookClient, echoClient);
     const lowest = Math.min(...rates.map((r) => r.rate));
-    for (const [which, pool] of [
-      ["webhook", webhookPool],
-      ["echo", echoPool],
+    for (const [which, client] of [
+      ["webhook", webhookClient],
+      ["echo", echoClient],
     ] as const) {
-      await openConnections(pool, body);
-      const warm = await fixedLoad(pool, body, lowest, 1);
-      if (warm.problem) throw new Error(`${which} warm-up: ${warm.problem}`);
+      await client.openConnections();
+      const warm = await client.phase(lowest, 1);
+      if (warm.summary.problem) throw new Error(`${which} warm-up: ${warm.summary.problem}`);
     }
     const fixed = new Map<string, PhaseSummary[]>();
     const key = (which: string, load: number) => `${which}@${load}`;
@@ -273,10 +299,10 @@ async function main() {
       const order = round % 2 === 0 ? (["webhook", "echo"] as const) : (["echo", "webhook"] as const);
       for (const { load, rate } of rates) {
         for (const which of order) {
-          const s = await fixedLoad(which === "webhook" ? webhookPool : echoPool, body, rate, DURATION);
-          fixed.set(key(which, load), [...(fixed.get(key(which, load)) ?? []), s]);
+          const phase = await (which === "webhook" ? webhookClient : echoClient).phase(rate, DURATION);
+          fixed.set(key(which, load), [...(fixed.get(key(which, load)) ?? []), phase.summary]);
           log(
-            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(s)}`,
+            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(phase.summary)}; generator ${phase.generatorCpu.toFixed(0)} µs CPU/request`,
           );
         }
       }
@@ -318,7 +344,7 @@ async function main() {
       log(`  (--loads without ${TARGET_LOAD}: the issue's "p99 at 50 connections" line was not measured)`);
     }
   } finally {
-    await Promise.all(pools.map((pool) => pool.destroy()));
+    await Promise.all(clients.map((client) => client.close()));
     for (const server of [webhook, echo]) {
       server.child.disconnect();
       server.child.kill();

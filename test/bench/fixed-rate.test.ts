@@ -157,19 +157,28 @@ describe("runFixedRate (fake clock)", () => {
   });
 
   // The histogram keeps 3 significant digits.
+  const noAbort = async () => {};
   const expectMicros = (value: number, expected: number) =>
     expect(Math.abs(value - expected)).toBeLessThanOrEqual(expected / 1000);
   const answerIn = <T>(ms: number, value: T) =>
     new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
 
   it("sends on schedule and measures each answer's time", async () => {
+    const abortAll = vi.fn(noAbort);
     const sentAt: number[] = [];
     const send: Send = () => {
       sentAt.push(Date.now());
       return answerIn(2, 200);
     };
     const start = Date.now();
-    const run = runFixedRate({ rate: 100, durationMs: 100, send, drainMs: 1000, now: () => Date.now() });
+    const run = runFixedRate({
+      rate: 100,
+      durationMs: 100,
+      send,
+      drainMs: 1000,
+      abortAll,
+      now: () => Date.now(),
+    });
     await vi.advanceTimersByTimeAsync(200);
     const r = await run;
     expect(sentAt.map((t) => t - start)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
@@ -178,6 +187,7 @@ describe("runFixedRate (fake clock)", () => {
     expect(r.latency.maxValue).toBe(2000);
     expect(r.dispatchLag.maxValue).toBe(0);
     expect(r.lastCompletionMs).toBe(92);
+    expect(abortAll).not.toHaveBeenCalled();
     expect(summarizePhase(r).problem).toBeUndefined();
   });
 
@@ -192,7 +202,14 @@ describe("runFixedRate (fake clock)", () => {
       free = answered.then(() => undefined);
       return answered;
     };
-    const run = runFixedRate({ rate: 100, durationMs: 200, send, drainMs: 1000, now: () => Date.now() });
+    const run = runFixedRate({
+      rate: 100,
+      durationMs: 200,
+      send,
+      drainMs: 1000,
+      abortAll: noAbort,
+      now: () => Date.now(),
+    });
     await vi.advanceTimersByTimeAsync(400);
     const r = await run;
     expect(r.completed).toBe(20);
@@ -218,6 +235,7 @@ describe("runFixedRate (fake clock)", () => {
       durationMs: 200,
       send,
       drainMs: 1000,
+      abortAll: noAbort,
       now: () => Date.now() + offset,
     });
     await vi.advanceTimersByTimeAsync(400);
@@ -235,17 +253,33 @@ describe("runFixedRate (fake clock)", () => {
 
   it("counts errors and non-2xx, and aborts what is unanswered at the drain deadline", async () => {
     let n = 0;
-    const send: Send = (signal) => {
+    const hanging: ((error: Error) => void)[] = [];
+    const send: Send = () => {
       n++;
       if (n === 1) return Promise.reject(new Error("connection reset"));
       if (n === 2) return answerIn(1, 503);
       if (n === 3) return answerIn(1, 200);
       // The rest never answer until aborted.
-      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+      return new Promise((_, reject) => hanging.push(reject));
     };
-    const run = runFixedRate({ rate: 100, durationMs: 50, send, drainMs: 100, now: () => Date.now() });
+    const abortedAt: number[] = [];
+    const abortAll = async () => {
+      abortedAt.push(Date.now() - start);
+      for (const reject of hanging) reject(new Error("destroyed"));
+    };
+    const start = Date.now();
+    const run = runFixedRate({
+      rate: 100,
+      durationMs: 50,
+      send,
+      drainMs: 100,
+      abortAll,
+      now: () => Date.now(),
+    });
     await vi.advanceTimersByTimeAsync(300);
     const r = await run;
+    // The last request left at 40 ms; the drain deadline is 100 ms after.
+    expect(abortedAt).toEqual([140]);
     expect({ errors: r.errors, non2xx: r.non2xx, completed: r.completed, unfinished: r.unfinished }).toEqual({
       errors: 1,
       non2xx: 1,
