@@ -234,6 +234,8 @@ export function poolClient(
     new Promise<number>((resolve, reject) => {
       let status = 0;
       pool.dispatch(options, {
+        onRequestStart: () => {},
+        onResponseData: () => {},
         onResponseStart: (_controller, statusCode) => {
           status = statusCode;
         },
