@@ -74,8 +74,9 @@ export interface PhaseSummary {
   lagP99: number;
   /**
    * The server is over capacity: the answers came slower than offered and the queue grew during the run
-   * (the last third's p50 more than twice the first third's, plus 1 ms), so the latency grows with the
-   * length of the run and has no steady value.
+   * (the last third's p50 more than twice the first third's, plus 1 ms), or they came at less than 90% of
+   * the offered rate (a queue already long in the first third), so the latency grows with the length of
+   * the run and has no steady value.
    */
   overCapacity: boolean;
   /** Why the phase must not be reported: errors, non-2xx, unanswered requests, or a generator that fell behind. */
@@ -87,6 +88,8 @@ export interface PhaseSummary {
  * well under 1% of a phase of seconds).
  */
 export const KEPT_UP = 0.98;
+/** Below this share the answers were too slow for a stall at the end of the phase to explain. */
+export const FAR_BEHIND = 0.9;
 /**
  * Below this share the generator itself did not send on schedule. Looser than KEPT_UP: a stall of the
  * generator near the end of a phase (another process had the core) delays the last sends without meaning
@@ -115,7 +118,8 @@ export function summarizePhase(r: PhaseRecord): PhaseSummary {
     lagP99: ms(r.dispatchLag.getValueAtPercentile(99)),
     overCapacity: false,
   };
-  summary.overCapacity = achieved < KEPT_UP * r.rate && summary.p50Late > 2 * summary.p50Early + 1;
+  const grew = summary.p50Late > 2 * summary.p50Early + 1;
+  summary.overCapacity = achieved < KEPT_UP * r.rate && (grew || achieved < FAR_BEHIND * r.rate);
   if (r.errors > 0 || r.non2xx > 0 || r.unfinished > 0) {
     summary.problem = `${r.errors} errors, ${r.non2xx} non-2xx, ${r.unfinished} unanswered of ${r.planned}`;
   } else if (dispatched < GENERATOR_KEPT_UP * r.rate) {

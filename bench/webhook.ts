@@ -113,6 +113,8 @@ interface Result {
   non2xx: number;
   /** The server's main-thread CPU time per request (µs). */
   cpu: number;
+  /** autocannon's (this process's) CPU time per request (µs), to compare with the fixed-load generator's. */
+  generatorCpu: number;
 }
 
 function cpuMicros(child: ChildProcess): Promise<number> {
@@ -128,6 +130,7 @@ async function drive(
   seconds: number,
 ): Promise<Result> {
   const before = await cpuMicros(server.child);
+  const ownBefore = process.cpuUsage();
   const port = server.port;
   const r = await autocannon({
     url: `https://127.0.0.1:${port}/mutate-v1-pod`,
@@ -138,8 +141,18 @@ async function drive(
     duration: seconds,
     pipelining: 1,
   });
-  const cpu = ((await cpuMicros(server.child)) - before) / Math.max(1, r.requests.total);
-  return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx, cpu };
+  const own = process.cpuUsage(ownBefore);
+  const total = Math.max(1, r.requests.total);
+  const cpu = ((await cpuMicros(server.child)) - before) / total;
+  const generatorCpu = (own.user + own.system) / total;
+  return {
+    rps: r.requests.average,
+    p99: r.latency.p99,
+    errors: r.errors,
+    non2xx: r.non2xx,
+    cpu,
+    generatorCpu,
+  };
 }
 
 const SLACK_MS = 1;
@@ -256,7 +269,7 @@ async function main() {
         const result = await drive(which === "webhook" ? webhook : echo, body, DURATION);
         (which === "webhook" ? w : e).push(result);
         log(
-          `round ${round + 1} ${which.padEnd(7)} ${result.rps.toFixed(0)} reviews/s, p99 ${result.p99} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${result.errors}, non-2xx ${result.non2xx}`,
+          `round ${round + 1} ${which.padEnd(7)} ${result.rps.toFixed(0)} reviews/s, p99 ${result.p99} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${result.errors}, non-2xx ${result.non2xx}; autocannon ${result.generatorCpu.toFixed(0)} µs CPU/request`,
         );
       }
     }

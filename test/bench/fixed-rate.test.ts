@@ -138,13 +138,23 @@ describe("the summary of a phase", () => {
 
   it("does not call a server over capacity for one late answer at the end, nor for a queue that kept pace", () => {
     const steady = Array.from({ length: 1000 }, () => 2);
-    // The last answer 250 ms late (a stall at the end): slower overall, but no growing queue.
-    expect(summarizePhase(record({ lastCompletionMs: 1250 }, [...steady.slice(1), 250])).overCapacity).toBe(
+    // The last answer 60 ms late (a stall at the end): 94% of the rate, but no growing queue.
+    expect(summarizePhase(record({ lastCompletionMs: 1060 }, [...steady.slice(1), 60])).overCapacity).toBe(
       false,
     );
     // Growing latency but answers at the offered rate.
     const growing = Array.from({ length: 1000 }, (_, i) => 1 + i / 100);
     expect(summarizePhase(record({ lastCompletionMs: 1005 }, growing)).overCapacity).toBe(false);
+  });
+
+  it("reports a server over capacity when its answers come at less than 90% of the offered rate, queue or not", () => {
+    // A queue already long in the first third: the latency does not double, but 1000 answers took 1.2 s.
+    const long = Array.from({ length: 1000 }, (_, i) => 500 + i / 4);
+    const s = summarizePhase(record({ lastCompletionMs: 1200 }, long));
+    expect(s.p50Late).toBeLessThan(2 * s.p50Early);
+    expect(s.overCapacity).toBe(true);
+    // The same latencies at 95% of the offered rate: not over capacity by this rule alone.
+    expect(summarizePhase(record({ lastCompletionMs: 1052 }, long)).overCapacity).toBe(false);
   });
 });
 
