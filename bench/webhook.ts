@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:https";
+import { loadavg } from "node:os";
 import autocannon from "autocannon";
 import { Pool } from "undici";
 import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
@@ -223,6 +224,12 @@ class FixedLoadClient {
   }
 }
 
+/** The machine's 1-, 5- and 15-minute load averages: the figures move with what else runs on the cores. */
+const loadAverage = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+
 function phaseLine(s: PhaseSummary): string {
   if (s.problem) return `not reported: ${s.problem}`;
   const over = s.overCapacity
@@ -239,6 +246,7 @@ async function main() {
     usage: "server",
   });
   const body = typicalReview();
+  log(`load average ${loadAverage()} at the start`);
   log(
     `AdmissionReview of a 3-container pod: ${body.length} bytes; ${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION} s each at saturation, then at fixed loads ${LOADS.join(", ")} × the echo's throughput`,
   );
@@ -304,7 +312,7 @@ async function main() {
     ] as const) {
       await client.openConnections();
       const warm = await client.phase(lowest, 1);
-      if (warm.summary.problem) throw new Error(`${which} warm-up: ${warm.summary.problem}`);
+      log(`warm-up ${which.padEnd(7)} ${lowest}/s offered: ${phaseLine(warm.summary)}`);
     }
     const fixed = new Map<string, PhaseSummary[]>();
     const key = (which: string, load: number) => `${which}@${load}`;
@@ -356,6 +364,7 @@ async function main() {
     if (!LOADS.includes(TARGET_LOAD)) {
       log(`  (--loads without ${TARGET_LOAD}: the issue's "p99 at 50 connections" line was not measured)`);
     }
+    log(`load average ${loadAverage()} at the end`);
   } finally {
     await Promise.all(clients.map((client) => client.close()));
     for (const server of [webhook, echo]) {
