@@ -47,8 +47,8 @@ export function numberFlag(name: string, fallback: number, argv = process.argv):
 }
 
 /**
- * The comma-separated numbers after `--name`, or the fallback; each must be a number in (0, max], else an
- * error that says so (a misplaced percent sign or a stray comma must not run a different benchmark).
+ * The comma-separated numbers after `--name`, or the fallback; each must be a number in (0, max], given
+ * once, else an error that says so (a misplaced percent sign or a stray comma must not run a different benchmark).
  */
 export function numberListFlag(
   name: string,
@@ -60,9 +60,10 @@ export function numberListFlag(
   if (i < 0) return [...fallback];
   const text = argv[i + 1] ?? "";
   const values = text.split(",").map((part) => (part.trim() === "" ? Number.NaN : Number(part)));
-  if (values.length === 0 || values.some((v) => !Number.isFinite(v) || v <= 0 || v > max)) {
+  const bad = values.some((v) => !Number.isFinite(v) || v <= 0 || v > max);
+  if (bad || new Set(values).size < values.length) {
     throw new Error(
-      `--${name} must be comma-separated numbers, each above 0 and at most ${max} (got ${JSON.stringify(text)})`,
+      `--${name} must be comma-separated numbers, each above 0, at most ${max} and given once (got ${JSON.stringify(text)})`,
     );
   }
   return values;

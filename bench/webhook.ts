@@ -43,7 +43,7 @@ const USAGE = `npm run bench:webhook [-- --connections 50 --duration 3 --rounds 
   --connections  connections of the load generator (autocannon, and the fixed-load pool's bound on requests in flight)
   --duration     seconds of each measured phase
   --rounds       rounds of each measurement (ABBA order; medians are printed)
-  --loads        fixed offered loads, as fractions (each above 0, at most 2) of the echo route's saturated throughput`;
+  --loads        fixed offered loads, as fractions (each above 0, at most 2, given once) of the echo route's saturated throughput`;
 checkBenchArgs({ usage: USAGE, values: ["connections", "duration", "rounds", "loads"], switches: [] });
 
 /** The load at which issue 11's "p99 at 50 connections" is read (docs/benchmarks.md). */
