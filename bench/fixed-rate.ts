@@ -150,6 +150,8 @@ export interface FixedRateOptions {
  */
 export async function runFixedRate(options: FixedRateOptions): Promise<PhaseRecord> {
   const { rate, send, drainMs } = options;
+  if (!(Number.isFinite(rate) && rate > 0))
+    throw new Error(`a fixed load needs a positive rate, not ${rate}`);
   const now = options.now ?? (() => performance.now());
   const planned = plannedTotal(rate, options.durationMs);
   const record: PhaseRecord = {

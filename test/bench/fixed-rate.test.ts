@@ -261,6 +261,14 @@ describe("runFixedRate (fake clock)", () => {
     expectMicros(r.latency.getValueAtPercentile(75), 2_000);
   });
 
+  it("refuses a rate that is not a positive number", async () => {
+    for (const rate of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(
+        runFixedRate({ rate, durationMs: 100, send: () => answerIn(1, 200), drainMs: 10, abortAll: noAbort }),
+      ).rejects.toThrow(/needs a positive rate/);
+    }
+  });
+
   it("counts errors and non-2xx, and aborts what is unanswered at the drain deadline", async () => {
     let n = 0;
     const hanging: ((error: Error) => void)[] = [];
