@@ -76,10 +76,13 @@ export interface PhaseSummary {
    * The server is over capacity: the answers came slower than offered and the queue grew during the run
    * (the last third's p50 more than twice the first third's, plus 1 ms), or they came at less than 90% of
    * the offered rate (a queue already long in the first third), so the latency grows with the length of
-   * the run and has no steady value.
+   * the run and has no steady value. Also when requests were still unanswered at the drain deadline (then
+   * the figures are of the answered ones only: a lower bound).
    */
   overCapacity: boolean;
-  /** Why the phase must not be reported: errors, non-2xx, unanswered requests, or a generator that fell behind. */
+  /** Requests still unanswered at the drain deadline (aborted; not errors of the server). */
+  unanswered: number;
+  /** Why the phase must not be reported: errors, non-2xx answers, or a generator that fell behind. */
   problem?: string;
 }
 
@@ -117,11 +120,13 @@ export function summarizePhase(r: PhaseRecord): PhaseSummary {
     p50Late: ms(r.late.getValueAtPercentile(50)),
     lagP99: ms(r.dispatchLag.getValueAtPercentile(99)),
     overCapacity: false,
+    unanswered: r.unfinished,
   };
   const grew = summary.p50Late > 2 * summary.p50Early + 1;
-  summary.overCapacity = achieved < KEPT_UP * r.rate && (grew || achieved < FAR_BEHIND * r.rate);
-  if (r.errors > 0 || r.non2xx > 0 || r.unfinished > 0) {
-    summary.problem = `${r.errors} errors, ${r.non2xx} non-2xx, ${r.unfinished} unanswered of ${r.planned}`;
+  summary.overCapacity =
+    r.unfinished > 0 || (achieved < KEPT_UP * r.rate && (grew || achieved < FAR_BEHIND * r.rate));
+  if (r.errors > 0 || r.non2xx > 0) {
+    summary.problem = `${r.errors} errors and ${r.non2xx} non-2xx answers of ${r.planned} requests`;
   } else if (dispatched < GENERATOR_KEPT_UP * r.rate) {
     summary.problem = `the load generator could not keep up: it sent ${dispatched.toFixed(0)}/s of ${r.rate.toFixed(0)}/s offered`;
   }
