@@ -1,16 +1,63 @@
+import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
-import { createKubeClient, isNotFound, type KubeClient } from "./client.ts";
+import { createKubeClient, isConflict, isNotFound, type KubeClient } from "./client.ts";
+import {
+  AGGREGATE_LIMIT,
+  type AggregateLimit,
+  aggregate,
+  type BucketLimit,
+  COMBINED_PREFIX,
+  lruSet,
+  messageDigest,
+  OBJECT_LIMIT,
+  objectKey,
+  type SimilarEvents,
+  similarKey,
+  type TokenBucket,
+  takeToken,
+} from "./event-limits.ts";
 import type { KubeConfigLike } from "./kubeconfig.ts";
 import type { KubeObject } from "./store.ts";
 
 /**
- * Writes core/v1 Events about objects, the way client-go's recorder does: a repeat of the same event
- * (same object, type, reason and message) bumps `count` and `lastTimestamp` on the existing Event instead
- * of creating a new one. Messages are scrubbed of tokens and secrets before they leave the process.
+ * Writes core/v1 Events about objects, the way client-go's recorder does, so that no caller (nor a user who
+ * can make a caller report something) floods the API server:
+ *
+ * - a repeat of the same event (same object, type, reason and message) bumps `count` and `lastTimestamp` on
+ *   the existing Event instead of creating a new one;
+ * - similar events with different messages are combined from the 11th distinct message within 10 minutes
+ *   (event-limits.ts, `aggregate`);
+ * - each object has a token bucket (25 writes, then one every 5 minutes; optionally a second one per
+ *   namespace): what is over it is dropped, counted in `agentid_events_dropped_total`, and the next write
+ *   that is allowed carries the full count;
+ * - at most `maxInFlight` writes run at once; behind them at most `maxQueued` wait (a repeat of a waiting
+ *   event joins it), and what does not fit is dropped and counted.
+ *
+ * Messages are scrubbed of tokens and secrets before they leave the process.
  */
 
 export type EventType = "Normal" | "Warning";
+
+export interface EventLimits {
+  /** Per source and involved object. */
+  perObject: BucketLimit;
+  /** Per source and namespace of the involved object, on top of `perObject`; none by default. */
+  perNamespace?: BucketLimit;
+  aggregate: AggregateLimit;
+  /** Writes to the API server at once. */
+  maxInFlight: number;
+  /** Writes waiting behind those in flight; more are dropped. */
+  maxQueued: number;
+}
+
+export const DEFAULT_EVENT_LIMITS: EventLimits = {
+  perObject: OBJECT_LIMIT,
+  aggregate: AGGREGATE_LIMIT,
+  maxInFlight: 4,
+  // client-go's broadcaster queues 1000 events before it drops.
+  maxQueued: 1000,
+};
 
 export interface EventRecorderOptions {
   kubeConfig: KubeConfigLike;
@@ -20,16 +67,38 @@ export interface EventRecorderOptions {
   /** `reportingInstance`, e.g. the pod name. */
   instance?: string;
   logger: Logger;
-  /** How many distinct events to remember for de-duplication (default 4096, least recently used evicted). */
+  /** Where `agentid_events_dropped_total` goes (the manager's registry); without one drops are only logged. */
+  registry?: Registry;
+  limits?: Partial<EventLimits>;
+  /** Entries each cache keeps (events for counting, groups, buckets; default 4096, least recently used evicted). */
   maxCacheEntries?: number;
   now?: () => number;
 }
 
 export interface EventRecorder {
-  /** Records an event without waiting; failures are logged, never thrown (events are best effort). */
+  /**
+   * Records an event without waiting; failures and drops are logged and counted, never thrown (events are
+   * best effort). Only a programming error throws: a reason that is not UpperCamelCase, an object without kind.
+   */
   record(obj: KubeObject, type: EventType, reason: string, message: string): void;
-  /** Resolves when every event recorded so far has been written (or has failed). */
+  /** Resolves when every event accepted so far has been written (or has failed). */
   flush(): Promise<void>;
+}
+
+export type DropReason = "rate_limited" | "queue_full";
+
+export const DROPPED_METRIC = "agentid_events_dropped_total";
+
+/** The counter of dropped events, shared by every recorder on one registry (the operator's and the webhook's). */
+export function droppedEventsCounter(registry: Registry): Counter<"component" | "reason"> {
+  const existing = registry.getSingleMetric(DROPPED_METRIC);
+  if (existing) return existing as Counter<"component" | "reason">;
+  return new Counter({
+    name: DROPPED_METRIC,
+    help: "Events not written, by recording component and reason (rate_limited: over the per-object or per-namespace budget; queue_full: too many writes waiting).",
+    labelNames: ["component", "reason"],
+    registers: [registry],
+  });
 }
 
 /** Longest message we send; the API server rejects very long ones and a person reads the start anyway. */
@@ -81,7 +150,7 @@ export function buildEvent(
 ): Record<string, unknown> & { metadata: { name: string; namespace: string } } {
   const m = obj.metadata;
   const namespace = m.namespace ?? "default";
-  const timestamp = new Date(nowMs).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const timestamp = eventTime(nowMs);
   // Name like client-go's "<object>.<unix nanos in hex>": unique per object and time.
   const suffix = (BigInt(nowMs) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16);
   return {
@@ -109,71 +178,200 @@ export function buildEvent(
   };
 }
 
+/** Event timestamps are whole seconds (metav1.Time). */
+function eventTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+type EventBody = ReturnType<typeof buildEvent>;
+
+/** What the API server should hold for one event key: created with `body`, or patched to its count. */
+interface Write {
+  namespace: string;
+  name: string;
+  body: EventBody;
+  /** The first write of this Event (or repeats joined to it while it waited): create, don't patch. */
+  create: boolean;
+}
+
+interface Observed {
+  name: string;
+  namespace: string;
+  count: number;
+  firstTimestamp: string;
+}
+
+interface Budget extends TokenBucket {
+  /** A drop was logged since the bucket last allowed a write (one debug line per object per window). */
+  reported: boolean;
+}
+
 export function createEventRecorder(options: EventRecorderOptions): EventRecorder {
   const client = options.client ?? createKubeClient(options.kubeConfig);
   const log = options.logger.child({ component: "events" });
   const max = options.maxCacheEntries ?? 4096;
   const now = options.now ?? Date.now;
-  // key -> the Event we wrote for it; a Map iterates in insertion order, which gives us LRU eviction.
-  const seen = new Map<string, { name: string; namespace: string; count: number }>();
-  // key -> the write in flight, so repeats of one event are counted in order and never race.
-  const chains = new Map<string, Promise<void>>();
-  const pending = new Set<Promise<void>>();
+  const limits: EventLimits = { ...DEFAULT_EVENT_LIMITS, ...options.limits };
+  const component = options.component;
+  const dropped = options.registry ? droppedEventsCounter(options.registry) : undefined;
+  // Each Map iterates in insertion order, which gives LRU eviction (lruSet).
+  const seen = new Map<string, Observed>();
+  const groups = new Map<string, SimilarEvents>();
+  const objectBudgets = new Map<string, Budget>();
+  const namespaceBudgets = new Map<string, Budget>();
+  // key -> the latest write waiting for it; a key is never written twice at once, so counts land in order.
+  const waiting = new Map<string, Write>();
+  const inFlight = new Set<string>();
+  let idle: Array<() => void> = [];
+  let queueFullReported = false;
 
-  function remember(key: string, value: { name: string; namespace: string; count: number }): void {
-    seen.delete(key);
-    seen.set(key, value);
-    if (seen.size > max) {
-      const oldest = seen.keys().next().value;
-      if (oldest !== undefined) seen.delete(oldest);
+  function drop(reason: DropReason): void {
+    dropped?.inc({ component, reason });
+  }
+
+  /** Takes a token from the bucket under `key`; logs the first refusal of each window. */
+  function allow(
+    budgets: Map<string, Budget>,
+    key: string,
+    limit: BucketLimit,
+    what: Record<string, string>,
+  ): boolean {
+    const previous = budgets.get(key);
+    const { allowed, bucket } = takeToken(previous, now(), limit);
+    if (!allowed && !previous?.reported) {
+      log.debug(
+        { ...what, burst: limit.burst, refillSeconds: limit.refillMs / 1000 },
+        "event budget used up; dropping events until it refills",
+      );
+    }
+    lruSet(budgets, key, { ...bucket, reported: !allowed }, max);
+    return allowed;
+  }
+
+  async function send(write: Write): Promise<void> {
+    const base = `/api/v1/namespaces/${encodeURIComponent(write.namespace)}/events`;
+    const { body } = write;
+    const patch = () =>
+      client.patch(`${base}/${encodeURIComponent(write.name)}`, "merge", {
+        count: body.count,
+        lastTimestamp: body.lastTimestamp,
+        message: body.message,
+      });
+    if (write.create) {
+      try {
+        await client.create(base, body);
+      } catch (error) {
+        // A create that timed out on our side but reached etcd: count on it.
+        if (!isConflict(error)) throw error;
+        await patch();
+      }
+      return;
+    }
+    try {
+      await patch();
+    } catch (error) {
+      // Events expire (1 h by default), and a first write may have been dropped or failed: start a new one
+      // carrying the running count.
+      if (!isNotFound(error)) throw error;
+      await client.create(base, body);
     }
   }
 
-  async function create(
-    obj: KubeObject,
-    type: EventType,
-    reason: string,
-    message: string,
-    key: string,
-    count: number,
-  ) {
-    const event = buildEvent(
+  function pump(): void {
+    while (inFlight.size < limits.maxInFlight) {
+      let next: [string, Write] | undefined;
+      for (const entry of waiting) {
+        if (!inFlight.has(entry[0])) {
+          next = entry;
+          break;
+        }
+      }
+      if (!next) break;
+      const [key, write] = next;
+      waiting.delete(key);
+      inFlight.add(key);
+      send(write)
+        .catch((error: unknown) => {
+          const err = scrubTokens(error instanceof Error ? error.message : String(error));
+          log.warn(
+            { err, reason: write.body.reason, object: `${write.namespace}/${write.name}` },
+            "could not write event",
+          );
+        })
+        .finally(() => {
+          inFlight.delete(key);
+          pump();
+        });
+    }
+    if (waiting.size === 0 && inFlight.size === 0) {
+      queueFullReported = false;
+      const resolve = idle;
+      idle = [];
+      for (const r of resolve) r();
+    }
+  }
+
+  function accept(obj: KubeObject, type: EventType, reason: string, rawMessage: string): void {
+    const at = now();
+    let message = sanitizeEventMessage(rawMessage);
+    const similar = similarKey(component, obj, type, reason);
+    const grouped = aggregate(groups.get(similar), messageDigest(message), at, limits.aggregate);
+    lruSet(groups, similar, grouped.group, max);
+    if (grouped.combine) message = sanitizeEventMessage(`${COMBINED_PREFIX}${message}`);
+    // A combined event has one key per group, so every further similar event counts on it.
+    const key = grouped.combine ? `${similar}combined` : eventKey(obj, type, reason, message);
+    const previous = seen.get(key);
+    const body = buildEvent(
       obj,
       type,
       reason,
       message,
-      { component: options.component, instance: options.instance },
-      now(),
+      { component, ...(options.instance ? { instance: options.instance } : {}) },
+      at,
     );
-    event.count = count;
-    const ns = event.metadata.namespace;
-    await client.create(`/api/v1/namespaces/${encodeURIComponent(ns)}/events`, event);
-    remember(key, { name: event.metadata.name, namespace: ns, count });
-  }
-
-  async function write(
-    obj: KubeObject,
-    type: EventType,
-    reason: string,
-    message: string,
-    key: string,
-  ): Promise<void> {
-    const previous = seen.get(key);
-    if (!previous) {
-      await create(obj, type, reason, message, key, 1);
+    if (previous) {
+      body.metadata.name = previous.name;
+      body.metadata.namespace = previous.namespace;
+      body.count = previous.count + 1;
+      body.firstTimestamp = previous.firstTimestamp;
+    }
+    const observed: Observed = {
+      name: body.metadata.name,
+      namespace: body.metadata.namespace,
+      count: body.count as number,
+      firstTimestamp: body.firstTimestamp as string,
+    };
+    // Counted even when dropped below (as client-go does): the next write that is allowed carries the total.
+    lruSet(seen, key, observed, max);
+    const object = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
+    if (!allow(objectBudgets, objectKey(component, obj), limits.perObject, { object, reason })) {
+      drop("rate_limited");
       return;
     }
-    const count = previous.count + 1;
-    const path = `/api/v1/namespaces/${encodeURIComponent(previous.namespace)}/events/${encodeURIComponent(previous.name)}`;
-    try {
-      const lastTimestamp = new Date(now()).toISOString().replace(/\.\d{3}Z$/, "Z");
-      await client.patch(path, "merge", { count, lastTimestamp });
-      remember(key, { ...previous, count });
-    } catch (error) {
-      // Events expire (1 h by default); start a new one carrying the running count.
-      if (!isNotFound(error)) throw error;
-      await create(obj, type, reason, message, key, count);
+    const perNamespace = limits.perNamespace;
+    const namespace = obj.metadata.namespace ?? "";
+    if (perNamespace && !allow(namespaceBudgets, namespace, perNamespace, { namespace, reason })) {
+      drop("rate_limited");
+      return;
     }
+    const joined = waiting.get(key);
+    const write: Write = {
+      namespace: observed.namespace,
+      name: observed.name,
+      body,
+      create: observed.count === 1 || (joined?.create ?? false),
+    };
+    if (!joined && waiting.size >= limits.maxQueued) {
+      if (!queueFullReported) {
+        log.warn({ maxQueued: limits.maxQueued, reason, object }, "too many events waiting; dropping events");
+        queueFullReported = true;
+      }
+      drop("queue_full");
+      return;
+    }
+    // A repeat of a waiting event replaces it: one write carries both counts.
+    waiting.set(key, write);
+    pump();
   }
 
   return {
@@ -181,27 +379,16 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       if (!REASON.test(reason))
         throw new Error(`event reason must be UpperCamelCase, got ${JSON.stringify(reason)}`);
       if (!obj.apiVersion || !obj.kind) throw new Error("events need the object's apiVersion and kind");
-      const message = sanitizeEventMessage(rawMessage);
-      const key = eventKey(obj, type, reason, message);
-      const before = chains.get(key) ?? Promise.resolve();
-      const next = before
-        .then(() => write(obj, type, reason, message, key))
-        .catch((error: unknown) => {
-          const err = scrubTokens(error instanceof Error ? error.message : String(error));
-          log.warn(
-            { err, reason, object: `${obj.metadata.namespace ?? ""}/${obj.metadata.name}` },
-            "could not write event",
-          );
-        })
-        .finally(() => {
-          if (chains.get(key) === next) chains.delete(key);
-          pending.delete(next);
-        });
-      chains.set(key, next);
-      pending.add(next);
+      try {
+        accept(obj, type, reason, rawMessage);
+      } catch (error) {
+        const err = scrubTokens(error instanceof Error ? error.message : String(error));
+        log.warn({ err, reason }, "could not record event");
+      }
     },
-    async flush() {
-      while (pending.size > 0) await Promise.all([...pending]);
+    flush() {
+      if (waiting.size === 0 && inFlight.size === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idle.push(resolve));
     },
   };
 }

@@ -102,7 +102,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const kube = ctx.leaderKube;
     const dispatcher = outboundDispatcher(options.caPems ?? []);
     const ownWrites = new Map<string, string>();
-    const events = createEventSink(ctx.kubeConfig, kube, log, ctx.replica);
+    const events = createEventSink(ctx.kubeConfig, kube, log, ctx.replica, ctx.registry);
     const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
     const allowedAuthorityHosts = options.allowedAuthorityHosts ?? [];
     const credentialCounts = new Map<string, number>();

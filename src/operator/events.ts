@@ -1,3 +1,4 @@
+import type { Registry } from "prom-client";
 import { API_VERSION, type BLUEPRINT_KIND, KIND } from "../api/constants.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { createEventRecorder, type EventRecorder } from "../kube/events.ts";
@@ -21,21 +22,25 @@ export interface EventSink {
 }
 
 /**
- * Events about AgentIdentities through the kube toolkit's recorder (de-duplicated, scrubbed of tokens and
- * secrets, best effort: a failed event never fails a reconcile).
+ * Events about AgentIdentities through the kube toolkit's recorder (de-duplicated, rate-limited per object,
+ * similar ones combined, scrubbed of tokens and secrets, best effort: a failed or dropped event never fails a
+ * reconcile).
  */
 export function createEventSink(
   kubeConfig: KubeConfigLike,
   client: KubeClient,
   logger: Logger,
   instance: string,
+  registry?: Registry,
 ): EventSink {
+  // The recorder's default limits: at most 4 writes in flight, a burst of 1,000 identities queues behind them.
   const recorder: EventRecorder = createEventRecorder({
     kubeConfig,
     client,
     component: "agentid-manager",
     instance,
     logger,
+    ...(registry ? { registry } : {}),
   });
   return {
     async emit(e) {

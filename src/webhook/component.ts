@@ -1,11 +1,11 @@
 import type { Registry } from "prom-client";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import type { KubeClient } from "../kube/client.ts";
-import { createEventRecorder } from "../kube/events.ts";
 import type { Informer, KubeObject } from "../kube/informer.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
+import { createRefusalRecorder } from "./events.ts";
 import {
   createWebhook,
   type NamespaceObject,
@@ -70,12 +70,12 @@ export function webhookComponents(
       blueprints: ctx.caches.informer<AgentIdentityBlueprint>(WEBHOOK_CACHES.blueprints),
       namespaces: ctx.caches.informer<NamespaceObject>(WEBHOOK_CACHES.namespaces),
       secrets: ctx.caches.informer<SecretObject>(secretCache(namespace, secretName)),
-      events: createEventRecorder({
+      events: createRefusalRecorder({
         kubeConfig: ctx.kubeConfig,
         client: ctx.kube,
-        component: "agentid-webhook",
         instance: ctx.replica,
         logger,
+        registry: ctx.registry,
       }),
       logger,
       registry: ctx.registry,

@@ -9,11 +9,12 @@ import type {
 } from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
-import { createEventRecorder } from "../../src/kube/events.ts";
+import type { EventRecorder } from "../../src/kube/events.ts";
 import { createInformer } from "../../src/kube/informer.ts";
 import type { KubeConfigLike } from "../../src/kube/kubeconfig.ts";
 import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { MWC_PATH, type SecretObject, VWC_PATH } from "../../src/webhook/certificate-manager.ts";
+import { createRefusalRecorder } from "../../src/webhook/events.ts";
 import {
   createWebhook,
   identityPathOf,
@@ -38,6 +39,8 @@ export interface RunningWebhook {
   managerNamespace: string;
   configurationName: string;
   registry: Registry;
+  /** The webhook's refusal Event recorder (flush it before reading Events). */
+  events: EventRecorder;
   logs: string[];
   stop(): Promise<void>;
 }
@@ -117,6 +120,8 @@ export async function startTestWebhook(
      * only loads the certificate the leader keeps in the Secret.
      */
     follower?: boolean;
+    /** The refusal recorder's clock (its budgets refill by it); default the real one. */
+    eventClock?: () => number;
   } = {},
 ): Promise<RunningWebhook> {
   const run = options.run ?? newRun();
@@ -158,11 +163,13 @@ export async function startTestWebhook(
     fieldSelector: spec.fieldSelector,
     logger,
   });
-  const events = createEventRecorder({
+  // The refusal recorder the manager builds (src/webhook/component.ts), with its limits.
+  const events = createRefusalRecorder({
     kubeConfig: asConfig,
     client: hookKube,
-    component: "agentid-webhook",
     logger,
+    registry,
+    ...(options.eventClock ? { now: options.eventClock } : {}),
   });
   const webhook = createWebhook({
     kube: hookKube,
@@ -212,6 +219,7 @@ export async function startTestWebhook(
     managerNamespace,
     configurationName,
     registry,
+    events,
     logs,
     async stop() {
       leader.abort();
