@@ -236,7 +236,7 @@ function phaseLine(s: PhaseSummary): string {
     ? `; ${s.unanswered} still unanswered at the drain deadline, so these figures are a lower bound`
     : "";
   const over = s.overCapacity
-    ? `, OVER CAPACITY (answers slower than offered; p50 ${f1(s.p50Early)} ms in the first third → ${f1(s.p50Late)} ms in the last${unanswered})`
+    ? `, OVER CAPACITY (answers slower than sent; p50 from the actual send ${f1(s.p50Early)} ms in the first third → ${f1(s.p50Late)} ms in the last${unanswered})`
     : "";
   return `${s.achieved.toFixed(0)}/s answered, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, generator lag p99 ${f2(s.lagP99)} ms${over}`;
 }
