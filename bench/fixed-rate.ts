@@ -57,15 +57,28 @@ export interface PhaseRecord {
   non2xx: number;
   /** Requests still unanswered when the drain deadline passed (aborted). */
   unfinished: number;
-  lastDispatchMs: number;
-  lastCompletionMs: number;
+  /**
+   * The middle two thirds of the schedule: the rates are counted there, so that neither the start nor a
+   * stall at the end (another process had the core while the last answers came) moves them.
+   */
+  window: { fromMs: number; toMs: number };
+  /** Requests handed to the client within the window. */
+  sentInWindow: number;
+  /** 2xx answers that arrived within the window. */
+  answeredInWindow: number;
+}
+
+/** The middle two thirds of a schedule of `planned` requests at `rate`. */
+export function rateWindow(planned: number, rate: number): { fromMs: number; toMs: number } {
+  const length = intendedTime(planned, rate);
+  return { fromMs: length / 6, toMs: (length * 5) / 6 };
 }
 
 export interface PhaseSummary {
   offered: number;
-  /** Answers per second: completed ÷ time from the start to the last answer. */
+  /** 2xx answers per second, within the middle two thirds of the schedule. */
   achieved: number;
-  /** Requests handed to the client per second: what the generator itself kept up with. */
+  /** Requests handed to the client per second, within the same window: what the generator kept up with. */
   dispatched: number;
   p50: number;
   p99: number;
@@ -80,8 +93,8 @@ export interface PhaseSummary {
    * The server is over capacity: the answers came slower than the requests were sent and the queue grew
    * during the run (the last third's p50 from the actual send more than twice the first third's, plus
    * 1 ms), or they came at less than 90% of that rate (a queue already long in the first third), so the
-   * latency grows with the length of the run and has no steady value. Also when requests were still unanswered at the drain deadline (then
-   * the figures are of the answered ones only: a lower bound).
+   * latency grows with the length of the run and has no steady value. Also when requests were still
+   * unanswered at the drain deadline (then the figures are of the answered ones only: a lower bound).
    */
   overCapacity: boolean;
   /** Requests still unanswered at the drain deadline (aborted; not errors of the server). */
@@ -91,16 +104,16 @@ export interface PhaseSummary {
 }
 
 /**
- * Below this share of the rate the requests were sent at, the answers came too slowly (the drain of the
- * last answers costs well under 1% of a phase of seconds).
+ * Below this share of the rate the requests were sent at, the answers came too slowly (answers trail the
+ * sends by their latency, a few ms at either end of a window of seconds).
  */
 export const KEPT_UP = 0.98;
-/** Below this share the answers were too slow for a stall at the end of the phase to explain. */
+/** Below this share the answers were too slow whatever the latency did. */
 export const FAR_BEHIND = 0.9;
 /**
- * Below this share the generator itself did not send on schedule. Looser than KEPT_UP: a stall of the
- * generator near the end of a phase (another process had the core) delays the last sends without meaning
- * it could not keep the rate; its lag is recorded and included in the latencies either way.
+ * Below this share of the offered rate the generator itself did not send on schedule. Looser than
+ * KEPT_UP: a short stall of the generator (another process had the core) delays some sends without
+ * meaning it could not keep the rate; its lag is recorded and included in the latencies either way.
  */
 export const GENERATOR_KEPT_UP = 0.95;
 
@@ -108,9 +121,9 @@ const ms = (micros: number) => micros / 1000;
 
 /** The summary of one phase (pure). */
 export function summarizePhase(r: PhaseRecord): PhaseSummary {
-  const period = 1000 / r.rate;
-  const dispatched = r.planned / ((r.lastDispatchMs + period) / 1000);
-  const achieved = r.completed > 0 ? r.completed / (Math.max(r.lastCompletionMs, period) / 1000) : 0;
+  const seconds = (r.window.toMs - r.window.fromMs) / 1000;
+  const dispatched = seconds > 0 ? r.sentInWindow / seconds : 0;
+  const achieved = seconds > 0 ? r.answeredInWindow / seconds : 0;
   const at = (p: number) => ms(r.latency.getValueAtPercentile(p));
   const summary: PhaseSummary = {
     offered: r.rate,
@@ -128,7 +141,7 @@ export function summarizePhase(r: PhaseRecord): PhaseSummary {
   };
   // Against what was sent, not what was offered: a generator that stalled sent late, and that is no
   // fault of the server (its lag is in the latencies, and a phase that sent < 95% is refused below).
-  const sentAt = Math.min(r.rate, dispatched);
+  const sentAt = dispatched;
   const grew = summary.p50Late > 2 * summary.p50Early + 1;
   summary.overCapacity =
     r.unfinished > 0 || (achieved < KEPT_UP * sentAt && (grew || achieved < FAR_BEHIND * sentAt));
@@ -177,9 +190,11 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
     errors: 0,
     non2xx: 0,
     unfinished: 0,
-    lastDispatchMs: 0,
-    lastCompletionMs: 0,
+    window: rateWindow(planned, rate),
+    sentInWindow: 0,
+    answeredInWindow: 0,
   };
+  const inWindow = (t: number) => t >= record.window.fromMs && t < record.window.toMs;
   // No AbortSignal per request: the generator shares the cores with the server, so its own cost per
   // request is kept small (a signal shared by thousands of requests is worse: each new listener walks
   // all the others). At the drain deadline `abortAll` fails whatever is left.
@@ -195,13 +210,13 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
       const intended = intendedTime(i, rate);
       const dispatched = now() - start;
       record.dispatchLag.recordValue(micros(dispatched - intended));
-      record.lastDispatchMs = dispatched;
+      if (inWindow(dispatched)) record.sentInWindow++;
       const answer: Promise<void> = send().then(
         (status) => {
           const done = now() - start;
-          record.lastCompletionMs = Math.max(record.lastCompletionMs, done);
           if (status >= 200 && status < 300) {
             record.completed++;
+            if (inWindow(done)) record.answeredInWindow++;
             const value = micros(done - intended);
             record.latency.recordValue(value);
             const service = micros(done - dispatched);
