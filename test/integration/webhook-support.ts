@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
+import { afterAll, beforeAll } from "vitest";
 import { CONDITION_READY } from "../../src/api/constants.ts";
 import type {
   AgentIdentity,
@@ -24,8 +25,12 @@ import {
 } from "../../src/webhook/index.ts";
 import { secretCache } from "../../src/webhook/serving.ts";
 import { renderChart } from "../support/chart.ts";
-import type { ConnectedControlPlane } from "../support/controlplane.ts";
-import { AGENT, blueprintBody } from "./operator-support.ts";
+import {
+  type ConnectedControlPlane,
+  type ControlPlaneFixture,
+  useControlPlane,
+} from "../support/controlplane.ts";
+import { blueprintBody, ensureCrd, identityBody } from "./operator-support.ts";
 
 /** Runs the real webhook component in this process and registers the chart's configuration for it. */
 
@@ -242,6 +247,39 @@ export async function startTestWebhook(
   };
 }
 
+/**
+ * The shared control plane for a webhook test file: every per-test namespace carries the run's label, which
+ * the run's webhook configuration selects (test files run in parallel on one API server).
+ */
+export function useWebhookControlPlane(namespacePrefix: string): { run: string; cp: ControlPlaneFixture } {
+  const run = newRun();
+  return { run, cp: useControlPlane({ namespacePrefix, namespaceLabels: { "agentid-test-run": run } }) };
+}
+
+/**
+ * Starts a webhook for the whole test file (beforeAll, once the CRDs are there) and stops it afterAll. What
+ * it returns reads through to the webhook that runs, so tests use it as a RunningWebhook.
+ */
+export function useTestWebhook(
+  cp: ConnectedControlPlane,
+  options: Parameters<typeof startTestWebhook>[1] = {},
+): RunningWebhook {
+  let running: RunningWebhook | undefined;
+  beforeAll(async () => {
+    await ensureCrd(cp.kubeConfig);
+    running = await startTestWebhook(cp, options);
+  });
+  afterAll(async () => {
+    await running?.stop();
+  });
+  return new Proxy({} as RunningWebhook, {
+    get(_, key) {
+      if (!running) throw new Error("the test webhook starts in beforeAll");
+      return Reflect.get(running, key);
+    },
+  });
+}
+
 /** The manager namespace and configuration name a run uses. */
 export function namesOf(run: string): { managerNamespace: string; configurationName: string } {
   return { managerNamespace: `agentid-system-${run}`, configurationName: `agentid-webhook-${run}` };
@@ -271,17 +309,10 @@ export async function createReadyIdentity(
   spec: Partial<AgentIdentitySpec> = {},
   ready = true,
 ): Promise<AgentIdentity> {
-  const created = await kube.create<AgentIdentity>(identityPathOf(namespace), {
-    apiVersion: "agentid.io/v1alpha1",
-    kind: "AgentIdentity",
-    metadata: { name, namespace },
-    spec: {
-      blueprintRef: { name: namespace },
-      agent: { clientId: AGENT },
-      serviceAccountName: name,
-      ...spec,
-    },
-  });
+  const created = await kube.create<AgentIdentity>(
+    identityPathOf(namespace),
+    identityBody(namespace, name, spec),
+  );
   const generation = created.metadata.generation ?? 1;
   return kube.replace<AgentIdentity>(`${identityPathOf(namespace, name)}/status`, {
     ...created,
