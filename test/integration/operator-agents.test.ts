@@ -174,17 +174,7 @@ describe("agent identities the operator creates", () => {
     );
     const tokenFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "token");
     writeFileSync(tokenFile, token.status.token);
-    await emulatorAdmin(
-      op.emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: `manager-${cp.namespace}`,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:agentid-manager`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
+    await op.trustOnBlueprint(`manager-${cp.namespace}`, "agentid-manager");
     const secretFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "secret");
     writeFileSync(secretFile, "operator-secret-for-tests-only");
     await op.manager({

@@ -7,7 +7,7 @@ import type { RunningManager } from "../../src/manager/manager.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { emulatorAdmin, emulatorRequests, onEmulator, startTestEmulator } from "./operator-fixture.ts";
+import { emulatorRequests, onEmulator, startTestEmulator } from "./operator-fixture.ts";
 import { useOperatorHarness } from "./operator-harness.ts";
 import {
   AGENT,
@@ -16,7 +16,6 @@ import {
   condition,
   createBlueprint,
   identityBody,
-  TENANT,
 } from "./operator-support.ts";
 
 /**
@@ -199,17 +198,7 @@ describe("attacks by a namespace user", () => {
 
   it("a second AgentIdentity for a taken ServiceAccount: ServiceAccountTaken, the first stays Ready, no outbound call", async () => {
     await createBlueprint(admin, cp.namespace, onEmulator(op.emu));
-    await emulatorAdmin(
-      op.emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: `attack-${cp.namespace}`,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:agent`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
+    await op.trustOnBlueprint(`attack-${cp.namespace}`, "agent");
     const m = await op.manager();
     await admin.create(
       identityPath(cp.namespace),

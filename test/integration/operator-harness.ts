@@ -6,8 +6,8 @@ import type { ManagerOptions, RunningManager } from "../../src/manager/manager.t
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ControlPlaneFixture, useControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
-import { LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { ensureCrd } from "./operator-support.ts";
+import { emulatorAdmin, LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
+import { BLUEPRINT, ensureCrd, TENANT } from "./operator-support.ts";
 
 /**
  * The set-up the operator's integration tests share (not a test file): the shared control plane with a
@@ -42,6 +42,11 @@ export interface OperatorHarness {
   namespaceUser(namespace?: string): Promise<KubeClient>;
   /** The test's AgentIdentity `name`, read as cluster-admin. */
   read(name: string): Promise<AgentIdentity | undefined>;
+  /**
+   * Writes a federated credential on BLUEPRINT that trusts `serviceAccount` of the test's namespace (as
+   * issued by this control plane), as the platform team would by hand.
+   */
+  trustOnBlueprint(name: string, serviceAccount: string): Promise<void>;
   /** Polls `name` until `check` holds; on failure the last value shown is its conditions. */
   until(name: string, check: (i: AgentIdentity | undefined) => boolean, what: string): Promise<AgentIdentity>;
 }
@@ -113,6 +118,19 @@ export function useOperatorHarness(options: OperatorHarnessOptions): OperatorHar
       return user;
     },
     read,
+    async trustOnBlueprint(name, serviceAccount) {
+      await emulatorAdmin(
+        emulator(),
+        "POST",
+        `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
+        {
+          name,
+          issuer: cp.issuerUrl,
+          subject: `system:serviceaccount:${cp.namespace}:${serviceAccount}`,
+          audiences: ["api://AzureADTokenExchange"],
+        },
+      );
+    },
     async until(name, check, what) {
       let identity: AgentIdentity | undefined;
       await expect

@@ -238,17 +238,7 @@ describe("sweeping credentials whose identity was deleted without the operator's
     // A credential the platform team wrote, for a subject no identity records either: not agentid's, so
     // never touched. (Entra refuses a second credential with the same issuer and subject.)
     const foreign = `platform-${cp.namespace}`;
-    await emulatorAdmin(
-      op.emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: foreign,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:unbound`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
+    await op.trustOnBlueprint(foreign, "unbound");
     const before = (await blueprintCredentials(op.emu)).map((c) => c.name);
     expect(before).toEqual(expect.arrayContaining([written, foreign]));
 

@@ -51,20 +51,6 @@ async function reconcilesOf(m: RunningManager): Promise<number> {
   return metric?.values.reduce((n, v) => n + v.value, 0) ?? 0;
 }
 
-async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
-  await emulatorAdmin(
-    op.emu,
-    "POST",
-    `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-    {
-      name,
-      issuer: cp.issuerUrl,
-      subject,
-      audiences: ["api://AzureADTokenExchange"],
-    },
-  );
-}
-
 /** Status, events and logs must never hold a token. */
 async function expectNoTokenLeak(name: string): Promise<void> {
   const identity = await read(name);
@@ -86,7 +72,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     expect(condition(missing, "FederationConfigured")?.message).toContain(
       "az ad app federated-credential create",
     );
-    await addCredentialForIssuer(ficName, subject);
+    await op.trustOnBlueprint(ficName, "agent-a");
 
     const ready = await until("agent-a", "Ready", "True");
     expect(condition(ready, "Verified")).toMatchObject({
