@@ -42,7 +42,13 @@ import {
 import { type ControlPlane, startControlPlane } from "./controlplane.ts";
 import { formatElapsed } from "./controlplane-binaries.ts";
 import { ensureControlPlaneBinaries } from "./controlplane-build.ts";
-import { type ManagedProcess, onProcessExit, startProcess, tailFile } from "./controlplane-process.ts";
+import {
+  type ManagedProcess,
+  onProcessExit,
+  startProcess,
+  tailFile,
+  waitWhileRunning,
+} from "./controlplane-process.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -88,31 +94,24 @@ export class ClusterStartError extends Error {
   override name = "ClusterStartError";
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor<T>(
+/** Polls `probe` until it answers; an exited process fails it at once, with its log's last lines. */
+function waitFor<T>(
   what: string,
   deadline: number,
   processes: ManagedProcess[],
   probe: () => Promise<T | undefined>,
 ): Promise<T> {
-  let last = "not tried yet";
-  while (Date.now() < deadline) {
-    const dead = processes.find((p) => p.hasExited());
-    if (dead) {
-      throw new ClusterStartError(
-        `${dead.name} exited while waiting for ${what}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}`,
-      );
-    }
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await sleep(250);
-  }
-  throw new ClusterStartError(`timed out waiting for ${what} (last: ${last})`);
+  return waitWhileRunning(
+    what,
+    deadline,
+    processes,
+    probe,
+    async (message, dead) =>
+      new ClusterStartError(
+        dead ? `${message}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}` : message,
+      ),
+    250,
+  );
 }
 
 /**

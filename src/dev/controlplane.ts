@@ -22,6 +22,7 @@ import {
   reapStaleControlPlanes,
   startProcess,
   tailFile,
+  waitWhileRunning,
 } from "./controlplane-process.ts";
 
 /** Temporary directories of running control planes start with this; stale ones are reaped by it. */
@@ -94,29 +95,28 @@ export class ControlPlaneStartError extends Error {
   override name = "ControlPlaneStartError";
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true; fails at once when one of `processes` exits. */
+/**
+ * Polls `probe` until it returns true (a string says why not yet); fails at once when one of `processes`
+ * exits (the failure message adds every process's log later).
+ */
 async function waitUntil(
   what: string,
   deadline: number,
   processes: ManagedProcess[],
   probe: () => Promise<true | string>,
 ): Promise<void> {
-  let last = "not tried yet";
-  while (Date.now() < deadline) {
-    const dead = processes.find((p) => p.hasExited());
-    if (dead) throw new ControlPlaneStartError(`${dead.name} exited while waiting for ${what}`);
-    try {
+  await waitWhileRunning(
+    what,
+    deadline,
+    processes,
+    async () => {
       const result = await probe();
-      if (result === true) return;
-      last = result;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await sleep(200);
-  }
-  throw new ControlPlaneStartError(`timed out waiting for ${what} (last: ${last})`);
+      if (result === true) return true;
+      throw new Error(result);
+    },
+    (message) => new ControlPlaneStartError(message),
+    200,
+  );
 }
 
 async function describeFailure(error: unknown, processes: ManagedProcess[], dir: string, kept: boolean) {

@@ -1,0 +1,93 @@
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ownedDirs, startProcess, waitWhileRunning } from "../../src/dev/controlplane-process.ts";
+
+/** A PID that is not running: beyond the kernel's default pid_max. */
+const DEAD_PID = 4_194_305;
+
+const roots: string[] = [];
+afterAll(async () => {
+  for (const root of roots) await rm(root, { recursive: true, force: true });
+});
+const tempDir = async (name: string) => {
+  const dir = await mkdtemp(join(tmpdir(), `agentid-${name}-test-`));
+  roots.push(dir);
+  return dir;
+};
+
+describe("ownedDirs (the stale-run scan of control planes and clusters)", () => {
+  it("sorts a prefix's directories by whether their owner runs, and leaves out those without an owner", async () => {
+    const root = await tempDir("owned");
+    const make = async (name: string, pid?: number) => {
+      await mkdir(join(root, name));
+      if (pid !== undefined) await writeFile(join(root, name, "owner.json"), JSON.stringify({ pid }));
+    };
+    await make("run-live", process.pid);
+    await make("run-dead", DEAD_PID);
+    await make("run-starting");
+    await make("other-dead", DEAD_PID);
+    const ownerOf = (dir: string) => {
+      try {
+        return JSON.parse(readFileSync(join(dir, "owner.json"), "utf8")) as { pid: number };
+      } catch {
+        return undefined;
+      }
+    };
+    expect(ownedDirs(root, "run-", ownerOf, false)).toEqual([
+      { dir: join(root, "run-dead"), owner: { pid: DEAD_PID } },
+    ]);
+    expect(ownedDirs(root, "run-", ownerOf, true)).toEqual([
+      { dir: join(root, "run-live"), owner: { pid: process.pid } },
+    ]);
+    expect(ownedDirs(join(root, "missing"), "run-", ownerOf, false)).toEqual([]);
+  });
+});
+
+describe("waitWhileRunning (how control planes and clusters wait for their processes)", () => {
+  const fail = (message: string, exited?: { name: string }) =>
+    new Error(exited ? `${message} [${exited.name}]` : message);
+
+  it("answers what the probe answers once it is not undefined, and keeps what it last threw", async () => {
+    let calls = 0;
+    const value = await waitWhileRunning(
+      "the third call",
+      Date.now() + 30_000,
+      [],
+      async () => {
+        calls++;
+        if (calls < 3) throw new Error(`not yet ${calls}`);
+        return calls;
+      },
+      fail,
+      1,
+    );
+    expect(value).toBe(3);
+    await expect(
+      waitWhileRunning("nothing", Date.now() + 50, [], () => Promise.reject(new Error("refused")), fail, 1),
+    ).rejects.toThrow("timed out waiting for nothing (last: refused)");
+  });
+
+  it("fails at once, naming the process, when one of the processes has exited", async () => {
+    const root = await tempDir("wait");
+    const quitter = startProcess("quitter", process.execPath, ["-e", "process.exit(3)"], join(root, "log"));
+    await quitter.exited;
+    let probed = false;
+    await expect(
+      waitWhileRunning(
+        "readiness",
+        Date.now() + 30_000,
+        [quitter],
+        async () => {
+          probed = true;
+          return undefined;
+        },
+        fail,
+        1,
+      ),
+    ).rejects.toThrow("quitter exited while waiting for readiness [quitter]");
+    expect(probed).toBe(false);
+  });
+});
