@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { facetSet, fmiSubject } from "../../src/emulator/claims.ts";
 import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
@@ -7,17 +7,11 @@ import {
   EXCHANGE_SCOPE,
   entraCode,
   type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
 const secretParams = {
   grant_type: "client_credentials",

@@ -1,22 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { facetSet } from "../../src/emulator/claims.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
   EXCHANGE_SCOPE,
   entraCode,
-  type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
 async function userToken(extra: Record<string, unknown> = {}): Promise<string> {
   const r = await callJson(

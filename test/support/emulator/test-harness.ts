@@ -1,4 +1,7 @@
 import { decodeJwt, type JWTPayload } from "jose";
+import { afterAll, beforeAll, expect } from "vitest";
+import { DirectoryError } from "../../../src/emulator/directory.ts";
+import { normalizeDirectory } from "../../../src/emulator/directory-validate.ts";
 import { type EmulatorOptions, type RunningEmulator, startEmulator } from "../../../src/emulator/index.ts";
 import { createLogger } from "../../../src/lib/log.ts";
 import { type HttpResult, IDS, postForm, testDirectory, trustingAgent } from "./testing.ts";
@@ -73,6 +76,37 @@ export async function startHarness(options: EmulatorOptions = {}): Promise<Harne
       await emulator.close();
     },
   };
+}
+
+/**
+ * A harness for the whole test file: started in beforeAll, closed in afterAll. What it returns reads
+ * through to the harness that runs, so tests use it as a Harness.
+ */
+export function useHarness(options: EmulatorOptions = {}): Harness {
+  let running: Harness | undefined;
+  beforeAll(async () => {
+    running = await startHarness(options);
+  });
+  afterAll(async () => {
+    await running?.close();
+  });
+  return new Proxy({} as Harness, {
+    get(_, key) {
+      if (!running) throw new Error("the emulator harness starts in beforeAll");
+      return Reflect.get(running, key);
+    },
+  });
+}
+
+/** The message of the DirectoryError that normalizeDirectory throws for `directory`; fails if it throws none. */
+export function directoryErrorOf(directory: Parameters<typeof normalizeDirectory>[0]): string {
+  try {
+    normalizeDirectory(directory);
+  } catch (error) {
+    expect(error).toBeInstanceOf(DirectoryError);
+    return (error as Error).message;
+  }
+  throw new Error("normalizeDirectory accepted the directory");
 }
 
 export function claimsOf(token: unknown): JWTPayload & Record<string, unknown> {
