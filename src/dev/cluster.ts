@@ -94,25 +94,14 @@ export class ClusterStartError extends Error {
   override name = "ClusterStartError";
 }
 
-/** Polls `probe` until it answers; an exited process fails it at once, with its log's last lines. */
-function waitFor<T>(
-  what: string,
-  deadline: number,
-  processes: ManagedProcess[],
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  return waitWhileRunning(
-    what,
-    deadline,
-    processes,
-    probe,
-    async (message, dead) =>
-      new ClusterStartError(
-        dead ? `${message}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}` : message,
-      ),
-    250,
-  );
-}
+/** Polls a probe until it answers; an exited process fails it at once, with its log's last lines. */
+const waitFor = waitWhileRunning(
+  async (message, dead) =>
+    new ClusterStartError(
+      dead ? `${message}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}` : message,
+    ),
+  250,
+);
 
 /**
  * Everything a cluster needs before it can start: Debian packages (installed as root on Debian), the control

@@ -152,32 +152,39 @@ export function reapStaleControlPlanes(root: string, prefix: string): string[] {
   return reaped;
 }
 
-/**
- * Polls `probe` every `intervalMs` until it answers (anything but undefined), failing at once when one of
- * `processes` exits and at `deadline`; what `probe` last threw goes into the timeout's message. `fail`
- * makes the error (the caller's class, and what it adds about an exited process).
- */
-export async function waitWhileRunning<T>(
+/** Waits for `what`: polls `probe` while `processes` run, until `deadline`. */
+export type ProcessWait = <T>(
   what: string,
   deadline: number,
   processes: ManagedProcess[],
   probe: () => Promise<T | undefined>,
+) => Promise<T>;
+
+/**
+ * A wait that polls its probe every `intervalMs` until it answers (anything but undefined), failing at once
+ * when one of the processes exits and at the deadline; what the probe last threw (why not yet) goes into
+ * the timeout's message. `fail` makes the error: the caller's class, and what it adds about an exited
+ * process.
+ */
+export function waitWhileRunning(
   fail: (message: string, exited?: ManagedProcess) => Error | Promise<Error>,
   intervalMs: number,
-): Promise<T> {
-  let last = "not tried yet";
-  while (Date.now() < deadline) {
-    const dead = processes.find((p) => p.hasExited());
-    if (dead) throw await fail(`${dead.name} exited while waiting for ${what}`, dead);
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = (error as Error).message;
+): ProcessWait {
+  return async (what, deadline, processes, probe) => {
+    let last = "not tried yet";
+    while (Date.now() < deadline) {
+      const dead = processes.find((p) => p.hasExited());
+      if (dead) throw await fail(`${dead.name} exited while waiting for ${what}`, dead);
+      try {
+        const value = await probe();
+        if (value !== undefined) return value;
+      } catch (error) {
+        last = (error as Error).message;
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-  throw await fail(`timed out waiting for ${what} (last: ${last})`);
+    throw await fail(`timed out waiting for ${what} (last: ${last})`);
+  };
 }
 
 /** The directories under `root` named `prefix…`; none when `root` cannot be read. */

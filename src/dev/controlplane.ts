@@ -96,28 +96,10 @@ export class ControlPlaneStartError extends Error {
 }
 
 /**
- * Polls `probe` until it returns true (a string says why not yet); fails at once when one of `processes`
- * exits (the failure message adds every process's log later).
+ * Polls a probe until it answers (it throws why not yet); fails at once when one of the processes exits
+ * (the failure message adds every process's log later).
  */
-async function waitUntil(
-  what: string,
-  deadline: number,
-  processes: ManagedProcess[],
-  probe: () => Promise<true | string>,
-): Promise<void> {
-  await waitWhileRunning(
-    what,
-    deadline,
-    processes,
-    async () => {
-      const result = await probe();
-      if (result === true) return true;
-      throw new Error(result);
-    },
-    (message) => new ControlPlaneStartError(message),
-    200,
-  );
-}
+const waitUntil = waitWhileRunning((message) => new ControlPlaneStartError(message), 200);
 
 async function describeFailure(error: unknown, processes: ManagedProcess[], dir: string, kept: boolean) {
   const parts = [`could not start the control plane: ${(error as Error).message}`];
@@ -220,7 +202,8 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     await waitUntil("etcd /health", deadline, [etcd], async () => {
       const res = await request(`${etcdUrl}/health`);
       const body = await res.body.text();
-      return res.statusCode === 200 && body.includes('"health":"true"') ? true : `${res.statusCode} ${body}`;
+      if (res.statusCode === 200 && body.includes('"health":"true"')) return true;
+      throw new Error(`${res.statusCode} ${body}`);
     });
     const etcdReady = Date.now();
 
@@ -248,7 +231,8 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     const get = async (path: string) => {
       const res = await request(`${server}${path}`, { dispatcher: admin });
       const body = await res.body.text();
-      return res.statusCode === 200 ? (true as const) : `${path}: ${res.statusCode} ${body.slice(0, 300)}`;
+      if (res.statusCode === 200) return true;
+      throw new Error(`${path}: ${res.statusCode} ${body.slice(0, 300)}`);
     };
     await waitUntil("kube-apiserver /readyz", deadline, [etcd, kas], () => get("/readyz"));
     // The `default` namespace is created by a post-start controller; clients expect it to exist.

@@ -47,26 +47,21 @@ describe("ownedDirs (the stale-run scan of control planes and clusters)", () => 
 });
 
 describe("waitWhileRunning (how control planes and clusters wait for their processes)", () => {
-  const fail = (message: string, exited?: { name: string }) =>
-    new Error(exited ? `${message} [${exited.name}]` : message);
+  const wait = waitWhileRunning(
+    (message, exited) => new Error(exited ? `${message} [${exited.name}]` : message),
+    1,
+  );
 
   it("answers what the probe answers once it is not undefined, and keeps what it last threw", async () => {
     let calls = 0;
-    const value = await waitWhileRunning(
-      "the third call",
-      Date.now() + 30_000,
-      [],
-      async () => {
-        calls++;
-        if (calls < 3) throw new Error(`not yet ${calls}`);
-        return calls;
-      },
-      fail,
-      1,
-    );
+    const value = await wait("the third call", Date.now() + 30_000, [], async () => {
+      calls++;
+      if (calls < 3) throw new Error(`not yet ${calls}`);
+      return calls;
+    });
     expect(value).toBe(3);
     await expect(
-      waitWhileRunning("nothing", Date.now() + 50, [], () => Promise.reject(new Error("refused")), fail, 1),
+      wait("nothing", Date.now() + 50, [], () => Promise.reject(new Error("refused"))),
     ).rejects.toThrow("timed out waiting for nothing (last: refused)");
   });
 
@@ -76,17 +71,10 @@ describe("waitWhileRunning (how control planes and clusters wait for their proce
     await quitter.exited;
     let probed = false;
     await expect(
-      waitWhileRunning(
-        "readiness",
-        Date.now() + 30_000,
-        [quitter],
-        async () => {
-          probed = true;
-          return undefined;
-        },
-        fail,
-        1,
-      ),
+      wait("readiness", Date.now() + 30_000, [quitter], async () => {
+        probed = true;
+        return undefined;
+      }),
     ).rejects.toThrow("quitter exited while waiting for readiness [quitter]");
     expect(probed).toBe(false);
   });
