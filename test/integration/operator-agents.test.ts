@@ -4,10 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FINALIZER } from "../../src/api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
-import {
-  createBlueprintCredentialFactory,
-  createGraphCredentialFactory,
-} from "../../src/operator/graph-credential.ts";
+import { createBlueprintCredentialFactory } from "../../src/operator/graph-credential.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
 import {
@@ -19,6 +16,7 @@ import {
   FOREIGN_BLUEPRINT,
   graphCredentialAs,
   OPERATOR_APP,
+  OPERATOR_SECRET,
   onEmulator,
 } from "./operator-fixture.ts";
 import { JWT, useOperatorHarness } from "./operator-harness.ts";
@@ -175,17 +173,10 @@ describe("agent identities the operator creates", () => {
     const tokenFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "token");
     writeFileSync(tokenFile, token.status.token);
     await op.trustOnBlueprint(`manager-${cp.namespace}`, "agentid-manager");
-    const secretFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "secret");
-    writeFileSync(secretFile, "operator-secret-for-tests-only");
     await op.manager({
       graph: {
         baseUrl: op.emu.url,
-        credentialFor: createGraphCredentialFactory({
-          clientId: OPERATOR_APP,
-          clientSecretFile: secretFile,
-          authorityHost: op.emu.url,
-          caPems: [op.emu.caPem],
-        }),
+        credentialFor: graphCredentialAs(op.emu, OPERATOR_APP, OPERATOR_SECRET),
         blueprintCredentialFor: createBlueprintCredentialFactory({ tokenFile, caPems: [op.emu.caPem] }),
       },
     });
