@@ -97,37 +97,21 @@ const API_SECRET = "ordinary-middle-tier-secret";
 
 beforeAll(async () => {
   // An ordinary (non-agent) web API that signs users in and calls Graph on their behalf.
-  const add = async (collection: string, body: object) => {
-    const r = await callJson(
-      h.dispatcher,
-      "POST",
-      `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/${collection}`,
-      body,
-    );
-    expect(r.status, JSON.stringify(r.json)).toBe(201);
-  };
-  await add("applications", {
+  await h.addToTenant("applications", {
     appId: API,
     identifierUris: [`api://${API}`],
     scopes: ["access"],
     clientSecrets: [{ value: API_SECRET }],
   });
-  await add("grants", { type: "delegated", clientAppId: API, resource: IDS.graph, scopes: ["User.Read"] });
+  await h.addToTenant("grants", {
+    type: "delegated",
+    clientAppId: API,
+    resource: IDS.graph,
+    scopes: ["User.Read"],
+  });
 });
 
-async function devUserToken(audience: string, userId: string = IDS.user): Promise<string> {
-  const r = await callJson(
-    h.dispatcher,
-    "POST",
-    `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/tokens/user`,
-    {
-      userId,
-      audience,
-    },
-  );
-  expect(r.status).toBe(200);
-  return String(r.json.access_token);
-}
+const devUserToken = (audience: string, userId: string = IDS.user) => h.userToken({ userId, audience });
 
 function oboParams(clientParams: Record<string, string>, assertion: string, scope: string) {
   return {
