@@ -45,6 +45,7 @@ import { ensureControlPlaneBinaries } from "./controlplane-build.ts";
 import {
   type ManagedProcess,
   onProcessExit,
+  reportUnexpectedExits,
   startProcess,
   tailFile,
   waitWhileRunning,
@@ -335,13 +336,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       `cluster ready in ${formatElapsed(timings.total)} (node ${NODE_NAME} at ${CLUSTER_NETWORK.gateway} in network namespace ${record.netns}; ` +
         `kube-apiserver here at ${cp.server}; logs in ${paths.logs})`,
     );
-    for (const p of processes) {
-      void p.exited.then(async ({ code, signal }) => {
-        if (stopped) return;
-        progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
-        progress(await tailFile(p.logPath, 25));
-      });
-    }
+    reportUnexpectedExits(processes, progress, () => stopped);
     return {
       kubeConfig: cp.kubeConfig,
       kubeconfigPath: cp.kubeconfigPath,

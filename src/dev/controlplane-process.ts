@@ -152,6 +152,21 @@ export function reapStaleControlPlanes(root: string, prefix: string): string[] {
   return reaped;
 }
 
+/** Reports each of `processes` that exits before `stopped()` says the owner stops it, with its log's last lines. */
+export function reportUnexpectedExits(
+  processes: ManagedProcess[],
+  progress: (line: string) => void,
+  stopped: () => boolean,
+): void {
+  for (const p of processes) {
+    void p.exited.then(async ({ code, signal }) => {
+      if (stopped()) return;
+      progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
+      progress(await tailFile(p.logPath, 25));
+    });
+  }
+}
+
 /** Waits for `what`: polls `probe` while `processes` run, until `deadline`. */
 export type ProcessWait = <T>(
   what: string,

@@ -20,6 +20,7 @@ import {
   type ManagedProcess,
   onProcessExit,
   reapStaleControlPlanes,
+  reportUnexpectedExits,
   startProcess,
   tailFile,
   waitWhileRunning,
@@ -275,13 +276,7 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
         `(etcd ${formatElapsed(etcdReady - started)}, kube-apiserver ${formatElapsed(Date.now() - etcdReady)}); ` +
         `logs in ${logsDir}`,
     );
-    for (const p of processes) {
-      void p.exited.then(async ({ code, signal }) => {
-        if (stopped) return;
-        progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
-        progress(await tailFile(p.logPath, 25));
-      });
-    }
+    reportUnexpectedExits(processes, progress, () => stopped);
     return {
       kubeConfig,
       kubeconfigPath,

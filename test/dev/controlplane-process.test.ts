@@ -3,7 +3,12 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ownedDirs, startProcess, waitWhileRunning } from "../../src/dev/controlplane-process.ts";
+import {
+  ownedDirs,
+  reportUnexpectedExits,
+  startProcess,
+  waitWhileRunning,
+} from "../../src/dev/controlplane-process.ts";
 
 /** A PID that is not running: beyond the kernel's default pid_max. */
 const DEAD_PID = 4_194_305;
@@ -77,5 +82,33 @@ describe("waitWhileRunning (how control planes and clusters wait for their proce
       }),
     ).rejects.toThrow("quitter exited while waiting for readiness [quitter]");
     expect(probed).toBe(false);
+  });
+});
+
+describe("reportUnexpectedExits", () => {
+  it("reports a process that exits while its owner runs, with its log, and not one its owner stopped", async () => {
+    const root = await tempDir("exits");
+    const script = 'console.log("the last words"); process.exit(3)';
+    const lines: string[] = [];
+    const crashed = startProcess("crashed", process.execPath, ["-e", script], join(root, "crashed.log"));
+    reportUnexpectedExits(
+      [crashed],
+      (line) => lines.push(line),
+      () => false,
+    );
+    const stopped = startProcess("stopped", process.execPath, ["-e", script], join(root, "stopped.log"));
+    reportUnexpectedExits(
+      [stopped],
+      (line) => lines.push(line),
+      () => true,
+    );
+    await Promise.all([crashed.exited, stopped.exited]);
+    // A report's first line is written as soon as the exit is seen, before this await resumes.
+    expect(lines.filter((line) => line.includes("stopped"))).toEqual([]);
+    await expect.poll(() => lines.length).toBe(2);
+    expect(lines[0]).toBe(
+      `crashed exited unexpectedly (code 3); last lines of ${join(root, "crashed.log")}:`,
+    );
+    expect(lines[1]).toContain("the last words");
   });
 });
