@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { afterAll, afterEach, expect } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import type { ManagerOptions, RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ControlPlaneFixture, useControlPlane } from "../support/controlplane.ts";
+import { startedForFile } from "../support/per-file.ts";
 import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import { emulatorAdmin, LogCapture, startTestEmulator, startTestManager } from "./operator-fixture.ts";
 import { BLUEPRINT, ensureCrd, TENANT } from "./operator-support.ts";
@@ -55,16 +56,19 @@ export interface OperatorHarness {
 export function useOperatorHarness(options: OperatorHarnessOptions): OperatorHarness {
   const cp = useControlPlane({ namespacePrefix: options.namespacePrefix });
   const admin = createKubeClient(cp.kubeConfig);
-  let emu: RunningEmulator | undefined;
+  const emu = startedForFile(
+    "the emulator",
+    async () => {
+      await ensureCrd(cp.kubeConfig);
+      return startTestEmulator(cp);
+    },
+    (started) => started.close(),
+  );
   let logs = new LogCapture();
   const managers = new Set<RunningManager>();
   const users: KubeClient[] = [];
   let editorRole: Promise<void> | undefined;
 
-  beforeAll(async () => {
-    await ensureCrd(cp.kubeConfig);
-    emu = await startTestEmulator(cp);
-  });
   afterEach(async () => {
     await Promise.all([...managers].map((m) => m.stop()));
     managers.clear();
@@ -77,27 +81,20 @@ export function useOperatorHarness(options: OperatorHarnessOptions): OperatorHar
     logs = new LogCapture();
   });
   afterAll(async () => {
-    await emu?.close();
     await admin.close();
   });
 
-  const emulator = (): RunningEmulator => {
-    if (!emu) throw new Error("the emulator starts in beforeAll");
-    return emu;
-  };
   const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
 
   return {
     cp,
     admin,
-    get emu() {
-      return emulator();
-    },
+    emu,
     get logs() {
       return logs;
     },
     async manager(extra = {}) {
-      const started = await startTestManager(cp, emulator(), cp.namespace, logs, extra);
+      const started = await startTestManager(cp, emu, cp.namespace, logs, extra);
       // A manager the test stops itself (to act while none runs) is not stopped a second time.
       const running: RunningManager = {
         ...started,
@@ -120,7 +117,7 @@ export function useOperatorHarness(options: OperatorHarnessOptions): OperatorHar
     read,
     async trustOnBlueprint(name, serviceAccount) {
       await emulatorAdmin(
-        emulator(),
+        emu,
         "POST",
         `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
         {

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
-import { afterAll, beforeAll } from "vitest";
 import { CONDITION_READY } from "../../src/api/constants.ts";
 import type {
   AgentIdentity,
@@ -30,6 +29,7 @@ import {
   type ControlPlaneFixture,
   useControlPlane,
 } from "../support/controlplane.ts";
+import { startedForFile } from "../support/per-file.ts";
 import { blueprintBody, ensureCrd, identityBody } from "./operator-support.ts";
 
 /** Runs the real webhook component in this process and registers the chart's configuration for it. */
@@ -264,20 +264,14 @@ export function useTestWebhook(
   cp: ConnectedControlPlane,
   options: Parameters<typeof startTestWebhook>[1] = {},
 ): RunningWebhook {
-  let running: RunningWebhook | undefined;
-  beforeAll(async () => {
-    await ensureCrd(cp.kubeConfig);
-    running = await startTestWebhook(cp, options);
-  });
-  afterAll(async () => {
-    await running?.stop();
-  });
-  return new Proxy({} as RunningWebhook, {
-    get(_, key) {
-      if (!running) throw new Error("the test webhook starts in beforeAll");
-      return Reflect.get(running, key);
+  return startedForFile(
+    "the test webhook",
+    async () => {
+      await ensureCrd(cp.kubeConfig);
+      return startTestWebhook(cp, options);
     },
-  });
+    (webhook) => webhook.stop(),
+  );
 }
 
 /** The manager namespace and configuration name a run uses. */

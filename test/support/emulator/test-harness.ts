@@ -1,9 +1,10 @@
 import { decodeJwt, type JWTPayload } from "jose";
-import { afterAll, beforeAll, expect } from "vitest";
+import { expect } from "vitest";
 import { DirectoryError } from "../../../src/emulator/directory.ts";
 import { normalizeDirectory } from "../../../src/emulator/directory-validate.ts";
 import { type EmulatorOptions, type RunningEmulator, startEmulator } from "../../../src/emulator/index.ts";
 import { createLogger } from "../../../src/lib/log.ts";
+import { startedForFile } from "../per-file.ts";
 import { callJson, type HttpResult, IDS, postForm, testDirectory, trustingAgent } from "./testing.ts";
 
 /** A started emulator with captured log lines and shortcuts for the token flows, for this folder's tests. */
@@ -98,19 +99,11 @@ export async function startHarness(options: EmulatorOptions = {}): Promise<Harne
  * through to the harness that runs, so tests use it as a Harness.
  */
 export function useHarness(options: EmulatorOptions = {}): Harness {
-  let running: Harness | undefined;
-  beforeAll(async () => {
-    running = await startHarness(options);
-  });
-  afterAll(async () => {
-    await running?.close();
-  });
-  return new Proxy({} as Harness, {
-    get(_, key) {
-      if (!running) throw new Error("the emulator harness starts in beforeAll");
-      return Reflect.get(running, key);
-    },
-  });
+  return startedForFile(
+    "the emulator harness",
+    () => startHarness(options),
+    (h) => h.close(),
+  );
 }
 
 /** The message of the DirectoryError that normalizeDirectory throws for `directory`; fails if it throws none. */
