@@ -1,8 +1,13 @@
 /** A fault the admin API queued for the next token requests. */
 export interface FaultSpec {
   count: number;
-  /** `claimsChallenge`: a Conditional Access refusal with a `claims` value (AADSTS50076/50079). */
-  kind: "status" | "delay" | "drop" | "claimsChallenge";
+  /**
+   * `claimsChallenge`: a Conditional Access refusal with a `claims` value (AADSTS50076/50079).
+   * `issuerFetch`: not a token-request fault; the next `count` fetches of a federated issuer's discovery
+   * document fail as if the issuer could not be reached, so the token requests that needed them get the
+   * emulator's real AADSTS50166 answer (clientId and grant do not apply).
+   */
+  kind: "status" | "delay" | "drop" | "claimsChallenge" | "issuerFetch";
   status?: 500 | 503 | 429;
   retryAfterSeconds?: number;
   delayMs?: number;
@@ -52,6 +57,7 @@ export class FaultQueue {
   take(clientId: string | undefined, grant?: string): FaultSpec | undefined {
     const index = this.#faults.findIndex(
       (f) =>
+        f.kind !== "issuerFetch" &&
         (f.clientId === undefined || f.clientId.toLowerCase() === (clientId ?? "").toLowerCase()) &&
         (f.grant === undefined || f.grant === grant),
     );
@@ -60,6 +66,16 @@ export class FaultQueue {
     fault.count -= 1;
     if (fault.count <= 0) this.#faults.splice(index, 1);
     return fault;
+  }
+
+  /** True when a fetch of a federated issuer's metadata must fail now (an `issuerFetch` fault); consumes one. */
+  takeIssuerFetch(): boolean {
+    const index = this.#faults.findIndex((f) => f.kind === "issuerFetch");
+    const fault = this.#faults[index];
+    if (!fault) return false;
+    fault.count -= 1;
+    if (fault.count <= 0) this.#faults.splice(index, 1);
+    return true;
   }
 }
 

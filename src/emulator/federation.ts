@@ -34,9 +34,16 @@ export class FederationVerifier {
   readonly #jwks = new Map<string, JWTVerifyGetKey>();
   readonly #timeoutMs: number;
 
-  constructor(trustedCaPems: string[] = [], timeoutMs = 5000) {
+  readonly #injectedFailure: () => boolean;
+
+  /**
+   * `injectedFailure` (the admin API's `issuerFetch` fault): when it answers true, this verification
+   * fetches the issuer's metadata afresh and that fetch fails, as when the issuer cannot be reached.
+   */
+  constructor(trustedCaPems: string[] = [], timeoutMs = 5000, injectedFailure: () => boolean = () => false) {
     this.#dispatcher = new Agent({ connect: { ca: [...rootCertificates, ...trustedCaPems] } });
     this.#timeoutMs = timeoutMs;
+    this.#injectedFailure = injectedFailure;
   }
 
   async verify(token: string, issuer: string): Promise<JWTPayload> {
@@ -64,6 +71,14 @@ export class FederationVerifier {
   }
 
   async #keysOf(issuer: string): Promise<JWTVerifyGetKey> {
+    if (this.#injectedFailure()) {
+      // The keys are fetched again after the fault, as after any failed fetch.
+      this.#jwks.delete(issuer);
+      throw new FederationError(
+        "metadata",
+        "injected fault: the issuer's discovery document could not be fetched",
+      );
+    }
     const cached = this.#jwks.get(issuer);
     if (cached) return cached;
     const doFetch = (

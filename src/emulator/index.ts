@@ -70,8 +70,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const tls = await ensureServingMaterial(stateDir, [publicHost]);
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));
   const store = new DirectoryStore(options.directory, now);
-  const federation = new FederationVerifier(options.trustedCaPems ?? [], options.discoveryTimeoutMs);
   const faults = new FaultQueue();
+  const federation = new FederationVerifier(options.trustedCaPems ?? [], options.discoveryTimeoutMs, () =>
+    faults.takeIssuerFetch(),
+  );
   const counters = new RequestCounters();
 
   const app = Fastify({

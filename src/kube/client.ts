@@ -66,7 +66,12 @@ export interface KubeClient {
   delete<T = unknown>(path: string, body?: unknown, query?: Query): Promise<T>;
   /** Opens a streaming GET (a watch). The caller reads `body` and aborts `signal` to close it. */
   stream(path: string, query: Query, signal: AbortSignal): Promise<AsyncIterable<Buffer | string>>;
-  close(): Promise<void>;
+  /**
+   * Closes the connection pool once the requests in flight have ended. With `forceAfterMs`, requests
+   * still in flight after that long are aborted and their connections destroyed: a stopping process
+   * must not wait up to the request timeout for an API server that no longer answers.
+   */
+  close(options?: { forceAfterMs?: number }): Promise<void>;
 }
 
 function buildUrlPath(basePath: string, path: string, query: Query | undefined): string {
@@ -227,10 +232,24 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
       options.onRequest?.({ method: "GET", path, status: response.statusCode, watch: true });
       return response.body;
     },
-    async close() {
+    async close(closeOptions = {}) {
       const d = dispatcher;
       dispatcher = undefined;
-      await d?.close();
+      if (!d) return;
+      const { forceAfterMs } = closeOptions;
+      if (forceAfterMs === undefined) return d.close();
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<"expired">((resolve) => {
+        timer = setTimeout(() => resolve("expired"), forceAfterMs);
+      });
+      const graceful = d.close().then(() => "closed" as const);
+      // Only one of the two settles first; the other is not left to reject unobserved.
+      graceful.catch(() => {});
+      try {
+        if ((await Promise.race([graceful, expired])) === "expired") await d.destroy();
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
 }

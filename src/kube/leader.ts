@@ -31,6 +31,12 @@ export interface LeaderElectionOptions {
   leaseDurationSeconds?: number;
   renewDeadlineSeconds?: number;
   retryPeriodSeconds?: number;
+  /**
+   * Deadline of the one attempt to release the Lease on stop (default 2 s, at most the renew deadline).
+   * Never retried: a replica that cannot reach the API server must still exit promptly, and an
+   * unreleased Lease only means the next leader waits for it to expire.
+   */
+  releaseTimeoutMs?: number;
   logger: Logger;
   random?: Random;
   /** Clock for the lease rules (tests may pin it); defaults to Date.now. */
@@ -78,6 +84,8 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   const renewDeadline = options.renewDeadlineSeconds ?? 10;
   const retryPeriod = options.retryPeriodSeconds ?? 2;
   validateElectionTimings(leaseDuration, renewDeadline, retryPeriod);
+  const releaseTimeoutMs = Math.min(options.releaseTimeoutMs ?? 2_000, renewDeadline * 1000);
+  if (!(releaseTimeoutMs > 0)) throw new RangeError(`releaseTimeoutMs must be > 0, got ${releaseTimeoutMs}`);
   if (!options.identity) throw new Error("leader election needs a non-empty identity");
   const { namespace, name, identity } = options;
   const log = options.logger.child({ lease: `${namespace}/${name}`, identity });
@@ -202,11 +210,16 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     if (!controller) return;
     leading = undefined;
     controller.abort();
+    // The bound's timer is cleared as soon as the drain ends: a pending timer would keep a stopping
+    // process alive for the whole renew deadline after everything else has finished.
+    const bound = new AbortController();
     try {
       const done = callbacks?.onStoppedLeading();
-      if (done) await Promise.race([done, sleep(renewDeadline * 1000)]);
+      if (done) await Promise.race([done, sleep(renewDeadline * 1000, bound.signal)]);
     } catch (error) {
       log.error({ err: describe(error) }, "onStoppedLeading threw");
+    } finally {
+      bound.abort();
     }
   }
 
@@ -231,7 +244,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
       const current = recordOf(base);
       await client.request("PUT", leasePath, {
         body: leaseBody(namespace, name, releasedRecord(current, now()), base),
-        signal: AbortSignal.timeout(renewDeadline * 1000),
+        signal: AbortSignal.timeout(releaseTimeoutMs),
       });
       log.info("released the lease");
     } catch (error) {

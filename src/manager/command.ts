@@ -17,6 +17,18 @@ export function parseDuration(value: string, flag: string): number {
 }
 
 /**
+ * What a shutdown that ran out of time was waiting for: the manager's own steps, else the kinds of the
+ * handles still keeping the process alive (from process.getActiveResourcesInfo()).
+ */
+export function shutdownPending(steps: readonly string[], handles: readonly string[]): string {
+  if (steps.length > 0) return steps.join("; ");
+  const counts = new Map<string, number>();
+  for (const h of handles) counts.set(h, (counts.get(h) ?? 0) + 1);
+  const open = [...counts].map(([kind, n]) => (n > 1 ? `${n} ${kind}` : kind)).join(", ");
+  return `nothing the manager tracks; open handles: ${open || "none"}`;
+}
+
+/**
  * The Lease's namespace: the flag (or POD_NAMESPACE), else the namespace the manager runs in (the
  * in-cluster namespace file, or the kubeconfig context's namespace), else "default".
  */
@@ -144,6 +156,12 @@ export const managerCommand: Command = {
       env: "AGENTID_GRAPH_URL",
     },
     concurrency: { type: "string", help: "Parallel reconciles.", default: "8" },
+    "shutdown-grace-period": {
+      type: "string",
+      help: "After SIGTERM or SIGINT, exit with code 1 if stopping (draining, releasing the Lease, closing) has not finished within this long; keep it below the pod's terminationGracePeriodSeconds.",
+      default: "20s",
+      env: "AGENTID_SHUTDOWN_GRACE_PERIOD",
+    },
     // The admission webhook (docs/webhook.md): on when --sidecar-image is given.
     ...WEBHOOK_OPTIONS,
   },
@@ -161,6 +179,10 @@ export const managerCommand: Command = {
       intervalMs: parseDuration(stringOption(values, "verify-interval") ?? "6h", "verify-interval"),
       retryMs: parseDuration(stringOption(values, "verify-retry") ?? "10m", "verify-retry"),
     };
+    const gracePeriod = stringOption(values, "shutdown-grace-period") ?? "20s";
+    const graceMs = parseDuration(gracePeriod, "shutdown-grace-period");
+    if (graceMs < 1 || graceMs > 3600_000)
+      throw new UsageError(`--shutdown-grace-period must be from 1ms to 1h, got '${gracePeriod}'`);
     const health = {
       host: stringOption(values, "health-host") ?? "0.0.0.0",
       port: portOption(values, "health-port") ?? 8081,
@@ -275,12 +297,37 @@ export const managerCommand: Command = {
       const stop = () => {
         process.off("SIGTERM", stop);
         process.off("SIGINT", stop);
-        logger.info("stopping: releasing the lease");
-        manager.stop().then(resolve, resolve);
+        logger.info({ gracePeriod }, "stopping: releasing the lease");
+        const deadline = setTimeout(() => {
+          logger.error(
+            {
+              gracePeriod,
+              pending: shutdownPending(manager.pendingShutdown(), process.getActiveResourcesInfo()),
+            },
+            `shutdown grace period of ${gracePeriod} ended with work still pending; exiting with code 1`,
+          );
+          logger.flush();
+          process.exit(1);
+        }, graceMs);
+        manager.stop().then(
+          () => {
+            // Everything the manager knows of has stopped: the process now ends when its last handle
+            // closes. The deadline stays armed but no longer holds the process open, so a handle nobody
+            // closed (a socket, a timer) still cannot keep it alive beyond the grace period.
+            deadline.unref();
+            resolve();
+          },
+          (error: unknown) => {
+            deadline.unref();
+            logger.error({ err: String(error) }, "stopping failed");
+            resolve();
+          },
+        );
       };
       process.on("SIGTERM", stop);
       process.on("SIGINT", stop);
     });
+    logger.info("stopped");
     logger.flush();
     return 0;
   },

@@ -30,6 +30,8 @@ export interface ManagerOptions extends OperatorOptions {
   leaseDurationSeconds?: number;
   renewDeadlineSeconds?: number;
   retryPeriodSeconds?: number;
+  /** Deadline of the one attempt to release the Lease on stop (default 2 s). */
+  leaseReleaseTimeoutMs?: number;
   /** `/healthz` and `/readyz` server; off when absent. Port 0 picks a free port. */
   health?: { host: string; port: number };
   /**
@@ -53,7 +55,14 @@ export interface RunningManager {
   metrics: ManagerMetrics;
   /** Requests sent to the API server so far, by "VERB resource" (watch streams included). */
   requestCounts(): Record<string, number>;
+  /**
+   * Stops everything: steps down and releases the Lease (one attempt, short deadline), stops and closes
+   * the components, the caches, the servers and the client. Not bounded by itself: a component may take
+   * as long as its work does; the command bounds it with --shutdown-grace-period and `pendingShutdown`.
+   */
   stop(): Promise<void>;
+  /** What `stop()` is still waiting for, e.g. ["stopping operator"]; empty before stop and after it. */
+  pendingShutdown(): string[];
 }
 
 /** Not leading: every fenced request fails at once. */
@@ -96,6 +105,16 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     replica,
     isLeader: () => !term.aborted,
   };
+  /** What a stop is waiting for, for the command's log line when its grace period ends. */
+  const pending = new Set<string>();
+  async function during<T>(what: string, work: () => Promise<T>): Promise<T> {
+    pending.add(what);
+    try {
+      return await work();
+    } finally {
+      pending.delete(what);
+    }
+  }
   const factories = [operatorComponent(options), ...(options.components ?? [])];
   const components: ManagerComponent[] = [];
   for (const factory of factories) components.push(await factory(context));
@@ -118,6 +137,7 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     ...(options.leaseDurationSeconds ? { leaseDurationSeconds: options.leaseDurationSeconds } : {}),
     ...(options.renewDeadlineSeconds ? { renewDeadlineSeconds: options.renewDeadlineSeconds } : {}),
     ...(options.retryPeriodSeconds ? { retryPeriodSeconds: options.retryPeriodSeconds } : {}),
+    ...(options.leaseReleaseTimeoutMs ? { releaseTimeoutMs: options.leaseReleaseTimeoutMs } : {}),
   });
   /** Start of the current term's components; a step-down waits for it before stopping them. */
   let starting: Promise<void> = Promise.resolve();
@@ -145,9 +165,9 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
       await starting;
       await Promise.all(
         leaders.map((c) =>
-          c
-            .stop()
-            .catch((error: unknown) => log.error({ component: c.name, err: describe(error) }, "stop failed")),
+          during(`stopping ${c.name}`, () => c.stop()).catch((error: unknown) =>
+            log.error({ component: c.name, err: describe(error) }, "stop failed"),
+          ),
         ),
       );
       log.info({ identity: replica }, "leader-only components drained");
@@ -189,14 +209,19 @@ export async function startManager(options: ManagerOptions): Promise<RunningMana
     metrics,
     requestCounts: () => ({ ...counts }),
     async stop() {
-      await elector.stop();
+      await during("stepping down and releasing the lease", () => elector.stop());
       shutdown.abort();
-      for (const c of everywhere) await c.stop().catch(() => {});
+      for (const c of everywhere) await during(`stopping ${c.name}`, () => c.stop()).catch(() => {});
       caches.stop();
-      for (const c of components) await c.close?.().catch(() => {});
-      await server?.close();
-      await metricsServer?.close();
-      await kube.close();
+      for (const c of components)
+        if (c.close)
+          await during(`closing ${c.name}`, () => c.close?.() ?? Promise.resolve()).catch(() => {});
+      if (server) await during("closing the health server", () => server.close());
+      if (metricsServer) await during("closing the metrics server", () => metricsServer.close());
+      // Every component has stopped: what is still in flight (a best-effort event, a metrics
+      // TokenReview) is abandoned after a second instead of waiting for a silent API server's timeout.
+      await during("closing the API client", () => kube.close({ forceAfterMs: 1_000 }));
     },
+    pendingShutdown: () => [...pending],
   };
 }

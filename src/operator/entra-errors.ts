@@ -14,7 +14,31 @@ export interface VerificationFailure {
   code?: string;
   /** One line for people: Entra's words, then what to do. Never contains a token. */
   message: string;
+  /**
+   * Entra answers this code for a passing failure on its side too, so it is retried with backoff
+   * (seconds, growing to --verify-retry) instead of waiting the full --verify-retry at once.
+   */
+  transient?: boolean;
 }
+
+/**
+ * AADSTS50166 and AADSTS90061, "Request to External OIDC endpoint failed": Entra could not fetch the
+ * issuer's discovery document or keys. That is permanent for an issuer Entra can never reach (a private
+ * cluster), but it is also reported occasionally for issuers that work (azure-workload-identity #642,
+ * "Occasionally a pod fails to retrieve a token"; Azure/AKS #4029, "transient AKS OIDC endpoint issue",
+ * DNS failures), and an overloaded issuer (a busy kube-apiserver) produces it too. Retrying with a
+ * growing backoff handles both: a passing failure clears in seconds, a lasting one ends at the long wait.
+ */
+export const TRANSIENT_CODES: ReadonlySet<number> = new Set([50166, 90061]);
+
+/**
+ * Verified reasons retried with backoff: the transient codes' reason, and Entra unreachable (5xx, 429,
+ * no answer; set by the reconciler's status, src/operator/status.ts).
+ */
+export const TRANSIENT_VERIFICATION_REASONS: ReadonlySet<string> = new Set([
+  "IssuerUnreachable",
+  "EntraUnreachable",
+]);
 
 interface Known {
   reason: string;
@@ -121,5 +145,6 @@ export function classifyEntraError(
     reason: known?.reason ?? "TokenRequestRejected",
     ...(code ? { code } : {}),
     message: `Entra refused the blueprint's token request: ${text}${hint}`,
+    ...(TRANSIENT_CODES.has(codeNumber) ? { transient: true } : {}),
   };
 }

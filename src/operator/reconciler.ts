@@ -29,7 +29,12 @@ import {
   type WrittenCredential,
   writtenCredential,
 } from "./revoke.ts";
-import { type VerificationPolicy, verificationDueAt } from "./schedule.ts";
+import {
+  type TransientStreak,
+  transientRetryDelay,
+  type VerificationPolicy,
+  verificationDueAt,
+} from "./schedule.ts";
 import { readReferencedSecret } from "./secret.ts";
 import {
   ensureServiceAccount,
@@ -37,7 +42,7 @@ import {
   type ServiceAccountObject,
 } from "./service-account.ts";
 import { desiredStatus, initialObservations, jsonEqual, type Observations } from "./status.ts";
-import type { Verifier } from "./verify.ts";
+import type { VerificationResult, Verifier } from "./verify.ts";
 
 export interface NamespaceObject extends KubeObject {
   metadata: KubeObject["metadata"] & { labels?: Record<string, string> };
@@ -64,6 +69,8 @@ export interface ReconcilerDeps {
   policy: VerificationPolicy;
   logger: Logger;
   now?: () => Date;
+  /** Jitter of the transient-failure backoff (tests may pin it); defaults to Math.random. */
+  random?: () => number;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
   graphPropagationMs?: number;
   /** Re-check a Graph-mode credential this often, so one deleted in Entra is recreated (default 10 min). */
@@ -161,6 +168,9 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
    * write, the cache still holds the replaced version; reconciling from it would only end in a 409.
    */
   const recent = new Map<string, { over: string; written: AgentIdentity }>();
+  /** Runs of transient verification failures per identity key, for their growing backoff. */
+  const transientStreaks = new Map<string, TransientStreak>();
+  const random = deps.random ?? Math.random;
   /**
    * Permanent refusals (Graph said no, the limit is reached), by identity, with the generations they were
    * met at: not retried until the identity's or the blueprint's spec changes.
@@ -542,7 +552,8 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       } else {
         const agentClientId = obs.agent.status.clientId ?? "";
         const fingerprint = verificationFingerprint(identity, blueprint, agentClientId, issuer);
-        const dueAt = verificationDueAt(identity, fingerprint, deps.policy);
+        const streak = transientStreaks.get(key);
+        const dueAt = verificationDueAt(identity, fingerprint, deps.policy, streak);
         const t = now().getTime();
         if (dueAt <= t) {
           const sa =
@@ -568,8 +579,18 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
                 : {}),
             },
           );
-          obs.verification = { ...result, fingerprint };
-          requeueAfterMs = result.state === "verified" ? deps.policy.intervalMs : deps.policy.retryMs;
+          if (isTransient(result)) {
+            // A passing failure is tried again in seconds, growing: not the long wait meant for a person.
+            const attempts = (streak?.fingerprint === fingerprint ? streak.attempts : 0) + 1;
+            const delayMs = transientRetryDelay(attempts, deps.policy, random);
+            transientStreaks.set(key, { fingerprint, attempts, delayMs });
+            obs.verification = { ...withRetryNote(result, delayMs), fingerprint };
+            requeueAfterMs = delayMs;
+          } else {
+            transientStreaks.delete(key);
+            obs.verification = { ...result, fingerprint };
+            requeueAfterMs = result.state === "verified" ? deps.policy.intervalMs : deps.policy.retryMs;
+          }
         } else {
           obs.verification = { state: "unchanged" };
           requeueAfterMs = dueAt - t;
@@ -603,6 +624,7 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
     const mine = recent.get(key);
     if (mine && identity?.metadata.resourceVersion === mine.over) identity = mine.written;
     else recent.delete(key);
+    if (!identity) transientStreaks.delete(key);
     for (let attempt = 0; identity && attempt < 3; attempt++) {
       try {
         return await reconcileOnce(identity);
@@ -615,6 +637,20 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
     return identity ? { requeue: true } : undefined;
   }
   return Object.assign(reconcile, { forgetWrite: (key: string) => void recent.delete(key) });
+}
+
+/** A verification outcome that Entra also gives for a passing failure (schedule.ts, entra-errors.ts). */
+function isTransient(result: VerificationResult): boolean {
+  return result.state === "unreachable" || (result.state === "failed" && result.failure.transient === true);
+}
+
+/** Says in the condition's message when the next attempt is, so nobody waits for a fix that is automatic. */
+function withRetryNote(result: VerificationResult, delayMs: number): VerificationResult {
+  const note = ` Retrying with backoff, next in about ${Math.max(1, Math.round(delayMs / 1000))} s.`;
+  if (result.state === "failed")
+    return { ...result, failure: { ...result.failure, message: result.failure.message + note } };
+  if (result.state === "unreachable") return { ...result, message: result.message + note };
+  return result;
 }
 
 function keyOfIdentity(identity: AgentIdentity): string {

@@ -276,6 +276,9 @@ export function createCertificateManager(options: CertificateManagerOptions): Ce
           wait = Math.min(intervalMs, 5_000);
           logger.warn({ err: (error as Error).message }, "serving certificate upkeep failed; retrying");
         }
+        // Aborted while ensuring (a step-down aborts the request in flight): the abort event has fired
+        // already, so waiting for it would hold the drain, and the shutdown, for the whole retry delay.
+        if (signal.aborted) break;
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(timer);

@@ -191,6 +191,38 @@ describe("federated client assertions", () => {
     expect(entraCode(await t1Request(`${head}.${body}.${"A".repeat(342)}`))).toBe(700027);
   });
 
+  it("an issuerFetch fault fails the next fetches of the issuer's metadata with AADSTS50166, cached keys or not", async () => {
+    // Keys cached by a first success: the fault still makes the next verifications fetch, and fail.
+    expect((await t1Request(await assertion())).status).toBe(200);
+    const faults = `${h.emulator.url}/_emulator/faults`;
+    expect((await callJson(h.dispatcher, "POST", faults, { count: 2, kind: "issuerFetch" })).status).toBe(
+      201,
+    );
+    for (let i = 0; i < 2; i++) {
+      const r = await t1Request(await assertion());
+      expect(r.status).toBe(400);
+      expect(entraCode(r)).toBe(50166);
+    }
+    // Consumed: the issuer's metadata is fetched again and the assertion accepted.
+    expect((await callJson(h.dispatcher, "GET", faults)).json).toEqual({ pending: [] });
+    expect((await t1Request(await assertion())).status).toBe(200);
+  });
+
+  it("an issuerFetch fault is not consumed by token requests that fetch no issuer metadata", async () => {
+    const faults = `${h.emulator.url}/_emulator/faults`;
+    await callJson(h.dispatcher, "POST", faults, { count: 1, kind: "issuerFetch" });
+    try {
+      // A client secret needs no issuer: it succeeds and leaves the fault pending.
+      await h.t1();
+      expect((await callJson(h.dispatcher, "GET", faults)).json).toEqual({
+        pending: [{ count: 1, kind: "issuerFetch" }],
+      });
+      expect(entraCode(await t1Request(await assertion()))).toBe(50166);
+    } finally {
+      await callJson(h.dispatcher, "DELETE", faults);
+    }
+  });
+
   it("fails with AADSTS50166 when the issuer's CA is not trusted", async () => {
     const directory = testDirectory();
     withFic(directory);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { ApiError, createKubeClient, type RequestInfo } from "../../src/kube/client.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
-import { type ConfigMap, configMap, createNamespace, viaPort } from "./kube-support.ts";
+import { apiServerAddress, type ConfigMap, configMap, createNamespace, viaPort } from "./kube-support.ts";
+import { startTcpProxy } from "./kube-tcp-proxy.ts";
 
 /** The raw JSON client against kube-apiserver: verbs, patch types, typed errors, request observation. */
 
@@ -102,6 +103,28 @@ describe("kube client", () => {
       await expect(client.get("/api/v1/namespaces")).rejects.toThrow(/ECONNREFUSED/);
     } finally {
       await client.close();
+    }
+  });
+
+  it("close with forceAfterMs abandons a request the API server never answers", async () => {
+    const { host, port } = apiServerAddress(cp.kubeConfig);
+    const proxy = await startTcpProxy(host, port);
+    // A request timeout far beyond the test's: only the forced close can end the request in time.
+    const client = createKubeClient(viaPort(cp.kubeConfig, proxy.port), { requestTimeoutMs: 600_000 });
+    try {
+      await client.get("/api/v1/namespaces/default");
+      proxy.blackhole();
+      const pending = client.get("/api/v1/namespaces/default");
+      const outcome = pending.then(
+        () => "answered",
+        (error: Error) => error.message,
+      );
+      // Sent, but the silent relay carries no answer: a plain close() would wait for the request timeout.
+      await expect.poll(() => proxy.open()).toBeGreaterThan(0);
+      await client.close({ forceAfterMs: 50 });
+      expect(await outcome).not.toBe("answered");
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -31,9 +31,12 @@ describe("agentid manager (a real process)", () => {
       "--ca-file",
       "--graph-client-id",
       "--issuer",
+      "--shutdown-grace-period",
     ]) {
       expect(result.stdout).toContain(option);
     }
+    // The grace period's default is listed with it.
+    expect(result.stdout).toMatch(/--shutdown-grace-period[\s\S]*default: 20s/);
     // The start command's node flags, docs/operator.md "Memory".
     for (const flag of MANAGER_TUNING.flags) expect(result.stdout).toContain(flag);
   });
@@ -42,6 +45,8 @@ describe("agentid manager (a real process)", () => {
     [["--log-level", "loud"], "--log-level must be one of"],
     [["--concurrency", "0"], "--concurrency must be an integer"],
     [["--verify-interval", "soon"], "--verify-interval must be a duration"],
+    [["--shutdown-grace-period", "soon"], "--shutdown-grace-period must be a duration"],
+    [["--shutdown-grace-period", "0s"], "--shutdown-grace-period must be from 1ms to 1h"],
     [["--frobnicate"], "Unknown option"],
     [["--issuer", "http://kubernetes.default.svc"], "--issuer must be an https URL"],
     [

@@ -33,6 +33,22 @@ describe("classifyEntraError", () => {
     expect(failure.message).not.toContain("Trace ID");
   });
 
+  it.each([
+    [50166, true],
+    [90061, true],
+    [70021, false],
+    [700213, false],
+    [7000215, false],
+    [123456, false],
+  ])("AADSTS%s is transient (retried with backoff): %s", (code, transient) => {
+    const failure = classifyEntraError(
+      400,
+      { error: "invalid_request", error_description: `AADSTS${code}: x`, error_codes: [code] },
+      context,
+    );
+    expect(failure.transient === true).toBe(transient);
+  });
+
   it("never repeats a token Entra echoed", () => {
     const failure = classifyEntraError(
       400,

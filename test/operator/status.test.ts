@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { AgentIdentity, Condition } from "../../src/api/types.ts";
 import { conditionTransitions, mergeConditions } from "../../src/operator/conditions.ts";
-import { DEFAULT_VERIFICATION_POLICY, verificationDueAt } from "../../src/operator/schedule.ts";
+import {
+  DEFAULT_VERIFICATION_POLICY,
+  transientRetryDelay,
+  verificationDueAt,
+} from "../../src/operator/schedule.ts";
 import { decideConditions, desiredStatus, jsonEqual, type Observations } from "../../src/operator/status.ts";
 
 const credential = {
@@ -354,5 +358,60 @@ describe("verificationDueAt", () => {
     ["failed: the retry delay later", withStatus("False"), Date.parse(at) + policy.retryMs],
   ])("%s", (_n, value, due) => {
     expect(verificationDueAt(value, "f", policy)).toBe(due);
+  });
+
+  const withReason = (reason: string, status: "False" | "Unknown" = "False"): AgentIdentity => ({
+    ...identity,
+    status: {
+      lastVerification: { time: at, fingerprint: "f" },
+      conditions: [{ type: "Verified", status, reason, message: "m", lastTransitionTime: at }],
+    },
+  });
+  it.each([
+    ["IssuerUnreachable", "False"],
+    ["EntraUnreachable", "Unknown"],
+  ] as const)("transient (%s): the streak's delay later, else the first backoff step", (reason, status) => {
+    const value = withReason(reason, status);
+    const streak = { fingerprint: "f", attempts: 3, delayMs: 20_000 };
+    expect(verificationDueAt(value, "f", policy, streak)).toBe(Date.parse(at) + 20_000);
+    // A new leader or a restarted manager has no streak: the first step, not the long wait.
+    expect(verificationDueAt(value, "f", policy)).toBe(Date.parse(at) + 5_000);
+    // A streak for other inputs does not count.
+    expect(verificationDueAt(value, "f", policy, { ...streak, fingerprint: "old" })).toBe(
+      Date.parse(at) + 5_000,
+    );
+  });
+
+  it.each(["NoMatchingFederatedCredential", "TokenRequestForbidden", "InvalidClientSecret"])(
+    "needs a person (%s): the long wait, whatever a streak says",
+    (reason) => {
+      const streak = { fingerprint: "f", attempts: 1, delayMs: 5_000 };
+      expect(verificationDueAt(withReason(reason), "f", policy, streak)).toBe(
+        Date.parse(at) + policy.retryMs,
+      );
+    },
+  );
+});
+
+describe("transientRetryDelay", () => {
+  const policy = DEFAULT_VERIFICATION_POLICY;
+  const middle = () => 0.5; // no jitter
+  it("starts at seconds and doubles up to --verify-retry", () => {
+    const delays = Array.from({ length: 10 }, (_, i) => transientRetryDelay(i + 1, policy, middle));
+    expect(delays).toEqual([
+      5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000, 600_000, 600_000,
+    ]);
+  });
+
+  it("is jittered by 20% and never above --verify-retry's ceiling plus jitter", () => {
+    expect(transientRetryDelay(1, policy, () => 0)).toBe(4_000);
+    expect(transientRetryDelay(1, policy, () => 1)).toBe(6_000);
+    expect(transientRetryDelay(50, policy, () => 1)).toBe(720_000);
+  });
+
+  it("never starts above a shorter --verify-retry", () => {
+    expect(transientRetryDelay(1, { intervalMs: 1, retryMs: 2_000, transientRetryMs: 5_000 }, middle)).toBe(
+      2_000,
+    );
   });
 });

@@ -177,7 +177,7 @@ export function registerAdminRoutes(
           additionalProperties: false,
           properties: {
             count: { type: "integer", minimum: 1, maximum: 100000 },
-            kind: { type: "string", enum: ["status", "delay", "drop", "claimsChallenge"] },
+            kind: { type: "string", enum: ["status", "delay", "drop", "claimsChallenge", "issuerFetch"] },
             status: { type: "integer", enum: [500, 503, 429] },
             code: { type: "integer", enum: [50076, 50079] },
             claims: { type: "string", minLength: 2, maxLength: 4096 },
