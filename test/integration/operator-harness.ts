@@ -1,3 +1,4 @@
+import type { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, afterEach, expect } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
@@ -34,8 +35,14 @@ export interface OperatorHarness {
   readonly emu: RunningEmulator;
   /** The current test's manager logs. */
   readonly logs: LogCapture;
-  /** Starts a manager for the test's namespace; stopped after the test unless the test stopped it. */
-  manager(extra?: Partial<ManagerOptions>): Promise<RunningManager>;
+  /**
+   * Starts a manager for the test's namespace (or `where.namespace`, as cluster-admin or `where.kubeConfig`);
+   * stopped after the test unless the test stopped it.
+   */
+  manager(
+    extra?: Partial<ManagerOptions>,
+    where?: { kubeConfig?: KubeConfig; namespace?: string },
+  ): Promise<RunningManager>;
   /**
    * A namespace user's client (test/integration/namespace-user.ts: edit plus agentid-identity-editor in
    * `namespace` only, never cluster-admin), closed after the test.
@@ -93,8 +100,9 @@ export function useOperatorHarness(options: OperatorHarnessOptions): OperatorHar
     get logs() {
       return logs;
     },
-    async manager(extra = {}) {
-      const started = await startTestManager(cp, emu, cp.namespace, logs, extra);
+    async manager(extra = {}, where = {}) {
+      const as = where.kubeConfig ? { ...cp, kubeConfig: where.kubeConfig } : cp;
+      const started = await startTestManager(as, emu, where.namespace ?? cp.namespace, logs, extra);
       // A manager the test stops itself (to act while none runs) is not stopped a second time.
       const running: RunningManager = {
         ...started,
