@@ -297,16 +297,16 @@ describe("a sweep Graph refuses", () => {
   }
   /** Sets who owns the blueprint's application in the emulator (the operator's OwnedBy reaches only those). */
   async function setBlueprintOwners(owners: string[]): Promise<void> {
-    const directory = await emulatorAdmin<Directory>(emu, "GET", "/_emulator/directory");
+    const directory = await emulatorAdmin<Directory>(op.emu, "GET", "/_emulator/directory");
     for (const tenant of directory.tenants)
       for (const app of tenant.applications ?? []) if (app.appId === BLUEPRINT) app.owners = owners;
-    await emulatorAdmin(emu, "PUT", "/_emulator/directory", directory);
+    await emulatorAdmin(op.emu, "PUT", "/_emulator/directory", directory);
   }
 
   it("a removal Graph refuses is a warn log line naming the credential (no secrets) and a Warning on the blueprint", async () => {
     await graphBlueprint();
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false, graphRecheckMs: 500 });
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false, graphRecheckMs: 500 });
     await create(alice, "unswept");
     const identity = await until("unswept", ready, "Ready");
     const written = identity.status?.federatedCredential?.name ?? "";
@@ -323,7 +323,7 @@ describe("a sweep Graph refuses", () => {
       }
       await expect.poll(() => read("unswept"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
       const refusal = () =>
-        logs
+        op.logs
           .text()
           .split("\n")
           .filter((l) => l.trim())
@@ -338,7 +338,7 @@ describe("a sweep Graph refuses", () => {
         reason: "GraphAccessDenied",
         retry: false,
       });
-      expect(logs.text()).not.toContain(BLUEPRINT_SECRET);
+      expect(op.logs.text()).not.toContain(BLUEPRINT_SECRET);
       await expect
         .poll(async () => {
           const list = await admin.get<{
@@ -349,13 +349,13 @@ describe("a sweep Graph refuses", () => {
           ).length;
         })
         .toBe(1);
-      expect((await blueprintCredentials(emu)).map((c) => c.name)).toContain(written);
+      expect((await blueprintCredentials(op.emu)).map((c) => c.name)).toContain(written);
     } finally {
       await setBlueprintOwners([OPERATOR_APP]);
     }
     // Owned again: the next sweep (every graphRecheckMs) removes it.
     await expect
-      .poll(async () => (await blueprintCredentials(emu)).map((c) => c.name), {
+      .poll(async () => (await blueprintCredentials(op.emu)).map((c) => c.name), {
         message: "the orphaned credential to be swept once Graph allows it",
       })
       .not.toContain(written);
