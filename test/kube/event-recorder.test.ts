@@ -8,6 +8,7 @@ import {
   type EventRecorderOptions,
 } from "../../src/kube/events.ts";
 import { createLogger } from "../../src/lib/log.ts";
+import { createEventSink } from "../../src/operator/events.ts";
 import { createRefusalRecorder, REFUSAL_NAMESPACE_LIMIT } from "../../src/webhook/events.ts";
 
 /**
@@ -268,5 +269,44 @@ describe("event recorder: close()", () => {
     await events.close();
     expect(vi.getTimerCount()).toBe(0);
     expect(log.lines.some((l) => l.msg === "event recorder closed: events not written")).toBe(false);
+  });
+});
+
+describe("the operator's event sink across leadership terms", () => {
+  it("drops what waits when a term ends, writes nothing until the next term, and writes again in it", async () => {
+    const api = apiServer();
+    const registry = new Registry();
+    const log = capture();
+    const sink = createEventSink(
+      { getCurrentCluster: () => null } as unknown as EventRecorderOptions["kubeConfig"],
+      api.client,
+      log.logger,
+      "pod-1",
+      registry,
+    );
+    const first = new AbortController();
+    sink.open(first.signal);
+    const ready = (name: string) =>
+      sink.emit({ namespace: "team", name, type: "Normal", reason: "Ready", message: "ready" });
+    // Reported without waiting, as reconciles finishing at once do: 4 writes start, 6 wait.
+    for (let i = 0; i < 10; i++) void ready(`a${i}`);
+    expect(api.sent).toHaveLength(4);
+    first.abort();
+    // A worker still draining reports something: dropped, not sent.
+    await ready("late");
+    await sink.close();
+    expect(api.sent).toHaveLength(4);
+    expect(await dropped(registry, "shutdown")).toBe(7);
+    expect(log.lines.filter((l) => l.msg === "event recorder closed: events not written")).toHaveLength(1);
+    // Between terms nothing is sent either.
+    await ready("between");
+    expect(api.sent).toHaveLength(4);
+    expect(await dropped(registry, "shutdown")).toBe(8);
+
+    sink.open(new AbortController().signal);
+    await ready("next-term");
+    await sink.flush();
+    expect(api.sent).toHaveLength(5);
+    expect(api.sent.at(-1)?.body.involvedObject?.name).toBe("next-term");
   });
 });
