@@ -273,7 +273,8 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const component: ManagerComponent = {
       name: "operator",
       needsLeaderElection: true,
-      start() {
+      start(term) {
+        events.open(term);
         const q = createWorkQueue({
           logger: log,
           onError: (key, error) =>
@@ -302,9 +303,12 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       async stop() {
         const q = queue;
         queue = undefined;
+        // The term's Event recorder closed when the term ended (the fenced client would refuse what waited):
+        // this waits for it, and drops what the draining workers still report.
+        const closingEvents = events.close();
         // The fenced client has aborted the requests in flight, so the running workers end promptly.
         await q?.shutdown();
-        await events.flush();
+        await closingEvents;
       },
       ready: () =>
         identities.hasSynced() &&
