@@ -212,7 +212,13 @@ export function podCreateRefusals(pod: unknown, identity: string, expected: Expe
   // The pod-side checks of the mutating webhook, for a pod that carries our sidecar: they refuse any other
   // container mounting the token volume, any other exchange-token volume, hostNetwork, hostPID, a shared
   // process namespace, host ports, the client secret read by an app container.
-  const out = podRefusals({ pod, port, secretNames: target.secretNames, injected: true });
+  const out = podRefusals({
+    pod,
+    port,
+    secretNames: target.secretNames,
+    injected: true,
+    sidecarAt: sidecar,
+  });
   const wrong = sidecarDifferences(pod, sidecar.raw, target, settings);
   const placement = placementProblem(pod, sidecar, settings.native);
   if (placement) wrong.push(placement);

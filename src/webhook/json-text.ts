@@ -91,7 +91,8 @@ const plain = (s: string) => (PLAIN.test(s) ? s : JSON.stringify(s));
  * to gain from keeping it). One line per operation: `op path value`, the op and path as they are when
  * they are plain (they always are: the webhook builds them) and as JSON strings otherwise, the value as
  * its remembered token or its JSON (which never holds a raw newline); an operation of another shape as
- * its JSON (starting with `{`, which neither form does).
+ * its JSON (starting with `{`, which neither form does). Undefined too when it would be longer than
+ * OUTLINE_CACHE_MAX_CHARS.
  */
 function outlineOf(patch: readonly JsonPatchOperation[]): string | undefined {
   let out = "";
@@ -103,18 +104,26 @@ function outlineOf(patch: readonly JsonPatchOperation[]): string | undefined {
     if (!isPlainAdd(op)) out += `${JSON.stringify(op)}\n`;
     else
       out += `${plain(op.op as string)} ${plain(op.path as string)} ${token ?? JSON.stringify(op.value)}\n`;
+    // Too long to keep (patchBase64): stop here rather than build the rest for nothing.
+    if (out.length > OUTLINE_CACHE_MAX_CHARS) return undefined;
   }
   return anyRemembered ? out : undefined;
 }
 
 const ENCODED_LIMIT = 256;
+/**
+ * The longest outline kept. An outline holds the JSON of every operation that is not a remembered value, so
+ * it grows with the pod (a line per app container); a typical pod's is a few hundred characters. Without a
+ * bound a forged review with thousands of containers would leave megabytes per entry on the heap.
+ */
+export const OUTLINE_CACHE_MAX_CHARS = 4096;
 const encoded = new Map<string, string>();
 
 /**
  * The patch as the AdmissionReview carries it: base64 of its JSON text. Pods of the same shape for the
  * same identity version get the same patch: the base64 is kept by the patch's outline (the most recent
- * ENCODED_LIMIT), so such a pod's answer costs the outline and one lookup. Patches without remembered
- * values (a pod's own resources) are encoded every time.
+ * ENCODED_LIMIT, outlines up to OUTLINE_CACHE_MAX_CHARS), so such a pod's answer costs the outline and one
+ * lookup. Patches without remembered values (a pod's own resources) and large ones are encoded every time.
  */
 export function patchBase64(patch: readonly JsonPatchOperation[]): string {
   const outline = outlineOf(patch);
@@ -126,4 +135,11 @@ export function patchBase64(patch: readonly JsonPatchOperation[]): string {
     encoded.set(outline, base64);
   }
   return base64;
+}
+
+/** What the patch cache holds (for tests and diagnostics): its entries and its longest outline. */
+export function patchCacheStats(): { entries: number; longestOutline: number } {
+  let longestOutline = 0;
+  for (const key of encoded.keys()) longestOutline = Math.max(longestOutline, key.length);
+  return { entries: encoded.size, longestOutline };
 }

@@ -159,7 +159,13 @@ export function mutatePod(input: MutationInput): Mutation {
   // ServiceAccount is the namespace's RBAC (docs/webhook.md).
   // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
   const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
-  const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
+  const refusals = podRefusals({
+    pod,
+    port,
+    secretNames: target.secretNames,
+    injected,
+    sidecarAt: injected ? existing : undefined,
+  });
   const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initWanted =

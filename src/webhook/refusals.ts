@@ -29,6 +29,7 @@ export type RefusalReason =
   | "CredentialSecret"
   | "ReservedName"
   | "PortInUse"
+  | "TooLarge"
   | "BadAnnotation"
   | "EphemeralTargetsSidecar"
   | "ServiceAccountMismatch"
@@ -55,7 +56,21 @@ export interface PodCheckInput {
   secretNames: readonly string[];
   /** True when the pod already carries our sidecar (reinvocation): that container and volume are ours. */
   injected: boolean;
+  /**
+   * Where that sidecar sits (mutate.ts's findSidecar), when `injected`: only the container at this place is
+   * skipped, another one that borrows the name is refused like any other.
+   */
+  sidecarAt?: { field: ContainerField; index: number };
 }
+
+/**
+ * The most containers one list of a pod spec (containers, initContainers, ephemeralContainers) and the most
+ * volumes a pod may have. Kubernetes sets no limit; real pods have a handful, rarely a few dozen. Far beyond
+ * that, a pod only costs the webhook time and memory (every container is checked and patched), so it is
+ * refused before anything else is looked at.
+ */
+export const MAX_CONTAINERS_PER_LIST = 250;
+export const MAX_VOLUMES = 500;
 
 /** Exchange audience, compared the way a person would read it: case and a trailing slash do not matter. */
 export function isExchangeAudience(audience: string | undefined): boolean {
@@ -119,12 +134,14 @@ function secretVolumesOf(
 function checkContainer(
   input: PodCheckInput,
   field: ContainerField,
+  index: number,
   c: JsonObject,
   secretVolumes: Map<string, string> | undefined,
   out: Refusal[],
 ): void {
   const name = stringAt(c, "name") ?? "";
-  if (name === SIDECAR_CONTAINER && input.injected && field !== "ephemeralContainers") return;
+  const ours = input.injected && input.sidecarAt?.field === field && input.sidecarAt.index === index;
+  if (ours) return;
   if (name === SIDECAR_CONTAINER) {
     out.push({
       reason: "ReservedName",
@@ -187,9 +204,30 @@ function checkContainer(
 
 const CONTAINER_FIELDS: readonly ContainerField[] = ["initContainers", "containers", "ephemeralContainers"];
 
+/** A refusal when one of the pod's lists is longer than any real pod needs (checked before the rest). */
+function tooLarge(spec: JsonObject | undefined, fields: readonly ContainerField[]): Refusal | undefined {
+  for (const field of fields) {
+    const n = arrayAt(spec, field)?.length ?? 0;
+    if (n > MAX_CONTAINERS_PER_LIST)
+      return {
+        reason: "TooLarge",
+        message: `the pod has ${n} ${field}; agentid admits at most ${MAX_CONTAINERS_PER_LIST} per list, split the workload into several pods`,
+      };
+  }
+  const volumes = arrayAt(spec, "volumes")?.length ?? 0;
+  if (volumes > MAX_VOLUMES)
+    return {
+      reason: "TooLarge",
+      message: `the pod has ${volumes} volumes; agentid admits at most ${MAX_VOLUMES}, split the workload into several pods`,
+    };
+  return undefined;
+}
+
 /** Every pod-side refusal of a pod being created (or re-invoked), in a stable order. */
 export function podRefusals(input: PodCheckInput): Refusal[] {
   const spec = objectAt(input.pod, "spec");
+  const large = tooLarge(spec, CONTAINER_FIELDS);
+  if (large) return [large];
   const out: Refusal[] = [];
   if (spec?.hostNetwork === true) {
     out.push({
@@ -231,8 +269,11 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
   }
   const secretVolumes = secretVolumesOf(volumes, input.secretNames);
   for (const field of CONTAINER_FIELDS) {
-    for (const c of arrayAt(spec, field) ?? [])
-      if (isObject(c)) checkContainer(input, field, c, secretVolumes, out);
+    const list = arrayAt(spec, field) ?? [];
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i];
+      if (isObject(c)) checkContainer(input, field, i, c, secretVolumes, out);
+    }
   }
   return out;
 }
@@ -247,12 +288,15 @@ export function ephemeralRefusals(
   port: number,
   secretNames: readonly string[],
 ): Refusal[] {
+  const large = tooLarge(objectAt(pod, "spec"), ["ephemeralContainers"]);
+  if (large) return [large];
   const before = new Set(containersOf(oldPod, "ephemeralContainers").map((c) => c.name));
+  // No sidecar place: an ephemeral container is never ours, whatever its name.
   const input: PodCheckInput = { pod, port, secretNames, injected: true };
   const secretVolumes = secretVolumesOf(volumesOf(pod), secretNames);
   const out: Refusal[] = [];
   for (const c of containersOf(pod, "ephemeralContainers")) {
-    if (!before.has(c.name)) checkContainer(input, c.field, c.raw, secretVolumes, out);
+    if (!before.has(c.name)) checkContainer(input, c.field, c.index, c.raw, secretVolumes, out);
   }
   return out;
 }

@@ -113,10 +113,10 @@ export function createReviewer(deps: ReviewDeps) {
     // The caches answer nearly every review: wait only for a real promise (an API server read). Awaiting
     // a plain value would still give up the event loop's turn, a promise and a microtask per step.
     const selecting = selectIdentity(pod, request.namespace, deps.identities);
-    const selected = selecting instanceof Promise ? await selecting : selecting;
+    const selected = isThenable(selecting) ? await selecting : selecting;
     if (!selected.ok) return refuse(request, [selected.refusal]);
     const resolving = deps.resolve(selected.identity, request.namespace);
-    const resolved = resolving instanceof Promise ? await resolving : resolving;
+    const resolved = isThenable(resolving) ? await resolving : resolving;
     if (!resolved.ok) return refuse(request, [resolved.refusal], selected.identity);
     const mutation = mutatePod({ pod, target: resolved.target, settings: deps.settings() });
     if (!mutation.allowed) return refuse(request, mutation.refusals, selected.identity);
@@ -137,6 +137,15 @@ export function createReviewer(deps: ReviewDeps) {
       reason: "",
     };
   };
+}
+
+/**
+ * Whether an answer is still to come. Any thenable, not only this realm's Promise: an IdentitySource or
+ * resolve from elsewhere (another library's promise) must be awaited too, never taken for the answer.
+ * Allocates nothing.
+ */
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === "function";
 }
 
 /** The Secrets a container reads through its environment (secretKeyRef): the sidecar's client secret. */

@@ -19,8 +19,14 @@ import { perLabels, type WebhookMetrics } from "./metrics.ts";
  * secure context in place: new connections get it, open ones finish on the old one, no restart.
  */
 
-/** AdmissionReviews carry the pod twice (object and oldObject); the API server caps an object near 3 MiB. */
-export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
+/**
+ * The largest AdmissionReview accepted. The API server reads no request body over 3 MiB (its
+ * MaxRequestBodyBytes: twice etcd's default 1.5 MiB request limit, for JSON that shrinks to protobuf in
+ * etcd), so a review carries at most two objects of that size (object, and oldObject on UPDATE of
+ * pods/ephemeralcontainers) and its envelope. Anything larger is not from the API server; refusing it
+ * early bounds what a forged review can make the webhook parse and hold.
+ */
+export const MAX_REVIEW_BYTES = 2 * 3 * 1024 * 1024 + 256 * 1024;
 
 export type Reviewer = (
   request: AdmissionRequest,
@@ -64,7 +70,12 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
     const error = err as { statusCode?: number; message?: string };
     const status = typeof error.statusCode === "number" && error.statusCode >= 400 ? error.statusCode : 500;
     // fastify's errors for a body that is too large or not JSON; nothing else gets here but bugs.
-    const message = status === 500 ? "internal error" : String(error.message);
+    const message =
+      status === 500
+        ? "internal error"
+        : status === 413
+          ? `the AdmissionReview is larger than ${MAX_REVIEW_BYTES} bytes, more than the API server sends`
+          : String(error.message);
     if (status === 500) logger.error({ err: error.message }, "admission request failed");
     metrics.reviews.inc({ outcome: "invalid", reason: String(status) });
     return reply.code(status).type("application/problem+json").send({ title: message, status });

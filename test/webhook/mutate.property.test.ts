@@ -142,41 +142,83 @@ describe("mutatePod properties", () => {
   });
 
   it("a pod that would give an app container a host port, the exchange token or the secret is refused", () => {
-    const attack = fc.constantFrom<
-      (p: { spec: { containers: JsonObject[]; volumes?: JsonObject[] } }) => void
-    >(
-      (p) => {
-        p.spec.containers[0]!.ports = [{ containerPort: 8080, hostPort: 8080 }];
+    type Field = "containers" | "initContainers" | "ephemeralContainers";
+    type Spec = { [F in Field]?: JsonObject[] } & { volumes?: JsonObject[] };
+    type Place = { field: Field; index: number; before: number };
+    /**
+     * Where an attack lands: a container of any of the three lists (a new one appended when `index` is past
+     * the end) and a place among its ports (after `before` harmless ones), so a check that only looks at
+     * the first container, the first port or the app containers misses some.
+     */
+    const place: fc.Arbitrary<Place> = fc.record({
+      field: fc.constantFrom<Field>("containers", "initContainers", "ephemeralContainers"),
+      index: fc.nat({ max: 4 }),
+      before: fc.nat({ max: 2 }),
+    });
+    const containerAt = (spec: Spec, at: Place): JsonObject => {
+      const list = spec[at.field] ?? [];
+      spec[at.field] = list;
+      if (at.index < list.length) return list[at.index]!;
+      const c: JsonObject = { name: `attacker-${at.field}`, image: "app:1" };
+      list.push(c);
+      return c;
+    };
+    const withPort = (spec: Spec, at: Place, port: JsonObject) => {
+      const c = containerAt(spec, at);
+      // Harmless ports never clash with the sidecar's (5000, support.ts) nor with each other.
+      const harmless = Array.from({ length: at.before }, (_, i) => ({ containerPort: 9100 + i }));
+      c.ports = [...harmless, port, ...((c.ports as JsonObject[] | undefined) ?? [])];
+    };
+    const addVolume = (spec: Spec, v: JsonObject) => {
+      spec.volumes = [...(spec.volumes ?? []), v];
+    };
+    const mount = (c: JsonObject, name: string) => {
+      c.volumeMounts = [...((c.volumeMounts as JsonObject[] | undefined) ?? []), { name, mountPath: "/x" }];
+    };
+    const attack = fc.constantFrom<(spec: Spec, at: Place) => void>(
+      (spec, at) => withPort(spec, at, { containerPort: 8080, hostPort: 8080 }),
+      (spec, at) => {
+        // The sidecar's port: not for an ephemeral container, which has no ports of its own (an app one).
+        withPort(spec, at.field === "ephemeralContainers" ? { ...at, field: "containers" } : at, {
+          containerPort: 5000,
+        });
       },
-      (p) => {
-        p.spec.volumes = [
-          ...(p.spec.volumes ?? []),
-          {
-            name: "mine",
-            projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, path: "t" } }] },
-          },
+      (spec) =>
+        addVolume(spec, {
+          name: "mine",
+          projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, path: "t" } }] },
+        }),
+      (spec, at) => mount(containerAt(spec, at), TOKEN_VOLUME),
+      (spec, at) => {
+        addVolume(spec, { name: "creds", secret: { secretName: SECRET } });
+        mount(containerAt(spec, at), "creds");
+      },
+      (spec, at) => {
+        // The secret as one of several sources of a projected volume.
+        addVolume(spec, {
+          name: "creds",
+          projected: { sources: [{ configMap: { name: "settings" } }, { secret: { name: SECRET } }] },
+        });
+        mount(containerAt(spec, at), "creds");
+      },
+      (spec, at) => {
+        const c = containerAt(spec, at);
+        c.env = [
+          ...((c.env as JsonObject[] | undefined) ?? []),
+          { name: "S", valueFrom: { secretKeyRef: { name: SECRET, key: "k" } } },
         ];
       },
-      (p) => {
-        p.spec.containers[0]!.volumeMounts = [{ name: TOKEN_VOLUME, mountPath: "/t" }];
-      },
-      (p) => {
-        p.spec.volumes = [...(p.spec.volumes ?? []), { name: "creds", secret: { secretName: SECRET } }];
-        p.spec.containers[0]!.volumeMounts = [{ name: "creds", mountPath: "/c" }];
-      },
-      (p) => {
-        p.spec.containers[0]!.env = [{ name: "S", valueFrom: { secretKeyRef: { name: SECRET, key: "k" } } }];
-      },
-      (p) => {
-        p.spec.containers[0]!.envFrom = [{ secretRef: { name: SECRET } }];
+      (spec, at) => {
+        containerAt(spec, at).envFrom = [
+          { configMapRef: { name: "settings" } },
+          { secretRef: { name: SECRET } },
+        ];
       },
     );
     fc.assert(
-      fc.property(pod, attack, fc.boolean(), (p, change, native) => {
-        const attacked = structuredClone(p) as unknown as {
-          spec: { containers: JsonObject[]; volumes?: JsonObject[] };
-        };
-        change(attacked);
+      fc.property(pod, attack, place, fc.boolean(), (p, change, at, native) => {
+        const attacked = structuredClone(p) as unknown as { spec: Spec };
+        change(attacked.spec, at);
         const result = mutatePod({
           pod: attacked,
           target: target({ secretNames: [SECRET] }),
@@ -184,7 +226,7 @@ describe("mutatePod properties", () => {
         });
         expect(result.allowed).toBe(false);
       }),
-      { numRuns: 200 },
+      { numRuns: 400 },
     );
   });
 });
