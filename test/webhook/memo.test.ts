@@ -11,7 +11,14 @@ import {
   encodeReview,
   reviewEnvelope,
 } from "../../src/webhook/admission.ts";
-import { deepFrozen, encodePatch, patchBase64, remembered } from "../../src/webhook/json-text.ts";
+import {
+  deepFrozen,
+  encodePatch,
+  OUTLINE_CACHE_MAX_CHARS,
+  patchBase64,
+  patchCacheStats,
+  remembered,
+} from "../../src/webhook/json-text.ts";
 import { appEnvFor } from "../../src/webhook/memo.ts";
 import { mutatePod } from "../../src/webhook/mutate.ts";
 import type { JsonPatchOperation } from "../../src/webhook/patch.ts";
@@ -257,6 +264,33 @@ describe("patch and answer text", () => {
       for (const patch of alike)
         expect(Buffer.from(patchBase64(patch), "base64").toString()).toBe(JSON.stringify(patch));
     }
+  });
+
+  it("keeps the base64 of small patches only: a pod with thousands of containers leaves nothing behind", () => {
+    const sidecar = remembered({ name: "agentid-sidecar", image: "s:1" });
+    const url = remembered({ name: "SIDECAR_URL", value: "http://127.0.0.1:5000" });
+    // What the webhook answers for a pod of n app containers: the sidecar, SIDECAR_URL for each container.
+    const patchFor = (n: number): JsonPatchOperation[] => [
+      { op: "add", path: "/spec/initContainers", value: [sidecar] },
+      ...Array.from({ length: n }, (_, i) => ({
+        op: "add" as const,
+        path: `/spec/containers/${i}/env`,
+        value: [url, { name: "AGENTID_AGENT_ID", value: `agent-${i}` }],
+      })),
+    ];
+    const before = patchCacheStats();
+    const small = patchFor(2);
+    expect(decode(patchBase64(small))).toEqual(small);
+    const afterSmall = patchCacheStats();
+    expect(afterSmall.entries).toBe(before.entries + 1); // a typical pod's patch is kept
+    for (const n of [200, 5000]) {
+      const large = patchFor(n);
+      expect(decode(patchBase64(large))).toEqual(large);
+      expect(decode(patchBase64(large))).toEqual(large); // the second time encoded again, the same
+    }
+    const afterLarge = patchCacheStats();
+    expect(afterLarge.entries).toBe(afterSmall.entries);
+    expect(afterLarge.longestOutline).toBeLessThanOrEqual(OUTLINE_CACHE_MAX_CHARS);
   });
 
   it("keeps patches that differ only in a remembered value apart", () => {

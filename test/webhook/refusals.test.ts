@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { SIDECAR_CONTAINER } from "../../src/api/constants.ts";
+import { mutatePod } from "../../src/webhook/mutate.ts";
+import type { JsonObject } from "../../src/webhook/raw.ts";
+import {
+  ephemeralRefusals,
+  MAX_CONTAINERS_PER_LIST,
+  MAX_VOLUMES,
+  podRefusals,
+} from "../../src/webhook/refusals.ts";
+import { settings, target } from "./support.ts";
+
+/** The size cap and which container counts as the injected sidecar (the rest: golden fixtures, properties). */
+
+const containers = (n: number, prefix = "c"): JsonObject[] =>
+  Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, image: "app:1" }));
+
+function pod(spec: JsonObject): JsonObject {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "p" },
+    spec: { containers: containers(1), ...spec },
+  };
+}
+
+const check = (p: JsonObject) => podRefusals({ pod: p, port: 5000, secretNames: [], injected: false });
+
+describe("pods larger than any real one", () => {
+  it("are refused with one clear refusal, before anything else is checked", () => {
+    for (const field of ["containers", "initContainers", "ephemeralContainers"]) {
+      // A host port in the first container would be refused too: the cap answers alone, without the walk.
+      const list = containers(MAX_CONTAINERS_PER_LIST + 1);
+      list[0] = { ...list[0], ports: [{ containerPort: 80, hostPort: 80 }] };
+      const refusals = check(pod({ [field]: list }));
+      expect(refusals).toEqual([
+        {
+          reason: "TooLarge",
+          message: `the pod has ${MAX_CONTAINERS_PER_LIST + 1} ${field}; agentid admits at most ${MAX_CONTAINERS_PER_LIST} per list, split the workload into several pods`,
+        },
+      ]);
+    }
+    const volumes = Array.from({ length: MAX_VOLUMES + 1 }, (_, i) => ({ name: `v${i}`, emptyDir: {} }));
+    expect(check(pod({ volumes })).map((r) => r.reason)).toEqual(["TooLarge"]);
+    expect(check(pod({ volumes }))[0]?.message).toContain(`${MAX_VOLUMES + 1} volumes`);
+  });
+
+  it("at the cap are judged as usual", () => {
+    expect(check(pod({ containers: containers(MAX_CONTAINERS_PER_LIST) }))).toEqual([]);
+    const volumes = Array.from({ length: MAX_VOLUMES }, (_, i) => ({ name: `v${i}`, emptyDir: {} }));
+    expect(check(pod({ volumes, initContainers: containers(MAX_CONTAINERS_PER_LIST, "i") }))).toEqual([]);
+  });
+
+  it("refuses the mutation of such a pod, and kubectl debug once a pod has that many ephemeral containers", () => {
+    const result = mutatePod({
+      pod: pod({ containers: containers(MAX_CONTAINERS_PER_LIST + 1) }),
+      target: target(),
+      settings: settings(),
+    });
+    expect(result.allowed).toBe(false);
+    if (!result.allowed) expect(result.refusals.map((r) => r.reason)).toEqual(["TooLarge"]);
+    const old = pod({ ephemeralContainers: containers(MAX_CONTAINERS_PER_LIST, "e") });
+    const debugged = pod({ ephemeralContainers: containers(MAX_CONTAINERS_PER_LIST + 1, "e") });
+    expect(ephemeralRefusals(debugged, old, 5000, []).map((r) => r.reason)).toEqual(["TooLarge"]);
+    const fewer = pod({ ephemeralContainers: containers(2, "e") });
+    expect(ephemeralRefusals(fewer, pod({}), 5000, [])).toEqual([]);
+  });
+});
+
+describe("the injected sidecar", () => {
+  const sidecar = { name: SIDECAR_CONTAINER, image: "s:1", ports: [{ containerPort: 5000 }] };
+
+  it("is skipped only where it sits; another container with its name is refused", () => {
+    const p = pod({ initContainers: [sidecar], containers: [{ name: "app", image: "a:1" }, sidecar] });
+    const input = { pod: p, port: 5000, secretNames: [], injected: true };
+    const refusals = podRefusals({ ...input, sidecarAt: { field: "initContainers", index: 0 } });
+    expect(refusals.map((r) => r.reason)).toEqual(["ReservedName", "PortInUse"]);
+    expect(refusals[0]?.message).toMatch(/^container 'agentid-sidecar'/);
+    // Where it sits in containers instead, the init container is the impostor.
+    const other = podRefusals({ ...input, sidecarAt: { field: "containers", index: 1 } });
+    expect(other[0]?.message).toMatch(/^init container 'agentid-sidecar'/);
+    expect(
+      podRefusals({
+        ...input,
+        pod: pod({ initContainers: [sidecar] }),
+        sidecarAt: { field: "initContainers", index: 0 },
+      }),
+    ).toEqual([]);
+  });
+});
