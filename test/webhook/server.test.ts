@@ -147,6 +147,31 @@ describe("admission server", () => {
     expect((await post(s, review())).status).toBe(200);
   });
 
+  it("refuses a review larger than the API server sends with a 413 that says so, and keeps serving", async () => {
+    const s = await start();
+    s.setCertificate(leaf.certPem, leaf.keyPem);
+    // Two objects at the API server's 3 MiB request limit (object, and oldObject on UPDATE) still fit.
+    const largest = review({}, { object: { spec: { containers: [], pad: "x".repeat(3 * 1024 * 1024) } } });
+    const twice = review(
+      {},
+      {
+        object: { spec: { containers: [], pad: "x".repeat(3 * 1024 * 1024 - 100) } },
+        oldObject: { spec: { containers: [], pad: "y".repeat(3 * 1024 * 1024 - 100) } },
+      },
+    );
+    expect(Buffer.byteLength(twice)).toBeLessThanOrEqual(MAX_REVIEW_BYTES);
+    expect((await post(s, largest)).status).toBe(200);
+    expect((await post(s, twice)).status).toBe(200);
+    const over = review({}, { object: { spec: { containers: [], pad: "x".repeat(MAX_REVIEW_BYTES) } } });
+    const big = await post(s, over);
+    expect(big.status).toBe(413);
+    expect(big.json).toEqual({
+      title: `the AdmissionReview is larger than ${MAX_REVIEW_BYTES} bytes, more than the API server sends`,
+      status: 413,
+    });
+    expect((await post(s, review())).status).toBe(200);
+  });
+
   it("counts reviews by outcome and reason", async () => {
     const registry = new Registry();
     const s = await start(registry);
