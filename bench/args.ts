@@ -45,3 +45,26 @@ export function numberFlag(name: string, fallback: number, argv = process.argv):
   if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
   return value;
 }
+
+/**
+ * The comma-separated numbers after `--name`, or the fallback; each must be a number in (0, max], given
+ * once, else an error that says so (a misplaced percent sign or a stray comma must not run a different benchmark).
+ */
+export function numberListFlag(
+  name: string,
+  fallback: readonly number[],
+  max: number,
+  argv = process.argv,
+): number[] {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return [...fallback];
+  const text = argv[i + 1] ?? "";
+  const values = text.split(",").map((part) => (part.trim() === "" ? Number.NaN : Number(part)));
+  const bad = values.some((v) => !Number.isFinite(v) || v <= 0 || v > max);
+  if (bad || new Set(values).size < values.length) {
+    throw new Error(
+      `--${name} must be comma-separated numbers, each above 0, at most ${max} and given once (got ${JSON.stringify(text)})`,
+    );
+  }
+  return values;
+}

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControlPlane } from "../src/dev/controlplane.ts";
 import { createKubeClient, isApiError } from "../src/kube/client.ts";
-import { RBAC_KINDS, renderChart } from "../test/support/chart.ts";
+import { RBAC_KINDS, renderChart, roleBindingsPath, tokenRequesterBinding } from "../test/support/chart.ts";
 
 /**
  * Starts `node <flags> dist/cli.js manager` as production runs it (the image's ENTRYPOINT flags): in a pod, as the chart's ServiceAccount with
@@ -47,17 +47,7 @@ async function installChartRbac(cp: ControlPlane, verifying: readonly string[]):
       await kube.create(path, object);
     }
     for (const namespace of verifying) {
-      await kube.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`, {
-        apiVersion: "rbac.authorization.k8s.io/v1",
-        kind: "RoleBinding",
-        metadata: { name: "agentid-token-requester" },
-        roleRef: {
-          apiGroup: "rbac.authorization.k8s.io",
-          kind: "ClusterRole",
-          name: "agentid-token-requester",
-        },
-        subjects: [{ kind: "ServiceAccount", name: "agentid-manager", namespace: RELEASE }],
-      });
+      await kube.create(roleBindingsPath(namespace), tokenRequesterBinding(RELEASE));
     }
     const answer = await kube.create<{ status: { token: string } }>(
       `/api/v1/namespaces/${RELEASE}/serviceaccounts/agentid-manager/token`,

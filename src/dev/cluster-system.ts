@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, wr
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { CLUSTER_NETWORK, KUBELET_SYSCTLS } from "./cluster-config.ts";
-import { isAlive, pidsMentioning } from "./controlplane-process.ts";
+import { ownedDirs, pidsMentioning } from "./controlplane-process.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -219,20 +219,10 @@ export function restoreSysctls(values: Record<string, string>): void {
  * takes the kernel settings as they were before the first one changed them.
  */
 export function otherLiveClusters(dir: string): ClusterRecord[] {
-  const root = dirname(dir);
   const prefix = basename(dir).replace(/[^-]*$/, "");
-  const records: ClusterRecord[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(root).filter((e) => e.startsWith(prefix) && join(root, e) !== dir);
-  } catch {
-    return records;
-  }
-  for (const entry of entries) {
-    const record = readRecord(join(root, entry));
-    if (record && isAlive(record.pid)) records.push(record);
-  }
-  return records;
+  return ownedDirs(dirname(dir), prefix, readRecord, true)
+    .filter((other) => other.dir !== dir)
+    .map((other) => other.owner);
 }
 
 /** Kernel settings as they were before any cluster changed them. */
@@ -276,17 +266,8 @@ export function teardown(dir: string, record: ClusterRecord): void {
 /** Clusters left behind by killed runs: directories with `prefix` whose owner is dead. Returns what it removed. */
 export function reapStaleClusters(root: string, prefix: string): string[] {
   const reaped: string[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(root).filter((e) => e.startsWith(prefix));
-  } catch {
-    return reaped;
-  }
-  for (const entry of entries) {
-    const dir = join(root, entry);
-    const record = readRecord(dir);
-    if (!record || isAlive(record.pid)) continue;
-    teardown(dir, record);
+  for (const { dir, owner } of ownedDirs(root, prefix, readRecord, false)) {
+    teardown(dir, owner);
     reaped.push(dir);
   }
   return reaped;

@@ -42,7 +42,14 @@ import {
 import { type ControlPlane, startControlPlane } from "./controlplane.ts";
 import { formatElapsed } from "./controlplane-binaries.ts";
 import { ensureControlPlaneBinaries } from "./controlplane-build.ts";
-import { type ManagedProcess, onProcessExit, startProcess, tailFile } from "./controlplane-process.ts";
+import {
+  type ManagedProcess,
+  onProcessExit,
+  reportUnexpectedExits,
+  startProcess,
+  tailFile,
+  waitWhileRunning,
+} from "./controlplane-process.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -88,32 +95,14 @@ export class ClusterStartError extends Error {
   override name = "ClusterStartError";
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor<T>(
-  what: string,
-  deadline: number,
-  processes: ManagedProcess[],
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  let last = "not tried yet";
-  while (Date.now() < deadline) {
-    const dead = processes.find((p) => p.hasExited());
-    if (dead) {
-      throw new ClusterStartError(
-        `${dead.name} exited while waiting for ${what}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}`,
-      );
-    }
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await sleep(250);
-  }
-  throw new ClusterStartError(`timed out waiting for ${what} (last: ${last})`);
-}
+/** Polls a probe until it answers; an exited process fails it at once, with its log's last lines. */
+const waitFor = waitWhileRunning(
+  async (message, dead) =>
+    new ClusterStartError(
+      dead ? `${message}; last lines of ${dead.logPath}:\n${await tailFile(dead.logPath, 30)}` : message,
+    ),
+  250,
+);
 
 /**
  * Everything a cluster needs before it can start: Debian packages (installed as root on Debian), the control
@@ -347,13 +336,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
       `cluster ready in ${formatElapsed(timings.total)} (node ${NODE_NAME} at ${CLUSTER_NETWORK.gateway} in network namespace ${record.netns}; ` +
         `kube-apiserver here at ${cp.server}; logs in ${paths.logs})`,
     );
-    for (const p of processes) {
-      void p.exited.then(async ({ code, signal }) => {
-        if (stopped) return;
-        progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
-        progress(await tailFile(p.logPath, 25));
-      });
-    }
+    reportUnexpectedExits(processes, progress, () => stopped);
     return {
       kubeConfig: cp.kubeConfig,
       kubeconfigPath: cp.kubeconfigPath,

@@ -126,22 +126,15 @@ export function pidsMentioning(needle: string): number[] {
  */
 export function reapStaleControlPlanes(root: string, prefix: string): string[] {
   const reaped: string[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(root).filter((e) => e.startsWith(prefix));
-  } catch {
-    return reaped;
-  }
-  for (const entry of entries) {
-    const dir = join(root, entry);
-    let owner: unknown;
+  const ownerOf = (dir: string): { pid: number } | undefined => {
     try {
-      owner = JSON.parse(readFileSync(join(dir, "owner.json"), "utf8"));
+      const pid = (JSON.parse(readFileSync(join(dir, "owner.json"), "utf8")) as { pid?: unknown }).pid;
+      return typeof pid === "number" ? { pid } : undefined;
     } catch {
-      continue; // Being created right now, or not ours.
+      return undefined; // Being created right now, or not ours.
     }
-    const pid = (owner as { pid?: unknown }).pid;
-    if (typeof pid !== "number" || isAlive(pid)) continue;
+  };
+  for (const { dir } of ownedDirs(root, prefix, ownerOf, false)) {
     for (const child of pidsMentioning(dir)) {
       try {
         process.kill(child, "SIGKILL");
@@ -157,6 +150,86 @@ export function reapStaleControlPlanes(root: string, prefix: string): string[] {
     }
   }
   return reaped;
+}
+
+/** Reports each of `processes` that exits before `stopped()` says the owner stops it, with its log's last lines. */
+export function reportUnexpectedExits(
+  processes: ManagedProcess[],
+  progress: (line: string) => void,
+  stopped: () => boolean,
+): void {
+  for (const p of processes) {
+    void p.exited.then(async ({ code, signal }) => {
+      if (stopped()) return;
+      progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
+      progress(await tailFile(p.logPath, 25));
+    });
+  }
+}
+
+/** Waits for `what`: polls `probe` while `processes` run, until `deadline`. */
+export type ProcessWait = <T>(
+  what: string,
+  deadline: number,
+  processes: ManagedProcess[],
+  probe: () => Promise<T | undefined>,
+) => Promise<T>;
+
+/**
+ * A wait that polls its probe every `intervalMs` until it answers (anything but undefined), failing at once
+ * when one of the processes exits and at the deadline; what the probe last threw (why not yet) goes into
+ * the timeout's message. `fail` makes the error: the caller's class, and what it adds about an exited
+ * process.
+ */
+export function waitWhileRunning(
+  fail: (message: string, exited?: ManagedProcess) => Error | Promise<Error>,
+  intervalMs: number,
+): ProcessWait {
+  return async (what, deadline, processes, probe) => {
+    let last = "not tried yet";
+    while (Date.now() < deadline) {
+      const dead = processes.find((p) => p.hasExited());
+      if (dead) throw await fail(`${dead.name} exited while waiting for ${what}`, dead);
+      try {
+        const value = await probe();
+        if (value !== undefined) return value;
+      } catch (error) {
+        last = (error as Error).message;
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+    throw await fail(`timed out waiting for ${what} (last: ${last})`);
+  };
+}
+
+/** The directories under `root` named `prefix…`; none when `root` cannot be read. */
+function dirsWithPrefix(root: string, prefix: string): string[] {
+  try {
+    return readdirSync(root)
+      .filter((e) => e.startsWith(prefix))
+      .map((e) => join(root, e));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The directories under `root` named `prefix…` whose owner (read from the directory by `ownerOf`) is
+ * alive, or with `alive` false, dead. One whose owner cannot be read (being created right now, or not
+ * ours) is in neither list.
+ */
+export function ownedDirs<T extends { pid: number }>(
+  root: string,
+  prefix: string,
+  ownerOf: (dir: string) => T | undefined,
+  alive: boolean,
+): Array<{ dir: string; owner: T }> {
+  const found: Array<{ dir: string; owner: T }> = [];
+  for (const dir of dirsWithPrefix(root, prefix)) {
+    const owner = ownerOf(dir);
+    if (owner && isAlive(owner.pid) === alive) found.push({ dir, owner });
+  }
+  return found;
 }
 
 type Cleanup = () => void;

@@ -20,8 +20,10 @@ import {
   type ManagedProcess,
   onProcessExit,
   reapStaleControlPlanes,
+  reportUnexpectedExits,
   startProcess,
   tailFile,
+  waitWhileRunning,
 } from "./controlplane-process.ts";
 
 /** Temporary directories of running control planes start with this; stale ones are reaped by it. */
@@ -94,30 +96,11 @@ export class ControlPlaneStartError extends Error {
   override name = "ControlPlaneStartError";
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true; fails at once when one of `processes` exits. */
-async function waitUntil(
-  what: string,
-  deadline: number,
-  processes: ManagedProcess[],
-  probe: () => Promise<true | string>,
-): Promise<void> {
-  let last = "not tried yet";
-  while (Date.now() < deadline) {
-    const dead = processes.find((p) => p.hasExited());
-    if (dead) throw new ControlPlaneStartError(`${dead.name} exited while waiting for ${what}`);
-    try {
-      const result = await probe();
-      if (result === true) return;
-      last = result;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await sleep(200);
-  }
-  throw new ControlPlaneStartError(`timed out waiting for ${what} (last: ${last})`);
-}
+/**
+ * Polls a probe until it answers (it throws why not yet); fails at once when one of the processes exits
+ * (the failure message adds every process's log later).
+ */
+const waitUntil = waitWhileRunning((message) => new ControlPlaneStartError(message), 200);
 
 async function describeFailure(error: unknown, processes: ManagedProcess[], dir: string, kept: boolean) {
   const parts = [`could not start the control plane: ${(error as Error).message}`];
@@ -220,7 +203,8 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     await waitUntil("etcd /health", deadline, [etcd], async () => {
       const res = await request(`${etcdUrl}/health`);
       const body = await res.body.text();
-      return res.statusCode === 200 && body.includes('"health":"true"') ? true : `${res.statusCode} ${body}`;
+      if (res.statusCode === 200 && body.includes('"health":"true"')) return true;
+      throw new Error(`${res.statusCode} ${body}`);
     });
     const etcdReady = Date.now();
 
@@ -248,7 +232,8 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
     const get = async (path: string) => {
       const res = await request(`${server}${path}`, { dispatcher: admin });
       const body = await res.body.text();
-      return res.statusCode === 200 ? (true as const) : `${path}: ${res.statusCode} ${body.slice(0, 300)}`;
+      if (res.statusCode === 200) return true;
+      throw new Error(`${path}: ${res.statusCode} ${body.slice(0, 300)}`);
     };
     await waitUntil("kube-apiserver /readyz", deadline, [etcd, kas], () => get("/readyz"));
     // The `default` namespace is created by a post-start controller; clients expect it to exist.
@@ -291,13 +276,7 @@ async function startOnce(options: StartControlPlaneOptions): Promise<ControlPlan
         `(etcd ${formatElapsed(etcdReady - started)}, kube-apiserver ${formatElapsed(Date.now() - etcdReady)}); ` +
         `logs in ${logsDir}`,
     );
-    for (const p of processes) {
-      void p.exited.then(async ({ code, signal }) => {
-        if (stopped) return;
-        progress(`${p.name} exited unexpectedly (${signal ?? `code ${code}`}); last lines of ${p.logPath}:`);
-        progress(await tailFile(p.logPath, 25));
-      });
-    }
+    reportUnexpectedExits(processes, progress, () => stopped);
     return {
       kubeConfig,
       kubeconfigPath,

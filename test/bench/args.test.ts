@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { argsProblem, numberFlag } from "../../bench/args.ts";
+import { argsProblem, numberFlag, numberListFlag } from "../../bench/args.ts";
 
 const options = { usage: "usage", values: ["rounds", "scenario"], switches: ["no-build"] };
 
@@ -21,5 +21,17 @@ describe("bench command lines", () => {
     expect(numberFlag("rounds", 4, ["node", "bench"])).toBe(4);
     expect(() => numberFlag("rounds", 4, ["node", "bench", "--rounds", "0"])).toThrow(/positive number/);
     expect(() => numberFlag("rounds", 4, ["node", "bench", "--rounds", "many"])).toThrow(/positive number/);
+  });
+
+  it("reads a list of numbers in (0, max] or the fallback, and refuses anything else (a repeat too)", () => {
+    const loads = (...argv: string[]) => numberListFlag("loads", [0.25, 0.5], 2, ["node", "bench", ...argv]);
+    expect(loads()).toEqual([0.25, 0.5]);
+    expect(loads("--loads", "0.1,0.5,1.2")).toEqual([0.1, 0.5, 1.2]);
+    expect(loads("--loads", "2")).toEqual([2]);
+    for (const bad of ["", "0.5,", ",0.5", "0,0.5", "-0.5", "50", "half", "0.5;0.75", "2.01", "0.5,0.50"]) {
+      expect(() => loads("--loads", bad)).toThrow(
+        /--loads must be comma-separated numbers, each above 0, at most 2 and given once/,
+      );
+    }
   });
 });

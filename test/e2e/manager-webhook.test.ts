@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { applyCrd, type RawObject } from "../../src/dev/controlplane-helpers.ts";
 import { isApiError } from "../../src/kube/client.ts";
-import { type ChartObject, renderChart } from "../support/chart.ts";
+import { type ChartObject, renderChart, roleBindingsPath, tokenRequesterBinding } from "../support/chart.ts";
 import { WEBHOOK_SERVICE_ACCOUNT } from "./global-setup.ts";
 import {
   appScript,
@@ -156,17 +156,7 @@ describe.skipIf(unavailable !== undefined)("the manager image with its webhook o
     if (!target || !client) return;
     const ns = target.agentNamespace;
     // This namespace verifies its workload identity: it lets the manager request the ServiceAccount's token.
-    await client.create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${ns}/rolebindings`, {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: "agentid-token-requester" },
-      roleRef: {
-        apiGroup: "rbac.authorization.k8s.io",
-        kind: "ClusterRole",
-        name: "agentid-token-requester",
-      },
-      subjects: [{ kind: "ServiceAccount", name: "agentid-manager", namespace: NS }],
-    });
+    await client.create(roleBindingsPath(ns), tokenRequesterBinding(NS));
     await client.create("/apis/agentid.io/v1alpha1/agentidentityblueprints", {
       apiVersion: "agentid.io/v1alpha1",
       kind: "AgentIdentityBlueprint",

@@ -1,17 +1,11 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { fetch } from "undici";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, entraCode, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { describe, expect, it } from "vitest";
+import { claimsOf, entraCode, useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
 const appParams = {
   grant_type: "client_credentials",

@@ -1,24 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DirectoryError } from "../../src/emulator/directory.ts";
+import { describe, expect, it } from "vitest";
 import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
 import {
   claimsOf,
+  directoryErrorOf,
   EXCHANGE_SCOPE,
   entraCode,
-  type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { callJson, IDS, testDirectory } from "../support/emulator/testing.ts";
 
 /** Conditional Access faults, the federated-credential propagation delay, and directory rules of Entra. */
-let h: Harness;
+const h = useHarness({ now: () => clock, settings: { federatedCredentialPropagationSeconds: 60 } });
 let clock = Math.floor(Date.now() / 1000);
-beforeAll(async () => {
-  h = await startHarness({ now: () => clock, settings: { federatedCredentialPropagationSeconds: 60 } });
-});
-afterAll(async () => {
-  await h.close();
-});
 
 const admin = (method: string, path: string, body?: unknown) =>
   callJson(h.dispatcher, method, `${h.emulator.url}/_emulator${path}`, body);
@@ -158,13 +151,7 @@ describe("directory rules from Learn", () => {
       { resourceAppId: IDS.weather, inheritableRoles: { kind: "enumerated" as "none" } },
     ];
     app.inheritablePermissions = [{ resourceAppId: IDS.graph }];
-    let message = "";
-    try {
-      normalizeDirectory(dir);
-    } catch (error) {
-      expect(error).toBeInstanceOf(DirectoryError);
-      message = (error as Error).message;
-    }
+    const message = directoryErrorOf(dir);
     expect(message).toContain("inheritablePermissions[0].resourceAppId: 'api://nowhere' is not a resource");
     expect(message).toContain("'Nope.Read' is not a delegated scope");
     expect(message).toContain("inheritablePermissions[2].inheritableRoles.kind");

@@ -1,13 +1,7 @@
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { fmiSubject } from "../../src/emulator/claims.ts";
-import {
-  ASSERTION_TYPE,
-  claimsOf,
-  EXCHANGE_SCOPE,
-  type Harness,
-  startHarness,
-} from "../support/emulator/test-harness.ts";
+import { ASSERTION_TYPE, claimsOf, EXCHANGE_SCOPE, useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, type HttpResult, IDS } from "../support/emulator/testing.ts";
 
 /**
@@ -96,48 +90,28 @@ function compareErrors(name: string, emulated: HttpResult, allowedExtra: string[
   expect(String(body.error_description)).toContain("\r\nTrace ID: ");
 }
 
-let h: Harness;
 let clock = Math.floor(Date.now() / 1000);
+const h = useHarness({ now: () => clock });
 const API = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
 const API_SECRET = "ordinary-middle-tier-secret";
 
 beforeAll(async () => {
-  h = await startHarness({ now: () => clock });
   // An ordinary (non-agent) web API that signs users in and calls Graph on their behalf.
-  const add = async (collection: string, body: object) => {
-    const r = await callJson(
-      h.dispatcher,
-      "POST",
-      `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/${collection}`,
-      body,
-    );
-    expect(r.status, JSON.stringify(r.json)).toBe(201);
-  };
-  await add("applications", {
+  await h.addToTenant("applications", {
     appId: API,
     identifierUris: [`api://${API}`],
     scopes: ["access"],
     clientSecrets: [{ value: API_SECRET }],
   });
-  await add("grants", { type: "delegated", clientAppId: API, resource: IDS.graph, scopes: ["User.Read"] });
-});
-afterAll(async () => {
-  await h.close();
+  await h.addToTenant("grants", {
+    type: "delegated",
+    clientAppId: API,
+    resource: IDS.graph,
+    scopes: ["User.Read"],
+  });
 });
 
-async function devUserToken(audience: string, userId: string = IDS.user): Promise<string> {
-  const r = await callJson(
-    h.dispatcher,
-    "POST",
-    `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/tokens/user`,
-    {
-      userId,
-      audience,
-    },
-  );
-  expect(r.status).toBe(200);
-  return String(r.json.access_token);
-}
+const devUserToken = (audience: string, userId: string = IDS.user) => h.userToken({ userId, audience });
 
 function oboParams(clientParams: Record<string, string>, assertion: string, scope: string) {
   return {

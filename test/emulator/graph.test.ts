@@ -1,13 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
+const h = useHarness();
 let operatorToken: string;
 let blueprintObjectId: string;
 
 beforeAll(async () => {
-  h = await startHarness();
   operatorToken = await h.accessToken({
     grant_type: "client_credentials",
     client_id: IDS.app,
@@ -18,9 +17,6 @@ beforeAll(async () => {
     tenants: { applications: { appId: string; objectId: string }[] }[];
   };
   blueprintObjectId = dir.tenants[0]?.applications.find((a) => a.appId === IDS.blueprint)?.objectId ?? "";
-});
-afterAll(async () => {
-  await h.close();
 });
 
 const graph = (method: string, path: string, token: string | undefined, body?: unknown) =>

@@ -1,7 +1,7 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ClientCertificateCredential } from "@azure/identity";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { claimsOf, useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
@@ -10,7 +10,7 @@ import { type TestCertificate, testCertificate } from "../support/emulator/testi
  * AZURE_CLIENT_CERTIFICATE_PATH) against a certificate registered in the emulator. The emulator's CA is
  * trusted process-wide in this worker.
  */
-let h: Harness;
+const h = useHarness();
 let cert: TestCertificate;
 let stranger: TestCertificate;
 
@@ -19,7 +19,6 @@ beforeAll(async () => {
     testCertificate("identity app"),
     testCertificate("identity stranger"),
   ]);
-  h = await startHarness();
   setDefaultCACertificates([...getCACertificates("default"), h.emulator.caPem]);
   const r = await callJson(
     h.dispatcher,
@@ -28,9 +27,6 @@ beforeAll(async () => {
     { key: cert.certPem },
   );
   if (r.status !== 201) throw new Error(`could not register the certificate: ${JSON.stringify(r.json)}`);
-});
-afterAll(async () => {
-  await h?.close();
 });
 
 const options = () => ({ authorityHost: h.emulator.url, disableInstanceDiscovery: true });

@@ -1,23 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { claimsOf, useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
 /** The emulator's Key Vault subset: Key Vault's challenge, its token checks, its error bodies. */
-let h: Harness;
+const h = useHarness();
 const secretUrl = (name: string, apiVersion = "7.4") =>
   `${h.emulator.url}/keyvault/vault1/secrets/${name}${apiVersion ? `?api-version=${apiVersion}` : ""}`;
 
 beforeAll(async () => {
-  h = await startHarness();
   await callJson(h.dispatcher, "POST", `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/resources`, {
     appId: "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
     displayName: "Azure Key Vault",
     identifierUris: ["https://vault.azure.net"],
     audience: "https://vault.azure.net",
   });
-});
-afterAll(async () => {
-  await h.close();
 });
 
 const appToken = (scope: string) =>

@@ -1,14 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { describe, expect, it } from "vitest";
+import { useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
 describe("v1.0 discovery", () => {
   it("publishes the v1 issuer and the tenant's keys at Entra's v1 paths, by id or domain", async () => {

@@ -9,11 +9,11 @@ import {
   pairwiseSubject,
   userTokenClaims,
 } from "../../src/emulator/claims.ts";
-import { DirectoryError } from "../../src/emulator/directory.ts";
 import { loadDirectoryFile } from "../../src/emulator/directory-file.ts";
 import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
 import { EntraError } from "../../src/emulator/errors.ts";
 import { parseScope } from "../../src/emulator/scopes.ts";
+import { directoryErrorOf } from "../support/emulator/test-harness.ts";
 import { IDS, testDirectory } from "../support/emulator/testing.ts";
 
 describe("directory validation", () => {
@@ -35,13 +35,7 @@ describe("directory validation", () => {
     t.agentIdentities?.push({ appId: IDS.app, blueprintAppId: IDS.app });
     t.grants?.push({ type: "application", clientAppId: IDS.agent, resource: IDS.graph, roles: ["Nope.All"] });
     t.users?.push({ objectId: "x", userPrincipalName: "nobody" });
-    let message = "";
-    try {
-      normalizeDirectory(dir);
-    } catch (error) {
-      expect(error).toBeInstanceOf(DirectoryError);
-      message = (error as Error).message;
-    }
+    const message = directoryErrorOf(dir);
     expect(message).toContain(`tenants[0].agentIdentities[2].appId: ${IDS.app} is used twice`);
     expect(message).toContain("tenants[0].agentIdentities[2].blueprintAppId");
     expect(message).toContain("'Nope.All' is not an app role");

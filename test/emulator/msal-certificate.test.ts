@@ -1,7 +1,7 @@
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { ConfidentialClientApplication, type NodeAuthOptions } from "@azure/msal-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimsOf, EXCHANGE_SCOPE, type Harness, startHarness } from "../support/emulator/test-harness.ts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { claimsOf, EXCHANGE_SCOPE, useHarness } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 import { type TestCertificate, testCertificate } from "../support/emulator/testing-certificates.ts";
 
@@ -11,7 +11,7 @@ import { type TestCertificate, testCertificate } from "../support/emulator/testi
  * the token endpoint from the emulator's discovery document as its audience. This file runs in its own
  * worker, so trusting the emulator's CA process-wide is contained.
  */
-let h: Harness;
+const h = useHarness();
 let appCert: TestCertificate;
 let blueprintCert: TestCertificate;
 let stranger: TestCertificate;
@@ -26,7 +26,6 @@ beforeAll(async () => {
     testCertificate("msal blueprint"),
     testCertificate("msal stranger"),
   ]);
-  h = await startHarness();
   setDefaultCACertificates([...getCACertificates("default"), h.emulator.caPem]);
   authority = `${h.emulator.url}/${IDS.tenant}`;
   host = new URL(h.emulator.url).host;
@@ -42,9 +41,6 @@ beforeAll(async () => {
     );
     if (r.status !== 201) throw new Error(`could not register the certificate: ${JSON.stringify(r.json)}`);
   }
-});
-afterAll(async () => {
-  await h?.close();
 });
 
 function cca(clientId: string, clientCertificate: NodeAuthOptions["clientCertificate"]) {

@@ -95,18 +95,10 @@ describe("@azure/msal-node against the emulator", () => {
   });
 
   it("does on-behalf-of for a user of the blueprint", async () => {
-    const minted = await callJson(
-      h.dispatcher,
-      "POST",
-      `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/tokens/user`,
-      {
-        userId: IDS.user,
-        audience: IDS.blueprint,
-      },
-    );
+    const minted = await h.userToken();
     const agent = agentApp(blueprintApp());
     const result = await agent.acquireTokenOnBehalfOf({
-      oboAssertion: String(minted.json.access_token),
+      oboAssertion: minted,
       scopes: ["https://graph.microsoft.com/User.Read"],
     });
     expect(result?.account?.localAccountId ?? claimsOf(result?.accessToken).oid).toBe(IDS.user);

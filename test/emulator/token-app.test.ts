@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { facetSet, fmiSubject } from "../../src/emulator/claims.ts";
 import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
@@ -6,18 +6,11 @@ import {
   claimsOf,
   EXCHANGE_SCOPE,
   entraCode,
-  type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
 const secretParams = {
   grant_type: "client_credentials",
@@ -288,7 +281,7 @@ describe("the agent identity exchange", () => {
   });
 
   it("refuses an expired assertion with AADSTS700024", async () => {
-    const minted = await fetchUserToken(h, { lifetimeSeconds: -3600 });
+    const minted = await h.userToken({ lifetimeSeconds: -3600 });
     const r = await h.token(h.agentParams(minted));
     expect(r.status).toBe(401);
     expect(entraCode(r)).toBe(700024);
@@ -346,19 +339,3 @@ describe("directory rules", () => {
     expect(entraCode(await h.token(h.agentParams(foreign)))).toBe(700211);
   });
 });
-
-async function fetchUserToken(harness: Harness, extra: Record<string, unknown>): Promise<string> {
-  const { callJson } = await import("../support/emulator/testing.ts");
-  const r = await callJson(
-    harness.dispatcher,
-    "POST",
-    `${harness.emulator.url}/_emulator/tenants/${IDS.tenant}/tokens/user`,
-    {
-      userId: IDS.user,
-      audience: IDS.blueprint,
-      ...extra,
-    },
-  );
-  if (r.status !== 200) throw new Error(`mint failed: ${r.status} ${JSON.stringify(r.json)}`);
-  return String(r.json.access_token);
-}

@@ -1,15 +1,14 @@
 import { generateKeyPairSync } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DirectoryError } from "../../src/emulator/directory.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { normalizeDirectory } from "../../src/emulator/directory-validate.ts";
 import { TOKEN_EXCHANGE_APP_ID } from "../../src/emulator/store.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
+  directoryErrorOf,
   EXCHANGE_SCOPE,
   entraCode,
-  type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { callJson, IDS, testDirectory } from "../support/emulator/testing.ts";
 import {
@@ -20,7 +19,7 @@ import {
 } from "../support/emulator/testing-certificates.ts";
 
 /** Certificate credentials: an app's own client assertion signed with a certificate registered on it. */
-let h: Harness;
+const h = useHarness();
 let registered: TestCertificate;
 let unregistered: TestCertificate;
 let blueprintCert: TestCertificate;
@@ -35,12 +34,8 @@ beforeAll(async () => {
     testCertificate("someone else"),
     testCertificate("blueprint"),
   ]);
-  h = await startHarness();
   expect((await admin("POST", keysPath(IDS.app), { key: registered.certPem })).status).toBe(201);
   expect((await admin("POST", keysPath(IDS.blueprint), { key: blueprintCert.certPem })).status).toBe(201);
-});
-afterAll(async () => {
-  await h?.close();
 });
 
 function params(
@@ -372,13 +367,7 @@ describe("key credentials in the directory and the admin API", () => {
       { key: "x" },
       { key: ec.privateKey.export({ format: "pem", type: "pkcs8" }).toString() },
     ];
-    let message = "";
-    try {
-      normalizeDirectory(dir);
-    } catch (error) {
-      expect(error).toBeInstanceOf(DirectoryError);
-      message = (error as Error).message;
-    }
+    const message = directoryErrorOf(dir);
     expect(message).toContain("tenants[0].applications[2].keyCredentials[1].key: certificate");
     expect(message).toContain("is registered twice");
     expect(message).toContain(

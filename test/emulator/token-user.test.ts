@@ -1,37 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { facetSet } from "../../src/emulator/claims.ts";
 import {
   ASSERTION_TYPE,
   claimsOf,
   EXCHANGE_SCOPE,
   entraCode,
-  type Harness,
-  startHarness,
+  useHarness,
 } from "../support/emulator/test-harness.ts";
 import { callJson, IDS } from "../support/emulator/testing.ts";
 
-let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h.close();
-});
+const h = useHarness();
 
-async function userToken(extra: Record<string, unknown> = {}): Promise<string> {
-  const r = await callJson(
-    h.dispatcher,
-    "POST",
-    `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/tokens/user`,
-    {
-      userId: IDS.user,
-      audience: IDS.blueprint,
-      ...extra,
-    },
-  );
-  expect(r.status).toBe(200);
-  return String(r.json.access_token);
-}
+const userToken = (claims?: Record<string, unknown>) => h.userToken(claims);
 
 async function oboParams(scope: string, assertion?: string): Promise<Record<string, string>> {
   return {
@@ -124,16 +104,7 @@ describe("on-behalf-of", () => {
     const blueprint = "5c6d7e8f-9a0b-4c1d-8e2f-3a4b5c6d7e8f";
     const agent = "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
     const secret = "inheriting-blueprint-secret";
-    const add = async (collection: string, body: object) => {
-      const r = await callJson(
-        h.dispatcher,
-        "POST",
-        `${h.emulator.url}/_emulator/tenants/${IDS.tenant}/${collection}`,
-        body,
-      );
-      expect(r.status, JSON.stringify(r.json)).toBe(201);
-    };
-    await add("applications", {
+    await h.addToTenant("applications", {
       appId: blueprint,
       kind: "agentIdentityBlueprint",
       identifierUris: [`api://${blueprint}`],
@@ -147,20 +118,20 @@ describe("on-behalf-of", () => {
         },
       ],
     });
-    await add("agentIdentities", { appId: agent, blueprintAppId: blueprint });
-    await add("grants", {
+    await h.addToTenant("agentIdentities", { appId: agent, blueprintAppId: blueprint });
+    await h.addToTenant("grants", {
       type: "delegated",
       clientAppId: blueprint,
       resource: IDS.weather,
       scopes: ["Forecast.Read"],
     });
-    await add("grants", {
+    await h.addToTenant("grants", {
       type: "application",
       clientAppId: blueprint,
       resource: IDS.weather,
       roles: ["Forecast.Read"],
     });
-    await add("grants", {
+    await h.addToTenant("grants", {
       type: "delegated",
       clientAppId: blueprint,
       resource: IDS.graph,

@@ -1,19 +1,12 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FINALIZER } from "../../src/api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/manager/manager.ts";
-import {
-  createBlueprintCredentialFactory,
-  createGraphCredentialFactory,
-} from "../../src/operator/graph-credential.ts";
+import { createBlueprintCredentialFactory } from "../../src/operator/graph-credential.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import {
   agentsOf,
   BLUEPRINT_SECRET,
@@ -22,19 +15,17 @@ import {
   emulatorRequests,
   FOREIGN_BLUEPRINT,
   graphCredentialAs,
-  LogCapture,
   OPERATOR_APP,
+  OPERATOR_SECRET,
   onEmulator,
-  startTestEmulator,
-  startTestManager,
 } from "./operator-fixture.ts";
+import { JWT, useOperatorHarness } from "./operator-harness.ts";
 import {
   AGENT,
   BLUEPRINT,
   condition,
   createBlueprint,
   createIdentity,
-  ensureCrd,
   eventsFor,
   TENANT,
 } from "./operator-support.ts";
@@ -44,66 +35,25 @@ import {
  * agent identity under its blueprint, record it in status, lock verification to it, and delete it with the
  * AgentIdentity (deletionPolicy Delete) or leave it (Retain).
  */
-const cp = useControlPlane({ namespacePrefix: "agents" });
-const kube = createKubeClient(cp.kubeConfig);
-let emu: RunningEmulator;
-let running: RunningManager | undefined;
-let logs = new LogCapture();
-
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
-});
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-  expect(logs.text()).not.toMatch(/eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\./);
-  expect(logs.text()).not.toContain(BLUEPRINT_SECRET);
-  logs = new LogCapture();
-});
-afterAll(async () => {
-  await emu?.close();
-  await kube.close();
-});
+const op = useOperatorHarness({ namespacePrefix: "agents", logsMustNotHold: [JWT, BLUEPRINT_SECRET] });
+const { cp, admin: kube, read, until } = op;
 
 const creatingBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
   createBlueprint(kube, cp.namespace, {
-    ...onEmulator(emu),
+    ...onEmulator(op.emu),
     federation: { management: "Graph" },
     admits: [{ namespaces: [cp.namespace], agents: { create: true } }],
     ...spec,
   });
 
-const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
-async function until(
-  name: string,
-  check: (i: AgentIdentity | undefined) => boolean,
-  what: string,
-): Promise<AgentIdentity> {
-  let identity: AgentIdentity | undefined;
-  await expect
-    .poll(
-      async () => {
-        identity = await read(name);
-        return check(identity)
-          ? true
-          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
-              []);
-      },
-      { message: `${name}: ${what}` },
-    )
-    .toBe(true);
-  if (!identity) throw new Error(`${name} disappeared`);
-  return identity;
-}
 const ready = (i: AgentIdentity | undefined) => condition(i, "Ready")?.status === "True";
 const verified = (i: AgentIdentity | undefined) => condition(i, "Verified")?.status === "True";
 
 describe("agent identities the operator creates", () => {
   it("creates the agent under the blueprint, records it, verifies as it, and deletes it with the AgentIdentity", async () => {
     await creatingBlueprint();
-    running = await startTestManager(cp, emu, cp.namespace, logs);
-    const before = (await agentsOf(emu)).length;
+    await op.manager();
+    const before = (await agentsOf(op.emu)).length;
     await createIdentity(kube, cp.namespace, "made", {
       agent: { create: { displayName: "Made by the operator" } },
     });
@@ -113,23 +63,23 @@ describe("agent identities the operator creates", () => {
     expect(agent?.clientId).not.toBe(AGENT);
     expect(done.metadata.finalizers).toContain(FINALIZER);
     expect(condition(done, "Verified")?.message).toContain(agent?.clientId);
-    const inEntra = (await agentsOf(emu)).find((a) => a.appId === agent?.clientId);
+    const inEntra = (await agentsOf(op.emu)).find((a) => a.appId === agent?.clientId);
     expect(inEntra).toMatchObject({
       displayName: "Made by the operator",
       servicePrincipalId: agent?.objectId,
     });
-    expect(await agentsOf(emu)).toHaveLength(before + 1);
+    expect(await agentsOf(op.emu)).toHaveLength(before + 1);
     // Exactly one agent, however often it is reconciled.
     await kube.patch(identityPath(cp.namespace, "made"), "merge", {
       metadata: { annotations: { nudge: "1" } },
     });
     await until("made", ready, "still Ready");
-    expect(await agentsOf(emu)).toHaveLength(before + 1);
+    expect(await agentsOf(op.emu)).toHaveLength(before + 1);
 
     await kube.delete(identityPath(cp.namespace, "made"));
     await expect.poll(() => read("made"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
-    expect((await agentsOf(emu)).find((a) => a.appId === agent?.clientId)).toBeUndefined();
-    expect((await blueprintCredentials(emu)).map((c) => c.subject)).not.toContain(
+    expect((await agentsOf(op.emu)).find((a) => a.appId === agent?.clientId)).toBeUndefined();
+    expect((await blueprintCredentials(op.emu)).map((c) => c.subject)).not.toContain(
       `system:serviceaccount:${cp.namespace}:made`,
     );
   });
@@ -145,7 +95,7 @@ describe("agent identities the operator creates", () => {
     // What a manager that died between Graph's answer and the status write left behind: an agent under
     // the blueprint, created by the operator's app, tagged with the marker; status records nothing.
     const orphan = "0a0b0c0d-1111-4222-8333-abcdefabcdef";
-    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
+    await emulatorAdmin(op.emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
       appId: orphan,
       displayName: "Crashed",
       blueprintAppId: BLUEPRINT,
@@ -153,37 +103,37 @@ describe("agent identities the operator creates", () => {
       tags: [`agentid.io/agentidentity-uid:${uid}`],
     });
     // A marker of another AgentIdentity (another uid) is not this one's.
-    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
+    await emulatorAdmin(op.emu, "POST", `/_emulator/tenants/${TENANT}/agentIdentities`, {
       appId: "0a0b0c0d-2222-4222-8333-abcdefabcdef",
       displayName: "Someone else's",
       blueprintAppId: BLUEPRINT,
       tags: ["agentid.io/agentidentity-uid:00000000-0000-4000-8000-000000000000"],
     });
-    const before = (await agentsOf(emu)).length;
+    const before = (await agentsOf(op.emu)).length;
     expect((await read("crashed"))?.status?.agent).toBeUndefined();
 
-    running = await startTestManager(cp, emu, cp.namespace, logs);
+    await op.manager();
     const done = await until("crashed", ready, "Ready");
     expect(done.status?.agent).toMatchObject({ clientId: orphan, objectId: orphan, created: true });
-    expect(await agentsOf(emu)).toHaveLength(before);
+    expect(await agentsOf(op.emu)).toHaveLength(before);
     expect((await eventsFor(kube, cp.namespace, "crashed")).map((e) => e.reason)).toContain("AgentAdopted");
 
     // It is the identity's own agent now: deleting the identity deletes it.
     await kube.delete(identityPath(cp.namespace, "crashed"));
     await expect.poll(() => read("crashed")).toBeUndefined();
-    expect((await agentsOf(emu)).find((a) => a.appId === orphan)).toBeUndefined();
+    expect((await agentsOf(op.emu)).find((a) => a.appId === orphan)).toBeUndefined();
   });
 
   it("marks the agents it creates with the AgentIdentity's uid", async () => {
     await creatingBlueprint();
-    running = await startTestManager(cp, emu, cp.namespace, logs);
+    await op.manager();
     const identity = await createIdentity(kube, cp.namespace, "marked", {
       agent: { create: { displayName: "Marked" } },
     });
     const done = await until("marked", (i) => Boolean(i?.status?.agent?.created), "an agent recorded");
     const directory = await emulatorAdmin<{
       tenants: Array<{ id: string; agentIdentities?: Array<{ appId: string; tags?: string[] }> }>;
-    }>(emu, "GET", "/_emulator/directory");
+    }>(op.emu, "GET", "/_emulator/directory");
     const stored = directory.tenants
       .find((t) => t.id === TENANT)
       ?.agentIdentities?.find((a) => a.appId === done.status?.agent?.clientId);
@@ -192,7 +142,7 @@ describe("agent identities the operator creates", () => {
 
   it("keeps the agent in Entra with deletionPolicy Retain", async () => {
     await creatingBlueprint();
-    running = await startTestManager(cp, emu, cp.namespace, logs);
+    await op.manager();
     await createIdentity(kube, cp.namespace, "kept", {
       agent: { create: { displayName: "Kept" }, deletionPolicy: "Retain" },
     });
@@ -200,7 +150,7 @@ describe("agent identities the operator creates", () => {
     const clientId = done.status?.agent?.clientId;
     await kube.delete(identityPath(cp.namespace, "kept"));
     await expect.poll(() => read("kept")).toBeUndefined();
-    expect((await agentsOf(emu)).find((a) => a.appId === clientId)).toBeDefined();
+    expect((await agentsOf(op.emu)).find((a) => a.appId === clientId)).toBeDefined();
     expect((await eventsFor(kube, cp.namespace, "kept")).map((e) => e.reason)).toContain("AgentRetained");
   });
 
@@ -222,40 +172,23 @@ describe("agent identities the operator creates", () => {
     );
     const tokenFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "token");
     writeFileSync(tokenFile, token.status.token);
-    await emulatorAdmin(
-      emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: `manager-${cp.namespace}`,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:agentid-manager`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
-    const secretFile = join(mkdtempSync(join(tmpdir(), "agentid-agents-test-")), "secret");
-    writeFileSync(secretFile, "operator-secret-for-tests-only");
-    running = await startTestManager(cp, emu, cp.namespace, logs, {
+    await op.trustOnBlueprint(`manager-${cp.namespace}`, "agentid-manager");
+    await op.manager({
       graph: {
-        baseUrl: emu.url,
-        credentialFor: createGraphCredentialFactory({
-          clientId: OPERATOR_APP,
-          clientSecretFile: secretFile,
-          authorityHost: emu.url,
-          caPems: [emu.caPem],
-        }),
-        blueprintCredentialFor: createBlueprintCredentialFactory({ tokenFile, caPems: [emu.caPem] }),
+        baseUrl: op.emu.url,
+        credentialFor: graphCredentialAs(op.emu, OPERATOR_APP, OPERATOR_SECRET),
+        blueprintCredentialFor: createBlueprintCredentialFactory({ tokenFile, caPems: [op.emu.caPem] }),
       },
     });
     await createIdentity(kube, cp.namespace, "self-made", {
       agent: { create: { displayName: "Self made" } },
     });
     const done = await until("self-made", (i) => Boolean(i?.status?.agent?.created), "an agent recorded");
-    const created = (await agentsOf(emu)).find((a) => a.appId === done.status?.agent?.clientId);
+    const created = (await agentsOf(op.emu)).find((a) => a.appId === done.status?.agent?.clientId);
     expect(created).toBeDefined();
     const directory = await emulatorAdmin<{
       tenants: Array<{ id: string; agentIdentities?: Array<{ appId: string; createdByAppId?: string }> }>;
-    }>(emu, "GET", "/_emulator/directory");
+    }>(op.emu, "GET", "/_emulator/directory");
     const record = directory.tenants
       .find((t) => t.id === TENANT)
       ?.agentIdentities?.find((a) => a.appId === created?.appId);
@@ -266,26 +199,26 @@ describe("agent identities the operator creates", () => {
     // The "manager" here signs in as an application whose only permission is CreateAsManager for its own
     // blueprint, and this blueprint is another one: Graph answers 403.
     await creatingBlueprint({ clientId: FOREIGN_BLUEPRINT });
-    running = await startTestManager(cp, emu, cp.namespace, logs, {
+    const running = await op.manager({
       resyncIntervalMs: 1000,
-      graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, BLUEPRINT, BLUEPRINT_SECRET) },
+      graph: { baseUrl: op.emu.url, credentialFor: graphCredentialAs(op.emu, BLUEPRINT, BLUEPRINT_SECRET) },
     });
-    const before = await emulatorRequests(emu);
+    const before = await emulatorRequests(op.emu);
     await createIdentity(kube, cp.namespace, "refused", { agent: { create: { displayName: "Refused" } } });
     const refused = await until("refused", (i) => condition(i, "Ready")?.status === "False", "Ready=False");
     expect(condition(refused, "Ready")).toMatchObject({ reason: "AgentCreationAccessDenied" });
     expect(condition(refused, "Ready")?.message).toContain("AgentIdentity.Create.All");
     expect(refused.status?.agent).toBeUndefined();
-    const afterRefusal = await emulatorRequests(emu);
+    const afterRefusal = await emulatorRequests(op.emu);
     expect(afterRefusal).toBeGreaterThan(before);
     const reconciles = async () =>
-      (await running?.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get())?.values.reduce(
+      (await running.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get())?.values.reduce(
         (n, v) => n + v.value,
         0,
       ) ?? 0;
     const start = await reconciles();
     await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
-    expect(await emulatorRequests(emu)).toBe(afterRefusal);
-    expect(await agentsOf(emu, FOREIGN_BLUEPRINT)).toEqual([]);
+    expect(await emulatorRequests(op.emu)).toBe(afterRefusal);
+    expect(await agentsOf(op.emu, FOREIGN_BLUEPRINT)).toEqual([]);
   });
 });

@@ -1,31 +1,21 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABEL_SERVICE_ACCOUNT_BINDING } from "../../src/api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
 import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
+import type { KubeClient } from "../../src/kube/client.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { useControlPlane } from "../support/controlplane.ts";
-import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
-import {
-  emulatorAdmin,
-  emulatorRequests,
-  LogCapture,
-  onEmulator,
-  startTestEmulator,
-  startTestManager,
-} from "./operator-fixture.ts";
+import { emulatorRequests, onEmulator, startTestEmulator } from "./operator-fixture.ts";
+import { useOperatorHarness } from "./operator-harness.ts";
 import {
   AGENT,
   BLUEPRINT,
   blueprintBody,
   condition,
   createBlueprint,
-  ensureCrd,
   identityBody,
-  TENANT,
 } from "./operator-support.ts";
 
 /**
@@ -35,64 +25,25 @@ import {
  * emulator (the only Entra and Graph there is) counts every request it serves, and a second emulator
  * stands in for the attacker's own token endpoint.
  */
-const cp = useControlPlane({ namespacePrefix: "attack" });
-const admin = createKubeClient(cp.kubeConfig);
-const _rbac = "/apis/rbac.authorization.k8s.io/v1";
-let emu: RunningEmulator;
+const op = useOperatorHarness({ namespacePrefix: "attack" });
+const { cp, admin, read } = op;
+/** A second emulator, standing in for the attacker's own token endpoint. */
 let attackerEndpoint: RunningEmulator;
-let running: RunningManager | undefined;
-let user: KubeClient | undefined;
-let logs = new LogCapture();
 
 beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
   attackerEndpoint = await startTestEmulator(cp);
-  // The chart's opt-in role for namespace users (create AgentIdentities, read their status, nothing more).
-  await ensureIdentityEditorRole(admin);
-});
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-  await user?.close();
-  user = undefined;
-  logs = new LogCapture();
 });
 afterAll(async () => {
-  await emu?.close();
   await attackerEndpoint?.close();
-  await admin.close();
 });
 
-/** A namespace user (test/integration/namespace-user.ts), closed after each test. */
-async function namespaceUser(namespace: string): Promise<KubeClient> {
-  user = await namespaceUserClient(admin, cp, namespace);
-  return user;
-}
-
-async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Promise<RunningManager> {
-  running = await startTestManager(cp, emu, cp.namespace, logs, extra);
-  return running;
-}
-
-const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
-async function until(name: string, reason: string, status = "False"): Promise<AgentIdentity> {
-  let identity: AgentIdentity | undefined;
-  await expect
-    .poll(
-      async () => {
-        identity = await read(name);
-        const c = condition(identity, "Ready");
-        return c?.status === status && c.reason === reason
-          ? true
-          : `${c?.status}/${c?.reason}: ${c?.message}`;
-      },
-      { message: `${name}: Ready=${status} (${reason})` },
-    )
-    .toBe(true);
-  if (!identity) throw new Error(`${name} disappeared`);
-  return identity;
-}
+/** Polls until the identity's Ready condition has `status` and `reason`. */
+const until = (name: string, reason: string, status = "False") =>
+  op.until(
+    name,
+    (i) => condition(i, "Ready")?.status === status && condition(i, "Ready")?.reason === reason,
+    `Ready=${status} (${reason})`,
+  );
 
 /** The manager's own requests that would reach outside the namespace's say: tokens and Secrets. */
 function sensitiveRequests(m: RunningManager): Record<string, number> {
@@ -112,11 +63,15 @@ async function attempt(
 }
 
 const graphBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
-  createBlueprint(admin, cp.namespace, { ...onEmulator(emu), federation: { management: "Graph" }, ...spec });
+  createBlueprint(admin, cp.namespace, {
+    ...onEmulator(op.emu),
+    federation: { management: "Graph" },
+    ...spec,
+  });
 
 describe("attacks by a namespace user", () => {
   it("cannot create, change or delete a blueprint, nor write an identity's status", async () => {
-    const alice = await namespaceUser(cp.namespace);
+    const alice = await op.namespaceUser();
     await expect(alice.create(blueprintPath(), blueprintBody(`${cp.namespace}-mine`))).rejects.toMatchObject({
       status: 403,
     });
@@ -125,7 +80,7 @@ describe("attacks by a namespace user", () => {
       alice.patch(blueprintPath(cp.namespace), "merge", { spec: { admits: [{ namespaces: ["anything"] }] } }),
     ).rejects.toMatchObject({ status: 403 });
     await expect(alice.delete(blueprintPath(cp.namespace))).rejects.toMatchObject({ status: 403 });
-    await manager({ verify: false });
+    await op.manager({ verify: false });
     const mine = await attempt(alice, "forged", { agent: { create: { displayName: "x" } } });
     // status.agent is what the sidecar gets locked to: only the operator may write it.
     await expect(
@@ -138,14 +93,14 @@ describe("attacks by a namespace user", () => {
 
   it("a blueprint that does not admit the namespace: NamespaceNotAdmitted, no ServiceAccount, no outbound call", async () => {
     await graphBlueprint({ admits: [{ namespaces: ["someone-else"], agents: { allowed: [AGENT] } }] });
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager();
-    const before = await emulatorRequests(emu);
+    const alice = await op.namespaceUser();
+    const m = await op.manager();
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "intruder");
     const refused = await until("intruder", "NamespaceNotAdmitted");
     expect(condition(refused, "Ready")?.message).toContain(`does not admit namespace ${cp.namespace}`);
     expect(await admin.getOptional(serviceAccountPath(cp.namespace, "intruder"))).toBeUndefined();
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
     // Labelling the namespace is not theirs to do either.
     await expect(
@@ -158,30 +113,30 @@ describe("attacks by a namespace user", () => {
   it("an identity in the manager's own namespace (never seen by the webhooks), even under an empty namespaceSelector: NamespaceExcluded, no ServiceAccount, no outbound call", async () => {
     // The blueprint admits every namespace; the manager runs in (says it runs in) the test's namespace.
     await graphBlueprint({ admits: [{ namespaceSelector: {}, agents: { allowed: [AGENT] } }] });
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager({ managerNamespace: cp.namespace });
-    const before = await emulatorRequests(emu);
+    const alice = await op.namespaceUser();
+    const m = await op.manager({ managerNamespace: cp.namespace });
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "insider");
     const refused = await until("insider", "NamespaceExcluded");
     expect(condition(refused, "Ready")?.message).toContain("the agentid manager's own namespace");
     expect(refused.metadata.finalizers ?? []).toEqual([]);
     expect(await admin.getOptional(serviceAccountPath(cp.namespace, "insider"))).toBeUndefined();
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });
 
   it("an agent the blueprint does not allow, or a new agent where creation is off: refused, no outbound call", async () => {
     await graphBlueprint();
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager();
-    const before = await emulatorRequests(emu);
+    const alice = await op.namespaceUser();
+    const m = await op.manager();
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "other-agent", { agent: { clientId: "9f9f9f9f-1111-4222-8333-444455556666" } });
     await attempt(alice, "new-agent", { agent: { create: { displayName: "Mine" } } });
     await attempt(alice, "the-blueprint", { agent: { clientId: BLUEPRINT } });
     await until("other-agent", "AgentNotAllowed");
     await until("new-agent", "AgentCreationNotAllowed");
     await until("the-blueprint", "AgentNotAllowed");
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });
 
@@ -191,8 +146,8 @@ describe("attacks by a namespace user", () => {
       cloud: "Custom",
       authorityHost: `${attackerEndpoint.url}/`,
     });
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager();
+    const alice = await op.namespaceUser();
+    const m = await op.manager();
     const before = await emulatorRequests(attackerEndpoint);
     await attempt(alice, "exfiltrate");
     await until("exfiltrate", "AuthorityHostNotAllowed");
@@ -209,7 +164,7 @@ describe("attacks by a namespace user", () => {
   });
 
   it("an existing ServiceAccount that did not opt in: ServiceAccountNotOptedIn and no token minted for it", async () => {
-    await createBlueprint(admin, cp.namespace, onEmulator(emu));
+    await createBlueprint(admin, cp.namespace, onEmulator(op.emu));
     // Another workload's account, federated elsewhere (e.g. azure-workload-identity's).
     await admin.create(serviceAccountPath(cp.namespace), {
       apiVersion: "v1",
@@ -219,9 +174,9 @@ describe("attacks by a namespace user", () => {
         annotations: { "azure.workload.identity/client-id": "5b5b5b5b-1111-4222-8333-444455556666" },
       },
     });
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager();
-    const before = await emulatorRequests(emu);
+    const alice = await op.namespaceUser();
+    const m = await op.manager();
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "borrow", { serviceAccountName: "payments" });
     await until("borrow", "ServiceAccountNotOptedIn");
     // Labelled for another identity is no better.
@@ -232,7 +187,7 @@ describe("attacks by a namespace user", () => {
     });
     await attempt(alice, "borrow-labelled", { serviceAccountName: "labelled" });
     await until("borrow-labelled", "ServiceAccountNotOptedIn");
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
     const sa = await admin.get<{ metadata: { labels?: Record<string, string>; ownerReferences?: unknown } }>(
       serviceAccountPath(cp.namespace, "payments"),
@@ -242,61 +197,51 @@ describe("attacks by a namespace user", () => {
   });
 
   it("a second AgentIdentity for a taken ServiceAccount: ServiceAccountTaken, the first stays Ready, no outbound call", async () => {
-    await createBlueprint(admin, cp.namespace, onEmulator(emu));
-    await emulatorAdmin(
-      emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: `attack-${cp.namespace}`,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:agent`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
-    const m = await manager();
+    await createBlueprint(admin, cp.namespace, onEmulator(op.emu));
+    await op.trustOnBlueprint(`attack-${cp.namespace}`, "agent");
+    const m = await op.manager();
     await admin.create(
       identityPath(cp.namespace),
       identityBody(cp.namespace, "owner", { serviceAccountName: "agent" }),
     );
     await until("owner", "Ready", "True");
-    const alice = await namespaceUser(cp.namespace);
-    const before = await emulatorRequests(emu);
+    const alice = await op.namespaceUser();
+    const before = await emulatorRequests(op.emu);
     const tokensBefore = sensitiveRequests(m);
     await attempt(alice, "squatter", { serviceAccountName: "agent" });
     const taken = await until("squatter", "ServiceAccountTaken");
     expect(condition(taken, "Ready")?.message).toContain("AgentIdentity owner");
     expect(condition(await read("owner"), "Ready")).toMatchObject({ status: "True" });
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual(tokensBefore);
   });
 
   it("a development secret the blueprint does not allow: refused before the Secret is read", async () => {
-    await createBlueprint(admin, cp.namespace, onEmulator(emu));
-    const alice = await namespaceUser(cp.namespace);
+    await createBlueprint(admin, cp.namespace, onEmulator(op.emu));
+    const alice = await op.namespaceUser();
     await alice.create(`/api/v1/namespaces/${cp.namespace}/secrets`, {
       apiVersion: "v1",
       kind: "Secret",
       metadata: { name: "mine" },
       stringData: { secret: "not-the-blueprint-secret" },
     });
-    const m = await manager();
-    const before = await emulatorRequests(emu);
+    const m = await op.manager();
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "dev", { clientSecretRef: { name: "mine", key: "secret" } });
     await until("dev", "DevelopmentSecretsNotAllowed");
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });
 
   it("unlocking the sidecar (the blueprint's own token, any fmi_path) where the blueprint does not allow it: refused, no outbound call", async () => {
-    await createBlueprint(admin, cp.namespace, onEmulator(emu));
-    const alice = await namespaceUser(cp.namespace);
-    const m = await manager();
-    const before = await emulatorRequests(emu);
+    await createBlueprint(admin, cp.namespace, onEmulator(op.emu));
+    const alice = await op.namespaceUser();
+    const m = await op.manager();
+    const before = await emulatorRequests(op.emu);
     await attempt(alice, "unlocked", { sidecar: { allowBlueprintToken: true, allowFmiPathOverride: true } });
     const refused = await until("unlocked", "SidecarWideningNotAllowed");
     expect(condition(refused, "Ready")?.message).toContain("spec.admits rules' sidecar");
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(sensitiveRequests(m)).toEqual({});
   });
 });

@@ -28,7 +28,7 @@ export const OPERATOR_ROLES = [
   "AgentIdentity.Create.All",
   "AgentIdentity.DeleteRestore.All",
 ];
-const OPERATOR_SECRET = "operator-secret-for-tests-only";
+export const OPERATOR_SECRET = "operator-secret-for-tests-only";
 
 export async function startTestEmulator(
   cp: ConnectedControlPlane,
@@ -230,9 +230,6 @@ export async function startTestManager(
   logs: LogCapture,
   extra: Partial<ManagerOptions> = {},
 ): Promise<RunningManager> {
-  const dir = mkdtempSync(join(tmpdir(), "agentid-operator-test-"));
-  const secretFile = join(dir, "graph-secret");
-  writeFileSync(secretFile, OPERATOR_SECRET);
   return startManager({
     kubeConfig: cp.kubeConfig,
     logger: createLogger({ name: "manager", level: "trace", destination: logs }),
@@ -247,15 +244,7 @@ export async function startTestManager(
     allowedAuthorityHosts: [emu.url],
     verificationPolicy: { intervalMs: 3_600_000, retryMs: 3_600_000 },
     graphPropagationMs: 200,
-    graph: {
-      baseUrl: emu.url,
-      credentialFor: createGraphCredentialFactory({
-        clientId: OPERATOR_APP,
-        clientSecretFile: secretFile,
-        authorityHost: emu.url,
-        caPems: [emu.caPem],
-      }),
-    },
+    graph: { baseUrl: emu.url, credentialFor: graphCredentialAs(emu, OPERATOR_APP, OPERATOR_SECRET) },
     ...extra,
   });
 }

@@ -1,49 +1,32 @@
 import { Agent, request } from "undici";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { type ChartObject, RBAC_KINDS, renderChart } from "../support/chart.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
 import { kubeConfigAs as kubeConfigOf } from "./namespace-user.ts";
-import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import {
-  AGENT,
-  condition,
-  createBlueprint,
-  createIdentity,
-  ensureCrd,
-  identityBody,
-} from "./operator-support.ts";
+import { onEmulator } from "./operator-fixture.ts";
+import { useOperatorHarness } from "./operator-harness.ts";
+import { AGENT, condition, createBlueprint, createIdentity, identityBody } from "./operator-support.ts";
 
 /**
  * The chart's RBAC is enough for the manager and no more: the manager runs as the chart's ServiceAccount
  * with exactly the rules and bindings of charts/agentid/templates, and the test checks, as the manager,
  * what those rules must not allow.
  */
-const cp = useControlPlane({ namespacePrefix: "rbac" });
-const admin = createKubeClient(cp.kubeConfig);
+const op = useOperatorHarness({ namespacePrefix: "rbac" });
+const { cp, admin } = op;
 const rbac = "/apis/rbac.authorization.k8s.io/v1";
-let emu: RunningEmulator;
 let running: RunningManager | undefined;
-const logs = new LogCapture();
 const cleanup: Array<() => Promise<unknown>> = [];
 
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
-});
 afterEach(async () => {
+  // The manager stops before the RBAC it runs with goes.
   await running?.stop();
   running = undefined;
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => {});
-});
-afterAll(async () => {
-  await emu?.close();
-  await admin.close();
 });
 
 const COLLECTIONS: Record<string, string> = {
@@ -196,13 +179,12 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
     });
     cleanup.push(() => admin.delete(`${rbac}/clusterrolebindings/agentid-metrics-reader-${release}`));
 
-    running = await startTestManager({ ...cp, kubeConfig: asManager }, emu, ns, logs, {
-      verify: true,
-      leaseNamespace: release,
-      metrics: { host: "127.0.0.1", port: 0, secure: true },
-    });
+    running = await op.manager(
+      { verify: true, leaseNamespace: release, metrics: { host: "127.0.0.1", port: 0, secure: true } },
+      { kubeConfig: asManager, namespace: ns },
+    );
     await createBlueprint(admin, ns, {
-      ...onEmulator(emu),
+      ...onEmulator(op.emu),
       federation: { management: "Graph" },
       admits: [{ namespaces: [ns], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
@@ -283,7 +265,7 @@ describe("the manager's RBAC (charts/agentid/templates)", () => {
       .split("\n")
       .find((l) => l.includes('resource="serviceaccounts/token"') && l.includes('code="403"'));
     expect(forbidden?.split(" ").at(-1)).toBe("1");
-    expect(logs.text()).not.toMatch(/eyJ[\w-]+\.[\w-]+\.[\w-]+/);
+    expect(op.logs.text()).not.toMatch(/eyJ[\w-]+\.[\w-]+\.[\w-]+/);
 
     await admin.delete(identityPath(ns, "workload"));
     await expect.poll(() => read("workload"), { timeout: 30_000 }).toBeUndefined();

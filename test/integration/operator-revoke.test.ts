@@ -1,31 +1,24 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FINALIZER } from "../../src/api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprintSpec, AgentIdentitySpec } from "../../src/api/types.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/manager/manager.ts";
+import type { KubeClient } from "../../src/kube/client.ts";
 import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
-import { useControlPlane } from "../support/controlplane.ts";
-import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import {
   agentsOf,
   blueprintCredentials,
   emulatorAdmin,
   emulatorRequests,
-  LogCapture,
   OPERATOR_APP,
   onEmulator,
-  startTestEmulator,
-  startTestManager,
 } from "./operator-fixture.ts";
+import { JWT, useOperatorHarness } from "./operator-harness.ts";
 import {
   AGENT,
   BLUEPRINT,
   condition,
   createBlueprint,
-  ensureCrd,
   eventsFor,
   identityBody,
   TENANT,
@@ -38,66 +31,20 @@ import {
  * Identities are written as a namespace user (edit + agentid-identity-editor), blueprints as the platform
  * admin; the emulator is the only Graph there is, and what it holds is read back from its directory.
  */
-const cp = useControlPlane({ namespacePrefix: "revoke" });
-const admin = createKubeClient(cp.kubeConfig);
-const _rbac = "/apis/rbac.authorization.k8s.io/v1";
-let emu: RunningEmulator;
-let running: RunningManager | undefined;
-let user: KubeClient | undefined;
-let logs = new LogCapture();
-
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
-  // The chart's opt-in role for namespace users (create AgentIdentities, read their status, nothing more).
-  await ensureIdentityEditorRole(admin);
+const op = useOperatorHarness({
+  namespacePrefix: "revoke",
+  // No token ever reaches the logs, revocation included.
+  logsMustNotHold: [JWT],
 });
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-  await user?.close();
-  user = undefined;
-  // No token or secret ever reaches the logs, revocation included.
-  expect(logs.text()).not.toMatch(/eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\./);
-  logs = new LogCapture();
-});
-afterAll(async () => {
-  await emu?.close();
-  await admin.close();
-});
-
-/** A namespace user (test/integration/namespace-user.ts), closed after each test. */
-async function namespaceUser(namespace: string): Promise<KubeClient> {
-  user = await namespaceUserClient(admin, cp, namespace);
-  return user;
-}
+const { cp, admin, read, until } = op;
 
 const graphBlueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
-  createBlueprint(admin, cp.namespace, { ...onEmulator(emu), federation: { management: "Graph" }, ...spec });
+  createBlueprint(admin, cp.namespace, {
+    ...onEmulator(op.emu),
+    federation: { management: "Graph" },
+    ...spec,
+  });
 
-const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
-
-async function until(
-  name: string,
-  check: (i: AgentIdentity | undefined) => boolean,
-  what: string,
-): Promise<AgentIdentity> {
-  let identity: AgentIdentity | undefined;
-  await expect
-    .poll(
-      async () => {
-        identity = await read(name);
-        return check(identity)
-          ? true
-          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
-              []);
-      },
-      { message: `${name}: ${what}` },
-    )
-    .toBe(true);
-  if (!identity) throw new Error(`${name} disappeared`);
-  return identity;
-}
 const ready = (i: AgentIdentity | undefined) => condition(i, "Ready")?.status === "True";
 const refusedWith = (reason: string) => (i: AgentIdentity | undefined) =>
   condition(i, "Ready")?.status === "False" && condition(i, "Ready")?.reason === reason;
@@ -105,7 +52,7 @@ const refusedWith = (reason: string) => (i: AgentIdentity | undefined) =>
 /** The credentials an application holds for one ServiceAccount of the test's namespace. */
 async function trusting(serviceAccount: string, app = BLUEPRINT) {
   const subject = `system:serviceaccount:${cp.namespace}:${serviceAccount}`;
-  return (await blueprintCredentials(emu, app)).filter((c) => c.subject === subject);
+  return (await blueprintCredentials(op.emu, app)).filter((c) => c.subject === subject);
 }
 
 async function create(as: KubeClient, name: string, spec: Partial<AgentIdentitySpec> = {}) {
@@ -115,8 +62,8 @@ async function create(as: KubeClient, name: string, spec: Partial<AgentIdentityS
 describe("revoking the credentials of identities a blueprint no longer admits", () => {
   it("un-admitting the namespace removes the credential at once; the refused identity calls nothing else; re-admission writes it again", async () => {
     await graphBlueprint();
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false });
     await create(alice, "agent");
     const admitted = await until("agent", ready, "Ready");
     expect(await trusting("agent")).toHaveLength(1);
@@ -148,7 +95,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
       .toContain("Normal/CredentialRemoved");
 
     // Still refused, the identity makes no call outside the cluster, whatever its owner changes.
-    const before = await emulatorRequests(emu);
+    const before = await emulatorRequests(op.emu);
     const changed = await alice.patch<AgentIdentity>(identityPath(cp.namespace, "agent"), "merge", {
       spec: { sidecar: { logLevel: "Debug" } },
     });
@@ -159,7 +106,7 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
         refusedWith("NamespaceNotAdmitted")(i),
       "the change observed, still refused",
     );
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     expect(await trusting("agent")).toEqual([]);
 
     // Admitted again: the operator writes the credential (and its finalizer) again.
@@ -176,8 +123,8 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     await graphBlueprint({
       admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT], create: true } }],
     });
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false });
     await create(alice, "named");
     await create(alice, "made", { agent: { create: { displayName: "Made for revocation" } } });
     await until("named", ready, "Ready");
@@ -205,17 +152,17 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     expect(await trusting("made")).toEqual([]);
     expect(refused.metadata.finalizers).toContain(FINALIZER);
     expect(refused.status?.agent).toMatchObject({ created: true, clientId: createdAgent });
-    expect((await agentsOf(emu)).map((a) => a.appId)).toContain(createdAgent);
+    expect((await agentsOf(op.emu)).map((a) => a.appId)).toContain(createdAgent);
 
     // Deleting it still deletes the agent it created.
     await alice.delete(identityPath(cp.namespace, "made"));
     await expect.poll(() => read("made"), { message: "made to be gone" }).toBeUndefined();
-    expect((await agentsOf(emu)).map((a) => a.appId)).not.toContain(createdAgent);
+    expect((await agentsOf(op.emu)).map((a) => a.appId)).not.toContain(createdAgent);
   });
 
   it("blueprintRef cannot be switched by a namespace user; a blueprint moved to another application leaves nothing trusting the ServiceAccount", async () => {
     const otherApp = randomUUID();
-    await emulatorAdmin(emu, "POST", `/_emulator/tenants/${TENANT}/applications`, {
+    await emulatorAdmin(op.emu, "POST", `/_emulator/tenants/${TENANT}/applications`, {
       appId: otherApp,
       kind: "agentIdentityBlueprint",
       displayName: "The blueprint's new application",
@@ -223,13 +170,13 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
     });
     await graphBlueprint();
     await createBlueprint(admin, `${cp.namespace}-other`, {
-      ...onEmulator(emu),
+      ...onEmulator(op.emu),
       federation: { management: "Graph" },
       clientId: otherApp,
       admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] } }],
     });
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false });
     await create(alice, "mover");
     await until("mover", ready, "Ready");
     expect(await trusting("mover")).toHaveLength(1);
@@ -263,8 +210,8 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 
   it("a deleted blueprint: the credential goes from the application status recorded", async () => {
     await graphBlueprint();
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false });
     await create(alice, "orphan");
     await until("orphan", ready, "Ready");
     expect(await trusting("orphan")).toHaveLength(1);
@@ -280,8 +227,8 @@ describe("revoking the credentials of identities a blueprint no longer admits", 
 describe("sweeping credentials whose identity was deleted without the operator's clean-up", () => {
   it("an identity deleted with its finalizer stripped by a namespace user: the sweep removes exactly its credential, never a foreign one", async () => {
     await graphBlueprint();
-    const alice = await namespaceUser(cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const alice = await op.namespaceUser();
+    const running = await op.manager({ verify: false });
     await create(alice, "stripped");
     await create(alice, "keeper");
     const stripped = await until("stripped", ready, "Ready");
@@ -291,18 +238,8 @@ describe("sweeping credentials whose identity was deleted without the operator's
     // A credential the platform team wrote, for a subject no identity records either: not agentid's, so
     // never touched. (Entra refuses a second credential with the same issuer and subject.)
     const foreign = `platform-${cp.namespace}`;
-    await emulatorAdmin(
-      emu,
-      "POST",
-      `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-      {
-        name: foreign,
-        issuer: cp.issuerUrl,
-        subject: `system:serviceaccount:${cp.namespace}:unbound`,
-        audiences: ["api://AzureADTokenExchange"],
-      },
-    );
-    const before = (await blueprintCredentials(emu)).map((c) => c.name);
+    await op.trustOnBlueprint(foreign, "unbound");
+    const before = (await blueprintCredentials(op.emu)).map((c) => c.name);
     expect(before).toEqual(expect.arrayContaining([written, foreign]));
 
     // The attack: whoever may update an AgentIdentity deletes it and strips the finalizer, so the
@@ -313,15 +250,15 @@ describe("sweeping credentials whose identity was deleted without the operator's
     await alice.delete(identityPath(cp.namespace, "stripped"));
     await alice.patch(identityPath(cp.namespace, "stripped"), "merge", { metadata: { finalizers: null } });
     await expect.poll(() => read("stripped"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
-    expect((await blueprintCredentials(emu)).map((c) => c.name)).toContain(written);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    expect((await blueprintCredentials(op.emu)).map((c) => c.name)).toContain(written);
+    await op.manager({ verify: false });
 
     await expect
-      .poll(async () => (await blueprintCredentials(emu)).map((c) => c.name), {
+      .poll(async () => (await blueprintCredentials(op.emu)).map((c) => c.name), {
         message: "the orphaned credential to be swept",
       })
       .not.toContain(written);
-    const after = await blueprintCredentials(emu);
+    const after = await blueprintCredentials(op.emu);
     const names = after.map((c) => c.name);
     expect(names).toContain(foreign);
     expect(names).toContain((await read("keeper"))?.status?.federatedCredential?.name);
@@ -346,7 +283,7 @@ describe("sweeping credentials whose identity was deleted without the operator's
           .join("\n");
       })
       .toContain(`OrphanedCredentialRemoved: Removed federated credential ${written}`);
-    expect(logs.text()).toContain(written);
+    expect(op.logs.text()).toContain(written);
     // The keeper is untouched, and it is reconciled again after the sweep: still Ready.
     expect(await trusting("keeper")).toHaveLength(1);
     await until("keeper", ready, "Ready");

@@ -1,53 +1,26 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AgentIdentity, AgentIdentitySpec } from "../../src/api/types.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/manager/manager.ts";
+import type { KubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { useControlPlane } from "../support/controlplane.ts";
-import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import {
   blueprintCredentials,
   emulatorRequests,
-  LogCapture,
   onEmulator,
   settledEmulatorRequests,
-  startTestEmulator,
-  startTestManager,
 } from "./operator-fixture.ts";
-import { AGENT, condition, createBlueprint, ensureCrd, identityBody } from "./operator-support.ts";
+import { useOperatorHarness } from "./operator-harness.ts";
+import { AGENT, condition, createBlueprint, identityBody } from "./operator-support.ts";
 
 /**
  * Tenancy within one blueprint, tried as a namespace user (edit + agentid-identity-editor, never
  * cluster-admin): admits rules tie namespaces to their own agents, and a rule's maxIdentities keeps one
  * namespace from taking all of the blueprint's federated credentials.
  */
-const cp = useControlPlane({ namespacePrefix: "tenancy" });
-const admin = createKubeClient(cp.kubeConfig);
+const op = useOperatorHarness({ namespacePrefix: "tenancy" });
+const { cp, admin, read } = op;
 const OTHER_TEAMS_AGENT = "6a6a6a6a-1111-4222-8333-444455556666";
-let emu: RunningEmulator;
-let running: RunningManager | undefined;
-let user: KubeClient | undefined;
-const logs = new LogCapture();
 
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
-  await ensureIdentityEditorRole(admin);
-});
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-  await user?.close();
-  user = undefined;
-});
-afterAll(async () => {
-  await emu?.close();
-  await admin.close();
-});
-
-const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
 const ready = async (name: string) => {
   const c = condition(await read(name), "Ready");
   return `${c?.status}/${c?.reason}`;
@@ -56,7 +29,7 @@ const attempt = (as: KubeClient, name: string, spec: Partial<AgentIdentitySpec> 
   as.create<AgentIdentity>(identityPath(cp.namespace), identityBody(cp.namespace, name, spec));
 /** The credentials the operator wrote on the blueprint for this test's namespace. */
 const namespaceCredentials = async () =>
-  (await blueprintCredentials(emu)).filter((c) =>
+  (await blueprintCredentials(op.emu)).filter((c) =>
     c.subject.startsWith(`system:serviceaccount:${cp.namespace}:`),
   );
 
@@ -65,18 +38,18 @@ describe("tenancy within one blueprint, as a namespace user", () => {
     const teamA = `${cp.namespace}-a`;
     // This test's namespace is team B's.
     await createBlueprint(admin, cp.namespace, {
-      ...onEmulator(emu),
+      ...onEmulator(op.emu),
       federation: { management: "Graph" },
       admits: [
         { namespaces: [teamA], agents: { allowed: [AGENT] } },
         { namespaces: [cp.namespace], agents: { allowed: [OTHER_TEAMS_AGENT] } },
       ],
     });
-    user = await namespaceUserClient(admin, cp, cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const user = await op.namespaceUser();
+    await op.manager({ verify: false });
     await attempt(user, "own-agent", { agent: { clientId: OTHER_TEAMS_AGENT } });
     await expect.poll(() => ready("own-agent"), { timeout: 30_000 }).toBe("True/Ready");
-    const before = await settledEmulatorRequests(emu);
+    const before = await settledEmulatorRequests(op.emu);
     await attempt(user, "team-a-agent", { agent: { clientId: AGENT } });
     await expect.poll(() => ready("team-a-agent"), { timeout: 30_000 }).toBe("False/AgentNotAllowed");
     expect(condition(await read("team-a-agent"), "Ready")?.message).toContain(
@@ -87,22 +60,22 @@ describe("tenancy within one blueprint, as a namespace user", () => {
     expect((await namespaceCredentials()).map((c) => c.subject)).toEqual([
       `system:serviceaccount:${cp.namespace}:own-agent`,
     ]);
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
   });
 
   it("maxIdentities: the oldest keep their places, the next is NamespaceLimitReached with no outbound call, and moves up when one goes", async () => {
     await createBlueprint(admin, cp.namespace, {
-      ...onEmulator(emu),
+      ...onEmulator(op.emu),
       federation: { management: "Graph" },
       admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] }, maxIdentities: 2 }],
     });
-    user = await namespaceUserClient(admin, cp, cp.namespace);
-    running = await startTestManager(cp, emu, cp.namespace, logs, { verify: false });
+    const user = await op.namespaceUser();
+    await op.manager({ verify: false });
     await attempt(user, "first");
     await attempt(user, "second");
     await expect.poll(() => ready("first"), { timeout: 30_000 }).toBe("True/Ready");
     await expect.poll(() => ready("second"), { timeout: 30_000 }).toBe("True/Ready");
-    const before = await settledEmulatorRequests(emu);
+    const before = await settledEmulatorRequests(op.emu);
     await attempt(user, "third");
     await expect.poll(() => ready("third"), { timeout: 30_000 }).toBe("False/NamespaceLimitReached");
     expect(condition(await read("third"), "Ready")?.message).toContain("at most 2 AgentIdentities");
@@ -111,7 +84,7 @@ describe("tenancy within one blueprint, as a namespace user", () => {
       `system:serviceaccount:${cp.namespace}:first`,
       `system:serviceaccount:${cp.namespace}:second`,
     ]);
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     // A newer identity cannot push an older one out: the first two stay Ready.
     expect(await ready("first")).toBe("True/Ready");
     expect(await ready("second")).toBe("True/Ready");

@@ -1,36 +1,23 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { kubeConfigFor } from "../../src/dev/controlplane.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient } from "../../src/kube/client.ts";
-import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
-import { LogCapture, onEmulator, startTestEmulator, startTestManager } from "./operator-fixture.ts";
-import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
+import { onEmulator } from "./operator-fixture.ts";
+import { useOperatorHarness } from "./operator-harness.ts";
+import { condition, createBlueprint, createIdentity } from "./operator-support.ts";
 
 /** The manager reaches the API server through a TCP relay that drops every connection on demand. */
-const cp = useControlPlane({ namespacePrefix: "opwatch" });
-const admin = createKubeClient(cp.kubeConfig);
-let emu: RunningEmulator;
+const op = useOperatorHarness({ namespacePrefix: "opwatch" });
+const { cp, admin, read } = op;
 let proxy: TcpProxy;
-let manager: RunningManager | undefined;
 
 beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
   const server = new URL(cp.server);
   proxy = await startTcpProxy(server.hostname, Number(server.port));
 });
-afterEach(async () => {
-  await manager?.stop();
-  manager = undefined;
-});
 afterAll(async () => {
   await proxy?.close();
-  await emu?.close();
-  await admin.close();
 });
 
 describe("the operator's watches", () => {
@@ -41,13 +28,13 @@ describe("the operator's watches", () => {
       cp.adminCertPem,
       cp.adminKeyPem,
     );
-    manager = await startTestManager({ ...cp, kubeConfig: viaProxy }, emu, cp.namespace, new LogCapture(), {
-      verify: false,
-    });
+    const manager = await op.manager({ verify: false }, { kubeConfig: viaProxy });
     // The identities' blueprint (named after the namespace), on a managed identity: Ready without Entra.
-    await createBlueprint(admin, cp.namespace, { ...onEmulator(emu), credential: { managedIdentity: {} } });
+    await createBlueprint(admin, cp.namespace, {
+      ...onEmulator(op.emu),
+      credential: { managedIdentity: {} },
+    });
     await createIdentity(admin, cp.namespace, "early");
-    const read = (name: string) => admin.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
     const ready = (name: string) =>
       expect
         .poll(async () => condition(await read(name), "Ready")?.status, {

@@ -1,12 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FINALIZER, LABEL_SERVICE_ACCOUNT_BINDING } from "../../src/api/constants.ts";
-import type { AgentIdentity, AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
-import type { RunningEmulator } from "../../src/emulator/index.ts";
-import { createKubeClient } from "../../src/kube/client.ts";
+import type { AgentIdentityBlueprintSpec } from "../../src/api/types.ts";
 import type { RunningManager } from "../../src/manager/manager.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import {
   BLUEPRINT_SECRET,
   blueprintCredentials,
@@ -14,96 +11,44 @@ import {
   emulatorRequests,
   FOREIGN_BLUEPRINT,
   FULL_BLUEPRINT,
-  LogCapture,
   onEmulator,
-  startTestEmulator,
-  startTestManager,
 } from "./operator-fixture.ts";
+import { JWT, useOperatorHarness } from "./operator-harness.ts";
 import {
   AGENT,
   BLUEPRINT,
   condition,
   createBlueprint,
   createIdentity,
-  ensureCrd,
   eventsFor,
   TENANT,
 } from "./operator-support.ts";
 
-const cp = useControlPlane({ namespacePrefix: "op" });
-const kube = createKubeClient(cp.kubeConfig);
-let emu: RunningEmulator;
-const managers: RunningManager[] = [];
-let logs = new LogCapture();
-const JWT = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/;
-
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  emu = await startTestEmulator(cp);
-});
-afterEach(async () => {
-  await Promise.all(managers.splice(0).map((m) => m.stop()));
+const op = useOperatorHarness({
+  namespacePrefix: "op",
   // Tokens never reach the manager's logs, whatever happened in the test (log level trace).
-  expect(logs.text()).not.toMatch(JWT);
-  expect(logs.text()).not.toContain(BLUEPRINT_SECRET);
-  logs = new LogCapture();
+  logsMustNotHold: [JWT, BLUEPRINT_SECRET],
 });
-afterAll(async () => {
-  await emu?.close();
-  await kube.close();
-});
-
-async function manager(extra: Parameters<typeof startTestManager>[4] = {}): Promise<RunningManager> {
-  const m = await startTestManager(cp, emu, cp.namespace, logs, extra);
-  managers.push(m);
-  return m;
-}
+const { cp, admin: kube, read } = op;
 
 /** The test's blueprint (named after its namespace), on the emulator's cloud. */
 const blueprint = (spec: Partial<AgentIdentityBlueprintSpec> = {}) =>
-  createBlueprint(kube, cp.namespace, { ...onEmulator(emu), ...spec });
+  createBlueprint(kube, cp.namespace, { ...onEmulator(op.emu), ...spec });
 /** A blueprint on a managed identity: Ready without any call to Entra (the sidecar proves it at run time). */
 const managedIdentityBlueprint = () => blueprint({ credential: { managedIdentity: {} } });
 
-const read = (name: string) => kube.getOptional<AgentIdentity>(identityPath(cp.namespace, name));
-async function until(name: string, type: string, status: string, reason?: string): Promise<AgentIdentity> {
-  let identity: AgentIdentity | undefined;
-  await expect
-    .poll(
-      async () => {
-        identity = await read(name);
-        const c = condition(identity, type);
-        // On failure, the last value shown is the resource's conditions.
-        return c?.status === status && (!reason || c.reason === reason)
-          ? true
-          : (identity?.status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}: ${c.message}`) ??
-              []);
-      },
-      { message: `${name}: ${type}=${status}${reason ? ` (${reason})` : ""}` },
-    )
-    .toBe(true);
-  if (!identity) throw new Error(`${name} disappeared`);
-  return identity;
-}
+/** Polls until the identity's condition `type` has `status` (and `reason`, when given). */
+const until = (name: string, type: string, status: string, reason?: string) =>
+  op.until(
+    name,
+    (i) => condition(i, type)?.status === status && (!reason || condition(i, type)?.reason === reason),
+    `${type}=${status}${reason ? ` (${reason})` : ""}`,
+  );
 
 /** How many reconciles the manager ran: with a short resync, a clock made of events, not of sleeps. */
 async function reconcilesOf(m: RunningManager): Promise<number> {
   const metric = await m.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get();
   return metric?.values.reduce((n, v) => n + v.value, 0) ?? 0;
-}
-
-async function addCredentialForIssuer(name: string, subject: string): Promise<void> {
-  await emulatorAdmin(
-    emu,
-    "POST",
-    `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials`,
-    {
-      name,
-      issuer: cp.issuerUrl,
-      subject,
-      audiences: ["api://AzureADTokenExchange"],
-    },
-  );
 }
 
 /** Status, events and logs must never hold a token. */
@@ -120,14 +65,14 @@ describe("the operator against a real API server and the Entra emulator", () => 
     const subject = `system:serviceaccount:${cp.namespace}:agent-a`;
     const ficName = `test-${cp.namespace}`;
     await blueprint();
-    await manager({ verificationPolicy: { intervalMs: 1500, retryMs: 1500 } });
+    await op.manager({ verificationPolicy: { intervalMs: 1500, retryMs: 1500 } });
     await createIdentity(kube, cp.namespace, "agent-a");
     // Not added yet: Entra refuses, so the identity is not Ready.
     const missing = await until("agent-a", "Ready", "False", "CredentialMissing");
     expect(condition(missing, "FederationConfigured")?.message).toContain(
       "az ad app federated-credential create",
     );
-    await addCredentialForIssuer(ficName, subject);
+    await op.trustOnBlueprint(ficName, "agent-a");
 
     const ready = await until("agent-a", "Ready", "True");
     expect(condition(ready, "Verified")).toMatchObject({
@@ -162,7 +107,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     ]);
 
     await emulatorAdmin(
-      emu,
+      op.emu,
       "DELETE",
       `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${ficName}`,
     );
@@ -177,7 +122,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("Manual mode without verification is Unknown, not Ready: nobody has proven the credential", async () => {
     await blueprint();
-    await manager({ verify: false });
+    await op.manager({ verify: false });
     await createIdentity(kube, cp.namespace, "unproven");
     const unknown = await until("unproven", "Ready", "Unknown", "ManualSetupUnverified");
     expect(condition(unknown, "Verified")).toMatchObject({
@@ -190,7 +135,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await blueprint({
       admits: [{ namespaces: [cp.namespace], agents: { allowed: [AGENT] }, developmentSecrets: true }],
     });
-    await manager();
+    await op.manager();
     await createIdentity(kube, cp.namespace, "with-secret", {
       clientSecretRef: { name: "bp", key: "secret" },
     });
@@ -211,7 +156,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("two identities for one ServiceAccount: the older keeps it and stays Ready, the newer is ServiceAccountTaken until the older goes", async () => {
     await managedIdentityBlueprint();
-    await manager({ verify: false });
+    await op.manager({ verify: false });
     await createIdentity(kube, cp.namespace, "first", { serviceAccountName: "shared" });
     await until("first", "Ready", "True");
     await createIdentity(kube, cp.namespace, "second", { serviceAccountName: "shared" });
@@ -229,7 +174,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
       kind: "ServiceAccount",
       metadata: { name: "byo" },
     });
-    await manager({ verify: false });
+    await op.manager({ verify: false });
     await createIdentity(kube, cp.namespace, "byo");
     const refused = await until("byo", "Ready", "False", "ServiceAccountNotOptedIn");
     expect(condition(refused, "Ready")?.message).toContain(`${LABEL_SERVICE_ACCOUNT_BINDING}=byo`);
@@ -245,13 +190,13 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("Graph mode writes exactly issuer + subject, verifies through it, recreates it when deleted in Entra, and removes it on deletion", async () => {
     await blueprint({ federation: { management: "Graph" } });
-    await manager({ graphRecheckMs: 500 });
+    await op.manager({ graphRecheckMs: 500 });
     await createIdentity(kube, cp.namespace, "graph");
     const ready = await until("graph", "Verified", "True");
     expect(condition(ready, "Ready")).toMatchObject({ status: "True" });
     expect(ready.metadata.finalizers).toContain(FINALIZER);
     const name = ready.status?.federatedCredential?.name ?? "";
-    const created = (await blueprintCredentials(emu)).find((c) => c.name === name);
+    const created = (await blueprintCredentials(op.emu)).find((c) => c.name === name);
     expect(created).toMatchObject({
       issuer: cp.issuerUrl,
       subject: `system:serviceaccount:${cp.namespace}:graph`,
@@ -259,46 +204,46 @@ describe("the operator against a real API server and the Entra emulator", () => 
     });
 
     await emulatorAdmin(
-      emu,
+      op.emu,
       "DELETE",
       `/_emulator/tenants/${TENANT}/applications/${BLUEPRINT}/federatedIdentityCredentials/${name}`,
     );
     await expect
-      .poll(async () => (await blueprintCredentials(emu)).some((c) => c.name === name), {
+      .poll(async () => (await blueprintCredentials(op.emu)).some((c) => c.name === name), {
         message: "the credential to be recreated",
       })
       .toBe(true);
 
     await kube.delete(identityPath(cp.namespace, "graph"));
     await expect.poll(() => read("graph"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
-    expect((await blueprintCredentials(emu)).find((c) => c.name === name)).toBeUndefined();
+    expect((await blueprintCredentials(op.emu)).find((c) => c.name === name)).toBeUndefined();
   });
 
   it("Graph's 20-credential limit and an application the operator does not own become conditions, and are not retried", async () => {
     await blueprint({ clientId: FULL_BLUEPRINT, federation: { management: "Graph" } });
     // A resync every second replays every identity to the reconciler: the clock of this test.
-    const m = await manager({ resyncIntervalMs: 1000 });
+    const m = await op.manager({ resyncIntervalMs: 1000 });
     await createIdentity(kube, cp.namespace, "full");
     const full = await until("full", "Ready", "False", "CredentialLimitReached");
     expect(condition(full, "FederationConfigured")?.message).toContain("20");
-    expect(await blueprintCredentials(emu, FULL_BLUEPRINT)).toHaveLength(20);
+    expect(await blueprintCredentials(op.emu, FULL_BLUEPRINT)).toHaveLength(20);
     // A permanent refusal is not retried until the spec changes: through an update that is not a spec
     // change and two resyncs, the emulator sees nothing more.
-    const before = await emulatorRequests(emu);
+    const before = await emulatorRequests(op.emu);
     await kube.patch(identityPath(cp.namespace, "full"), "merge", {
       metadata: { annotations: { nudge: "1" } },
     });
     const start = await reconcilesOf(m);
     await expect.poll(() => reconcilesOf(m), { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 3);
-    expect(await emulatorRequests(emu)).toBe(before);
+    expect(await emulatorRequests(op.emu)).toBe(before);
     // A spec change tries again (and meets the same limit).
     await kube.patch(identityPath(cp.namespace, "full"), "merge", { spec: { sidecar: { port: 5001 } } });
-    await expect.poll(() => emulatorRequests(emu)).toBeGreaterThan(before);
+    await expect.poll(() => emulatorRequests(op.emu)).toBeGreaterThan(before);
   });
 
   it("Application.ReadWrite.OwnedBy does not reach a blueprint the operator does not own", async () => {
     await blueprint({ clientId: FOREIGN_BLUEPRINT, federation: { management: "Graph" } });
-    await manager();
+    await op.manager();
     await createIdentity(kube, cp.namespace, "denied");
     const denied = await until("denied", "Ready", "False", "GraphAccessDenied");
     expect(condition(denied, "Ready")?.message).toContain("Application.ReadWrite.OwnedBy");
@@ -307,14 +252,14 @@ describe("the operator against a real API server and the Entra emulator", () => 
         (await eventsFor(kube, cp.namespace, "denied")).some((e) => e.reason === "GraphAccessDenied"),
       )
       .toBe(true);
-    expect(await blueprintCredentials(emu, FOREIGN_BLUEPRINT)).toEqual([]);
+    expect(await blueprintCredentials(op.emu, FOREIGN_BLUEPRINT)).toEqual([]);
   });
 
   it("writes nothing while idle, across resyncs", async () => {
     await managedIdentityBlueprint();
     // A resync every second (10 minutes by default): each replays the cache, so every identity is
     // reconciled again, and that must write nothing and ask the API server nothing.
-    const m = await manager({ verify: false, resyncIntervalMs: 1000 });
+    const m = await op.manager({ verify: false, resyncIntervalMs: 1000 });
     const reconciles = async () =>
       (await m.metrics.registry.getSingleMetric("agentid_reconciles_total")?.get())?.values.reduce(
         (n, v) => n + v.value,
@@ -334,7 +279,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
         .filter(([k]) => !k.endsWith(" leases"))
         .reduce((n, [, v]) => n + v, 0);
     const before = m.requestCounts();
-    const emulated = await emulatorRequests(emu);
+    const emulated = await emulatorRequests(op.emu);
     const versions = await Promise.all(
       ["idle-a", "idle-b", "idle-c"].map(async (n) => (await read(n))?.metadata.resourceVersion),
     );
@@ -343,7 +288,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await expect.poll(reconciles, { timeout: 20_000 }).toBeGreaterThanOrEqual(start + 9);
     const after = m.requestCounts();
     expect(writes(before)).toBeGreaterThan(0);
-    expect(await emulatorRequests(emu)).toBe(emulated);
+    expect(await emulatorRequests(op.emu)).toBe(emulated);
     expect(writes(after)).toBe(writes(before));
     // No relist either: a resync replays the cache from memory.
     expect(nonLease(after)).toBe(nonLease(before));
@@ -356,8 +301,8 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("runs one leader among two managers and fails over when the leader stops", async () => {
     await managedIdentityBlueprint();
-    const a = await manager({ verify: false, identity: "replica-a" });
-    const b = await manager({ verify: false, identity: "replica-b" });
+    const a = await op.manager({ verify: false, identity: "replica-a" });
+    const b = await op.manager({ verify: false, identity: "replica-b" });
     await expect.poll(() => a.isLeader() !== b.isLeader(), { message: "exactly one leader" }).toBe(true);
     const leader = a.isLeader() ? a : b;
     const follower = leader === a ? b : a;
@@ -365,7 +310,6 @@ describe("the operator against a real API server and the Entra emulator", () => 
     await until("before", "Ready", "True");
     expect(follower.isLeader()).toBe(false);
     await leader.stop();
-    managers.splice(managers.indexOf(leader), 1);
     await expect
       .poll(() => follower.isLeader(), { message: "the follower to lead", timeout: 15_000 })
       .toBe(true);
@@ -375,7 +319,7 @@ describe("the operator against a real API server and the Entra emulator", () => 
 
   it("serves /healthz, /readyz and /metrics", async () => {
     await managedIdentityBlueprint();
-    const m = await manager({ verify: false });
+    const m = await op.manager({ verify: false });
     await createIdentity(kube, cp.namespace, "metrics");
     await until("metrics", "Ready", "True");
     const get = async (path: string) => {

@@ -5,15 +5,13 @@ import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/cl
 import { DROPPED_METRIC } from "../../src/kube/events.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import { REFUSAL_NAMESPACE_LIMIT } from "../../src/webhook/events.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
-import { ensureCrd, identityBody } from "./operator-support.ts";
+import { identityBody } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
-  newRun,
-  type RunningWebhook,
-  startTestWebhook,
+  useTestWebhook,
+  useWebhookControlPlane,
   waitUntilServed,
 } from "./webhook-support.ts";
 
@@ -25,22 +23,18 @@ import {
  * The recorder's clock is frozen, so that no budget refills while a slow machine runs the loop.
  */
 
-const run = newRun();
-const cp = useControlPlane({ namespacePrefix: "whevents", namespaceLabels: { "agentid-test-run": run } });
+const { run, cp } = useWebhookControlPlane("whevents");
 let clock = Date.UTC(2026, 11, 6, 12, 0, 0);
-let hook: RunningWebhook;
+const hook = useTestWebhook(cp, { run, eventClock: () => clock });
 let admin: KubeClient;
 let alice: KubeClient | undefined;
 
 beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
   admin = createKubeClient(cp.kubeConfig);
   await ensureIdentityEditorRole(admin);
-  hook = await startTestWebhook(cp, { run, eventClock: () => clock });
 });
 afterAll(async () => {
   await alice?.close();
-  await hook?.stop();
   await admin?.close();
 });
 beforeEach(async () => {

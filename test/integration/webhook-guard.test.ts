@@ -8,14 +8,13 @@ import { createVerifier } from "../../src/operator/verify.ts";
 import { identityPathOf } from "../../src/webhook/index.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
 import { ensureIdentityEditorRole, kubeConfigAs, namespaceUserClient } from "./namespace-user.ts";
-import { ensureCrd, eventsFor } from "./operator-support.ts";
+import { eventsFor } from "./operator-support.ts";
 import {
   CONFIGURATION_PATHS,
   createReadyIdentity,
   createTestBlueprint,
   newRun,
-  type RunningWebhook,
-  startTestWebhook,
+  useTestWebhook,
   waitUntilServed,
 } from "./webhook-support.ts";
 
@@ -50,18 +49,15 @@ const run = newRun();
 const cp = connectControlPlane();
 // One namespace for the whole file: the attacks build on one injected pod, in order.
 const ns = `guard-${run}`;
-let hook: RunningWebhook;
+const hook = useTestWebhook(cp, { run });
 let alice: KubeClient;
 
 beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  hook = await startTestWebhook(cp, { run });
   await createNamespace(cp.kubeConfig, ns, { "agentid-test-run": run });
   await ensureIdentityEditorRole(hook.kube);
 });
 afterAll(async () => {
   await alice?.close();
-  await hook?.stop();
 });
 
 const podsPath = () => `/api/v1/namespaces/${ns}/pods`;

@@ -3,16 +3,15 @@ import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { MWC_PATH, secretPath } from "../../src/webhook/certificate-manager.ts";
 import { type ChartObject, renderChart } from "../support/chart.ts";
-import { useControlPlane } from "../support/controlplane.ts";
 import { kubeConfigAs as kubeConfigOf } from "./namespace-user.ts";
 import { ensureCrd } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
   namesOf,
-  newRun,
   type RunningWebhook,
   startTestWebhook,
+  useWebhookControlPlane,
   waitUntilServed,
 } from "./webhook-support.ts";
 
@@ -21,8 +20,7 @@ import {
  * ServiceAccount it issues its certificate, keeps the caBundle and injects; and it can touch no other
  * Secret or webhook configuration.
  */
-const run = newRun();
-const cp = useControlPlane({ namespacePrefix: "whrbac", namespaceLabels: { "agentid-test-run": run } });
+const { run, cp } = useWebhookControlPlane("whrbac");
 const admin = createKubeClient(cp.kubeConfig);
 const { managerNamespace, configurationName } = namesOf(run);
 let hook: RunningWebhook | undefined;

@@ -1,15 +1,12 @@
 import { X509Certificate } from "node:crypto";
 import { connect } from "node:tls";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { ANNOTATION_CA_PUBLISHED, MWC_PATH, secretPath } from "../../src/webhook/certificate-manager.ts";
-import { useControlPlane } from "../support/controlplane.ts";
-import { ensureCrd } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
-  newRun,
-  type RunningWebhook,
-  startTestWebhook,
+  useTestWebhook,
+  useWebhookControlPlane,
   waitUntilServed,
 } from "./webhook-support.ts";
 
@@ -18,21 +15,10 @@ import {
  * caBundle first, its leaf served only after the propagation time), with not one failed admission.
  */
 
-const run = newRun();
-const cp = useControlPlane({ namespacePrefix: "rotation", namespaceLabels: { "agentid-test-run": run } });
-let hook: RunningWebhook;
+const { run, cp } = useWebhookControlPlane("rotation");
+const hook = useTestWebhook(cp, { run, caPropagationMs: 1500 });
 /** A second replica: never the leader, it only loads what the leader writes into the Secret. */
-let follower: RunningWebhook;
-
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  hook = await startTestWebhook(cp, { run, caPropagationMs: 1500 });
-  follower = await startTestWebhook(cp, { run, follower: true });
-});
-afterAll(async () => {
-  await follower?.stop();
-  await hook?.stop();
-});
+const follower = useTestWebhook(cp, { run, follower: true });
 
 /** The certificate the webhook serves to a new connection right now. */
 function servedCertificate(port: number): Promise<X509Certificate> {

@@ -24,8 +24,13 @@ import {
 } from "../../src/webhook/index.ts";
 import { secretCache } from "../../src/webhook/serving.ts";
 import { renderChart } from "../support/chart.ts";
-import type { ConnectedControlPlane } from "../support/controlplane.ts";
-import { AGENT, blueprintBody } from "./operator-support.ts";
+import {
+  type ConnectedControlPlane,
+  type ControlPlaneFixture,
+  useControlPlane,
+} from "../support/controlplane.ts";
+import { startedForFile } from "../support/per-file.ts";
+import { blueprintBody, ensureCrd, identityBody } from "./operator-support.ts";
 
 /** Runs the real webhook component in this process and registers the chart's configuration for it. */
 
@@ -242,6 +247,33 @@ export async function startTestWebhook(
   };
 }
 
+/**
+ * The shared control plane for a webhook test file: every per-test namespace carries the run's label, which
+ * the run's webhook configuration selects (test files run in parallel on one API server).
+ */
+export function useWebhookControlPlane(namespacePrefix: string): { run: string; cp: ControlPlaneFixture } {
+  const run = newRun();
+  return { run, cp: useControlPlane({ namespacePrefix, namespaceLabels: { "agentid-test-run": run } }) };
+}
+
+/**
+ * Starts a webhook for the whole test file (beforeAll, once the CRDs are there) and stops it afterAll. What
+ * it returns reads through to the webhook that runs, so tests use it as a RunningWebhook.
+ */
+export function useTestWebhook(
+  cp: ConnectedControlPlane,
+  options: Parameters<typeof startTestWebhook>[1] = {},
+): RunningWebhook {
+  return startedForFile(
+    "the test webhook",
+    async () => {
+      await ensureCrd(cp.kubeConfig);
+      return startTestWebhook(cp, options);
+    },
+    (webhook) => webhook.stop(),
+  );
+}
+
 /** The manager namespace and configuration name a run uses. */
 export function namesOf(run: string): { managerNamespace: string; configurationName: string } {
   return { managerNamespace: `agentid-system-${run}`, configurationName: `agentid-webhook-${run}` };
@@ -271,17 +303,10 @@ export async function createReadyIdentity(
   spec: Partial<AgentIdentitySpec> = {},
   ready = true,
 ): Promise<AgentIdentity> {
-  const created = await kube.create<AgentIdentity>(identityPathOf(namespace), {
-    apiVersion: "agentid.io/v1alpha1",
-    kind: "AgentIdentity",
-    metadata: { name, namespace },
-    spec: {
-      blueprintRef: { name: namespace },
-      agent: { clientId: AGENT },
-      serviceAccountName: name,
-      ...spec,
-    },
-  });
+  const created = await kube.create<AgentIdentity>(
+    identityPathOf(namespace),
+    identityBody(namespace, name, spec),
+  );
   const generation = created.metadata.generation ?? 1;
   return kube.replace<AgentIdentity>(`${identityPathOf(namespace, name)}/status`, {
     ...created,

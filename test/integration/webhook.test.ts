@@ -1,13 +1,11 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { isApiError } from "../../src/kube/client.ts";
-import { useControlPlane } from "../support/controlplane.ts";
-import { ensureCrd, eventsFor } from "./operator-support.ts";
+import { eventsFor } from "./operator-support.ts";
 import {
   createReadyIdentity,
   createTestBlueprint,
-  newRun,
-  type RunningWebhook,
-  startTestWebhook,
+  useTestWebhook,
+  useWebhookControlPlane,
   waitUntilServed,
 } from "./webhook-support.ts";
 
@@ -27,17 +25,8 @@ interface Pod {
   spec: { initContainers?: Container[]; containers: Container[]; volumes?: Array<{ name: string }> };
 }
 
-const run = newRun();
-const cp = useControlPlane({ namespacePrefix: "webhook", namespaceLabels: { "agentid-test-run": run } });
-let hook: RunningWebhook;
-
-beforeAll(async () => {
-  await ensureCrd(cp.kubeConfig);
-  hook = await startTestWebhook(cp, { run });
-});
-afterAll(async () => {
-  await hook?.stop();
-});
+const { run, cp } = useWebhookControlPlane("webhook");
+const hook = useTestWebhook(cp, { run });
 
 const podsPath = (ns: string) => `/api/v1/namespaces/${ns}/pods`;
 

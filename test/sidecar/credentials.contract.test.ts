@@ -1,12 +1,11 @@
 import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
-import { createServer as createHttpServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from "jose";
 import forge from "node-forge";
-import { fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCertificateAuthority, issueCertificate } from "../../src/lib/pki.ts";
 import { testCertificate } from "../support/emulator/testing-certificates.ts";
@@ -21,6 +20,7 @@ import {
   type TestSidecar,
   tokenOf,
 } from "./harness.ts";
+import { createManagedIdentity } from "./support/imds.ts";
 
 const EXCHANGE = "api://AzureADTokenExchange";
 const SUBJECT = "system:serviceaccount:agents:research";
@@ -182,31 +182,13 @@ describe("SignedAssertionFilePath (Kubernetes projected token)", () => {
 describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
   it("uses a managed-identity token for api://AzureADTokenExchange as the blueprint's assertion", async () => {
     // The managed identity is an app of kind managedIdentity; its app token is what IMDS would hand out.
-    const miAppId = "5a0c3b7e-1d2f-4e6a-9b8c-7d6e5f4a3b2c";
-    await emu.admin("POST", `tenants/${IDS.tenant}/applications`, {
-      appId: miAppId,
-      displayName: "node managed identity",
-      kind: "managedIdentity",
-      clientSecrets: [{ value: "imds-stand-in-secret" }],
-    });
-    const imdsRequests: string[] = [];
-    const miToken = async () => {
-      const body = new URLSearchParams({
-        grant_type: "client_credentials",
-        client_id: miAppId,
-        client_secret: "imds-stand-in-secret",
-        scope: `${EXCHANGE}/.default`,
-      });
-      const response = await undiciFetch(`${emu.emulator.url}/${IDS.tenant}/oauth2/v2.0/token`, {
-        method: "POST",
-        body: body.toString(),
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        dispatcher: emu.dispatcher,
-      });
-      return (await response.json()) as { access_token: string; expires_in: number };
-    };
-    const sample = await miToken();
-    const miSubject = String(decodeJwt(sample.access_token).sub);
+    const mi = await createManagedIdentity(
+      emu,
+      "5a0c3b7e-1d2f-4e6a-9b8c-7d6e5f4a3b2c",
+      "node managed identity",
+      "imds-stand-in-secret",
+    );
+    const miSubject = String(decodeJwt((await mi.token(EXCHANGE)).access_token).sub);
     await emu.admin(
       "POST",
       `tenants/${IDS.tenant}/applications/${IDS.blueprint}/federatedIdentityCredentials`,
@@ -217,24 +199,7 @@ describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
         audiences: [EXCHANGE],
       },
     );
-    const imds: Server = createHttpServer((req, res) => {
-      imdsRequests.push(`${req.url} metadata=${req.headers.metadata}`);
-      miToken().then((t) => {
-        res.setHeader("content-type", "application/json");
-        res.end(
-          JSON.stringify({
-            access_token: t.access_token,
-            expires_in: String(t.expires_in),
-            expires_on: String(Math.floor(Date.now() / 1000) + t.expires_in),
-            resource: EXCHANGE,
-            token_type: "Bearer",
-          }),
-        );
-      });
-    });
-    await new Promise<void>((r) => imds.listen(0, "127.0.0.1", r));
-    // msal-node finds IMDS from the environment, as on an AKS node with pod identity.
-    process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = `http://127.0.0.1:${(imds.address() as AddressInfo).port}`;
+    const imds = await mi.serveImds();
     try {
       const s = await startTestSidecar(emu, {
         ...baseEnv(emu, API),
@@ -245,12 +210,11 @@ describe("SignedAssertionFromManagedIdentity (IMDS)", () => {
         `${s.url}/AuthorizationHeaderUnauthenticated/graph-app?AgentIdentity=${IDS.agent}`,
       );
       expect(claimsOf(r)).toMatchObject({ appid: IDS.agent, xms_par_app_azp: IDS.blueprint });
-      expect(imdsRequests.length).toBe(1);
-      expect(imdsRequests[0]).toMatch(
+      expect(imds.requests.length).toBe(1);
+      expect(imds.requests[0]).toMatch(
         /^\/metadata\/identity\/oauth2\/token\/?\?.*resource=api%3A%2F%2FAzureADTokenExchange.* metadata=true$/,
       );
     } finally {
-      delete process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST;
       imds.close();
     }
   });

@@ -1,8 +1,7 @@
-import { execFile, spawn, spawnSync } from "node:child_process";
-import { readlinkSync } from "node:fs";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseEnv, type Emu, startEmu, startTestSidecar, type TestSidecar } from "./harness.ts";
+import { fromOutside, netnsProblem, netnsSkipped, OUTSIDE } from "./support/netns.ts";
 
 /**
  * Host filtering and the explicit opt-in for non-loopback callers, through a real sidecar. Raw
@@ -72,106 +71,32 @@ describe("Host header filtering", () => {
 });
 
 /**
- * Callers off loopback: the sidecar runs in a user + network namespace of the test's own (unshare -rn)
- * whose loopback device also carries 198.51.100.1, a documentation address, and the calls are made
- * from inside it (nsenter), as test/sidecar/process.contract.test.ts does. Entra is not reachable from
- * there, so the requests name an unknown API: a 404 problem shows the request passed the caller checks
- * and reached the routes; the checks themselves answer 403 (not loopback) or 400 (Host).
+ * Callers off loopback (test/sidecar/support/netns.ts): the sidecar runs in a user + network namespace
+ * of the test's own whose loopback device also carries OUTSIDE, and the calls are made from inside it.
+ * Entra is not reachable from there, so the requests name an unknown API: a 404 problem shows the request
+ * passed the caller checks and reached the routes; the checks themselves answer 403 (not loopback) or
+ * 400 (Host).
  */
-const OUTSIDE = "198.51.100.1";
-const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
-const netnsProblem = (() => {
-  const tried = spawnSync("unshare", ["-rn", "ip", "addr", "add", `${OUTSIDE}/32`, "dev", "lo"], {
-    encoding: "utf8",
-  });
-  if (tried.error) return `unshare or ip is not installed (${tried.error.message})`;
-  return tried.status === 0 ? undefined : `unshare -rn ... ip addr add failed: ${tried.stderr.trim()}`;
-})();
-
-/** Starts a sidecar in a namespace of its own, makes the calls from inside it, answers [status, body] each. */
-async function fromOutside(
-  extra: Record<string, string>,
-  calls: { from: string; host: string; path: string }[],
-): Promise<{ answers: [number, string][]; output: string }> {
-  const port = 5000; // a fresh namespace: nothing else listens there
-  const env: Record<string, string> = {
-    AzureAd__Instance: "https://127.0.0.1:9/", // never reached
-    AzureAd__TenantId: "415a225c-58fe-4f1a-b44d-e994a7645ffc",
-    AzureAd__ClientId: "635df336-7566-4df6-891b-db8a571aea8e",
-    AzureAd__ClientSecret: "not-used",
-    ASPNETCORE_URLS: `http://+:${port}`,
-    ...extra,
-  };
-  const child = spawn(
-    "unshare",
-    [
-      "-rn",
-      "sh",
-      "-c",
-      `ip link set lo up && ip addr add ${OUTSIDE}/32 dev lo && exec "$@"`,
-      "sh",
-      process.execPath,
-      CLI,
-      "sidecar",
-    ],
-    { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+const outside = (extra: Record<string, string>, calls: Parameters<typeof fromOutside>[1]) =>
+  fromOutside(
+    {
+      AzureAd__Instance: "https://127.0.0.1:9/", // never reached
+      AzureAd__TenantId: "415a225c-58fe-4f1a-b44d-e994a7645ffc",
+      AzureAd__ClientId: "635df336-7566-4df6-891b-db8a571aea8e",
+      AzureAd__ClientSecret: "not-used",
+      ...extra,
+    },
+    calls,
   );
-  const output: string[] = [];
-  child.stdout?.on("data", (d: Buffer) => output.push(d.toString()));
-  child.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
-  const exited = new Promise((r) => child.on("exit", r));
-  const script = `
-    const http = require("node:http");
-    const get = (from, host, path) => new Promise((resolve, reject) => {
-      const req = http.get({ host: from, localAddress: from, port: ${port}, path, headers: { host } }, (res) => {
-        let body = ""; res.on("data", (d) => (body += d));
-        res.on("end", () => resolve([res.statusCode, body]));
-      });
-      req.on("error", reject);
-    });
-    (async () => {
-      for (let i = 0; ; i++) {
-        try { await get("127.0.0.1", "localhost", "/healthz"); break; }
-        catch (e) { if (i > 400) throw e; await new Promise((r) => setTimeout(r, 50)); }
-      }
-      const out = [];
-      for (const c of ${JSON.stringify(calls)}) out.push(await get(c.from, c.host, c.path));
-      console.log(JSON.stringify(out));
-    })().catch((e) => { console.error(e); process.exit(1); });`;
-  try {
-    // nsenter must join the sidecar's own namespace, not ours: wait until unshare has made it (before
-    // that, the child's namespace is this one, where something else may listen on the port).
-    const own = readlinkSync("/proc/self/ns/net");
-    for (let i = 0; readlinkSync(`/proc/${child.pid}/ns/net`) === own; i++) {
-      if (i > 500)
-        throw new Error(`the sidecar did not enter a network namespace of its own\n${output.join("")}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    const stdout = await new Promise<string>((resolve, reject) =>
-      execFile(
-        "nsenter",
-        ["--preserve-credentials", "-U", "-n", "-t", String(child.pid), process.execPath, "-e", script],
-        { timeout: 30_000 },
-        (error, out, err) =>
-          error ? reject(new Error(`${error.message}\n${err}\n${output.join("")}`)) : resolve(out),
-      ),
-    );
-    return { answers: JSON.parse(stdout) as [number, string][], output: output.join("") };
-  } finally {
-    child.kill("SIGTERM");
-    await exited;
-  }
-}
 
 const skip = netnsProblem !== undefined;
-const why = netnsProblem ? ` (skipped: ${netnsProblem}; unprivileged user namespaces are needed)` : "";
 const UNKNOWN = "/AuthorizationHeaderUnauthenticated/unknown-api";
 
 describe("non-loopback callers (a separate-container setup), in a network namespace of the test's own", () => {
   it.skipIf(skip)(
-    `are served only with Sidecar__AllowNonLoopbackCallers=true, and then only with an allowed Host${why}`,
+    `are served only with Sidecar__AllowNonLoopbackCallers=true, and then only with an allowed Host${netnsSkipped}`,
     async () => {
-      const { answers, output } = await fromOutside(
+      const { answers, output } = await outside(
         {
           Sidecar__AllowNonLoopbackCallers: "true",
           AllowedHosts: "sidecar",
@@ -196,15 +121,12 @@ describe("non-loopback callers (a separate-container setup), in a network namesp
   );
 
   it.skipIf(skip)(
-    `get 403 with ASPNETCORE_ENVIRONMENT=Development alone (unlike Microsoft's sidecar)${why}`,
+    `get 403 with ASPNETCORE_ENVIRONMENT=Development alone (unlike Microsoft's sidecar)${netnsSkipped}`,
     async () => {
-      const { answers } = await fromOutside(
-        { ASPNETCORE_ENVIRONMENT: "Development", AllowedHosts: "sidecar" },
-        [
-          { from: OUTSIDE, host: "sidecar:5000", path: UNKNOWN },
-          { from: "127.0.0.1", host: "localhost:5000", path: UNKNOWN },
-        ],
-      );
+      const { answers } = await outside({ ASPNETCORE_ENVIRONMENT: "Development", AllowedHosts: "sidecar" }, [
+        { from: OUTSIDE, host: "sidecar:5000", path: UNKNOWN },
+        { from: "127.0.0.1", host: "localhost:5000", path: UNKNOWN },
+      ]);
       expect(answers[0]).toEqual([403, ""]);
       expect(answers[1]?.[0]).toBe(404);
     },

@@ -1,41 +1,13 @@
-import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SIDECAR_TUNING } from "../../src/sidecar/tuning.ts";
 import { baseEnv, call, claimsOf, type Emu, freePort, IDS, startEmu, tokenOf } from "./harness.ts";
+import { fromOutside, netnsProblem, netnsSkipped, OUTSIDE, PORT } from "./support/netns.ts";
 
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
-
-/**
- * A caller off loopback needs a non-loopback address on this machine, and test traffic may only go to
- * loopback or into network namespaces a test makes itself: so the sidecar runs in a user + network
- * namespace of its own (unshare -rn, no root needed) whose loopback device also carries 198.51.100.1
- * (a documentation address), and the calls are made from inside it (nsenter).
- */
-const OUTSIDE = "198.51.100.1";
-const netnsProblem = (() => {
-  const tried = spawnSync("unshare", ["-rn", "ip", "addr", "add", `${OUTSIDE}/32`, "dev", "lo"], {
-    encoding: "utf8",
-  });
-  if (tried.error) return `unshare or ip is not installed (${tried.error.message})`;
-  if (tried.status !== 0) return `unshare -rn ... ip addr add failed: ${tried.stderr.trim()}`;
-  const nsenter = spawnSync("nsenter", ["--version"], { encoding: "utf8" });
-  return nsenter.error ? `nsenter is not installed (${nsenter.error.message})` : undefined;
-})();
-
-/** Runs `node -e script` inside the network namespace of process `pid`; answers its stdout. */
-function inNamespaceOf(pid: number, script: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      "nsenter",
-      ["--preserve-credentials", "-U", "-n", "-t", String(pid), process.execPath, "-e", script],
-      { timeout: 30_000 },
-      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)),
-    );
-  });
-}
 
 interface Child {
   process: ChildProcess;
@@ -267,9 +239,8 @@ describe("Microsoft's sample configuration, as a real process", () => {
 
 describe("callers off loopback, in a network namespace of the test's own", () => {
   it.skipIf(netnsProblem !== undefined)(
-    `get 403 on every route but /healthz, with the sidecar listening on every interface${netnsProblem ? ` (skipped: ${netnsProblem}; unprivileged user namespaces are needed)` : ""}`,
+    `get 403 on every route but /healthz, with the sidecar listening on every interface${netnsSkipped}`,
     async () => {
-      const port = 5000; // a fresh namespace: nothing else listens there
       const env: Record<string, string> = {
         // Entra is never reached: 403 is decided before any token is looked at.
         AzureAd__Instance: "https://127.0.0.1:9/",
@@ -280,61 +251,21 @@ describe("callers off loopback, in a network namespace of the test's own", () =>
         "DownstreamApis__graph-app__Scopes__0": "https://graph.microsoft.com/.default",
         "DownstreamApis__graph-app__RequestAppToken": "true",
         Sidecar__AllowOverrides__GetAuthorizationHeaderUnauthenticated: "true",
-        ASPNETCORE_URLS: `http://+:${port}`,
       };
-      const child = spawn(
-        "unshare",
-        [
-          "-rn",
-          "sh",
-          "-c",
-          `ip link set lo up && ip addr add ${OUTSIDE}/32 dev lo && exec "$@"`,
-          "sh",
-          process.execPath,
-          CLI,
-          "sidecar",
-        ],
-        { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] },
-      );
-      children.push(child);
-      const output: string[] = [];
-      child.stdout?.on("data", (d: Buffer) => output.push(d.toString()));
-      child.stderr?.on("data", (d: Buffer) => output.push(d.toString()));
-      const pid = child.pid ?? 0;
-      try {
-        // Each call names its source address, so the sidecar sees exactly that caller.
-        const script = `
-          const http = require("node:http");
-          const get = (from, path) => new Promise((resolve, reject) => {
-            const req = http.get({ host: from, localAddress: from, port: ${port}, path }, (res) => {
-              let body = ""; res.on("data", (d) => (body += d));
-              res.on("end", () => resolve([res.statusCode, body]));
-            });
-            req.on("error", reject);
-          });
-          (async () => {
-            for (let i = 0; ; i++) {
-              try { await get("127.0.0.1", "/healthz"); break; }
-              catch (e) { if (i > 400) throw e; await new Promise((r) => setTimeout(r, 50)); }
-            }
-            const out = {
-              token: await get("${OUTSIDE}", "/AuthorizationHeaderUnauthenticated/graph-app"),
-              validate: await get("${OUTSIDE}", "/Validate"),
-              health: await get("${OUTSIDE}", "/healthz"),
-              loopbackHealth: await get("127.0.0.1", "/healthz"),
-            };
-            console.log(JSON.stringify(out));
-          })().catch((e) => { console.error(e); process.exit(1); });`;
-        const answers = JSON.parse(await inNamespaceOf(pid, script)) as Record<string, [number, string]>;
-        expect(answers, output.join("")).toEqual({
-          token: [403, ""],
-          validate: [403, ""],
-          health: [200, "Healthy"],
-          loopbackHealth: [200, "Healthy"],
-        });
-      } finally {
-        child.kill("SIGKILL");
-      }
+      // Each call names its source address, so the sidecar sees exactly that caller.
+      const { answers, output } = await fromOutside(env, [
+        { from: OUTSIDE, host: `${OUTSIDE}:${PORT}`, path: "/AuthorizationHeaderUnauthenticated/graph-app" },
+        { from: OUTSIDE, host: `${OUTSIDE}:${PORT}`, path: "/Validate" },
+        { from: OUTSIDE, host: `${OUTSIDE}:${PORT}`, path: "/healthz" },
+        { from: "127.0.0.1", host: `127.0.0.1:${PORT}`, path: "/healthz" },
+      ]);
+      const [token, validate, health, loopbackHealth] = answers;
+      expect({ token, validate, health, loopbackHealth }, output).toEqual({
+        token: [403, ""],
+        validate: [403, ""],
+        health: [200, "Healthy"],
+        loopbackHealth: [200, "Healthy"],
+      });
     },
   );
 });

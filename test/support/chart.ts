@@ -35,3 +35,22 @@ export function renderChart(release: { name: string; namespace: string }): Chart
 }
 
 export const RBAC_KINDS = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+
+/** Where a namespace's RoleBindings live in the API. */
+export const roleBindingsPath = (namespace: string): string =>
+  `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`;
+
+/**
+ * The RoleBinding a namespace whose identities verify adds (docs/operator.md): the chart's
+ * agentid-token-requester ClusterRole for the manager's ServiceAccount, which may then request that
+ * namespace's ServiceAccount tokens. The chart binds it nowhere.
+ */
+export function tokenRequesterBinding(managerNamespace: string): ChartObject {
+  return {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name: "agentid-token-requester" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "agentid-token-requester" },
+    subjects: [{ kind: "ServiceAccount", name: "agentid-manager", namespace: managerNamespace }],
+  };
+}

@@ -1,7 +1,11 @@
 import { decodeJwt, type JWTPayload } from "jose";
+import { expect } from "vitest";
+import { DirectoryError } from "../../../src/emulator/directory.ts";
+import { normalizeDirectory } from "../../../src/emulator/directory-validate.ts";
 import { type EmulatorOptions, type RunningEmulator, startEmulator } from "../../../src/emulator/index.ts";
 import { createLogger } from "../../../src/lib/log.ts";
-import { type HttpResult, IDS, postForm, testDirectory, trustingAgent } from "./testing.ts";
+import { startedForFile } from "../per-file.ts";
+import { callJson, type HttpResult, IDS, postForm, testDirectory, trustingAgent } from "./testing.ts";
 
 /** A started emulator with captured log lines and shortcuts for the token flows, for this folder's tests. */
 export interface Harness {
@@ -15,6 +19,10 @@ export interface Harness {
   t1(agent?: string, blueprint?: string, secret?: string): Promise<string>;
   /** An agent identity's client_credentials request authenticated with T1. */
   agentParams(t1: string, agent?: string): Record<string, string>;
+  /** A user token minted by the admin API (for OBO): user IDS.user, audience IDS.blueprint, unless `claims` say otherwise. */
+  userToken(claims?: Record<string, unknown>): Promise<string>;
+  /** Adds to the test tenant's directory through the admin API (`applications`, `grants`, ...); fails unless created. */
+  addToTenant(collection: string, body: object): Promise<void>;
   close(): Promise<void>;
   dispatcher: ReturnType<typeof trustingAgent>;
 }
@@ -59,6 +67,8 @@ export async function startHarness(options: EmulatorOptions = {}): Promise<Harne
     client_assertion: assertion,
     scope: "https://graph.microsoft.com/.default",
   });
+  const tenantAdmin = (path: string, body: object) =>
+    callJson(dispatcher, "POST", `${emulator.url}/_emulator/tenants/${IDS.tenant}/${path}`, body);
   return {
     emulator,
     logLines,
@@ -67,12 +77,44 @@ export async function startHarness(options: EmulatorOptions = {}): Promise<Harne
     accessToken,
     t1,
     agentParams,
+    async userToken(claims = {}) {
+      const r = await tenantAdmin("tokens/user", { userId: IDS.user, audience: IDS.blueprint, ...claims });
+      if (r.status !== 200) throw new Error(`minting a user token: ${r.status} ${JSON.stringify(r.json)}`);
+      return String(r.json.access_token);
+    },
+    async addToTenant(collection, body) {
+      const r = await tenantAdmin(collection, body);
+      if (r.status !== 201) throw new Error(`adding to ${collection}: ${r.status} ${JSON.stringify(r.json)}`);
+    },
     dispatcher,
     async close() {
       await dispatcher.close();
       await emulator.close();
     },
   };
+}
+
+/**
+ * A harness for the whole test file: started in beforeAll, closed in afterAll. What it returns reads
+ * through to the harness that runs, so tests use it as a Harness.
+ */
+export function useHarness(options: EmulatorOptions = {}): Harness {
+  return startedForFile(
+    "the emulator harness",
+    () => startHarness(options),
+    (h) => h.close(),
+  );
+}
+
+/** The message of the DirectoryError that normalizeDirectory throws for `directory`; fails if it throws none. */
+export function directoryErrorOf(directory: Parameters<typeof normalizeDirectory>[0]): string {
+  try {
+    normalizeDirectory(directory);
+  } catch (error) {
+    expect(error).toBeInstanceOf(DirectoryError);
+    return (error as Error).message;
+  }
+  throw new Error("normalizeDirectory accepted the directory");
 }
 
 export function claimsOf(token: unknown): JWTPayload & Record<string, unknown> {
