@@ -69,5 +69,5 @@ ENV NODE_ENV=production
 WORKDIR /app
 USER 65532:65532
 # The manager's V8 flags (src/manager/v8-flags.ts; test/operator/manager-footprint.test.ts keeps them equal).
-ENTRYPOINT ["/usr/local/bin/node", "--optimize-for-size", "/app/dist/cli.js"]
+ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=2", "--heap-growing-percent=30", "/app/dist/cli.js"]
 CMD ["manager"]

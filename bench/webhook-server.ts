@@ -68,7 +68,7 @@ if (kind === "echo") {
       read: async () => undefined,
       list: async () => [],
     },
-    resolve: async (identity, namespace) =>
+    resolve: (identity, namespace) =>
       resolveTarget({
         identity,
         blueprint: blueprints.get(identity.spec.blueprintRef.name),

@@ -5,8 +5,10 @@ import type { KubeObject } from "./store.ts";
  * The decisions that keep the event recorder (events.ts) from flooding the API server, as pure functions of
  * their state and the time, after client-go's EventCorrelator (tools/record/events_cache.go):
  *
- * - a token bucket per source and involved object (burst 25, one token back every 5 minutes): an object that
- *   keeps failing, or a user who keeps making it fail, gets a bounded number of writes;
+ * - a token bucket per source, involved object, type and reason (burst 25, one token back every 5 minutes):
+ *   an object that keeps failing, or a user who keeps making it fail, gets a bounded number of writes, and
+ *   one reason's flood (PodRefused, or Normal OrphanedCredentialRemoved on a blueprint every namespace shares)
+ *   does not use up the budget of another (TokenRequestRefused, the Warning OrphanedCredentialNotRemoved);
  * - aggregation of similar events (same object, type and reason, different messages): from the 11th distinct
  *   message within 10 minutes on, they become one event "(combined from similar events): <latest message>",
  *   so varying the message (a different hostPort each time) does not make a new Event per attempt.
@@ -90,14 +92,18 @@ function objectParts(obj: KubeObject): string[] {
   return [obj.apiVersion ?? "", obj.kind ?? "", m.namespace ?? "", m.name, m.uid ?? ""];
 }
 
-/** The spam filter's key: who writes (component) about which object. */
-export function objectKey(component: string, obj: KubeObject): string {
-  return JSON.stringify([component, ...objectParts(obj)]);
-}
-
-/** The aggregation key: the object, type and reason, without the message. */
+/**
+ * The key of the per-object budget and of aggregation: who writes (component), about which object, with
+ * which type and reason, never the message. client-go's spam filter keys on the object alone, so there a
+ * flood of one reason starves every other reason about the object; its aggregator keys on the reason too.
+ */
 export function similarKey(component: string, obj: KubeObject, type: string, reason: string): string {
   return JSON.stringify([component, ...objectParts(obj), type, reason]);
+}
+
+/** The key of a per-namespace budget (the webhook's): the namespace, type and reason. */
+export function namespaceKey(component: string, namespace: string, type: string, reason: string): string {
+  return JSON.stringify([component, namespace, type, reason]);
 }
 
 /** Sets `key` as the most recently used entry and evicts the least recently used beyond `max`. */

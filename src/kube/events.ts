@@ -1,7 +1,7 @@
 import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
-import { createKubeClient, isConflict, isNotFound, type KubeClient } from "./client.ts";
+import { createKubeClient, isConflict, isNotFound, type KubeClient, PATCH_CONTENT_TYPES } from "./client.ts";
 import {
   AGGREGATE_LIMIT,
   type AggregateLimit,
@@ -10,8 +10,8 @@ import {
   COMBINED_PREFIX,
   lruSet,
   messageDigest,
+  namespaceKey,
   OBJECT_LIMIT,
-  objectKey,
   type SimilarEvents,
   similarKey,
   type TokenBucket,
@@ -28,11 +28,12 @@ import type { KubeObject } from "./store.ts";
  *   the existing Event instead of creating a new one;
  * - similar events with different messages are combined from the 11th distinct message within 10 minutes
  *   (event-limits.ts, `aggregate`);
- * - each object has a token bucket (25 writes, then one every 5 minutes; optionally a second one per
- *   namespace): what is over it is dropped, counted in `agentid_events_dropped_total`, and the next write
- *   that is allowed carries the full count;
+ * - each object, type and reason has a token bucket (25 writes, then one every 5 minutes; optionally a
+ *   second one per namespace, type and reason): what is over it is dropped, counted in
+ *   `agentid_events_dropped_total`, and the next write that is allowed carries the full count;
  * - at most `maxInFlight` writes run at once; behind them at most `maxQueued` wait (a repeat of a waiting
- *   event joins it), and what does not fit is dropped and counted.
+ *   event joins it), and what does not fit is dropped and counted;
+ * - `close()` ends the recorder: what waits is dropped, writes in flight get a short while, then are aborted.
  *
  * Messages are scrubbed of tokens and secrets before they leave the process.
  */
@@ -40,9 +41,9 @@ import type { KubeObject } from "./store.ts";
 export type EventType = "Normal" | "Warning";
 
 export interface EventLimits {
-  /** Per source and involved object. */
+  /** Per source, involved object, type and reason. */
   perObject: BucketLimit;
-  /** Per source and namespace of the involved object, on top of `perObject`; none by default. */
+  /** Per source, namespace of the involved object, type and reason, on top of `perObject`; none by default. */
   perNamespace?: BucketLimit;
   aggregate: AggregateLimit;
   /** Writes to the API server at once. */
@@ -73,6 +74,13 @@ export interface EventRecorderOptions {
   /** Entries each cache keeps (events for counting, groups, buckets; default 4096, least recently used evicted). */
   maxCacheEntries?: number;
   now?: () => number;
+  /** How long `close()` waits for the writes in flight before it aborts them (default 1 s). */
+  closeWaitMs?: number;
+  /**
+   * The term the writes belong to (the operator's leadership term, whose fenced client refuses every write
+   * once it ends): when it aborts, the recorder closes at once, before a write that fails can start the next.
+   */
+  signal?: AbortSignal;
 }
 
 export interface EventRecorder {
@@ -83,9 +91,19 @@ export interface EventRecorder {
   record(obj: KubeObject, type: EventType, reason: string, message: string): void;
   /** Resolves when every event accepted so far has been written (or has failed). */
   flush(): Promise<void>;
+  /**
+   * Ends the recorder for good: the writes still waiting are dropped, and so is every event recorded from
+   * now on (counted as `shutdown`); the writes in flight get `closeWaitMs`, then are aborted. Logs one line
+   * when anything was lost. Safe to call more than once.
+   */
+  close(): Promise<void>;
 }
 
-export type DropReason = "rate_limited" | "queue_full";
+/**
+ * rate_limited: over a budget; queue_full: too many writes waiting; shutdown: waiting, in flight or
+ * recorded when the recorder was closed (the process stops, or the operator's leadership term ended).
+ */
+export type DropReason = "rate_limited" | "queue_full" | "shutdown";
 
 export const DROPPED_METRIC = "agentid_events_dropped_total";
 
@@ -95,7 +113,7 @@ export function droppedEventsCounter(registry: Registry): Counter<"component" | 
   if (existing) return existing as Counter<"component" | "reason">;
   return new Counter({
     name: DROPPED_METRIC,
-    help: "Events not written, by recording component and reason (rate_limited: over the per-object or per-namespace budget; queue_full: too many writes waiting).",
+    help: "Events not written, by recording component and reason (rate_limited: over the per-object or per-namespace budget; queue_full: too many writes waiting; shutdown: not yet written when the recorder was closed).",
     labelNames: ["component", "reason"],
     registers: [registry],
   });
@@ -211,6 +229,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   const log = options.logger.child({ component: "events" });
   const max = options.maxCacheEntries ?? 4096;
   const now = options.now ?? Date.now;
+  const closeWaitMs = options.closeWaitMs ?? 1_000;
   const limits: EventLimits = { ...DEFAULT_EVENT_LIMITS, ...options.limits };
   const component = options.component;
   const dropped = options.registry ? droppedEventsCounter(options.registry) : undefined;
@@ -224,9 +243,14 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   const inFlight = new Set<string>();
   let idle: Array<() => void> = [];
   let queueFullReported = false;
+  // Aborted by close() once the writes in flight have had their while.
+  const aborter = new AbortController();
+  let closing: Promise<void> | undefined;
+  /** Writes that failed or were aborted after close() began: reported in close()'s one line, not each. */
+  let lostInFlight = 0;
 
-  function drop(reason: DropReason): void {
-    dropped?.inc({ component, reason });
+  function drop(reason: DropReason, count = 1): void {
+    dropped?.inc({ component, reason }, count);
   }
 
   /** Takes a token from the bucket under `key`; logs the first refusal of each window. */
@@ -251,15 +275,17 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   async function send(write: Write): Promise<void> {
     const base = `/api/v1/namespaces/${encodeURIComponent(write.namespace)}/events`;
     const { body } = write;
+    const signal = aborter.signal;
+    const create = () => client.request("POST", base, { body, signal });
     const patch = () =>
-      client.patch(`${base}/${encodeURIComponent(write.name)}`, "merge", {
-        count: body.count,
-        lastTimestamp: body.lastTimestamp,
-        message: body.message,
+      client.request("PATCH", `${base}/${encodeURIComponent(write.name)}`, {
+        body: { count: body.count, lastTimestamp: body.lastTimestamp, message: body.message },
+        contentType: PATCH_CONTENT_TYPES.merge,
+        signal,
       });
     if (write.create) {
       try {
-        await client.create(base, body);
+        await create();
       } catch (error) {
         // A create that timed out on our side but reached etcd: count on it.
         if (!isConflict(error)) throw error;
@@ -273,12 +299,12 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       // Events expire (1 h by default), and a first write may have been dropped or failed: start a new one
       // carrying the running count.
       if (!isNotFound(error)) throw error;
-      await client.create(base, body);
+      await create();
     }
   }
 
   function pump(): void {
-    while (inFlight.size < limits.maxInFlight) {
+    while (!closing && inFlight.size < limits.maxInFlight) {
       let next: [string, Write] | undefined;
       for (const entry of waiting) {
         if (!inFlight.has(entry[0])) {
@@ -292,6 +318,12 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       inFlight.add(key);
       send(write)
         .catch((error: unknown) => {
+          if (closing) {
+            // Aborted by close(), or by the end of a term (the fenced client) that close() follows.
+            lostInFlight++;
+            drop("shutdown");
+            return;
+          }
           const err = scrubTokens(error instanceof Error ? error.message : String(error));
           log.warn(
             { err, reason: write.body.reason, object: `${write.namespace}/${write.name}` },
@@ -308,6 +340,35 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       const resolve = idle;
       idle = [];
       for (const r of resolve) r();
+    }
+  }
+
+  function flush(): Promise<void> {
+    if (waiting.size === 0 && inFlight.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => idle.push(resolve));
+  }
+
+  async function close(): Promise<void> {
+    const discarded = waiting.size;
+    waiting.clear();
+    if (discarded > 0) drop("shutdown", discarded);
+    const writing = inFlight.size;
+    if (writing > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, closeWaitMs);
+      });
+      await Promise.race([flush(), expired]);
+      clearTimeout(timer);
+      // Whatever is still in flight would hold the shutdown up to the request timeout on a silent API server.
+      aborter.abort();
+      await flush();
+    }
+    if (discarded > 0 || lostInFlight > 0) {
+      log.warn(
+        { dropped: discarded, abandoned: lostInFlight, inFlight: writing },
+        "event recorder closed: events not written",
+      );
     }
   }
 
@@ -344,13 +405,15 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     // Counted even when dropped below (as client-go does): the next write that is allowed carries the total.
     lruSet(seen, key, observed, max);
     const object = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
-    if (!allow(objectBudgets, objectKey(component, obj), limits.perObject, { object, reason })) {
+    // The budget is the group's (object, type and reason): one reason's flood leaves the others theirs.
+    if (!allow(objectBudgets, similar, limits.perObject, { object, type, reason })) {
       drop("rate_limited");
       return;
     }
     const perNamespace = limits.perNamespace;
     const namespace = obj.metadata.namespace ?? "";
-    if (perNamespace && !allow(namespaceBudgets, namespace, perNamespace, { namespace, reason })) {
+    const nsKey = namespaceKey(component, namespace, type, reason);
+    if (perNamespace && !allow(namespaceBudgets, nsKey, perNamespace, { namespace, type, reason })) {
       drop("rate_limited");
       return;
     }
@@ -374,11 +437,22 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     pump();
   }
 
+  function closeOnce(): Promise<void> {
+    closing ??= close();
+    return closing;
+  }
+  if (options.signal?.aborted) void closeOnce();
+  else options.signal?.addEventListener("abort", () => void closeOnce(), { once: true });
+
   return {
     record(obj, type, reason, rawMessage) {
       if (!REASON.test(reason))
         throw new Error(`event reason must be UpperCamelCase, got ${JSON.stringify(reason)}`);
       if (!obj.apiVersion || !obj.kind) throw new Error("events need the object's apiVersion and kind");
+      if (closing) {
+        drop("shutdown");
+        return;
+      }
       try {
         accept(obj, type, reason, rawMessage);
       } catch (error) {
@@ -386,9 +460,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
         log.warn({ err, reason }, "could not record event");
       }
     },
-    flush() {
-      if (waiting.size === 0 && inFlight.size === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => idle.push(resolve));
-    },
+    flush,
+    close: closeOnce,
   };
 }

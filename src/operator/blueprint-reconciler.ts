@@ -151,6 +151,18 @@ export function createBlueprintReconciler(
     for (const orphan of orphans) {
       const removed = await s.federation.remove(tenantId, clientId, orphan.name, orphan.subject);
       if (!removed.ok) {
+        // The Event may be dropped (budgets, shutdown) and a credential trusting a deleted ServiceAccount is
+        // still in place: the log has a line of its own. The message is Graph's answer, scrubbed of tokens.
+        s.logger.warn(
+          {
+            blueprint: name,
+            credential: orphan.name,
+            subject: orphan.subject,
+            reason: removed.reason,
+            retry: removed.retry,
+          },
+          `cannot remove orphaned federated credential yet: ${scrubTokens(removed.message)}`,
+        );
         await s.events.emit({
           kind: BLUEPRINT_KIND,
           namespace: "",

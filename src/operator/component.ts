@@ -277,6 +277,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       needsLeaderElection: true,
       start(signal) {
         term = signal;
+        events.open(signal);
         const q = createWorkQueue({
           logger: log,
           onError: (key, error) =>
@@ -305,9 +306,12 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       async stop() {
         const q = queue;
         queue = undefined;
+        // The term's Event recorder closed when the term ended (the fenced client would refuse what waited):
+        // this waits for it, and drops what the draining workers still report.
+        const closingEvents = events.close();
         // The fenced client has aborted the requests in flight, so the running workers end promptly.
         await q?.shutdown();
-        await events.flush();
+        await closingEvents;
       },
       ready: () =>
         identities.hasSynced() &&

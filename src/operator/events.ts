@@ -1,7 +1,7 @@
 import type { Registry } from "prom-client";
 import { API_VERSION, type BLUEPRINT_KIND, KIND } from "../api/constants.ts";
 import type { KubeClient } from "../kube/client.ts";
-import { createEventRecorder, type EventRecorder } from "../kube/events.ts";
+import { createEventRecorder, droppedEventsCounter, type EventRecorder } from "../kube/events.ts";
 import type { KubeConfigLike } from "../kube/kubeconfig.ts";
 import type { Logger } from "../lib/log.ts";
 
@@ -19,12 +19,23 @@ export interface EventSink {
     message: string;
   }): Promise<void>;
   flush(): Promise<void>;
+  /**
+   * Ends the current leadership term's recorder: what waits is dropped (its writes would only fail on the
+   * fenced client), counted as `shutdown` with one log line, and every event until `open()` is dropped too.
+   */
+  close(): Promise<void>;
+  /**
+   * Starts the recorder of a leadership term (ending the previous one, if any): when `term` aborts, what
+   * waits is dropped at once. The sink is open (without a term) when made.
+   */
+  open(term?: AbortSignal): void;
 }
 
 /**
- * Events about AgentIdentities through the kube toolkit's recorder (de-duplicated, rate-limited per object,
- * similar ones combined, scrubbed of tokens and secrets, best effort: a failed or dropped event never fails a
- * reconcile).
+ * Events about AgentIdentities through the kube toolkit's recorder (de-duplicated, rate-limited per object
+ * and reason, similar ones combined, scrubbed of tokens and secrets, best effort: a failed or dropped event
+ * never fails a reconcile). One recorder per leadership term: its writes go through the fenced client, so
+ * what is still waiting when the term ends could never be written.
  */
 export function createEventSink(
   kubeConfig: KubeConfigLike,
@@ -33,17 +44,27 @@ export function createEventSink(
   instance: string,
   registry?: Registry,
 ): EventSink {
+  const component = "agentid-manager";
   // The recorder's default limits: at most 4 writes in flight, a burst of 1,000 identities queues behind them.
-  const recorder: EventRecorder = createEventRecorder({
-    kubeConfig,
-    client,
-    component: "agentid-manager",
-    instance,
-    logger,
-    ...(registry ? { registry } : {}),
-  });
+  const open = (term?: AbortSignal): EventRecorder =>
+    createEventRecorder({
+      kubeConfig,
+      client,
+      component,
+      instance,
+      logger,
+      ...(registry ? { registry } : {}),
+      ...(term ? { signal: term } : {}),
+    });
+  let recorder: EventRecorder | undefined = open();
+  const dropped = registry ? droppedEventsCounter(registry) : undefined;
   return {
     async emit(e) {
+      if (!recorder) {
+        // Between terms (a worker still draining): the fenced client would refuse the write anyway.
+        dropped?.inc({ component, reason: "shutdown" });
+        return;
+      }
       recorder.record(
         {
           apiVersion: API_VERSION,
@@ -59,6 +80,16 @@ export function createEventSink(
         e.message,
       );
     },
-    flush: () => recorder.flush(),
+    flush: () => recorder?.flush() ?? Promise.resolve(),
+    async close() {
+      const ending = recorder;
+      recorder = undefined;
+      await ending?.close();
+    },
+    open(term) {
+      const previous = recorder;
+      recorder = open(term);
+      void previous?.close();
+    },
   };
 }

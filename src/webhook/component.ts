@@ -63,6 +63,13 @@ export function webhookComponents(
   const serve = (ctx: WebhookContext): WebhookComponent => {
     const logger = ctx.logger.child({ component: "webhook" });
     const { namespace, secretName } = settings.certificates;
+    const events = createRefusalRecorder({
+      kubeConfig: ctx.kubeConfig,
+      client: ctx.kube,
+      instance: ctx.replica,
+      logger,
+      registry: ctx.registry,
+    });
     webhook = createWebhook({
       ...settings,
       kube: ctx.kube,
@@ -70,13 +77,7 @@ export function webhookComponents(
       blueprints: ctx.caches.informer<AgentIdentityBlueprint>(WEBHOOK_CACHES.blueprints),
       namespaces: ctx.caches.informer<NamespaceObject>(WEBHOOK_CACHES.namespaces),
       secrets: ctx.caches.informer<SecretObject>(secretCache(namespace, secretName)),
-      events: createRefusalRecorder({
-        kubeConfig: ctx.kubeConfig,
-        client: ctx.kube,
-        instance: ctx.replica,
-        logger,
-        registry: ctx.registry,
-      }),
+      events,
       logger,
       registry: ctx.registry,
       ready: () => ctx.caches.hasSynced(),
@@ -86,8 +87,15 @@ export function webhookComponents(
       name: "webhook",
       needsLeaderElection: false,
       start: () => w.start(),
-      // Stop taking reviews at shutdown; the API server's retries reach another replica.
-      stop: () => w.close(),
+      // Stop taking reviews at shutdown; the API server's retries reach another replica. Then the refusal
+      // Events still waiting are dropped, and those in flight get a second, not a silent API server's 30 s.
+      async stop() {
+        try {
+          await w.close();
+        } finally {
+          await events.close();
+        }
+      },
       ready: () => w.ready(),
     };
   };

@@ -116,7 +116,7 @@ export function parseGuardReview(body: unknown): GuardParsed {
 
 export interface GuardDeps {
   identities: IdentitySource;
-  resolve(identity: AgentIdentity, namespace: string): Promise<Resolved>;
+  resolve(identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved>;
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];

@@ -9,7 +9,7 @@ import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
 import type { JsonObject } from "./raw.ts";
 import type { Refusal } from "./refusals.ts";
-import { createReviewer } from "./review.ts";
+import { createReviewer, type Resolved } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
 import { whoAmI } from "./self.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
@@ -99,17 +99,27 @@ export function createWebhook(options: WebhookOptions): Webhook {
       `${what}: ${refusals.map((r) => r.message).join("; ")}`,
     );
   };
-  const resolve = async (identity: AgentIdentity, namespace: string) => {
-    const [blueprint, ns] = await Promise.all([
-      blueprintOf(identity.spec.blueprintRef.name),
-      namespaceOf(namespace),
-    ]);
-    return resolveTarget({
+  const target = (
+    identity: AgentIdentity,
+    namespace: string,
+    blueprint?: AgentIdentityBlueprint,
+    ns?: NamespaceObject,
+  ) =>
+    resolveTarget({
       identity,
       blueprint,
       namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
       allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
     });
+  // At once when both are cached (nearly every review); a promise only when the API server is asked.
+  const resolve = (identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved> => {
+    const blueprint = options.blueprints.get(undefined, identity.spec.blueprintRef.name);
+    const ns = options.namespaces.get(undefined, namespace);
+    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
+    return Promise.all([
+      blueprint ?? blueprintOf(identity.spec.blueprintRef.name),
+      ns ?? namespaceOf(namespace),
+    ]).then(([b, n]) => target(identity, namespace, b, n));
   };
   const currentSettings = () => {
     if (!settings) throw new Error("the webhook answered before its settings were resolved");

@@ -49,3 +49,25 @@ export function createWebhookMetrics(registry: Registry): WebhookMetrics {
     }),
   };
 }
+
+/**
+ * `make(a, b)` once per pair of label values, then the same object: prom-client's children
+ * (`counter.labels(...)`) bound once per label set instead of a labels object per observation. The
+ * values are few (an outcome and a refusal reason), so nothing is ever dropped.
+ */
+export function perLabels<T>(make: (a: string, b: string) => T): (a: string, b?: string) => T {
+  const byA = new Map<string, Map<string, T>>();
+  return (a, b = "") => {
+    let byB = byA.get(a);
+    if (!byB) {
+      byB = new Map();
+      byA.set(a, byB);
+    }
+    let child = byB.get(b);
+    if (child === undefined) {
+      child = make(a, b);
+      byB.set(b, child);
+    }
+    return child;
+  };
+}

@@ -7,15 +7,17 @@ import {
   TOKEN_MOUNT_PATH,
   TOKEN_VOLUME,
 } from "../api/constants.ts";
-import { parseInitContainerNames } from "./annotations.ts";
+import { ANNOTATION_INIT_CONTAINERS, type Parsed, parseInitContainerNames } from "./annotations.ts";
 import { appEnvFor, sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
-import { addMember, append, type JsonPatchOperation, pointer, prepend } from "./patch.ts";
+import { addMember, append, type JsonPatchOperation, prepend } from "./patch.ts";
 import {
   annotationsOf,
   arrayAt,
+  type ContainerField,
   type ContainerView,
   containersOf,
-  envNames,
+  isObject,
+  type Json,
   type JsonObject,
   objectAt,
   stringAt,
@@ -61,10 +63,26 @@ export function sidecarUrl(port: number): string {
 
 /** Our sidecar in the pod, if it is there (in either place it may have been injected). */
 export function findSidecar(pod: unknown): ContainerView | undefined {
-  return [...containersOf(pod, "initContainers"), ...containersOf(pod, "containers")].find(
-    (c) => c.name === SIDECAR_CONTAINER,
-  );
+  const spec = objectAt(pod, "spec");
+  for (const field of ["initContainers", "containers"] as const) {
+    const list = arrayAt(spec, field) ?? [];
+    for (let index = 0; index < list.length; index++) {
+      const raw = list[index];
+      if (isObject(raw) && raw.name === SIDECAR_CONTAINER)
+        return { field, index, name: SIDECAR_CONTAINER, raw };
+    }
+  }
+  return undefined;
 }
+
+/** Whether a container's environment has a variable of this name. */
+function hasEnv(env: readonly Json[] | undefined, name: string): boolean {
+  for (const e of env ?? []) if (stringAt(e, "name") === name) return true;
+  return false;
+}
+
+/** No init container asks for SIDECAR_URL (no annotation): most pods; shared, never changed. */
+const NO_INIT_CONTAINERS: Parsed<ReadonlySet<string>> = { ok: true, value: new Set() };
 
 /** The repository of an image reference, without its tag or digest. */
 function imageRepository(image: string): string {
@@ -144,10 +162,15 @@ export function mutatePod(input: MutationInput): Mutation {
   const refusals = podRefusals({ pod, port, secretNames: target.secretNames, injected });
   const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
-  const initNames = containersOf(pod, "initContainers")
-    .map((c) => c.name)
-    .filter((n) => n !== SIDECAR_CONTAINER);
-  const initWanted = parseInitContainerNames(annotations, initNames);
+  const initWanted =
+    annotations[ANNOTATION_INIT_CONTAINERS] === undefined
+      ? NO_INIT_CONTAINERS
+      : parseInitContainerNames(
+          annotations,
+          containersOf(pod, "initContainers")
+            .map((c) => c.name)
+            .filter((n) => n !== SIDECAR_CONTAINER),
+        );
   if (!initWanted.ok) refusals.push({ reason: "BadAnnotation", message: initWanted.message });
   const sidecarIsNative = injected ? existing.field === "initContainers" : settings.native;
   if (initWanted.ok && initWanted.value.size > 0 && !sidecarIsNative) {
@@ -162,42 +185,52 @@ export function mutatePod(input: MutationInput): Mutation {
   const patch: JsonPatchOperation[] = [];
   // Environment first, at the original indices: the sidecar's insertion below shifts them.
   const url = sidecarUrl(port);
-  const receivers = [
-    ...containersOf(pod, "initContainers").filter((c) => initWanted.value.has(c.name)),
-    ...containersOf(pod, "containers").filter((c) => c.name !== SIDECAR_CONTAINER),
-  ];
   const appEnv = appEnvFor(target, port, () => [
     { name: SIDECAR_URL, value: url },
     ...target.appEnv.filter((e) => e.name !== SIDECAR_URL),
   ]);
-  for (const c of receivers) {
-    const present = envNames(c.raw);
-    const missing = appEnv.filter((e) => !present.has(e.name));
-    if (missing.length === 0) continue;
-    const path = ["spec", c.field, c.index, "env"];
-    if (arrayAt(c.raw, "env") === undefined)
-      patch.push({ op: "add", path: pointer(...path), value: missing });
-    else for (const e of missing) patch.push(append(path, true, e));
+  // The receivers in the pod's order (the init containers the annotation names, then the app's
+  // containers), read in place: a review does this for every pod.
+  const spec = objectAt(pod, "spec");
+  const addEnv = (field: ContainerField, index: number, container: JsonObject) => {
+    const env = arrayAt(container, "env");
+    const path = `/spec/${field}/${index}/env`;
+    if (env === undefined) {
+      if (appEnv.length > 0) patch.push({ op: "add", path, value: appEnv.slice() });
+    } else {
+      for (const e of appEnv) if (!hasEnv(env, e.name)) patch.push(append(path, true, e));
+    }
+  };
+  if (initWanted.value.size > 0) {
+    const list = arrayAt(spec, "initContainers") ?? [];
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i];
+      if (isObject(c) && initWanted.value.has(stringAt(c, "name") ?? "")) addEnv("initContainers", i, c);
+    }
+  }
+  const containers = arrayAt(spec, "containers") ?? [];
+  for (let i = 0; i < containers.length; i++) {
+    const c = containers[i];
+    if (isObject(c) && c.name !== SIDECAR_CONTAINER) addEnv("containers", i, c);
   }
   const value = injected
     ? (annotations[ANNOTATION_INJECTED] ?? injectedValue(target))
     : injectedValue(target);
   if (!injected) {
-    const spec = objectAt(pod, "spec");
     if (target.projectedToken) {
       const volume = tokenVolumeFor(target, () => tokenVolume(target));
-      patch.push(append(["spec", "volumes"], arrayAt(spec, "volumes") !== undefined, volume));
+      patch.push(append("/spec/volumes", arrayAt(spec, "volumes") !== undefined, volume));
     }
     const sidecar = sidecarFor(target, settings, resources.value, () =>
       sidecarContainer(target, settings, resources.value),
     );
     if (settings.native) {
-      patch.push(prepend(["spec", "initContainers"], arrayAt(spec, "initContainers") !== undefined, sidecar));
+      patch.push(prepend("/spec/initContainers", arrayAt(spec, "initContainers") !== undefined, sidecar));
     } else {
-      patch.push(prepend(["spec", "containers"], arrayAt(spec, "containers") !== undefined, sidecar));
+      patch.push(prepend("/spec/containers", arrayAt(spec, "containers") !== undefined, sidecar));
     }
     const hasAnnotations = objectAt(objectAt(pod, "metadata"), "annotations") !== undefined;
-    patch.push(addMember(["metadata", "annotations"], hasAnnotations, ANNOTATION_INJECTED, value));
+    patch.push(addMember("/metadata/annotations", hasAnnotations, ANNOTATION_INJECTED, value));
   }
   return { allowed: true, patch, injectedNow: !injected, injected: value };
 }

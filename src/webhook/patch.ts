@@ -16,28 +16,27 @@ export function pointer(...segments: Array<string | number>): string {
   return out;
 }
 
-/** Adds `value` under `key` of the object at `parentPath`, creating the object when it does not exist. */
+// The helpers below take the parent's path as a pointer already built (`pointer(...)`, or a constant):
+// a review builds the same few paths for every pod.
+
+/** Adds `value` under `key` of the object at `parent`, creating the object when it does not exist. */
 export function addMember(
-  parentPath: string[],
+  parent: string,
   parentExists: boolean,
   key: string,
   value: unknown,
 ): JsonPatchOperation {
   return parentExists
-    ? { op: "add", path: pointer(...parentPath, key), value }
-    : { op: "add", path: pointer(...parentPath), value: { [key]: value } };
+    ? { op: "add", path: `${parent}${pointer(key)}`, value }
+    : { op: "add", path: parent, value: { [key]: value } };
 }
 
 /** Appends to the array at `path`, creating the array when it does not exist. */
-export function append(path: Array<string | number>, exists: boolean, value: unknown): JsonPatchOperation {
-  return exists
-    ? { op: "add", path: `${pointer(...path)}/-`, value }
-    : { op: "add", path: pointer(...path), value: [value] };
+export function append(path: string, exists: boolean, value: unknown): JsonPatchOperation {
+  return exists ? { op: "add", path: `${path}/-`, value } : { op: "add", path, value: [value] };
 }
 
 /** Inserts at the front of the array at `path`, creating the array when it does not exist. */
-export function prepend(path: Array<string | number>, exists: boolean, value: unknown): JsonPatchOperation {
-  return exists
-    ? { op: "add", path: `${pointer(...path)}/0`, value }
-    : { op: "add", path: pointer(...path), value: [value] };
+export function prepend(path: string, exists: boolean, value: unknown): JsonPatchOperation {
+  return exists ? { op: "add", path: `${path}/0`, value } : { op: "add", path, value: [value] };
 }

@@ -58,8 +58,19 @@ export function allContainers(pod: unknown): ContainerView[] {
   ];
 }
 
-export function annotationsOf(pod: unknown): Record<string, string> {
-  const raw = objectAt(objectAt(pod, "metadata"), "annotations") ?? {};
+const NO_ANNOTATIONS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * The pod's string-valued annotations, read-only. The API server only sends strings there, so this is
+ * the pod's own object (a review reads it several times: no copy each time); a copy without the other
+ * values only for a pod that has some.
+ */
+export function annotationsOf(pod: unknown): Readonly<Record<string, string>> {
+  const raw = objectAt(objectAt(pod, "metadata"), "annotations");
+  if (raw === undefined) return NO_ANNOTATIONS;
+  let strings = true;
+  for (const k in raw) if (typeof raw[k] !== "string") strings = false;
+  if (strings) return raw as Record<string, string>;
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw)) if (typeof v === "string") out[k] = v;
   return out;

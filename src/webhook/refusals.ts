@@ -1,10 +1,10 @@
 import { SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
 import {
-  allContainers,
   arrayAt,
-  type ContainerView,
+  type ContainerField,
   containersOf,
   isObject,
+  type Json,
   type JsonObject,
   objectAt,
   stringAt,
@@ -63,127 +63,129 @@ export function isExchangeAudience(audience: string | undefined): boolean {
   return audience.trim().replace(/\/+$/, "").toLowerCase() === TOKEN_AUDIENCE.toLowerCase();
 }
 
-function where(c: ContainerView): string {
+function where(field: ContainerField, name: string): string {
   const kind =
-    c.field === "containers"
+    field === "containers"
       ? "container"
-      : c.field === "initContainers"
+      : field === "initContainers"
         ? "init container"
         : "ephemeral container";
-  return `${kind} '${c.name}'`;
+  return `${kind} '${name}'`;
 }
 
-/** Secret names a volume reads, directly or through a projection. */
-function secretsOfVolume(volume: JsonObject): string[] {
-  const names: string[] = [];
+/** The first of `secretNames` a volume reads, directly or through a projection. */
+function secretOfVolume(volume: JsonObject, secretNames: readonly string[]): string | undefined {
   const direct = stringAt(objectAt(volume, "secret"), "secretName");
-  if (direct !== undefined) names.push(direct);
+  if (direct !== undefined && secretNames.includes(direct)) return direct;
   for (const source of arrayAt(objectAt(volume, "projected"), "sources") ?? []) {
     const name = stringAt(objectAt(source, "secret"), "name");
-    if (name !== undefined) names.push(name);
+    if (name !== undefined && secretNames.includes(name)) return name;
   }
-  return names;
+  return undefined;
 }
 
 function exchangeTokenSources(volume: JsonObject): boolean {
-  return (arrayAt(objectAt(volume, "projected"), "sources") ?? []).some((source) =>
-    isExchangeAudience(stringAt(objectAt(source, "serviceAccountToken"), "audience")),
-  );
-}
-
-/** Secret names a container reads through its environment. */
-function secretsOfEnv(container: JsonObject): string[] {
-  const names: string[] = [];
-  for (const e of arrayAt(container, "env") ?? []) {
-    const name = stringAt(objectAt(objectAt(e, "valueFrom"), "secretKeyRef"), "name");
-    if (name !== undefined) names.push(name);
+  for (const source of arrayAt(objectAt(volume, "projected"), "sources") ?? []) {
+    if (isExchangeAudience(stringAt(objectAt(source, "serviceAccountToken"), "audience"))) return true;
   }
-  for (const e of arrayAt(container, "envFrom") ?? []) {
-    const name = stringAt(objectAt(e, "secretRef"), "name");
-    if (name !== undefined) names.push(name);
-  }
-  return names;
+  return false;
 }
 
-function mountNames(container: JsonObject): string[] {
-  return (arrayAt(container, "volumeMounts") ?? [])
-    .map((m) => stringAt(m, "name"))
-    .filter((n): n is string => n !== undefined);
-}
-
-function portsOf(container: JsonObject): JsonObject[] {
-  return (arrayAt(container, "ports") ?? []).filter(isObject);
-}
-
-/** Checks for containers of any kind other than our sidecar; `containers` limits which ones. */
-function containerRefusals(
-  input: PodCheckInput,
-  containers: ContainerView[],
-  volumes: JsonObject[],
-): Refusal[] {
-  const out: Refusal[] = [];
-  const secretVolumes = new Map<string, string>();
+/**
+ * Volumes that read one of `secretNames` (volume name → Secret). Undefined when there are no such
+ * Secrets (a workload-identity or managed-identity AgentIdentity): nothing to look for.
+ */
+function secretVolumesOf(
+  volumes: readonly Json[],
+  secretNames: readonly string[],
+): Map<string, string> | undefined {
+  if (secretNames.length === 0) return undefined;
+  const out = new Map<string, string>();
   for (const v of volumes) {
+    if (!isObject(v)) continue;
     const name = stringAt(v, "name");
     if (name === undefined) continue;
-    const hit = secretsOfVolume(v).find((s) => input.secretNames.includes(s));
-    if (hit !== undefined) secretVolumes.set(name, hit);
-  }
-  for (const c of containers) {
-    if (c.name === SIDECAR_CONTAINER && input.injected && c.field !== "ephemeralContainers") continue;
-    if (c.name === SIDECAR_CONTAINER) {
-      out.push({
-        reason: "ReservedName",
-        message: `${where(c)}: the name ${SIDECAR_CONTAINER} is reserved for the sidecar agentid injects; rename the container`,
-      });
-    }
-    for (const p of portsOf(c.raw)) {
-      const hostPort = p.hostPort;
-      if (typeof hostPort === "number" && hostPort !== 0) {
-        out.push({
-          reason: "HostPort",
-          message: `${where(c)} asks for hostPort ${hostPort}; remove it (a host port would expose the pod beyond its own network namespace)`,
-        });
-      }
-      if (p.containerPort === input.port && c.field !== "ephemeralContainers") {
-        out.push({
-          reason: "PortInUse",
-          message: `${where(c)} uses port ${input.port}, which the agentid sidecar listens on; move the container to another port or set spec.sidecar.port on the AgentIdentity`,
-        });
-      }
-    }
-    for (const mount of mountNames(c.raw)) {
-      if (mount === TOKEN_VOLUME) {
-        out.push({
-          reason: "TokenVolumeMount",
-          message: `${where(c)} mounts the volume ${TOKEN_VOLUME}, which only the agentid sidecar may mount; remove the volumeMount and ask the sidecar (SIDECAR_URL) for tokens`,
-        });
-      }
-      const secret = secretVolumes.get(mount);
-      if (secret !== undefined) {
-        out.push({
-          reason: "CredentialSecret",
-          message: `${where(c)} mounts volume '${mount}' with Secret ${secret}, the AgentIdentity's client secret, which only the agentid sidecar may read; remove the volumeMount`,
-        });
-      }
-    }
-    for (const secret of secretsOfEnv(c.raw)) {
-      if (input.secretNames.includes(secret)) {
-        out.push({
-          reason: "CredentialSecret",
-          message: `${where(c)} reads Secret ${secret}, the AgentIdentity's client secret, through its environment; only the agentid sidecar may read it, remove the reference`,
-        });
-      }
-    }
-    if (c.field === "ephemeralContainers" && stringAt(c.raw, "targetContainerName") === SIDECAR_CONTAINER) {
-      out.push({
-        reason: "EphemeralTargetsSidecar",
-        message: `${where(c)} targets ${SIDECAR_CONTAINER}: it would share the sidecar's processes and could read its credential; target an app container instead`,
-      });
-    }
+    const hit = secretOfVolume(v, secretNames);
+    if (hit !== undefined) out.set(name, hit);
   }
   return out;
 }
+
+/**
+ * The checks of one container other than our sidecar, appended to `out`. A review runs them for every
+ * container of every pod, so they walk the raw JSON once and allocate nothing for a container that
+ * passes (messages are built only for a refusal).
+ */
+function checkContainer(
+  input: PodCheckInput,
+  field: ContainerField,
+  c: JsonObject,
+  secretVolumes: Map<string, string> | undefined,
+  out: Refusal[],
+): void {
+  const name = stringAt(c, "name") ?? "";
+  if (name === SIDECAR_CONTAINER && input.injected && field !== "ephemeralContainers") return;
+  if (name === SIDECAR_CONTAINER) {
+    out.push({
+      reason: "ReservedName",
+      message: `${where(field, name)}: the name ${SIDECAR_CONTAINER} is reserved for the sidecar agentid injects; rename the container`,
+    });
+  }
+  for (const p of arrayAt(c, "ports") ?? []) {
+    if (!isObject(p)) continue;
+    const hostPort = p.hostPort;
+    if (typeof hostPort === "number" && hostPort !== 0) {
+      out.push({
+        reason: "HostPort",
+        message: `${where(field, name)} asks for hostPort ${hostPort}; remove it (a host port would expose the pod beyond its own network namespace)`,
+      });
+    }
+    if (p.containerPort === input.port && field !== "ephemeralContainers") {
+      out.push({
+        reason: "PortInUse",
+        message: `${where(field, name)} uses port ${input.port}, which the agentid sidecar listens on; move the container to another port or set spec.sidecar.port on the AgentIdentity`,
+      });
+    }
+  }
+  for (const m of arrayAt(c, "volumeMounts") ?? []) {
+    const mount = stringAt(m, "name");
+    if (mount === undefined) continue;
+    if (mount === TOKEN_VOLUME) {
+      out.push({
+        reason: "TokenVolumeMount",
+        message: `${where(field, name)} mounts the volume ${TOKEN_VOLUME}, which only the agentid sidecar may mount; remove the volumeMount and ask the sidecar (SIDECAR_URL) for tokens`,
+      });
+    }
+    const secret = secretVolumes?.get(mount);
+    if (secret !== undefined) {
+      out.push({
+        reason: "CredentialSecret",
+        message: `${where(field, name)} mounts volume '${mount}' with Secret ${secret}, the AgentIdentity's client secret, which only the agentid sidecar may read; remove the volumeMount`,
+      });
+    }
+  }
+  // Only the client secret's name matters here: without one there is nothing to find in the environment.
+  if (input.secretNames.length > 0) {
+    const readsSecret = (secret: string | undefined) => {
+      if (secret === undefined || !input.secretNames.includes(secret)) return;
+      out.push({
+        reason: "CredentialSecret",
+        message: `${where(field, name)} reads Secret ${secret}, the AgentIdentity's client secret, through its environment; only the agentid sidecar may read it, remove the reference`,
+      });
+    };
+    for (const e of arrayAt(c, "env") ?? [])
+      readsSecret(stringAt(objectAt(objectAt(e, "valueFrom"), "secretKeyRef"), "name"));
+    for (const e of arrayAt(c, "envFrom") ?? []) readsSecret(stringAt(objectAt(e, "secretRef"), "name"));
+  }
+  if (field === "ephemeralContainers" && stringAt(c, "targetContainerName") === SIDECAR_CONTAINER) {
+    out.push({
+      reason: "EphemeralTargetsSidecar",
+      message: `${where(field, name)} targets ${SIDECAR_CONTAINER}: it would share the sidecar's processes and could read its credential; target an app container instead`,
+    });
+  }
+}
+
+const CONTAINER_FIELDS: readonly ContainerField[] = ["initContainers", "containers", "ephemeralContainers"];
 
 /** Every pod-side refusal of a pod being created (or re-invoked), in a stable order. */
 export function podRefusals(input: PodCheckInput): Refusal[] {
@@ -210,8 +212,9 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
         "the pod sets hostPID: true; its containers would share the node's process namespace with the sidecar and could read its environment and token under /proc; remove hostPID",
     });
   }
-  const volumes = volumesOf(input.pod);
+  const volumes = arrayAt(spec, "volumes") ?? [];
   for (const v of volumes) {
+    if (!isObject(v)) continue;
     const name = stringAt(v, "name") ?? "";
     if (name === TOKEN_VOLUME && input.injected) continue;
     if (name === TOKEN_VOLUME) {
@@ -226,7 +229,11 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
       });
     }
   }
-  out.push(...containerRefusals(input, allContainers(input.pod), volumes));
+  const secretVolumes = secretVolumesOf(volumes, input.secretNames);
+  for (const field of CONTAINER_FIELDS) {
+    for (const c of arrayAt(spec, field) ?? [])
+      if (isObject(c)) checkContainer(input, field, c, secretVolumes, out);
+  }
   return out;
 }
 
@@ -241,8 +248,13 @@ export function ephemeralRefusals(
   secretNames: readonly string[],
 ): Refusal[] {
   const before = new Set(containersOf(oldPod, "ephemeralContainers").map((c) => c.name));
-  const added = containersOf(pod, "ephemeralContainers").filter((c) => !before.has(c.name));
-  return containerRefusals({ pod, port, secretNames, injected: true }, added, volumesOf(pod));
+  const input: PodCheckInput = { pod, port, secretNames, injected: true };
+  const secretVolumes = secretVolumesOf(volumesOf(pod), secretNames);
+  const out: Refusal[] = [];
+  for (const c of containersOf(pod, "ephemeralContainers")) {
+    if (!before.has(c.name)) checkContainer(input, c.field, c.raw, secretVolumes, out);
+  }
+  return out;
 }
 
 /** One message for several refusals, so the author can fix everything in one go. */

@@ -25,8 +25,11 @@ export type Resolved = { ok: true; target: InjectionTarget } | { ok: false; refu
 
 export interface ReviewDeps {
   identities: IdentitySource;
-  /** The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal. */
-  resolve(identity: AgentIdentity, namespace: string): Promise<Resolved>;
+  /**
+   * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
+   * A promise only when something must be read from the API server.
+   */
+  resolve(identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved>;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
@@ -107,9 +110,13 @@ export function createReviewer(deps: ReviewDeps) {
     }
     const pod = request.object;
     if (!wantsInjection(pod)) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
-    const selected = await selectIdentity(pod, request.namespace, deps.identities);
+    // The caches answer nearly every review: wait only for a real promise (an API server read). Awaiting
+    // a plain value would still give up the event loop's turn, a promise and a microtask per step.
+    const selecting = selectIdentity(pod, request.namespace, deps.identities);
+    const selected = selecting instanceof Promise ? await selecting : selecting;
     if (!selected.ok) return refuse(request, [selected.refusal]);
-    const resolved = await deps.resolve(selected.identity, request.namespace);
+    const resolving = deps.resolve(selected.identity, request.namespace);
+    const resolved = resolving instanceof Promise ? await resolving : resolving;
     if (!resolved.ok) return refuse(request, [resolved.refusal], selected.identity);
     const mutation = mutatePod({ pod, target: resolved.target, settings: deps.settings() });
     if (!mutation.allowed) return refuse(request, mutation.refusals, selected.identity);

@@ -44,20 +44,26 @@ const REASONS = {
   Deleting: "IdentityNotReady",
 } as const;
 
-export async function selectIdentity(
+/**
+ * The answer is there at once when the cache decides (nearly every pod); a promise only when the API
+ * server must be asked, so a review does not wait a turn of the event loop for what it already knows.
+ */
+export function selectIdentity(
   pod: unknown,
   namespace: string,
   source: IdentitySource,
-): Promise<Selected> {
+): Selected | Promise<Selected> {
   const view = {
     namespace,
     serviceAccountName: serviceAccountOf(pod),
     annotations: annotationsOf(pod),
   };
-  let selection = selectIdentityForPod(view, source.cachedList(namespace));
-  if (!selection.ok && selection.reason === "NotFound") {
-    selection = selectIdentityForPod(view, await source.list(namespace));
-  }
+  const cached = selectIdentityForPod(view, source.cachedList(namespace));
+  if (cached.ok || cached.reason !== "NotFound") return selected(cached);
+  return source.list(namespace).then((list) => selected(selectIdentityForPod(view, list)));
+}
+
+function selected(selection: Selection): Selected {
   if (selection.ok) return { ok: true, identity: selection.identity };
   return {
     ok: false,

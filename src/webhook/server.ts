@@ -11,7 +11,7 @@ import {
   parseReview,
   reviewEnvelope,
 } from "./admission.ts";
-import type { WebhookMetrics } from "./metrics.ts";
+import { perLabels, type WebhookMetrics } from "./metrics.ts";
 
 /**
  * The admission HTTPS server. It listens at once but completes no TLS handshake until a serving
@@ -49,6 +49,8 @@ export interface AdmissionServer {
 
 export async function startAdmissionServer(options: AdmissionServerOptions): Promise<AdmissionServer> {
   const { logger, metrics } = options;
+  const reviewed = perLabels((outcome, reason) => metrics.reviews.labels(outcome, reason));
+  const timed = perLabels((outcome) => metrics.duration.labels(outcome));
   let loaded = false;
   const app = Fastify({
     https: {},
@@ -73,7 +75,7 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
   });
   app.get("/healthz", async () => "ok");
   app.post(WEBHOOK_PATH, async (request, reply) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const parsed = parseReview(request.body);
     if (!parsed.ok) {
       metrics.reviews.inc({ outcome: "invalid", reason: "" });
@@ -100,8 +102,8 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
         reason: "",
       };
     }
-    metrics.reviews.inc({ outcome: result.outcome, reason: result.reason });
-    metrics.duration.observe({ outcome: result.outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    reviewed(result.outcome, result.reason).inc();
+    timed(result.outcome).observe((performance.now() - started) / 1e3);
     // The answer's text, built once: fastify sends a string as it is, with its Content-Length, in one write.
     return reply.type("application/json; charset=utf-8").send(encodeReview(result.response));
   });
@@ -135,7 +137,8 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
  * does not see such a connection as idle and waits for the client's own idle timeout (90 s), which held a
  * replica's shutdown (and a test) that long. Returns the function `close` calls: connections without a
  * request in flight end at once (a handshake not finished yet: dropped), the others right after their
- * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets.
+ * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets;
+ * requests find theirs by their TLS socket (no address lookup per request).
  */
 function trackConnections(server: Server): () => void {
   interface Connection {
@@ -144,6 +147,7 @@ function trackConnections(server: Server): () => void {
     inFlight: number;
   }
   const open = new Map<string, Connection>();
+  const byTls = new WeakMap<Socket, Connection>();
   const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
   let closing = false;
   server.on("connection", (tcp: Socket) => {
@@ -153,10 +157,12 @@ function trackConnections(server: Server): () => void {
   });
   server.on("secureConnection", (tls: Socket) => {
     const connection = open.get(key(tls));
-    if (connection) connection.tls = tls;
+    if (!connection) return;
+    connection.tls = tls;
+    byTls.set(tls, connection);
   });
   server.on("request", (request, response) => {
-    const connection = open.get(key(request.socket));
+    const connection = byTls.get(request.socket);
     if (!connection) return;
     connection.inFlight += 1;
     response.once("close", () => {

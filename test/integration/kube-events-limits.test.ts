@@ -1,7 +1,9 @@
+import { createServer, type Socket } from "node:net";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
+import { createKubeClient, type KubeClient, verbsOver } from "../../src/kube/client.ts";
 import { createEventRecorder, DROPPED_METRIC, type EventRecorder } from "../../src/kube/events.ts";
+import { fenceClient } from "../../src/kube/fence.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { createEventSink } from "../../src/operator/events.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
@@ -47,8 +49,7 @@ function countingClient(real: KubeClient) {
   };
   const client: KubeClient = {
     ...real,
-    create: (path, body, query) => track(() => real.create(path, body, query)),
-    patch: (path, type, patch, query) => track(() => real.patch(path, type, patch, query)),
+    ...verbsOver((method, path, options) => track(() => real.request(method, path, options))),
   };
   return { client, stats };
 }
@@ -234,5 +235,158 @@ describe("event recorder limits", () => {
     });
     expect(events.filter((e) => e.count === 1)).toHaveLength(10);
     expect(await dropped(registry, "rate_limited")).toBe(0);
+  });
+
+  it("one reason's flood leaves another reason its budget: on a blueprint every namespace shares, and on an identity", async () => {
+    const ns = await createNamespace(admin, "events-reasons");
+    const registry = new Registry();
+    const recorder = createEventRecorder({
+      kubeConfig: cp.kubeConfig,
+      client: admin,
+      component: "agentid-manager",
+      logger: testLogger("reasons"),
+      registry,
+      now: () => Date.UTC(2026, 11, 6, 12, 0, 0),
+    });
+    // A blueprint named after the namespace, so that its Events in "default" are this test's alone.
+    const blueprint = {
+      apiVersion: "agentid.io/v1alpha1",
+      kind: "AgentIdentityBlueprint",
+      metadata: { name: ns, uid: `uid-bp-${ns}` },
+    };
+    for (let i = 0; i < 30; i++) {
+      recorder.record(
+        blueprint,
+        "Normal",
+        "OrphanedCredentialRemoved",
+        `Removed federated credential c-${i}`,
+      );
+      await recorder.flush();
+    }
+    recorder.record(
+      blueprint,
+      "Warning",
+      "OrphanedCredentialNotRemoved",
+      "Cannot remove c-team yet: HTTP 503",
+    );
+    const agent = identity(ns, "agent");
+    for (let i = 0; i < 30; i++) {
+      recorder.record(agent, "Warning", "PodRefused", `pod asks for hostPort ${8000 + i}`);
+      await recorder.flush();
+    }
+    recorder.record(
+      agent,
+      "Warning",
+      "TokenRequestRefused",
+      "a TokenRequest for another audience was refused",
+    );
+    await recorder.flush();
+    expect(await dropped(registry, "rate_limited")).toBe(10);
+
+    const onBlueprint = (await eventsIn("default")).filter((e) => e.involvedObject.name === ns);
+    expect(onBlueprint.find((e) => e.reason === "OrphanedCredentialNotRemoved")).toMatchObject({
+      message: "Cannot remove c-team yet: HTTP 503",
+      count: 1,
+    });
+    const onIdentity = await eventsIn(ns);
+    expect(onIdentity.find((e) => e.reason === "TokenRequestRefused")).toMatchObject({
+      message: "a TokenRequest for another audience was refused",
+      count: 1,
+    });
+    expect(onIdentity.filter((e) => e.reason === "PodRefused").reduce((sum, e) => sum + e.count, 0)).toBe(25);
+  });
+
+  it("at the end of a term, what waits is dropped with one log line, not written through the fenced client one warning each", async () => {
+    const ns = await createNamespace(admin, "events-term");
+    const real = createKubeClient(cp.kubeConfig);
+    const term = new AbortController();
+    const { client, stats } = countingClient(fenceClient(real, () => term.signal));
+    const registry = new Registry();
+    const lines: Array<{ msg: string; dropped?: number; abandoned?: number }> = [];
+    const sink = createEventSink(
+      cp.kubeConfig,
+      client,
+      createLogger({
+        name: "t",
+        level: "warn",
+        destination: { write: (l: string) => void lines.push(JSON.parse(l)) },
+      }),
+      "pod-1",
+      registry,
+    );
+    sink.open(term.signal);
+    try {
+      for (let i = 0; i < 100; i++) {
+        void sink.emit({
+          namespace: ns,
+          name: `agent-${i}`,
+          type: "Normal",
+          reason: "Ready",
+          message: "ready",
+        });
+      }
+      expect(stats.writes).toBe(4);
+      // The elector ends the term; the manager then stops the operator, which closes the sink.
+      term.abort();
+      // What the draining workers still report is dropped as well.
+      void sink.emit({ namespace: ns, name: "late", type: "Warning", reason: "Failed", message: "late" });
+      await sink.close();
+      expect(lines.filter((l) => l.msg === "could not write event")).toEqual([]);
+      const closed = lines.filter((l) => l.msg === "event recorder closed: events not written");
+      expect(closed).toHaveLength(1);
+      expect(closed[0]).toMatchObject({ dropped: 96 });
+      expect(stats.writes).toBe(4);
+      // The four in flight were aborted by the fence (one may have been answered first); nothing else left.
+      expect((await eventsIn(ns)).length).toBeLessThanOrEqual(4);
+      const abandoned = closed[0]?.abandoned ?? -1;
+      expect(abandoned).toBeGreaterThanOrEqual(0);
+      expect(abandoned).toBeLessThanOrEqual(4);
+      // 96 waiting, the one reported after the term, and the aborted writes.
+      expect(await dropped(registry, "shutdown")).toBe(97 + abandoned);
+    } finally {
+      await real.close();
+    }
+  });
+
+  it("close() on a silent API server aborts the writes in flight after closeWaitMs instead of waiting for the request timeout", async () => {
+    // A loopback server that accepts connections and never answers: the API server that stopped answering.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as { port: number }).port;
+    const client = createKubeClient(viaPort(cp.kubeConfig, port));
+    const registry = new Registry();
+    const lines: Array<{ msg: string; abandoned?: number }> = [];
+    const recorder = createEventRecorder({
+      kubeConfig: cp.kubeConfig,
+      client,
+      component: "agentid-webhook",
+      logger: createLogger({
+        name: "t",
+        level: "warn",
+        destination: { write: (l: string) => void lines.push(JSON.parse(l)) },
+      }),
+      registry,
+      closeWaitMs: 200,
+    });
+    try {
+      for (let i = 0; i < 6; i++)
+        recorder.record(identity("team", `a${i}`), "Warning", "PodRefused", "refused");
+      // The four writes in flight have reached the silent server.
+      await expect.poll(() => sockets.size).toBeGreaterThanOrEqual(1);
+      await recorder.close();
+      expect(await dropped(registry, "shutdown")).toBe(6);
+      expect(lines.filter((l) => l.msg === "could not write event")).toEqual([]);
+      expect(lines.filter((l) => l.msg === "event recorder closed: events not written")).toEqual([
+        expect.objectContaining({ dropped: 2, abandoned: 4 }),
+      ]);
+    } finally {
+      await client.close({ forceAfterMs: 0 });
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });

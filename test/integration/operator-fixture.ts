@@ -115,7 +115,7 @@ export interface EmulatorCredential {
 /** Calls the emulator's admin API. */
 export async function emulatorAdmin<T>(
   emu: RunningEmulator,
-  method: "GET" | "POST" | "DELETE",
+  method: "GET" | "POST" | "PUT" | "DELETE",
   path: string,
   body?: unknown,
 ): Promise<T> {

@@ -7,6 +7,7 @@ import { blueprintPath } from "../../src/operator/blueprint-reconciler.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
 import {
   agentsOf,
+  BLUEPRINT_SECRET,
   blueprintCredentials,
   emulatorAdmin,
   emulatorRequests,
@@ -287,5 +288,76 @@ describe("sweeping credentials whose identity was deleted without the operator's
     // The keeper is untouched, and it is reconciled again after the sweep: still Ready.
     expect(await trusting("keeper")).toHaveLength(1);
     await until("keeper", ready, "Ready");
+  });
+});
+
+describe("a sweep Graph refuses", () => {
+  interface Directory {
+    tenants: Array<{ id: string; applications?: Array<{ appId: string; owners?: string[] }> }>;
+  }
+  /** Sets who owns the blueprint's application in the emulator (the operator's OwnedBy reaches only those). */
+  async function setBlueprintOwners(owners: string[]): Promise<void> {
+    const directory = await emulatorAdmin<Directory>(op.emu, "GET", "/_emulator/directory");
+    for (const tenant of directory.tenants)
+      for (const app of tenant.applications ?? []) if (app.appId === BLUEPRINT) app.owners = owners;
+    await emulatorAdmin(op.emu, "PUT", "/_emulator/directory", directory);
+  }
+
+  it("a removal Graph refuses is a warn log line naming the credential (no secrets) and a Warning on the blueprint", async () => {
+    await graphBlueprint();
+    const alice = await op.namespaceUser();
+    await op.manager({ verify: false, graphRecheckMs: 500 });
+    await create(alice, "unswept");
+    const identity = await until("unswept", ready, "Ready");
+    const written = identity.status?.federatedCredential?.name ?? "";
+    expect(written).toMatch(/^agentid-/);
+    // Graph stops letting the operator change the application, then the user deletes the identity and strips
+    // the finalizer the operator's failing clean-up keeps: its credential is orphaned and cannot be removed.
+    await setBlueprintOwners([]);
+    try {
+      await alice.delete(identityPath(cp.namespace, "unswept"));
+      try {
+        await alice.patch(identityPath(cp.namespace, "unswept"), "merge", { metadata: { finalizers: null } });
+      } catch (error) {
+        if (!String(error).includes("404") && !String(error).includes("not found")) throw error;
+      }
+      await expect.poll(() => read("unswept"), { message: "the AgentIdentity to be gone" }).toBeUndefined();
+      const refusal = () =>
+        op.logs
+          .text()
+          .split("\n")
+          .filter((l) => l.trim())
+          .map((l) => JSON.parse(l) as { level: number; msg: string; credential?: string; subject?: string })
+          .find((l) => l.msg.startsWith("cannot remove orphaned federated credential yet"));
+      await expect.poll(refusal, { message: "the warn line of the failed removal" }).toBeDefined();
+      expect(refusal()).toMatchObject({
+        level: 40,
+        blueprint: cp.namespace,
+        credential: written,
+        subject: `system:serviceaccount:${cp.namespace}:unswept`,
+        reason: "GraphAccessDenied",
+        retry: false,
+      });
+      expect(op.logs.text()).not.toContain(BLUEPRINT_SECRET);
+      await expect
+        .poll(async () => {
+          const list = await admin.get<{
+            items: Array<{ type?: string; reason?: string; involvedObject?: { name?: string } }>;
+          }>("/api/v1/namespaces/default/events");
+          return list.items.filter(
+            (e) => e.involvedObject?.name === cp.namespace && e.reason === "OrphanedCredentialNotRemoved",
+          ).length;
+        })
+        .toBe(1);
+      expect((await blueprintCredentials(op.emu)).map((c) => c.name)).toContain(written);
+    } finally {
+      await setBlueprintOwners([OPERATOR_APP]);
+    }
+    // Owned again: the next sweep (every graphRecheckMs) removes it.
+    await expect
+      .poll(async () => (await blueprintCredentials(op.emu)).map((c) => c.name), {
+        message: "the orphaned credential to be swept once Graph allows it",
+      })
+      .not.toContain(written);
   });
 });

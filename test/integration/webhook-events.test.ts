@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CONDITION_READY } from "../../src/api/constants.ts";
 import type { AgentIdentity } from "../../src/api/types.ts";
+import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { DROPPED_METRIC } from "../../src/kube/events.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
@@ -64,9 +65,14 @@ function hostPortPod(serviceAccountName: string, hostPort: number) {
   };
 }
 
-async function refusedAs(user: KubeClient, serviceAccount: string, hostPort: number): Promise<void> {
+async function refusedAs(
+  user: KubeClient,
+  serviceAccount: string,
+  hostPort: number,
+  namespace = cp.namespace,
+): Promise<void> {
   try {
-    await user.create(`/api/v1/namespaces/${cp.namespace}/pods`, hostPortPod(serviceAccount, hostPort));
+    await user.create(`/api/v1/namespaces/${namespace}/pods`, hostPortPod(serviceAccount, hostPort));
   } catch (error) {
     if (isApiError(error) && error.message.includes(`hostPort ${hostPort}`)) return;
     throw error;
@@ -74,9 +80,9 @@ async function refusedAs(user: KubeClient, serviceAccount: string, hostPort: num
   throw new Error(`a pod with hostPort ${hostPort} was admitted`);
 }
 
-async function webhookEvents(): Promise<CoreEvent[]> {
+async function webhookEvents(namespace = cp.namespace): Promise<CoreEvent[]> {
   await hook.events.flush();
-  const list = await admin.get<{ items: CoreEvent[] }>(`/api/v1/namespaces/${cp.namespace}/events`);
+  const list = await admin.get<{ items: CoreEvent[] }>(`/api/v1/namespaces/${namespace}/events`);
   return list.items.filter(
     (e) => e.involvedObject.kind === "AgentIdentity" && e.source?.component === "agentid-webhook",
   );
@@ -164,5 +170,45 @@ describe("refusal Events under a namespace user's loop", () => {
     expect(sumOfCounts(events)).toBe(REFUSAL_NAMESPACE_LIMIT.burst);
     expect(events.length).toBeLessThanOrEqual(names.length * 11);
     expect((await droppedTotal()) - droppedBefore).toBe(75 - REFUSAL_NAMESPACE_LIMIT.burst);
+  });
+
+  it("a namespace that used up its budget leaves another namespace's refusal Events alone", async () => {
+    const user = alice as KubeClient;
+    // Alice uses up her namespace's PodRefused budget (if the tests above have not already).
+    const names = ["spam-a", "spam-b", "spam-c"];
+    for (const name of names) {
+      await user.create(identityPath(cp.namespace), identityBody(cp.namespace, name));
+      await markReady(name);
+      await waitUntilServed(admin, cp.namespace, name);
+    }
+    for (let round = 0; round < 25; round++) {
+      for (const [k, name] of names.entries()) await refusedAs(user, name, 20_000 + round * 10 + k);
+    }
+    const droppedBefore = await droppedTotal();
+    await refusedAs(user, "spam-a", 21_000);
+    await hook.events.flush();
+    expect((await droppedTotal()) - droppedBefore).toBe(1);
+
+    // Bob, a user of another namespace (whose own blueprint admits it), has his refusal recorded.
+    const other = `${cp.namespace}-b`;
+    await createNamespace(cp.kubeConfig, other, { "agentid-test-run": run });
+    await createTestBlueprint(admin, other);
+    await createReadyIdentity(admin, other, "bob-agent");
+    await waitUntilServed(admin, other, "bob-agent");
+    const bob = await namespaceUserClient(admin, cp, other);
+    try {
+      await refusedAs(bob, "bob-agent", 8080, other);
+    } finally {
+      await bob.close();
+    }
+    const events = await webhookEvents(other);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      reason: "PodRefused",
+      count: 1,
+      involvedObject: { name: "bob-agent" },
+    });
+    expect(events[0]?.message).toContain("hostPort 8080");
+    expect((await droppedTotal()) - droppedBefore).toBe(1);
   });
 });

@@ -4,8 +4,8 @@ import {
   aggregate,
   lruSet,
   messageDigest,
+  namespaceKey,
   OBJECT_LIMIT,
-  objectKey,
   type SimilarEvents,
   similarKey,
   type TokenBucket,
@@ -112,16 +112,34 @@ describe("aggregate (more than 10 distinct messages within 10 minutes are combin
 });
 
 describe("keys", () => {
-  it("objectKey separates components and objects, never messages or reasons", () => {
-    const base = objectKey("agentid-webhook", identity);
-    expect(objectKey("agentid-webhook", identity)).toBe(base);
-    expect(objectKey("agentid-manager", identity)).not.toBe(base);
+  it("similarKey (the per-object budget's and aggregation's key) separates components and objects, never messages", () => {
+    const base = similarKey("agentid-webhook", identity, "Warning", "PodRefused");
+    expect(similarKey("agentid-manager", identity, "Warning", "PodRefused")).not.toBe(base);
     expect(
-      objectKey("agentid-webhook", { ...identity, metadata: { ...identity.metadata, uid: "u-2" } }),
+      similarKey(
+        "agentid-webhook",
+        { ...identity, metadata: { ...identity.metadata, uid: "u-2" } },
+        "Warning",
+        "PodRefused",
+      ),
     ).not.toBe(base);
     expect(
-      objectKey("agentid-webhook", { ...identity, metadata: { ...identity.metadata, namespace: "other" } }),
+      similarKey(
+        "agentid-webhook",
+        { ...identity, metadata: { ...identity.metadata, namespace: "other" } },
+        "Warning",
+        "PodRefused",
+      ),
     ).not.toBe(base);
+  });
+
+  it("namespaceKey separates components, namespaces, types and reasons", () => {
+    const base = namespaceKey("agentid-webhook", "team", "Warning", "PodRefused");
+    expect(namespaceKey("agentid-webhook", "team", "Warning", "PodRefused")).toBe(base);
+    expect(namespaceKey("agentid-manager", "team", "Warning", "PodRefused")).not.toBe(base);
+    expect(namespaceKey("agentid-webhook", "other", "Warning", "PodRefused")).not.toBe(base);
+    expect(namespaceKey("agentid-webhook", "team", "Normal", "PodRefused")).not.toBe(base);
+    expect(namespaceKey("agentid-webhook", "team", "Warning", "TokenRequestRefused")).not.toBe(base);
   });
 
   it("similarKey groups by object, type and reason", () => {
@@ -142,7 +160,7 @@ describe("keys", () => {
   it("keeps names that contain the separator of a joined key apart", () => {
     const a = { ...identity, metadata: { name: "a", namespace: "bc" } };
     const b = { ...identity, metadata: { name: "ab", namespace: "c" } };
-    expect(objectKey("x", a)).not.toBe(objectKey("x", b));
+    expect(similarKey("x", a, "Warning", "R")).not.toBe(similarKey("x", b, "Warning", "R"));
   });
 });
 

@@ -230,6 +230,35 @@ describe("patch and answer text", () => {
     }
   });
 
+  it("keeps patches apart whose paths would read alike if the outline did not quote them", () => {
+    // An outline line is `op path value`; a path with a space, newline or quote in it must not pass for
+    // two members or two operations.
+    const other = remembered({ name: "e" });
+    const alike: JsonPatchOperation[][] = [
+      [
+        { op: "add", path: "/a", value: container },
+        { op: "add", path: "/b", value: other },
+      ],
+      [
+        { op: "add", path: "/a", value: 1 },
+        { op: "add", path: "/c", value: container },
+      ],
+      // Unquoted, this path would give the outline of the patch above.
+      [{ op: "add", path: "/a 1\nadd /c", value: container }],
+      [{ op: "add", path: '/a "b"', value: container }],
+      [{ op: "add", path: "/a", value: [container] }],
+      [{ op: "add", path: "/a", value: { ...container } }],
+      [
+        { op: "copy", from: "/x", path: "/a" } as JsonPatchOperation,
+        { op: "add", path: "/a", value: container },
+      ],
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const patch of alike)
+        expect(Buffer.from(patchBase64(patch), "base64").toString()).toBe(JSON.stringify(patch));
+    }
+  });
+
   it("keeps patches that differ only in a remembered value apart", () => {
     const other = remembered({ name: "d" });
     const a = patchBase64([{ op: "add", path: "/p", value: container }]);
