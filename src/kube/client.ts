@@ -69,9 +69,18 @@ export interface KubeClient {
   /**
    * Closes the connection pool once the requests in flight have ended. With `forceAfterMs`, requests
    * still in flight after that long are aborted and their connections destroyed: a stopping process
-   * must not wait up to the request timeout for an API server that no longer answers.
+   * must not wait up to the request timeout for an API server that no longer answers. Final: every
+   * later request (and stream) rejects with `ClientClosedError` instead of opening a new pool.
    */
   close(options?: { forceAfterMs?: number }): Promise<void>;
+}
+
+/** A request made on a client after its `close()`: it was not sent. */
+export class ClientClosedError extends Error {
+  constructor(method: string, path: string) {
+    super(`${method} ${path}: the Kubernetes API client is closed; the request was not sent`);
+    this.name = "ClientClosedError";
+  }
 }
 
 function buildUrlPath(basePath: string, path: string, query: Query | undefined): string {
@@ -154,6 +163,8 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   const origin = serverUrl.origin;
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   let dispatcher: Dispatcher | undefined;
+  /** Set by close(): a closed client never opens a new pool behind its owner's back. */
+  let closed = false;
 
   function dispatcherFor(tls: TlsMaterial): Dispatcher {
     if (dispatcher) return dispatcher;
@@ -171,7 +182,10 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
   }
 
   async function send(method: KubeMethod, path: string, opts: RequestOptions, watch: boolean) {
+    if (closed) throw new ClientClosedError(method, path);
     const { tls, headers } = await connectionOptions(kubeConfig);
+    // Checked again: close() may have come while the credentials were read.
+    if (closed) throw new ClientClosedError(method, path);
     const urlPath = buildUrlPath(basePath, path, opts.query);
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const requestHeaders: Record<string, string> = { ...headers, Accept: "application/json" };
@@ -233,6 +247,7 @@ export function createKubeClient(kubeConfig: KubeConfigLike, options: KubeClient
       return response.body;
     },
     async close(closeOptions = {}) {
+      closed = true;
       const d = dispatcher;
       dispatcher = undefined;
       if (!d) return;

@@ -19,6 +19,12 @@ import {
  * renewal succeeded within the renew deadline (before anyone else may take over); on stop, release the
  * Lease by clearing the holder so another replica takes over at once. Writes use the resourceVersion of
  * the read, so two candidates can never both win the same round.
+ *
+ * Unlike client-go's ReleaseOnCancel (which releases as soon as the context ends and leaves it to the
+ * caller to make sure the guarded work has ended), a stopping leader keeps renewing the Lease while its
+ * work drains and releases it only afterwards: work the term cannot abort (a call to Entra or Graph in
+ * flight) must not overlap with the next leader's. If the drain outlasts the process (the manager's
+ * shutdown grace period), the Lease simply expires; nobody takes over before it does.
  */
 
 export interface LeaderElectionOptions {
@@ -32,9 +38,11 @@ export interface LeaderElectionOptions {
   renewDeadlineSeconds?: number;
   retryPeriodSeconds?: number;
   /**
-   * Deadline of the one attempt to release the Lease on stop (default 2 s, at most the renew deadline).
-   * Never retried: a replica that cannot reach the API server must still exit promptly, and an
-   * unreleased Lease only means the next leader waits for it to expire.
+   * Deadline of the release of the Lease on stop (default 2 s, at most the renew deadline). One attempt,
+   * plus one retry within the same deadline when it met a conflict while the Lease still names this
+   * replica (a renewal interrupted by the stop that had already reached the API server): a replica that
+   * cannot reach the API server must still exit promptly, and an unreleased Lease only means the next
+   * leader waits for it to expire.
    */
   releaseTimeoutMs?: number;
   logger: Logger;
@@ -47,8 +55,10 @@ export interface LeaderCallbacks {
   /** Start leader-only work; `signal` aborts when leadership ends. */
   onStartedLeading(signal: AbortSignal): void;
   /**
-   * Stop leader-only work. On `stop()` the Lease is released only after a returned promise settles
-   * (bounded by the renew deadline), so in-flight writes finish before the next leader starts.
+   * Stop leader-only work. On `stop()` the Lease is kept (renewed) until a returned promise settles and
+   * released only then, however long that takes (the caller bounds the whole stop, e.g. the manager's
+   * shutdown grace period), so work in flight ends before the next leader starts. After losing the
+   * lease, the elector waits for it at most the renew deadline before campaigning again.
    */
   onStoppedLeading(): void | Promise<void>;
   /** Called whenever a different holder is observed (also our own identity once we win). */
@@ -59,7 +69,10 @@ export interface LeaderElector {
   /** Starts campaigning. After losing the lease the elector campaigns again (onStartedLeading runs again on a win). */
   run(callbacks: LeaderCallbacks): void;
   isLeader(): boolean;
-  /** Stops campaigning; a leader aborts its signal, calls onStoppedLeading, then releases the Lease. */
+  /**
+   * Stops campaigning; a leader aborts its signal, calls onStoppedLeading and keeps renewing the Lease
+   * until that has settled, then releases the Lease (unless it was lost meanwhile).
+   */
   stop(): Promise<void>;
 }
 
@@ -102,6 +115,8 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   let callbacks: LeaderCallbacks | undefined;
   let loopDone: Promise<void> | undefined;
   let reportedLeader = "";
+  /** When the last successful renewal (or the acquisition) of the current term was sent. */
+  let renewedAtMs = 0;
 
   function noteLeader(holder: string): void {
     if (holder && holder !== reportedLeader) {
@@ -179,23 +194,23 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     } catch (error) {
       log.error({ err: describe(error) }, "onStartedLeading threw");
     }
-    let lastRenewMs = acquiredSentMs;
+    renewedAtMs = acquiredSentMs;
     while (!stopController.signal.aborted) {
       await sleep(retryDelay(), stopController.signal);
-      if (stopController.signal.aborted) return; // stop() takes over: it releases the lease
-      const remaining = renewDeadline * 1000 - (now() - lastRenewMs);
+      if (stopController.signal.aborted) return; // stop() takes over: it holds, then releases the lease
+      const remaining = renewDeadline * 1000 - (now() - renewedAtMs);
       // Each renewal gets only the time left before the deadline, so a hung request cannot keep us leading.
       const deadline = AbortSignal.any([stopController.signal, AbortSignal.timeout(Math.max(1, remaining))]);
       // The deadline counts from when a renewal was sent, not answered: the write may have landed at any
       // point in between, and others start their expiry clock from when they see it.
       const sentMs = now();
       if (await attempt(deadline)) {
-        lastRenewMs = sentMs;
+        renewedAtMs = sentMs;
         continue;
       }
       if (stopController.signal.aborted) return;
       if (
-        now() - lastRenewMs >= renewDeadline * 1000 ||
+        now() - renewedAtMs >= renewDeadline * 1000 ||
         (observation && observation.record.holderIdentity !== identity)
       ) {
         log.warn("lost the lease; stepping down");
@@ -223,6 +238,52 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     }
   }
 
+  /**
+   * Keeps renewing the Lease of a stopping leader until `until` aborts (its drain has ended). True when
+   * the Lease is still held then; false when a renewal deadline passed or another holder was seen. A
+   * renewal in flight when the drain ends is aborted rather than awaited (a silent API server must not
+   * hold the stop): if its write landed anyway, the release meets a conflict and retries (release()).
+   */
+  async function holdWhile(until: AbortSignal): Promise<boolean> {
+    for (;;) {
+      await sleep(retryDelay(), until);
+      if (until.aborted) return true;
+      const remaining = renewDeadline * 1000 - (now() - renewedAtMs);
+      const sentMs = now();
+      if (await attempt(AbortSignal.any([until, AbortSignal.timeout(Math.max(1, remaining))]))) {
+        renewedAtMs = sentMs;
+        continue;
+      }
+      if (until.aborted) return true;
+      if (now() - renewedAtMs >= renewDeadline * 1000 || observation?.record.holderIdentity !== identity) {
+        log.warn("lost the lease while draining; it is not released");
+        return false;
+      }
+    }
+  }
+
+  /**
+   * stop() while leading: the term ends, the Lease is held until the drain has settled, then released.
+   * The drain is not bounded here: whatever it waits for (an outbound call that cannot be aborted) must
+   * not overlap with the next leader, and the process's own deadline bounds the stop.
+   */
+  async function stopLeading(): Promise<void> {
+    const controller = leading;
+    if (!controller) return;
+    leading = undefined;
+    controller.abort();
+    const drained = new AbortController();
+    const holding = holdWhile(drained.signal);
+    try {
+      await callbacks?.onStoppedLeading();
+    } catch (error) {
+      log.error({ err: describe(error) }, "onStoppedLeading threw");
+    } finally {
+      drained.abort();
+    }
+    if (await holding) await release();
+  }
+
   async function loop(): Promise<void> {
     const stopSignal = stopController.signal;
     while (!stopSignal.aborted) {
@@ -240,15 +301,30 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
   async function release(): Promise<void> {
     const base = lastLease;
     if (!base) return;
-    try {
-      const current = recordOf(base);
-      await client.request("PUT", leasePath, {
-        body: leaseBody(namespace, name, releasedRecord(current, now()), base),
-        signal: AbortSignal.timeout(releaseTimeoutMs),
+    // One deadline for the release and its retry: a stopping replica must still exit promptly.
+    const signal = AbortSignal.timeout(releaseTimeoutMs);
+    const put = (lease: LeaseObject) =>
+      client.request("PUT", leasePath, {
+        body: leaseBody(namespace, name, releasedRecord(recordOf(lease), now()), lease),
+        signal,
       });
+    try {
+      try {
+        await put(base);
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        // Our resourceVersion is out of date. Either someone else took the Lease over (nothing left to
+        // release), or a renewal the stop interrupted had reached the API server after all: then the
+        // Lease still names us, and one retry on the fresh object spares the next leader its expiry.
+        const current = await client.request<LeaseObject>("GET", leasePath, { signal });
+        if (recordOf(current).holderIdentity !== identity) {
+          log.info({ holder: recordOf(current).holderIdentity }, "the lease was already taken over");
+          return;
+        }
+        await put(current);
+      }
       log.info("released the lease");
     } catch (error) {
-      // Conflict means someone else already took it over: nothing left to release.
       log.warn({ err: describe(error) }, "could not release the lease; it will expire instead");
     }
   }
@@ -267,10 +343,7 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
       if (stopController.signal.aborted) return;
       stopController.abort();
       await loopDone;
-      if (leading) {
-        await stepDown();
-        await release();
-      }
+      await stopLeading();
       if (ownsClient) await client.close().catch(() => {});
     },
   };

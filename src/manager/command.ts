@@ -5,6 +5,7 @@ import { createLogger, isLogLevel } from "../lib/log.ts";
 import { readCaFiles } from "../operator/https.ts";
 import { WEBHOOK_OPTIONS, webhookSettingsFrom } from "../webhook/flags.ts";
 import { isLoopback, parseBindAddress } from "./bind-address.ts";
+import { stopOnSignals } from "./signals.ts";
 import { MANAGER_TUNING, managerTuningWarning } from "./v8-flags.ts";
 
 /** "90s", "30m", "6h" or plain milliseconds. */
@@ -293,40 +294,19 @@ export const managerCommand: Command = {
       { url: manager.url, metrics: manager.metricsUrl, identity: manager.identity },
       "manager started",
     );
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.off("SIGTERM", stop);
-        process.off("SIGINT", stop);
-        logger.info({ gracePeriod }, "stopping: releasing the lease");
-        const deadline = setTimeout(() => {
-          logger.error(
-            {
-              gracePeriod,
-              pending: shutdownPending(manager.pendingShutdown(), process.getActiveResourcesInfo()),
-            },
-            `shutdown grace period of ${gracePeriod} ended with work still pending; exiting with code 1`,
-          );
-          logger.flush();
-          process.exit(1);
-        }, graceMs);
-        manager.stop().then(
-          () => {
-            // Everything the manager knows of has stopped: the process now ends when its last handle
-            // closes. The deadline stays armed but no longer holds the process open, so a handle nobody
-            // closed (a socket, a timer) still cannot keep it alive beyond the grace period.
-            deadline.unref();
-            resolve();
-          },
-          (error: unknown) => {
-            deadline.unref();
-            logger.error({ err: String(error) }, "stopping failed");
-            resolve();
-          },
-        );
-      };
-      process.on("SIGTERM", stop);
-      process.on("SIGINT", stop);
+    const code = await stopOnSignals({
+      signals: process,
+      stop: () => manager.stop(),
+      logger,
+      gracePeriod,
+      graceMs,
+      pending: () => shutdownPending(manager.pendingShutdown(), process.getActiveResourcesInfo()),
+      exit: (c) => process.exit(c),
     });
+    if (code !== 0) {
+      logger.flush();
+      return code;
+    }
     logger.info("stopped");
     logger.flush();
     return 0;

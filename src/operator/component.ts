@@ -100,7 +100,9 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
       identities: () => identities.list(),
     });
     const kube = ctx.leaderKube;
-    const dispatcher = outboundDispatcher(options.caPems ?? []);
+    /** The current leadership term; no call to Entra or Graph is sent once it has ended. */
+    let term: AbortSignal | undefined;
+    const dispatcher = outboundDispatcher(options.caPems ?? [], { fence: () => term ?? NOT_LEADING });
     const ownWrites = new Map<string, string>();
     const events = createEventSink(ctx.kubeConfig, kube, log, ctx.replica, ctx.registry);
     const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
@@ -273,8 +275,9 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const component: ManagerComponent = {
       name: "operator",
       needsLeaderElection: true,
-      start(term) {
-        events.open(term);
+      start(signal) {
+        term = signal;
+        events.open(signal);
         const q = createWorkQueue({
           logger: log,
           onError: (key, error) =>
@@ -322,6 +325,9 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     return component;
   };
 }
+
+/** Before the first term: nothing is sent. */
+const NOT_LEADING = AbortSignal.abort();
 
 function sameLabels(a: Record<string, string> = {}, b: Record<string, string> = {}): boolean {
   const ka = Object.keys(a);

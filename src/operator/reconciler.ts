@@ -1,6 +1,6 @@
 import { blueprintAdmitsIdentity, namespaceExcluded, namespaceLimitReached } from "../api/admit.ts";
 import { authorityAllowed } from "../api/cloud.ts";
-import { API_VERSION, FINALIZER, PLURAL } from "../api/constants.ts";
+import { API_VERSION, CONDITION_VERIFIED, FINALIZER, PLURAL } from "../api/constants.ts";
 import { serviceAccountHolder } from "../api/select.ts";
 import {
   type AgentIdentity,
@@ -15,7 +15,7 @@ import type { WorkResult } from "../kube/queue.ts";
 import { type KubeObject, splitKey } from "../kube/store.ts";
 import type { Logger } from "../lib/log.ts";
 import { observeAgent, removeCreatedAgent } from "./agent.ts";
-import { conditionTransitions } from "./conditions.ts";
+import { conditionTransitions, findCondition } from "./conditions.ts";
 import type { EventSink } from "./events.ts";
 import { desiredFederatedCredential, serviceAccountSubject, verificationFingerprint } from "./federation.ts";
 import { issuerFor, observeFederation } from "./federation-step.ts";
@@ -30,7 +30,8 @@ import {
   writtenCredential,
 } from "./revoke.ts";
 import {
-  type TransientStreak,
+  jitterSeed,
+  transientOnsetMs,
   transientRetryDelay,
   type VerificationPolicy,
   verificationDueAt,
@@ -69,8 +70,6 @@ export interface ReconcilerDeps {
   policy: VerificationPolicy;
   logger: Logger;
   now?: () => Date;
-  /** Jitter of the transient-failure backoff (tests may pin it); defaults to Math.random. */
-  random?: () => number;
   /** Wait after writing a Graph credential before verifying it (default 15 s). */
   graphPropagationMs?: number;
   /** Re-check a Graph-mode credential this often, so one deleted in Entra is recreated (default 10 min). */
@@ -168,9 +167,11 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
    * write, the cache still holds the replaced version; reconciling from it would only end in a 409.
    */
   const recent = new Map<string, { over: string; written: AgentIdentity }>();
-  /** Runs of transient verification failures per identity key, for their growing backoff. */
-  const transientStreaks = new Map<string, TransientStreak>();
-  const random = deps.random ?? Math.random;
+  /**
+   * Entra's Retry-After per identity key (the fingerprint it was for, and the time before which not to
+   * verify again). Only in memory: after a restart the backoff derived from the status still applies.
+   */
+  const retryAfters = new Map<string, { fingerprint: string; notBeforeMs: number }>();
   /**
    * Permanent refusals (Graph said no, the limit is reached), by identity, with the generations they were
    * met at: not retried until the identity's or the blueprint's spec changes.
@@ -552,8 +553,9 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
       } else {
         const agentClientId = obs.agent.status.clientId ?? "";
         const fingerprint = verificationFingerprint(identity, blueprint, agentClientId, issuer);
-        const streak = transientStreaks.get(key);
-        const dueAt = verificationDueAt(identity, fingerprint, deps.policy, streak);
+        const asked = retryAfters.get(key);
+        const notBeforeMs = asked?.fingerprint === fingerprint ? asked.notBeforeMs : 0;
+        const dueAt = verificationDueAt(identity, fingerprint, deps.policy, notBeforeMs);
         const t = now().getTime();
         if (dueAt <= t) {
           const sa =
@@ -580,14 +582,33 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
             },
           );
           if (isTransient(result)) {
-            // A passing failure is tried again in seconds, growing: not the long wait meant for a person.
-            const attempts = (streak?.fingerprint === fingerprint ? streak.attempts : 0) + 1;
-            const delayMs = transientRetryDelay(attempts, deps.policy, random);
-            transientStreaks.set(key, { fingerprint, attempts, delayMs });
-            obs.verification = { ...withRetryNote(result, delayMs), fingerprint };
+            // A passing failure is tried again in seconds, growing with how long it has lasted (read from
+            // the status, so a restart or a new leader continues the same backoff): not the long wait
+            // meant for a person, unless it has lasted that long.
+            const time = new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
+            const attemptMs = Date.parse(time);
+            const previous = findCondition(identity.status?.conditions, CONDITION_VERIFIED);
+            const onset = transientOnsetMs(
+              previous,
+              result.state === "unreachable" ? "Unknown" : "False",
+              attemptMs,
+            );
+            const retryAfterMs = result.state === "unreachable" ? result.retryAfterMs : undefined;
+            const delayMs = transientRetryDelay(
+              {
+                failingForMs: attemptMs - onset,
+                seed: jitterSeed(fingerprint, time),
+                ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+              },
+              deps.policy,
+            );
+            if (retryAfterMs !== undefined)
+              retryAfters.set(key, { fingerprint, notBeforeMs: attemptMs + delayMs });
+            else retryAfters.delete(key);
+            obs.verification = { ...withRetryNote(result, delayMs), fingerprint, time };
             requeueAfterMs = delayMs;
           } else {
-            transientStreaks.delete(key);
+            retryAfters.delete(key);
             obs.verification = { ...result, fingerprint };
             requeueAfterMs = result.state === "verified" ? deps.policy.intervalMs : deps.policy.retryMs;
           }
@@ -624,7 +645,7 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
     const mine = recent.get(key);
     if (mine && identity?.metadata.resourceVersion === mine.over) identity = mine.written;
     else recent.delete(key);
-    if (!identity) transientStreaks.delete(key);
+    if (!identity) retryAfters.delete(key);
     for (let attempt = 0; identity && attempt < 3; attempt++) {
       try {
         return await reconcileOnce(identity);

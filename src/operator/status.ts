@@ -62,11 +62,12 @@ export interface Observations {
     | { state: "pending"; message: string }
     /** Not due: the previous Verified condition and lastVerification stand. */
     | { state: "unchanged" }
-    | { state: "verified"; fingerprint: string }
-    | { state: "failed"; fingerprint: string; failure: VerificationFailure }
-    | { state: "unreachable"; fingerprint: string; message: string }
+    | { state: "verified"; fingerprint: string; time?: string }
+    /** `time`: when it was attempted (lastVerification.time; the transient backoff's seed), else now. */
+    | { state: "failed"; fingerprint: string; failure: VerificationFailure; time?: string }
+    | { state: "unreachable"; fingerprint: string; message: string; time?: string }
     /** The manager may not request a token in this namespace (no agentid-token-requester RoleBinding). */
-    | { state: "tokenForbidden"; fingerprint: string; message: string; reason?: string };
+    | { state: "tokenForbidden"; fingerprint: string; message: string; reason?: string; time?: string };
 }
 
 /** The starting point of a reconcile: nothing checked yet, verification waiting. */
@@ -296,7 +297,7 @@ export function desiredStatus(identity: AgentIdentity, obs: Observations, now: D
     v.state === "tokenForbidden"
   ) {
     status.lastVerification = {
-      time: now.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      time: ("time" in v && v.time) || now.toISOString().replace(/\.\d{3}Z$/, "Z"),
       fingerprint: v.fingerprint,
     };
   } else if (v.state === "unchanged" && identity.status?.lastVerification) {

@@ -15,6 +15,7 @@ import {
   type HintContext,
   type VerificationFailure,
 } from "./entra-errors.ts";
+import { parseRetryAfter } from "./schedule.ts";
 import { TOKEN_REQUEST_DENIED } from "./status.ts";
 
 /**
@@ -29,7 +30,8 @@ import { TOKEN_REQUEST_DENIED } from "./status.ts";
 export type VerificationResult =
   | { state: "verified" }
   | { state: "failed"; failure: VerificationFailure }
-  | { state: "unreachable"; message: string }
+  /** No answer, or a 5xx/429; `retryAfterMs` when Entra's answer carried a Retry-After. */
+  | { state: "unreachable"; message: string; retryAfterMs?: number }
   /**
    * The API server refused the TokenRequest (403): the namespace has not bound agentid-token-requester to
    * the manager. Nothing was sent to Entra; retried after the verification policy's retryMs or a spec change.
@@ -227,6 +229,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
     let status: number;
     let text: string;
+    let retryAfter: string | undefined;
     try {
       const response = await request(tokenEndpoint(blueprint), {
         method: "POST",
@@ -235,6 +238,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
         dispatcher: options.dispatcher,
       });
       status = response.statusCode;
+      const header = response.headers["retry-after"];
+      retryAfter = Array.isArray(header) ? header[0] : header;
       text = await response.body.text();
     } catch (error) {
       return {
@@ -250,9 +255,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
       // Not Entra's JSON: a proxy or an outage page.
     }
     if (status >= 500 || status === 429 || (!body.error && !body.error_codes)) {
+      const retryAfterMs = parseRetryAfter(retryAfter, Date.now());
       return {
         state: "unreachable",
         message: `Entra answered HTTP ${status} at ${tokenEndpoint(blueprint)}; will retry later.`,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       };
     }
     return { state: "failed", failure: classifyEntraError(status, body, hint) };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, createKubeClient, type RequestInfo } from "../../src/kube/client.ts";
+import { ApiError, ClientClosedError, createKubeClient, type RequestInfo } from "../../src/kube/client.ts";
 import { connectControlPlane } from "../support/controlplane.ts";
 import { apiServerAddress, type ConfigMap, configMap, createNamespace, viaPort } from "./kube-support.ts";
 import { startTcpProxy } from "./kube-tcp-proxy.ts";
@@ -126,5 +126,25 @@ describe("kube client", () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it("is final once closed: later requests and watches reject without reaching the API server", async () => {
+    const seen: RequestInfo[] = [];
+    const client = createKubeClient(cp.kubeConfig, { onRequest: (info) => seen.push(info) });
+    await client.get("/api/v1/namespaces/default");
+    expect(seen).toHaveLength(1);
+    await client.close();
+
+    await expect(client.get("/api/v1/namespaces/default")).rejects.toThrow(ClientClosedError);
+    await expect(client.create("/api/v1/namespaces", { metadata: { name: "never" } })).rejects.toThrow(
+      /POST \/api\/v1\/namespaces: the Kubernetes API client is closed; the request was not sent/,
+    );
+    await expect(
+      client.stream("/api/v1/namespaces", { watch: true }, new AbortController().signal),
+    ).rejects.toThrow(ClientClosedError);
+    // No new connection pool was opened: nothing reached (or even left for) the API server.
+    expect(seen).toHaveLength(1);
+    // Closing again is harmless.
+    await client.close();
   });
 });

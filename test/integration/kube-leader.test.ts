@@ -183,4 +183,74 @@ describe("leader election on a Lease", () => {
     // Never two leaders: a gave up before b took over.
     expect(timeline).toEqual(["a started", "a stopped", "b started"]);
   });
+
+  it("keeps renewing the Lease while its drain outlasts the lease duration, and releases it only after", async () => {
+    const ns = await createNamespace(client, "leader-hold");
+    // A short lease: the drain below outlasts it several times over (and the renew deadline, which
+    // used to bound the wait for the drain before the release).
+    const short = { lease: 3, renew: 2, retry: 0.5 };
+    let drain: () => void = () => {};
+    const drained = new Promise<void>((resolve) => {
+      drain = resolve;
+    });
+    const a = candidate(ns, "lock", "a", short, cp.kubeConfig, () => drained);
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
+    const b = candidate(ns, "lock", "b", short);
+    await expect.poll(() => b.log.includes("leader a"), { message: "b to see a" }).toBe(true);
+    const renewTime = async () =>
+      Date.parse((await client.get<LeaseObject>(leasePath(ns, "lock"))).spec?.renewTime ?? "");
+    const stopping = a.elector.stop();
+    const startedAt = await renewTime();
+    await expect.poll(() => a.log.at(-1), { message: "a to stop leading" }).toBe("stopped");
+    expect(a.elector.isLeader()).toBe(false);
+    expect(a.signal?.aborted).toBe(true);
+    // The drain has not ended: a renews on, more than a lease duration (and a renew deadline) later.
+    await expect
+      .poll(renewTime, { message: "a to keep renewing while draining", timeout: 20_000 })
+      .toBeGreaterThan(startedAt + (short.lease + 1) * 1000);
+    expect((await client.get<LeaseObject>(leasePath(ns, "lock"))).spec?.holderIdentity).toBe("a");
+    expect(b.elector.isLeader()).toBe(false);
+    expect(b.log).not.toContain("started");
+
+    drain();
+    await stopping;
+    await expect.poll(() => b.elector.isLeader(), { message: "b to take over" }).toBe(true);
+    expect(timeline).toEqual(["a started", "a stopped", "b started"]);
+  });
+
+  it("releases the Lease although a renewal it did not see the answer of changed its resourceVersion", async () => {
+    const ns = await createNamespace(client, "leader-stale");
+    // A long retry period: the Lease is not renewed by a itself during the test.
+    const calm = { lease: 60, renew: 40, retry: 20 };
+    const a = candidate(ns, "lock", "a", calm);
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
+    // What an interrupted renewal leaves behind: the Lease still names a, with a newer resourceVersion
+    // than the one a last saw.
+    const lease = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    const renewed = await client.replace<LeaseObject>(leasePath(ns, "lock"), {
+      ...lease,
+      spec: { ...lease.spec, renewTime: new Date().toISOString().replace("Z", "000Z") },
+    });
+    expect(renewed.metadata?.resourceVersion).not.toBe(lease.metadata?.resourceVersion);
+
+    await a.elector.stop();
+    const after = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    expect(after.spec?.holderIdentity ?? "").toBe("");
+  });
+
+  it("leaves a Lease someone else took over alone on release", async () => {
+    const ns = await createNamespace(client, "leader-taken");
+    const calm = { lease: 60, renew: 40, retry: 20 };
+    const a = candidate(ns, "lock", "a", calm);
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
+    const lease = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    await client.replace<LeaseObject>(leasePath(ns, "lock"), {
+      ...lease,
+      spec: { ...lease.spec, holderIdentity: "intruder" },
+    });
+
+    await a.elector.stop();
+    const after = await client.get<LeaseObject>(leasePath(ns, "lock"));
+    expect(after.spec?.holderIdentity).toBe("intruder");
+  });
 });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { Agent, request } from "undici";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
-import { createLogger } from "../../src/lib/log.ts";
+import { createLogger, type Logger } from "../../src/lib/log.ts";
 import { type ManagerOptions, type RunningManager, startManager } from "../../src/manager/manager.ts";
 import { createGraphCredentialFactory } from "../../src/operator/graph-credential.ts";
 import type { ConnectedControlPlane } from "../support/controlplane.ts";
@@ -30,12 +30,16 @@ export const OPERATOR_ROLES = [
 ];
 export const OPERATOR_SECRET = "operator-secret-for-tests-only";
 
-export async function startTestEmulator(cp: ConnectedControlPlane): Promise<RunningEmulator> {
+export async function startTestEmulator(
+  cp: ConnectedControlPlane,
+  /** Where the emulator logs; silent when absent. */
+  logger: Logger = createLogger({ name: "emulator", level: "silent" }),
+): Promise<RunningEmulator> {
   return startEmulator({
     port: 0,
     // The emulator fetches the local API server's discovery document and JWKS over HTTPS.
     trustedCaPems: [cp.caPem],
-    logger: createLogger({ name: "emulator", level: "silent" }),
+    logger,
     directory: {
       tenants: [
         {

@@ -3,6 +3,10 @@ import type { AgentIdentity, Condition } from "../../src/api/types.ts";
 import { conditionTransitions, mergeConditions } from "../../src/operator/conditions.ts";
 import {
   DEFAULT_VERIFICATION_POLICY,
+  jitterSeed,
+  parseRetryAfter,
+  stableFraction,
+  transientOnsetMs,
   transientRetryDelay,
   verificationDueAt,
 } from "../../src/operator/schedule.ts";
@@ -360,58 +364,160 @@ describe("verificationDueAt", () => {
     expect(verificationDueAt(value, "f", policy)).toBe(due);
   });
 
-  const withReason = (reason: string, status: "False" | "Unknown" = "False"): AgentIdentity => ({
+  const withReason = (
+    reason: string,
+    status: "False" | "Unknown" = "False",
+    since = at,
+    time = at,
+  ): AgentIdentity => ({
     ...identity,
     status: {
-      lastVerification: { time: at, fingerprint: "f" },
-      conditions: [{ type: "Verified", status, reason, message: "m", lastTransitionTime: at }],
+      lastVerification: { time, fingerprint: "f" },
+      conditions: [{ type: "Verified", status, reason, message: "m", lastTransitionTime: since }],
     },
   });
+  const seedAt = (time: string) => jitterSeed("f", time);
   it.each([
     ["IssuerUnreachable", "False"],
     ["EntraUnreachable", "Unknown"],
-  ] as const)("transient (%s): the streak's delay later, else the first backoff step", (reason, status) => {
-    const value = withReason(reason, status);
-    const streak = { fingerprint: "f", attempts: 3, delayMs: 20_000 };
-    expect(verificationDueAt(value, "f", policy, streak)).toBe(Date.parse(at) + 20_000);
-    // A new leader or a restarted manager has no streak: the first step, not the long wait.
-    expect(verificationDueAt(value, "f", policy)).toBe(Date.parse(at) + 5_000);
-    // A streak for other inputs does not count.
-    expect(verificationDueAt(value, "f", policy, { ...streak, fingerprint: "old" })).toBe(
-      Date.parse(at) + 5_000,
+  ] as const)(
+    "transient (%s): the backoff for how long the failure had lasted, from the status alone",
+    (reason, status) => {
+      // The first failure (the condition changed when it was written): the shortest wait.
+      const first = Date.parse(at) + transientRetryDelay({ failingForMs: 0, seed: seedAt(at) }, policy);
+      expect(verificationDueAt(withReason(reason, status), "f", policy)).toBe(first);
+      expect(first - Date.parse(at)).toBeGreaterThanOrEqual(4_000);
+      expect(first - Date.parse(at)).toBeLessThanOrEqual(6_000);
+      // Failing since 40 s before the last attempt: about 40 s more (what a restarted manager reads too).
+      const later = "2026-01-01T00:00:40Z";
+      const due = verificationDueAt(withReason(reason, status, at, later), "f", policy);
+      expect(due - Date.parse(later)).toBe(
+        transientRetryDelay({ failingForMs: 40_000, seed: seedAt(later) }, policy),
+      );
+      expect(due - Date.parse(later)).toBeGreaterThanOrEqual(32_000);
+      expect(due - Date.parse(later)).toBeLessThanOrEqual(48_000);
+      // Failing for a day: about --verify-retry (jittered below it), never longer.
+      const dayLater = "2026-01-02T00:00:00Z";
+      const long =
+        verificationDueAt(withReason(reason, status, at, dayLater), "f", policy) - Date.parse(dayLater);
+      expect(long).toBeLessThanOrEqual(policy.retryMs);
+      expect(long).toBeGreaterThanOrEqual(policy.retryMs * 0.8);
+    },
+  );
+
+  it("transient: Entra's Retry-After (kept by the reconciler) delays it further, up to --verify-retry", () => {
+    const value = withReason("EntraUnreachable", "Unknown");
+    const base = verificationDueAt(value, "f", policy);
+    expect(verificationDueAt(value, "f", policy, base - 1)).toBe(base);
+    expect(verificationDueAt(value, "f", policy, Date.parse(at) + 120_000)).toBe(Date.parse(at) + 120_000);
+    expect(verificationDueAt(value, "f", policy, Date.parse(at) + 86_400_000)).toBe(
+      Date.parse(at) + policy.retryMs,
     );
   });
 
   it.each(["NoMatchingFederatedCredential", "TokenRequestForbidden", "InvalidClientSecret"])(
-    "needs a person (%s): the long wait, whatever a streak says",
+    "needs a person (%s): the long wait",
     (reason) => {
-      const streak = { fingerprint: "f", attempts: 1, delayMs: 5_000 };
-      expect(verificationDueAt(withReason(reason), "f", policy, streak)).toBe(
-        Date.parse(at) + policy.retryMs,
-      );
+      expect(verificationDueAt(withReason(reason), "f", policy)).toBe(Date.parse(at) + policy.retryMs);
     },
   );
 });
 
 describe("transientRetryDelay", () => {
   const policy = DEFAULT_VERIFICATION_POLICY;
-  const middle = () => 0.5; // no jitter
-  it("starts at seconds and doubles up to --verify-retry", () => {
-    const delays = Array.from({ length: 10 }, (_, i) => transientRetryDelay(i + 1, policy, middle));
-    expect(delays).toEqual([
-      5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 600_000, 600_000, 600_000,
-    ]);
+  /** One seed: its jitter factor (0.8 to 1.2) is computed here, so the steps below are exact. */
+  const seed = "f@2026-01-01T00:00:00Z";
+  const jitter = 0.8 + 0.4 * stableFraction(seed);
+
+  it("waits as long as the failure has lasted: at least 5 s, at most --verify-retry", () => {
+    const delays = [0, 1_000, 5_000, 10_000, 20_000, 40_000, 300_000, 600_000, 86_400_000].map(
+      (failingForMs) => transientRetryDelay({ failingForMs, seed }, policy),
+    );
+    expect(delays).toEqual(
+      [5_000, 5_000, 5_000, 10_000, 20_000, 40_000, 300_000, 600_000, 600_000].map((ms) =>
+        Math.min(Math.round(ms * jitter), 600_000),
+      ),
+    );
   });
 
-  it("is jittered by 20% and never above --verify-retry's ceiling plus jitter", () => {
-    expect(transientRetryDelay(1, policy, () => 0)).toBe(4_000);
-    expect(transientRetryDelay(1, policy, () => 1)).toBe(6_000);
-    expect(transientRetryDelay(50, policy, () => 1)).toBe(720_000);
+  it("so attempt after attempt the waits double, as a backoff should", () => {
+    let failingForMs = 0;
+    const waits: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const wait = transientRetryDelay({ failingForMs, seed: `s${i}` }, policy);
+      waits.push(wait);
+      failingForMs += wait;
+    }
+    // 5 s, then about the time spent so far each time: it reaches the long wait after about 10 minutes.
+    expect(waits[0]).toBeLessThanOrEqual(6_000);
+    for (let i = 2; i < 8; i++) expect(waits[i]).toBeGreaterThan((waits[i - 1] ?? 0) * 1.3);
+    expect(Math.max(...waits)).toBeLessThanOrEqual(600_000);
+    expect(waits[11]).toBeGreaterThanOrEqual(480_000);
+  });
+
+  it("is jittered by at most 20%, the same for the same seed (a restart computes the same)", () => {
+    const all = Array.from({ length: 200 }, (_, i) =>
+      transientRetryDelay({ failingForMs: 0, seed: `k${i}` }, policy),
+    );
+    expect(Math.min(...all)).toBeGreaterThanOrEqual(4_000);
+    expect(Math.max(...all)).toBeLessThanOrEqual(6_000);
+    expect(new Set(all).size).toBeGreaterThan(50);
+    expect(transientRetryDelay({ failingForMs: 0, seed: "k7" }, policy)).toBe(all[7]);
+  });
+
+  it("honours Retry-After as a floor, capped at --verify-retry", () => {
+    expect(transientRetryDelay({ failingForMs: 0, seed, retryAfterMs: 90_000 }, policy)).toBe(90_000);
+    expect(transientRetryDelay({ failingForMs: 0, seed, retryAfterMs: 1_000 }, policy)).toBe(
+      transientRetryDelay({ failingForMs: 0, seed }, policy),
+    );
+    expect(transientRetryDelay({ failingForMs: 0, seed, retryAfterMs: 86_400_000 }, policy)).toBe(600_000);
   });
 
   it("never starts above a shorter --verify-retry", () => {
-    expect(transientRetryDelay(1, { intervalMs: 1, retryMs: 2_000, transientRetryMs: 5_000 }, middle)).toBe(
-      2_000,
-    );
+    const short = { intervalMs: 1, retryMs: 2_000, transientRetryMs: 5_000 };
+    expect(transientRetryDelay({ failingForMs: 0, seed }, short)).toBeLessThanOrEqual(2_000);
+    expect(transientRetryDelay({ failingForMs: 0, seed, retryAfterMs: 60_000 }, short)).toBe(2_000);
+  });
+});
+
+describe("transientOnsetMs", () => {
+  const now = Date.parse("2026-01-01T01:00:00Z");
+  const since = "2026-01-01T00:59:00Z";
+  const verified = (status: "True" | "False" | "Unknown") => ({
+    type: "Verified",
+    status,
+    reason: "r",
+    message: "m",
+    lastTransitionTime: since,
+  });
+  it("counts from the condition's last change when the status stays (the write keeps that time)", () => {
+    expect(transientOnsetMs(verified("Unknown"), "Unknown", now)).toBe(Date.parse(since));
+    expect(transientOnsetMs(verified("False"), "False", now)).toBe(Date.parse(since));
+  });
+  it("starts now when the status changes or there is no condition", () => {
+    expect(transientOnsetMs(verified("True"), "Unknown", now)).toBe(now);
+    expect(transientOnsetMs(verified("False"), "Unknown", now)).toBe(now);
+    expect(transientOnsetMs(undefined, "False", now)).toBe(now);
+    expect(transientOnsetMs({ ...verified("False"), lastTransitionTime: "garbage" }, "False", now)).toBe(now);
+  });
+  it("never lies in the future (clock skew between replicas)", () => {
+    expect(
+      transientOnsetMs({ ...verified("False"), lastTransitionTime: "2026-01-01T02:00:00Z" }, "False", now),
+    ).toBe(now);
+  });
+});
+
+describe("parseRetryAfter", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  it.each([
+    ["120", 120_000],
+    [" 0 ", 0],
+    ["Thu, 01 Jan 2026 00:01:30 GMT", 90_000],
+    ["Wed, 31 Dec 2025 23:59:00 GMT", 0],
+  ])("%j → %d ms", (value, ms) => {
+    expect(parseRetryAfter(value, now)).toBe(ms);
+  });
+  it.each([undefined, "", "-5", "1.5", "soon", "2026-01-01T00:01:00Z"])("%j → undefined", (value) => {
+    expect(parseRetryAfter(value, now)).toBeUndefined();
   });
 });

@@ -17,7 +17,9 @@ const TOKEN =
 const SECRET = "s3cr3t-value-never-shown";
 let server: Server;
 let caPem: string;
-let mode: "echo-400" | "echo-500" | "ok" | "reset" = "ok";
+let mode: "echo-400" | "echo-500" | "ok" | "reset" | "throttled" | "busy-until" = "ok";
+/** The HTTP-date the "busy-until" mode answers in Retry-After. */
+const BUSY_UNTIL = new Date(Date.now() + 3_600_000).toUTCString();
 const received: URLSearchParams[] = [];
 
 beforeAll(async () => {
@@ -38,6 +40,14 @@ beforeAll(async () => {
       received.push(form);
       const echoed = form.get("client_assertion") ?? form.get("client_secret") ?? "";
       if (mode === "reset") return req.socket.destroy();
+      // Entra's throttling answer (AADSTS50196, as the emulator's 429 fault gives it), and a 503 with a date.
+      if (mode === "throttled" || mode === "busy-until")
+        return res
+          .writeHead(mode === "throttled" ? 429 : 503, {
+            "content-type": "application/json",
+            "retry-after": mode === "throttled" ? "120" : BUSY_UNTIL,
+          })
+          .end(JSON.stringify({ error: "temporarily_unavailable", error_codes: [50196] }));
       if (mode === "ok")
         return res
           .writeHead(200, { "content-type": "application/json" })
@@ -107,6 +117,26 @@ describe("createVerifier", () => {
         });
     },
   );
+
+  it("reads Entra's Retry-After (seconds or an HTTP-date) from a 429 or 503", async () => {
+    const verifier = createVerifier({ kube, dispatcher: outboundDispatcher([caPem]) });
+    mode = "throttled";
+    expect(await verifier.verify(target(), labelled, hint)).toMatchObject({
+      state: "unreachable",
+      retryAfterMs: 120_000,
+    });
+    mode = "busy-until";
+    const busy = await verifier.verify(target(), labelled, hint);
+    expect(busy.state).toBe("unreachable");
+    // An hour from when the server made its date, less the time since (and the date's whole seconds).
+    const ms = busy.state === "unreachable" ? (busy.retryAfterMs ?? 0) : 0;
+    expect(ms).toBeGreaterThan(3_500_000);
+    expect(ms).toBeLessThanOrEqual(3_600_000);
+    mode = "echo-500";
+    const plain = await verifier.verify(target(), labelled, hint);
+    expect(plain.state).toBe("unreachable");
+    expect(plain).not.toHaveProperty("retryAfterMs");
+  });
 
   it("keeps a client secret out of the result", async () => {
     mode = "echo-400";
