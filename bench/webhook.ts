@@ -1,11 +1,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { request } from "node:https";
 import { loadavg } from "node:os";
-import autocannon from "autocannon";
 import { Pool } from "undici";
 import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
 import { MANAGER_TUNING } from "../src/manager/v8-flags.ts";
 import { checkBenchArgs, numberFlag, numberListFlag } from "./args.ts";
+import {
+  type ClosedLoopSummary,
+  pairedDifferences,
+  runClosedLoop,
+  summarizeClosedLoop,
+} from "./closed-loop.ts";
 import {
   compareAtLoad,
   loadFigures,
@@ -24,9 +29,10 @@ import { typicalReview } from "./webhook-review.ts";
  * (bench/webhook-server.ts). Two measurements, each in rounds that alternate the order (ABBA) so drifting
  * load favours neither, medians of rounds:
  *
- * 1. Saturation (autocannon, closed loop: each of the 50 connections sends its next request as soon as
- *    the answer arrives): each server's throughput, the ratio (issue 11: ≥ 0.7), and a p99 that is mostly
- *    queueing (about 50 ÷ throughput, twice over), so it restates the throughput ratio.
+ * 1. Saturation (bench/closed-loop.ts, closed loop: each of the 50 connections sends its next request as
+ *    soon as the answer arrives; latencies in µs, where autocannon's are whole ms): each server's
+ *    throughput, the ratio (issue 11: ≥ 0.7), and a p99 that is mostly queueing (about 50 ÷ throughput,
+ *    twice over), so it restates the throughput ratio; with the round-by-round differences of the p99s.
  * 2. Fixed offered loads (bench/fixed-rate.ts, open loop, wrk2-style: evenly spaced intended send times,
  *    latency from the intended time, at most 50 in flight): fractions (`--loads`) of the echo route's
  *    saturated throughput from step 1, the same for both servers. Here the p99 says what a review adds to
@@ -40,7 +46,7 @@ import { typicalReview } from "./webhook-review.ts";
  */
 
 const USAGE = `npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75]
-  --connections  connections of the load generator (autocannon, and the fixed-load pool's bound on requests in flight)
+  --connections  connections of the load generator (the closed loop's requests in flight at saturation, and the fixed-load pool's bound)
   --duration     seconds of each measured phase
   --rounds       rounds of each measurement (ABBA order; medians are printed)
   --loads        fixed offered loads, as fractions (each above 0, at most 2, given once) of the echo route's saturated throughput`;
@@ -108,13 +114,10 @@ function post(port: number, body: string, caPem: string): Promise<string> {
 }
 
 interface Result {
-  rps: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
+  summary: ClosedLoopSummary;
   /** The server's main-thread CPU time per request (µs). */
   cpu: number;
-  /** autocannon's (this process's) CPU time per request (µs), to compare with the fixed-load generator's. */
+  /** The load generator's (this process's) CPU time per request (µs), as the fixed-load phases print it. */
   generatorCpu: number;
 }
 
@@ -125,47 +128,29 @@ function cpuMicros(child: ChildProcess): Promise<number> {
   });
 }
 
+/** One closed-loop phase against one server, with both processes' CPU time per request. */
 async function drive(
   server: { child: ChildProcess; port: number },
-  body: string,
+  client: LoadClient,
   seconds: number,
 ): Promise<Result> {
   const before = await cpuMicros(server.child);
-  const ownBefore = process.cpuUsage();
-  const port = server.port;
-  const r = await autocannon({
-    url: `https://127.0.0.1:${port}/mutate-v1-pod`,
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
-    connections: CONNECTIONS,
-    duration: seconds,
-    pipelining: 1,
-  });
-  const own = process.cpuUsage(ownBefore);
-  const total = Math.max(1, r.requests.total);
-  const cpu = ((await cpuMicros(server.child)) - before) / total;
-  const generatorCpu = (own.user + own.system) / total;
-  return {
-    rps: r.requests.average,
-    p99: r.latency.p99,
-    errors: r.errors,
-    non2xx: r.non2xx,
-    cpu,
-    generatorCpu,
-  };
+  const { summary, generatorCpu } = await client.saturate(seconds);
+  const cpu = ((await cpuMicros(server.child)) - before) / Math.max(1, summary.requests);
+  return { summary, cpu, generatorCpu };
 }
 
 const SLACK_MS = 1;
 const f1 = (ms: number) => ms.toFixed(1);
 const f2 = (ms: number) => ms.toFixed(2);
+const signed = (ms: number) => `${ms > 0 ? "+" : ""}${f2(ms)}`;
 
 /**
- * The fixed-load client of one server: an undici pool, at most CONNECTIONS requests in flight, the rest
- * waiting in its queue. A phase that times out destroys the pool (to fail what is left); the next phase
- * gets a new one.
+ * The load generator of one server, for both measurements: an undici pool, at most CONNECTIONS requests in
+ * flight (the fixed loads' others wait in its queue). A phase that times out destroys the pool (to fail
+ * what is left); the next phase gets a new one.
  */
-class FixedLoadClient {
+class LoadClient {
   private pool: Pool;
   private readonly port: number;
   private readonly caPem: string;
@@ -219,6 +204,22 @@ class FixedLoadClient {
     return { summary: summarizePhase(record), generatorCpu: (used.user + used.system) / record.planned };
   }
 
+  /** A closed loop of CONNECTIONS requests in flight, with the generator's CPU time per request (µs). */
+  async saturate(seconds: number): Promise<{ summary: ClosedLoopSummary; generatorCpu: number }> {
+    const { send, abortAll } = this.client();
+    const before = process.cpuUsage();
+    const record = await runClosedLoop({
+      connections: CONNECTIONS,
+      durationMs: seconds * 1000,
+      send,
+      abortAll,
+      drainMs: Math.max(5000, seconds * 1000),
+    });
+    const used = process.cpuUsage(before);
+    const summary = summarizeClosedLoop(record);
+    return { summary, generatorCpu: (used.user + used.system) / Math.max(1, summary.requests) };
+  }
+
   close(): Promise<void> {
     return this.pool.destroyed ? Promise.resolve() : this.pool.destroy();
   }
@@ -255,7 +256,9 @@ async function main() {
   );
   const webhook = await startServer("webhook", leaf.certPem, leaf.keyPem);
   const echo = await startServer("echo", leaf.certPem, leaf.keyPem);
-  const clients: FixedLoadClient[] = [];
+  const webhookClient = new LoadClient(webhook.port, ca.certPem, body);
+  const echoClient = new LoadClient(echo.port, ca.certPem, body);
+  const clients = [webhookClient, echoClient];
   try {
     // The webhook must really inject (a refusal would be a cheaper answer and flatter the figures).
     const answer = JSON.parse(await post(webhook.port, body, ca.certPem)) as {
@@ -268,33 +271,53 @@ async function main() {
     log(`the webhook injects it (patch of ${patch.length} bytes)`);
 
     // 1. Saturation (closed loop): the throughputs and the ratio.
-    log("1. saturation: autocannon, closed loop (each connection sends again as soon as it is answered)");
-    // Warm both (JIT, TLS session set-up) before measuring.
-    await drive(webhook, body, 1);
-    await drive(echo, body, 1);
+    log(
+      "1. saturation: closed loop (each connection sends again as soon as it is answered), latency from the send to the last byte, in µs",
+    );
+    // Warm both (JIT, TLS session set-up) before measuring; the connections stay open for the rounds.
+    for (const [server, client] of [
+      [webhook, webhookClient],
+      [echo, echoClient],
+    ] as const) {
+      await client.openConnections();
+      await drive(server, client, 1);
+    }
     const w: Result[] = [];
     const e: Result[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? (["webhook", "echo"] as const) : (["echo", "webhook"] as const);
       for (const which of order) {
-        const result = await drive(which === "webhook" ? webhook : echo, body, DURATION);
+        const result =
+          which === "webhook"
+            ? await drive(webhook, webhookClient, DURATION)
+            : await drive(echo, echoClient, DURATION);
         (which === "webhook" ? w : e).push(result);
+        const s = result.summary;
         log(
-          `round ${round + 1} ${which.padEnd(7)} ${result.rps.toFixed(0)} reviews/s, p99 ${result.p99} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${result.errors}, non-2xx ${result.non2xx}; autocannon ${result.generatorCpu.toFixed(0)} µs CPU/request`,
+          `round ${round + 1} ${which.padEnd(7)} ${s.rps.toFixed(0)} reviews/s, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${s.errors}, non-2xx ${s.non2xx}, unanswered ${s.unanswered}; generator ${result.generatorCpu.toFixed(0)} µs CPU/request`,
         );
       }
     }
-    const refused = [...w, ...e].some((r) => r.errors > 0 || r.non2xx > 0);
-    if (refused) throw new Error("errors or non-2xx answers at saturation: no figures reported");
-    const wRps = median(w.map((r) => r.rps));
-    const eRps = median(e.map((r) => r.rps));
-    const wP99 = median(w.map((r) => r.p99));
-    const eP99 = median(e.map((r) => r.p99));
+    const refused = [...w, ...e].find((r) => r.summary.problem)?.summary.problem;
+    if (refused) throw new Error(`at saturation: ${refused}: no figures reported`);
+    const wRps = median(w.map((r) => r.summary.rps));
+    const eRps = median(e.map((r) => r.summary.rps));
+    const wP99 = median(w.map((r) => r.summary.p99));
+    const eP99 = median(e.map((r) => r.summary.p99));
+    // The same rounding to µs as the paired differences, so that float error does not cross the slack.
+    const saturationP99 = pairedDifferences([wP99], [eP99], SLACK_MS);
+    const paired = pairedDifferences(
+      w.map((r) => r.summary.p99),
+      e.map((r) => r.summary.p99),
+      SLACK_MS,
+    );
     const wCpu = median(w.map((r) => r.cpu));
     const eCpu = median(e.map((r) => r.cpu));
-    log(`webhook: ${wRps.toFixed(0)} reviews/s, p99 ${wP99} ms, ${wCpu.toFixed(0)} µs CPU/request (medians)`);
     log(
-      `bare fastify HTTPS echo: ${eRps.toFixed(0)} requests/s, p99 ${eP99} ms, ${eCpu.toFixed(0)} µs CPU/request (medians)`,
+      `webhook: ${wRps.toFixed(0)} reviews/s, p99 ${f2(wP99)} ms, ${wCpu.toFixed(0)} µs CPU/request (medians)`,
+    );
+    log(
+      `bare fastify HTTPS echo: ${eRps.toFixed(0)} requests/s, p99 ${f2(eP99)} ms, ${eCpu.toFixed(0)} µs CPU/request (medians)`,
     );
     log(
       `server main-thread CPU per request, echo/webhook: ${(eCpu / wCpu).toFixed(2)} (steadier under load)`,
@@ -305,9 +328,6 @@ async function main() {
     log(
       `2. fixed offered loads: ${rates.map((r) => `${r.load} × ${eRps.toFixed(0)} = ${r.rate}/s`).join(", ")}; evenly spaced, latency from each request's intended send time, at most ${CONNECTIONS} in flight`,
     );
-    const webhookClient = new FixedLoadClient(webhook.port, ca.certPem, body);
-    const echoClient = new FixedLoadClient(echo.port, ca.certPem, body);
-    clients.push(webhookClient, echoClient);
     const lowest = Math.min(...rates.map((r) => r.rate));
     for (const [which, client] of [
       ["webhook", webhookClient],
@@ -355,7 +375,10 @@ async function main() {
       `  throughput ratio at saturation (closed loop): ${wRps.toFixed(0)} / ${eRps.toFixed(0)} = ${(wRps / eRps).toFixed(2)} (target ≥ 0.7): ${verdict(wRps / eRps >= 0.7)}`,
     );
     log(
-      `  p99 at saturation (closed loop; mostly queueing, ${CONNECTIONS} / throughput = ${f1((CONNECTIONS / wRps) * 1000)} vs ${f1((CONNECTIONS / eRps) * 1000)} ms on average): ${wP99} vs ${eP99} + ${SLACK_MS} ms: ${verdict(wP99 <= eP99 + SLACK_MS)}`,
+      `  p99 at saturation (closed loop; mostly queueing, ${CONNECTIONS} / throughput = ${f1((CONNECTIONS / wRps) * 1000)} vs ${f1((CONNECTIONS / eRps) * 1000)} ms on average): ${f2(wP99)} vs ${f2(eP99)} + ${SLACK_MS} ms: ${verdict(saturationP99.within === 1)}`,
+    );
+    log(
+      `    paired by round (webhook − echo p99 of the same round): ${paired.differences.map(signed).join(", ")} ms; median ${signed(paired.median)} ms; ${paired.within} of ${paired.differences.length} round pairs within ${SLACK_MS} ms (single rounds vary: the verdict is on the medians above)`,
     );
     for (const { load, rate, wf, ef, comparison } of atLoad) {
       const label = load === TARGET_LOAD ? ` ← the issue's "p99 at 50 connections" (docs/benchmarks.md)` : "";
