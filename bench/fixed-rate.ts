@@ -31,7 +31,7 @@ export function plannedTotal(rate: number, durationMs: number): number {
   return Math.max(1, Math.round((rate * durationMs) / 1000));
 }
 
-/** A histogram of microseconds, 3 significant digits (as autocannon and wrk2 keep). */
+/** A histogram of microseconds, 3 significant digits (as wrk2 keeps; autocannon keeps 5, of whole milliseconds). */
 export function microsHistogram(): Histogram {
   return build({ numberOfSignificantValueDigits: 3 });
 }
