@@ -8,6 +8,7 @@ import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { managerCommand, parseDuration } from "../../src/manager/command.ts";
+import { watchChild } from "../support/child.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
 import { emulatorAdmin, onEmulator, startTestEmulator } from "./operator-fixture.ts";
@@ -130,25 +131,13 @@ function startManager(namespace: string, leaseNamespace: string, caFile: string)
     ],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c) => {
-    stdout += c;
-  });
-  child.stderr.on("data", (c) => {
-    stderr += c;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
-  const lines = () =>
-    stdout
-      .trim()
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as LogLine);
-  return { child, exited, lines, stderr: () => stderr };
+  const watched = watchChild(child);
+  return {
+    child,
+    exited: watched.exited,
+    lines: () => watched.jsonLines<LogLine>(),
+    stderr: watched.stderr,
+  };
 }
 
 async function verificationsStarted(): Promise<number> {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { type ControlPlane, startControlPlane } from "../../src/dev/controlplane.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { managerCommand, parseDuration } from "../../src/manager/command.ts";
+import { watchChild } from "../support/child.ts";
 import { apiServerAddress, createNamespace } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { ensureCrd } from "./operator-support.ts";
@@ -88,28 +89,12 @@ function startManager(kubeconfig: string, leaseNamespace: string, extra: string[
     ],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c) => {
-    stdout += c;
-  });
-  child.stderr.on("data", (c) => {
-    stderr += c;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  });
+  const watched = watchChild(child);
   return {
     child,
-    exited,
-    lines: () =>
-      stdout
-        .trim()
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as LogLine),
-    stderr: () => stderr,
+    exited: watched.exited,
+    lines: () => watched.jsonLines<LogLine>(),
+    stderr: watched.stderr,
   };
 }
 

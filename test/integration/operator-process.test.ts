@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
+import { watchChild } from "../support/child.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
 import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
@@ -47,20 +48,7 @@ describe("agentid manager process", () => {
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c) => {
-      stderr += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    // Also when the test times out: vitest then abandons the body, and a `finally` in it would only run
-    // once its pending poll ends, leaving the manager running after the file.
-    onTestFinished(() => {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    });
+    const { exited, stderr, jsonLines } = watchChild(child);
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${own}/leases/agentid-manager`;
     const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
     await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");
@@ -77,15 +65,12 @@ describe("agentid manager process", () => {
       .toBe("True");
 
     child.kill("SIGTERM");
-    expect(await exited, stderr).toBe(0);
+    expect(await exited, stderr()).toBe(0);
     const lease = await kube.get<Lease>(leasePath);
     expect(lease.spec?.holderIdentity ?? "").not.toBe(holder);
     // pino JSON lines on stdout, including the hand-over.
-    const lines = stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { msg?: string });
+    const lines = jsonLines<{ msg?: string }>();
     expect(lines.some((l) => l.msg === "stopping: releasing the lease")).toBe(true);
-    expect(stderr).toBe("");
+    expect(stderr()).toBe("");
   });
 });
