@@ -29,25 +29,31 @@ function controlledStop() {
   return { stop, calls: () => calls, finish: (error?: Error) => finish(error) };
 }
 
+/** `stopOnSignals` over an emitter, a logger in memory, a stop the test finishes and an exit it watches. */
+function stopping(pending = "") {
+  const { lines, logger } = capture();
+  const signals = new EventEmitter();
+  const s = controlledStop();
+  const exit = vi.fn();
+  const code = stopOnSignals({
+    signals,
+    stop: s.stop,
+    logger,
+    gracePeriod: "20s",
+    graceMs: 20_000,
+    pending: () => pending,
+    exit,
+  });
+  return { lines, signals, s, exit, code };
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
 
 describe("stopping the manager on SIGTERM/SIGINT", () => {
   it("exits 0 when stopping finished", async () => {
-    const { lines, logger } = capture();
-    const signals = new EventEmitter();
-    const s = controlledStop();
-    const exit = vi.fn();
-    const code = stopOnSignals({
-      signals,
-      stop: s.stop,
-      logger,
-      gracePeriod: "20s",
-      graceMs: 20_000,
-      pending: () => "",
-      exit,
-    });
+    const { lines, signals, s, exit, code } = stopping();
     signals.emit("SIGTERM", "SIGTERM");
     s.finish();
     expect(await code).toBe(0);
@@ -56,19 +62,7 @@ describe("stopping the manager on SIGTERM/SIGINT", () => {
   });
 
   it("exits 1 when stopping failed (not 0 after 'stopping failed')", async () => {
-    const { lines, logger } = capture();
-    const signals = new EventEmitter();
-    const s = controlledStop();
-    const exit = vi.fn();
-    const code = stopOnSignals({
-      signals,
-      stop: s.stop,
-      logger,
-      gracePeriod: "20s",
-      graceMs: 20_000,
-      pending: () => "",
-      exit,
-    });
+    const { lines, signals, s, exit, code } = stopping();
     signals.emit("SIGINT", "SIGINT");
     s.finish(new Error("the API client could not be closed"));
     expect(await code).toBe(1);
@@ -77,19 +71,7 @@ describe("stopping the manager on SIGTERM/SIGINT", () => {
   });
 
   it("a second SIGTERM or SIGINT while stopping only logs 'already stopping': one stop, still running", async () => {
-    const { lines, logger } = capture();
-    const signals = new EventEmitter();
-    const s = controlledStop();
-    const exit = vi.fn();
-    const code = stopOnSignals({
-      signals,
-      stop: s.stop,
-      logger,
-      gracePeriod: "20s",
-      graceMs: 20_000,
-      pending: () => "",
-      exit,
-    });
+    const { lines, signals, s, exit, code } = stopping();
     signals.emit("SIGTERM", "SIGTERM");
     signals.emit("SIGTERM", "SIGTERM");
     signals.emit("SIGINT", "SIGINT");
@@ -106,19 +88,7 @@ describe("stopping the manager on SIGTERM/SIGINT", () => {
 
   it("exits 1 with one line naming what is pending when the grace period ends first", async () => {
     vi.useFakeTimers();
-    const { lines, logger } = capture();
-    const signals = new EventEmitter();
-    const s = controlledStop();
-    const exit = vi.fn();
-    void stopOnSignals({
-      signals,
-      stop: s.stop,
-      logger,
-      gracePeriod: "20s",
-      graceMs: 20_000,
-      pending: () => "stepping down and releasing the lease",
-      exit,
-    });
+    const { lines, signals, exit } = stopping("stepping down and releasing the lease");
     signals.emit("SIGTERM", "SIGTERM");
     await vi.advanceTimersByTimeAsync(19_999);
     expect(exit).not.toHaveBeenCalled();
