@@ -58,7 +58,8 @@ export interface LeaderCallbacks {
    * Stop leader-only work. On `stop()` the Lease is kept (renewed) until a returned promise settles and
    * released only then, however long that takes (the caller bounds the whole stop, e.g. the manager's
    * shutdown grace period), so work in flight ends before the next leader starts. After losing the
-   * lease, the elector waits for it at most the renew deadline before campaigning again.
+   * lease, the elector campaigns again only once a returned promise has settled, however long that takes:
+   * work of the old term must not run beside the next term's work on this replica.
    */
   onStoppedLeading(): void | Promise<void>;
   /** Called whenever a different holder is observed (also our own identity once we win). */
@@ -220,21 +221,24 @@ export function createLeaderElector(options: LeaderElectionOptions): LeaderElect
     }
   }
 
+  /**
+   * The lease is lost: the term ends and the elector campaigns again only once the drain has settled. Not
+   * bounded (it used to be, by the renew deadline): the drain may wait for an outbound call that cannot
+   * be aborted (Entra/Graph, up to its 15 s deadline, or a token request with none), and the fences read
+   * the current term, so campaigning sooner would let this replica win again (a single replica whose
+   * Lease still names it wins at once) while the old term's worker is still finishing: its next write
+   * would pass the new term's fence beside the new term's reconcile of the same key. Another replica may
+   * take over meanwhile; this one just stays out of the election until its old term is over.
+   */
   async function stepDown(): Promise<void> {
     const controller = leading;
     if (!controller) return;
     leading = undefined;
     controller.abort();
-    // The bound's timer is cleared as soon as the drain ends: a pending timer would keep a stopping
-    // process alive for the whole renew deadline after everything else has finished.
-    const bound = new AbortController();
     try {
-      const done = callbacks?.onStoppedLeading();
-      if (done) await Promise.race([done, sleep(renewDeadline * 1000, bound.signal)]);
+      await callbacks?.onStoppedLeading();
     } catch (error) {
       log.error({ err: describe(error) }, "onStoppedLeading threw");
-    } finally {
-      bound.abort();
     }
   }
 

@@ -184,6 +184,45 @@ describe("leader election on a Lease", () => {
     expect(timeline).toEqual(["a started", "a stopped", "b started"]);
   });
 
+  it("after losing the lease, campaigns again only once the old term's drain has ended", async () => {
+    const ns = await createNamespace(client, "leader-regain");
+    const { host, port } = apiServerAddress(cp.kubeConfig);
+    const proxy: TcpProxy = await startTcpProxy(host, port);
+    cleanup.push(() => proxy.close());
+    const short = { lease: 3, renew: 2, retry: 0.5 };
+    let drain: () => void = () => {};
+    const drained = new Promise<void>((resolve) => {
+      drain = resolve;
+    });
+    // The only candidate: once it is back, the Lease still names it and it would win again at once.
+    const a = candidate(ns, "lock", "a", short, viaPort(cp.kubeConfig, proxy.port), () => drained);
+    // Runs before a's stop if the test fails early: the stop would wait for the drain.
+    cleanup.push(() => drain());
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead" }).toBe(true);
+    const firstTerm = a.signal;
+    proxy.blackhole();
+    await expect.poll(() => a.log.at(-1), { message: "a to step down", timeout: 20_000 }).toBe("stopped");
+    expect(firstTerm?.aborted).toBe(true);
+    proxy.restore();
+    // The API server answers again and nobody else holds the Lease, but the old term is still draining
+    // (a slow outbound call): a stays out of the election. Several renew deadlines (the old bound of
+    // the wait) and lease durations pass; a new term meanwhile would pass every fence beside the old one.
+    const lease = async () => (await client.get<LeaseObject>(leasePath(ns, "lock"))).spec;
+    const stepDownAt = Date.now();
+    await expect
+      .poll(async () => Date.now() - stepDownAt, { message: "time to pass", timeout: 20_000, interval: 500 })
+      .toBeGreaterThan((short.lease + short.renew + 1) * 1000);
+    expect(a.log.filter((e) => e === "started")).toHaveLength(1);
+    expect(a.elector.isLeader()).toBe(false);
+    expect((await lease())?.leaseTransitions ?? 0).toBe(0);
+
+    drain();
+    await expect.poll(() => a.elector.isLeader(), { message: "a to lead again", timeout: 20_000 }).toBe(true);
+    expect(a.signal).not.toBe(firstTerm);
+    expect(a.signal?.aborted).toBe(false);
+    expect(timeline).toEqual(["a started", "a stopped", "a started"]);
+  });
+
   it("keeps renewing the Lease while its drain outlasts the lease duration, and releases it only after", async () => {
     const ns = await createNamespace(client, "leader-hold");
     // A short lease: the drain below outlasts it several times over (and the renew deadline, which
