@@ -102,7 +102,8 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const kube = ctx.leaderKube;
     /** The current leadership term; no call to Entra or Graph is sent once it has ended. */
     let term: AbortSignal | undefined;
-    const dispatcher = outboundDispatcher(options.caPems ?? [], { fence: () => term ?? NOT_LEADING });
+    const fence = () => term ?? NOT_LEADING;
+    const dispatcher = outboundDispatcher(options.caPems ?? [], { fence });
     const ownWrites = new Map<string, string>();
     const events = createEventSink(ctx.kubeConfig, kube, log, ctx.replica, ctx.registry);
     const issuer = createIssuerSource({ kube, ...(options.issuer ? { override: options.issuer } : {}) });
@@ -112,7 +113,7 @@ export function operatorComponent(options: OperatorOptions): ComponentFactory {
     const observations = createCredentialObservations();
     const graphClient = options.graph
       ? (() => {
-          const client = createGraphClient({ ...options.graph, dispatcher });
+          const client = createGraphClient({ ...options.graph, dispatcher, fence });
           return { ...client, federation: observations.observe(client.federation) };
         })()
       : undefined;

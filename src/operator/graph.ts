@@ -3,6 +3,7 @@ import { type Dispatcher, request } from "undici";
 import { MAX_FEDERATED_CREDENTIALS } from "../api/constants.ts";
 import { scrubTokens } from "../lib/log.ts";
 import { type FederatedCredential, sameTrust } from "./federation.ts";
+import { OutboundFencedError } from "./https.ts";
 
 /**
  * Graph mode: the operator manages a blueprint's federated identity credentials and creates and deletes
@@ -93,6 +94,12 @@ export interface GraphOptions {
    */
   blueprintCredentialFor?(tenantId: string, clientId: string, authorityHost: string): TokenCredential;
   dispatcher: Dispatcher;
+  /**
+   * The leadership term the calls belong to (the dispatcher's fence). Checked before a token is asked
+   * for: the token request goes through @azure/identity's own HTTP pipeline (its own retries, no
+   * deadline of ours), not the fenced dispatcher, and would only lengthen the drain of an ended term.
+   */
+  fence?: () => AbortSignal | undefined;
 }
 
 interface GraphCredential {
@@ -176,6 +183,7 @@ export function createGraphClient(options: GraphOptions): {
     body?: unknown,
     actor: GraphActor = { as: "Manager" },
   ): Promise<T | undefined> {
+    if (options.fence?.()?.aborted) throw new OutboundFencedError(new URL(base).origin);
     let token: string;
     try {
       const answer = await credential(tenantId, actor).getToken(GRAPH_SCOPE);

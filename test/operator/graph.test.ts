@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningEmulator, startEmulator } from "../../src/emulator/index.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { desiredFederatedCredential } from "../../src/operator/federation.ts";
-import { createGraphFederation, type GraphFederation } from "../../src/operator/graph.ts";
+import { createGraphClient, createGraphFederation, type GraphFederation } from "../../src/operator/graph.ts";
 import { createGraphCredentialFactory } from "../../src/operator/graph-credential.ts";
-import { outboundDispatcher } from "../../src/operator/https.ts";
+import { OutboundFencedError, outboundDispatcher } from "../../src/operator/https.ts";
 
 /** Graph mode's credential management against the emulator's Graph subset (real HTTPS, real tokens). */
 const TENANT = "4d3c2b1a-0f9e-4d8c-b7a6-554433221100";
@@ -164,5 +164,45 @@ describe("Graph federation", () => {
     expect(outcome).toMatchObject({ ok: false, reason: "GraphAccessDenied" });
     expect(JSON.stringify(outcome)).not.toContain("wrong-secret-value");
     expect(JSON.stringify(outcome)).toContain("AADSTS7000215");
+  });
+  it("asks for no token once its term has ended: the token request is not behind the fenced dispatcher", async () => {
+    const secretFile = join(mkdtempSync(join(tmpdir(), "agentid-graph-test-")), "secret");
+    writeFileSync(secretFile, "operator-secret\n");
+    const credentials = createGraphCredentialFactory({
+      clientId: OPERATOR,
+      clientSecretFile: secretFile,
+      authorityHost: emu.url,
+      caPems: [emu.caPem],
+    });
+    let tokenRequests = 0;
+    const term = new AbortController();
+    const fence = () => term.signal;
+    const fenced = createGraphClient({
+      baseUrl: emu.url,
+      credentialFor: (tenantId) => {
+        const credential = credentials(tenantId);
+        return {
+          getToken: (scopes, options) => {
+            tokenRequests += 1;
+            return credential.getToken(scopes, options);
+          },
+        };
+      },
+      dispatcher: outboundDispatcher([emu.caPem], { fence }),
+      fence,
+    });
+    const desired = desiredFederatedCredential("ns", "fenced", ISSUER);
+    expect(await fenced.federation.ensure(TENANT, BLUEPRINT, desired)).toMatchObject({ ok: true });
+    const asked = tokenRequests;
+    expect(asked).toBeGreaterThan(0);
+    term.abort();
+    const outcome = await fenced.federation.ensure(
+      TENANT,
+      BLUEPRINT,
+      desiredFederatedCredential("ns", "after", ISSUER),
+    );
+    expect(outcome).toMatchObject({ ok: false });
+    expect(JSON.stringify(outcome)).toContain(new OutboundFencedError(new URL(emu.url).origin).message);
+    expect(tokenRequests).toBe(asked);
   });
 });
