@@ -442,6 +442,10 @@ export interface AgentIdentityStatus {
      * Hash of what was verified (generations, tenant, client ids, issuer, subject); a change re-verifies.
      */
     fingerprint?: string;
+    /**
+     * Start of the current run of transient verification failures (Entra or the issuer unreachable, or a passing Entra refusal), whichever Verified status each one had; the retry backoff grows from it. Absent when the last attempt was not a transient failure.
+     */
+    transientSince?: string;
   };
   /**
    * Ready, Verified and FederationConfigured, following Kubernetes API conventions (metav1.Condition).

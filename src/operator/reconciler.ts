@@ -592,6 +592,7 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
               previous,
               result.state === "unreachable" ? "Unknown" : "False",
               attemptMs,
+              identity.status?.lastVerification?.transientSince,
             );
             const retryAfterMs = result.state === "unreachable" ? result.retryAfterMs : undefined;
             const delayMs = transientRetryDelay(
@@ -605,7 +606,12 @@ export function createReconciler(deps: ReconcilerDeps): IdentityReconciler {
             if (retryAfterMs !== undefined)
               retryAfters.set(key, { fingerprint, notBeforeMs: attemptMs + delayMs });
             else retryAfters.delete(key);
-            obs.verification = { ...withRetryNote(result, delayMs), fingerprint, time };
+            const transientSince = new Date(onset).toISOString().replace(/\.\d{3}Z$/, "Z");
+            const noted = withRetryNote(result, delayMs);
+            obs.verification =
+              noted.state === "failed" || noted.state === "unreachable"
+                ? { ...noted, fingerprint, time, transientSince }
+                : { ...noted, fingerprint, time };
             requeueAfterMs = delayMs;
           } else {
             retryAfters.delete(key);

@@ -62,17 +62,25 @@ export function transientRetryDelay(failure: TransientFailure, policy: Verificat
 
 /**
  * When the current run of transient failures began, for a verification about to be written with
- * Verified status `next`: the condition's lastTransitionTime when its status is already `next` (the
- * status write keeps it then, src/operator/conditions.ts, so the same value is read back later), else
- * `nowMs`. A transient failure after a lasting failure of the same status (False) therefore counts from
- * that one: its wait starts long, as the lasting failure's did.
+ * Verified status `next`. After a transient failure (`previous` has a transient reason), whichever its
+ * status: `since` (status.lastVerification.transientSince, written with it), so a run that alternates
+ * Unknown (Entra unreachable, 503/429) and False (AADSTS50166/90061) keeps growing its backoff instead of
+ * starting over at every flip. Otherwise the condition's lastTransitionTime when its status is already
+ * `next` (the status write keeps it then, src/operator/conditions.ts), else `nowMs`: a transient failure
+ * after a lasting failure of the same status (False) counts from that one, its wait starts long as the
+ * lasting failure's did. Never later than `nowMs` (clock skew between replicas).
  */
 export function transientOnsetMs(
   previous: Condition | undefined,
   next: ConditionStatus,
   nowMs: number,
+  since?: string,
 ): number {
-  if (!previous || previous.status !== next) return nowMs;
+  if (!previous) return nowMs;
+  const sinceMs = Date.parse(since ?? "");
+  if (TRANSIENT_VERIFICATION_REASONS.has(previous.reason ?? "") && Number.isFinite(sinceMs))
+    return Math.min(sinceMs, nowMs);
+  if (previous.status !== next) return nowMs;
   const at = Date.parse(previous.lastTransitionTime ?? "");
   return Number.isFinite(at) ? Math.min(at, nowMs) : nowMs;
 }
@@ -116,7 +124,7 @@ export function verificationDueAt(
   const verified = findCondition(identity.status?.conditions, CONDITION_VERIFIED);
   if (verified?.status === "True") return at + policy.intervalMs;
   if (verified && TRANSIENT_VERIFICATION_REASONS.has(verified.reason ?? "")) {
-    const onset = transientOnsetMs(verified, verified.status, at);
+    const onset = transientOnsetMs(verified, verified.status, at, last.transientSince);
     const delay = transientRetryDelay(
       { failingForMs: at - onset, seed: jitterSeed(fingerprint, last.time) },
       policy,

@@ -64,8 +64,15 @@ export interface Observations {
     | { state: "unchanged" }
     | { state: "verified"; fingerprint: string; time?: string }
     /** `time`: when it was attempted (lastVerification.time; the transient backoff's seed), else now. */
-    | { state: "failed"; fingerprint: string; failure: VerificationFailure; time?: string }
-    | { state: "unreachable"; fingerprint: string; message: string; time?: string }
+    /** `transientSince`: a transient failure's run began then (lastVerification.transientSince). */
+    | {
+        state: "failed";
+        fingerprint: string;
+        failure: VerificationFailure;
+        time?: string;
+        transientSince?: string;
+      }
+    | { state: "unreachable"; fingerprint: string; message: string; time?: string; transientSince?: string }
     /** The manager may not request a token in this namespace (no agentid-token-requester RoleBinding). */
     | { state: "tokenForbidden"; fingerprint: string; message: string; reason?: string; time?: string };
 }
@@ -299,6 +306,7 @@ export function desiredStatus(identity: AgentIdentity, obs: Observations, now: D
     status.lastVerification = {
       time: ("time" in v && v.time) || now.toISOString().replace(/\.\d{3}Z$/, "Z"),
       fingerprint: v.fingerprint,
+      ...("transientSince" in v && v.transientSince ? { transientSince: v.transientSince } : {}),
     };
   } else if (v.state === "unchanged" && identity.status?.lastVerification) {
     status.lastVerification = identity.status.lastVerification;

@@ -507,6 +507,79 @@ describe("transientOnsetMs", () => {
   });
 });
 
+describe("transient backoff across Unknown and False", () => {
+  const policy = DEFAULT_VERIFICATION_POLICY;
+  const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const start = Date.parse("2026-01-01T00:00:00Z");
+  const since = iso(start);
+  const condition = (status: "False" | "Unknown", reason: string, at: string): Condition => ({
+    type: "Verified",
+    status,
+    reason,
+    message: "m",
+    lastTransitionTime: at,
+  });
+
+  it("keeps the onset of a transient run when the status flips, from transientSince", () => {
+    const now = start + 60_000;
+    const justNow = iso(now - 5_000);
+    expect(transientOnsetMs(condition("Unknown", "EntraUnreachable", justNow), "False", now, since)).toBe(
+      start,
+    );
+    expect(transientOnsetMs(condition("False", "IssuerUnreachable", justNow), "Unknown", now, since)).toBe(
+      start,
+    );
+    // After a failure that was not transient, transientSince (if any were left) is not used.
+    expect(transientOnsetMs(condition("False", "FederationMismatch", justNow), "Unknown", now, since)).toBe(
+      now,
+    );
+    // Never in the future; unreadable falls back to the condition's own rule.
+    expect(
+      transientOnsetMs(condition("False", "IssuerUnreachable", justNow), "Unknown", now, iso(now + 60_000)),
+    ).toBe(now);
+    expect(transientOnsetMs(condition("False", "IssuerUnreachable", justNow), "Unknown", now, "x")).toBe(now);
+  });
+
+  it("grows the wait attempt after attempt while 503/429 (Unknown) and AADSTS50166 (False) alternate", () => {
+    // The reconciler's loop on a fixed clock: each attempt's onset and delay, then the status written
+    // (lastTransitionTime kept only while the status stays, as conditions.ts does).
+    let t = start;
+    let previous: Condition | undefined;
+    let transientSince: string | undefined;
+    const delays: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const status = i % 2 === 0 ? "Unknown" : "False";
+      const reason = status === "Unknown" ? "EntraUnreachable" : "IssuerUnreachable";
+      const onset = transientOnsetMs(previous, status, t, transientSince);
+      const delay = transientRetryDelay({ failingForMs: t - onset, seed: `f@${iso(t)}` }, policy);
+      delays.push(delay);
+      const at = previous?.status === status ? (previous.lastTransitionTime ?? iso(t)) : iso(t);
+      previous = condition(status, reason, at);
+      transientSince = iso(onset);
+      t += delay;
+    }
+    expect(delays[0]).toBeLessThan(10_000);
+    for (let i = 2; i < delays.length; i++) expect(delays[i]).toBeGreaterThan((delays[i - 2] ?? 0) * 1.2);
+    expect(delays.at(-1)).toBeGreaterThan(60_000);
+    expect(transientSince).toBe(since);
+  });
+
+  it("schedules the next attempt from transientSince after a flip (verificationDueAt)", () => {
+    const attempt = iso(start + 120_000);
+    const flipped: AgentIdentity = {
+      ...identity,
+      status: {
+        lastVerification: { time: attempt, fingerprint: "f", transientSince: since },
+        conditions: [condition("False", "IssuerUnreachable", attempt)],
+      },
+    };
+    expect(verificationDueAt(flipped, "f", policy)).toBe(
+      Date.parse(attempt) +
+        transientRetryDelay({ failingForMs: 120_000, seed: jitterSeed("f", attempt) }, policy),
+    );
+  });
+});
+
 describe("parseRetryAfter", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   it.each([
