@@ -326,6 +326,25 @@ describe("the AgentIdentity CRD on a real API server", () => {
     expect(message).toContain("reason");
   });
 
+  it("keeps status.lastVerification.transientSince (the transient backoff's onset), refusing a non-date", async () => {
+    const created = await createIdentity(kube, cp.namespace, "since");
+    const path = `${identityPath(cp.namespace, "since")}/status`;
+    const lastVerification = {
+      time: "2026-01-01T00:02:00Z",
+      fingerprint: "f",
+      transientSince: "2026-01-01T00:00:00Z",
+    };
+    const written = await kube.replace<AgentIdentity>(path, { ...created, status: { lastVerification } });
+    expect(written.status?.lastVerification).toEqual(lastVerification);
+    const message = await refused(() =>
+      kube.replace(path, {
+        ...written,
+        status: { lastVerification: { ...lastVerification, transientSince: "yesterday" } },
+      }),
+    );
+    expect(message).toContain("transientSince");
+  });
+
   it("serves the short names of both kinds", async () => {
     const resources = await kube.get<{ resources: Array<{ name: string; shortNames?: string[] }> }>(
       "/apis/agentid.io/v1alpha1",
