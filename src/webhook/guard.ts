@@ -219,6 +219,8 @@ export function podCreateRefusals(pod: unknown, identity: string, expected: Expe
     injected: true,
     sidecarAt: sidecar,
   });
+  // Over the size cap: that refusal alone, nothing more is compared.
+  if (out[0]?.reason === "TooLarge") return out;
   const wrong = sidecarDifferences(pod, sidecar.raw, target, settings);
   const placement = placementProblem(pod, sidecar, settings.native);
   if (placement) wrong.push(placement);

@@ -166,6 +166,9 @@ export function mutatePod(input: MutationInput): Mutation {
     injected,
     sidecarAt: injected ? existing : undefined,
   });
+  // A pod over the size cap is answered by that refusal alone: nothing after it may walk its lists (the
+  // API server's own limits, e.g. 256 KiB of annotations, are checked only after mutating admission).
+  if (refusals[0]?.reason === "TooLarge") return { allowed: false, refusals };
   const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initWanted =
@@ -173,9 +176,11 @@ export function mutatePod(input: MutationInput): Mutation {
       ? NO_INIT_CONTAINERS
       : parseInitContainerNames(
           annotations,
-          containersOf(pod, "initContainers")
-            .map((c) => c.name)
-            .filter((n) => n !== SIDECAR_CONTAINER),
+          new Set(
+            containersOf(pod, "initContainers")
+              .map((c) => c.name)
+              .filter((n) => n !== SIDECAR_CONTAINER),
+          ),
         );
   if (!initWanted.ok) refusals.push({ reason: "BadAnnotation", message: initWanted.message });
   const sidecarIsNative = injected ? existing.field === "initContainers" : settings.native;

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { SIDECAR_CONTAINER } from "../../src/api/constants.ts";
-import { mutatePod } from "../../src/webhook/mutate.ts";
+import { ANNOTATION_INIT_CONTAINERS, MAX_INIT_CONTAINER_NAMES } from "../../src/webhook/annotations.ts";
+import { podCreateRefusals } from "../../src/webhook/guard.ts";
+import { mutatePod, tokenVolume } from "../../src/webhook/mutate.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
 import {
   ephemeralRefusals,
@@ -64,6 +66,63 @@ describe("pods larger than any real one", () => {
     expect(ephemeralRefusals(debugged, old, 5000, []).map((r) => r.reason)).toEqual(["TooLarge"]);
     const fewer = pod({ ephemeralContainers: containers(2, "e") });
     expect(ephemeralRefusals(fewer, pod({}), 5000, [])).toEqual([]);
+  });
+});
+
+describe("the init-containers annotation of a large pod", () => {
+  // Names no init container has: had the annotation been looked at, it would add a BadAnnotation refusal.
+  const names = (n: number) => Array.from({ length: n }, (_, i) => `x${i}`).join(",");
+  const annotated = (spec: JsonObject, value: string): JsonObject => ({
+    ...pod(spec),
+    metadata: { name: "p", annotations: { [ANNOTATION_INIT_CONTAINERS]: value } },
+  });
+
+  it("is not read when the pod is over the size cap: the TooLarge refusal answers alone", () => {
+    const big = annotated({ initContainers: containers(MAX_CONTAINERS_PER_LIST + 1, "i") }, names(10_000));
+    const result = mutatePod({ pod: big, target: target(), settings: settings() });
+    expect(result).toEqual({ allowed: false, refusals: [expect.objectContaining({ reason: "TooLarge" })] });
+  });
+
+  it("is refused with a clear message when it lists more names than a pod may have init containers", () => {
+    const p = annotated({ initContainers: containers(2, "i") }, names(MAX_INIT_CONTAINER_NAMES + 1));
+    const result = mutatePod({ pod: p, target: target(), settings: settings() });
+    expect(result).toEqual({
+      allowed: false,
+      refusals: [
+        {
+          reason: "BadAnnotation",
+          message: `annotation ${ANNOTATION_INIT_CONTAINERS} lists ${MAX_INIT_CONTAINER_NAMES + 1} names; agentid accepts at most ${MAX_INIT_CONTAINER_NAMES}, list only the init containers that need SIDECAR_URL`,
+        },
+      ],
+    });
+  });
+
+  it("repeats at most ten unknown names and counts the rest", () => {
+    const p = annotated({ initContainers: containers(2, "i") }, `i0,${names(25)}`);
+    const result = mutatePod({ pod: p, target: target(), settings: settings() });
+    expect(result.allowed).toBe(false);
+    if (result.allowed) return;
+    const message = result.refusals[0]?.message ?? "";
+    expect(message).toContain("'x0', 'x1'");
+    expect(message).toContain("'x9', 15 more, which are not init containers");
+    expect(message).not.toContain("'x10'");
+  });
+});
+
+describe("the guard's check of a pod over the size cap", () => {
+  it("answers with the TooLarge refusal alone, without comparing the sidecar", () => {
+    // A sidecar that differs from the rendered one (image, command...) would add a NotInjected refusal.
+    const p = pod({
+      initContainers: [{ name: SIDECAR_CONTAINER, image: "other:1", restartPolicy: "Always" }],
+      containers: containers(MAX_CONTAINERS_PER_LIST + 1),
+      volumes: [tokenVolume(target()) as JsonObject],
+    });
+    const refusals = podCreateRefusals(p, "research-agent", {
+      ok: true,
+      target: target(),
+      settings: settings(),
+    });
+    expect(refusals.map((r) => r.reason)).toEqual(["TooLarge"]);
   });
 });
 
