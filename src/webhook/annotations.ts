@@ -1,3 +1,4 @@
+import { truncate } from "./raw.ts";
 import { MAX_CONTAINERS_PER_LIST } from "./refusals.ts";
 import type { ResourceList, Resources } from "./types.ts";
 
@@ -14,6 +15,8 @@ export const RESOURCE_ANNOTATIONS = {
   "sidecar-memory-request": ["requests", "memory"],
   "sidecar-memory-limit": ["limits", "memory"],
 } as const satisfies Record<string, readonly ["requests" | "limits", string]>;
+
+export { truncate };
 
 /** Comma-separated names of init containers that also get SIDECAR_URL (they run after a native sidecar). */
 export const ANNOTATION_INIT_CONTAINERS = "agentid.io/sidecar-url-init-containers";
@@ -135,9 +138,4 @@ export function parseInitContainerNames(
     };
   }
   return { ok: true, value: new Set(names) };
-}
-
-/** Echoes user input in messages without letting a huge value fill them. */
-export function truncate(value: string, max = 64): string {
-  return value.length > max ? `${value.slice(0, max)}…` : value;
 }

@@ -12,6 +12,7 @@ import {
   type JsonObject,
   objectAt,
   stringAt,
+  truncate,
   volumesOf,
 } from "./raw.ts";
 import { isExchangeAudience, podRefusals, type Refusal } from "./refusals.ts";
@@ -255,7 +256,7 @@ export function podUpdateRefusals(pod: unknown, oldPod: unknown): Refusal[] {
     if (!holdsToken(c, tokenVolumes)) continue;
     out.push({
       reason: "SidecarImageChanged",
-      message: `container '${c.name}' holds the service-account token for ${TOKEN_AUDIENCE} (it acts as every agent of the blueprint); its image cannot change in place. Change the pod template and let the webhook inject a new pod`,
+      message: `container '${truncate(c.name)}' holds the service-account token for ${TOKEN_AUDIENCE} (it acts as every agent of the blueprint); its image cannot change in place. Change the pod template and let the webhook inject a new pod`,
     });
   }
   return out;
@@ -279,14 +280,14 @@ export function ephemeralGuardRefusals(pod: unknown, oldPod: unknown): Refusal[]
     if (mounts(c.raw).some((m) => tokenVolumes.has(m))) {
       out.push({
         reason: "TokenVolumeMount",
-        message: `ephemeral container '${c.name}' mounts a volume with the service-account token for ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volumeMount`,
+        message: `ephemeral container '${truncate(c.name)}' mounts a volume with the service-account token for ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volumeMount`,
       });
     }
     const target = stringAt(c.raw, "targetContainerName");
     if (target !== undefined && holders.has(target)) {
       out.push({
         reason: "EphemeralTargetsSidecar",
-        message: `ephemeral container '${c.name}' targets '${target}', which holds the service-account token for ${TOKEN_AUDIENCE}; target an app container instead`,
+        message: `ephemeral container '${truncate(c.name)}' targets '${truncate(target)}', which holds the service-account token for ${TOKEN_AUDIENCE}; target an app container instead`,
       });
     }
   }

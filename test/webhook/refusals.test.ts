@@ -6,7 +6,9 @@ import { mutatePod, tokenVolume } from "../../src/webhook/mutate.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
 import {
   ephemeralRefusals,
+  limitRefusals,
   MAX_CONTAINERS_PER_LIST,
+  MAX_REFUSALS,
   MAX_VOLUMES,
   podRefusals,
 } from "../../src/webhook/refusals.ts";
@@ -123,6 +125,51 @@ describe("the guard's check of a pod over the size cap", () => {
       settings: settings(),
     });
     expect(refusals.map((r) => r.reason)).toEqual(["TooLarge"]);
+  });
+});
+
+describe("a pod refused for many things", () => {
+  it("stops the walk once there are more refusals than an answer names, and the answer says there are more", () => {
+    const ports = Array.from({ length: 200_000 }, () => ({ hostPort: 1 }));
+    const refusals = check(pod({ containers: [{ name: "app", image: "a:1", ports }] }));
+    expect(refusals).toHaveLength(MAX_REFUSALS + 1);
+    const shown = limitRefusals(refusals);
+    expect(shown).toHaveLength(MAX_REFUSALS);
+    expect(shown.map((r) => r.reason)).toEqual(Array(MAX_REFUSALS).fill("HostPort"));
+    expect(shown[MAX_REFUSALS - 1]?.message).toMatch(
+      /asks for hostPort 1; .*; and more \(at most 10 are named at once: fix these and try again\)$/,
+    );
+    expect(shown[0]?.message).not.toContain("and more");
+    // At the cap nothing is added.
+    expect(limitRefusals(refusals.slice(0, MAX_REFUSALS))).toEqual(refusals.slice(0, MAX_REFUSALS));
+  });
+
+  it("stops in every list: mounts, environment, volumes, containers", () => {
+    const mounts = Array.from({ length: 1000 }, () => ({ name: "agentid-token", mountPath: "/t" }));
+    expect(check(pod({ containers: [{ name: "a", volumeMounts: mounts }] }))).toHaveLength(MAX_REFUSALS + 1);
+    const env = Array.from({ length: 1000 }, () => ({
+      name: "X",
+      valueFrom: { secretKeyRef: { name: "s" } },
+    }));
+    const withSecret = podRefusals({
+      pod: pod({ containers: [{ name: "a", env, envFrom: env.map(() => ({ secretRef: { name: "s" } })) }] }),
+      port: 5000,
+      secretNames: ["s"],
+      injected: false,
+    });
+    expect(withSecret).toHaveLength(MAX_REFUSALS + 1);
+    const volumes = Array.from({ length: MAX_VOLUMES }, () => ({ name: "agentid-token", emptyDir: {} }));
+    expect(check(pod({ volumes }))).toHaveLength(MAX_REFUSALS + 1);
+    const named = containers(MAX_CONTAINERS_PER_LIST).map((c) => ({ ...c, name: SIDECAR_CONTAINER }));
+    expect(check(pod({ containers: named }))).toHaveLength(MAX_REFUSALS + 1);
+  });
+
+  it("repeats at most 64 characters of a name the pod's author chose", () => {
+    const name = "n".repeat(100_000);
+    const [refusal] = check(pod({ containers: [{ name, ports: [{ hostPort: 1 }] }] }));
+    expect(refusal?.message).toBe(
+      `container '${"n".repeat(64)}…' asks for hostPort 1; remove it (a host port would expose the pod beyond its own network namespace)`,
+    );
   });
 });
 
