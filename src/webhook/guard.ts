@@ -1,8 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
 import type { AgentIdentity } from "../api/types.ts";
-import { resolveResources } from "./annotations.ts";
-import { findSidecar, listenPortOf, sidecarContainer, tokenVolume } from "./mutate.ts";
+import { findSidecar, listenPortOf } from "./mutate.ts";
 import {
   allContainers,
   annotationsOf,
@@ -16,7 +15,10 @@ import {
   volumesOf,
 } from "./raw.ts";
 import { isExchangeAudience, podRefusals, type Refusal } from "./refusals.ts";
+import { sidecarDifferences, tokenVolume } from "./sidecar.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
+
+export { sidecarDifferences };
 
 /**
  * The guard's decisions (pure). A ServiceAccount token for the exchange audience, of a ServiceAccount an
@@ -108,44 +110,6 @@ function mounts(container: JsonObject): string[] {
     const name = stringAt(m, "name");
     return name === undefined ? [] : [name];
   });
-}
-
-/**
- * The sidecar fields that decide what code runs in the container that holds the token, and what else it
- * can read or reach: an absent field must be absent (a `lifecycle` hook or an exec probe added to the
- * sidecar would run the author's command there; `NODE_OPTIONS` in `env` would load the author's code; a
- * mount would hand the container their files). Fields that change none of that are not compared, so that
- * the API server's defaults (terminationMessagePath, imagePullPolicy, resources, probe thresholds) and other
- * mutating webhooks' additions (a policy tightening securityContext) do not refuse an injected pod.
- */
-const COMPARED_FIELDS = [
-  "image",
-  "command",
-  "args",
-  "workingDir",
-  "env",
-  "envFrom",
-  "volumeMounts",
-  "volumeDevices",
-  "lifecycle",
-  "livenessProbe",
-  "readinessProbe",
-] as const;
-
-/** What differs between the pod's sidecar and the one the mutating webhook renders for this target. */
-export function sidecarDifferences(
-  pod: unknown,
-  sidecar: JsonObject,
-  target: InjectionTarget,
-  settings: SidecarSettings,
-): string[] {
-  const resources = resolveResources(settings.defaultResources, target.resources, annotationsOf(pod));
-  const rendered = sidecarContainer(target, settings, resources.ok ? resources.value : {}) as JsonObject;
-  const wrong: string[] = COMPARED_FIELDS.filter((f) => !isDeepStrictEqual(sidecar[f], rendered[f]));
-  // The API server defaults a probe's thresholds; what runs in the container is its exec command.
-  const probe = (c: JsonObject) => objectAt(objectAt(c, "startupProbe"), "exec");
-  if (!isDeepStrictEqual(probe(sidecar), probe(rendered))) wrong.push("startupProbe");
-  return wrong;
 }
 
 /**
