@@ -1,3 +1,5 @@
+import { truncate } from "./raw.ts";
+import { MAX_CONTAINERS_PER_LIST } from "./refusals.ts";
 import type { ResourceList, Resources } from "./types.ts";
 
 /**
@@ -13,6 +15,8 @@ export const RESOURCE_ANNOTATIONS = {
   "sidecar-memory-request": ["requests", "memory"],
   "sidecar-memory-limit": ["limits", "memory"],
 } as const satisfies Record<string, readonly ["requests" | "limits", string]>;
+
+export { truncate };
 
 /** Comma-separated names of init containers that also get SIDECAR_URL (they run after a native sidecar). */
 export const ANNOTATION_INIT_CONTAINERS = "agentid.io/sidecar-url-init-containers";
@@ -98,10 +102,19 @@ export function quantityValue(q: string): number {
   return base * (SUFFIX[suffix] ?? Number.NaN);
 }
 
+/**
+ * The most names the init-containers annotation may list: as many as a pod may have init containers
+ * (refusals.ts, MAX_CONTAINERS_PER_LIST). Checked before the names are looked up, so that a huge value
+ * (mutating admission runs before the API server's 256 KiB annotation limit) costs no more than its split.
+ */
+export const MAX_INIT_CONTAINER_NAMES = MAX_CONTAINERS_PER_LIST;
+/** How many unknown names a refusal repeats; the rest are counted. */
+const MAX_NAMES_SHOWN = 10;
+
 /** Names listed in the init-containers annotation, each of which must be an init container of the pod. */
 export function parseInitContainerNames(
   annotations: Record<string, string>,
-  initNames: readonly string[],
+  initNames: ReadonlySet<string>,
 ): Parsed<Set<string>> {
   const value = annotations[ANNOTATION_INIT_CONTAINERS];
   if (value === undefined || value.trim() === "") return { ok: true, value: new Set() };
@@ -109,17 +122,20 @@ export function parseInitContainerNames(
     .split(",")
     .map((n) => n.trim())
     .filter((n) => n !== "");
-  const unknown = names.filter((n) => !initNames.includes(n));
-  if (unknown.length > 0) {
+  if (names.length > MAX_INIT_CONTAINER_NAMES) {
     return {
       ok: false,
-      message: `annotation ${ANNOTATION_INIT_CONTAINERS} names ${unknown.map((n) => `'${truncate(n)}'`).join(", ")}, which ${unknown.length === 1 ? "is not an init container" : "are not init containers"} of this pod; list init container names separated by commas`,
+      message: `annotation ${ANNOTATION_INIT_CONTAINERS} lists ${names.length} names; agentid accepts at most ${MAX_INIT_CONTAINER_NAMES}, list only the init containers that need SIDECAR_URL`,
+    };
+  }
+  const unknown = names.filter((n) => !initNames.has(n));
+  if (unknown.length > 0) {
+    const shown = unknown.slice(0, MAX_NAMES_SHOWN).map((n) => `'${truncate(n)}'`);
+    if (unknown.length > MAX_NAMES_SHOWN) shown.push(`${unknown.length - MAX_NAMES_SHOWN} more`);
+    return {
+      ok: false,
+      message: `annotation ${ANNOTATION_INIT_CONTAINERS} names ${shown.join(", ")}, which ${unknown.length === 1 ? "is not an init container" : "are not init containers"} of this pod; list init container names separated by commas`,
     };
   }
   return { ok: true, value: new Set(names) };
-}
-
-/** Echoes user input in messages without letting a huge value fill them. */
-export function truncate(value: string, max = 64): string {
-  return value.length > max ? `${value.slice(0, max)}…` : value;
 }

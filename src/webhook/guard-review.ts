@@ -24,7 +24,7 @@ import {
   serviceAccountOf,
   stringAt,
 } from "./raw.ts";
-import type { Refusal } from "./refusals.ts";
+import { limitRefusals, type Refusal } from "./refusals.ts";
 import type { Resolved } from "./review.ts";
 import { type IdentitySource, selectIdentity } from "./select.ts";
 import type { SidecarSettings } from "./types.ts";
@@ -203,11 +203,9 @@ export function createGuard(deps: GuardDeps) {
     reason: "",
   });
 
-  function refuse(
-    request: GuardRequest,
-    refusals: readonly Refusal[],
-    identity?: AgentIdentity,
-  ): GuardResult {
+  function refuse(request: GuardRequest, all: readonly Refusal[], identity?: AgentIdentity): GuardResult {
+    // Bounded here, where the answer, the log line and the Event are made: one place for every path.
+    const refusals = limitRefusals(all);
     const reason = refusals[0]?.reason ?? "Refused";
     logger.warn(
       {

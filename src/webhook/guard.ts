@@ -1,8 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from "../api/constants.ts";
 import type { AgentIdentity } from "../api/types.ts";
-import { resolveResources } from "./annotations.ts";
-import { findSidecar, listenPortOf, sidecarContainer, tokenVolume } from "./mutate.ts";
+import { findSidecar, listenPortOf } from "./mutate.ts";
 import {
   allContainers,
   annotationsOf,
@@ -12,10 +11,14 @@ import {
   type JsonObject,
   objectAt,
   stringAt,
+  truncate,
   volumesOf,
 } from "./raw.ts";
 import { isExchangeAudience, podRefusals, type Refusal } from "./refusals.ts";
+import { sidecarDifferences, tokenVolume } from "./sidecar.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
+
+export { sidecarDifferences };
 
 /**
  * The guard's decisions (pure). A ServiceAccount token for the exchange audience, of a ServiceAccount an
@@ -110,44 +113,6 @@ function mounts(container: JsonObject): string[] {
 }
 
 /**
- * The sidecar fields that decide what code runs in the container that holds the token, and what else it
- * can read or reach: an absent field must be absent (a `lifecycle` hook or an exec probe added to the
- * sidecar would run the author's command there; `NODE_OPTIONS` in `env` would load the author's code; a
- * mount would hand the container their files). Fields that change none of that are not compared, so that
- * the API server's defaults (terminationMessagePath, imagePullPolicy, resources, probe thresholds) and other
- * mutating webhooks' additions (a policy tightening securityContext) do not refuse an injected pod.
- */
-const COMPARED_FIELDS = [
-  "image",
-  "command",
-  "args",
-  "workingDir",
-  "env",
-  "envFrom",
-  "volumeMounts",
-  "volumeDevices",
-  "lifecycle",
-  "livenessProbe",
-  "readinessProbe",
-] as const;
-
-/** What differs between the pod's sidecar and the one the mutating webhook renders for this target. */
-export function sidecarDifferences(
-  pod: unknown,
-  sidecar: JsonObject,
-  target: InjectionTarget,
-  settings: SidecarSettings,
-): string[] {
-  const resources = resolveResources(settings.defaultResources, target.resources, annotationsOf(pod));
-  const rendered = sidecarContainer(target, settings, resources.ok ? resources.value : {}) as JsonObject;
-  const wrong: string[] = COMPARED_FIELDS.filter((f) => !isDeepStrictEqual(sidecar[f], rendered[f]));
-  // The API server defaults a probe's thresholds; what runs in the container is its exec command.
-  const probe = (c: JsonObject) => objectAt(objectAt(c, "startupProbe"), "exec");
-  if (!isDeepStrictEqual(probe(sidecar), probe(rendered))) wrong.push("startupProbe");
-  return wrong;
-}
-
-/**
  * Where the sidecar sits, against where the mutating webhook puts it (mutate.ts): with native sidecars an
  * init container with restartPolicy Always; without, the first regular container beside at least one app
  * container. Anything else is no pod we inject, and one shape is an attack: the sidecar as the only
@@ -219,6 +184,8 @@ export function podCreateRefusals(pod: unknown, identity: string, expected: Expe
     injected: true,
     sidecarAt: sidecar,
   });
+  // Over the size cap: that refusal alone, nothing more is compared.
+  if (out[0]?.reason === "TooLarge") return out;
   const wrong = sidecarDifferences(pod, sidecar.raw, target, settings);
   const placement = placementProblem(pod, sidecar, settings.native);
   if (placement) wrong.push(placement);
@@ -253,7 +220,7 @@ export function podUpdateRefusals(pod: unknown, oldPod: unknown): Refusal[] {
     if (!holdsToken(c, tokenVolumes)) continue;
     out.push({
       reason: "SidecarImageChanged",
-      message: `container '${c.name}' holds the service-account token for ${TOKEN_AUDIENCE} (it acts as every agent of the blueprint); its image cannot change in place. Change the pod template and let the webhook inject a new pod`,
+      message: `container '${truncate(c.name)}' holds the service-account token for ${TOKEN_AUDIENCE} (it acts as every agent of the blueprint); its image cannot change in place. Change the pod template and let the webhook inject a new pod`,
     });
   }
   return out;
@@ -277,14 +244,14 @@ export function ephemeralGuardRefusals(pod: unknown, oldPod: unknown): Refusal[]
     if (mounts(c.raw).some((m) => tokenVolumes.has(m))) {
       out.push({
         reason: "TokenVolumeMount",
-        message: `ephemeral container '${c.name}' mounts a volume with the service-account token for ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volumeMount`,
+        message: `ephemeral container '${truncate(c.name)}' mounts a volume with the service-account token for ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volumeMount`,
       });
     }
     const target = stringAt(c.raw, "targetContainerName");
     if (target !== undefined && holders.has(target)) {
       out.push({
         reason: "EphemeralTargetsSidecar",
-        message: `ephemeral container '${c.name}' targets '${target}', which holds the service-account token for ${TOKEN_AUDIENCE}; target an app container instead`,
+        message: `ephemeral container '${truncate(c.name)}' targets '${truncate(target)}', which holds the service-account token for ${TOKEN_AUDIENCE}; target an app container instead`,
       });
     }
   }

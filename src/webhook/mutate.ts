@@ -1,12 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
-import {
-  ANNOTATION_INJECTED,
-  SIDECAR_CONTAINER,
-  TOKEN_AUDIENCE,
-  TOKEN_FILE,
-  TOKEN_MOUNT_PATH,
-  TOKEN_VOLUME,
-} from "../api/constants.ts";
+import { ANNOTATION_INJECTED, SIDECAR_CONTAINER, TOKEN_VOLUME } from "../api/constants.ts";
 import { ANNOTATION_INIT_CONTAINERS, type Parsed, parseInitContainerNames } from "./annotations.ts";
 import { appEnvFor, sidecarFor, sidecarResources, tokenVolumeFor } from "./memo.ts";
 import { addMember, append, type JsonPatchOperation, prepend } from "./patch.ts";
@@ -23,7 +16,18 @@ import {
   stringAt,
 } from "./raw.ts";
 import { podRefusals, type Refusal } from "./refusals.ts";
-import type { InjectionTarget, Resources, SidecarSettings } from "./types.ts";
+import { sidecarContainer, sidecarDifferences, tokenVolume } from "./sidecar.ts";
+import type { InjectionTarget, SidecarSettings } from "./types.ts";
+
+// The rendering moved to sidecar.ts (shared with the guard's comparison); its importers keep this path.
+export {
+  POST_START_WAIT_SECONDS,
+  probeCommand,
+  sidecarCommand,
+  sidecarContainer,
+  TOKEN_PATH,
+  tokenVolume,
+} from "./sidecar.ts";
 
 /**
  * The mutation (pure): a raw pod, the AgentIdentity it gets (already rendered into an InjectionTarget)
@@ -33,8 +37,6 @@ import type { InjectionTarget, Resources, SidecarSettings } from "./types.ts";
  */
 
 export const SIDECAR_URL = "SIDECAR_URL";
-/** File name of the projected token inside TOKEN_MOUNT_PATH. */
-export const TOKEN_PATH = TOKEN_FILE.slice(TOKEN_MOUNT_PATH.length + 1);
 
 export interface MutationInput {
   pod: unknown;
@@ -84,24 +86,14 @@ function hasEnv(env: readonly Json[] | undefined, name: string): boolean {
 /** No init container asks for SIDECAR_URL (no annotation): most pods; shared, never changed. */
 const NO_INIT_CONTAINERS: Parsed<ReadonlySet<string>> = { ok: true, value: new Set() };
 
-/** The repository of an image reference, without its tag or digest. */
-function imageRepository(image: string): string {
-  const at = image.indexOf("@");
-  const name = at >= 0 ? image.slice(0, at) : image;
-  const slash = name.lastIndexOf("/");
-  const colon = name.lastIndexOf(":");
-  return colon > slash ? name.slice(0, colon) : name;
-}
-
-// Key order is not compared: the API server re-encodes the pod in its own field order between invocations.
-const sameJson = (a: unknown, b: unknown): boolean => isDeepStrictEqual(a, b);
-
 /**
  * Why a pod that carries `agentid.io/injected` and a container named agentid-sidecar is not what this
- * webhook injects, or undefined when it is. Compared: what decides what the sidecar does and who can read
- * its token (image repository, command, arguments, environment, mounts, the token volume's source), not
- * the fields the API server defaults after a mutation. The image's tag is not compared: a reinvocation
- * during a manager upgrade may reach a replica with a newer tag of the same image.
+ * webhook injects, or undefined when it is. Compared as the guard compares (sidecar.ts,
+ * sidecarDifferences): what decides what code runs in the sidecar and what it can read or reach (image,
+ * command, arguments, environment, mounts, lifecycle hooks, probes, a looser securityContext, stdin or a
+ * terminal), and the token volume's source; not the fields the API server defaults after a mutation. The
+ * image is compared whole, tag included: for a pod that projects the token, the guard refuses another tag
+ * anyway, and a client-secret pod may not pick another build of the sidecar either.
  */
 export function forgedInjection(
   pod: unknown,
@@ -109,28 +101,17 @@ export function forgedInjection(
   target: InjectionTarget,
   settings: SidecarSettings,
 ): string | undefined {
-  const wrong: string[] = [];
-  if (imageRepository(stringAt(sidecar, "image") ?? "") !== imageRepository(settings.image))
-    wrong.push("image");
-  if (!sameJson(sidecar.command, sidecarCommand(settings))) wrong.push("command");
-  if (sidecar.args !== undefined) wrong.push("args");
-  if (sidecar.envFrom !== undefined) wrong.push("envFrom");
-  const env = [...Object.entries(settings.nodeEnv).map(([name, value]) => ({ name, value })), ...target.env];
-  if (!sameJson(sidecar.env, env)) wrong.push("env");
-  const mounts = target.projectedToken
-    ? [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }]
-    : undefined;
-  if (!sameJson(sidecar.volumeMounts, mounts)) wrong.push("volumeMounts");
+  const wrong = sidecarDifferences(pod, sidecar, target, settings);
   if (target.projectedToken) {
     const volume = (arrayAt(objectAt(pod, "spec"), "volumes") ?? []).find(
       (v) => stringAt(v, "name") === TOKEN_VOLUME,
     );
     const expected = tokenVolume(target).projected as JsonObject;
-    if (!sameJson(objectAt(volume, "projected")?.sources, expected.sources))
+    if (!isDeepStrictEqual(objectAt(volume, "projected")?.sources, expected.sources))
       wrong.push(`volume ${TOKEN_VOLUME}`);
   }
   if (wrong.length === 0) return undefined;
-  return `the pod carries the annotation ${ANNOTATION_INJECTED} and a container named ${SIDECAR_CONTAINER} that this webhook did not inject (its ${wrong.join(", ")} differ from what AgentIdentity ${target.identity.name} renders now; if the AgentIdentity changed while the pod was admitted, create the pod again); remove both and let the webhook inject the sidecar`;
+  return `the pod carries the annotation ${ANNOTATION_INJECTED} and a container named ${SIDECAR_CONTAINER} that this webhook did not inject (its ${wrong.join(", ")} differ from what AgentIdentity ${target.identity.name} renders now; if the AgentIdentity or the manager's sidecar image changed while the pod was admitted, create the pod again); remove both and let the webhook inject the sidecar`;
 }
 
 /** The port of an injected sidecar's listen address (Kestrel__Endpoints__Http__Url), if it has one. */
@@ -154,9 +135,6 @@ export function mutatePod(input: MutationInput): Mutation {
   const forged = marked ? forgedInjection(pod, existing.raw, target, settings) : undefined;
   if (forged) return { allowed: false, refusals: [{ reason: "ReservedName", message: forged }] };
   const injected = marked;
-  // Its image is not compared with ours: during a manager upgrade a reinvocation may reach a replica with
-  // a newer image than the one that injected, and that must not refuse the pod. Who may run what with the
-  // ServiceAccount is the namespace's RBAC (docs/webhook.md).
   // On reinvocation the sidecar listens where it was told to at injection, whatever the identity says now.
   const port = injected ? (listenPortOf(existing.raw) ?? target.port) : target.port;
   const refusals = podRefusals({
@@ -166,6 +144,9 @@ export function mutatePod(input: MutationInput): Mutation {
     injected,
     sidecarAt: injected ? existing : undefined,
   });
+  // A pod over the size cap is answered by that refusal alone: nothing after it may walk its lists (the
+  // API server's own limits, e.g. 256 KiB of annotations, are checked only after mutating admission).
+  if (refusals[0]?.reason === "TooLarge") return { allowed: false, refusals };
   const resources = sidecarResources(settings, target, annotations);
   if (!resources.ok) refusals.push({ reason: "BadAnnotation", message: resources.message });
   const initWanted =
@@ -173,9 +154,11 @@ export function mutatePod(input: MutationInput): Mutation {
       ? NO_INIT_CONTAINERS
       : parseInitContainerNames(
           annotations,
-          containersOf(pod, "initContainers")
-            .map((c) => c.name)
-            .filter((n) => n !== SIDECAR_CONTAINER),
+          new Set(
+            containersOf(pod, "initContainers")
+              .map((c) => c.name)
+              .filter((n) => n !== SIDECAR_CONTAINER),
+          ),
         );
   if (!initWanted.ok) refusals.push({ reason: "BadAnnotation", message: initWanted.message });
   const sidecarIsNative = injected ? existing.field === "initContainers" : settings.native;
@@ -239,86 +222,6 @@ export function mutatePod(input: MutationInput): Mutation {
     patch.push(addMember("/metadata/annotations", hasAnnotations, ANNOTATION_INJECTED, value));
   }
   return { allowed: true, patch, injectedNow: !injected, injected: value };
-}
-
-export function tokenVolume(target: InjectionTarget): Record<string, unknown> {
-  return {
-    name: TOKEN_VOLUME,
-    projected: {
-      sources: [
-        {
-          serviceAccountToken: {
-            audience: TOKEN_AUDIENCE,
-            expirationSeconds: target.tokenExpirationSeconds,
-            path: TOKEN_PATH,
-          },
-        },
-      ],
-    },
-  };
-}
-
-/** The command that starts the sidecar tuned (no re-execution), and the readiness wait for the same image. */
-export function sidecarCommand(settings: SidecarSettings): string[] {
-  return [settings.node, ...settings.nodeFlags, settings.entrypoint, "sidecar"];
-}
-
-/**
- * How long the postStart hook waits for /readyz. When it gives up, the kubelet kills the sidecar and
- * restarts it (restartPolicy Always); the app does not start meanwhile.
- */
-export const POST_START_WAIT_SECONDS = 60;
-
-export function probeCommand(settings: SidecarSettings, timeoutSeconds: number): string[] {
-  return [
-    settings.node,
-    settings.entrypoint,
-    "sidecar",
-    "--probe",
-    "--probe-timeout",
-    String(timeoutSeconds),
-  ];
-}
-
-export function sidecarContainer(
-  target: InjectionTarget,
-  settings: SidecarSettings,
-  resources: Resources,
-): Record<string, unknown> {
-  const container: Record<string, unknown> = {
-    name: SIDECAR_CONTAINER,
-    image: settings.image,
-  };
-  if (settings.imagePullPolicy) container.imagePullPolicy = settings.imagePullPolicy;
-  container.command = sidecarCommand(settings);
-  container.env = [
-    ...Object.entries(settings.nodeEnv).map(([name, value]) => ({ name, value })),
-    ...target.env,
-  ];
-  container.resources = resources;
-  container.securityContext = {
-    runAsNonRoot: true,
-    runAsUser: settings.runAsUser,
-    runAsGroup: settings.runAsUser,
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    capabilities: { drop: ["ALL"] },
-    seccompProfile: { type: "RuntimeDefault" },
-  };
-  if (target.projectedToken) {
-    container.volumeMounts = [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }];
-  }
-  // The app must start only once the sidecar answers /readyz. The kubelet probes from the node, which cannot
-  // reach 127.0.0.1 inside the pod, so the wait runs in the container: a postStart hook (`agentid sidecar
-  // --probe` polls /readyz) that returns once the sidecar is ready. The kubelet starts the next container
-  // only after the previous one's postStart hook returned, for a native sidecar (an init container with
-  // restartPolicy Always) as for the first regular container. An exec startupProbe was slower in most runs
-  // on the test node: its attempts wait for the probe period after the kubelet's status update
-  // (docs/cluster.md, "Start-up and pod start times").
-  if (settings.native) container.restartPolicy = "Always";
-  container.lifecycle = { postStart: { exec: { command: probeCommand(settings, POST_START_WAIT_SECONDS) } } };
-  container.terminationMessagePolicy = "FallbackToLogsOnError";
-  return container;
 }
 
 /** Names of the things injection adds, for readers of a pod (e.g. tests, `kubectl`). */

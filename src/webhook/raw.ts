@@ -103,3 +103,8 @@ export function envNames(container: JsonObject): Set<string> {
   }
   return names;
 }
+
+/** Echoes user input in messages without letting a huge value fill them. */
+export function truncate(value: string, max = 64): string {
+  return value.length > max ? `${value.slice(0, max)}…` : value;
+}

@@ -8,6 +8,7 @@ import {
   type JsonObject,
   objectAt,
   stringAt,
+  truncate,
   volumesOf,
 } from "./raw.ts";
 
@@ -72,6 +73,30 @@ export interface PodCheckInput {
 export const MAX_CONTAINERS_PER_LIST = 250;
 export const MAX_VOLUMES = 500;
 
+/**
+ * The most refusals one answer carries. A pod can be refused for every entry of every list (200,000 host
+ * ports fit in a request), and each refusal is a line of the answer, the log and the Event: the walk stops
+ * once there are more than this many, and the answer names these and says there are more.
+ */
+export const MAX_REFUSALS = 10;
+
+/** Whether `out` holds more refusals than one answer shows: the walk may stop. */
+function full(out: readonly Refusal[]): boolean {
+  return out.length > MAX_REFUSALS;
+}
+
+/** At most MAX_REFUSALS refusals; when there were more, the last one says so. */
+export function limitRefusals(refusals: readonly Refusal[]): readonly Refusal[] {
+  if (refusals.length <= MAX_REFUSALS) return refusals;
+  const kept = refusals.slice(0, MAX_REFUSALS);
+  const last = kept[MAX_REFUSALS - 1] as Refusal;
+  kept[MAX_REFUSALS - 1] = {
+    ...last,
+    message: `${last.message}; and more (at most ${MAX_REFUSALS} are named at once: fix these and try again)`,
+  };
+  return kept;
+}
+
 /** Exchange audience, compared the way a person would read it: case and a trailing slash do not matter. */
 export function isExchangeAudience(audience: string | undefined): boolean {
   if (audience === undefined) return false;
@@ -85,7 +110,7 @@ function where(field: ContainerField, name: string): string {
       : field === "initContainers"
         ? "init container"
         : "ephemeral container";
-  return `${kind} '${name}'`;
+  return `${kind} '${truncate(name)}'`;
 }
 
 /** The first of `secretNames` a volume reads, directly or through a projection. */
@@ -149,6 +174,7 @@ function checkContainer(
     });
   }
   for (const p of arrayAt(c, "ports") ?? []) {
+    if (full(out)) return;
     if (!isObject(p)) continue;
     const hostPort = p.hostPort;
     if (typeof hostPort === "number" && hostPort !== 0) {
@@ -165,6 +191,7 @@ function checkContainer(
     }
   }
   for (const m of arrayAt(c, "volumeMounts") ?? []) {
+    if (full(out)) return;
     const mount = stringAt(m, "name");
     if (mount === undefined) continue;
     if (mount === TOKEN_VOLUME) {
@@ -177,7 +204,7 @@ function checkContainer(
     if (secret !== undefined) {
       out.push({
         reason: "CredentialSecret",
-        message: `${where(field, name)} mounts volume '${mount}' with Secret ${secret}, the AgentIdentity's client secret, which only the agentid sidecar may read; remove the volumeMount`,
+        message: `${where(field, name)} mounts volume '${truncate(mount)}' with Secret ${secret}, the AgentIdentity's client secret, which only the agentid sidecar may read; remove the volumeMount`,
       });
     }
   }
@@ -190,9 +217,14 @@ function checkContainer(
         message: `${where(field, name)} reads Secret ${secret}, the AgentIdentity's client secret, through its environment; only the agentid sidecar may read it, remove the reference`,
       });
     };
-    for (const e of arrayAt(c, "env") ?? [])
+    for (const e of arrayAt(c, "env") ?? []) {
+      if (full(out)) return;
       readsSecret(stringAt(objectAt(objectAt(e, "valueFrom"), "secretKeyRef"), "name"));
-    for (const e of arrayAt(c, "envFrom") ?? []) readsSecret(stringAt(objectAt(e, "secretRef"), "name"));
+    }
+    for (const e of arrayAt(c, "envFrom") ?? []) {
+      if (full(out)) return;
+      readsSecret(stringAt(objectAt(e, "secretRef"), "name"));
+    }
   }
   if (field === "ephemeralContainers" && stringAt(c, "targetContainerName") === SIDECAR_CONTAINER) {
     out.push({
@@ -252,6 +284,7 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
   }
   const volumes = arrayAt(spec, "volumes") ?? [];
   for (const v of volumes) {
+    if (full(out)) break;
     if (!isObject(v)) continue;
     const name = stringAt(v, "name") ?? "";
     if (name === TOKEN_VOLUME && input.injected) continue;
@@ -263,14 +296,14 @@ export function podRefusals(input: PodCheckInput): Refusal[] {
     } else if (exchangeTokenSources(v)) {
       out.push({
         reason: "ExchangeTokenVolume",
-        message: `volume '${name}' projects a service-account token for the audience ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volume and ask the sidecar (SIDECAR_URL) for tokens`,
+        message: `volume '${truncate(name)}' projects a service-account token for the audience ${TOKEN_AUDIENCE}, which only the agentid sidecar may hold; remove the volume and ask the sidecar (SIDECAR_URL) for tokens`,
       });
     }
   }
   const secretVolumes = secretVolumesOf(volumes, input.secretNames);
   for (const field of CONTAINER_FIELDS) {
     const list = arrayAt(spec, field) ?? [];
-    for (let i = 0; i < list.length; i++) {
+    for (let i = 0; i < list.length && !full(out); i++) {
       const c = list[i];
       if (isObject(c)) checkContainer(input, field, i, c, secretVolumes, out);
     }
@@ -296,6 +329,7 @@ export function ephemeralRefusals(
   const secretVolumes = secretVolumesOf(volumesOf(pod), secretNames);
   const out: Refusal[] = [];
   for (const c of containersOf(pod, "ephemeralContainers")) {
+    if (full(out)) break;
     if (!before.has(c.name)) checkContainer(input, c.field, c.index, c.raw, secretVolumes, out);
   }
   return out;

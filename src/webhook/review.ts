@@ -12,7 +12,7 @@ import {
   stringAt,
   volumesOf,
 } from "./raw.ts";
-import { ephemeralRefusals, type Refusal } from "./refusals.ts";
+import { ephemeralRefusals, limitRefusals, type Refusal } from "./refusals.ts";
 import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
 
@@ -47,9 +47,11 @@ export function createReviewer(deps: ReviewDeps) {
 
   function refuse(
     request: AdmissionRequest,
-    refusals: readonly Refusal[],
+    all: readonly Refusal[],
     identity?: AgentIdentity,
   ): ReviewResult {
+    // Bounded here, where the answer, the log line and the Event are made: one place for every path.
+    const refusals = limitRefusals(all);
     const reason = refusals[0]?.reason ?? "Refused";
     // The log line a platform team greps for; messages never carry a secret (they name objects only).
     logger.warn(

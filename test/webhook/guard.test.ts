@@ -437,6 +437,34 @@ describe("pod CREATE", () => {
     const pod = await inject(appPod(), testSettings({ native: true, image: "ghcr.io/agentid/sidecar:old" }));
     expect((await guard(request("pod", pod))).outcome).toBe("refused");
   });
+
+  it.each<[string, JsonObject]>([
+    ["securityContext", { privileged: true }],
+    ["tty", { tty: true }],
+    ["stdin", { stdin: true }],
+  ])("refuses an injected sidecar with a looser %s", async (field, change) => {
+    const pod = (await inject(appPod(), native)) as { spec: { initContainers: JsonObject[] } };
+    const sidecar = pod.spec.initContainers[0] as JsonObject;
+    pod.spec.initContainers[0] =
+      field === "securityContext"
+        ? { ...sidecar, securityContext: { ...(sidecar.securityContext as JsonObject), ...change } }
+        : { ...sidecar, ...change };
+    const { outcome: got, message } = await outcome(request("pod", pod as unknown as JsonObject));
+    expect(got).toBe("refused");
+    expect(message).toContain(`renders (${field})`);
+  });
+
+  it("names at most ten refusals in its answer, the last saying there are more", async () => {
+    const pod = (await inject(appPod(), native)) as { spec: { containers: JsonObject[] } };
+    const ports = Array.from({ length: 1000 }, (_, i) => ({ containerPort: 8000 + i, hostPort: 8000 + i }));
+    pod.spec.containers.push({ name: "app2", image: "a:1", ports });
+    const { outcome: got, message } = await outcome(request("pod", pod as unknown as JsonObject));
+    expect(got).toBe("refused");
+    expect(message.match(/asks for hostPort/g)).toHaveLength(10);
+    expect(message).toMatch(
+      /hostPort 8009; .*; and more \(at most 10 are named at once: fix these and try again\)$/,
+    );
+  });
 });
 
 describe("pod UPDATE and ephemeral containers", () => {
