@@ -41,7 +41,7 @@ export interface ClosedLoopOptions {
 /**
  * Runs `connections` loops for `durationMs`: none sends after the duration; what is then in flight is
  * awaited (at most `drainMs`, then aborted) and counted in the latencies, not in the throughput. A loop
- * whose request failed sends no more: any error withholds the phase's figures anyway, and a request that
+ * whose request failed sends no more: an error withholds the phase's figures anyway, and a request that
  * fails at once would otherwise spin the loop without yielding to the answers of the others.
  */
 export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedLoopRecord> {

@@ -19,6 +19,23 @@ describe("runClosedLoop (fake clock)", () => {
   const answerIn = <T>(ms: number, value: T) =>
     new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
 
+  /** Runs a loop on the fake clock (drain 1 s, nothing to abort unless given) until `advanceMs` have passed. */
+  async function loop(
+    send: Send,
+    options: { connections: number; durationMs: number; drainMs?: number; abortAll?: () => Promise<void> },
+    advanceMs = 100,
+  ): Promise<ClosedLoopRecord> {
+    const run = runClosedLoop({
+      send,
+      drainMs: 1000,
+      abortAll: noAbort,
+      ...options,
+      now: () => Date.now(),
+    });
+    await vi.advanceTimersByTimeAsync(advanceMs);
+    return run;
+  }
+
   it("sends each connection's next request as soon as its answer arrives, and times each one in µs", async () => {
     // One connection; the first answer takes 5 ms, the others 1 ms.
     const sentAt: number[] = [];
@@ -27,16 +44,7 @@ describe("runClosedLoop (fake clock)", () => {
       return answerIn(sentAt.length === 1 ? 5 : 1, 200);
     };
     const start = Date.now();
-    const run = runClosedLoop({
-      connections: 1,
-      durationMs: 10,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(100);
-    const r = await run;
+    const r = await loop(send, { connections: 1, durationMs: 10 });
     expect(sentAt).toEqual([0, 5, 6, 7, 8, 9]);
     expect({ completed: r.completed, inDuration: r.answeredInDuration }).toEqual({
       completed: 6,
@@ -59,16 +67,7 @@ describe("runClosedLoop (fake clock)", () => {
       inFlight--;
       return status;
     };
-    const run = runClosedLoop({
-      connections: 50,
-      durationMs: 30,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(100);
-    const r = await run;
+    const r = await loop(send, { connections: 50, durationMs: 30 });
     expect(most).toBe(50);
     // Sends at 0, 3, ..., 27 ms on each connection.
     expect(sends).toBe(500);
@@ -83,16 +82,7 @@ describe("runClosedLoop (fake clock)", () => {
       return answerIn(4, 200);
     };
     const start = Date.now();
-    const run = runClosedLoop({
-      connections: 1,
-      durationMs: 10,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(100);
-    const r = await run;
+    const r = await loop(send, { connections: 1, durationMs: 10 });
     expect(sentAt).toEqual([0, 4, 8]);
     expect({ completed: r.completed, inDuration: r.answeredInDuration }).toEqual({
       completed: 3,
@@ -110,16 +100,7 @@ describe("runClosedLoop (fake clock)", () => {
       if (n === 2) return answerIn(1, 503);
       return answerIn(1, 200);
     };
-    const run = runClosedLoop({
-      connections: 2,
-      durationMs: 10,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(100);
-    const r = await run;
+    const r = await loop(send, { connections: 2, durationMs: 10 });
     // The second connection alone: a 503 at 0 ms, then 200s sent at 1..9 ms.
     expect({ errors: r.errors, non2xx: r.non2xx, completed: r.completed }).toEqual({
       errors: 1,
@@ -146,16 +127,7 @@ describe("runClosedLoop (fake clock)", () => {
       abortedAt.push(Date.now() - start);
       for (const reject of hanging) reject(new Error("destroyed"));
     };
-    const run = runClosedLoop({
-      connections: 1,
-      durationMs: 20,
-      send,
-      drainMs: 50,
-      abortAll,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(200);
-    const r = await run;
+    const r = await loop(send, { connections: 1, durationMs: 20, drainMs: 50, abortAll }, 200);
     expect(abortedAt).toEqual([70]);
     expect({ completed: r.completed, unfinished: r.unfinished, errors: r.errors }).toEqual({
       completed: 3,

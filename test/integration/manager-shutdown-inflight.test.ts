@@ -1,4 +1,3 @@
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +7,7 @@ import type { RunningEmulator } from "../../src/emulator/index.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { managerCommand, parseDuration } from "../../src/manager/command.ts";
-import { watchChild } from "../support/child.ts";
+import { spawnManager } from "../support/child.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
 import { emulatorAdmin, onEmulator, startTestEmulator } from "./operator-fixture.ts";
@@ -106,34 +105,22 @@ function watchLease(namespace: string) {
 }
 
 function startManager(namespace: string, leaseNamespace: string, caFile: string) {
-  const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
-  const child: ChildProcessWithoutNullStreams = spawn(
-    process.execPath,
-    [
-      cli,
-      "manager",
-      "--kubeconfig",
-      cp.kubeconfigPath,
-      "--namespace",
-      namespace,
-      "--lease-namespace",
-      leaseNamespace,
-      "--ca-file",
-      caFile,
-      "--allowed-authority-hosts",
-      emu.url,
-      "--health-host",
-      "127.0.0.1",
-      "--health-port",
-      "0",
-      "--metrics-bind-address",
-      "0",
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
-  const watched = watchChild(child);
+  const watched = spawnManager([
+    "--kubeconfig",
+    cp.kubeconfigPath,
+    "--namespace",
+    namespace,
+    "--lease-namespace",
+    leaseNamespace,
+    "--ca-file",
+    caFile,
+    "--allowed-authority-hosts",
+    emu.url,
+    "--metrics-bind-address",
+    "0",
+  ]);
   return {
-    child,
+    child: watched.child,
     exited: watched.exited,
     lines: () => watched.jsonLines<LogLine>(),
     stderr: watched.stderr,

@@ -1,11 +1,11 @@
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { type ControlPlane, startControlPlane } from "../../src/dev/controlplane.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { managerCommand, parseDuration } from "../../src/manager/command.ts";
-import { watchChild } from "../support/child.ts";
+import { spawnManager } from "../support/child.ts";
 import { apiServerAddress, createNamespace } from "./kube-support.ts";
 import { startTcpProxy, type TcpProxy } from "./kube-tcp-proxy.ts";
 import { ensureCrd } from "./operator-support.ts";
@@ -52,7 +52,7 @@ interface LogLine {
 }
 
 interface Manager {
-  child: ChildProcessWithoutNullStreams;
+  child: ChildProcess;
   exited: Promise<number | null>;
   lines(): LogLine[];
   stderr(): string;
@@ -68,30 +68,18 @@ function kubeconfigVia(port: number): string {
 }
 
 function startManager(kubeconfig: string, leaseNamespace: string, extra: string[] = []): Manager {
-  const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
-  const child = spawn(
-    process.execPath,
-    [
-      cli,
-      "manager",
-      "--kubeconfig",
-      kubeconfig,
-      "--lease-namespace",
-      leaseNamespace,
-      "--no-verify",
-      "--health-host",
-      "127.0.0.1",
-      "--health-port",
-      "0",
-      "--metrics-bind-address",
-      "0",
-      ...extra,
-    ],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
-  const watched = watchChild(child);
+  const watched = spawnManager([
+    "--kubeconfig",
+    kubeconfig,
+    "--lease-namespace",
+    leaseNamespace,
+    "--no-verify",
+    "--metrics-bind-address",
+    "0",
+    ...extra,
+  ]);
   return {
-    child,
+    child: watched.child,
     exited: watched.exited,
     lines: () => watched.jsonLines<LogLine>(),
     stderr: watched.stderr,

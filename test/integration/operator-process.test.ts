@@ -1,9 +1,8 @@
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { createKubeClient } from "../../src/kube/client.ts";
 import { identityPath } from "../../src/operator/reconciler.ts";
-import { watchChild } from "../support/child.ts";
+import { spawnManager } from "../support/child.ts";
 import { useControlPlane } from "../support/controlplane.ts";
 import { createNamespace } from "./kube-support.ts";
 import { condition, createBlueprint, createIdentity, ensureCrd } from "./operator-support.ts";
@@ -23,32 +22,20 @@ describe("agentid manager process", () => {
     const ns = cp.namespace;
     // The manager's own namespace (its Lease's) is not the identities': it refuses identities there.
     const own = await createNamespace(kube, "opproc-system");
-    const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
-    const child = spawn(
-      process.execPath,
-      [
-        cli,
-        "manager",
-        "--kubeconfig",
-        cp.kubeconfigPath,
-        "--namespace",
-        ns,
-        "--lease-namespace",
-        own,
-        "--no-verify",
-        "--health-host",
-        "127.0.0.1",
-        "--health-port",
-        "0",
-        // A port of its own: test files run in parallel on a shared machine, so no fixed port (8080).
-        "--metrics-bind-address",
-        "127.0.0.1:0",
-        "--log-level",
-        "info",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const { exited, stderr, jsonLines } = watchChild(child);
+    const { child, exited, stderr, jsonLines } = spawnManager([
+      "--kubeconfig",
+      cp.kubeconfigPath,
+      "--namespace",
+      ns,
+      "--lease-namespace",
+      own,
+      "--no-verify",
+      // A port of its own: test files run in parallel on a shared machine, so no fixed port (8080).
+      "--metrics-bind-address",
+      "127.0.0.1:0",
+      "--log-level",
+      "info",
+    ]);
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${own}/leases/agentid-manager`;
     const holderOf = async () => (await kube.getOptional<Lease>(leasePath))?.spec?.holderIdentity ?? "";
     await expect.poll(holderOf, { message: "the manager to hold the Lease", timeout: 60_000 }).not.toBe("");

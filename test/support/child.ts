@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { onTestFinished } from "vitest";
 
 /** A spawned process a test watches: its exit code and what it has written so far. */
@@ -39,4 +39,18 @@ export function watchChild(child: ChildProcess): WatchedChild {
         .filter(Boolean)
         .map((l) => JSON.parse(l) as T),
   };
+}
+
+/**
+ * `agentid manager` (bin/agentid.js) as a process of its own, watched as `watchChild` does, with its health
+ * server on a loopback port of its own (test files run in parallel) and the given flags after it.
+ */
+export function spawnManager(flags: string[]): WatchedChild & { child: ChildProcess } {
+  const cli = new URL("../../bin/agentid.js", import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [cli, "manager", "--health-host", "127.0.0.1", "--health-port", "0", ...flags],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  return { child, ...watchChild(child) };
 }
