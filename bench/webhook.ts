@@ -131,27 +131,64 @@ interface Result {
   summary: ClosedLoopSummary;
   /** The server's main-thread CPU time per request (µs). */
   cpu: number;
-  /** The load generator's (this process's) CPU time per request (µs), as the fixed-load phases print it. */
+  /** The load generator's CPU time per request (µs). */
   generatorCpu: number;
+  /** The server's GC pauses during the phase. */
+  gc: GcPauses;
 }
 
-function cpuMicros(child: ChildProcess): Promise<number> {
+/** GC pauses of a server process (its PerformanceObserver of "gc" entries): totals, and the longest since the last question. */
+interface GcPauses {
+  pauses: number;
+  totalMs: number;
+  full: number;
+  longestMs: number;
+}
+
+interface ServerState {
+  cpuMicros: number;
+  gc: GcPauses;
+}
+
+function serverState(child: ChildProcess): Promise<ServerState> {
   return new Promise((resolve) => {
-    child.once("message", (m: { cpuMicros: number }) => resolve(m.cpuMicros));
-    child.send("cpu");
+    child.once("message", (m: ServerState) => resolve(m));
+    child.send("state");
   });
 }
 
-/** One closed-loop phase against one server, with both processes' CPU time per request. */
+/** Runs a phase and gives what the server spent on it: main-thread CPU and GC pauses. */
+async function measured<T>(
+  server: { child: ChildProcess },
+  phase: () => Promise<T>,
+): Promise<{ result: T; cpuMicros: number; gc: GcPauses }> {
+  const before = await serverState(server.child);
+  const result = await phase();
+  const after = await serverState(server.child);
+  return {
+    result,
+    cpuMicros: after.cpuMicros - before.cpuMicros,
+    gc: {
+      pauses: after.gc.pauses - before.gc.pauses,
+      totalMs: after.gc.totalMs - before.gc.totalMs,
+      full: after.gc.full - before.gc.full,
+      longestMs: after.gc.longestMs,
+    },
+  };
+}
+
+const gcLine = (gc: GcPauses) =>
+  `GC ${gc.totalMs.toFixed(0)} ms in ${gc.pauses} pauses (${gc.full} full), longest ${gc.longestMs.toFixed(1)} ms`;
+
+/** One closed-loop phase against one server, with both processes' CPU time per request and the server's GC. */
 async function drive(
   server: { child: ChildProcess; port: number },
   client: LoadClient,
   seconds: number,
 ): Promise<Result> {
-  const before = await cpuMicros(server.child);
-  const { summary, generatorCpu } = await client.saturate(seconds);
-  const cpu = ((await cpuMicros(server.child)) - before) / Math.max(1, summary.requests);
-  return { summary, cpu, generatorCpu };
+  const { result, cpuMicros, gc } = await measured(server, () => client.saturate(seconds));
+  const { summary, generatorCpu } = result;
+  return { summary, cpu: cpuMicros / Math.max(1, summary.requests), generatorCpu, gc };
 }
 
 const SLACK_MS = 1;
@@ -273,7 +310,7 @@ async function main() {
         (which === "webhook" ? w : e).push(result);
         const s = result.summary;
         log(
-          `round ${round + 1} ${which.padEnd(7)} ${s.rps.toFixed(0)} reviews/s, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${s.errors}, non-2xx ${s.non2xx}, unanswered ${s.unanswered}; generator ${result.generatorCpu.toFixed(0)} µs CPU/request`,
+          `round ${round + 1} ${which.padEnd(7)} ${s.rps.toFixed(0)} reviews/s, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${s.errors}, non-2xx ${s.non2xx}, unanswered ${s.unanswered}; generator ${result.generatorCpu.toFixed(0)} µs CPU/request; server ${gcLine(result.gc)}`,
         );
       }
     }
@@ -322,10 +359,12 @@ async function main() {
       const order = round % 2 === 0 ? (["webhook", "echo"] as const) : (["echo", "webhook"] as const);
       for (const { load, rate } of rates) {
         for (const which of order) {
-          const phase = await (which === "webhook" ? webhookClient : echoClient).phase(rate, DURATION);
+          const { result: phase, gc } = await measured(which === "webhook" ? webhook : echo, () =>
+            (which === "webhook" ? webhookClient : echoClient).phase(rate, DURATION),
+          );
           fixed.set(key(which, load), [...(fixed.get(key(which, load)) ?? []), phase.summary]);
           log(
-            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(phase.summary)}; generator ${phase.generatorCpu.toFixed(0)} µs CPU/request`,
+            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(phase.summary)}; generator ${phase.generatorCpu.toFixed(0)} µs CPU/request; server ${gcLine(gc)}`,
           );
         }
       }
