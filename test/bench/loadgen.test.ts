@@ -87,6 +87,16 @@ describe.skipIf(!hasGo)("the load generator (real Go process, real HTTPS server)
       inFlight--;
       return { ok: true };
     });
+    // Answers once CONNECTIONS requests are waiting together: the generator must open that many connections.
+    const waiting: Array<() => void> = [];
+    app.post("/together", async (request) => {
+      peers.add(request.socket.remotePort ?? 0);
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        if (waiting.length === CONNECTIONS) for (const release of waiting.splice(0)) release();
+      });
+      return { ok: true };
+    });
     app.post("/teapot", async (_request, reply) => reply.code(418).send("no"));
     app.post("/reset", async (request) => {
       request.raw.socket.destroy();
@@ -116,8 +126,11 @@ describe.skipIf(!hasGo)("the load generator (real Go process, real HTTPS server)
   });
 
   it("opens one connection per slot and sends the body as JSON", async () => {
-    expect(await generator.open(`${base}/ok`)).toEqual({ statuses: [200, 200, 200], connections: 3 });
+    expect(await generator.open(`${base}/together`)).toEqual({ statuses: [200, 200, 200], connections: 3 });
     expect(peers.size).toBe(CONNECTIONS);
+    // On /ok, answered at once, a request may reuse a connection another has just freed: open sends again
+    // until every connection has carried one.
+    expect(await generator.open(`${base}/ok`)).toEqual({ statuses: [200, 200, 200], connections: 3 });
     expect([...bodies]).toEqual([JSON.stringify({ kind: "AdmissionReview" })]);
   });
 
