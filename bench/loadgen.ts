@@ -176,13 +176,21 @@ export class LoadGenerator {
     });
   }
 
-  /** One request on each connection at once (TLS handshakes done before any measured phase); the statuses. */
-  async open(url: string): Promise<number[]> {
-    const answer = (await this.ask({ op: "open", url })) as { statuses?: unknown; error?: string };
+  /**
+   * Opens every connection (TLS handshakes done before any measured phase): the statuses of its last
+   * round of requests, and how many distinct connections carried one.
+   */
+  async open(url: string): Promise<{ statuses: number[]; connections: number }> {
+    const answer = (await this.ask({ op: "open", url })) as {
+      statuses?: unknown;
+      connections?: unknown;
+      error?: string;
+    };
     if (typeof answer.error === "string")
       throw new Error(`the load generator could not open connections: ${answer.error}`);
-    if (!isNumberArray(answer.statuses)) throw new Error("the load generator answered open without statuses");
-    return answer.statuses;
+    if (!isNumberArray(answer.statuses) || typeof answer.connections !== "number")
+      throw new Error("the load generator answered open without statuses and connections");
+    return { statuses: answer.statuses, connections: answer.connections };
   }
 
   /** A closed loop at saturation (bench/closed-loop.ts). */

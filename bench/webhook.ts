@@ -208,8 +208,12 @@ class LoadClient {
 
   /** Opens every connection at once, so that no TLS handshake lands in a measured phase. */
   async openConnections(): Promise<void> {
-    const statuses = await this.generator.open(this.url);
+    const { statuses, connections } = await this.generator.open(this.url);
     if (statuses.some((status) => status !== 200)) throw new Error(`warm-up answered ${statuses.join(",")}`);
+    if (connections !== CONNECTIONS)
+      throw new Error(
+        `the load generator opened ${connections} of ${CONNECTIONS} connections to ${this.url}`,
+      );
   }
 
   /** One fixed-load phase, with the generator's CPU time per request (µs). */

@@ -53,6 +53,8 @@ type phaseResult struct {
 
 type openResult struct {
 	Statuses []int `json:"statuses"`
+	// Connections is how many distinct connections carried a request.
+	Connections int `json:"connections"`
 }
 
 func main() {
@@ -118,7 +120,7 @@ func (g *generator) do(c command) (any, error) {
 	client := g.client(c.URL)
 	switch c.Op {
 	case "open":
-		return openResult{Statuses: openConnections(client, c.URL, g.body, g.connections)}, nil
+		return openConnections(client, c.URL, g.body, g.connections), nil
 	case "closed":
 		if c.DurationMs <= 0 || c.DrainMs <= 0 {
 			return nil, fmt.Errorf("closed needs a positive durationMs and drainMs")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"syscall"
 	"time"
@@ -20,20 +22,35 @@ func request(ctx context.Context, url string, body []byte) *http.Request {
 	return req
 }
 
-// openConnections sends one request on each of `connections` connections at once, so that every
-// connection is open (TLS handshake done) before a measured phase.
-func openConnections(client *http.Client, url string, body []byte, connections int) []int {
+// openConnections opens `connections` connections (TLS handshakes done) before a measured phase: it sends
+// that many requests at once, again while fewer distinct connections have carried one (a fast answer lets
+// a request reuse a connection another has just freed, and a connection dialled meanwhile sits idle),
+// at most 20 times. It answers the statuses of the last round and how many connections it saw.
+func openConnections(client *http.Client, url string, body []byte, connections int) openResult {
+	var mu sync.Mutex
+	seen := map[net.Conn]bool{}
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		mu.Lock()
+		seen[info.Conn] = true
+		mu.Unlock()
+	}}
+	ctx := httptrace.WithClientTrace(context.Background(), trace)
 	statuses := make([]int, connections)
-	var wg sync.WaitGroup
-	for i := range connections {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			statuses[i] = send(client, request(context.Background(), url, body))
-		}()
+	for round := 0; round < 20; round++ {
+		var wg sync.WaitGroup
+		for i := range connections {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i] = send(client, request(ctx, url, body))
+			}()
+		}
+		wg.Wait()
+		if len(seen) >= connections {
+			break
+		}
 	}
-	wg.Wait()
-	return statuses
+	return openResult{Statuses: statuses, Connections: len(seen)}
 }
 
 // phase collects one phase's samples; each request's index is its own, so goroutines need no lock.

@@ -116,7 +116,7 @@ describe.skipIf(!hasGo)("the load generator (real Go process, real HTTPS server)
   });
 
   it("opens one connection per slot and sends the body as JSON", async () => {
-    expect(await generator.open(`${base}/ok`)).toEqual([200, 200, 200]);
+    expect(await generator.open(`${base}/ok`)).toEqual({ statuses: [200, 200, 200], connections: 3 });
     expect(peers.size).toBe(CONNECTIONS);
     expect([...bodies]).toEqual([JSON.stringify({ kind: "AdmissionReview" })]);
   });
@@ -162,6 +162,6 @@ describe.skipIf(!hasGo)("the load generator (real Go process, real HTTPS server)
       /refused the phase: fixed needs a positive rate/,
     );
     await expect(generator.closed("http://127.0.0.1:1/ok", 100, 100)).rejects.toThrow(/needs an https url/);
-    expect(await generator.open(`${base}/ok`)).toEqual([200, 200, 200]);
+    expect(await generator.open(`${base}/ok`)).toEqual({ statuses: [200, 200, 200], connections: 3 });
   });
 });
