@@ -7,7 +7,7 @@ import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
-import type { JsonObject } from "./raw.ts";
+import { createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
 import { createReviewer, type Resolved } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
@@ -45,6 +45,8 @@ export interface WebhookOptions {
   certificates: CertificateSettings;
   /** Extra readiness, e.g. the manager's caches have synced. */
   ready?: () => boolean;
+  /** Deadline of each API read of a review (default API_READ_TIMEOUT_MS, reads.ts). */
+  apiReadTimeoutMs?: number;
 }
 
 export interface Webhook
@@ -53,11 +55,7 @@ export interface Webhook
   settings(): SidecarSettings | undefined;
 }
 
-export interface NamespaceObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: { name: string; labels?: Record<string, string> };
-}
+export type { NamespaceObject };
 
 /** Cache specs of what the webhook reads, for the manager's shared caches (same specs as the operator's share one informer). */
 export const WEBHOOK_CACHES = {
@@ -66,28 +64,19 @@ export const WEBHOOK_CACHES = {
   namespaces: { path: "/api/v1/namespaces", resource: "namespaces" },
 } as const;
 
-export function identityPathOf(namespace: string, name?: string): string {
-  return `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}${name ? `/${encodeURIComponent(name)}` : ""}`;
-}
+export { identityPathOf };
 
 export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
+  // Every read of the API server has a deadline below the webhook's timeoutSeconds (reads.ts).
+  const api = createApiReads(kube, options.apiReadTimeoutMs);
   const source: IdentitySource = {
     cached: (ns, name) => identities.get(ns, name),
     cachedList: (ns) => identities.list(ns),
-    read: (ns, name) => kube.getOptional<AgentIdentity>(identityPathOf(ns, name)),
-    list: async (ns) => (await kube.get<{ items?: AgentIdentity[] }>(identityPathOf(ns))).items ?? [],
+    read: api.identity,
+    list: api.identities,
   };
-  // Cache first; a miss reads the API server (a blueprint or namespace made a moment ago).
-  const blueprintOf = async (name: string) =>
-    options.blueprints.get(undefined, name) ??
-    (await kube.getOptional<AgentIdentityBlueprint>(
-      `${WEBHOOK_CACHES.blueprints.path}/${encodeURIComponent(name)}`,
-    ));
-  const namespaceOf = async (name: string) =>
-    options.namespaces.get(undefined, name) ??
-    (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
   // Rendering per identity version, once; the checks again whenever the informer's objects change.
   const resolveTarget = createTargetCache();
   const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
@@ -111,14 +100,20 @@ export function createWebhook(options: WebhookOptions): Webhook {
       namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
       allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
     });
-  // At once when both are cached (nearly every review); a promise only when the API server is asked.
-  const resolve = (identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved> => {
+  // At once when both are cached (nearly every review); a promise only when the API server is asked: a
+  // cache miss (a blueprint or namespace made a moment ago), or `freshNamespace` (the review's one re-check
+  // of namespace labels the cache may not have caught up with).
+  const resolve = (
+    identity: AgentIdentity,
+    namespace: string,
+    options_?: { freshNamespace?: boolean },
+  ): Resolved | Promise<Resolved> => {
     const blueprint = options.blueprints.get(undefined, identity.spec.blueprintRef.name);
-    const ns = options.namespaces.get(undefined, namespace);
+    const ns = options_?.freshNamespace ? undefined : options.namespaces.get(undefined, namespace);
     if (blueprint && ns) return target(identity, namespace, blueprint, ns);
     return Promise.all([
-      blueprint ?? blueprintOf(identity.spec.blueprintRef.name),
-      ns ?? namespaceOf(namespace),
+      blueprint ?? api.blueprint(identity.spec.blueprintRef.name),
+      ns ?? api.namespace(namespace),
     ]).then(([b, n]) => target(identity, namespace, b, n));
   };
   const currentSettings = () => {
@@ -140,10 +135,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
     resolve,
     settings: currentSettings,
     trustedUsers: () => self,
-    readPod: (ns, name) =>
-      kube.getOptional<JsonObject>(
-        `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`,
-      ),
+    readPod: api.pod,
     logger: logger.child({ part: "guard" }),
     recordRefusal,
   });
