@@ -13,14 +13,9 @@ import {
   volumesOf,
 } from "./raw.ts";
 import { isApiReadTimeout } from "./reads.ts";
+import { recheckRefusal } from "./recheck.ts";
 import { ephemeralRefusals, limitRefusals, type Refusal } from "./refusals.ts";
-import {
-  type IdentitySource,
-  type Selected,
-  selectFromApi,
-  selectIdentity,
-  wantsInjection,
-} from "./select.ts";
+import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
 
 /**
@@ -36,17 +31,18 @@ export type Resolved =
   | { ok: true; target: InjectionTarget }
   | { ok: false; refusal: Refusal; recheck?: "identity" | "namespace" };
 
+/** `freshNamespace`: read the namespace from the API server, not the cache (the one re-check, recheck.ts). */
+export interface ResolveOptions {
+  freshNamespace?: boolean;
+}
+
 export interface ReviewDeps {
   identities: IdentitySource;
   /**
    * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
    * A promise only when something must be read from the API server.
    */
-  resolve(
-    identity: AgentIdentity,
-    namespace: string,
-    options?: { freshNamespace?: boolean },
-  ): Resolved | Promise<Resolved>;
+  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
@@ -121,45 +117,6 @@ export function createReviewer(deps: ReviewDeps) {
     return { response: allow(request.uid, []), outcome: "allowed", reason: "" };
   }
 
-  /**
-   * A refusal the cache decided (an identity deleting, not Ready or bound to another ServiceAccount;
-   * namespace labels that do not admit it) is checked against the API server once before it stands: the
-   * cache may be a moment behind a change made just before the pod. At most one such extra read per
-   * review, on the refusal path only, so a stream of pods naming a broken identity costs the API server
-   * one GET each, as their own creation does. What the API server was read for already (a cache miss) is
-   * not read again.
-   */
-  async function recheck(
-    request: AdmissionRequest,
-    first: Selected,
-    firstResolved: Resolved | undefined,
-  ): Promise<
-    { ok: true; identity: AgentIdentity; target: InjectionTarget } | { ok: false; result: ReviewResult }
-  > {
-    const pod = request.object;
-    const namespace = request.namespace;
-    let selected = first;
-    let resolved = firstResolved;
-    const reselect = async () => {
-      selected = await selectFromApi(pod, namespace, deps.identities);
-      resolved = selected.ok ? await deps.resolve(selected.identity, namespace) : undefined;
-    };
-    if (!selected.ok) {
-      if (!selected.fresh && selected.identity) await reselect();
-    } else if (resolved && !resolved.ok) {
-      if (resolved.recheck === "identity" && !selected.fresh) await reselect();
-      else if (resolved.recheck === "namespace")
-        resolved = await deps.resolve(selected.identity, namespace, { freshNamespace: true });
-    }
-    // (Reassigned inside reselect: TypeScript cannot follow that, so the types are restated.)
-    const s = selected as Selected;
-    const r = resolved as Resolved | undefined;
-    if (!s.ok) return { ok: false, result: refuse(request, [s.refusal], s.identity) };
-    if (!r) throw new Error("an identity was selected but not resolved");
-    if (!r.ok) return { ok: false, result: refuse(request, [r.refusal], s.identity) };
-    return { ok: true, identity: s.identity, target: r.target };
-  }
-
   return async function review(request: AdmissionRequest): Promise<ReviewResult> {
     // A try block costs nothing until something throws; only a timed-out API read is answered here (fail
     // closed with what could not be read), anything else is the server's internal error.
@@ -186,8 +143,8 @@ export function createReviewer(deps: ReviewDeps) {
         identity = selected.identity;
         target = resolved.target;
       } else {
-        const checked = await recheck(request, selected, resolved);
-        if (!checked.ok) return checked.result;
+        const checked = await recheckRefusal(pod, request.namespace, deps, selected, resolved);
+        if (!checked.ok) return refuse(request, [checked.refusal], checked.identity);
         ({ identity, target } = checked);
       }
       const mutation = mutatePod({ pod, target, settings: deps.settings() });
