@@ -7,9 +7,9 @@ import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
-import { createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
+import { type ApiReads, createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
-import { createReviewer, type Resolved } from "./review.ts";
+import { createReviewer, type Resolved, type ResolveOptions } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
 import { whoAmI } from "./self.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
@@ -19,7 +19,7 @@ import {
   type SidecarFlags,
   sidecarSettings,
 } from "./settings.ts";
-import { createTargetCache } from "./target.ts";
+import { createTargetCache, type TargetInput } from "./target.ts";
 import type { SidecarSettings } from "./types.ts";
 
 /**
@@ -66,6 +66,36 @@ export const WEBHOOK_CACHES = {
 
 export { identityPathOf };
 
+/**
+ * The identity's blueprint and namespace, then the checks and the rendering (`target`). At once when both
+ * are cached (nearly every review); a promise only when the API server is asked: a cache miss (a blueprint
+ * or namespace made a moment ago), or `freshNamespace` (the review's one re-check of namespace labels the
+ * cache may not have caught up with, recheck.ts).
+ */
+export function createResolve(deps: {
+  blueprints: Pick<Informer<AgentIdentityBlueprint>, "get">;
+  namespaces: Pick<Informer<NamespaceObject>, "get">;
+  api: Pick<ApiReads, "blueprint" | "namespace">;
+  target(input: Omit<TargetInput, "allowedAuthorityHosts">): Resolved;
+}): (identity: AgentIdentity, namespace: string, options?: ResolveOptions) => Resolved | Promise<Resolved> {
+  const target = (
+    identity: AgentIdentity,
+    namespace: string,
+    blueprint: AgentIdentityBlueprint | undefined,
+    ns: NamespaceObject | undefined,
+  ) =>
+    deps.target({ identity, blueprint, namespace: { name: namespace, labels: ns?.metadata.labels ?? {} } });
+  return (identity, namespace, options) => {
+    const blueprint = deps.blueprints.get(undefined, identity.spec.blueprintRef.name);
+    const ns = options?.freshNamespace ? undefined : deps.namespaces.get(undefined, namespace);
+    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
+    return Promise.all([
+      blueprint ?? deps.api.blueprint(identity.spec.blueprintRef.name),
+      ns ?? deps.api.namespace(namespace),
+    ]).then(([b, n]) => target(identity, namespace, b, n));
+  };
+}
+
 export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
@@ -88,34 +118,13 @@ export function createWebhook(options: WebhookOptions): Webhook {
       `${what}: ${refusals.map((r) => r.message).join("; ")}`,
     );
   };
-  const target = (
-    identity: AgentIdentity,
-    namespace: string,
-    blueprint?: AgentIdentityBlueprint,
-    ns?: NamespaceObject,
-  ) =>
-    resolveTarget({
-      identity,
-      blueprint,
-      namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
-      allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
-    });
-  // At once when both are cached (nearly every review); a promise only when the API server is asked: a
-  // cache miss (a blueprint or namespace made a moment ago), or `freshNamespace` (the review's one re-check
-  // of namespace labels the cache may not have caught up with).
-  const resolve = (
-    identity: AgentIdentity,
-    namespace: string,
-    options_?: { freshNamespace?: boolean },
-  ): Resolved | Promise<Resolved> => {
-    const blueprint = options.blueprints.get(undefined, identity.spec.blueprintRef.name);
-    const ns = options_?.freshNamespace ? undefined : options.namespaces.get(undefined, namespace);
-    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
-    return Promise.all([
-      blueprint ?? api.blueprint(identity.spec.blueprintRef.name),
-      ns ?? api.namespace(namespace),
-    ]).then(([b, n]) => target(identity, namespace, b, n));
-  };
+  const resolve = createResolve({
+    blueprints: options.blueprints,
+    namespaces: options.namespaces,
+    api,
+    target: (input) =>
+      resolveTarget({ ...input, allowedAuthorityHosts: options.allowedAuthorityHosts ?? [] }),
+  });
   const currentSettings = () => {
     if (!settings) throw new Error("the webhook answered before its settings were resolved");
     return settings;
