@@ -86,8 +86,9 @@ export function createReviewer(deps: ReviewDeps) {
   async function ephemeral(request: AdmissionRequest): Promise<ReviewResult> {
     const pod = request.object;
     const injected = annotationsOf(pod)[ANNOTATION_INJECTED];
-    // Every pod's ephemeral containers come here (the entry has no opt-in selector: labels and annotations
-    // are the pod author's to change). A pod without our sidecar, token volume or mark is none of ours.
+    // The chart's matchConditions send only pods with our sidecar or token volume (no opt-in selector:
+    // labels and annotations are the pod author's to change); checked again here in case a configuration
+    // sends more. A pod without our sidecar, token volume or mark is none of ours.
     const sidecar = findSidecar(pod);
     const ours =
       sidecar !== undefined ||
