@@ -45,8 +45,6 @@ export interface WebhookOptions {
   certificates: CertificateSettings;
   /** Extra readiness, e.g. the manager's caches have synced. */
   ready?: () => boolean;
-  /** Deadline of each API read of a review (default API_READ_TIMEOUT_MS, reads.ts). */
-  apiReadTimeoutMs?: number;
 }
 
 export interface Webhook
@@ -100,7 +98,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
   // Every read of the API server has a deadline below the webhook's timeoutSeconds (reads.ts).
-  const api = createApiReads(kube, options.apiReadTimeoutMs);
+  const api = createApiReads(kube);
   const source: IdentitySource = {
     cached: (ns, name) => identities.get(ns, name),
     cachedList: (ns) => identities.list(ns),
