@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
 import { MWC_PATH } from "../../src/webhook/certificate-manager.ts";
+import { identityPathOf } from "../../src/webhook/index.ts";
 import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import { AGENT, eventsFor } from "./operator-support.ts";
 import {
@@ -245,13 +246,11 @@ describe("webhook against the API server", () => {
       `AgentIdentityBlueprint ${cp.namespace}-closed does not admit namespace ${cp.namespace}`,
     );
     await createReadyIdentity(hook.kube, cp.namespace, "not-ready", {}, false);
-    // Refused either way; the reason appears once the webhook's cache holds the status written just after
-    // the object (before that it says the operator has not reported yet).
-    await expect
-      .poll(() => refusal(appPod({ spec: { serviceAccountName: "not-ready" } })))
-      .toContain(
-        "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
-      );
+    // At once, with the status written just after the object: a cache that has not caught up yet (no
+    // status, "the operator has not reported") is checked against the API server before the refusal.
+    expect(await refusal(appPod({ spec: { serviceAccountName: "not-ready" } }))).toContain(
+      "AgentIdentity not-ready is not Ready (FederationNotVerified: the federated credential is missing)",
+    );
     await expect
       .poll(
         async () =>
@@ -259,9 +258,40 @@ describe("webhook against the API server", () => {
             ?.type,
       )
       .toBe("Warning");
+    // A selection refusal is recorded on the identity the annotation names, too.
+    await expect
+      .poll(async () =>
+        (await eventsFor(hook.kube, cp.namespace, "research-agent")).some((e) =>
+          e.message?.includes(
+            "AgentIdentity research-agent binds ServiceAccount research-agent, but the pod runs as default",
+          ),
+        ),
+      )
+      .toBe(true);
     const refusals = hook.logs.filter((l) => l.includes('"pod refused"') && l.includes(cp.namespace));
     expect(refusals.length).toBeGreaterThanOrEqual(cases.length + 1);
     expect(refusals.some((l) => l.includes('"reasons":["HostNetwork"]'))).toBe(true);
+  });
+
+  it("injects a pod created right after its identity became Ready, without waiting for the cache", async () => {
+    // Whether the cache is behind at that moment depends on the informer's timing; when it is, the one
+    // re-check reads the Ready status from the API server (the not-Ready case above shows the re-check
+    // deterministically; test/webhook/review-events.test.ts counts its reads).
+    const late = await createReadyIdentity(hook.kube, cp.namespace, "late", {}, false);
+    await hook.kube.replace(`${identityPathOf(cp.namespace, "late")}/status`, {
+      ...late,
+      status: {
+        ...late.status,
+        conditions: (late.status?.conditions ?? []).map((c) => ({
+          ...c,
+          status: "True",
+          reason: "Bound",
+          message: "test",
+        })),
+      },
+    });
+    const pod = await create(appPod({ spec: { serviceAccountName: "late" } }));
+    expect(pod.metadata.annotations?.["agentid.io/injected"]).toMatch(/^late@\d+$/);
   });
 
   it("refuses an ephemeral container that mounts the token or targets the sidecar, allows a plain one", async () => {
