@@ -1,11 +1,12 @@
 import type { Registry } from "prom-client";
-import { API_VERSION, BLUEPRINT_PLURAL, KIND, PLURAL } from "../api/constants.ts";
+import { API_VERSION, BLUEPRINT_PLURAL, PLURAL } from "../api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import type { KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
+import { recordRefusalEvent } from "./events.ts";
 import { createGuard } from "./guard-review.ts";
 import { type ApiReads, createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
@@ -107,15 +108,8 @@ export function createWebhook(options: WebhookOptions): Webhook {
   };
   // Rendering per identity version, once; the checks again whenever the informer's objects change.
   const resolveTarget = createTargetCache();
-  const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
-    const what = reason === "PodRefused" ? "a pod was refused" : "a request was refused";
-    options.events?.record(
-      { apiVersion: API_VERSION, kind: KIND, metadata: identity.metadata },
-      "Warning",
-      reason,
-      `${what}: ${refusals.map((r) => r.message).join("; ")}`,
-    );
-  };
+  const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) =>
+    recordRefusalEvent(options.events, identity, refusals, reason);
   const resolve = createResolve({
     blueprints: options.blueprints,
     namespaces: options.namespaces,
