@@ -31,6 +31,7 @@ const NAMESPACE: NamespaceObject = {
 };
 
 // Anything a terminal or a log reader would act on.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what the test looks for
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const EVIL = `x\n\r\u001b[2J\u001b[31mFAKE: all pods admitted\u202e\u0007${"A".repeat(5000)}`;
 

@@ -113,7 +113,7 @@ async function until(done: () => boolean | undefined): Promise<void> {
   expect(done()).toBe(true);
 }
 
-const FAKE = { toFake: ["setTimeout", "clearTimeout", "Date"] } as const;
+const FAKE: Parameters<typeof vi.useFakeTimers>[0] = { toFake: ["setTimeout", "clearTimeout", "Date"] };
 
 describe("createApiReads", () => {
   it("gives a review 4 s for all its reads, less than the webhook's timeoutSeconds of 5", () => {

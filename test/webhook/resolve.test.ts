@@ -101,9 +101,7 @@ describe("createResolve", () => {
     clock.now += MISSING_BLUEPRINT_TTL_MS - 1;
     const again = resolve(orphan, "research");
     expect(again).not.toBeInstanceOf(Promise);
-    expect(again && !again.ok && (again as Extract<Resolved, { ok: false }>).refusal.reason).toBe(
-      "BlueprintNotFound",
-    );
+    expect((again as Extract<Resolved, { ok: false }> | undefined)?.refusal.reason).toBe("BlueprintNotFound");
     expect(reads.blueprint).toBe(1);
     // After it: read again.
     clock.now += 2;
@@ -112,7 +110,8 @@ describe("createResolve", () => {
     // A blueprint the shared cache holds is used at once, remembered miss or not.
     blueprints.push({ ...BLUEPRINT, metadata: { ...BLUEPRINT.metadata, name: "not-there" } });
     const found = resolve(orphan, "research");
-    expect(found && !(found instanceof Promise) && found.ok).toBe(true);
+    expect(found).not.toBeInstanceOf(Promise);
+    expect((found as Resolved | undefined)?.ok).toBe(true);
     expect(reads.blueprint).toBe(2);
   });
 });
