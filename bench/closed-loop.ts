@@ -1,13 +1,13 @@
 import type { Histogram } from "hdr-histogram-js";
-import { median, microsHistogram, type Send } from "./fixed-rate.ts";
+import { median, microsHistogram } from "./fixed-rate.ts";
+import type { Samples } from "./loadgen.ts";
 
 /**
  * A closed loop at saturation, as autocannon drives one: `connections` loops, each sending its next
- * request as soon as the answer to its last one has arrived whole, for a duration. Unlike autocannon,
- * latencies are recorded in microseconds (autocannon truncates each to whole milliseconds, too coarse for
- * a 1 ms slack at p99s of 5 ms). The loop takes the same `Send` as the fixed-rate phase
- * (bench/fixed-rate.ts `poolClient`) and an injected clock, so tests drive it with fake timers; the
- * summary and the paired comparison of rounds are pure.
+ * request as soon as the answer to its last one has arrived whole, for a duration (bench/loadgen does the
+ * sending). Unlike autocannon, latencies are recorded in microseconds (autocannon truncates each to whole
+ * milliseconds, too coarse for a 1 ms slack at p99s of 5 ms). The record, the summary and the paired
+ * comparison of rounds are pure.
  */
 
 /** What one closed-loop phase recorded (histogram in µs). */
@@ -26,31 +26,15 @@ export interface ClosedLoopRecord {
   unfinished: number;
 }
 
-export interface ClosedLoopOptions {
-  connections: number;
-  durationMs: number;
-  send: Send;
-  /** After the duration, how long the requests still in flight may take before they are aborted. */
-  drainMs: number;
-  /** Makes every unanswered request fail (called once the drain deadline has passed). */
-  abortAll: () => Promise<void>;
-  /** Milliseconds, monotonic (performance.now by default). */
-  now?: () => number;
-}
-
 /**
- * Runs `connections` loops for `durationMs`: none sends after the duration; what is then in flight is
- * awaited (at most `drainMs`, then aborted) and counted in the latencies, not in the throughput. A loop
- * whose request failed sends no more: an error withholds the phase's figures anyway, and a request that
- * fails at once would otherwise spin the loop without yielding to the answers of the others.
+ * The record of a phase from the generator's samples (pure): answers after the duration count in the
+ * latencies, not in the throughput; a failed request is an error, an aborted one unfinished.
  */
-export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedLoopRecord> {
-  const { connections, durationMs, send } = options;
-  if (!(Number.isInteger(connections) && connections > 0))
-    throw new Error(`a closed loop needs a positive whole number of connections, not ${connections}`);
-  if (!(Number.isFinite(durationMs) && durationMs > 0))
-    throw new Error(`a closed loop needs a positive duration, not ${durationMs}`);
-  const now = options.now ?? (() => performance.now());
+export function closedLoopRecord(
+  samples: Samples,
+  connections: number,
+  durationMs: number,
+): ClosedLoopRecord {
   const record: ClosedLoopRecord = {
     connections,
     durationMs,
@@ -61,45 +45,18 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
     errors: 0,
     unfinished: 0,
   };
-  const micros = (millis: number) => Math.max(0, Math.round(millis * 1000));
-  let timedOut = false;
-  const start = now();
-  const loop = async () => {
-    while (now() - start < durationMs) {
-      const sent = now();
-      let status: number;
-      try {
-        status = await send();
-      } catch {
-        if (timedOut) record.unfinished++;
-        else record.errors++;
-        return;
-      }
-      const done = now();
-      if (status >= 200 && status < 300) {
-        record.completed++;
-        if (done - start <= durationMs) record.answeredInDuration++;
-        record.latency.recordValue(micros(done - sent));
-      } else {
-        record.non2xx++;
-      }
-    }
-  };
-  const loops = Promise.all(Array.from({ length: connections }, loop));
-  // The drain deadline is armed when the duration is over (a timer for the duration, then one for the drain).
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      timer = setTimeout(resolve, options.drainMs);
-    }, durationMs);
+  const durationMicros = durationMs * 1000;
+  samples.status.forEach((status, i) => {
+    const sent = samples.sent[i] ?? 0;
+    const done = samples.done[i] ?? 0;
+    if (status === -1) record.unfinished++;
+    else if (status === 0) record.errors++;
+    else if (status >= 200 && status < 300) {
+      record.completed++;
+      if (done <= durationMicros) record.answeredInDuration++;
+      record.latency.recordValue(Math.max(0, done - sent));
+    } else record.non2xx++;
   });
-  const finished = await Promise.race([loops.then(() => true), deadline.then(() => false)]);
-  clearTimeout(timer);
-  if (!finished) {
-    timedOut = true;
-    await options.abortAll();
-    await loops;
-  }
   return record;
 }
 

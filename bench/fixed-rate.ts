@@ -1,5 +1,5 @@
 import { build, type Histogram } from "hdr-histogram-js";
-import type { Pool } from "undici";
+import type { Samples } from "./loadgen.ts";
 
 /**
  * A fixed offered load (open loop), as wrk2 drives one: requests are due at evenly spaced intended times
@@ -7,23 +7,13 @@ import type { Pool } from "undici";
  * request's intended send time, not from when it was actually sent. A request that waits because the
  * server (or the client's connection pool, at most `connections` in flight) is still busy with earlier
  * ones is charged that wait, so a stall is not hidden by the requests that were never sent during it
- * (coordinated omission). The schedule and the summary are pure functions; `runFixedRate` does the I/O
- * with an injected clock, so tests drive it with fake timers.
+ * (coordinated omission). bench/loadgen does the sending; the schedule, the record made of its samples
+ * and the summary are pure functions.
  */
 
 /** Intended send time of request `i` (0-based), in ms from the start of the phase. */
 export function intendedTime(i: number, rate: number): number {
   return (i * 1000) / rate;
-}
-
-/** How many of the `total` requests are due at `elapsedMs` after the start: those whose intended time has come. */
-export function dueCount(elapsedMs: number, rate: number, total: number): number {
-  if (elapsedMs < 0) return 0;
-  // The closed form, then nudged so that it agrees exactly with intendedTime (floating-point rounding).
-  let n = Math.floor((elapsedMs * rate) / 1000) + 1;
-  while (n < total && intendedTime(n, rate) <= elapsedMs) n++;
-  while (n > 0 && intendedTime(n - 1, rate) > elapsedMs) n--;
-  return Math.min(n, total);
 }
 
 /** The number of requests a phase of `durationMs` at `rate` per second offers (at least one). */
@@ -153,32 +143,18 @@ export function summarizePhase(r: PhaseRecord): PhaseSummary {
   return summary;
 }
 
-/** Sends one request; resolves with the status code once the whole answer is read. */
-export type Send = () => Promise<number>;
-
-export interface FixedRateOptions {
-  rate: number;
-  durationMs: number;
-  send: Send;
-  /** After the last intended send, how long unanswered requests may take before they are aborted. */
-  drainMs: number;
-  /** Makes every unanswered request fail (called once the drain deadline has passed). */
-  abortAll: () => Promise<void>;
-  /** Milliseconds, monotonic (performance.now by default). */
-  now?: () => number;
-}
-
 /**
- * Offers `rate` requests per second for `durationMs`, then waits for the answers (at most `drainMs`).
- * Timers fire about once a millisecond at best, so the requests due within one millisecond leave together;
- * their intended times stay exact and the lag is recorded.
+ * The record of a phase from the generator's samples (pure). Request i was due at intendedTime(i, rate);
+ * its latency runs from then to its answer's last byte, its lag from then to when it was handed to the
+ * client, and the early and late histograms take the time from that hand-over, of the first and the last
+ * third of the schedule.
  */
-export async function runFixedRate(options: FixedRateOptions): Promise<PhaseRecord> {
-  const { rate, send, drainMs } = options;
-  if (!(Number.isFinite(rate) && rate > 0))
-    throw new Error(`a fixed load needs a positive rate, not ${rate}`);
-  const now = options.now ?? (() => performance.now());
-  const planned = plannedTotal(rate, options.durationMs);
+export function fixedRateRecord(samples: Samples, rate: number, durationMs: number): PhaseRecord {
+  const planned = plannedTotal(rate, durationMs);
+  if (samples.status.length !== planned)
+    throw new Error(
+      `a fixed load of ${rate}/s for ${durationMs} ms plans ${planned} requests, not ${samples.status.length}`,
+    );
   const record: PhaseRecord = {
     rate,
     planned,
@@ -195,89 +171,25 @@ export async function runFixedRate(options: FixedRateOptions): Promise<PhaseReco
     answeredInWindow: 0,
   };
   const inWindow = (t: number) => t >= record.window.fromMs && t < record.window.toMs;
-  // No AbortSignal per request: the generator shares the cores with the server, so its own cost per
-  // request is kept small (a signal shared by thousands of requests is worse: each new listener walks
-  // all the others). At the drain deadline `abortAll` fails whatever is left.
-  const pending = new Set<Promise<void>>();
-  let timedOut = false;
   const micros = (millis: number) => Math.max(0, Math.round(millis * 1000));
-  const start = now();
-  let sent = 0;
-  while (sent < planned) {
-    const due = dueCount(now() - start, rate, planned);
-    for (; sent < due; sent++) {
-      const i = sent;
-      const intended = intendedTime(i, rate);
-      const dispatched = now() - start;
-      record.dispatchLag.recordValue(micros(dispatched - intended));
-      if (inWindow(dispatched)) record.sentInWindow++;
-      const answer: Promise<void> = send().then(
-        (status) => {
-          const done = now() - start;
-          if (status >= 200 && status < 300) {
-            record.completed++;
-            if (inWindow(done)) record.answeredInWindow++;
-            const value = micros(done - intended);
-            record.latency.recordValue(value);
-            const service = micros(done - dispatched);
-            if (i < planned / 3) record.early.recordValue(service);
-            else if (i >= (2 * planned) / 3) record.late.recordValue(service);
-          } else {
-            record.non2xx++;
-          }
-        },
-        () => {
-          if (timedOut) record.unfinished++;
-          else record.errors++;
-        },
-      );
-      pending.add(answer);
-      void answer.finally(() => pending.delete(answer));
-    }
-    if (sent < planned) await sleep(intendedTime(sent, rate) - (now() - start));
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, drainMs);
+  samples.status.forEach((status, i) => {
+    const intended = intendedTime(i, rate);
+    const dispatched = (samples.sent[i] ?? 0) / 1000;
+    const done = (samples.done[i] ?? 0) / 1000;
+    record.dispatchLag.recordValue(micros(dispatched - intended));
+    if (inWindow(dispatched)) record.sentInWindow++;
+    if (status === -1) record.unfinished++;
+    else if (status === 0) record.errors++;
+    else if (status >= 200 && status < 300) {
+      record.completed++;
+      if (inWindow(done)) record.answeredInWindow++;
+      record.latency.recordValue(micros(done - intended));
+      const service = micros(done - dispatched);
+      if (i < planned / 3) record.early.recordValue(service);
+      else if (i >= (2 * planned) / 3) record.late.recordValue(service);
+    } else record.non2xx++;
   });
-  await Promise.race([Promise.allSettled(pending), deadline]);
-  clearTimeout(timer);
-  if (pending.size > 0) {
-    timedOut = true;
-    await options.abortAll();
-    await Promise.allSettled(pending);
-  }
   return record;
-}
-
-const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, millis)));
-
-/**
- * A Send over an undici Pool (its `connections` bound the requests in flight; the rest wait in its
- * queue), through `dispatch` with a handler that keeps only the status: no response stream per request,
- * the cheapest way undici offers, since the generator shares the cores with the server it measures.
- * The body is encoded once. Its abortAll destroys the pool (the caller makes a new one).
- */
-export function poolClient(
-  pool: Pool,
-  request: { path: string; body: string; headers: Record<string, string> },
-): { send: Send; abortAll: () => Promise<void> } {
-  const body = Buffer.from(request.body);
-  const options = { path: request.path, method: "POST" as const, headers: request.headers, body };
-  const send: Send = () =>
-    new Promise<number>((resolve, reject) => {
-      let status = 0;
-      pool.dispatch(options, {
-        onRequestStart: () => {},
-        onResponseData: () => {},
-        onResponseStart: (_controller, statusCode) => {
-          status = statusCode;
-        },
-        onResponseEnd: () => resolve(status),
-        onResponseError: (_controller, error) => reject(error),
-      });
-    });
-  return { send, abortAll: () => pool.destroy() };
 }
 
 export const median = (xs: readonly number[]): number => {

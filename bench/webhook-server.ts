@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import Fastify from "fastify";
 import { Registry } from "prom-client";
 import { parseAllDocuments } from "yaml";
@@ -16,15 +17,28 @@ import { createTargetCache } from "../src/webhook/target.ts";
  * review: selection, blueprint and namespace checks, rendering, mutation; objects from the golden
  * fixtures, in memory as the informer cache holds them) or `echo` (a bare fastify HTTPS route that
  * answers the body it was sent). Reads the certificate from the environment, prints its port, and
- * answers any IPC message with its main thread's CPU time.
+ * answers any IPC message with its main thread's CPU time and its GC pauses so far.
  */
 
 const kind = process.argv[2];
 // bench/webhook asks for this process's main-thread CPU time before and after each round (per-request
-// CPU moves far less with the machine's load than requests per second do).
+// CPU moves far less with the machine's load than requests per second do), and for its GC pauses: they
+// are where a server's latency tail comes from when nothing else takes its core.
+const gc = { pauses: 0, totalMs: 0, full: 0, longestMs: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gc.pauses++;
+    gc.totalMs += entry.duration;
+    gc.longestMs = Math.max(gc.longestMs, entry.duration);
+    const { detail } = entry as PerformanceEntry & { detail?: { kind?: number } };
+    if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.full++;
+  }
+}).observe({ entryTypes: ["gc"] });
 process.on("message", () => {
   const cpu = process.threadCpuUsage();
-  process.send?.({ cpuMicros: cpu.user + cpu.system });
+  process.send?.({ cpuMicros: cpu.user + cpu.system, gc: { ...gc } });
+  // The longest pause is of the time since the last question (the others are totals).
+  gc.longestMs = 0;
 });
 const cert = process.env.BENCH_CERT ?? "";
 const key = process.env.BENCH_KEY ?? "";

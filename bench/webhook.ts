@@ -1,25 +1,26 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
-import { loadavg } from "node:os";
-import { Pool } from "undici";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { createCertificateAuthority, issueCertificate } from "../src/lib/pki.ts";
 import { MANAGER_TUNING } from "../src/manager/v8-flags.ts";
 import { checkBenchArgs, numberFlag, numberListFlag } from "./args.ts";
 import {
   type ClosedLoopSummary,
+  closedLoopRecord,
   pairedDifferences,
-  runClosedLoop,
   summarizeClosedLoop,
 } from "./closed-loop.ts";
 import {
   compareAtLoad,
+  fixedRateRecord,
   loadFigures,
   median,
   type PhaseSummary,
-  poolClient,
-  runFixedRate,
   summarizePhase,
 } from "./fixed-rate.ts";
+import { buildLoadGenerator, cpuPlan, LoadGenerator, pinnedCommand, tasksetWorks } from "./loadgen.ts";
 import { typicalReview } from "./webhook-review.ts";
 
 /**
@@ -39,18 +40,29 @@ import { typicalReview } from "./webhook-review.ts";
  *    an admission's latency under a load the API server could send; issue 11's "p99 no worse than the
  *    bare route's + 1 ms at 50 connections" is read at 0.5 × the echo's throughput (docs/benchmarks.md).
  *
+ * The load comes from bench/loadgen (Go; built on first use): a generator in this Node process stalled in
+ * its own GC for 10 to 16 ms at a time and charged that to the server it measured. Where the machine has
+ * two CPUs or more and `taskset`, the server under test runs on the last CPU and the generator on the
+ * others (`--no-pin` shares them all), so neither preempts the other in the middle of a request.
+ *
  * Each server's main-thread CPU time per request is printed for step 1 too: it moves far less with the
  * machine's load than requests per second. Figures are printed, never asserted.
  *
- *   npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75]
+ *   npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
  */
 
-const USAGE = `npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75]
-  --connections  connections of the load generator (the closed loop's requests in flight at saturation, and the fixed-load pool's bound)
+const USAGE = `npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
+  --connections  connections of the load generator (the closed loop's requests in flight at saturation, and the fixed loads' bound)
   --duration     seconds of each measured phase
   --rounds       rounds of each measurement (ABBA order; medians are printed)
-  --loads        fixed offered loads, as fractions (each above 0, at most 2, given once) of the echo route's saturated throughput`;
-checkBenchArgs({ usage: USAGE, values: ["connections", "duration", "rounds", "loads"], switches: [] });
+  --loads        fixed offered loads, as fractions (each above 0, at most 2, given once) of the echo route's saturated throughput
+  --no-pin       run the servers and the load generator on every CPU (by default, with 2+ CPUs and taskset, the server under test gets the last CPU and the generator the others)
+Needs Go (>= 1.24) on the PATH: the load generator (bench/loadgen) is built on first use into ~/.cache/agentid/bench.`;
+checkBenchArgs({
+  usage: USAGE,
+  values: ["connections", "duration", "rounds", "loads"],
+  switches: ["no-pin"],
+});
 
 /** The load at which issue 11's "p99 at 50 connections" is read (docs/benchmarks.md). */
 const TARGET_LOAD = 0.5;
@@ -75,10 +87,12 @@ async function startServer(
   kind: "webhook" | "echo",
   cert: string,
   key: string,
+  cpus: string | undefined,
 ): Promise<{ child: ChildProcess; port: number }> {
   // The webhook runs in the manager's process, so both servers start with the manager's Node flags.
   const script = new URL("./webhook-server.ts", import.meta.url).pathname;
-  const child = spawn(process.execPath, [...MANAGER_TUNING.flags, script, kind], {
+  const { command, args } = pinnedCommand(process.execPath, [...MANAGER_TUNING.flags, script, kind], cpus);
+  const child = spawn(command, args, {
     env: { ...process.env, BENCH_CERT: cert, BENCH_KEY: key },
     stdio: ["ignore", "pipe", "inherit", "ipc"],
   });
@@ -117,27 +131,64 @@ interface Result {
   summary: ClosedLoopSummary;
   /** The server's main-thread CPU time per request (µs). */
   cpu: number;
-  /** The load generator's (this process's) CPU time per request (µs), as the fixed-load phases print it. */
+  /** The load generator's CPU time per request (µs). */
   generatorCpu: number;
+  /** The server's GC pauses during the phase. */
+  gc: GcPauses;
 }
 
-function cpuMicros(child: ChildProcess): Promise<number> {
+/** GC pauses of a server process (its PerformanceObserver of "gc" entries): totals, and the longest since the last question. */
+interface GcPauses {
+  pauses: number;
+  totalMs: number;
+  full: number;
+  longestMs: number;
+}
+
+interface ServerState {
+  cpuMicros: number;
+  gc: GcPauses;
+}
+
+function serverState(child: ChildProcess): Promise<ServerState> {
   return new Promise((resolve) => {
-    child.once("message", (m: { cpuMicros: number }) => resolve(m.cpuMicros));
-    child.send("cpu");
+    child.once("message", (m: ServerState) => resolve(m));
+    child.send("state");
   });
 }
 
-/** One closed-loop phase against one server, with both processes' CPU time per request. */
+/** Runs a phase and gives what the server spent on it: main-thread CPU and GC pauses. */
+async function measured<T>(
+  server: { child: ChildProcess },
+  phase: () => Promise<T>,
+): Promise<{ result: T; cpuMicros: number; gc: GcPauses }> {
+  const before = await serverState(server.child);
+  const result = await phase();
+  const after = await serverState(server.child);
+  return {
+    result,
+    cpuMicros: after.cpuMicros - before.cpuMicros,
+    gc: {
+      pauses: after.gc.pauses - before.gc.pauses,
+      totalMs: after.gc.totalMs - before.gc.totalMs,
+      full: after.gc.full - before.gc.full,
+      longestMs: after.gc.longestMs,
+    },
+  };
+}
+
+const gcLine = (gc: GcPauses) =>
+  `GC ${gc.totalMs.toFixed(0)} ms in ${gc.pauses} pauses (${gc.full} full), longest ${gc.longestMs.toFixed(1)} ms`;
+
+/** One closed-loop phase against one server, with both processes' CPU time per request and the server's GC. */
 async function drive(
   server: { child: ChildProcess; port: number },
   client: LoadClient,
   seconds: number,
 ): Promise<Result> {
-  const before = await cpuMicros(server.child);
-  const { summary, generatorCpu } = await client.saturate(seconds);
-  const cpu = ((await cpuMicros(server.child)) - before) / Math.max(1, summary.requests);
-  return { summary, cpu, generatorCpu };
+  const { result, cpuMicros, gc } = await measured(server, () => client.saturate(seconds));
+  const { summary, generatorCpu } = result;
+  return { summary, cpu: cpuMicros / Math.max(1, summary.requests), generatorCpu, gc };
 }
 
 const SLACK_MS = 1;
@@ -145,83 +196,40 @@ const f1 = (ms: number) => ms.toFixed(1);
 const f2 = (ms: number) => ms.toFixed(2);
 const signed = (ms: number) => `${ms > 0 ? "+" : ""}${f2(ms)}`;
 
-/**
- * The load generator of one server, for both measurements: an undici pool, at most CONNECTIONS requests in
- * flight (the fixed loads' others wait in its queue). A phase that times out destroys the pool (to fail
- * what is left); the next phase gets a new one.
- */
+/** One server's side of the load generator, for both measurements (its connections stay open between phases). */
 class LoadClient {
-  private pool: Pool;
-  private readonly port: number;
-  private readonly caPem: string;
-  private readonly body: string;
+  private readonly generator: LoadGenerator;
+  private readonly url: string;
 
-  constructor(port: number, caPem: string, body: string) {
-    this.port = port;
-    this.caPem = caPem;
-    this.body = body;
-    this.pool = this.newPool();
-  }
-
-  private newPool(): Pool {
-    return new Pool(`https://127.0.0.1:${this.port}`, {
-      connections: CONNECTIONS,
-      pipelining: 1,
-      connect: { ca: this.caPem },
-      // Idle connections survive the other server's phases, so no TLS handshake lands in a measured phase.
-      keepAliveTimeout: 60_000,
-    });
-  }
-
-  private client() {
-    if (this.pool.destroyed) this.pool = this.newPool();
-    return poolClient(this.pool, {
-      path: "/mutate-v1-pod",
-      body: this.body,
-      headers: { "content-type": "application/json" },
-    });
+  constructor(generator: LoadGenerator, url: string) {
+    this.generator = generator;
+    this.url = url;
   }
 
   /** Opens every connection at once, so that no TLS handshake lands in a measured phase. */
   async openConnections(): Promise<void> {
-    const { send } = this.client();
-    const statuses = await Promise.all(Array.from({ length: CONNECTIONS }, () => send()));
+    const { statuses, connections } = await this.generator.open(this.url);
     if (statuses.some((status) => status !== 200)) throw new Error(`warm-up answered ${statuses.join(",")}`);
+    if (connections !== CONNECTIONS)
+      throw new Error(
+        `the load generator opened ${connections} of ${CONNECTIONS} connections to ${this.url}`,
+      );
   }
 
-  /** One phase, with the load generator's own CPU time per request (µs; it shares the cores). */
+  /** One fixed-load phase, with the generator's CPU time per request (µs). */
   async phase(rate: number, seconds: number): Promise<{ summary: PhaseSummary; generatorCpu: number }> {
-    const { send, abortAll } = this.client();
-    const before = process.cpuUsage();
-    const record = await runFixedRate({
-      rate,
-      durationMs: seconds * 1000,
-      send,
-      abortAll,
-      drainMs: Math.max(5000, seconds * 1000),
-    });
-    const used = process.cpuUsage(before);
-    return { summary: summarizePhase(record), generatorCpu: (used.user + used.system) / record.planned };
+    const durationMs = seconds * 1000;
+    const samples = await this.generator.fixed(this.url, rate, durationMs, Math.max(5000, durationMs));
+    const record = fixedRateRecord(samples, rate, durationMs);
+    return { summary: summarizePhase(record), generatorCpu: samples.cpuMicros / record.planned };
   }
 
   /** A closed loop of CONNECTIONS requests in flight, with the generator's CPU time per request (µs). */
   async saturate(seconds: number): Promise<{ summary: ClosedLoopSummary; generatorCpu: number }> {
-    const { send, abortAll } = this.client();
-    const before = process.cpuUsage();
-    const record = await runClosedLoop({
-      connections: CONNECTIONS,
-      durationMs: seconds * 1000,
-      send,
-      abortAll,
-      drainMs: Math.max(5000, seconds * 1000),
-    });
-    const used = process.cpuUsage(before);
-    const summary = summarizeClosedLoop(record);
-    return { summary, generatorCpu: (used.user + used.system) / Math.max(1, summary.requests) };
-  }
-
-  close(): Promise<void> {
-    return this.pool.destroyed ? Promise.resolve() : this.pool.destroy();
+    const durationMs = seconds * 1000;
+    const samples = await this.generator.closed(this.url, durationMs, Math.max(5000, durationMs));
+    const summary = summarizeClosedLoop(closedLoopRecord(samples, CONNECTIONS, durationMs));
+    return { summary, generatorCpu: samples.cpuMicros / Math.max(1, summary.requests) };
   }
 }
 
@@ -250,15 +258,27 @@ async function main() {
     usage: "server",
   });
   const body = typicalReview();
-  log(`load average ${loadAverage()} at the start`);
+  const binary = await buildLoadGenerator(log);
+  const plan = cpuPlan(availableParallelism(), tasksetWorks(), !process.argv.includes("--no-pin"));
+  log(`load average ${loadAverage()} at the start; ${plan.note}`);
   log(
     `AdmissionReview of a 3-container pod: ${body.length} bytes; ${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION} s each at saturation, then at fixed loads ${LOADS.join(", ")} × the echo's throughput`,
   );
-  const webhook = await startServer("webhook", leaf.certPem, leaf.keyPem);
-  const echo = await startServer("echo", leaf.certPem, leaf.keyPem);
-  const webhookClient = new LoadClient(webhook.port, ca.certPem, body);
-  const echoClient = new LoadClient(echo.port, ca.certPem, body);
-  const clients = [webhookClient, echoClient];
+  const files = mkdtempSync(join(tmpdir(), "agentid-bench-webhook-"));
+  writeFileSync(join(files, "ca.pem"), ca.certPem);
+  writeFileSync(join(files, "review.json"), body);
+  const generator = LoadGenerator.start({
+    binary,
+    caFile: join(files, "ca.pem"),
+    bodyFile: join(files, "review.json"),
+    connections: CONNECTIONS,
+    ...(plan.generator === undefined ? {} : { cpus: plan.generator }),
+  });
+  const webhook = await startServer("webhook", leaf.certPem, leaf.keyPem, plan.server);
+  const echo = await startServer("echo", leaf.certPem, leaf.keyPem, plan.server);
+  const url = (port: number) => `https://127.0.0.1:${port}/mutate-v1-pod`;
+  const webhookClient = new LoadClient(generator, url(webhook.port));
+  const echoClient = new LoadClient(generator, url(echo.port));
   try {
     // The webhook must really inject (a refusal would be a cheaper answer and flatter the figures).
     const answer = JSON.parse(await post(webhook.port, body, ca.certPem)) as {
@@ -294,7 +314,7 @@ async function main() {
         (which === "webhook" ? w : e).push(result);
         const s = result.summary;
         log(
-          `round ${round + 1} ${which.padEnd(7)} ${s.rps.toFixed(0)} reviews/s, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${s.errors}, non-2xx ${s.non2xx}, unanswered ${s.unanswered}; generator ${result.generatorCpu.toFixed(0)} µs CPU/request`,
+          `round ${round + 1} ${which.padEnd(7)} ${s.rps.toFixed(0)} reviews/s, p50 ${f2(s.p50)} p99 ${f2(s.p99)} p99.9 ${f2(s.p999)} max ${f1(s.max)} ms, ${result.cpu.toFixed(0)} µs CPU/request, errors ${s.errors}, non-2xx ${s.non2xx}, unanswered ${s.unanswered}; generator ${result.generatorCpu.toFixed(0)} µs CPU/request; server ${gcLine(result.gc)}`,
         );
       }
     }
@@ -343,10 +363,12 @@ async function main() {
       const order = round % 2 === 0 ? (["webhook", "echo"] as const) : (["echo", "webhook"] as const);
       for (const { load, rate } of rates) {
         for (const which of order) {
-          const phase = await (which === "webhook" ? webhookClient : echoClient).phase(rate, DURATION);
+          const { result: phase, gc } = await measured(which === "webhook" ? webhook : echo, () =>
+            (which === "webhook" ? webhookClient : echoClient).phase(rate, DURATION),
+          );
           fixed.set(key(which, load), [...(fixed.get(key(which, load)) ?? []), phase.summary]);
           log(
-            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(phase.summary)}; generator ${phase.generatorCpu.toFixed(0)} µs CPU/request`,
+            `round ${round + 1} ${String(load).padEnd(4)} ${which.padEnd(7)} ${rate}/s offered: ${phaseLine(phase.summary)}; generator ${phase.generatorCpu.toFixed(0)} µs CPU/request; server ${gcLine(gc)}`,
           );
         }
       }
@@ -392,7 +414,8 @@ async function main() {
     }
     log(`load average ${loadAverage()} at the end`);
   } finally {
-    await Promise.all(clients.map((client) => client.close()));
+    await generator.close();
+    rmSync(files, { recursive: true, force: true });
     for (const server of [webhook, echo]) {
       server.child.disconnect();
       server.child.kill();

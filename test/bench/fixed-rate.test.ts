@@ -1,8 +1,7 @@
-import fc from "fast-check";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   compareAtLoad,
-  dueCount,
+  fixedRateRecord,
   intendedTime,
   loadFigures,
   median,
@@ -11,54 +10,16 @@ import {
   type PhaseSummary,
   plannedTotal,
   rateWindow,
-  runFixedRate,
-  type Send,
   summarizePhase,
 } from "../../bench/fixed-rate.ts";
+import type { Samples } from "../../bench/loadgen.ts";
 
 describe("the fixed-rate schedule", () => {
-  it("makes request i due at i / rate, the first at once", () => {
-    expect(dueCount(-1, 1000, 10)).toBe(0);
-    expect(dueCount(0, 1000, 10)).toBe(1);
-    expect(dueCount(0.999, 1000, 10)).toBe(1);
-    expect(dueCount(1, 1000, 10)).toBe(2);
-    expect(dueCount(2.5, 1000, 10)).toBe(3);
-    expect(dueCount(60_000, 1000, 10)).toBe(10);
-    expect(dueCount(333.3, 3, 3)).toBe(1);
-    expect(dueCount(intendedTime(1, 3), 3, 3)).toBe(2);
+  it("makes request i due at i / rate, the first at once, and plans rate × duration requests", () => {
+    expect([0, 1, 2, 9].map((i) => intendedTime(i, 1000))).toEqual([0, 1, 2, 9]);
+    expect(intendedTime(1, 3)).toBeCloseTo(333.333, 3);
     expect(plannedTotal(2700, 3000)).toBe(8100);
     expect(plannedTotal(0.1, 1000)).toBe(1);
-  });
-
-  it("agrees with the intended times for any rate and time", () => {
-    fc.assert(
-      fc.property(
-        fc.double({ min: 1, max: 50_000, noNaN: true }),
-        fc.double({ min: 0, max: 2000, noNaN: true }),
-        (rate, elapsed) => {
-          const total = plannedTotal(rate, 2000);
-          const n = dueCount(elapsed, rate, total);
-          // Every request counted is due, and the next one is not yet.
-          if (n > 0) expect(intendedTime(n - 1, rate)).toBeLessThanOrEqual(elapsed);
-          if (n < total) expect(intendedTime(n, rate)).toBeGreaterThan(elapsed);
-        },
-      ),
-    );
-  });
-
-  it("spreads requests evenly: never more due in a window than its share of the rate, plus one", () => {
-    fc.assert(
-      fc.property(
-        fc.double({ min: 1, max: 50_000, noNaN: true }),
-        fc.double({ min: 0, max: 1000, noNaN: true }),
-        fc.double({ min: 0, max: 1000, noNaN: true }),
-        (rate, t, window) => {
-          const total = plannedTotal(rate, 3000);
-          const inWindow = dueCount(t + window, rate, total) - dueCount(t, rate, total);
-          expect(inWindow).toBeLessThanOrEqual(Math.floor((window * rate) / 1000) + 1);
-        },
-      ),
-    );
   });
 });
 
@@ -183,152 +144,63 @@ describe("the summary of a phase", () => {
   });
 });
 
-describe("runFixedRate (fake clock)", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
+describe("the record of a fixed-rate phase, from the generator's samples", () => {
   // The histogram keeps 3 significant digits.
-  const noAbort = async () => {};
   const expectMicros = (value: number, expected: number) =>
     expect(Math.abs(value - expected)).toBeLessThanOrEqual(expected / 1000);
-  const answerIn = <T>(ms: number, value: T) =>
-    new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+  /** Samples of requests sent at `sentMs` (ms) and answered `tookMs` later, with these statuses (200 by default). */
+  const samples = (sentMs: number[], tookMs: number[], status: number[] = []): Samples => ({
+    sent: sentMs.map((t) => t * 1000),
+    done: sentMs.map((t, i) => (t + (tookMs[i] ?? 0)) * 1000),
+    status: sentMs.map((_, i) => status[i] ?? 200),
+    cpuMicros: 0,
+  });
+  const onSchedule = (n: number, rate: number) => Array.from({ length: n }, (_, i) => intendedTime(i, rate));
 
-  it("sends on schedule and measures each answer's time", async () => {
-    const abortAll = vi.fn(noAbort);
-    const sentAt: number[] = [];
-    const send: Send = () => {
-      sentAt.push(Date.now());
-      return answerIn(2, 200);
-    };
-    const start = Date.now();
-    const run = runFixedRate({
-      rate: 100,
-      durationMs: 100,
-      send,
-      drainMs: 1000,
-      abortAll,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(200);
-    const r = await run;
-    expect(sentAt.map((t) => t - start)).toEqual([0, 10, 20, 30, 40, 50, 60, 70, 80, 90]);
+  it("measures each answer from its intended time, and counts the rates in the middle two thirds", () => {
+    const r = fixedRateRecord(samples(onSchedule(10, 100), Array(10).fill(2)), 100, 100);
+    expect(r.planned).toBe(10);
     expect(r.completed).toBe(10);
     expect(r.latency.getValueAtPercentile(50)).toBe(2000);
     expect(r.latency.maxValue).toBe(2000);
     expect(r.dispatchLag.maxValue).toBe(0);
     // The window is 16.7–83.3 ms: the sends at 20..80 ms and their answers at 22..82 ms.
     expect({ sent: r.sentInWindow, answered: r.answeredInWindow }).toEqual({ sent: 7, answered: 7 });
-    expect(abortAll).not.toHaveBeenCalled();
     expect(summarizePhase(r).problem).toBeUndefined();
   });
 
-  it("charges the requests queued behind a stalled one their wait (one connection)", async () => {
-    // One connection: each request waits for the one before it, as in a pool with no free connection.
-    // The first answer takes 100 ms, the others 1 ms.
-    let free = Promise.resolve();
-    let n = 0;
-    const send: Send = () => {
-      const service = n++ === 0 ? 100 : 1;
-      const answered = free.then(() => answerIn(service, 200));
-      free = answered.then(() => undefined);
-      return answered;
-    };
-    const run = runFixedRate({
-      rate: 100,
-      durationMs: 200,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(400);
-    const r = await run;
+  it("charges the requests queued behind a stalled one their wait (one connection)", () => {
+    // One connection: the first answer took 100 ms; requests 1..9 (sent on time at 10..90 ms) waited for it
+    // and were answered at 101..109 ms, request 10 at 110 ms, the rest 1 ms after they were sent.
+    const sent = onSchedule(20, 100);
+    const took = sent.map((t, i) => (i === 0 ? 100 : i < 10 ? 100 + i - t : i === 10 ? 10 : 1));
+    const r = fixedRateRecord(samples(sent, took), 100, 200);
     expect(r.completed).toBe(20);
-    // Requests 1..9 (intended at 10..90 ms) are answered at 101..109 ms: 91, 82, ..., 19 ms each;
-    // request 10 (intended at 100) at 110. A closed-loop client would have sent none of them during the stall.
     expectMicros(r.latency.maxValue, 100_000);
     expectMicros(r.latency.getValueAtPercentile(50), 10_000);
     expectMicros(r.latency.getValueAtPercentile(95), 91_000);
     expect(r.dispatchLag.maxValue).toBe(0);
   });
 
-  it("measures from the intended time when the generator itself stalls", async () => {
-    // The generator's clock jumps 50 ms after the third request (its event loop was blocked): the
-    // requests due in between leave late, together, and their latency includes the lateness.
-    let offset = 0;
-    let n = 0;
-    const send: Send = () => {
-      if (++n === 3) offset = 50;
-      return answerIn(1, 200);
-    };
-    const run = runFixedRate({
-      rate: 100,
-      durationMs: 200,
-      send,
-      drainMs: 1000,
-      abortAll: noAbort,
-      now: () => Date.now() + offset,
-    });
-    await vi.advanceTimersByTimeAsync(400);
-    const r = await run;
-    expect(r.completed).toBe(20);
-    // Request 2 went at 20 ms, its answer arrived after the jump: 51 ms. The loop's next timer (at least
-    // 1 ms, as in Node) finds requests 3..7 (intended at 30..70 ms) due at 71 ms by the clock: they leave
-    // together, 41..1 ms late, and take 42, 32, 22, 12 and 2 ms. The other 14 take 1 ms.
+  it("measures from the intended time when the generator itself sent late", () => {
+    // Requests 3..7 (due at 30..70 ms) left together at 71 ms (the generator stalled) and took 1 ms.
+    const sent = onSchedule(20, 100).map((t, i) => (i >= 3 && i <= 7 ? 71 : t));
+    const r = fixedRateRecord(samples(sent, Array(20).fill(1)), 100, 200);
     expectMicros(r.dispatchLag.maxValue, 41_000);
-    expectMicros(r.latency.maxValue, 51_000);
-    expectMicros(r.latency.getValueAtPercentile(90), 32_000);
-    expectMicros(r.latency.getValueAtPercentile(70), 1_000);
-    expectMicros(r.latency.getValueAtPercentile(75), 2_000);
-    // From the actual send, the requests of the stall took 1 ms: no queue grew (only request 2, in flight
-    // across the jump, took 51 ms), so the thirds used to tell an overloaded server stay flat.
-    expectMicros(r.early.getValueAtPercentile(50), 1_000);
-    expectMicros(r.early.maxValue, 51_000);
+    expectMicros(r.latency.maxValue, 42_000);
+    expectMicros(r.latency.getValueAtPercentile(75), 1_000);
+    expectMicros(r.latency.getValueAtPercentile(80), 2_000);
+    // From the actual send they took 1 ms: no queue grew, so the thirds used to tell an overloaded server stay flat.
+    expectMicros(r.early.maxValue, 1_000);
     expectMicros(r.late.maxValue, 1_000);
   });
 
-  it("refuses a rate that is not a positive number", async () => {
-    for (const rate of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
-      await expect(
-        runFixedRate({ rate, durationMs: 100, send: () => answerIn(1, 200), drainMs: 10, abortAll: noAbort }),
-      ).rejects.toThrow(/needs a positive rate/);
-    }
-  });
-
-  it("counts errors and non-2xx, and aborts what is unanswered at the drain deadline", async () => {
-    let n = 0;
-    const hanging: ((error: Error) => void)[] = [];
-    const send: Send = () => {
-      n++;
-      if (n === 1) return Promise.reject(new Error("connection reset"));
-      if (n === 2) return answerIn(1, 503);
-      if (n === 3) return answerIn(1, 200);
-      // The rest never answer until aborted.
-      return new Promise((_, reject) => hanging.push(reject));
-    };
-    const abortedAt: number[] = [];
-    const abortAll = async () => {
-      abortedAt.push(Date.now() - start);
-      for (const reject of hanging) reject(new Error("destroyed"));
-    };
-    const start = Date.now();
-    const run = runFixedRate({
-      rate: 100,
-      durationMs: 50,
-      send,
-      drainMs: 100,
-      abortAll,
-      now: () => Date.now(),
-    });
-    await vi.advanceTimersByTimeAsync(300);
-    const r = await run;
-    // The last request left at 40 ms; the drain deadline is 100 ms after.
-    expect(abortedAt).toEqual([140]);
+  it("counts failed requests, non-2xx answers and those aborted at the drain deadline", () => {
+    const r = fixedRateRecord(
+      samples(onSchedule(5, 100), [1, 1, 1, 100, 100], [0, 503, 200, -1, -1]),
+      100,
+      50,
+    );
     expect({ errors: r.errors, non2xx: r.non2xx, completed: r.completed, unfinished: r.unfinished }).toEqual({
       errors: 1,
       non2xx: 1,
@@ -340,6 +212,12 @@ describe("runFixedRate (fake clock)", () => {
       unanswered: 2,
       overCapacity: true,
     });
+  });
+
+  it("refuses samples that are not the phase's plan", () => {
+    expect(() => fixedRateRecord(samples(onSchedule(9, 100), Array(9).fill(1)), 100, 100)).toThrow(
+      /plans 10 requests, not 9/,
+    );
   });
 });
 

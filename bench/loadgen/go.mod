@@ -1,0 +1,3 @@
+module agentid/bench/loadgen
+
+go 1.24
