@@ -225,9 +225,18 @@ export function mutatePod(input: MutationInput): Mutation {
  */
 const envPaths: Partial<Record<ContainerField, [string[], string[]]>> = {};
 function envPath(field: ContainerField, index: number, append: boolean): string {
-  const byField = (envPaths[field] ??= [[], []]);
+  let byField = envPaths[field];
+  if (!byField) {
+    byField = [[], []];
+    envPaths[field] = byField;
+  }
   const list = byField[append ? 1 : 0];
-  return (list[index] ??= `/spec/${field}/${index}/env${append ? "/-" : ""}`);
+  let path = list[index];
+  if (path === undefined) {
+    path = `/spec/${field}/${index}/env${append ? "/-" : ""}`;
+    list[index] = path;
+  }
+  return path;
 }
 
 /** Appends to `patch` the variables of `appEnv` that `container` does not set already. */
