@@ -109,7 +109,8 @@ type generator struct {
 	body        []byte
 	connections int
 	roots       *x509.CertPool
-	// One client per server, kept for the whole run: its connections stay open between phases.
+	// One client per server (scheme and host), kept for the whole run: its connections stay open between
+	// phases, whatever path each phase posts to.
 	clients map[string]*http.Client
 }
 
@@ -140,7 +141,9 @@ func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millise
 
 // client is the server's HTTP/1.1 client: at most `connections` connections, all kept idle between phases.
 func (g *generator) client(target string) *http.Client {
-	if c, ok := g.clients[target]; ok {
+	u, _ := url.Parse(target) // do checked it
+	server := u.Scheme + "://" + u.Host
+	if c, ok := g.clients[server]; ok {
 		return c
 	}
 	c := &http.Client{Transport: &http.Transport{
@@ -152,7 +155,7 @@ func (g *generator) client(target string) *http.Client {
 		// The admission server speaks HTTP/1.1 only (as do both servers of the bench).
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}}
-	g.clients[target] = c
+	g.clients[server] = c
 	return c
 }
 

@@ -42,6 +42,11 @@ export type Selection =
       ok: false;
       reason: "NotFound" | "ServiceAccountMismatch" | "ServiceAccountTaken" | "Deleting";
       message: string;
+      /**
+       * The identity the refusal is about, when there is one (the one the annotation names, found in the
+       * pod's namespace): the webhook records its Event there. Never set for NotFound.
+       */
+      identity?: AgentIdentity;
     };
 
 export function selectIdentityForPod(
@@ -62,13 +67,14 @@ export function selectIdentityForPod(
       };
     }
     if (identity.metadata.deletionTimestamp) {
-      return { ok: false, reason: "Deleting", message: `AgentIdentity ${named} is being deleted` };
+      return { ok: false, reason: "Deleting", message: `AgentIdentity ${named} is being deleted`, identity };
     }
     if (identity.spec.serviceAccountName !== sa) {
       return {
         ok: false,
         reason: "ServiceAccountMismatch",
         message: `AgentIdentity ${named} binds ServiceAccount ${identity.spec.serviceAccountName}, but the pod runs as ${sa}`,
+        identity,
       };
     }
     if (holder && holder.metadata.name !== identity.metadata.name) {
@@ -76,6 +82,7 @@ export function selectIdentityForPod(
         ok: false,
         reason: "ServiceAccountTaken",
         message: `ServiceAccount ${sa} is held by the older AgentIdentity ${holder.metadata.name}, not ${named}`,
+        identity,
       };
     }
     return { ok: true, identity };

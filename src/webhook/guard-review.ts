@@ -24,8 +24,10 @@ import {
   serviceAccountOf,
   stringAt,
 } from "./raw.ts";
+import { isApiReadTimeout } from "./reads.ts";
+import { recheckRefusal } from "./recheck.ts";
 import { limitRefusals, type Refusal } from "./refusals.ts";
-import type { Resolved } from "./review.ts";
+import type { Resolved, ResolveOptions } from "./review.ts";
 import { type IdentitySource, selectIdentity } from "./select.ts";
 import type { SidecarSettings } from "./types.ts";
 
@@ -116,7 +118,7 @@ export function parseGuardReview(body: unknown): GuardParsed {
 
 export interface GuardDeps {
   identities: IdentitySource;
-  resolve(identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved>;
+  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];
@@ -243,10 +245,13 @@ export function createGuard(deps: GuardDeps) {
 
   async function expectedFor(pod: JsonObject, namespace: string): Promise<Expected> {
     const selected = await selectIdentity(pod, namespace, deps.identities);
-    if (!selected.ok) return { ok: false, refusal: selected.refusal };
-    const resolved = await deps.resolve(selected.identity, namespace);
-    if (!resolved.ok) return { ok: false, refusal: resolved.refusal };
-    return { ok: true, target: resolved.target, settings: deps.settings() };
+    const resolved = selected.ok ? await deps.resolve(selected.identity, namespace) : undefined;
+    if (selected.ok && resolved?.ok) return { ok: true, target: resolved.target, settings: deps.settings() };
+    // The same one re-check as the mutating webhook's, so that a cache a moment behind does not make the
+    // guard refuse a pod the webhook just injected.
+    const checked = await recheckRefusal(pod, namespace, deps, selected, resolved);
+    if (!checked.ok) return { ok: false, refusal: checked.refusal };
+    return { ok: true, target: checked.target, settings: deps.settings() };
   }
 
   async function pod(request: GuardRequest): Promise<GuardResult> {
@@ -274,7 +279,17 @@ export function createGuard(deps: GuardDeps) {
     return refuse(request, refusals, identity);
   }
 
-  return async function review(request: GuardRequest): Promise<GuardResult> {
+  async function review(request: GuardRequest): Promise<GuardResult> {
+    try {
+      return await judge(request);
+    } catch (error) {
+      // An API read past its deadline (reads.ts): fail closed saying what could not be read; no Event.
+      if (!isApiReadTimeout(error)) throw error;
+      return refuse(request, [{ reason: "ApiServerTimeout", message: error.message }]);
+    }
+  }
+
+  async function judge(request: GuardRequest): Promise<GuardResult> {
     switch (request.kind) {
       case "token":
         return token(request);
@@ -295,5 +310,7 @@ export function createGuard(deps: GuardDeps) {
         return refusal ? refuse(request, [refusal]) : pass(request, "skipped");
       }
     }
-  };
+  }
+
+  return review;
 }

@@ -7,9 +7,9 @@ import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
 import { createGuard } from "./guard-review.ts";
-import type { JsonObject } from "./raw.ts";
+import { type ApiReads, createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
-import { createReviewer, type Resolved } from "./review.ts";
+import { createReviewer, type Resolved, type ResolveOptions } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
 import { whoAmI } from "./self.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
@@ -19,7 +19,7 @@ import {
   type SidecarFlags,
   sidecarSettings,
 } from "./settings.ts";
-import { createTargetCache } from "./target.ts";
+import { createTargetCache, type TargetInput } from "./target.ts";
 import type { SidecarSettings } from "./types.ts";
 
 /**
@@ -53,11 +53,7 @@ export interface Webhook
   settings(): SidecarSettings | undefined;
 }
 
-export interface NamespaceObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: { name: string; labels?: Record<string, string> };
-}
+export type { NamespaceObject };
 
 /** Cache specs of what the webhook reads, for the manager's shared caches (same specs as the operator's share one informer). */
 export const WEBHOOK_CACHES = {
@@ -66,28 +62,49 @@ export const WEBHOOK_CACHES = {
   namespaces: { path: "/api/v1/namespaces", resource: "namespaces" },
 } as const;
 
-export function identityPathOf(namespace: string, name?: string): string {
-  return `/apis/${API_VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}${name ? `/${encodeURIComponent(name)}` : ""}`;
+export { identityPathOf };
+
+/**
+ * The identity's blueprint and namespace, then the checks and the rendering (`target`). At once when both
+ * are cached (nearly every review); a promise only when the API server is asked: a cache miss (a blueprint
+ * or namespace made a moment ago), or `freshNamespace` (the review's one re-check of namespace labels the
+ * cache may not have caught up with, recheck.ts).
+ */
+export function createResolve(deps: {
+  blueprints: Pick<Informer<AgentIdentityBlueprint>, "get">;
+  namespaces: Pick<Informer<NamespaceObject>, "get">;
+  api: Pick<ApiReads, "blueprint" | "namespace">;
+  target(input: Omit<TargetInput, "allowedAuthorityHosts">): Resolved;
+}): (identity: AgentIdentity, namespace: string, options?: ResolveOptions) => Resolved | Promise<Resolved> {
+  const target = (
+    identity: AgentIdentity,
+    namespace: string,
+    blueprint: AgentIdentityBlueprint | undefined,
+    ns: NamespaceObject | undefined,
+  ) =>
+    deps.target({ identity, blueprint, namespace: { name: namespace, labels: ns?.metadata.labels ?? {} } });
+  return (identity, namespace, options) => {
+    const blueprint = deps.blueprints.get(undefined, identity.spec.blueprintRef.name);
+    const ns = options?.freshNamespace ? undefined : deps.namespaces.get(undefined, namespace);
+    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
+    return Promise.all([
+      blueprint ?? deps.api.blueprint(identity.spec.blueprintRef.name),
+      ns ?? deps.api.namespace(namespace),
+    ]).then(([b, n]) => target(identity, namespace, b, n));
+  };
 }
 
 export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
+  // Every read of the API server has a deadline below the webhook's timeoutSeconds (reads.ts).
+  const api = createApiReads(kube);
   const source: IdentitySource = {
     cached: (ns, name) => identities.get(ns, name),
     cachedList: (ns) => identities.list(ns),
-    read: (ns, name) => kube.getOptional<AgentIdentity>(identityPathOf(ns, name)),
-    list: async (ns) => (await kube.get<{ items?: AgentIdentity[] }>(identityPathOf(ns))).items ?? [],
+    read: api.identity,
+    list: api.identities,
   };
-  // Cache first; a miss reads the API server (a blueprint or namespace made a moment ago).
-  const blueprintOf = async (name: string) =>
-    options.blueprints.get(undefined, name) ??
-    (await kube.getOptional<AgentIdentityBlueprint>(
-      `${WEBHOOK_CACHES.blueprints.path}/${encodeURIComponent(name)}`,
-    ));
-  const namespaceOf = async (name: string) =>
-    options.namespaces.get(undefined, name) ??
-    (await kube.getOptional<NamespaceObject>(`/api/v1/namespaces/${encodeURIComponent(name)}`));
   // Rendering per identity version, once; the checks again whenever the informer's objects change.
   const resolveTarget = createTargetCache();
   const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
@@ -99,28 +116,13 @@ export function createWebhook(options: WebhookOptions): Webhook {
       `${what}: ${refusals.map((r) => r.message).join("; ")}`,
     );
   };
-  const target = (
-    identity: AgentIdentity,
-    namespace: string,
-    blueprint?: AgentIdentityBlueprint,
-    ns?: NamespaceObject,
-  ) =>
-    resolveTarget({
-      identity,
-      blueprint,
-      namespace: { name: namespace, labels: ns?.metadata.labels ?? {} },
-      allowedAuthorityHosts: options.allowedAuthorityHosts ?? [],
-    });
-  // At once when both are cached (nearly every review); a promise only when the API server is asked.
-  const resolve = (identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved> => {
-    const blueprint = options.blueprints.get(undefined, identity.spec.blueprintRef.name);
-    const ns = options.namespaces.get(undefined, namespace);
-    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
-    return Promise.all([
-      blueprint ?? blueprintOf(identity.spec.blueprintRef.name),
-      ns ?? namespaceOf(namespace),
-    ]).then(([b, n]) => target(identity, namespace, b, n));
-  };
+  const resolve = createResolve({
+    blueprints: options.blueprints,
+    namespaces: options.namespaces,
+    api,
+    target: (input) =>
+      resolveTarget({ ...input, allowedAuthorityHosts: options.allowedAuthorityHosts ?? [] }),
+  });
   const currentSettings = () => {
     if (!settings) throw new Error("the webhook answered before its settings were resolved");
     return settings;
@@ -140,10 +142,7 @@ export function createWebhook(options: WebhookOptions): Webhook {
     resolve,
     settings: currentSettings,
     trustedUsers: () => self,
-    readPod: (ns, name) =>
-      kube.getOptional<JsonObject>(
-        `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`,
-      ),
+    readPod: api.pod,
     logger: logger.child({ part: "guard" }),
     recordRefusal,
   });

@@ -111,7 +111,11 @@ export function forgedInjection(
       wrong.push(`volume ${TOKEN_VOLUME}`);
   }
   if (wrong.length === 0) return undefined;
-  return `the pod carries the annotation ${ANNOTATION_INJECTED} and a container named ${SIDECAR_CONTAINER} that this webhook did not inject (its ${wrong.join(", ")} differ from what AgentIdentity ${target.identity.name} renders now; if the AgentIdentity or the manager's sidecar image changed while the pod was admitted, create the pod again); remove both and let the webhook inject the sidecar`;
+  // Field names only, never their values (an environment variable's value may be a secret). Who changed
+  // the sidecar cannot be told from the pod: its author, or another mutating webhook that ran after ours
+  // (proxy variables, CA-bundle mounts) before this reinvocation. Either way the change is refused, since
+  // these fields decide what runs beside the token; the message says how to fix each case.
+  return `the pod carries the annotation ${ANNOTATION_INJECTED} and a container ${SIDECAR_CONTAINER} whose ${wrong.join(", ")} ${wrong.length === 1 ? "differs" : "differ"} from what AgentIdentity ${target.identity.name} renders now. Either the pod's author wrote or changed that container, or another mutating webhook changed it after agentid injected it; agentid accepts no change to these fields, as they decide what runs beside the token. If another webhook did, exclude the container ${SIDECAR_CONTAINER} from it (for example with its container-name filter) or stop it adding those fields; if the pod's author did, remove the annotation and the container and let agentid inject the sidecar; if the AgentIdentity or the manager's sidecar image changed while the pod was being admitted, create the pod again`;
 }
 
 /** The port of an injected sidecar's listen address (Kestrel__Endpoints__Http__Url), if it has one. */

@@ -38,6 +38,8 @@ export type RefusalReason =
   | "IdentityNotReady"
   | "BlueprintNotFound"
   | "BlueprintRefused"
+  // An API read (a cache miss, the re-check before a refusal) that did not finish in time (reads.ts).
+  | "ApiServerTimeout"
   // The guard's (guard.ts): a raw exchange token, a pod that is not what the webhook injects, a sidecar's
   // image changed in place, exec or attach into the sidecar.
   | "ExchangeTokenRequest"

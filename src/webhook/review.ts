@@ -12,6 +12,8 @@ import {
   stringAt,
   volumesOf,
 } from "./raw.ts";
+import { isApiReadTimeout } from "./reads.ts";
+import { recheckRefusal } from "./recheck.ts";
 import { ephemeralRefusals, limitRefusals, type Refusal } from "./refusals.ts";
 import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
@@ -21,7 +23,18 @@ import type { InjectionTarget, SidecarSettings } from "./types.ts";
  * are the pure functions of this directory; this function only sequences them and reports.
  */
 
-export type Resolved = { ok: true; target: InjectionTarget } | { ok: false; refusal: Refusal };
+/**
+ * `recheck` on a refusal: the input a cache a moment behind could have got wrong (`identity`: not Ready;
+ * `namespace`: its labels do not admit it), which the review reads from the API server once before refusing.
+ */
+export type Resolved =
+  | { ok: true; target: InjectionTarget }
+  | { ok: false; refusal: Refusal; recheck?: "identity" | "namespace" };
+
+/** `freshNamespace`: read the namespace from the API server, not the cache (the one re-check, recheck.ts). */
+export interface ResolveOptions {
+  freshNamespace?: boolean;
+}
 
 export interface ReviewDeps {
   identities: IdentitySource;
@@ -29,7 +42,7 @@ export interface ReviewDeps {
    * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
    * A promise only when something must be read from the API server.
    */
-  resolve(identity: AgentIdentity, namespace: string): Resolved | Promise<Resolved>;
+  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
@@ -73,8 +86,9 @@ export function createReviewer(deps: ReviewDeps) {
   async function ephemeral(request: AdmissionRequest): Promise<ReviewResult> {
     const pod = request.object;
     const injected = annotationsOf(pod)[ANNOTATION_INJECTED];
-    // Every pod's ephemeral containers come here (the entry has no opt-in selector: labels and annotations
-    // are the pod author's to change). A pod without our sidecar, token volume or mark is none of ours.
+    // The chart's matchConditions send only pods with our sidecar or token volume (no opt-in selector:
+    // labels and annotations are the pod author's to change); checked again here in case a configuration
+    // sends more. A pod without our sidecar, token volume or mark is none of ours.
     const sidecar = findSidecar(pod);
     const ours =
       sidecar !== undefined ||
@@ -105,39 +119,58 @@ export function createReviewer(deps: ReviewDeps) {
   }
 
   return async function review(request: AdmissionRequest): Promise<ReviewResult> {
-    if (request.operation === "UPDATE" && request.subResource === "ephemeralcontainers")
-      return ephemeral(request);
-    if (request.operation !== "CREATE" || request.subResource !== "") {
-      return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+    // A try block costs nothing until something throws; only a timed-out API read is answered here (fail
+    // closed with what could not be read), anything else is the server's internal error.
+    try {
+      if (request.operation === "UPDATE" && request.subResource === "ephemeralcontainers")
+        return await ephemeral(request);
+      if (request.operation !== "CREATE" || request.subResource !== "") {
+        return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+      }
+      const pod = request.object;
+      if (!wantsInjection(pod)) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
+      // The caches answer nearly every review: wait only for a real promise (an API server read). Awaiting
+      // a plain value would still give up the event loop's turn, a promise and a microtask per step.
+      const selecting = selectIdentity(pod, request.namespace, deps.identities);
+      const selected = isThenable(selecting) ? await selecting : selecting;
+      let resolved: Resolved | undefined;
+      if (selected.ok) {
+        const resolving = deps.resolve(selected.identity, request.namespace);
+        resolved = isThenable(resolving) ? await resolving : resolving;
+      }
+      let identity: AgentIdentity;
+      let target: InjectionTarget;
+      if (selected.ok && resolved?.ok) {
+        identity = selected.identity;
+        target = resolved.target;
+      } else {
+        const checked = await recheckRefusal(pod, request.namespace, deps, selected, resolved);
+        if (!checked.ok) return refuse(request, [checked.refusal], checked.identity);
+        ({ identity, target } = checked);
+      }
+      const mutation = mutatePod({ pod, target, settings: deps.settings() });
+      if (!mutation.allowed) return refuse(request, mutation.refusals, identity);
+      if (mutation.injectedNow) {
+        logger.info(
+          {
+            uid: request.uid,
+            namespace: request.namespace,
+            pod: displayName(pod),
+            identity: mutation.injected,
+          },
+          "sidecar injected",
+        );
+      }
+      return {
+        response: allow(request.uid, mutation.patch, { injected: mutation.injected }),
+        outcome: mutation.injectedNow ? "injected" : "allowed",
+        reason: "",
+      };
+    } catch (error) {
+      if (!isApiReadTimeout(error)) throw error;
+      // No Event: the API server is slow, not the identity wrong, and an Event would be one more write to it.
+      return refuse(request, [{ reason: "ApiServerTimeout", message: error.message }]);
     }
-    const pod = request.object;
-    if (!wantsInjection(pod)) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
-    // The caches answer nearly every review: wait only for a real promise (an API server read). Awaiting
-    // a plain value would still give up the event loop's turn, a promise and a microtask per step.
-    const selecting = selectIdentity(pod, request.namespace, deps.identities);
-    const selected = isThenable(selecting) ? await selecting : selecting;
-    if (!selected.ok) return refuse(request, [selected.refusal]);
-    const resolving = deps.resolve(selected.identity, request.namespace);
-    const resolved = isThenable(resolving) ? await resolving : resolving;
-    if (!resolved.ok) return refuse(request, [resolved.refusal], selected.identity);
-    const mutation = mutatePod({ pod, target: resolved.target, settings: deps.settings() });
-    if (!mutation.allowed) return refuse(request, mutation.refusals, selected.identity);
-    if (mutation.injectedNow) {
-      logger.info(
-        {
-          uid: request.uid,
-          namespace: request.namespace,
-          pod: displayName(pod),
-          identity: mutation.injected,
-        },
-        "sidecar injected",
-      );
-    }
-    return {
-      response: allow(request.uid, mutation.patch, { injected: mutation.injected }),
-      outcome: mutation.injectedNow ? "injected" : "allowed",
-      reason: "",
-    };
   };
 }
 

@@ -8,19 +8,26 @@ import type { Refusal } from "./refusals.ts";
  * Which AgentIdentity a pod gets: the one its `agentid.io/identity` annotation names, or else the one
  * that holds the pod's ServiceAccount (src/api/select.ts decides, the same rule the operator applies).
  * The cache answers first; when it finds nothing the API server is asked, so an identity created just
- * before the pod (the cache a few milliseconds behind) is not missed.
+ * before the pod (the cache a few milliseconds behind) is not missed. A refusal the cache decided is
+ * checked against the API server once more before it stands (review.ts).
  */
 
 export interface IdentitySource {
   /** From the shared cache. */
   cached(namespace: string, name: string): AgentIdentity | undefined;
   cachedList(namespace: string): AgentIdentity[];
-  /** From the API server (cache misses only). */
+  /** From the API server (cache misses, and once before a refusal the cache decided). */
   read(namespace: string, name: string): Promise<AgentIdentity | undefined>;
   list(namespace: string): Promise<AgentIdentity[]>;
 }
 
-export type Selected = { ok: true; identity: AgentIdentity } | { ok: false; refusal: Refusal };
+/**
+ * `identity` on a refusal: the identity it concerns (named by the annotation and found in the pod's
+ * namespace), where its Event goes. `fresh`: the answer comes from the API server, not the cache.
+ */
+export type Selected =
+  | { ok: true; identity: AgentIdentity; fresh: boolean }
+  | { ok: false; refusal: Refusal; identity?: AgentIdentity; fresh: boolean };
 
 /** Whether the pod asked for injection at all (the namespace-wide webhook entry also sends pods that did not). */
 export function wantsInjection(pod: unknown): boolean {
@@ -59,17 +66,33 @@ export function selectIdentity(
     annotations: annotationsOf(pod),
   };
   const cached = selectIdentityForPod(view, source.cachedList(namespace));
-  if (cached.ok || cached.reason !== "NotFound") return selected(cached);
-  return source.list(namespace).then((list) => selected(selectIdentityForPod(view, list)));
+  if (cached.ok || cached.reason !== "NotFound") return selected(cached, false);
+  return selectFromApi(pod, namespace, source);
 }
 
-function selected(selection: Selection): Selected {
-  if (selection.ok) return { ok: true, identity: selection.identity };
+/**
+ * The same choice from the API server's list of the namespace's identities (one GET): on a cache miss,
+ * and once before refusing what the cache said (an identity that was being deleted, not Ready or bound
+ * to another ServiceAccount a moment ago may be fine now).
+ */
+export function selectFromApi(pod: unknown, namespace: string, source: IdentitySource): Promise<Selected> {
+  const view = {
+    namespace,
+    serviceAccountName: serviceAccountOf(pod),
+    annotations: annotationsOf(pod),
+  };
+  return source.list(namespace).then((list) => selected(selectIdentityForPod(view, list), true));
+}
+
+function selected(selection: Selection, fresh: boolean): Selected {
+  if (selection.ok) return { ok: true, identity: selection.identity, fresh };
   return {
     ok: false,
     refusal: {
       reason: REASONS[selection.reason],
       message: `${selection.message}; ${HINTS[selection.reason]}`,
     },
+    ...(selection.identity ? { identity: selection.identity } : {}),
+    fresh,
   };
 }

@@ -3,7 +3,6 @@ import { isIdentityReady, readyCondition } from "../api/ready.ts";
 import { renderSidecarSettings } from "../api/render.ts";
 import type { AgentIdentity, AgentIdentityBlueprint, SidecarResources } from "../api/types.ts";
 import { deepFrozen } from "./json-text.ts";
-import type { Refusal } from "./refusals.ts";
 import type { Resolved } from "./review.ts";
 import type { Resources } from "./types.ts";
 
@@ -37,8 +36,12 @@ export function resolveTarget(input: TargetInput): Resolved {
   return checkTarget(input) ?? renderTarget(input.identity, input.blueprint as AgentIdentityBlueprint, input);
 }
 
-/** What refuses the identity in this namespace before anything is rendered (readiness, blueprint, admission). */
-function checkTarget(input: TargetInput): { ok: false; refusal: Refusal } | undefined {
+/**
+ * What refuses the identity in this namespace before anything is rendered (readiness, blueprint, admission).
+ * `recheck` names the input a stale cache could have got wrong (the identity made Ready, the namespace
+ * labelled a moment before the pod): the review reads that one from the API server once before refusing.
+ */
+function checkTarget(input: TargetInput): Extract<Resolved, { ok: false }> | undefined {
   const { identity, blueprint, namespace } = input;
   const name = identity.metadata.name;
   const blueprintName = identity.spec.blueprintRef.name;
@@ -51,6 +54,7 @@ function checkTarget(input: TargetInput): { ok: false; refusal: Refusal } | unde
       : "the operator has not reported on it yet";
     return {
       ok: false,
+      recheck: "identity",
       refusal: {
         reason: "IdentityNotReady",
         message: `AgentIdentity ${name} is not Ready (${why}); fix what its status reports (kubectl describe agentidentity ${name}) and create the pod again`,
@@ -68,7 +72,12 @@ function checkTarget(input: TargetInput): { ok: false; refusal: Refusal } | unde
   }
   const admission = blueprintAdmitsIdentity(blueprint, namespace, identity);
   if (!admission.allowed)
-    return { ok: false, refusal: { reason: "BlueprintRefused", message: admission.message } };
+    return {
+      ok: false,
+      // Every answer but a deleting blueprint depends on which rules the namespace's labels match.
+      ...(admission.reason !== "BlueprintDeleting" ? { recheck: "namespace" as const } : {}),
+      refusal: { reason: "BlueprintRefused", message: admission.message },
+    };
   return undefined;
 }
 

@@ -78,9 +78,41 @@ describe("a forged injection of a client-secret pod", () => {
       if (result.allowed) return;
       expect(result.refusals).toHaveLength(1);
       expect(result.refusals[0]?.reason).toBe("ReservedName");
-      expect(result.refusals[0]?.message).toContain(`(its ${field} differ`);
+      expect(result.refusals[0]?.message).toContain(`whose ${field} differs from what AgentIdentity`);
     });
   }
+
+  it("is refused for what another webhook adds to its environment or mounts, saying what differs and what to do, never a value", () => {
+    // A proxy webhook's variables and a CA-bundle mount, added after our injection (reinvocation): the
+    // check stays strict (NODE_OPTIONS or a mount would change what runs beside the token), the message
+    // names the fields, both possible authors and the fix for each.
+    const proxy = "http://user:pr0xy-pa55word@proxy.contoso.com:3128";
+    const result = judge([
+      { op: "add", path: `${sidecar}/env/-`, value: { name: "HTTPS_PROXY", value: proxy } },
+      {
+        op: "add",
+        path: `${sidecar}/volumeMounts`,
+        value: [{ name: "ca-bundle", mountPath: "/etc/ssl/certs" }],
+      },
+    ]);
+    expect(result.allowed).toBe(false);
+    if (result.allowed) return;
+    expect(result.refusals.map((r) => r.reason)).toEqual(["ReservedName"]);
+    const message = result.refusals[0]?.message ?? "";
+    expect(message).toContain(
+      "whose env, volumeMounts differ from what AgentIdentity research-agent renders now",
+    );
+    expect(message).toContain(
+      "Either the pod's author wrote or changed that container, or another mutating webhook",
+    );
+    expect(message).toContain(
+      "exclude the container agentid-sidecar from it (for example with its container-name filter)",
+    );
+    expect(message).toContain("remove the annotation and the container and let agentid inject the sidecar");
+    expect(message).not.toContain("HTTPS_PROXY");
+    expect(message).not.toContain(proxy);
+    expect(message).not.toContain("ca-bundle");
+  });
 
   it("is not refused for what another webhook adds without loosening anything", () => {
     const result = judge([

@@ -6,6 +6,7 @@ import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.
 import { createLogger } from "../../src/lib/log.ts";
 import type { AdmissionRequest } from "../../src/webhook/admission.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
+import type { Refusal } from "../../src/webhook/refusals.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
 import type { SidecarSettings } from "../../src/webhook/types.ts";
@@ -48,15 +49,23 @@ function loadObjects(variant: string | undefined): Objects {
   };
 }
 
-function reviewerFor(objects: Objects, settings: SidecarSettings) {
+/** One refusal Event the reviewer asked for (what index.ts hands to the event recorder). */
+interface RecordedEvent {
+  identity: AgentIdentity;
+  refusals: readonly Refusal[];
+}
+
+/** The cache and the API server hold the same objects here (no race in these cases). */
+function reviewerFor(objects: Objects, settings: SidecarSettings, events: RecordedEvent[]) {
   const inNs = (ns: string) => objects.identities.filter((i) => i.metadata.namespace === ns);
   return createReviewer({
     identities: {
       cached: (ns, name) => inNs(ns).find((i) => i.metadata.name === name),
       cachedList: inNs,
-      read: async () => undefined,
-      list: async () => [],
+      read: async (ns, name) => inNs(ns).find((i) => i.metadata.name === name),
+      list: async (ns) => inNs(ns),
     },
+    recordRefusal: (identity, refusals) => events.push({ identity, refusals }),
     resolve: async (identity, namespace) =>
       resolveTarget({
         identity,
@@ -71,6 +80,12 @@ function reviewerFor(objects: Objects, settings: SidecarSettings) {
     logger: createLogger({ name: "golden", level: "silent" }),
   });
 }
+
+/**
+ * Refused cases with no AgentIdentity to record an Event on: none exists, or (an ephemeral container) the
+ * pod's mark naming it was removed, so only the log line and the metric report the refusal.
+ */
+const NO_IDENTITY = ["refuse-identity-missing", "refuse-ephemeral-container-relabelled"];
 
 const cases = readdirSync(ROOT, { withFileTypes: true })
   .filter((d) => d.isDirectory())
@@ -144,14 +159,25 @@ describe("golden fixtures", () => {
         dryRun: false,
         user: "alice@contoso.com",
       };
-      const review = reviewerFor(loadObjects(input.objects), testSettings(input.settings ?? {}));
+      const events: RecordedEvent[] = [];
+      const review = reviewerFor(loadObjects(input.objects), testSettings(input.settings ?? {}), events);
       const { response } = await review(request);
       const refused = name.startsWith("refuse-");
       expect(response.allowed, `${name}: ${response.status?.message ?? ""}`).toBe(!refused);
       if (!response.allowed) {
         check(name, "refusal.txt", `${response.status?.message ?? ""}\n`);
+        // Every refusal that concerns an identity is an Event on it, once, saying what the answer says.
+        if (NO_IDENTITY.includes(name)) expect(events).toEqual([]);
+        else {
+          expect(events).toHaveLength(1);
+          expect(events[0]?.identity.metadata.name).toBe("research-agent");
+          expect(`agentid: ${events[0]?.refusals.map((r) => r.message).join("; ")}`).toBe(
+            response.status?.message,
+          );
+        }
         return;
       }
+      expect(events).toEqual([]);
       const patch = response.patch
         ? (JSON.parse(Buffer.from(response.patch, "base64").toString()) as Operation[])
         : [];

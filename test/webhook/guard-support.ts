@@ -34,13 +34,14 @@ export const NS = "research";
 export const BOUND_SA = "research-agent";
 export const MANAGER_USER = "system:serviceaccount:agentid-system:agentid-manager";
 
+/** The cache and the API server hold the same identities (no race here). */
 function source(identities: AgentIdentity[]): IdentitySource {
   const inNs = (ns: string) => identities.filter((i) => i.metadata.namespace === ns);
   return {
     cached: (ns, name) => inNs(ns).find((i) => i.metadata.name === name),
     cachedList: inNs,
-    read: async () => undefined,
-    list: async () => [],
+    read: async (ns, name) => inNs(ns).find((i) => i.metadata.name === name),
+    list: async (ns) => inNs(ns),
   };
 }
 

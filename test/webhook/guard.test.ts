@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { AgentIdentity } from "../../src/api/types.ts";
 import { parseGuardReview } from "../../src/webhook/guard-review.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
+import { ApiReadTimeoutError } from "../../src/webhook/reads.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
 import {
   appPod,
@@ -431,6 +432,59 @@ describe("pod CREATE", () => {
     const result = await guardFor(native, notReady)(request("pod", pod));
     expect(result.outcome).toBe("refused");
     expect(result.response.status?.message).toContain("is not Ready");
+  });
+
+  it("checks a not-Ready identity in its cache against the API server once, as the webhook does", async () => {
+    // The webhook injected the pod after its one re-check found the identity Ready; the guard's cache is as
+    // far behind, and must not refuse what the webhook admitted.
+    const pod = await inject(appPod(), native);
+    const notReady = IDENTITIES.map((i) => ({ ...i, status: { observedGeneration: 2, conditions: [] } }));
+    let reads = 0;
+    const lagging: IdentitySource = {
+      cached: (_ns, name) => notReady.find((i) => i.metadata.name === name),
+      cachedList: () => notReady,
+      read: async (_ns, name) => {
+        reads++;
+        return IDENTITIES.find((i) => i.metadata.name === name);
+      },
+      list: async () => {
+        reads++;
+        return IDENTITIES;
+      },
+    };
+    const result = await guardFor(native, IDENTITIES, {}, { identities: lagging })(request("pod", pod));
+    expect(result.outcome).toBe("allowed");
+    expect(reads).toBe(1);
+  });
+
+  it("refuses with what it could not read when an API read passes its deadline, with no Event", async () => {
+    const pod = await inject(appPod(), native);
+    const events: string[] = [];
+    const slow: IdentitySource = {
+      cached: () => undefined,
+      cachedList: () => [],
+      read: () =>
+        Promise.reject(
+          new ApiReadTimeoutError("read AgentIdentity research-agent in namespace research", 3000),
+        ),
+      list: () =>
+        Promise.reject(new ApiReadTimeoutError("list the AgentIdentities of namespace research", 3000)),
+    };
+    const result = await guardFor(
+      native,
+      IDENTITIES,
+      {},
+      {
+        identities: slow,
+        recordRefusal: (identity) => events.push(identity.metadata.name),
+      },
+    )(request("pod", pod));
+    expect(result.outcome).toBe("refused");
+    expect(result.reason).toBe("ApiServerTimeout");
+    expect(result.response.status?.message).toMatch(
+      /^agentid: could not .* from the API server within 3 s; try again$/,
+    );
+    expect(events).toEqual([]);
   });
 
   it("refuses a sidecar this replica would render with another image (no tag tolerance)", async () => {

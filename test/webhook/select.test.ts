@@ -75,6 +75,22 @@ describe("selectIdentity", () => {
     expect(!none.ok && none.refusal.reason).toBe("IdentityNotFound");
   });
 
+  it("hands back the identity a refusal concerns (for its Event), and says whether the API server answered", async () => {
+    const older = id("older", "sa1", { created: "2026-11-01T00:00:00Z" });
+    const newer = id("newer", "sa1");
+    const { s } = source([older, newer, id("gone", "sa2", { deleting: true })]);
+    const mismatch = await selectIdentity(pod("other", "older"), "ns", s);
+    expect(!mismatch.ok && mismatch.identity?.metadata.name).toBe("older");
+    const taken = await selectIdentity(pod("sa1", "newer"), "ns", s);
+    expect(!taken.ok && taken.identity?.metadata.name).toBe("newer");
+    const deleting = await selectIdentity(pod("sa2", "gone"), "ns", s);
+    expect(!deleting.ok && deleting.identity?.metadata.name).toBe("gone");
+    expect(deleting.fresh).toBe(false);
+    const missing = await selectIdentity(pod("sa1", "nope"), "ns", s);
+    expect(!missing.ok && missing.identity).toBeUndefined();
+    expect(missing.fresh).toBe(true);
+  });
+
   it("knows which pods asked for injection", () => {
     expect(wantsInjection({ metadata: { labels: { "agentid.io/inject": "true" } } })).toBe(true);
     expect(wantsInjection({ metadata: { labels: { "agentid.io/inject": "false" } } })).toBe(false);
