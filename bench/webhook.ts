@@ -32,13 +32,14 @@ import { typicalReview } from "./webhook-review.ts";
  *
  * 1. Saturation (bench/closed-loop.ts, closed loop: each of the 50 connections sends its next request as
  *    soon as the answer arrives; latencies in µs, where autocannon's are whole ms): each server's
- *    throughput, the ratio (issue 11: ≥ 0.7), and a p99 that is mostly queueing (about 50 ÷ throughput,
- *    twice over), so it restates the throughput ratio; with the round-by-round differences of the p99s.
+ *    throughput, the ratio (issue 11: ≥ 0.7), and the p99 of each (issue 11: the webhook's no worse than
+ *    the echo's + 1 ms "at 50 connections", the issue's own wording of this measurement); with the
+ *    round-by-round differences of the p99s.
  * 2. Fixed offered loads (bench/fixed-rate.ts, open loop, wrk2-style: evenly spaced intended send times,
  *    latency from the intended time, at most 50 in flight): fractions (`--loads`) of the echo route's
  *    saturated throughput from step 1, the same for both servers. Here the p99 says what a review adds to
- *    an admission's latency under a load the API server could send; issue 11's "p99 no worse than the
- *    bare route's + 1 ms at 50 connections" is read at 0.5 × the echo's throughput (docs/benchmarks.md).
+ *    an admission's latency under a load the API server could send; the same slack is applied at 0.5 × the
+ *    echo's throughput, so that the target is read both ways (docs/benchmarks.md).
  *
  * The load comes from bench/loadgen (Go; built on first use): a generator in this Node process stalled in
  * its own GC for 10 to 16 ms at a time and charged that to the server it measured. Where the machine has
@@ -64,7 +65,7 @@ checkBenchArgs({
   switches: ["no-pin"],
 });
 
-/** The load at which issue 11's "p99 at 50 connections" is read (docs/benchmarks.md). */
+/** The fixed load at which issue 11's p99 target is read too, besides saturation (docs/benchmarks.md). */
 const TARGET_LOAD = 0.5;
 
 function options() {
@@ -397,20 +398,21 @@ async function main() {
       `  throughput ratio at saturation (closed loop): ${wRps.toFixed(0)} / ${eRps.toFixed(0)} = ${(wRps / eRps).toFixed(2)} (target ≥ 0.7): ${verdict(wRps / eRps >= 0.7)}`,
     );
     log(
-      `  p99 at saturation (closed loop; mostly queueing, ${CONNECTIONS} / throughput = ${f1((CONNECTIONS / wRps) * 1000)} vs ${f1((CONNECTIONS / eRps) * 1000)} ms on average): ${f2(wP99)} vs ${f2(eP99)} + ${SLACK_MS} ms: ${verdict(saturationP99.within === 1)}`,
+      `  p99 at saturation (closed loop; mostly queueing, ${CONNECTIONS} / throughput = ${f1((CONNECTIONS / wRps) * 1000)} vs ${f1((CONNECTIONS / eRps) * 1000)} ms on average): ${f2(wP99)} vs ${f2(eP99)} + ${SLACK_MS} ms: ${verdict(saturationP99.within === 1)} ← the issue's target as worded`,
     );
     log(
       `    paired by round (webhook − echo p99 of the same round): ${paired.differences.map(signed).join(", ")} ms; median ${signed(paired.median)} ms; ${paired.within} of ${paired.differences.length} round pairs within ${SLACK_MS} ms (single rounds vary: the verdict is on the medians above)`,
     );
     for (const { load, rate, wf, ef, comparison } of atLoad) {
-      const label = load === TARGET_LOAD ? ` ← the issue's "p99 at 50 connections" (docs/benchmarks.md)` : "";
+      const label =
+        load === TARGET_LOAD ? " ← the issue's p99 target, at a load the API server could send" : "";
       const figures = comparison.met === undefined ? "" : `${f2(wf.p99)} vs ${f2(ef.p99)} + ${SLACK_MS} ms: `;
       log(
         `  p99 at fixed load ${load} × echo (${rate}/s, open loop): ${figures}${verdict(comparison.met)}${comparison.notes.length ? ` (${comparison.notes.join("; ")})` : ""}${label}`,
       );
     }
     if (!LOADS.includes(TARGET_LOAD)) {
-      log(`  (--loads without ${TARGET_LOAD}: the issue's "p99 at 50 connections" line was not measured)`);
+      log(`  (--loads without ${TARGET_LOAD}: the issue's p99 target was not read at a fixed load)`);
     }
     log(`load average ${loadAverage()} at the end`);
   } finally {

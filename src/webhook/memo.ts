@@ -25,13 +25,19 @@ const appEnvMemo = new WeakMap<InjectionTarget, ReadonlyArray<{ name: string; va
 const memoisable = (target: InjectionTarget, settings?: SidecarSettings) =>
   Object.isFrozen(target) && (settings === undefined || Object.isFrozen(settings));
 
+/** Whether the pod overrides the sidecar's resources (a loop: no closure per review). */
+function hasResourceAnnotation(annotations: Record<string, string>): boolean {
+  for (const key of RESOURCE_KEYS) if (annotations[key] !== undefined) return true;
+  return false;
+}
+
 /** resolveResources for this pod; the same frozen object for every pod without resource annotations. */
 export function sidecarResources(
   settings: SidecarSettings,
   target: InjectionTarget,
   annotations: Record<string, string>,
 ): Parsed<Resources> {
-  if (!memoisable(target, settings) || RESOURCE_KEYS.some((k) => annotations[k] !== undefined))
+  if (!memoisable(target, settings) || hasResourceAnnotation(annotations))
     return resolveResources(settings.defaultResources, target.resources, annotations);
   let bySettings = resourcesMemo.get(target);
   if (!bySettings) {
@@ -48,19 +54,25 @@ export function sidecarResources(
 }
 
 /**
- * The sidecar container `render` makes for this target, settings and resources: once while the
+ * The renderers below take their inputs as arguments (a module function, not a closure per review). The
+ * sidecar container `render` makes for this target, settings and resources: once while the
  * resources are the memoised ones (sidecarResources above), afresh for a pod's own.
  */
 export function sidecarFor(
   target: InjectionTarget,
   settings: SidecarSettings,
   resources: Resources,
-  render: () => Record<string, unknown>,
+  render: (
+    target: InjectionTarget,
+    settings: SidecarSettings,
+    resources: Resources,
+  ) => Record<string, unknown>,
 ): Record<string, unknown> {
-  if (!memoisable(target, settings) || !Object.isFrozen(resources)) return render();
+  if (!memoisable(target, settings) || !Object.isFrozen(resources))
+    return render(target, settings, resources);
   const hit = containerMemo.get(resources);
   if (hit && hit.target === target && hit.settings === settings) return hit.container;
-  const container = remembered(render());
+  const container = remembered(render(target, settings, resources));
   containerMemo.set(resources, { target, settings, container });
   return container;
 }
@@ -68,12 +80,12 @@ export function sidecarFor(
 /** The token volume `render` makes, once per frozen target. */
 export function tokenVolumeFor(
   target: InjectionTarget,
-  render: () => Record<string, unknown>,
+  render: (target: InjectionTarget) => Record<string, unknown>,
 ): Record<string, unknown> {
-  if (!memoisable(target)) return render();
+  if (!memoisable(target)) return render(target);
   let volume = volumeMemo.get(target);
   if (!volume) {
-    volume = remembered(render());
+    volume = remembered(render(target));
     volumeMemo.set(target, volume);
   }
   return volume;
@@ -87,12 +99,12 @@ export function tokenVolumeFor(
 export function appEnvFor(
   target: InjectionTarget,
   port: number,
-  render: () => Array<{ name: string; value: string }>,
+  render: (target: InjectionTarget, port: number) => Array<{ name: string; value: string }>,
 ): ReadonlyArray<{ name: string; value: string }> {
-  if (!memoisable(target) || port !== target.port) return render();
+  if (!memoisable(target) || port !== target.port) return render(target, port);
   let env = appEnvMemo.get(target);
   if (!env) {
-    env = deepFrozen(render().map((e) => remembered(e)));
+    env = deepFrozen(render(target, port).map((e) => remembered(e)));
     appEnvMemo.set(target, env);
   }
   return env;

@@ -128,6 +128,14 @@ export function listenPortOf(sidecar: JsonObject): number | undefined {
   return undefined;
 }
 
+/** The variables every app container gets: SIDECAR_URL first. */
+function renderAppEnv(target: InjectionTarget, port: number): Array<{ name: string; value: string }> {
+  return [
+    { name: SIDECAR_URL, value: sidecarUrl(port) },
+    ...target.appEnv.filter((e) => e.name !== SIDECAR_URL),
+  ];
+}
+
 export function mutatePod(input: MutationInput): Mutation {
   const { pod, target, settings } = input;
   const annotations = annotationsOf(pod);
@@ -177,46 +185,32 @@ export function mutatePod(input: MutationInput): Mutation {
 
   const patch: JsonPatchOperation[] = [];
   // Environment first, at the original indices: the sidecar's insertion below shifts them.
-  const url = sidecarUrl(port);
-  const appEnv = appEnvFor(target, port, () => [
-    { name: SIDECAR_URL, value: url },
-    ...target.appEnv.filter((e) => e.name !== SIDECAR_URL),
-  ]);
+  const appEnv = appEnvFor(target, port, renderAppEnv);
   // The receivers in the pod's order (the init containers the annotation names, then the app's
   // containers), read in place: a review does this for every pod.
   const spec = objectAt(pod, "spec");
-  const addEnv = (field: ContainerField, index: number, container: JsonObject) => {
-    const env = arrayAt(container, "env");
-    const path = `/spec/${field}/${index}/env`;
-    if (env === undefined) {
-      if (appEnv.length > 0) patch.push({ op: "add", path, value: appEnv.slice() });
-    } else {
-      for (const e of appEnv) if (!hasEnv(env, e.name)) patch.push(append(path, true, e));
-    }
-  };
   if (initWanted.value.size > 0) {
     const list = arrayAt(spec, "initContainers") ?? [];
     for (let i = 0; i < list.length; i++) {
       const c = list[i];
-      if (isObject(c) && initWanted.value.has(stringAt(c, "name") ?? "")) addEnv("initContainers", i, c);
+      if (isObject(c) && initWanted.value.has(stringAt(c, "name") ?? ""))
+        addEnv(patch, appEnv, "initContainers", i, c);
     }
   }
   const containers = arrayAt(spec, "containers") ?? [];
   for (let i = 0; i < containers.length; i++) {
     const c = containers[i];
-    if (isObject(c) && c.name !== SIDECAR_CONTAINER) addEnv("containers", i, c);
+    if (isObject(c) && c.name !== SIDECAR_CONTAINER) addEnv(patch, appEnv, "containers", i, c);
   }
   const value = injected
     ? (annotations[ANNOTATION_INJECTED] ?? injectedValue(target))
     : injectedValue(target);
   if (!injected) {
     if (target.projectedToken) {
-      const volume = tokenVolumeFor(target, () => tokenVolume(target));
+      const volume = tokenVolumeFor(target, tokenVolume);
       patch.push(append("/spec/volumes", arrayAt(spec, "volumes") !== undefined, volume));
     }
-    const sidecar = sidecarFor(target, settings, resources.value, () =>
-      sidecarContainer(target, settings, resources.value),
-    );
+    const sidecar = sidecarFor(target, settings, resources.value, sidecarContainer);
     if (settings.native) {
       patch.push(prepend("/spec/initContainers", arrayAt(spec, "initContainers") !== undefined, sidecar));
     } else {
@@ -226,6 +220,45 @@ export function mutatePod(input: MutationInput): Mutation {
     patch.push(addMember("/metadata/annotations", hasAnnotations, ANNOTATION_INJECTED, value));
   }
   return { allowed: true, patch, injectedNow: !injected, injected: value };
+}
+
+/**
+ * `/spec/<field>/<index>/env`, and the same with `/-`: made once per field and index (the lists are
+ * capped before the mutation, refusals.ts), so every pod gets the same flat strings, which the patch
+ * cache compares by reference instead of flattening a new string per operation.
+ */
+const envPaths: Partial<Record<ContainerField, [string[], string[]]>> = {};
+function envPath(field: ContainerField, index: number, append: boolean): string {
+  let byField = envPaths[field];
+  if (!byField) {
+    byField = [[], []];
+    envPaths[field] = byField;
+  }
+  const list = byField[append ? 1 : 0];
+  let path = list[index];
+  if (path === undefined) {
+    path = `/spec/${field}/${index}/env${append ? "/-" : ""}`;
+    list[index] = path;
+  }
+  return path;
+}
+
+/** Appends to `patch` the variables of `appEnv` that `container` does not set already. */
+function addEnv(
+  patch: JsonPatchOperation[],
+  appEnv: ReadonlyArray<{ name: string; value: string }>,
+  field: ContainerField,
+  index: number,
+  container: JsonObject,
+): void {
+  const env = arrayAt(container, "env");
+  if (env === undefined) {
+    if (appEnv.length > 0)
+      patch.push({ op: "add", path: envPath(field, index, false), value: appEnv.slice() });
+  } else {
+    for (const e of appEnv)
+      if (!hasEnv(env, e.name)) patch.push({ op: "add", path: envPath(field, index, true), value: e });
+  }
 }
 
 /** Names of the things injection adds, for readers of a pod (e.g. tests, `kubectl`). */

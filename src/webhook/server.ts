@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Server } from "node:https";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -144,26 +145,30 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
 
 /**
  * Lets `close` end keep-alive connections without waiting for the client. The API server's HTTP client
- * dials a spare connection while a busy one is in use and may never send a request on it; Node's close()
- * does not see such a connection as idle and waits for the client's own idle timeout (90 s), which held a
- * replica's shutdown (and a test) that long. Returns the function `close` calls: connections without a
- * request in flight end at once (a handshake not finished yet: dropped), the others right after their
- * answer. Connections are known by the peer's address and port, the same for the TCP and TLS sockets;
- * requests find theirs by their TLS socket (no address lookup per request).
+ * dials a spare connection while a busy one is in use and may never send a request on it; Node counts a
+ * connection as idle only once it has carried a request (its parser starts "active", so that
+ * headersTimeout covers a client that connects and sends nothing), so close() and closeIdleConnections()
+ * leave such a connection open until the client's own idle timeout (90 s), which held a replica's shutdown
+ * (and a test) that long. A connection mid-handshake is not known to the HTTP server at all yet.
+ * Returns the function `close` calls: connections whose last response has finished, or that never
+ * carried a request, end at once (a handshake not finished yet: dropped); the others right after that
+ * response. Connections are known by the peer's address and port, the same for the TCP and TLS sockets;
+ * a request notes its response on its connection's record (found by its TLS socket): no listener and
+ * nothing allocated per request, listeners only at close for the responses still in flight.
  */
 function trackConnections(server: Server): () => void {
   interface Connection {
     tcp: Socket;
     tls?: Socket;
-    inFlight: number;
+    /** The last response on this connection (the API server does not pipeline: at most one in flight). */
+    response?: ServerResponse;
   }
   const open = new Map<string, Connection>();
   const byTls = new WeakMap<Socket, Connection>();
   const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
-  let closing = false;
   server.on("connection", (tcp: Socket) => {
     const k = key(tcp);
-    open.set(k, { tcp, inFlight: 0 });
+    open.set(k, { tcp });
     tcp.once("close", () => open.delete(k));
   });
   server.on("secureConnection", (tls: Socket) => {
@@ -172,21 +177,15 @@ function trackConnections(server: Server): () => void {
     connection.tls = tls;
     byTls.set(tls, connection);
   });
-  server.on("request", (request, response) => {
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const connection = byTls.get(request.socket);
-    if (!connection) return;
-    connection.inFlight += 1;
-    response.once("close", () => {
-      connection.inFlight -= 1;
-      if (closing && connection.inFlight === 0) request.socket.destroySoon();
-    });
+    if (connection) connection.response = response;
   });
   return () => {
-    closing = true;
-    for (const connection of open.values()) {
-      if (connection.inFlight > 0) continue;
-      if (connection.tls) connection.tls.destroySoon();
-      else connection.tcp.destroy();
+    for (const { tcp, tls, response } of open.values()) {
+      if (!tls) tcp.destroy();
+      else if (response && !response.writableFinished) response.once("close", () => tls.destroySoon());
+      else tls.destroySoon();
     }
   };
 }

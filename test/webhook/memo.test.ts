@@ -14,7 +14,7 @@ import {
 import {
   deepFrozen,
   encodePatch,
-  OUTLINE_CACHE_MAX_CHARS,
+  PATCH_CACHE_MAX_TEXT,
   patchBase64,
   patchCacheStats,
   remembered,
@@ -290,7 +290,39 @@ describe("patch and answer text", () => {
     }
     const afterLarge = patchCacheStats();
     expect(afterLarge.entries).toBe(afterSmall.entries);
-    expect(afterLarge.longestOutline).toBeLessThanOrEqual(OUTLINE_CACHE_MAX_CHARS);
+    expect(afterLarge.longestText).toBeLessThanOrEqual(PATCH_CACHE_MAX_TEXT);
+  });
+
+  it("keeps patches apart that differ only in a path, a value's JSON type, or the order of remembered values", () => {
+    // Same first remembered value and the same number of operations: the cache compares them one by one.
+    const other = remembered({ name: "f" });
+    const alike: JsonPatchOperation[][] = [
+      [
+        { op: "add", path: "/spec/containers/0/env/-", value: container },
+        { op: "add", path: "/spec/containers/1/env/-", value: other },
+      ],
+      [
+        { op: "add", path: "/spec/containers/0/env/-", value: container },
+        { op: "add", path: "/spec/containers/2/env/-", value: other },
+      ],
+      [
+        { op: "add", path: "/spec/containers/0/env/-", value: container },
+        { op: "add", path: "/metadata/annotations", value: 5 },
+      ],
+      [
+        { op: "add", path: "/spec/containers/0/env/-", value: container },
+        { op: "add", path: "/metadata/annotations", value: "5" },
+      ],
+      [{ op: "add", path: "/spec/containers/0/env", value: container }],
+      // The shorter array first: a longer one that starts alike must not pass for it.
+      [{ op: "add", path: "/spec/containers/0/env", value: [container] }],
+      [{ op: "add", path: "/spec/containers/0/env", value: [container, container] }],
+      [{ op: "add", path: "/spec/containers/0/env", value: [container, other] }],
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const patch of alike)
+        expect(Buffer.from(patchBase64(patch), "base64").toString()).toBe(JSON.stringify(patch));
+    }
   });
 
   it("keeps patches that differ only in a remembered value apart", () => {

@@ -1,3 +1,4 @@
+import { createConnection } from "node:net";
 import { connect } from "node:tls";
 import { Registry } from "prom-client";
 import { Agent, request } from "undici";
@@ -56,6 +57,21 @@ describe("closing the admission server", () => {
     });
     const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
     // Without it, close() would wait for this client, which never sends anything nor hangs up.
+    await server.close();
+    await ended;
+  });
+
+  it("ends a connection whose TLS handshake has not finished", async () => {
+    const { server } = await serverWith(async () => undefined);
+    // A TCP connection that never starts its handshake: the HTTP server does not know it yet.
+    const socket = createConnection({ host: "127.0.0.1", port: server.port() });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.on("error", () => undefined);
+    // Without it, close() would wait for the TLS handshake timeout (120 s).
     await server.close();
     await ended;
   });
