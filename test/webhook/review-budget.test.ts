@@ -8,6 +8,7 @@ import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import type { AdmissionRequest } from "../../src/webhook/admission.ts";
+import { createGuard } from "../../src/webhook/guard-review.ts";
 import { createResolve, MISSING_BLUEPRINT_TTL_MS } from "../../src/webhook/index.ts";
 import { createApiReads, type NamespaceObject } from "../../src/webhook/reads.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
@@ -97,8 +98,12 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
-/** The reviewer over caches holding `cache` and the loopback API server, as index.ts wires it. */
+/** The reviewer (or the guard) over caches holding `cache` and the loopback API server, as index.ts wires it. */
 function webhook(cache: { identities: AgentIdentity[]; blueprints: AgentIdentityBlueprint[] }) {
+  return wire(cache).review;
+}
+
+function wire(cache: { identities: AgentIdentity[]; blueprints: AgentIdentityBlueprint[] }) {
   const api = createApiReads(kube);
   const source: IdentitySource = {
     cached: (ns, name) =>
@@ -113,12 +118,18 @@ function webhook(cache: { identities: AgentIdentity[]; blueprints: AgentIdentity
     api,
     target: (input) => resolveTarget({ ...input, allowedAuthorityHosts: [] }),
   });
-  return createReviewer({
-    identities: source,
-    resolve,
-    settings: () => settings(),
-    logger: createLogger({ name: "review-budget", level: "silent" }),
-  });
+  const logger = createLogger({ name: "review-budget", level: "silent" });
+  return {
+    review: createReviewer({ identities: source, resolve, settings: () => settings(), logger }),
+    guard: createGuard({
+      identities: source,
+      resolve,
+      settings: () => settings(),
+      trustedUsers: () => [],
+      readPod: api.pod,
+      logger,
+    }),
+  };
 }
 
 function request(pod: { identity?: string; serviceAccountName: string }): AdmissionRequest {
@@ -184,6 +195,59 @@ describe("one read budget per review", () => {
     const { outcome } = await review(request(named));
     expect(outcome).toBe("injected");
     expect(arrived).toEqual([`${BLUEPRINT_PATH}/contoso-research`, `${IDENTITY_PATH}/research-agent`]);
+  });
+});
+
+describe("the guard's reads share one budget too", () => {
+  it("a pod projecting the exchange token on cold caches: the LIST once, then the blueprint within what is left", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    routes.set(IDENTITY_PATH, HOLD);
+    routes.set(`${BLUEPRINT_PATH}/contoso-research`, HOLD);
+    const { guard } = wire({ identities: [], blueprints: [] });
+    const pod = {
+      metadata: { generateName: "copy-" },
+      spec: {
+        serviceAccountName: "research-agent",
+        containers: [{ name: "app", image: "a:1" }],
+        volumes: [
+          {
+            name: "t",
+            projected: {
+              sources: [{ serviceAccountToken: { audience: "api://AzureADTokenExchange", path: "t" } }],
+            },
+          },
+        ],
+      },
+    };
+    let result: Awaited<ReturnType<typeof guard>> | undefined;
+    void guard({
+      uid: "g",
+      kind: "pod",
+      operation: "CREATE",
+      namespace: NS,
+      name: "",
+      object: pod,
+      oldObject: undefined,
+      user: "mallory",
+      groups: [],
+      dryRun: false,
+    }).then((r) => {
+      result = r;
+    });
+    await until(() => arrived.length === 1);
+    await vi.advanceTimersByTimeAsync(2500);
+    answer(IDENTITY_PATH, { items: [READY] });
+    // The binding lookup listed the namespace; the selection needs the same list: not asked again.
+    await until(() => arrived.length === 2);
+    expect(arrived).toEqual([IDENTITY_PATH, `${BLUEPRINT_PATH}/contoso-research`]);
+    await vi.advanceTimersByTimeAsync(1499);
+    expect(result).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    await until(() => result !== undefined);
+    expect(result?.reason).toBe("ApiServerTimeout");
+    expect(result?.response.status?.message).toBe(
+      "agentid: could not read AgentIdentityBlueprint contoso-research from the API server within 4 s; try again",
+    );
   });
 });
 
