@@ -64,7 +64,7 @@ const REASONS = {
 
 /**
  * The cache's answer, at once (nearly every pod); `undefined` when the cache knows no such identity and
- * the API server must be asked (selectFromApi). No promise, no allocation beyond the answer.
+ * the API server must be asked (selectFromApi). Never a promise, never a read.
  */
 export function selectCached(pod: unknown, namespace: string, source: IdentitySource): Selected | undefined {
   const view = {
