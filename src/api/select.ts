@@ -1,3 +1,4 @@
+import { MAX_OBJECT_NAME, printable } from "../lib/text.ts";
 import { ANNOTATION_IDENTITY } from "./constants.ts";
 import type { AgentIdentity } from "./types.ts";
 
@@ -49,6 +50,14 @@ export type Selection =
       identity?: AgentIdentity;
     };
 
+/**
+ * What the messages quote of the pod's own fields: bounded, control characters replaced (a review posted
+ * straight to the webhook's port carries whatever its sender wrote, src/lib/text.ts).
+ */
+function show(value: string): string {
+  return printable(value, MAX_OBJECT_NAME);
+}
+
 export function selectIdentityForPod(
   pod: { namespace: string; serviceAccountName?: string; annotations?: Record<string, string> },
   candidates: readonly AgentIdentity[],
@@ -63,17 +72,22 @@ export function selectIdentityForPod(
       return {
         ok: false,
         reason: "NotFound",
-        message: `AgentIdentity ${named} does not exist in namespace ${pod.namespace}`,
+        message: `AgentIdentity ${show(named)} does not exist in namespace ${show(pod.namespace)}`,
       };
     }
     if (identity.metadata.deletionTimestamp) {
-      return { ok: false, reason: "Deleting", message: `AgentIdentity ${named} is being deleted`, identity };
+      return {
+        ok: false,
+        reason: "Deleting",
+        message: `AgentIdentity ${show(named)} is being deleted`,
+        identity,
+      };
     }
     if (identity.spec.serviceAccountName !== sa) {
       return {
         ok: false,
         reason: "ServiceAccountMismatch",
-        message: `AgentIdentity ${named} binds ServiceAccount ${identity.spec.serviceAccountName}, but the pod runs as ${sa}`,
+        message: `AgentIdentity ${show(named)} binds ServiceAccount ${show(identity.spec.serviceAccountName)}, but the pod runs as ${show(sa)}`,
         identity,
       };
     }
@@ -81,7 +95,7 @@ export function selectIdentityForPod(
       return {
         ok: false,
         reason: "ServiceAccountTaken",
-        message: `ServiceAccount ${sa} is held by the older AgentIdentity ${holder.metadata.name}, not ${named}`,
+        message: `ServiceAccount ${show(sa)} is held by the older AgentIdentity ${show(holder.metadata.name)}, not ${show(named)}`,
         identity,
       };
     }
@@ -91,6 +105,6 @@ export function selectIdentityForPod(
   return {
     ok: false,
     reason: "NotFound",
-    message: `no AgentIdentity in namespace ${pod.namespace} binds ServiceAccount ${sa}; name one with the ${ANNOTATION_IDENTITY} annotation`,
+    message: `no AgentIdentity in namespace ${show(pod.namespace)} binds ServiceAccount ${show(sa)}; name one with the ${ANNOTATION_IDENTITY} annotation`,
   };
 }

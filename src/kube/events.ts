@@ -1,6 +1,7 @@
 import { Counter, type Registry } from "prom-client";
 import type { Logger } from "../lib/log.ts";
 import { scrubTokens } from "../lib/log.ts";
+import { replaceControls } from "../lib/text.ts";
 import { createKubeClient, isConflict, isNotFound, type KubeClient, PATCH_CONTENT_TYPES } from "./client.ts";
 import {
   AGGREGATE_LIMIT,
@@ -134,9 +135,15 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   ],
 ];
 
-/** Removes tokens and secret-looking values and caps the length. */
+/**
+ * Removes tokens and secret-looking values, replaces control characters (src/lib/text.ts: a line break or
+ * tab by a space, ANSI escapes, other C0/C1 and bidi overrides by `?`) and caps the length. What a user
+ * sends can reach a message (a pod's fields in a webhook refusal); an Event is one line for `kubectl
+ * describe` and `kubectl get events`, so none of its callers needs a line break (an Entra error's
+ * "Trace ID" lines read as well on one line).
+ */
 export function sanitizeEventMessage(message: string): string {
-  let text = scrubTokens(message);
+  let text = scrubTokens(replaceControls(message));
   for (const [pattern, replacement] of SECRET_PATTERNS) text = text.replace(pattern, replacement);
   return text.length > MAX_EVENT_MESSAGE ? `${text.slice(0, MAX_EVENT_MESSAGE - 3)}...` : text;
 }

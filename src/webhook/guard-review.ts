@@ -24,7 +24,7 @@ import {
   serviceAccountOf,
   stringAt,
 } from "./raw.ts";
-import { isApiReadTimeout } from "./reads.ts";
+import { isApiReadTimeout, ReadBudget } from "./reads.ts";
 import { recheckRefusal } from "./recheck.ts";
 import { limitRefusals, type Refusal } from "./refusals.ts";
 import type { Resolved, ResolveOptions } from "./review.ts";
@@ -118,7 +118,11 @@ export function parseGuardReview(body: unknown): GuardParsed {
 
 export interface GuardDeps {
   identities: IdentitySource;
-  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
+  resolve(
+    identity: AgentIdentity,
+    namespace: string,
+    options?: ResolveOptions,
+  ): Resolved | Promise<Resolved> | undefined;
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];
@@ -126,7 +130,7 @@ export interface GuardDeps {
    * The pod an exec or attach without a container name goes to, from the API server (not a cache: the
    * pod may be a second old); undefined when it does not exist.
    */
-  readPod(namespace: string, name: string): Promise<JsonObject | undefined>;
+  readPod(namespace: string, name: string, budget: ReadBudget): Promise<JsonObject | undefined>;
   logger: Logger;
   /** The clock of the unbound-account memory (tests); Date.now by default. */
   now?: () => number;
@@ -165,28 +169,25 @@ const UNBOUND_MAX_ENTRIES = 10_000;
  * The AgentIdentity that binds a ServiceAccount: names it in its spec, or records it in its status (the
  * account it held before a rename, its federated credential's subject); a deleting one too, since its
  * credential may still stand (bindsServiceAccount). The shared cache first; a miss reads the API server
- * (an identity created a moment ago must not leave its account open), one LIST per namespace at a time,
+ * (an identity created a moment ago must not leave its account open), one LIST per namespace at a time
+ * (concurrent LISTs of a namespace are one request, reads.ts, each review waiting within its own budget),
  * and remembers an unbound account for UNBOUND_TTL_MS.
  */
 function bindingLookup(source: IdentitySource, now: () => number, ttlMs: number) {
   const unboundUntil = new Map<string, number>();
-  const listing = new Map<string, Promise<AgentIdentity[]>>();
-  const listOnce = (namespace: string): Promise<AgentIdentity[]> => {
-    let pending = listing.get(namespace);
-    if (!pending) {
-      pending = source.list(namespace).finally(() => listing.delete(namespace));
-      listing.set(namespace, pending);
-    }
-    return pending;
-  };
-  return async (namespace: string, serviceAccount: string): Promise<AgentIdentity | undefined> => {
+  return async (
+    namespace: string,
+    serviceAccount: string,
+    budget?: ReadBudget,
+  ): Promise<AgentIdentity | undefined> => {
     const find = (list: AgentIdentity[]) =>
       list.find((i) => bindsServiceAccount(i, namespace, serviceAccount));
     const cached = find(source.cachedList(namespace));
     if (cached) return cached;
     const key = `${namespace}/${serviceAccount}`;
     if ((unboundUntil.get(key) ?? 0) > now()) return undefined;
-    const found = find(await listOnce(namespace));
+    // A budget of its own when the lookup is the review's only read (made here: none when the cache answers).
+    const found = find(await source.list(namespace, budget ?? new ReadBudget()));
     if (found) unboundUntil.delete(key);
     else {
       if (unboundUntil.size >= UNBOUND_MAX_ENTRIES) unboundUntil.clear();
@@ -243,13 +244,13 @@ export function createGuard(deps: GuardDeps) {
     return refuse(request, [tokenRequestRefusal(input, identity.metadata.name)], identity);
   }
 
-  async function expectedFor(pod: JsonObject, namespace: string): Promise<Expected> {
-    const selected = await selectIdentity(pod, namespace, deps.identities);
-    const resolved = selected.ok ? await deps.resolve(selected.identity, namespace) : undefined;
+  async function expectedFor(pod: JsonObject, namespace: string, budget: ReadBudget): Promise<Expected> {
+    const selected = await selectIdentity(pod, namespace, deps.identities, budget);
+    const resolved = selected.ok ? await deps.resolve(selected.identity, namespace, { budget }) : undefined;
     if (selected.ok && resolved?.ok) return { ok: true, target: resolved.target, settings: deps.settings() };
     // The same one re-check as the mutating webhook's, so that a cache a moment behind does not make the
     // guard refuse a pod the webhook just injected.
-    const checked = await recheckRefusal(pod, namespace, deps, selected, resolved);
+    const checked = await recheckRefusal(pod, namespace, deps, selected, resolved, budget);
     if (!checked.ok) return { ok: false, refusal: checked.refusal };
     return { ok: true, target: checked.target, settings: deps.settings() };
   }
@@ -257,9 +258,11 @@ export function createGuard(deps: GuardDeps) {
   async function pod(request: GuardRequest): Promise<GuardResult> {
     const object = request.object;
     if (!projectsExchangeToken(object)) return pass(request, "skipped");
-    const identity = await lookup(request.namespace, serviceAccountOf(object));
+    // One budget for every read of this review (reads.ts): the lookup, the selection, the re-check.
+    const budget = new ReadBudget();
+    const identity = await lookup(request.namespace, serviceAccountOf(object), budget);
     if (!identity) return pass(request);
-    const expected = await expectedFor(object, request.namespace);
+    const expected = await expectedFor(object, request.namespace, budget);
     const refusals = podCreateRefusals(object, identity.metadata.name, expected);
     return refusals.length > 0 ? refuse(request, refusals, identity) : pass(request);
   }
@@ -303,7 +306,10 @@ export function createGuard(deps: GuardDeps) {
         const requested = stringAt(request.object, "container") ?? "";
         // No container named: the API server picks the pod's only regular container; read the pod to
         // know which that is.
-        const pod = requested === "" ? await deps.readPod(request.namespace, request.name) : undefined;
+        const pod =
+          requested === ""
+            ? await deps.readPod(request.namespace, request.name, new ReadBudget())
+            : undefined;
         const container = connectTarget(requested, pod);
         const refusal =
           container === undefined ? undefined : connectRefusal(request.kind, container, requested !== "");

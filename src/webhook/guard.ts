@@ -86,7 +86,7 @@ export function tokenRequestNeedsBinding(input: TokenRequestInput): boolean {
 export function tokenRequestRefusal(input: TokenRequestInput, boundBy: string): Refusal {
   return {
     reason: "ExchangeTokenRequest",
-    message: `a TokenRequest for ServiceAccount ${input.serviceAccount} with the audience ${TOKEN_AUDIENCE} is refused: AgentIdentity ${boundBy} binds this ServiceAccount, and such a token acts as every agent of its blueprint; only the agentid sidecar may hold it. Run the workload with the label agentid.io/inject=true and ask the sidecar (SIDECAR_URL) for tokens`,
+    message: `a TokenRequest for ServiceAccount ${truncate(input.serviceAccount, 253)} with the audience ${TOKEN_AUDIENCE} is refused: AgentIdentity ${boundBy} binds this ServiceAccount, and such a token acts as every agent of its blueprint; only the agentid sidecar may hold it. Run the workload with the label agentid.io/inject=true and ask the sidecar (SIDECAR_URL) for tokens`,
   };
 }
 

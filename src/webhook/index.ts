@@ -1,13 +1,20 @@
 import type { Registry } from "prom-client";
-import { API_VERSION, BLUEPRINT_PLURAL, KIND, PLURAL } from "../api/constants.ts";
+import { API_VERSION, BLUEPRINT_PLURAL, PLURAL } from "../api/constants.ts";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../api/types.ts";
 import type { KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Informer } from "../kube/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { SecretObject } from "./certificate-manager.ts";
+import { recordRefusalEvent } from "./events.ts";
 import { createGuard } from "./guard-review.ts";
-import { type ApiReads, createApiReads, identityPathOf, type NamespaceObject } from "./reads.ts";
+import {
+  type ApiReads,
+  createApiReads,
+  identityPathOf,
+  type NamespaceObject,
+  type ReadBudget,
+} from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
 import { createReviewer, type Resolved, type ResolveOptions } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
@@ -65,17 +72,51 @@ export const WEBHOOK_CACHES = {
 export { identityPathOf };
 
 /**
+ * How long a blueprint the API server said does not exist is taken as missing without asking again. Every
+ * pod of an AgentIdentity naming a blueprint that does not exist misses the cache, and each cost a GET of
+ * it (a namespace user can write such an identity and create pods in a loop). Safe: a blueprint created
+ * just after is in the shared cache within a watch event, and the cache is asked first, before this memory.
+ */
+export const MISSING_BLUEPRINT_TTL_MS = 3000;
+const MISSING_BLUEPRINT_MAX_ENTRIES = 10_000;
+
+/**
  * The identity's blueprint and namespace, then the checks and the rendering (`target`). At once when both
- * are cached (nearly every review); a promise only when the API server is asked: a cache miss (a blueprint
+ * are cached (nearly every review), or the blueprint was found missing a moment ago
+ * (MISSING_BLUEPRINT_TTL_MS); otherwise the API server is asked under the review's `budget` (a blueprint
  * or namespace made a moment ago), or `freshNamespace` (the review's one re-check of namespace labels the
- * cache may not have caught up with, recheck.ts).
+ * cache may not have caught up with, recheck.ts). Without a budget, `undefined` when it would have to read.
  */
 export function createResolve(deps: {
   blueprints: Pick<Informer<AgentIdentityBlueprint>, "get">;
   namespaces: Pick<Informer<NamespaceObject>, "get">;
   api: Pick<ApiReads, "blueprint" | "namespace">;
   target(input: Omit<TargetInput, "allowedAuthorityHosts">): Resolved;
-}): (identity: AgentIdentity, namespace: string, options?: ResolveOptions) => Resolved | Promise<Resolved> {
+  /** The clock of the missing-blueprint memory (tests); Date.now by default. */
+  now?: () => number;
+}): (
+  identity: AgentIdentity,
+  namespace: string,
+  options?: ResolveOptions,
+) => Resolved | Promise<Resolved> | undefined {
+  const now = deps.now ?? Date.now;
+  const missingUntil = new Map<string, number>();
+  const knownMissing = (name: string): boolean => {
+    const until = missingUntil.get(name);
+    if (until === undefined) return false;
+    if (until > now()) return true;
+    missingUntil.delete(name);
+    return false;
+  };
+  const readBlueprint = (name: string, budget: ReadBudget) =>
+    deps.api.blueprint(name, budget).then((b) => {
+      if (b) missingUntil.delete(name);
+      else {
+        if (missingUntil.size >= MISSING_BLUEPRINT_MAX_ENTRIES) missingUntil.clear();
+        missingUntil.set(name, now() + MISSING_BLUEPRINT_TTL_MS);
+      }
+      return b;
+    });
   const target = (
     identity: AgentIdentity,
     namespace: string,
@@ -84,12 +125,16 @@ export function createResolve(deps: {
   ) =>
     deps.target({ identity, blueprint, namespace: { name: namespace, labels: ns?.metadata.labels ?? {} } });
   return (identity, namespace, options) => {
-    const blueprint = deps.blueprints.get(undefined, identity.spec.blueprintRef.name);
+    const name = identity.spec.blueprintRef.name;
+    const blueprint = deps.blueprints.get(undefined, name);
+    const missing = blueprint === undefined && knownMissing(name);
     const ns = options?.freshNamespace ? undefined : deps.namespaces.get(undefined, namespace);
-    if (blueprint && ns) return target(identity, namespace, blueprint, ns);
+    if ((blueprint || missing) && ns) return target(identity, namespace, blueprint, ns);
+    const budget = options?.budget;
+    if (!budget) return undefined;
     return Promise.all([
-      blueprint ?? deps.api.blueprint(identity.spec.blueprintRef.name),
-      ns ?? deps.api.namespace(namespace),
+      blueprint ?? (missing ? undefined : readBlueprint(name, budget)),
+      ns ?? deps.api.namespace(namespace, budget),
     ]).then(([b, n]) => target(identity, namespace, b, n));
   };
 }
@@ -97,7 +142,8 @@ export function createResolve(deps: {
 export function createWebhook(options: WebhookOptions): Webhook {
   const { kube, identities, logger } = options;
   let settings: SidecarSettings | undefined;
-  // Every read of the API server has a deadline below the webhook's timeoutSeconds (reads.ts).
+  // Every review's reads of the API server share one deadline below the webhook's timeoutSeconds, and
+  // concurrent reads of one object are one request (reads.ts).
   const api = createApiReads(kube);
   const source: IdentitySource = {
     cached: (ns, name) => identities.get(ns, name),
@@ -107,15 +153,8 @@ export function createWebhook(options: WebhookOptions): Webhook {
   };
   // Rendering per identity version, once; the checks again whenever the informer's objects change.
   const resolveTarget = createTargetCache();
-  const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) => {
-    const what = reason === "PodRefused" ? "a pod was refused" : "a request was refused";
-    options.events?.record(
-      { apiVersion: API_VERSION, kind: KIND, metadata: identity.metadata },
-      "Warning",
-      reason,
-      `${what}: ${refusals.map((r) => r.message).join("; ")}`,
-    );
-  };
+  const recordRefusal = (identity: AgentIdentity, refusals: readonly Refusal[], reason: string) =>
+    recordRefusalEvent(options.events, identity, refusals, reason);
   const resolve = createResolve({
     blueprints: options.blueprints,
     namespaces: options.namespaces,

@@ -5,6 +5,8 @@
  * never touched.
  */
 
+import { printable } from "../lib/text.ts";
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
@@ -104,7 +106,11 @@ export function envNames(container: JsonObject): Set<string> {
   return names;
 }
 
-/** Echoes user input in messages without letting a huge value fill them. */
+/**
+ * Echoes user input in messages without letting a huge value fill them or a control character forge lines
+ * or escapes (src/lib/text.ts, printable): every pod-supplied string a refusal message quotes goes through
+ * here or through `printable` itself (src/api/select.ts).
+ */
 export function truncate(value: string, max = 64): string {
-  return value.length > max ? `${value.slice(0, max)}…` : value;
+  return printable(value, max);
 }

@@ -1,4 +1,5 @@
 import type { AgentIdentity } from "../api/types.ts";
+import type { ReadBudget } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
 import type { Resolved, ResolveOptions } from "./review.ts";
 import { type IdentitySource, type Selected, selectFromApi } from "./select.ts";
@@ -11,10 +12,12 @@ import type { InjectionTarget } from "./types.ts";
  * the same question, so that one does not refuse what the other admitted.
  *
  * Bounded: at most one extra read per review, on the refusal path only (the caller comes here only with a
- * refusal), so a stream of pods naming a broken identity costs the API server one GET each, as their own
- * creation does. What the API server was read for already (a cache miss, `fresh`) is not read again. A
- * refusal with no identity to look at again (none named or bound in the namespace) was a cache miss read
- * already.
+ * refusal), so a stream of pods naming a broken identity costs the API server one GET of that identity each,
+ * as their own creation does (a LIST only for a pod that names none, or when another identity holds the
+ * ServiceAccount; concurrent LISTs of a namespace are one, reads.ts). What the API server was read for
+ * already (a cache miss, `fresh`) is not read again, nor anything this review read before (the blueprint:
+ * the budget's memo, reads.ts). A refusal with no identity to look at again (none named or bound in the
+ * namespace) was a cache miss read already. Every read shares the review's one budget.
  */
 
 export type Rechecked =
@@ -23,7 +26,11 @@ export type Rechecked =
 
 export interface RecheckDeps {
   identities: IdentitySource;
-  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
+  resolve(
+    identity: AgentIdentity,
+    namespace: string,
+    options?: ResolveOptions,
+  ): Resolved | Promise<Resolved> | undefined;
 }
 
 /** `resolved` is the answer for `first.identity` when the selection succeeded (undefined otherwise). */
@@ -33,20 +40,24 @@ export async function recheckRefusal(
   deps: RecheckDeps,
   first: Selected,
   firstResolved: Resolved | undefined,
+  budget: ReadBudget,
 ): Promise<Rechecked> {
   let selected = first;
   let resolved = firstResolved;
+  const resolve = (identity: AgentIdentity, freshNamespace?: boolean) =>
+    deps.resolve(identity, namespace, freshNamespace ? { freshNamespace, budget } : { budget });
   if (!first.ok) {
     if (!first.fresh && first.identity) {
-      selected = await selectFromApi(pod, namespace, deps.identities);
-      resolved = selected.ok ? await deps.resolve(selected.identity, namespace) : undefined;
+      const list = first.cause === "ServiceAccountTaken";
+      selected = await selectFromApi(pod, namespace, deps.identities, budget, list);
+      resolved = selected.ok ? await resolve(selected.identity) : undefined;
     }
   } else if (firstResolved && !firstResolved.ok) {
     if (firstResolved.recheck === "identity" && !first.fresh) {
-      selected = await selectFromApi(pod, namespace, deps.identities);
-      resolved = selected.ok ? await deps.resolve(selected.identity, namespace) : undefined;
+      selected = await selectFromApi(pod, namespace, deps.identities, budget);
+      resolved = selected.ok ? await resolve(selected.identity) : undefined;
     } else if (firstResolved.recheck === "namespace") {
-      resolved = await deps.resolve(first.identity, namespace, { freshNamespace: true });
+      resolved = await resolve(first.identity, true);
     }
   }
   if (!selected.ok) {

@@ -12,10 +12,10 @@ import {
   stringAt,
   volumesOf,
 } from "./raw.ts";
-import { isApiReadTimeout } from "./reads.ts";
+import { isApiReadTimeout, ReadBudget } from "./reads.ts";
 import { recheckRefusal } from "./recheck.ts";
 import { ephemeralRefusals, limitRefusals, type Refusal } from "./refusals.ts";
-import { type IdentitySource, selectIdentity, wantsInjection } from "./select.ts";
+import { type IdentitySource, type Selected, selectCached, selectFromApi, wantsInjection } from "./select.ts";
 import type { InjectionTarget, SidecarSettings } from "./types.ts";
 
 /**
@@ -31,18 +31,27 @@ export type Resolved =
   | { ok: true; target: InjectionTarget }
   | { ok: false; refusal: Refusal; recheck?: "identity" | "namespace" };
 
-/** `freshNamespace`: read the namespace from the API server, not the cache (the one re-check, recheck.ts). */
+/**
+ * `freshNamespace`: read the namespace from the API server, not the cache (the one re-check, recheck.ts).
+ * `budget`: the review's reads (reads.ts); without one, resolve answers from the caches only.
+ */
 export interface ResolveOptions {
   freshNamespace?: boolean;
+  budget?: ReadBudget;
 }
 
 export interface ReviewDeps {
   identities: IdentitySource;
   /**
    * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
-   * A promise only when something must be read from the API server.
+   * A promise only when something must be read from the API server; `undefined` when that is so and no
+   * `budget` was given (the review then asks again with one).
    */
-  resolve(identity: AgentIdentity, namespace: string, options?: ResolveOptions): Resolved | Promise<Resolved>;
+  resolve(
+    identity: AgentIdentity,
+    namespace: string,
+    options?: ResolveOptions,
+  ): Resolved | Promise<Resolved> | undefined;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
@@ -102,12 +111,13 @@ export function createReviewer(deps: ReviewDeps) {
     let identity: AgentIdentity | undefined;
     if (injected) {
       const name = injected.slice(0, injected.lastIndexOf("@") > 0 ? injected.lastIndexOf("@") : undefined);
+      const budget = new ReadBudget();
       identity =
         deps.identities.cached(request.namespace, name) ??
-        (await deps.identities.read(request.namespace, name));
+        (await deps.identities.read(request.namespace, name, budget));
       if (identity) {
-        const resolved = await deps.resolve(identity, request.namespace);
-        if (resolved.ok) {
+        const resolved = await deps.resolve(identity, request.namespace, { budget });
+        if (resolved?.ok) {
           port ||= resolved.target.port;
           secretNames = [...new Set([...secretNames, ...resolved.target.secretNames])];
         }
@@ -116,6 +126,26 @@ export function createReviewer(deps: ReviewDeps) {
     const refusals = ephemeralRefusals(pod, request.oldObject, port, secretNames);
     if (refusals.length > 0) return refuse(request, refusals, identity);
     return { response: allow(request.uid, []), outcome: "allowed", reason: "" };
+  }
+
+  /** The rest of a review the caches did not answer, under one budget (reads.ts): the misses, the re-check. */
+  async function withReads(
+    pod: unknown,
+    namespace: string,
+    selectedNow: Selected | undefined,
+    resolvedNow: Resolved | Promise<Resolved> | undefined,
+  ) {
+    const budget = new ReadBudget();
+    const selected = selectedNow ?? (await selectFromApi(pod, namespace, deps.identities, budget));
+    let resolved: Resolved | undefined;
+    if (selected.ok) {
+      const resolving =
+        (selected === selectedNow ? resolvedNow : undefined) ??
+        deps.resolve(selected.identity, namespace, { budget });
+      resolved = isThenable(resolving) ? await resolving : resolving;
+      if (resolved?.ok) return { ok: true as const, identity: selected.identity, target: resolved.target };
+    }
+    return recheckRefusal(pod, namespace, deps, selected, resolved, budget);
   }
 
   return async function review(request: AdmissionRequest): Promise<ReviewResult> {
@@ -129,22 +159,17 @@ export function createReviewer(deps: ReviewDeps) {
       }
       const pod = request.object;
       if (!wantsInjection(pod)) return { response: allow(request.uid, []), outcome: "skipped", reason: "" };
-      // The caches answer nearly every review: wait only for a real promise (an API server read). Awaiting
-      // a plain value would still give up the event loop's turn, a promise and a microtask per step.
-      const selecting = selectIdentity(pod, request.namespace, deps.identities);
-      const selected = isThenable(selecting) ? await selecting : selecting;
-      let resolved: Resolved | undefined;
-      if (selected.ok) {
-        const resolving = deps.resolve(selected.identity, request.namespace);
-        resolved = isThenable(resolving) ? await resolving : resolving;
-      }
+      // The caches answer nearly every review, at once: no promise, no budget, no timer. Anything else
+      // (a cache miss, a refusal to re-check) goes on under one read budget for the whole review.
+      const selectedNow = selectCached(pod, request.namespace, deps.identities);
+      const resolvedNow = selectedNow?.ok ? deps.resolve(selectedNow.identity, request.namespace) : undefined;
       let identity: AgentIdentity;
       let target: InjectionTarget;
-      if (selected.ok && resolved?.ok) {
-        identity = selected.identity;
-        target = resolved.target;
+      if (selectedNow?.ok && resolvedNow !== undefined && !isThenable(resolvedNow) && resolvedNow.ok) {
+        identity = selectedNow.identity;
+        target = resolvedNow.target;
       } else {
-        const checked = await recheckRefusal(pod, request.namespace, deps, selected, resolved);
+        const checked = await withReads(pod, request.namespace, selectedNow, resolvedNow);
         if (!checked.ok) return refuse(request, [checked.refusal], checked.identity);
         ({ identity, target } = checked);
       }

@@ -2,6 +2,7 @@ import { ANNOTATION_IDENTITY, LABEL_INJECT } from "../api/constants.ts";
 import { type Selection, selectIdentityForPod } from "../api/select.ts";
 import type { AgentIdentity } from "../api/types.ts";
 import { annotationsOf, objectAt, serviceAccountOf, stringAt } from "./raw.ts";
+import { ReadBudget } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
 
 /**
@@ -16,18 +17,28 @@ export interface IdentitySource {
   /** From the shared cache. */
   cached(namespace: string, name: string): AgentIdentity | undefined;
   cachedList(namespace: string): AgentIdentity[];
-  /** From the API server (cache misses, and once before a refusal the cache decided). */
-  read(namespace: string, name: string): Promise<AgentIdentity | undefined>;
-  list(namespace: string): Promise<AgentIdentity[]>;
+  /**
+   * From the API server (cache misses, and once before a refusal the cache decided), under the review's
+   * budget (reads.ts).
+   */
+  read(namespace: string, name: string, budget: ReadBudget): Promise<AgentIdentity | undefined>;
+  list(namespace: string, budget: ReadBudget): Promise<AgentIdentity[]>;
 }
 
 /**
  * `identity` on a refusal: the identity it concerns (named by the annotation and found in the pod's
  * namespace), where its Event goes. `fresh`: the answer comes from the API server, not the cache.
+ * `cause`: src/api/select.ts's reason (ServiceAccountTaken is about another identity: its re-check lists).
  */
 export type Selected =
   | { ok: true; identity: AgentIdentity; fresh: boolean }
-  | { ok: false; refusal: Refusal; identity?: AgentIdentity; fresh: boolean };
+  | {
+      ok: false;
+      refusal: Refusal;
+      identity?: AgentIdentity;
+      fresh: boolean;
+      cause: Exclude<Selection, { ok: true }>["reason"];
+    };
 
 /** Whether the pod asked for injection at all (the namespace-wide webhook entry also sends pods that did not). */
 export function wantsInjection(pod: unknown): boolean {
@@ -52,14 +63,10 @@ const REASONS = {
 } as const;
 
 /**
- * The answer is there at once when the cache decides (nearly every pod); a promise only when the API
- * server must be asked, so a review does not wait a turn of the event loop for what it already knows.
+ * The cache's answer, at once (nearly every pod); `undefined` when the cache knows no such identity and
+ * the API server must be asked (selectFromApi). Never a promise, never a read.
  */
-export function selectIdentity(
-  pod: unknown,
-  namespace: string,
-  source: IdentitySource,
-): Selected | Promise<Selected> {
+export function selectCached(pod: unknown, namespace: string, source: IdentitySource): Selected | undefined {
   const view = {
     namespace,
     serviceAccountName: serviceAccountOf(pod),
@@ -67,21 +74,51 @@ export function selectIdentity(
   };
   const cached = selectIdentityForPod(view, source.cachedList(namespace));
   if (cached.ok || cached.reason !== "NotFound") return selected(cached, false);
-  return selectFromApi(pod, namespace, source);
+  return undefined;
+}
+
+/** The cache first, the API server on a miss (under `budget`, or a budget of its own). */
+export function selectIdentity(
+  pod: unknown,
+  namespace: string,
+  source: IdentitySource,
+  budget?: ReadBudget,
+): Selected | Promise<Selected> {
+  return (
+    selectCached(pod, namespace, source) ?? selectFromApi(pod, namespace, source, budget ?? new ReadBudget())
+  );
 }
 
 /**
- * The same choice from the API server's list of the namespace's identities (one GET): on a cache miss,
- * and once before refusing what the cache said (an identity that was being deleted, not Ready or bound
- * to another ServiceAccount a moment ago may be fine now).
+ * The same choice from the API server: on a cache miss, and once before refusing what the cache said (an
+ * identity that was being deleted, not Ready or bound to another ServiceAccount a moment ago may be fine
+ * now). A pod that names its identity costs one GET of that identity; which other identity holds the
+ * ServiceAccount comes from the cache then (a newer one cannot take it away, and one that lost it to an
+ * older one is not Ready, src/api/select.ts), unless `list`: the refusal was that another identity holds
+ * the account (ServiceAccountTaken), which only the namespace's list can tell. A pod that names none costs
+ * one LIST of its namespace (concurrent ones share it, reads.ts).
  */
-export function selectFromApi(pod: unknown, namespace: string, source: IdentitySource): Promise<Selected> {
+export async function selectFromApi(
+  pod: unknown,
+  namespace: string,
+  source: IdentitySource,
+  budget: ReadBudget,
+  list = false,
+): Promise<Selected> {
   const view = {
     namespace,
     serviceAccountName: serviceAccountOf(pod),
     annotations: annotationsOf(pod),
   };
-  return source.list(namespace).then((list) => selected(selectIdentityForPod(view, list), true));
+  const named = view.annotations[ANNOTATION_IDENTITY];
+  if (named !== undefined && !list) {
+    const fresh = await source.read(namespace, named, budget);
+    const others = source.cachedList(namespace).filter((i) => i.metadata.name !== named);
+    const selection = selectIdentityForPod(view, fresh ? [...others, fresh] : others);
+    // A holder the cache named may be gone: that one refusal is not fresh (its re-check lists).
+    return selected(selection, selection.ok || selection.reason !== "ServiceAccountTaken");
+  }
+  return selected(selectIdentityForPod(view, await source.list(namespace, budget)), true);
 }
 
 function selected(selection: Selection, fresh: boolean): Selected {
@@ -94,5 +131,6 @@ function selected(selection: Selection, fresh: boolean): Selected {
     },
     ...(selection.identity ? { identity: selection.identity } : {}),
     fresh,
+    cause: selection.reason,
   };
 }

@@ -31,6 +31,39 @@ describe("sanitizeEventMessage", () => {
   });
 });
 
+describe("sanitizeEventMessage: control characters", () => {
+  it("replaces line breaks and tabs by a space and other C0, DEL, C1 and bidi controls by ?", () => {
+    expect(sanitizeEventMessage("a\nb\r\nc\td")).toBe("a b  c d");
+    expect(sanitizeEventMessage("x\u001b[31mred\u001b[0m\u0007\u0000")).toBe("x?[31mred?[0m??");
+    expect(sanitizeEventMessage("del\u007f c1\u0085\u009b")).toBe("del? c1??");
+    expect(sanitizeEventMessage("l\u2028p\u2029")).toBe("l p ");
+    for (const bidi of [
+      "\u202a",
+      "\u202b",
+      "\u202c",
+      "\u202d",
+      "\u202e",
+      "\u2066",
+      "\u2067",
+      "\u2068",
+      "\u2069",
+    ])
+      expect(sanitizeEventMessage(`a${bidi}b`)).toBe("a?b");
+  });
+
+  it("keeps printable Unicode (accents, CJK, emoji) as it is", () => {
+    const text = "Agent für Kunden: 研究 🚀 — ok";
+    expect(sanitizeEventMessage(text)).toBe(text);
+  });
+
+  it("still redacts a secret split by a line break, and caps what is left", () => {
+    const clean = sanitizeEventMessage(`Authorization: Bearer\n${jwt}\n${"y".repeat(5000)}`);
+    expect(clean).not.toContain(jwt);
+    expect(clean).not.toMatch(/[\n\r]/);
+    expect(clean).toHaveLength(MAX_EVENT_MESSAGE);
+  });
+});
+
 describe("buildEvent", () => {
   it("describes the involved object and the source", () => {
     const now = Date.UTC(2026, 10, 27, 15, 0, 0, 500);

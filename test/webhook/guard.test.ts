@@ -152,7 +152,9 @@ describe("TokenRequests", () => {
     },
   );
 
-  it("lists a namespace once for concurrent cache misses, and takes an unbound account as unbound for a moment", async () => {
+  // Concurrent LISTs of one namespace are one request in reads.ts (test/webhook/reads.test.ts), under the
+  // source the guard is given here; this is the guard's own memory of an unbound account.
+  it("takes an unbound account as unbound for a moment", async () => {
     let lists = 0;
     let time = 0;
     let cache: AgentIdentity[] = [];
@@ -173,10 +175,10 @@ describe("TokenRequests", () => {
     const g = guardFor(native, IDENTITIES, {}, { identities: source, now: () => time, unboundTtlMs: 2000 });
     const ask = (sa: string) =>
       g(request("token", tokenRequest(["api://AzureADTokenExchange"]), { name: sa }));
-    const first = [ask("payments"), ask("orders"), ask("payments")];
-    expect(lists).toBe(1);
+    const first = ask("payments");
     release();
-    expect((await Promise.all(first)).map((r) => r.outcome)).toEqual(["allowed", "allowed", "allowed"]);
+    expect((await first).outcome).toBe("allowed");
+    expect(lists).toBe(1);
     time = 1999;
     expect((await ask("payments")).outcome).toBe("allowed");
     expect(lists).toBe(1);
