@@ -150,25 +150,24 @@ export async function startAdmissionServer(options: AdmissionServerOptions): Pro
  * headersTimeout covers a client that connects and sends nothing), so close() and closeIdleConnections()
  * leave such a connection open until the client's own idle timeout (90 s), which held a replica's shutdown
  * (and a test) that long. A connection mid-handshake is not known to the HTTP server at all yet.
- * Returns the function `close` calls: connections whose last response has finished, or that never
- * carried a request, end at once (a handshake not finished yet: dropped); the others right after that
- * response. Connections are known by the peer's address and port, the same for the TCP and TLS sockets;
- * a request notes its response on its connection's record (found by its TLS socket): no listener and
- * nothing allocated per request, listeners only at close for the responses still in flight.
+ * Returns the function `close` calls: connections without a request in flight end at once (a handshake
+ * not finished yet: dropped), the others right after their answer. Connections are known by the peer's
+ * address and port, the same for the TCP and TLS sockets; requests find theirs by their TLS socket (no
+ * address lookup per request).
  */
 function trackConnections(server: Server): () => void {
   interface Connection {
     tcp: Socket;
     tls?: Socket;
-    /** The last response on this connection (the API server does not pipeline: at most one in flight). */
-    response?: ServerResponse;
+    inFlight: number;
   }
   const open = new Map<string, Connection>();
   const byTls = new WeakMap<Socket, Connection>();
   const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+  let closing = false;
   server.on("connection", (tcp: Socket) => {
     const k = key(tcp);
-    open.set(k, { tcp });
+    open.set(k, { tcp, inFlight: 0 });
     tcp.once("close", () => open.delete(k));
   });
   server.on("secureConnection", (tls: Socket) => {
@@ -177,15 +176,29 @@ function trackConnections(server: Server): () => void {
     connection.tls = tls;
     byTls.set(tls, connection);
   });
+  // One function for every response, not a closure each: a request costs a listener slot, and nothing
+  // keeps its response alive once it has closed. (Keeping the last response on the connection's record
+  // instead kept each answer's objects alive until the next request on that connection, long enough to
+  // be promoted to the old generation: twice the full GCs of the echo route at a fixed load, which
+  // doubled the webhook's p99 there; docs/benchmarks.md.)
+  function responseClosed(this: ServerResponse) {
+    const connection = byTls.get(this.req.socket as Socket);
+    if (!connection) return;
+    connection.inFlight -= 1;
+    if (closing && connection.inFlight === 0) connection.tls?.destroySoon();
+  }
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const connection = byTls.get(request.socket);
-    if (connection) connection.response = response;
+    if (!connection) return;
+    connection.inFlight += 1;
+    response.on("close", responseClosed);
   });
   return () => {
-    for (const { tcp, tls, response } of open.values()) {
-      if (!tls) tcp.destroy();
-      else if (response && !response.writableFinished) response.once("close", () => tls.destroySoon());
-      else tls.destroySoon();
+    closing = true;
+    for (const connection of open.values()) {
+      if (connection.inFlight > 0) continue;
+      if (connection.tls) connection.tls.destroySoon();
+      else connection.tcp.destroy();
     }
   };
 }

@@ -1,5 +1,8 @@
+import type { ServerResponse } from "node:http";
 import { createConnection } from "node:net";
 import { connect } from "node:tls";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Registry } from "prom-client";
 import { Agent, request } from "undici";
 import { describe, expect, it } from "vitest";
@@ -103,6 +106,35 @@ describe("closing the admission server", () => {
     expect(res.statusCode).toBe(200);
     expect(((await res.body.json()) as { response: { allowed: boolean } }).response.allowed).toBe(true);
     await closed;
+    await agent.close();
+  });
+
+  it("keeps nothing of an answered review alive on its keep-alive connection", async () => {
+    // What the tracking keeps of a request must die with its answer: a response kept until the next
+    // request on its connection was promoted to the old generation and doubled the webhook's full GCs.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const { server, ca } = await serverWith(async () => undefined);
+    let answered: WeakRef<ServerResponse> | undefined;
+    server.app.server.on("request", (_req, res: ServerResponse) => {
+      answered = new WeakRef(res);
+    });
+    const agent = new Agent({ connect: { ca: ca.certPem }, keepAliveTimeout: 600_000 });
+    const res = await request(`https://127.0.0.1:${server.port()}/mutate-v1-pod`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+      dispatcher: agent,
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.json();
+    // The connection stays open (keep-alive); let the response's close event run, then collect.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    gc();
+    expect(answered).toBeDefined();
+    expect(answered?.deref()).toBeUndefined();
+    await server.close();
     await agent.close();
   });
 });
