@@ -49,12 +49,12 @@ import { typicalReview } from "./webhook-review.ts";
  * Each server's main-thread CPU time per request is printed for step 1 too: it moves far less with the
  * machine's load than requests per second. Figures are printed, never asserted.
  *
- *   npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
+ *   npm run bench:webhook [-- --connections 50 --duration 8 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
  */
 
-const USAGE = `npm run bench:webhook [-- --connections 50 --duration 3 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
+const USAGE = `npm run bench:webhook [-- --connections 50 --duration 8 --rounds 4 --loads 0.25,0.5,0.75 --no-pin]
   --connections  connections of the load generator (the closed loop's requests in flight at saturation, and the fixed loads' bound)
-  --duration     seconds of each measured phase
+  --duration     seconds of each measured phase (long enough to hold the servers' full GCs, about one every 4 s at saturation)
   --rounds       rounds of each measurement (ABBA order; medians are printed)
   --loads        fixed offered loads, as fractions (each above 0, at most 2, given once) of the echo route's saturated throughput
   --no-pin       run the servers and the load generator on every CPU (by default, with 2+ CPUs and taskset, the server under test gets the last CPU and the generator the others)
@@ -72,7 +72,10 @@ function options() {
   try {
     return {
       connections: numberFlag("connections", 50),
-      duration: numberFlag("duration", 3),
+      // Long enough that every phase holds a full GC of the server (one every 4 s or so at saturation for
+      // either server, docs/benchmarks.md): with 3 s phases some had one and some none, and that alone
+      // moved a phase's p99 by several ms.
+      duration: numberFlag("duration", 8),
       rounds: numberFlag("rounds", 4),
       loads: numberListFlag("loads", [0.25, TARGET_LOAD, 0.75], 2),
     };
