@@ -1,15 +1,9 @@
-import { readFileSync } from "node:fs";
 import { GCProfiler, getHeapStatistics } from "node:v8";
 import { Registry } from "prom-client";
-import { parseAllDocuments } from "yaml";
-import type { AgentIdentity, AgentIdentityBlueprint } from "../src/api/types.ts";
-import { createLogger } from "../src/lib/log.ts";
 import { encodeReview, parseReview } from "../src/webhook/admission.ts";
 import { createWebhookMetrics, perLabels } from "../src/webhook/metrics.ts";
-import { createReviewer } from "../src/webhook/review.ts";
-import { DEFAULT_RESOURCES, sidecarSettings } from "../src/webhook/settings.ts";
-import { createTargetCache } from "../src/webhook/target.ts";
 import { checkBenchArgs, numberFlag } from "./args.ts";
+import { fixtureReviewer } from "./webhook-fixtures.ts";
 import { typicalReview } from "./webhook-review.ts";
 
 /**
@@ -17,8 +11,8 @@ import { typicalReview } from "./webhook-review.ts";
  * review, parsed (JSON.parse, as fastify does; `--parsed` parses it once, outside the loop), judged,
  * counted and timed in the metrics as the admission server does, and encoded; the answer's UTF-8 length
  * is taken as fastify takes it for Content-Length. Prints main-thread CPU and heap bytes allocated per
- * review (the used heap's growth plus what every GC in the loop freed). The objects are the golden
- * fixtures' with fixed uids, so two commits answer byte for byte alike.
+ * review (the used heap's growth plus what every GC in the loop freed). The reviewer is
+ * bench/webhook-fixtures.ts's, so two commits answer byte for byte alike.
  *
  *   taskset -c 0 nice node --max-semi-space-size=2 --heap-growing-percent=30 bench/webhook-review-cost.ts
  */
@@ -33,51 +27,7 @@ const reviews = numberFlag("reviews", 200_000);
 const warmup = numberFlag("warmup", 20_000);
 const parsedOnce = process.argv.includes("--parsed");
 
-const docs = parseAllDocuments(
-  readFileSync(new URL("../test/fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-).map((d, i) => {
-  const doc = d.toJSON();
-  doc.metadata = {
-    uid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
-    resourceVersion: String(1000 + i),
-    ...doc.metadata,
-  };
-  return doc;
-});
-const identities = new Map<string, AgentIdentity>(
-  docs
-    .filter((d) => d.kind === "AgentIdentity")
-    .map((d) => [`${d.metadata.namespace}/${d.metadata.name}`, d]),
-);
-const blueprints = new Map<string, AgentIdentityBlueprint>(
-  docs.filter((d) => d.kind === "AgentIdentityBlueprint").map((d) => [d.metadata.name, d]),
-);
-const namespaces = new Map<string, Record<string, string>>(
-  docs.filter((d) => d.kind === "Namespace").map((d) => [d.metadata.name, d.metadata.labels ?? {}]),
-);
-const settings = sidecarSettings({
-  image: "ghcr.io/agentid/sidecar:bench",
-  native: true,
-  defaultResources: DEFAULT_RESOURCES,
-});
-const resolveTarget = createTargetCache();
-const review = createReviewer({
-  identities: {
-    cached: (ns, name) => identities.get(`${ns}/${name}`),
-    cachedList: (ns) => [...identities.values()].filter((i) => i.metadata.namespace === ns),
-    read: async () => undefined,
-    list: async () => [],
-  },
-  resolve: (identity, namespace) =>
-    resolveTarget({
-      identity,
-      blueprint: blueprints.get(identity.spec.blueprintRef.name),
-      namespace: { name: namespace, labels: namespaces.get(namespace) ?? {} },
-      allowedAuthorityHosts: [],
-    }),
-  settings: () => settings,
-  logger: createLogger({ name: "bench", level: "silent" }),
-});
+const review = fixtureReviewer();
 // As server.ts observes them: prom-client children made once per outcome and reason.
 const metrics = createWebhookMetrics(new Registry());
 const reviewed = perLabels((outcome, reason) => metrics.reviews.labels(outcome, reason));

@@ -1,23 +1,17 @@
-import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import Fastify from "fastify";
 import { Registry } from "prom-client";
-import { parseAllDocuments } from "yaml";
-import type { AgentIdentity, AgentIdentityBlueprint } from "../src/api/types.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { createWebhookMetrics } from "../src/webhook/metrics.ts";
-import { createReviewer } from "../src/webhook/review.ts";
 import { startAdmissionServer } from "../src/webhook/server.ts";
-import { DEFAULT_RESOURCES, sidecarSettings } from "../src/webhook/settings.ts";
-import { createTargetCache } from "../src/webhook/target.ts";
+import { fixtureReviewer } from "./webhook-fixtures.ts";
 
 /**
  * One server of bench/webhook, in a process of its own: `webhook` (the admission server with the whole
- * review: selection, blueprint and namespace checks, rendering, mutation; objects from the golden
- * fixtures, in memory as the informer cache holds them) or `echo` (a bare fastify HTTPS route that
- * answers the body it was sent). Reads the certificate from the environment, prints its port, and
- * answers any IPC message with its main thread's CPU time and its GC pauses so far.
+ * review of bench/webhook-fixtures.ts, answered from the caches as in a running cluster) or `echo` (a
+ * bare fastify HTTPS route that answers the body it was sent). Reads the certificate from the
+ * environment, prints its port, and answers any IPC message with its main thread's CPU time and its GC
+ * pauses so far.
  */
 
 const kind = process.argv[2];
@@ -50,48 +44,7 @@ if (kind === "echo") {
   const address = app.server.address();
   process.stdout.write(`${typeof address === "object" && address ? address.port : 0}\n`);
 } else if (kind === "webhook") {
-  // As the informer cache holds them: every object from the API server has a uid and a resourceVersion.
-  const docs = parseAllDocuments(
-    readFileSync(new URL("../test/fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-  ).map((d, i) => {
-    const doc = d.toJSON();
-    doc.metadata = { uid: randomUUID(), resourceVersion: String(1000 + i), ...doc.metadata };
-    return doc;
-  });
-  const identities = new Map<string, AgentIdentity>(
-    docs
-      .filter((d) => d.kind === "AgentIdentity")
-      .map((d) => [`${d.metadata.namespace}/${d.metadata.name}`, d]),
-  );
-  const blueprints = new Map<string, AgentIdentityBlueprint>(
-    docs.filter((d) => d.kind === "AgentIdentityBlueprint").map((d) => [d.metadata.name, d]),
-  );
-  const namespaces = new Map<string, Record<string, string>>(
-    docs.filter((d) => d.kind === "Namespace").map((d) => [d.metadata.name, d.metadata.labels ?? {}]),
-  );
-  const settings = sidecarSettings({
-    image: "ghcr.io/agentid/sidecar:bench",
-    native: true,
-    defaultResources: DEFAULT_RESOURCES,
-  });
-  const resolveTarget = createTargetCache();
-  const review = createReviewer({
-    identities: {
-      cached: (ns, name) => identities.get(`${ns}/${name}`),
-      cachedList: (ns) => [...identities.values()].filter((i) => i.metadata.namespace === ns),
-      read: async () => undefined,
-      list: async () => [],
-    },
-    resolve: (identity, namespace) =>
-      resolveTarget({
-        identity,
-        blueprint: blueprints.get(identity.spec.blueprintRef.name),
-        namespace: { name: namespace, labels: namespaces.get(namespace) ?? {} },
-        allowedAuthorityHosts: [],
-      }),
-    settings: () => settings,
-    logger: createLogger({ name: "bench", level: "silent" }),
-  });
+  const review = fixtureReviewer();
   const server = await startAdmissionServer({
     host: "127.0.0.1",
     port: 0,

@@ -27,7 +27,7 @@ import {
 import { isApiReadTimeout, ReadBudget } from "./reads.ts";
 import { recheckRefusal } from "./recheck.ts";
 import { limitRefusals, type Refusal } from "./refusals.ts";
-import type { Resolved, ResolveOptions } from "./review.ts";
+import type { ResolveTarget } from "./review.ts";
 import { type IdentitySource, selectIdentity } from "./select.ts";
 import type { SidecarSettings } from "./types.ts";
 
@@ -118,11 +118,7 @@ export function parseGuardReview(body: unknown): GuardParsed {
 
 export interface GuardDeps {
   identities: IdentitySource;
-  resolve(
-    identity: AgentIdentity,
-    namespace: string,
-    options?: ResolveOptions,
-  ): Resolved | Promise<Resolved> | undefined;
+  resolve: ResolveTarget;
   settings: () => SidecarSettings;
   /** Who may mint the exchange token anyway: the manager's own user (its verification TokenRequest). */
   trustedUsers: () => readonly string[];

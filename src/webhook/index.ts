@@ -16,7 +16,7 @@ import {
   type ReadBudget,
 } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
-import { createReviewer, type Resolved, type ResolveOptions } from "./review.ts";
+import { createReviewer, type Resolved, type ResolveTarget } from "./review.ts";
 import type { IdentitySource } from "./select.ts";
 import { whoAmI } from "./self.ts";
 import { type CertificateSettings, createServing, type Serving } from "./serving.ts";
@@ -94,11 +94,7 @@ export function createResolve(deps: {
   target(input: Omit<TargetInput, "allowedAuthorityHosts">): Resolved;
   /** The clock of the missing-blueprint memory (tests); Date.now by default. */
   now?: () => number;
-}): (
-  identity: AgentIdentity,
-  namespace: string,
-  options?: ResolveOptions,
-) => Resolved | Promise<Resolved> | undefined {
+}): ResolveTarget {
   const now = deps.now ?? Date.now;
   const missingUntil = new Map<string, number>();
   const knownMissing = (name: string): boolean => {

@@ -1,7 +1,7 @@
 import type { AgentIdentity } from "../api/types.ts";
 import type { ReadBudget } from "./reads.ts";
 import type { Refusal } from "./refusals.ts";
-import type { Resolved, ResolveOptions } from "./review.ts";
+import type { Resolved, ResolveTarget } from "./review.ts";
 import { type IdentitySource, type Selected, selectFromApi } from "./select.ts";
 import type { InjectionTarget } from "./types.ts";
 
@@ -26,11 +26,7 @@ export type Rechecked =
 
 export interface RecheckDeps {
   identities: IdentitySource;
-  resolve(
-    identity: AgentIdentity,
-    namespace: string,
-    options?: ResolveOptions,
-  ): Resolved | Promise<Resolved> | undefined;
+  resolve: ResolveTarget;
 }
 
 /** `resolved` is the answer for `first.identity` when the selection succeeded (undefined otherwise). */

@@ -40,18 +40,20 @@ export interface ResolveOptions {
   budget?: ReadBudget;
 }
 
+/**
+ * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
+ * A promise only when something must be read from the API server; `undefined` when that is so and no
+ * `budget` was given (the review then asks again with one).
+ */
+export type ResolveTarget = (
+  identity: AgentIdentity,
+  namespace: string,
+  options?: ResolveOptions,
+) => Resolved | Promise<Resolved> | undefined;
+
 export interface ReviewDeps {
   identities: IdentitySource;
-  /**
-   * The identity's blueprint and namespace checks, then the rendering: an InjectionTarget or a refusal.
-   * A promise only when something must be read from the API server; `undefined` when that is so and no
-   * `budget` was given (the review then asks again with one).
-   */
-  resolve(
-    identity: AgentIdentity,
-    namespace: string,
-    options?: ResolveOptions,
-  ): Resolved | Promise<Resolved> | undefined;
+  resolve: ResolveTarget;
   settings: () => SidecarSettings;
   logger: Logger;
   /** An Event on the AgentIdentity a refusal concerns (best effort, never awaited). */
