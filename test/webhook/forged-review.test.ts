@@ -9,7 +9,7 @@ import { createRefusalRecorder, recordRefusalEvent } from "../../src/webhook/eve
 import type { NamespaceObject } from "../../src/webhook/reads.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
-import { settings } from "./support.ts";
+import { podCreateRequest, settings } from "./support.ts";
 
 /**
  * An AdmissionReview posted straight to the webhook's port (it asks for no client certificate) carries
@@ -88,27 +88,15 @@ function forged(pod: {
   identity?: string;
   containers?: unknown[];
 }): AdmissionRequest {
-  return {
-    uid: "forged-1",
-    operation: "CREATE",
+  return podCreateRequest({
     namespace: NS,
-    resource: "pods",
-    subResource: "",
-    object: {
-      metadata: {
-        name: "p",
-        labels: { "agentid.io/inject": "true" },
-        annotations: { "agentid.io/identity": pod.identity ?? IDENTITY.metadata.name },
-      },
-      spec: {
-        serviceAccountName: pod.serviceAccountName ?? IDENTITY.spec.serviceAccountName,
-        containers: (pod.containers ?? [{ name: "app", image: "a:1" }]) as never,
-      },
-    },
-    oldObject: undefined,
-    dryRun: false,
+    uid: "forged-1",
     user: "mallory",
-  };
+    name: "p",
+    identity: pod.identity ?? IDENTITY.metadata.name,
+    serviceAccountName: pod.serviceAccountName ?? IDENTITY.spec.serviceAccountName,
+    ...(pod.containers ? { containers: pod.containers } : {}),
+  });
 }
 
 /** What the API server would have got back: the answer's message, as it is encoded on the wire. */

@@ -14,7 +14,7 @@ import { createApiReads, type NamespaceObject } from "../../src/webhook/reads.ts
 import { createReviewer } from "../../src/webhook/review.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
-import { settings } from "./support.ts";
+import { podCreateRequest, settings } from "./support.ts";
 
 /**
  * Whole mutating reviews wired as src/webhook/index.ts wires them (caches in front, the real API reads
@@ -133,24 +133,7 @@ function wire(cache: { identities: AgentIdentity[]; blueprints: AgentIdentityBlu
 }
 
 function request(pod: { identity?: string; serviceAccountName: string }): AdmissionRequest {
-  return {
-    uid: "u",
-    operation: "CREATE",
-    namespace: NS,
-    resource: "pods",
-    subResource: "",
-    object: {
-      metadata: {
-        generateName: "research-",
-        labels: { "agentid.io/inject": "true" },
-        ...(pod.identity ? { annotations: { "agentid.io/identity": pod.identity } } : {}),
-      },
-      spec: { serviceAccountName: pod.serviceAccountName, containers: [{ name: "app", image: "a:1" }] },
-    },
-    oldObject: undefined,
-    dryRun: false,
-    user: "alice",
-  };
+  return podCreateRequest({ namespace: NS, uid: "u", user: "alice", ...pod });
 }
 
 /** Event-loop turns (setImmediate is not faked) until `done`: loopback answers arrive through real I/O. */

@@ -10,7 +10,7 @@ import type { Refusal } from "../../src/webhook/refusals.ts";
 import { createReviewer, type Resolved } from "../../src/webhook/review.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
-import { settings } from "./support.ts";
+import { podCreateRequest, settings } from "./support.ts";
 
 /**
  * The review's refusal Events (one on the AgentIdentity a refusal concerns, none when there is none), the
@@ -113,28 +113,7 @@ function request(
   pod: { serviceAccountName?: string; identity?: string; env?: JsonObject[]; volumes?: JsonObject[] },
   options: { dryRun?: boolean } = {},
 ): AdmissionRequest {
-  return {
-    uid: "uid-1",
-    operation: "CREATE",
-    namespace: NS,
-    resource: "pods",
-    subResource: "",
-    object: {
-      metadata: {
-        generateName: "research-",
-        labels: { "agentid.io/inject": "true" },
-        ...(pod.identity ? { annotations: { "agentid.io/identity": pod.identity } } : {}),
-      },
-      spec: {
-        ...(pod.serviceAccountName ? { serviceAccountName: pod.serviceAccountName } : {}),
-        containers: [{ name: "app", image: "a:1", ...(pod.env ? { env: pod.env } : {}) }],
-        ...(pod.volumes ? { volumes: pod.volumes } : {}),
-      },
-    },
-    oldObject: undefined,
-    dryRun: options.dryRun ?? false,
-    user: "alice@contoso.com",
-  };
+  return podCreateRequest({ namespace: NS, ...pod, ...options });
 }
 
 const admitting = namespace({ "agentid.io/blueprint": "contoso-research" });

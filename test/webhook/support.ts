@@ -1,3 +1,5 @@
+import type { AdmissionRequest } from "../../src/webhook/admission.ts";
+import type { JsonObject } from "../../src/webhook/raw.ts";
 import { DEFAULT_RESOURCES, sidecarSettings } from "../../src/webhook/settings.ts";
 import type { InjectionTarget, SidecarSettings } from "../../src/webhook/types.ts";
 
@@ -41,5 +43,47 @@ export function settings(overrides: Partial<SidecarSettings> = {}): SidecarSetti
       defaultResources: DEFAULT_RESOURCES,
     }),
     ...overrides,
+  };
+}
+
+/**
+ * The AdmissionRequest of a pod CREATE that opts in (the inject label): `name` or else a Deployment's
+ * `generateName`; the identity by annotation when given; one app container unless `containers` says
+ * otherwise (`env` goes to that app container).
+ */
+export function podCreateRequest(options: {
+  namespace: string;
+  uid?: string;
+  user?: string;
+  dryRun?: boolean;
+  name?: string;
+  identity?: string;
+  serviceAccountName?: string;
+  containers?: unknown[];
+  env?: JsonObject[];
+  volumes?: JsonObject[];
+}): AdmissionRequest {
+  const app = { name: "app", image: "a:1", ...(options.env ? { env: options.env } : {}) };
+  return {
+    uid: options.uid ?? "uid-1",
+    operation: "CREATE",
+    namespace: options.namespace,
+    resource: "pods",
+    subResource: "",
+    object: {
+      metadata: {
+        ...(options.name ? { name: options.name } : { generateName: "research-" }),
+        labels: { "agentid.io/inject": "true" },
+        ...(options.identity ? { annotations: { "agentid.io/identity": options.identity } } : {}),
+      },
+      spec: {
+        ...(options.serviceAccountName ? { serviceAccountName: options.serviceAccountName } : {}),
+        containers: (options.containers ?? [app]) as JsonObject[],
+        ...(options.volumes ? { volumes: options.volumes } : {}),
+      },
+    },
+    oldObject: undefined,
+    dryRun: options.dryRun ?? false,
+    user: options.user ?? "alice@contoso.com",
   };
 }
