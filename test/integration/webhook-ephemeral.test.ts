@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
-import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { MWC_PATH } from "../../src/webhook/certificate-manager.ts";
 import { ensureIdentityEditorRole, namespaceUserClient } from "./namespace-user.ts";
 import {
@@ -8,6 +8,7 @@ import {
   createTestBlueprint,
   namesOf,
   newRun,
+  refusal,
   renderConfiguration,
   useTestWebhook,
   useWebhookControlPlane,
@@ -83,17 +84,6 @@ function debug(as: KubeClient, ns: string, podName: string, container: Record<st
   return as.patch<Pod>(`${podsPath(ns)}/${podName}/ephemeralcontainers`, "strategic", {
     spec: { ephemeralContainers: [{ image: "busybox:1.37", ...container }] },
   });
-}
-
-/** The message the API server sends the client (what kubectl prints after "Error from server"). */
-async function refusal(attempt: Promise<unknown>): Promise<string> {
-  try {
-    await attempt;
-  } catch (error) {
-    if (isApiError(error)) return error.message;
-    throw error;
-  }
-  return "admitted";
 }
 
 /** Every review the test webhook answered, whatever its outcome. */

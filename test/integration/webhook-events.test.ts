@@ -95,6 +95,15 @@ async function droppedTotal(): Promise<number> {
     .reduce((sum, v) => sum + v.value, 0);
 }
 
+/** The user makes these identities herself; the status the operator would write makes them Ready. */
+async function readyIdentitiesOf(user: KubeClient, names: readonly string[]): Promise<void> {
+  for (const name of names) {
+    await user.create(identityPath(cp.namespace), identityBody(cp.namespace, name));
+    await markReady(name);
+    await waitUntilServed(admin, cp.namespace, name);
+  }
+}
+
 /** Writes the Ready status the operator would (it does not run here). */
 async function markReady(name: string): Promise<void> {
   const path = identityPath(cp.namespace, name);
@@ -155,11 +164,7 @@ describe("refusal Events under a namespace user's loop", () => {
     // The user makes the identities herself (the chart's agentid-identity-editor role); the status the
     // operator would write makes them Ready.
     const names = ["loop-a", "loop-b", "loop-c"];
-    for (const name of names) {
-      await user.create(identityPath(cp.namespace), identityBody(cp.namespace, name));
-      await markReady(name);
-      await waitUntilServed(admin, cp.namespace, name);
-    }
+    await readyIdentitiesOf(user, names);
     const droppedBefore = await droppedTotal();
     // 25 rounds over 3 identities: 75 refusals, each identity within its own budget of 25.
     for (let round = 0; round < 25; round++) {
@@ -176,11 +181,7 @@ describe("refusal Events under a namespace user's loop", () => {
     const user = alice as KubeClient;
     // Alice uses up her namespace's PodRefused budget (if the tests above have not already).
     const names = ["spam-a", "spam-b", "spam-c"];
-    for (const name of names) {
-      await user.create(identityPath(cp.namespace), identityBody(cp.namespace, name));
-      await markReady(name);
-      await waitUntilServed(admin, cp.namespace, name);
-    }
+    await readyIdentitiesOf(user, names);
     for (let round = 0; round < 25; round++) {
       for (const [k, name] of names.entries()) await refusedAs(user, name, 20_000 + round * 10 + k);
     }

@@ -2,7 +2,7 @@ import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import { createNamespace } from "../../src/dev/controlplane-helpers.ts";
-import { createKubeClient, isApiError, type KubeClient } from "../../src/kube/client.ts";
+import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { serviceAccountPath } from "../../src/operator/service-account.ts";
 import { createVerifier } from "../../src/operator/verify.ts";
 import { identityPathOf } from "../../src/webhook/index.ts";
@@ -14,6 +14,7 @@ import {
   createReadyIdentity,
   createTestBlueprint,
   newRun,
+  refusal,
   useTestWebhook,
   waitUntilServed,
 } from "./webhook-support.ts";
@@ -72,17 +73,6 @@ const tokenRequest = (audiences: string[]) => ({
 async function guardReviews(kind: string): Promise<number> {
   const metric = await hook.registry.getSingleMetric("agentid_webhook_guard_reviews_total")?.get();
   return (metric?.values ?? []).filter((v) => v.labels.kind === kind).reduce((n, v) => n + v.value, 0);
-}
-
-/** The message the API server sends the client (what kubectl prints after "Error from server"). */
-async function refusal(attempt: Promise<unknown>): Promise<string> {
-  try {
-    await attempt;
-  } catch (error) {
-    if (isApiError(error)) return error.message;
-    throw error;
-  }
-  throw new Error("the request was admitted");
 }
 
 function appPod(name: string, spec: Record<string, unknown> = {}, labels = { "agentid.io/inject": "true" }) {

@@ -348,3 +348,17 @@ export async function waitUntilServed(
     return all.some((c) => c.name === "agentid-sidecar");
   });
 }
+
+/**
+ * The message the API server sends the client for a refused request (what kubectl prints after "Error
+ * from server"), or "admitted" when it was not refused (for expect.poll while a configuration spreads).
+ */
+export async function refusal(attempt: Promise<unknown>): Promise<string> {
+  try {
+    await attempt;
+  } catch (error) {
+    if (isApiError(error)) return error.message;
+    throw error;
+  }
+  return "admitted";
+}

@@ -1,6 +1,6 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type KubeClient, type KubeMethod, type RequestOptions, verbsOver } from "../../src/kube/client.ts";
+import type { KubeMethod, RequestOptions } from "../../src/kube/client.ts";
 import {
   createEventRecorder,
   DROPPED_METRIC,
@@ -10,6 +10,7 @@ import {
 import { createLogger } from "../../src/lib/log.ts";
 import { createEventSink } from "../../src/operator/events.ts";
 import { createRefusalRecorder, REFUSAL_NAMESPACE_LIMIT } from "../../src/webhook/events.ts";
+import { kubeClientOver } from "../support/kube-stub.ts";
 
 /**
  * The recorder as a whole, over an injected clock and an injected client that stands in for the API
@@ -47,12 +48,7 @@ function apiServer() {
     }
     return opts.body as T;
   };
-  const client: KubeClient = {
-    server: "https://127.0.0.1:6443",
-    ...verbsOver(request),
-    stream: () => Promise.reject(new Error("no watches here")),
-    close: async () => {},
-  };
+  const client = kubeClientOver(request);
   return { client, sent, state };
 }
 

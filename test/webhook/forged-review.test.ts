@@ -2,13 +2,14 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
-import { type KubeClient, type KubeMethod, type RequestOptions, verbsOver } from "../../src/kube/client.ts";
+import type { KubeMethod, RequestOptions } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { type AdmissionRequest, encodeReview } from "../../src/webhook/admission.ts";
 import { createRefusalRecorder, recordRefusalEvent } from "../../src/webhook/events.ts";
 import type { NamespaceObject } from "../../src/webhook/reads.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
+import { kubeClientOver } from "../support/kube-stub.ts";
 import { podCreateRequest, settings } from "./support.ts";
 
 /**
@@ -44,12 +45,7 @@ function eventServer() {
     }
     return opts.body as T;
   };
-  const client: KubeClient = {
-    server: "https://127.0.0.1:6443",
-    ...verbsOver(request),
-    stream: () => Promise.reject(new Error("no watches here")),
-    close: async () => {},
-  };
+  const client = kubeClientOver(request);
   return { client, written };
 }
 

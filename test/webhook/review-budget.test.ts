@@ -1,20 +1,18 @@
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { parseAllDocuments } from "yaml";
 import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import { createKubeClient, type KubeClient } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import type { AdmissionRequest } from "../../src/webhook/admission.ts";
 import { createGuard } from "../../src/webhook/guard-review.ts";
 import { createResolve, MISSING_BLUEPRINT_TTL_MS } from "../../src/webhook/index.ts";
-import { createApiReads, type NamespaceObject } from "../../src/webhook/reads.ts";
+import { createApiReads } from "../../src/webhook/reads.ts";
 import { createReviewer } from "../../src/webhook/review.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
-import { podCreateRequest, settings } from "./support.ts";
+import { fixtureObjects, podCreateRequest, settings } from "./support.ts";
 
 /**
  * Whole mutating reviews wired as src/webhook/index.ts wires them (caches in front, the real API reads
@@ -23,12 +21,7 @@ import { podCreateRequest, settings } from "./support.ts";
  * clock of the read budget and of the missing-blueprint memory is faked.
  */
 
-const docs = parseAllDocuments(
-  readFileSync(new URL("../fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-).map((d) => d.toJSON());
-const BLUEPRINT = docs.find((d) => d.kind === "AgentIdentityBlueprint") as AgentIdentityBlueprint;
-const READY = docs.find((d) => d.kind === "AgentIdentity") as AgentIdentity;
-const NAMESPACE = docs.find((d) => d.kind === "Namespace") as NamespaceObject;
+const { blueprint: BLUEPRINT, identity: READY, namespace: NAMESPACE } = fixtureObjects();
 const NS = "research";
 const NOT_READY: AgentIdentity = structuredClone(READY);
 for (const c of NOT_READY.status?.conditions ?? [])

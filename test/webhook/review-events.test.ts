@@ -1,7 +1,5 @@
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
-import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
+import type { AgentIdentity } from "../../src/api/types.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { type AdmissionRequest, encodeReview } from "../../src/webhook/admission.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
@@ -10,7 +8,7 @@ import type { Refusal } from "../../src/webhook/refusals.ts";
 import { createReviewer, type Resolved } from "../../src/webhook/review.ts";
 import type { IdentitySource } from "../../src/webhook/select.ts";
 import { resolveTarget } from "../../src/webhook/target.ts";
-import { podCreateRequest, settings } from "./support.ts";
+import { fixtureObjects, podCreateRequest, settings } from "./support.ts";
 
 /**
  * The review's refusal Events (one on the AgentIdentity a refusal concerns, none when there is none), the
@@ -19,12 +17,7 @@ import { podCreateRequest, settings } from "./support.ts";
  * and resolve contract index.ts implements over the informers and the kube client, counting API reads.
  */
 
-const docs = parseAllDocuments(
-  readFileSync(new URL("../fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
-).map((d) => d.toJSON());
-const BLUEPRINT = docs.find((d) => d.kind === "AgentIdentityBlueprint") as AgentIdentityBlueprint;
-const READY = docs.find((d) => d.kind === "AgentIdentity") as AgentIdentity;
-const NAMESPACE = docs.find((d) => d.kind === "Namespace") as NamespaceObject;
+const { blueprint: BLUEPRINT, identity: READY, namespace: NAMESPACE } = fixtureObjects();
 const NS = "research";
 
 function identity(

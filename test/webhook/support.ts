@@ -1,5 +1,9 @@
+import { readFileSync } from "node:fs";
+import { parseAllDocuments } from "yaml";
+import type { AgentIdentity, AgentIdentityBlueprint } from "../../src/api/types.ts";
 import type { AdmissionRequest } from "../../src/webhook/admission.ts";
 import type { JsonObject } from "../../src/webhook/raw.ts";
+import type { NamespaceObject } from "../../src/webhook/reads.ts";
 import { DEFAULT_RESOURCES, sidecarSettings } from "../../src/webhook/settings.ts";
 import type { InjectionTarget, SidecarSettings } from "../../src/webhook/types.ts";
 
@@ -85,5 +89,21 @@ export function podCreateRequest(options: {
     oldObject: undefined,
     dryRun: options.dryRun ?? false,
     user: options.user ?? "alice@contoso.com",
+  };
+}
+
+/** The golden fixtures' blueprint, Ready identity and namespace (test/fixtures/webhook/objects.yaml). */
+export function fixtureObjects(): {
+  blueprint: AgentIdentityBlueprint;
+  identity: AgentIdentity;
+  namespace: NamespaceObject;
+} {
+  const docs = parseAllDocuments(
+    readFileSync(new URL("../fixtures/webhook/objects.yaml", import.meta.url), "utf8"),
+  ).map((d) => d.toJSON());
+  return {
+    blueprint: docs.find((d) => d.kind === "AgentIdentityBlueprint") as AgentIdentityBlueprint,
+    identity: docs.find((d) => d.kind === "AgentIdentity") as AgentIdentity,
+    namespace: docs.find((d) => d.kind === "Namespace") as NamespaceObject,
   };
 }
